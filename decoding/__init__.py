@@ -1,0 +1,35 @@
+"""decoding: batched beam search in pure NumPy, with finished beams kept in the pool.
+
+Dimension key used in array names (``logprobs_BKV``): ``B`` batch items (prompts), ``K`` beams
+per prompt, ``N``/``M`` flattened rows, ``C`` candidates per beam, ``P`` pool entries, ``T``/``S``
+time, ``V`` vocabulary, ``D`` model width, ``H`` heads, ``E`` head width, ``F`` MLP width,
+``L`` layers.
+
+Quick use::
+
+    import decoding
+    results = decoding.batched_beam_search([[1, 2, 3]], beam_width=3, max_new_tokens=10)
+    best = results[0][0]          # a decoding.Beam: tokens, logprob, score, finished
+"""
+
+from decoding.beam import Beam
+from decoding.model import LanguageModel
+from decoding.scoring import LengthPenalty, Scorer
+from decoding.scripted import ScriptedLM
+from decoding.search import BeamSearchDecoder, BeamState, Decoder, batched_beam_search
+from decoding.transformer import NumpyTransformerLM
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Beam",
+    "BeamSearchDecoder",
+    "BeamState",
+    "Decoder",
+    "LanguageModel",
+    "LengthPenalty",
+    "NumpyTransformerLM",
+    "Scorer",
+    "ScriptedLM",
+    "batched_beam_search",
+]

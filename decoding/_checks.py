@@ -1,0 +1,77 @@
+"""Argument checks shared by decoders and models. Each error names the argument and the value."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["check_logits", "check_prompts", "optional_token_id", "positive_int"]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` as an int if it is a positive int (bool and float refused)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return operator.index(value)
+
+
+def optional_token_id(name: str, value: object, vocab_size: int) -> int | None:
+    """``None`` or an int in ``[0, vocab_size)``."""
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise TypeError(f"{name} must be None or an int token id, got {value!r}")
+    if not 0 <= value < vocab_size:
+        raise ValueError(f"{name} must be in [0, {vocab_size}) for this model, got {value!r}")
+    return operator.index(value)
+
+
+def check_prompts(prompts: object, vocab_size: int) -> tuple[tuple[int, ...], ...]:
+    """Validate ``prompts`` (a sequence of non-empty int sequences) -> tuple of int tuples."""
+    if isinstance(prompts, str | bytes) or not isinstance(prompts, Sequence | np.ndarray):
+        raise TypeError(f"prompts must be a list of token-id sequences, got {prompts!r}")
+    checked = []
+    for i, prompt in enumerate(prompts):
+        if isinstance(prompt, str | bytes) or not isinstance(prompt, Sequence | np.ndarray):
+            raise TypeError(f"prompts[{i}] must be a sequence of int token ids, got {prompt!r}")
+        if isinstance(prompt, np.ndarray) and prompt.ndim != 1:
+            raise ValueError(f"prompts[{i}] must be 1-D, got an array of shape {prompt.shape}")
+        if len(prompt) == 0:
+            raise ValueError(f"prompts[{i}] is empty; every prompt needs at least one token")
+        for j, token in enumerate(prompt):
+            if not _is_int(token):
+                raise TypeError(f"prompts[{i}][{j}] must be an int token id, got {token!r}")
+            if not 0 <= token < vocab_size:
+                raise ValueError(
+                    f"prompts[{i}][{j}] = {token!r} is out of range [0, {vocab_size})"
+                )
+        checked.append(tuple(int(t) for t in prompt))
+    return tuple(checked)
+
+
+def check_logits(logits: object, rows: int, vocab_size: int, step: int) -> np.ndarray:
+    """A model's output as float64 ``[rows, V]``; refuse a wrong shape, NaN or +inf."""
+    array = np.asarray(logits)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(
+            f"model returned logits of dtype {array.dtype} at step {step}; expected floats"
+        )
+    if array.shape != (rows, vocab_size):
+        raise ValueError(
+            f"model returned logits of shape {array.shape} at step {step}; "
+            f"expected {(rows, vocab_size)}"
+        )
+    array = array.astype(np.float64, copy=False)
+    # One pass catches both: NaN < inf and inf < inf are False.
+    if not (array < np.inf).all():
+        bad = "NaN" if np.isnan(array).any() else "+inf"
+        raise ValueError(f"model returned logits containing {bad} at step {step}")
+    return array

@@ -1,0 +1,105 @@
+"""`ScriptedLM`: a model whose next-token log-probabilities are written out in a table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from decoding._checks import positive_int
+from decoding.model import LanguageModel
+
+__all__ = ["ScriptedLM"]
+
+Row = Mapping[int, float] | Sequence[float] | np.ndarray
+
+
+class ScriptedLM(LanguageModel):
+    """A fake model for tests and docs, scripted from a table keyed by token sequence.
+
+    Args:
+        table: maps a token sequence (a tuple of ids) to the next-token log-probabilities,
+            either a full row of ``vocab_size`` floats or a ``{token: logprob}`` dict in
+            which unlisted tokens get ``-inf``. A sequence is looked up by its longest suffix
+            that is a key, so ``(3,)`` acts as a bigram row for any sequence ending in 3 and
+            ``()`` is the fallback for every sequence. A sequence with no matching key raises
+            ``KeyError``.
+        vocab_size: the vocabulary size; by default the length of the full rows or, if every
+            row is a dict, one more than the largest listed token.
+
+    The rows are returned as logits; the decoder's log-softmax leaves a normalised row (its
+    probabilities sum to 1) unchanged, so scripted log-probs come out exactly as written.
+
+    Example::
+
+        lm = ScriptedLM({(0,): {1: math.log(0.6), 2: math.log(0.4)}, (): {2: 0.0}})
+    """
+
+    def __init__(self, table: Mapping[Sequence[int], Row], vocab_size: int | None = None):
+        if not isinstance(table, Mapping) or not table:
+            raise TypeError(f"table must be a non-empty mapping, got {table!r}")
+        if vocab_size is None:
+            vocab_size = self._infer_vocab_size(table)
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        rows = {}
+        for key, row in table.items():
+            rows[tuple(int(t) for t in key)] = self._row(key, row)
+        self.table = rows
+        self._longest_key = max(len(key) for key in rows)
+
+    @staticmethod
+    def _infer_vocab_size(table: Mapping[Sequence[int], Row]) -> int:
+        sizes = {len(row) for row in table.values() if not isinstance(row, Mapping)}
+        if len(sizes) > 1:
+            raise ValueError(f"table rows have different lengths {sorted(sizes)}")
+        if sizes:
+            return sizes.pop()
+        return 1 + max((int(t) for row in table.values() for t in row), default=0)
+
+    def _row(self, key: Sequence[int], row: Row) -> np.ndarray:
+        if isinstance(row, Mapping):
+            array = np.full(self.vocab_size, -np.inf)
+            for token, logprob in row.items():
+                if not 0 <= int(token) < self.vocab_size:
+                    raise ValueError(
+                        f"table[{tuple(key)!r}] lists token {token!r}, out of range "
+                        f"[0, {self.vocab_size})"
+                    )
+                array[int(token)] = logprob
+        else:
+            array = np.array(row, dtype=np.float64)
+            if array.shape != (self.vocab_size,):
+                raise ValueError(
+                    f"table[{tuple(key)!r}] has shape {array.shape}, "
+                    f"expected ({self.vocab_size},)"
+                )
+        array.setflags(write=False)
+        return array
+
+    def lookup(self, sequence: Sequence[int]) -> np.ndarray:
+        """The ``[V]`` row for ``sequence``: its longest suffix that is a key."""
+        sequence = tuple(int(t) for t in sequence)
+        for size in range(min(len(sequence), self._longest_key), -1, -1):
+            row = self.table.get(sequence[len(sequence) - size :])
+            if row is not None:
+                return row
+        raise KeyError(f"ScriptedLM has no row for {sequence!r} nor any suffix of it")
+
+    def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:
+        """``[N sequences] -> [N, V]``: the scripted rows."""
+        return np.stack([self.lookup(s) for s in sequences]).reshape(len(sequences), -1)
+
+
+def normalised(vocab_size: int, logprobs: Mapping[int, float]) -> np.ndarray:
+    """A full row with the given log-probs and the remaining mass spread evenly over the
+    other tokens, so the row's probabilities sum to 1 (handy for hand-worked tables)."""
+    row = np.full(vocab_size, -np.inf)
+    listed = np.zeros(vocab_size, dtype=bool)
+    for token, logprob in logprobs.items():
+        row[token], listed[token] = logprob, True
+    rest = vocab_size - int(listed.sum())
+    mass = 1.0 - math.fsum(math.exp(lp) for lp in logprobs.values())
+    if rest and mass > 0:
+        row[~listed] = math.log(mass / rest)
+    return row

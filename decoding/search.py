@@ -1,0 +1,364 @@
+"""Batched beam search in which finished beams stay in the pool.
+
+Shapes: ``B`` prompts, ``K`` beams per prompt (``beam_width``), ``V`` vocabulary, ``C`` kept
+tokens per live beam (``min(2K, V)``), ``P = K + K*C`` pool entries per prompt, ``M`` live rows
+handed to the model (live beams of all prompts, row-major over ``[B, K]``).
+
+A search is ``init -> step ... step -> finalize``; `BeamSearchDecoder.decode` is the loop. Each
+step ranks, per prompt, one pool: the finished beams currently held plus every candidate made by
+extending a live beam by one of its top ``C`` tokens. The best ``K`` become the held beams, in
+rank order, so slot ``k`` of a prompt always holds its ``k``-th best beam.
+
+Why finished beams stay in the pool
+-----------------------------------
+A beam that emits EOS keeps its (frozen) logprob and length and is ranked again every step
+against the new candidates. Removing it, or setting it aside where later candidates cannot
+displace it, changes the answer: a short, confident hypothesis that hit EOS early (say logprob
+-3.0 after one token) must beat a longer, less likely one (-5.0 after two tokens). A decoder that
+drops finished beams returns the -5.0 beam; one that sets them aside keeps K finished beams
+forever even when K better ones turn up. Here a finished beam leaves only when K better entries
+exist in a later pool. See docs/algorithm.md for a worked example.
+
+Ties
+----
+Pool entries are compared by score (higher first); equal scores keep pool order: first the held
+finished beams by rank, then candidates by their parent's rank, then by the token's log-prob
+(higher first), then by token id (lower first). The same order picks a live beam's top ``C``
+tokens when log-probs tie. Sorting is stable, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from decoding._checks import (
+    check_logits,
+    check_prompts,
+    optional_token_id,
+    positive_int,
+)
+from decoding.beam import Beam
+from decoding.model import LanguageModel
+from decoding.scoring import LengthPenalty, Scorer, finite_alpha
+
+__all__ = ["BeamSearchDecoder", "BeamState", "Decoder", "batched_beam_search"]
+
+_CARRIED = -1  # history token for a finished beam carried over unchanged
+
+
+class Decoder(abc.ABC):
+    """A decoding strategy: prompts in, ranked hypotheses out."""
+
+    @abc.abstractmethod
+    def decode(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> list[list[Beam]]:
+        """One list of `Beam` per prompt, in prompt order, best first."""
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@attrs.frozen(eq=False)
+class BeamState:
+    """Search state after ``step`` selection steps. Arrays are read-only.
+
+    Slot ``[b, k]`` holds prompt b's k-th best beam; an empty slot has logprob ``-inf``.
+    """
+
+    logprob_BK: np.ndarray  # float64, raw sum of token log-probs; -inf marks an empty slot
+    length_BK: np.ndarray  # int64, generated tokens (EOS included)
+    finished_BK: np.ndarray  # bool
+    # One (source_BK, token_BK) pair per step: the slot each beam came from in the previous
+    # state and the token it appended (_CARRIED for a finished beam kept as it was).
+    history: tuple[tuple[np.ndarray, np.ndarray], ...]
+    logits_MV: np.ndarray | None  # model output for the live rows; None when the search is over
+    model_state: Any
+
+    @property
+    def step(self) -> int:
+        """Number of selection steps taken (= the longest generated length)."""
+        return len(self.history)
+
+    @property
+    def live_BK(self) -> np.ndarray:
+        """Held, unfinished beams: the ones the next step expands."""
+        return (self.logprob_BK > -np.inf) & ~self.finished_BK
+
+
+def log_softmax(logits_MV: np.ndarray) -> np.ndarray:
+    """``[M, V] -> [M, V]`` float64 log-probabilities; an all ``-inf`` row stays all ``-inf``."""
+    peak_M1 = logits_MV.max(axis=1, keepdims=True)
+    peak_M1[~np.isfinite(peak_M1)] = 0.0
+    shifted_MV = logits_MV - peak_M1
+    with np.errstate(divide="ignore"):
+        log_total_M1 = np.log(np.exp(shifted_MV).sum(axis=1, keepdims=True))
+    log_total_M1[~np.isfinite(log_total_M1)] = 0.0
+    shifted_MV -= log_total_M1
+    return shifted_MV
+
+
+def top_tokens(logprobs_MV: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``[M, V] -> ([M, C], [M, C])``: each row's best ``C`` token ids and their log-probs.
+
+    Ordered by log-prob (higher first), then token id (lower first); exact under ties.
+    """
+    rows, vocab = logprobs_MV.shape
+    if count < vocab:
+        # The count-th largest value; keep all above it and the lowest ids among those equal.
+        cut_M1 = np.partition(logprobs_MV, vocab - count, axis=1)[:, vocab - count, None]
+        above_MV = logprobs_MV > cut_M1
+        room_M1 = count - above_MV.sum(axis=1, keepdims=True)
+        at_MV = logprobs_MV == cut_M1
+        keep_MV = above_MV | (at_MV & (np.cumsum(at_MV, axis=1) <= room_M1))
+        tokens_MC = np.nonzero(keep_MV)[1].reshape(rows, count)
+    else:
+        tokens_MC = np.broadcast_to(np.arange(vocab), (rows, vocab))
+    values_MC = np.take_along_axis(logprobs_MV, tokens_MC, axis=1)
+    order_MC = np.argsort(-values_MC, axis=1, kind="stable")
+    return (
+        np.take_along_axis(tokens_MC, order_MC, axis=1),
+        np.take_along_axis(values_MC, order_MC, axis=1),
+    )
+
+
+def _eos_checked(value: object) -> int | None:
+    if value is not None:
+        optional_token_id("eos_token_id", value, vocab_size=np.iinfo(np.int64).max)
+    return value if value is None else int(value)
+
+
+@attrs.frozen
+class BeamSearchDecoder(Decoder):
+    """Batched beam search; finished beams compete in the pool until K better ones exist.
+
+    Args:
+        beam_width: K, the beams held per prompt (a positive int).
+        max_new_tokens: the most tokens generated per beam (a positive int).
+        alpha: length-penalty exponent for the default scorer ``LengthPenalty(alpha)``.
+        eos_token_id: the token that finishes a beam, or ``None`` for none.
+        scorer: ranks hypotheses; when given it replaces ``LengthPenalty(alpha)``.
+
+    ``decode`` is ``init``, then ``step`` until ``done``, then ``finalize``; each piece is public
+    so tests and tools can watch a search step by step.
+    """
+
+    beam_width: int = attrs.field(converter=functools.partial(positive_int, "beam_width"))
+    max_new_tokens: int = attrs.field(
+        converter=functools.partial(positive_int, "max_new_tokens")
+    )
+    alpha: float = attrs.field(default=0.6, converter=finite_alpha)
+    eos_token_id: int | None = attrs.field(default=None, converter=_eos_checked)
+    scorer: Scorer | None = attrs.field(default=None)
+
+    @scorer.validator
+    def _check_scorer(self, attribute: attrs.Attribute, value: object) -> None:
+        if value is not None and not isinstance(value, Scorer):
+            raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
+
+    @property
+    def ranker(self) -> Scorer:
+        """The scorer that ranks: ``scorer`` if given, else ``LengthPenalty(alpha)``."""
+        return self.scorer if self.scorer is not None else LengthPenalty(self.alpha)
+
+    # -- the driver ------------------------------------------------------------------------
+
+    def decode(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> list[list[Beam]]:
+        """Beam-search each prompt; one list of at most K `Beam`, best first, per prompt.
+
+        Args:
+            model: a `LanguageModel`.
+            prompts: B non-empty sequences of int token ids in ``[0, model.vocab_size)``.
+
+        Raises:
+            TypeError, ValueError: bad arguments or model output; nothing is decoded.
+        """
+        prompts = self._check(model, prompts)
+        if not prompts:
+            return []
+        state = self.init(model, prompts)
+        while not self.done(state):
+            state = self.step(model, state)
+        return self.finalize(state)
+
+    def _check(self, model: object, prompts: object) -> tuple[tuple[int, ...], ...]:
+        if not isinstance(model, LanguageModel):
+            raise TypeError(f"model must be a decoding.LanguageModel, got {model!r}")
+        vocab_size = positive_int("model.vocab_size", model.vocab_size)
+        optional_token_id("eos_token_id", self.eos_token_id, vocab_size)
+        checked = check_prompts(prompts, vocab_size)
+        limit = model.max_sequence_length
+        for i, prompt in enumerate(checked):
+            # The last generated token is never fed back, hence the - 1.
+            if limit is not None and len(prompt) + self.max_new_tokens - 1 > limit:
+                raise ValueError(
+                    f"prompts[{i}] has {len(prompt)} tokens; with max_new_tokens="
+                    f"{self.max_new_tokens} the model would need {len(prompt)} + "
+                    f"{self.max_new_tokens - 1} positions, more than its "
+                    f"max_sequence_length {limit}"
+                )
+        return checked
+
+    # -- the pieces ------------------------------------------------------------------------
+
+    def init(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> BeamState:
+        """Prefill the prompts; each prompt holds one live, empty beam with logprob 0.
+
+        ``prompts`` must already be valid (``decode`` checks them).
+        """
+        batch, width = len(prompts), self.beam_width
+        logits, model_state = model.prefill(prompts)
+        logprob_BK = np.full((batch, width), -np.inf)
+        logprob_BK[:, 0] = 0.0
+        return BeamState(
+            logprob_BK=_readonly(logprob_BK),
+            length_BK=_readonly(np.zeros((batch, width), dtype=np.int64)),
+            finished_BK=_readonly(np.zeros((batch, width), dtype=bool)),
+            history=(),
+            logits_MV=_readonly(check_logits(logits, batch, model.vocab_size, step=1)),
+            model_state=model_state,
+        )
+
+    def done(self, state: BeamState) -> bool:
+        """Whether the search is over (no live beam, or ``max_new_tokens`` reached)."""
+        return state.logits_MV is None
+
+    def step(self, model: LanguageModel, state: BeamState) -> BeamState:
+        """Rank each prompt's pool (held finished beams + candidates) and keep the best K."""
+        if state.logits_MV is None:
+            raise ValueError("step() called on a finished search; check done(state) first")
+        batch, width = state.logprob_BK.shape
+        vocab = model.vocab_size
+        count = min(2 * width, vocab)
+        new_length = state.step + 1
+        live_BK = state.live_BK
+
+        # Candidates [B, K, C]: each live beam extended by its top C tokens.
+        tokens_MC, token_logprob_MC = top_tokens(log_softmax(state.logits_MV), count)
+        cand_logprob_BKC = np.full((batch, width, count), -np.inf)
+        cand_logprob_BKC[live_BK] = state.logprob_BK[live_BK][:, None] + token_logprob_MC
+        cand_tokens_BKC = np.zeros((batch, width, count), dtype=np.int64)
+        cand_tokens_BKC[live_BK] = tokens_MC
+
+        # The pool [B, P]: held finished beams first (they are NOT dropped: see module
+        # docstring), then the candidates, parent by parent.
+        pool_logprob_BP = np.concatenate(
+            [
+                np.where(state.finished_BK, state.logprob_BK, -np.inf),
+                cand_logprob_BKC.reshape(batch, width * count),
+            ],
+            axis=1,
+        )
+        pool_length_BP = np.concatenate(
+            [state.length_BK, np.full((batch, width * count), new_length)], axis=1
+        )
+        pool_score_BP = self.ranker.score(pool_logprob_BP, pool_length_BP)
+        present_BP = pool_logprob_BP > -np.inf
+        # Stable: entries present first, then score descending, then pool order.
+        order_BP = np.lexsort((-pool_score_BP, ~present_BP), axis=-1)
+        pick_BK = order_BP[:, :width]
+
+        logprob_BK = np.take_along_axis(pool_logprob_BP, pick_BK, axis=1)
+        present_BK = logprob_BK > -np.inf
+        carried_BK = pick_BK < width
+        cand_BK = np.maximum(pick_BK - width, 0)
+        source_BK = np.where(carried_BK, pick_BK, cand_BK // count)
+        new_tokens_BK = np.take_along_axis(
+            cand_tokens_BKC.reshape(batch, width * count), cand_BK, axis=1
+        )
+        token_BK = np.where(carried_BK | ~present_BK, _CARRIED, new_tokens_BK)
+        length_BK = np.where(present_BK, np.take_along_axis(pool_length_BP, pick_BK, axis=1), 0)
+        ended_BK = carried_BK if self.eos_token_id is None else (
+            carried_BK | (new_tokens_BK == self.eos_token_id)
+        )
+        finished_BK = present_BK & ended_BK
+        history = (*state.history, (_readonly(source_BK), _readonly(token_BK)))
+
+        logits_MV, model_state = None, state.model_state
+        next_live_BK = present_BK & ~finished_BK
+        if new_length < self.max_new_tokens and next_live_BK.any():
+            # Row of each live slot in the last model call (row-major over live slots).
+            row_BK = np.cumsum(live_BK.ravel()).reshape(batch, width) - 1
+            parents_M = np.take_along_axis(row_BK, source_BK, axis=1)[next_live_BK]
+            logits, model_state = model.extend(
+                state.model_state, parents_M, token_BK[next_live_BK]
+            )
+            logits_MV = _readonly(
+                check_logits(logits, parents_M.size, vocab, step=new_length + 1)
+            )
+        return BeamState(
+            logprob_BK=_readonly(logprob_BK),
+            length_BK=_readonly(length_BK),
+            finished_BK=_readonly(finished_BK),
+            history=history,
+            logits_MV=logits_MV,
+            model_state=model_state,
+        )
+
+    def finalize(self, state: BeamState) -> list[list[Beam]]:
+        """Held beams as `Beam` records, per prompt, best first (tokens traced back)."""
+        batch, width = state.logprob_BK.shape
+        tokens_BKT = np.full((batch, width, state.step), _CARRIED, dtype=np.int64)
+        slot_BK = np.broadcast_to(np.arange(width), (batch, width))
+        for t in range(state.step - 1, -1, -1):
+            source_BK, token_BK = state.history[t]
+            tokens_BKT[:, :, t] = np.take_along_axis(token_BK, slot_BK, axis=1)
+            slot_BK = np.take_along_axis(source_BK, slot_BK, axis=1)
+        score_BK = self.ranker.score(state.logprob_BK, state.length_BK)
+        return [
+            [
+                Beam(
+                    tokens=tokens_BKT[b, k, : state.length_BK[b, k]].tolist(),
+                    logprob=state.logprob_BK[b, k],
+                    score=score_BK[b, k],
+                    finished=state.finished_BK[b, k],
+                )
+                for k in range(width)
+                if state.logprob_BK[b, k] > -np.inf
+            ]
+            for b in range(batch)
+        ]
+
+
+@functools.cache
+def _default_model() -> LanguageModel:
+    from decoding.transformer import NumpyTransformerLM
+
+    return NumpyTransformerLM()
+
+
+def batched_beam_search(
+    prompts: Sequence[Sequence[int]],
+    beam_width: int,
+    max_new_tokens: int,
+    alpha: float = 0.6,
+    eos_token_id: int | None = None,
+    model: LanguageModel | None = None,
+) -> list[list[Beam]]:
+    """Beam-search each prompt independently; return its best ``beam_width`` beams.
+
+    A convenience for ``BeamSearchDecoder(beam_width, max_new_tokens, alpha,
+    eos_token_id).decode(model, prompts)``.
+
+    Args:
+        prompts: B non-empty sequences of int token ids (numpy ints accepted).
+        beam_width: K, a positive int.
+        max_new_tokens: a positive int.
+        alpha: length-penalty exponent, any finite real; ranking uses
+            ``logprob / generated_len ** alpha``.
+        eos_token_id: int in ``[0, vocab_size)``; ``None`` means no token ends a beam.
+        model: a `LanguageModel`; ``None`` uses ``NumpyTransformerLM()`` (seed 0).
+
+    Returns:
+        One list per prompt, in prompt order, of at most K `Beam` records, best score first.
+        Each has ``tokens`` (generated ids only), ``logprob`` (raw sum), ``score`` and
+        ``finished``.
+    """
+    decoder = BeamSearchDecoder(beam_width, max_new_tokens, alpha, eos_token_id)
+    return decoder.decode(_default_model() if model is None else model, prompts)
