@@ -43,6 +43,7 @@ from decoding._checks import (
     optional_token_id,
     positive_int,
 )
+from decoding._select import top_candidates
 from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
@@ -90,42 +91,6 @@ class BeamState:
     def live_BK(self) -> np.ndarray:
         """Held, unfinished beams: the ones the next step expands."""
         return (self.logprob_BK > -np.inf) & ~self.finished_BK
-
-
-def log_softmax(logits_MV: np.ndarray) -> np.ndarray:
-    """``[M, V] -> [M, V]`` float64 log-probabilities; an all ``-inf`` row stays all ``-inf``."""
-    peak_M1 = logits_MV.max(axis=1, keepdims=True)
-    peak_M1[~np.isfinite(peak_M1)] = 0.0
-    shifted_MV = logits_MV - peak_M1
-    with np.errstate(divide="ignore"):
-        log_total_M1 = np.log(np.exp(shifted_MV).sum(axis=1, keepdims=True))
-    log_total_M1[~np.isfinite(log_total_M1)] = 0.0
-    shifted_MV -= log_total_M1
-    return shifted_MV
-
-
-def top_tokens(logprobs_MV: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """``[M, V] -> ([M, C], [M, C])``: each row's best ``C`` token ids and their log-probs.
-
-    Ordered by log-prob (higher first), then token id (lower first); exact under ties.
-    """
-    rows, vocab = logprobs_MV.shape
-    if count < vocab:
-        # The count-th largest value; keep all above it and the lowest ids among those equal.
-        cut_M1 = np.partition(logprobs_MV, vocab - count, axis=1)[:, vocab - count, None]
-        above_MV = logprobs_MV > cut_M1
-        room_M1 = count - above_MV.sum(axis=1, keepdims=True)
-        at_MV = logprobs_MV == cut_M1
-        keep_MV = above_MV | (at_MV & (np.cumsum(at_MV, axis=1) <= room_M1))
-        tokens_MC = np.nonzero(keep_MV)[1].reshape(rows, count)
-    else:
-        tokens_MC = np.broadcast_to(np.arange(vocab), (rows, vocab))
-    values_MC = np.take_along_axis(logprobs_MV, tokens_MC, axis=1)
-    order_MC = np.argsort(-values_MC, axis=1, kind="stable")
-    return (
-        np.take_along_axis(tokens_MC, order_MC, axis=1),
-        np.take_along_axis(values_MC, order_MC, axis=1),
-    )
 
 
 def _eos_checked(value: object) -> int | None:
@@ -221,7 +186,7 @@ class BeamSearchDecoder(Decoder):
             length_BK=_readonly(np.zeros((batch, width), dtype=np.int64)),
             finished_BK=_readonly(np.zeros((batch, width), dtype=bool)),
             history=(),
-            logits_MV=_readonly(check_logits(logits, batch, model.vocab_size, step=1)),
+            logits_MV=check_logits(logits, batch, model.vocab_size, step=1),
             model_state=model_state,
         )
 
@@ -240,7 +205,7 @@ class BeamSearchDecoder(Decoder):
         live_BK = state.live_BK
 
         # Candidates [B, K, C]: each live beam extended by its top C tokens.
-        tokens_MC, token_logprob_MC = top_tokens(log_softmax(state.logits_MV), count)
+        tokens_MC, token_logprob_MC = top_candidates(state.logits_MV, count, step=new_length)
         cand_logprob_BKC = np.full((batch, width, count), -np.inf)
         cand_logprob_BKC[live_BK] = state.logprob_BK[live_BK][:, None] + token_logprob_MC
         cand_tokens_BKC = np.zeros((batch, width, count), dtype=np.int64)
@@ -289,9 +254,7 @@ class BeamSearchDecoder(Decoder):
             logits, model_state = model.extend(
                 state.model_state, parents_M, token_BK[next_live_BK]
             )
-            logits_MV = _readonly(
-                check_logits(logits, parents_M.size, vocab, step=new_length + 1)
-            )
+            logits_MV = check_logits(logits, parents_M.size, vocab, step=new_length + 1)
         return BeamState(
             logprob_BK=_readonly(logprob_BK),
             length_BK=_readonly(length_BK),

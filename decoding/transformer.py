@@ -54,14 +54,50 @@ class TransformerWeights:
     n_heads: int
 
 
+class _Slab:
+    """Cache storage shared by a chain of `KVCache` states; only the newest state writes to it.
+
+    Rows are physical slots. ``generation`` counts writes, so a state can tell whether the slab
+    still holds what it describes.
+    """
+
+    __slots__ = ("generation", "k_LRHSE", "pad_R", "v_LRHSE")
+
+    def __init__(self, k_LRHSE: np.ndarray, v_LRHSE: np.ndarray, pad_R: np.ndarray) -> None:
+        self.k_LRHSE, self.v_LRHSE, self.pad_R = k_LRHSE, v_LRHSE, pad_R
+        self.generation = 0
+
+
 @attrs.frozen(eq=False)
 class KVCache:
-    """Cached keys and values for N rows; columns ``[0, length)`` are filled."""
+    """A transformer's cache state: M logical rows, each in a physical slot of a shared slab.
 
-    k_LNHSE: np.ndarray
-    v_LNHSE: np.ndarray
-    pad_N: np.ndarray  # int64, padding columns at the left of each row
-    length: int
+    Extending the newest state of a slab reuses it in place: a row whose parent has no other
+    child keeps the parent's slot (no copy); only extra children of a parent are copied into
+    slots freed by parents that left no child. Extending an older state still works: its
+    sequences are rebuilt from ``prompts`` and ``history`` and prefilled into a new slab.
+    """
+
+    slab: _Slab
+    generation: int
+    slot_M: np.ndarray  # int64, physical slot of each row
+    length: int  # cache columns filled (the same for every row: rows are left-padded)
+    prompts: tuple[tuple[int, ...], ...]
+    history: tuple[tuple[np.ndarray, np.ndarray], ...]  # (parents_M, tokens_M) per extend
+
+    @property
+    def is_current(self) -> bool:
+        """Whether the slab still holds this state (no later extend has written to it)."""
+        return self.generation == self.slab.generation
+
+    def sequences(self) -> tuple[tuple[int, ...], ...]:
+        """The full token sequence of each row (prompt + tokens fed since)."""
+        rows = self.prompts
+        for parents_M, tokens_M in self.history:
+            rows = tuple(
+                rows[p] + (t,) for p, t in zip(parents_M.tolist(), tokens_M.tolist(), strict=True)
+            )
+        return rows
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -112,80 +148,164 @@ def init_weights(
     return TransformerWeights(wte, wpe, blocks, ones(d), zeros(d), n_heads)
 
 
+@attrs.frozen(eq=False)
+class FoldedBlock:
+    """A block with LayerNorm affines folded into the next linear layer (exact algebra):
+    ``(g * n + b) @ W + c == n @ (g[:, None] * W) + (b @ W + c)``; the attention scale
+    ``1 / sqrt(E)`` is folded into the query columns."""
+
+    qkv_w_D3D: np.ndarray
+    qkv_b_3D: np.ndarray
+    out_w_DD: np.ndarray
+    out_b_D: np.ndarray
+    fc_w_DF: np.ndarray
+    fc_b_F: np.ndarray
+    proj_w_FD: np.ndarray
+    proj_b_D: np.ndarray
+
+
+@attrs.frozen(eq=False)
+class FoldedWeights:
+    """What the forward pass reads: `TransformerWeights` with the LayerNorms folded."""
+
+    wte_VD: np.ndarray
+    wpe_PD: np.ndarray
+    blocks: tuple[FoldedBlock, ...]
+    head_w_DV: np.ndarray  # final LayerNorm gain times wte.T, C-contiguous
+    head_b_V: np.ndarray  # float64
+    n_heads: int
+
+
+def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWeights:
+    """Fold every LayerNorm affine and the attention scale into the next linear layer, in
+    float64, then cast to ``dtype`` (the final bias stays float64, so logits come out float64).
+    """
+
+    def cast(array: np.ndarray) -> np.ndarray:
+        return _readonly(np.ascontiguousarray(array, dtype=dtype))
+
+    d = weights.wte_VD.shape[1]
+    scale_3D = np.ones(3 * d)
+    scale_3D[:d] = (d // weights.n_heads) ** -0.5
+    blocks = tuple(
+        FoldedBlock(
+            qkv_w_D3D=cast(w.ln1_g_D[:, None] * w.qkv_w_D3D * scale_3D),
+            qkv_b_3D=cast((w.ln1_b_D @ w.qkv_w_D3D + w.qkv_b_3D) * scale_3D),
+            out_w_DD=cast(w.out_w_DD),
+            out_b_D=cast(w.out_b_D),
+            fc_w_DF=cast(w.ln2_g_D[:, None] * w.fc_w_DF),
+            fc_b_F=cast(w.ln2_b_D @ w.fc_w_DF + w.fc_b_F),
+            proj_w_FD=cast(w.proj_w_FD),
+            proj_b_D=cast(w.proj_b_D),
+        )
+        for w in weights.blocks
+    )
+    return FoldedWeights(
+        wte_VD=cast(weights.wte_VD),
+        wpe_PD=cast(weights.wpe_PD),
+        blocks=blocks,
+        head_w_DV=cast(weights.lnf_g_D[:, None] * weights.wte_VD.T),
+        head_b_V=_readonly(weights.lnf_b_D @ weights.wte_VD.T),
+        n_heads=weights.n_heads,
+    )
+
+
 # -- the forward pass: small pure functions (picoGPT style) -----------------------------------
 
 
-def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """``[..., D] -> [..., D]``."""
-    mean = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)
-    return g * (x - mean) / np.sqrt(var + eps) + b
+def normalize(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """``[..., D] -> [..., D]``: LayerNorm without its affine (folded into the next layer)."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    var = np.square(centred).mean(axis=-1, keepdims=True)
+    var += eps
+    centred /= np.sqrt(var, out=var)
+    return centred
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """GPT-2's tanh approximation, elementwise."""
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    """GPT-2's tanh approximation, elementwise, ``x`` overwritten and returned."""
+    inner = x * x
+    inner *= 0.044715
+    inner += 1.0
+    inner *= x
+    inner *= np.sqrt(2.0 / np.pi)
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    x *= 0.5
+    x *= inner
+    return x
 
 
 def attention(
-    q_NHTE: np.ndarray, k_NHSE: np.ndarray, v_NHSE: np.ndarray, mask_NTS: np.ndarray
+    q_NHTE: np.ndarray, k_NHSE: np.ndarray, v_NHSE: np.ndarray, bias_NTS: np.ndarray
 ) -> np.ndarray:
-    """Masked softmax attention, ``-> [N, H, T, E]``; every query must see at least one key."""
-    scores_NHTS = q_NHTE @ k_NHSE.swapaxes(-1, -2) / np.sqrt(q_NHTE.shape[-1])
-    scores_NHTS = np.where(mask_NTS[:, None], scores_NHTS, -np.inf)
+    """Softmax attention, ``-> [N, H, T, E]``; ``bias`` is 0 where a key is visible and
+    ``-inf`` where not, and every query sees at least one key. ``q`` is pre-scaled."""
+    scores_NHTS = q_NHTE @ k_NHSE.swapaxes(-1, -2)
+    scores_NHTS += bias_NTS[:, None]
     scores_NHTS -= scores_NHTS.max(axis=-1, keepdims=True)
-    probs_NHTS = np.exp(scores_NHTS)
-    probs_NHTS /= probs_NHTS.sum(axis=-1, keepdims=True)
-    return probs_NHTS @ v_NHSE
+    np.exp(scores_NHTS, out=scores_NHTS)
+    scores_NHTS /= scores_NHTS.sum(axis=-1, keepdims=True)
+    return scores_NHTS @ v_NHSE
 
 
 def block(
     x_NTD: np.ndarray,
-    w: BlockWeights,
+    w: FoldedBlock,
     n_heads: int,
     k_NHSE: np.ndarray,
     v_NHSE: np.ndarray,
     start: int,
-    mask_NTS: np.ndarray,
+    bias_NTS: np.ndarray,
 ) -> np.ndarray:
     """``[N, T, D] -> [N, T, D]``; writes this block's keys/values into cache columns
     ``[start, start + T)`` and attends over ``[0, start + T)``."""
     n, t, d = x_NTD.shape
-    qkv_NT3D = layer_norm(x_NTD, w.ln1_g_D, w.ln1_b_D) @ w.qkv_w_D3D + w.qkv_b_3D
-    q_NTHE, k_NTHE, v_NTHE = np.split(qkv_NT3D.reshape(n, t, 3 * n_heads, -1), 3, axis=2)
+    qkv_NT3D = normalize(x_NTD) @ w.qkv_w_D3D
+    qkv_NT3D += w.qkv_b_3D
+    qkv_3NHTE = qkv_NT3D.reshape(n, t, 3, n_heads, d // n_heads).transpose(2, 0, 3, 1, 4)
     end = start + t
-    k_NHSE[:, :, start:end] = k_NTHE.transpose(0, 2, 1, 3)
-    v_NHSE[:, :, start:end] = v_NTHE.transpose(0, 2, 1, 3)
-    heads_NHTE = attention(
-        q_NTHE.transpose(0, 2, 1, 3), k_NHSE[:, :, :end], v_NHSE[:, :, :end], mask_NTS
-    )
-    x_NTD = x_NTD + heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d) @ w.out_w_DD + w.out_b_D
-    hidden_NTF = gelu(layer_norm(x_NTD, w.ln2_g_D, w.ln2_b_D) @ w.fc_w_DF + w.fc_b_F)
-    return x_NTD + hidden_NTF @ w.proj_w_FD + w.proj_b_D
+    k_NHSE[:, :, start:end] = qkv_3NHTE[1]
+    v_NHSE[:, :, start:end] = qkv_3NHTE[2]
+    heads_NHTE = attention(qkv_3NHTE[0], k_NHSE[:, :, :end], v_NHSE[:, :, :end], bias_NTS)
+    attended_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d) @ w.out_w_DD
+    attended_NTD += w.out_b_D
+    x_NTD = x_NTD + attended_NTD
+    hidden_NTF = normalize(x_NTD) @ w.fc_w_DF
+    hidden_NTF += w.fc_b_F
+    mlp_NTD = gelu(hidden_NTF) @ w.proj_w_FD
+    mlp_NTD += w.proj_b_D
+    x_NTD += mlp_NTD
+    return x_NTD
 
 
 def forward(
-    weights: TransformerWeights,
+    weights: FoldedWeights,
     tokens_NT: np.ndarray,
     pad_N: np.ndarray,
     k_LNHSE: np.ndarray,
     v_LNHSE: np.ndarray,
     start: int,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Run ``tokens_NT`` at cache columns ``[start, start + T)``; ``-> logits [N, V]`` of the
-    last position. Fills those cache columns (the caller owns the cache arrays)."""
+    """Run ``tokens_NT`` at cache columns ``[start, start + T)``; ``-> logits [M, V]`` of the
+    last position of ``rows`` (default: all N). Fills those cache columns."""
     t = tokens_NT.shape[1]
     column_T = np.arange(start, start + t)
     positions_NT = np.maximum(column_T - pad_N[:, None], 0)
-    x_NTD = weights.wte_VD[tokens_NT] + weights.wpe_PD[positions_NT]
+    x_NTD = weights.wte_VD[tokens_NT]
+    x_NTD += weights.wpe_PD[positions_NT]
     key_S = np.arange(start + t)
     # Causal and not padding; a padding query sees itself so no softmax row is empty.
-    mask_NTS = (key_S <= column_T[:, None]) & (key_S >= pad_N[:, None, None])
-    mask_NTS |= key_S == column_T[:, None]
+    visible_NTS = (key_S <= column_T[:, None]) & (key_S >= pad_N[:, None, None])
+    visible_NTS |= key_S == column_T[:, None]
+    zero, hidden = k_LNHSE.dtype.type(0.0), k_LNHSE.dtype.type(-np.inf)
+    bias_NTS = np.where(visible_NTS, zero, hidden)
     for layer, w in enumerate(weights.blocks):
-        x_NTD = block(x_NTD, w, weights.n_heads, k_LNHSE[layer], v_LNHSE[layer], start, mask_NTS)
-    h_ND = layer_norm(x_NTD[:, -1], weights.lnf_g_D, weights.lnf_b_D)
-    return h_ND @ weights.wte_VD.T
+        x_NTD = block(x_NTD, w, weights.n_heads, k_LNHSE[layer], v_LNHSE[layer], start, bias_NTS)
+    last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
+    # Adding the float64 bias makes float64 logits in the same pass.
+    return np.add(normalize(last_MD) @ weights.head_w_DV, weights.head_b_V)
 
 
 class NumpyTransformerLM(LanguageModel):
@@ -195,7 +315,10 @@ class NumpyTransformerLM(LanguageModel):
 
     `prefill` and `extend` use a KV cache (each step costs attention over the cache, never a
     recompute of the prefix); `next_token_logits` recomputes from scratch and agrees with the
-    cached path to float tolerance. All math is float64.
+    cached path to float tolerance.
+
+    Model math runs in ``dtype`` (float32 by default, for speed; float64 for near-exact
+    comparisons); logits are returned as float64 and decoders accumulate in float64.
     """
 
     def __init__(
@@ -206,6 +329,7 @@ class NumpyTransformerLM(LanguageModel):
         n_layers: int = 1,
         n_ctx: int = 1024,
         seed: int = 0,
+        dtype: type[np.floating] | str = "float32",
     ) -> None:
         self.vocab_size = positive_int("vocab_size", vocab_size)
         d_model = positive_int("d_model", d_model)
@@ -220,63 +344,113 @@ class NumpyTransformerLM(LanguageModel):
         self.weights = init_weights(
             self.vocab_size, d_model, n_heads, n_layers, self.max_sequence_length, self.seed
         )
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self._folded = fold(self.weights, self.dtype)
 
     def __repr__(self) -> str:
         w = self.weights
         return (
             f"NumpyTransformerLM(vocab_size={self.vocab_size}, d_model={w.wte_VD.shape[1]}, "
             f"n_heads={w.n_heads}, n_layers={len(w.blocks)}, "
-            f"n_ctx={self.max_sequence_length}, seed={self.seed})"
+            f"n_ctx={self.max_sequence_length}, seed={self.seed}, dtype={self.dtype.name})"
         )
 
-    def _empty_cache(self, rows: int, capacity: int) -> tuple[np.ndarray, np.ndarray]:
+    def _new_slab(self, rows: int, capacity: int, pad_R: np.ndarray) -> _Slab:
         w = self.weights
         d = w.wte_VD.shape[1]
         shape = (len(w.blocks), rows, w.n_heads, capacity, d // w.n_heads)
-        return np.empty(shape), np.empty(shape)
+        return _Slab(np.empty(shape, self.dtype), np.empty(shape, self.dtype), pad_R)
 
     def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, KVCache]:
         """``[N prompts] -> (logits [N, V], cache)``; prompts of any lengths, one batched call."""
         checked = check_prompts(prompts, self.vocab_size)
-        lengths_N = np.array([len(p) for p in checked], dtype=np.int64)
         if not checked:
             raise ValueError("prompts must not be empty")
+        lengths_N = np.array([len(p) for p in checked], dtype=np.int64)
         width = int(lengths_N.max())
         if width > self.max_sequence_length:
-            i = int(lengths_N.argmax())
             raise ValueError(
-                f"prompts[{i}] has {width} tokens, more than the position table "
-                f"(n_ctx={self.max_sequence_length})"
+                f"prompts[{int(lengths_N.argmax())}] has {width} tokens, more than the "
+                f"position table (n_ctx={self.max_sequence_length})"
             )
         pad_N = width - lengths_N
         tokens_NT = np.zeros((len(checked), width), dtype=np.int64)
         for i, prompt in enumerate(checked):
             tokens_NT[i, pad_N[i] :] = prompt
-        k, v = self._empty_cache(len(checked), width + 32)
-        logits_NV = forward(self.weights, tokens_NT, pad_N, k, v, start=0)
-        return logits_NV, KVCache(k, v, _readonly(pad_N), width)
+        slab = self._new_slab(len(checked), width + 64, pad_N)
+        logits_NV = forward(self._folded, tokens_NT, pad_N, slab.k_LRHSE, slab.v_LRHSE, start=0)
+        slots_N = _readonly(np.arange(len(checked)))
+        return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, ())
 
     def extend(
         self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
     ) -> tuple[np.ndarray, KVCache]:
-        """Gather the cache rows by ``parents_M``, then run one token per row."""
+        """Reorder the cache by ``parents_M``, then run one token per row (see `KVCache`)."""
         parents_M = np.asarray(parents_M, dtype=np.int64)
         tokens_M = np.asarray(tokens_M, dtype=np.int64)
-        start = state.length
-        pad_M = state.pad_N[parents_M]
-        if start - int(pad_M.min(initial=start)) >= self.max_sequence_length:
+        rows = state.slot_M.size
+        if parents_M.ndim != 1 or parents_M.shape != tokens_M.shape:
+            raise ValueError(
+                f"parents_M and tokens_M must be 1-D of one length, got shapes "
+                f"{parents_M.shape} and {tokens_M.shape}"
+            )
+        if parents_M.size and not (0 <= parents_M.min() and parents_M.max() < rows):
+            raise ValueError(f"parents_M must index the state's {rows} rows, got {parents_M}")
+        if tokens_M.size and not (0 <= tokens_M.min() and tokens_M.max() < self.vocab_size):
+            raise ValueError(f"tokens_M must be in [0, {self.vocab_size}), got {tokens_M}")
+        if not state.is_current:
+            state = self.prefill(state.sequences())[1]
+        slab, start = state.slab, state.length
+        source_M = state.slot_M[parents_M]
+        if start - int(slab.pad_R[source_M].min(initial=start)) >= self.max_sequence_length:
             raise ValueError(
                 f"sequence would exceed the position table (n_ctx={self.max_sequence_length})"
             )
-        capacity = state.k_LNHSE.shape[3]
-        if start == capacity:
-            capacity *= 2
-        k, v = self._empty_cache(parents_M.size, capacity)
-        k[:, :, :, :start] = state.k_LNHSE[:, parents_M, :, :start]
-        v[:, :, :, :start] = state.v_LNHSE[:, parents_M, :, :start]
-        logits_NV = forward(self.weights, tokens_M[:, None], pad_M, k, v, start=start)
-        return logits_NV, KVCache(k, v, _readonly(pad_M), start + 1)
+        capacity = slab.k_LRHSE.shape[3]
+        if start == capacity or parents_M.size > slab.pad_R.size:
+            # Grow: a new slab, filled by one gather; the old one is left as it was.
+            grown = self._new_slab(parents_M.size, 2 * capacity, slab.pad_R[source_M])
+            grown.k_LRHSE[:, :, :, :start] = slab.k_LRHSE[:, source_M, :, :start]
+            grown.v_LRHSE[:, :, :, :start] = slab.v_LRHSE[:, source_M, :, :start]
+            slab, slot_M = grown, np.arange(parents_M.size)
+        else:
+            slab.generation += 1  # from here on, older states must not trust the slab
+            slot_M = _reorder_in_place(slab, source_M, start)
+        tokens_R = np.zeros(slab.pad_R.size, dtype=np.int64)
+        tokens_R[slot_M] = tokens_M
+        logits_MV = forward(
+            self._folded, tokens_R[:, None], slab.pad_R, slab.k_LRHSE, slab.v_LRHSE, start, slot_M
+        )
+        history = (*state.history, (_readonly(parents_M.copy()), _readonly(tokens_M.copy())))
+        cache = KVCache(slab, slab.generation, _readonly(slot_M), start + 1, state.prompts, history)
+        return logits_MV, cache
 
     def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:
         """Full recompute without a cache: ``[N sequences] -> [N, V]``."""
         return self.prefill(sequences)[0]
+
+
+def _reorder_in_place(slab: _Slab, source_M: np.ndarray, start: int) -> np.ndarray:
+    """Give each new row a slot holding its parent's cache ``[:start]``; ``-> slot_M``.
+
+    A parent's first child keeps the parent's slot; further children get copies in slots that
+    no new row's parent occupies. Copies read only kept slots and write only free ones.
+    """
+    order_M = np.argsort(source_M, kind="stable")
+    sorted_M = source_M[order_M]
+    repeat_M = np.empty(source_M.size, dtype=bool)
+    repeat_M[order_M] = np.concatenate([[False], sorted_M[1:] == sorted_M[:-1]])
+    slot_M = source_M.copy()
+    if repeat_M.any():
+        occupied_R = np.zeros(slab.pad_R.size, dtype=bool)
+        occupied_R[source_M] = True
+        extra_M = np.flatnonzero(repeat_M)
+        free_X = np.flatnonzero(~occupied_R)[: extra_M.size]
+        from_X = source_M[extra_M]
+        slab.k_LRHSE[:, free_X, :, :start] = slab.k_LRHSE[:, from_X, :, :start]
+        slab.v_LRHSE[:, free_X, :, :start] = slab.v_LRHSE[:, from_X, :, :start]
+        slab.pad_R[free_X] = slab.pad_R[from_X]
+        slot_M[extra_M] = free_X
+    return slot_M
