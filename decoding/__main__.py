@@ -193,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = NumpyTransformerLM(seed=args.seed)
         decoder = BeamSearchDecoder(args.beam_width, args.max_new_tokens, args.alpha, args.eos)
         results = decoder.decode(model, prompts)
-    except (ValueError, TypeError) as error:
-        parser.error(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    except (ValueError, TypeError) as error:  # the library names the argument and the value
+        parser.error((str(error) or type(error).__name__).splitlines()[0])
     except MemoryError:
         parser.error("out of memory; try a smaller --beam-width or --max-new-tokens")
 

@@ -58,7 +58,8 @@ def check_prompts(prompts: object, vocab_size: int) -> tuple[tuple[int, ...], ..
 
 
 def check_logits(logits: object, rows: int, vocab_size: int, step: int) -> np.ndarray:
-    """A model's output as a C-contiguous float64 ``[rows, V]`` array; refuse a wrong shape.
+    """A model's output as a C-contiguous float32/float64 ``[rows, V]`` array (other real
+    dtypes become float64); refuse a wrong shape or dtype.
 
     NaN and ``+inf`` are caught where the row maxima are computed (``_select.top_candidates``).
     """
@@ -72,4 +73,5 @@ def check_logits(logits: object, rows: int, vocab_size: int, step: int) -> np.nd
             f"model returned logits of shape {array.shape} at step {step}; "
             f"expected {(rows, vocab_size)}"
         )
-    return np.ascontiguousarray(array, dtype=np.float64)
+    dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(array, dtype=dtype)

@@ -1,118 +1,283 @@
-"""Per-row top tokens by log-probability, exact and vectorised.
+"""One selection step of beam search, exact and vectorised over ``[B, K]``.
 
-``top_candidates`` is the hot path of a search step. It returns exactly what
-``top_tokens_exact(log_softmax(logits_MV), C)`` returns, while touching the whole ``[M, V]``
-array only a few times: one pass for per-block maxima, one for the log-sum-exp. A lower bound
-from the block maxima (the C-th largest block maximum: C blocks each hold an entry at least that
-large) leaves C blocks per row to search; rows where ties among block maxima leave more than C
-blocks take the full exact path. Blocks are interleaved (block j holds tokens j, j + n, j + 2n,
-... for n blocks), so their maxima are an elementwise max over contiguous slices.
+`select` returns, for every prompt, the best ``K`` entries of its pool: the finished beams it
+holds plus each live beam extended by each of its top ``C = min(2K, V)`` tokens, ranked by score
+with ties in pool order (see `decoding.search`). Two paths give the same answer:
+
+- The exact path builds that pool literally: per live row the top ``C`` tokens
+  (`top_tokens_exact` of `log_softmax`), then a lexicographic sort of the pool.
+- The fast path touches the ``[M, V]`` logits only twice (per-block maxima, then the
+  log-sum-exp). Because a scorer never decreases with the log-prob at a fixed length and every
+  candidate of a step has the same length, a block's best possible score bounds the scores of
+  its tokens. The K-th best block bound of a prompt is then met by at least K candidates, so
+  only blocks reaching it can hold a winner: usually exactly K blocks, which are gathered and
+  ranked with one stable sort. Taking the best K over all candidates equals taking each row's
+  top C first, since no row can place more than K <= C entries among the best K.
+
+A prompt takes the exact path when ties make the fast path ambiguous: more than K blocks reach
+the bound, or equal scores among its best K + 1 entries (pool order then decides, which the
+fast path does not reproduce). Blocks are interleaved (block j holds tokens j, j + n, j + 2n,
+... for n blocks) so that their maxima are elementwise maxima of contiguous slices.
 """
 
 from __future__ import annotations
 
 import functools
 
+import attrs
 import numpy as np
 
-__all__ = ["log_softmax", "top_candidates", "top_tokens_exact"]
+from decoding.scoring import Scorer
+
+__all__ = ["Selection", "log_softmax", "select", "top_tokens_exact"]
+
+CARRIED = -1  # token of a finished beam kept as it was, or of an empty slot
 
 
 def log_softmax(logits_MV: np.ndarray) -> np.ndarray:
-    """``[M, V] -> [M, V]``: ``(x - max) - log(sum(exp(x - max)))`` per row, float64.
+    """``[M, V] -> [M, V]`` float64: ``(x - max) - log(sum(exp(x - max)))`` per row.
 
-    A row that is all ``-inf`` stays all ``-inf``.
+    The exp-sum runs in the logits' dtype (float32 logits stay fast); its log and everything
+    after it run in float64. A row that is all ``-inf`` stays all ``-inf``.
     """
     peak_M1, log_total_M1 = _log_normaliser(logits_MV, logits_MV.max(axis=1, keepdims=True))
     return (logits_MV - peak_M1) - log_total_M1
 
 
 def _log_normaliser(logits_MV: np.ndarray, peak_M1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``-> (peak [M, 1], log-sum-exp of logits - peak [M, 1])``, both 0 for all ``-inf`` rows."""
+    """``-> (peak [M, 1], log-sum-exp of (logits - peak) [M, 1])`` as float64; both 0 for an
+    all ``-inf`` row, whose log-probs then stay ``-inf``."""
     peak_M1 = np.where(peak_M1 > -np.inf, peak_M1, 0.0)
+    shifted_MV = logits_MV - peak_M1
+    np.exp(shifted_MV, out=shifted_MV)
     with np.errstate(divide="ignore"):
-        log_total_M1 = np.log(np.exp(logits_MV - peak_M1).sum(axis=1, keepdims=True))
-    return peak_M1, np.where(log_total_M1 > -np.inf, log_total_M1, 0.0)
+        log_total_M1 = np.log(shifted_MV.sum(axis=1, keepdims=True), dtype=np.float64)
+    log_total_M1[np.isneginf(log_total_M1)] = 0.0
+    return peak_M1.astype(np.float64), log_total_M1
 
 
-def top_tokens_exact(
-    values_MX: np.ndarray, count: int, ids_MX: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``[M, X] -> ([M, C], [M, C])``: each row's best ``C`` ids and values.
+def top_tokens_exact(values_MX: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``[M, X] -> ([M, C], [M, C])``: each row's best ``C`` column ids and values.
 
-    Ordered by value (higher first), then id (lower first). ``ids_MX`` (default: column index)
-    must be ascending along each row.
+    Ordered by value (higher first), then id (lower first).
     """
     rows, width = values_MX.shape
-    if ids_MX is None:
-        ids_MX = np.broadcast_to(np.arange(width), (rows, width))
     if count < width:
-        # The count-th largest value; keep all above it and the lowest ids among those equal.
-        cut_M1 = np.partition(values_MX, width - count, axis=1)[:, width - count, None]
+        # The count-th largest value (a full SIMD sort beats np.partition at these sizes);
+        # keep all above it and, among those equal to it, the lowest ids.
+        cut_M1 = np.sort(values_MX, axis=1)[:, width - count, None]
         above_MX = values_MX > cut_M1
-        at_MX = values_MX == cut_M1
-        room_M1 = count - above_MX.sum(axis=1, keepdims=True)
-        keep_MX = above_MX | (at_MX & (np.cumsum(at_MX, axis=1) <= room_M1))
-        ids_MX = ids_MX[keep_MX].reshape(rows, count)
-        values_MX = values_MX[keep_MX].reshape(rows, count)
-    order_MC = np.argsort(-values_MX, axis=1, kind="stable")
-    return (
-        np.take_along_axis(ids_MX, order_MC, axis=1),
-        np.take_along_axis(values_MX, order_MC, axis=1),
-    )
+        keep_MX = values_MX == cut_M1
+        room_M1 = count - np.count_nonzero(above_MX, axis=1)[:, None]
+        keep_MX &= np.cumsum(keep_MX, axis=1) <= room_M1
+        keep_MX |= above_MX
+        values_MC = values_MX[keep_MX].reshape(rows, count)
+        ids_MC = np.nonzero(keep_MX)[1].reshape(rows, count)
+    else:
+        values_MC = values_MX
+        ids_MC = np.broadcast_to(np.arange(width), (rows, width))
+    order_MC = np.argsort(-values_MC, axis=1, kind="stable")
+    rows_M1 = np.arange(rows)[:, None]
+    return ids_MC[rows_M1, order_MC], values_MC[rows_M1, order_MC]
 
 
 @functools.cache
-def _block_size(vocab: int, count: int) -> int:
-    """A divisor of ``vocab`` near ``sqrt(vocab / count)`` leaving at least ``2 count`` blocks,
-    or 0 if blocking would not pay."""
-    target = max(2, round((vocab / max(count, 1)) ** 0.5))
-    sizes = [b for b in range(2, vocab // 2 + 1) if vocab % b == 0 and vocab // b >= 2 * count]
-    if not sizes or count * 4 > vocab:
-        return 0
-    return min(sizes, key=lambda b: (abs(b - target), b))
+def _block_size(vocab: int) -> int:
+    """The largest divisor of ``vocab`` at most ``sqrt(vocab) / 3`` (1: no blocking)."""
+    limit = max(1, int(vocab**0.5 / 3))
+    return max(b for b in range(1, limit + 1) if vocab % b == 0)
 
 
-def top_candidates(
-    logits_MV: np.ndarray, count: int, step: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``[M, V] logits -> ([M, C] token ids, [M, C] log-probs)``, as `top_tokens_exact` of
-    `log_softmax` (the same floats, the same order).
+def _interleaved_block_max(logits_MV: np.ndarray, size: int) -> np.ndarray:
+    """``[M, V] -> [M, V / size]``: max over tokens ``j, j + n, j + 2n, ...`` (``n = V / size``).
 
-    Raises ValueError naming ``step`` if a row holds NaN or ``+inf``.
+    A loop of ``size`` elementwise maxima beats ``reshape(...).max(axis=1)`` about twice.
     """
+    slices_MSN = logits_MV.reshape(len(logits_MV), size, -1)
+    block_max_MN = slices_MSN[:, 0].copy()
+    for i in range(1, size):
+        np.maximum(block_max_MN, slices_MSN[:, i], out=block_max_MN)
+    return block_max_MN
+
+
+@attrs.frozen(eq=False)
+class Selection:
+    """The K entries each prompt keeps, best first; an empty slot has logprob ``-inf``."""
+
+    source_BK: np.ndarray  # slot of the parent (or of the finished beam carried over)
+    token_BK: np.ndarray  # token appended, or CARRIED
+    logprob_BK: np.ndarray
+    length_BK: np.ndarray
+
+
+@attrs.frozen(eq=False)
+class _Pool:
+    """Pool entries of some prompts, ``[B', P]``; candidates after the held beams."""
+
+    logprob_BP: np.ndarray
+    length_BP: np.ndarray
+    source_BP: np.ndarray
+    token_BP: np.ndarray
+
+    def take(self, order_BK: np.ndarray, rows_B: np.ndarray | None = None) -> Selection:
+        """The entries at ``order_BK`` of pool rows ``rows_B`` (default: all, in order)."""
+        rows_B1 = (np.arange(len(order_BK)) if rows_B is None else rows_B)[:, None]
+        logprob_BK = self.logprob_BP[rows_B1, order_BK]
+        present_BK = logprob_BK > -np.inf
+        return Selection(
+            source_BK=np.where(present_BK, self.source_BP[rows_B1, order_BK], 0),
+            token_BK=np.where(present_BK, self.token_BP[rows_B1, order_BK], CARRIED),
+            logprob_BK=logprob_BK,
+            length_BK=np.where(present_BK, self.length_BP[rows_B1, order_BK], 0),
+        )
+
+
+def _pool(
+    held_logprob_BK: np.ndarray,
+    held_length_BK: np.ndarray,
+    cand_logprob_BX: np.ndarray,
+    cand_source_BX: np.ndarray,
+    cand_token_BX: np.ndarray,
+    new_length: int,
+) -> _Pool:
+    """Finished held beams (slot order) then candidates, ``-> [B', K + X]``."""
+    batch, width = held_logprob_BK.shape
+    return _Pool(
+        logprob_BP=np.concatenate([held_logprob_BK, cand_logprob_BX], axis=1),
+        length_BP=np.concatenate(
+            [held_length_BK, np.full(cand_logprob_BX.shape, new_length)], axis=1
+        ),
+        source_BP=np.concatenate(
+            [np.broadcast_to(np.arange(width), (batch, width)), cand_source_BX], axis=1
+        ),
+        token_BP=np.concatenate([np.full((batch, width), CARRIED), cand_token_BX], axis=1),
+    )
+
+
+def _scores(pool: _Pool, scorer: Scorer) -> np.ndarray:
+    """``[B', P]`` scores, with NaN for absent entries (a stable sort puts NaN last)."""
+    present_BP = pool.logprob_BP > -np.inf
+    return np.where(present_BP, scorer.score(pool.logprob_BP, pool.length_BP), np.nan)
+
+
+def select(
+    logits_MV: np.ndarray,
+    live_BK: np.ndarray,
+    logprob_BK: np.ndarray,
+    length_BK: np.ndarray,
+    finished_BK: np.ndarray,
+    new_length: int,
+    scorer: Scorer,
+    step: int,
+) -> Selection:
+    """Rank every prompt's pool and keep its best ``K`` (see the module docstring).
+
+    Args:
+        logits_MV: model output for the live slots, row-major over ``[B, K]``.
+        live_BK, logprob_BK, length_BK, finished_BK: the held beams.
+        new_length: the generated length of this step's candidates.
+        scorer: ranks ``(logprob, length)``; never decreasing in logprob.
+        step: named in the error for NaN or ``+inf`` logits.
+    """
+    batch, width = live_BK.shape
     rows, vocab = logits_MV.shape
-    size = _block_size(vocab, count)
-    if size:
-        block_max_MN = logits_MV.reshape(rows, size, vocab // size).max(axis=1)
-        peak_M1 = block_max_MN.max(axis=1, keepdims=True)
-    else:
-        peak_M1 = logits_MV.max(axis=1, keepdims=True)
+    size = _block_size(vocab)
+    blocks = vocab // size
+    block_max_MN = _interleaved_block_max(logits_MV, size) if size > 1 else logits_MV
+    peak_M1 = block_max_MN.max(axis=1, keepdims=True)
     # NaN propagates through max, and +inf is the max: one small check covers the whole array.
     if not (peak_M1 < np.inf).all():
         bad = "NaN" if np.isnan(peak_M1).any() else "+inf"
         raise ValueError(f"model returned logits containing {bad} at step {step}")
     peak_M1, log_total_M1 = _log_normaliser(logits_MV, peak_M1)
-    if not size:
-        return top_tokens_exact((logits_MV - peak_M1) - log_total_M1, count)
+    held_logprob_BK = np.where(finished_BK, logprob_BK, -np.inf)
 
-    # Log-probs are (x - peak) - log_total, monotone in x: block maxima map across exactly.
-    block_lp_MN = (block_max_MN - peak_M1) - log_total_M1
-    blocks = block_lp_MN.shape[1]
-    bound_M1 = np.partition(block_lp_MN, blocks - count, axis=1)[:, blocks - count, None]
-    hit_MN = block_lp_MN >= bound_M1
-    exact_M = hit_MN.sum(axis=1) == count
-    tokens_MC = np.empty((rows, count), dtype=np.int64)
-    logprobs_MC = np.empty((rows, count))
-    if exact_M.any():
-        # Block j holds tokens j + i * blocks; ordering by (i, j) lists the hit tokens ascending.
-        block_FC = np.nonzero(hit_MN[exact_M])[1].reshape(-1, 1, count)
-        ids_FX = (block_FC + blocks * np.arange(size)[:, None]).reshape(len(block_FC), -1)
-        fast_M = np.flatnonzero(exact_M)
-        values_FX = (logits_MV[fast_M[:, None], ids_FX] - peak_M1[fast_M]) - log_total_M1[fast_M]
-        tokens_MC[fast_M], logprobs_MC[fast_M] = top_tokens_exact(values_FX, count, ids_FX)
-    if not exact_M.all():
-        slow_M = np.flatnonzero(~exact_M)
-        values_SV = (logits_MV[slow_M] - peak_M1[slow_M]) - log_total_M1[slow_M]
-        tokens_MC[slow_M], logprobs_MC[slow_M] = top_tokens_exact(values_SV, count)
-    return tokens_MC, logprobs_MC
+    # Best possible total of each block: parent logprob + the block's best log-prob.
+    block_total_BKN = np.full((batch, width, blocks), -np.inf)
+    block_total_BKN[live_BK] = (block_max_MN - peak_M1) - log_total_M1
+    block_total_BKN += logprob_BK[:, :, None]
+    block_total_BY = block_total_BKN.reshape(batch, width * blocks)
+    block_score_BY = np.where(
+        block_total_BY > -np.inf, scorer.score(block_total_BY, new_length), -np.inf
+    )
+    bound_B1 = np.sort(block_score_BY, axis=1)[:, -width, None]
+    hit_BY = block_score_BY >= bound_B1
+    fast_B = np.count_nonzero(hit_BY, axis=1) == width
+    fast_B &= bound_B1[:, 0] > -np.inf
+
+    logprob_out_BK = np.empty((batch, width))
+    source_BK = np.empty((batch, width), dtype=np.int64)
+    token_BK = np.empty((batch, width), dtype=np.int64)
+    length_out_BK = np.empty((batch, width), dtype=np.int64)
+    row_BK = np.full((batch, width), -1)
+    row_BK[live_BK] = np.arange(rows)
+
+    exact_B = ~fast_B
+    if fast_B.any():
+        fast_F = np.flatnonzero(fast_B)
+        block_FK = np.nonzero(hit_BY[fast_F])[1].reshape(-1, width)
+        parent_FK = block_FK // blocks
+        row_FK1 = row_BK[fast_F[:, None], parent_FK][:, :, None]
+        tokens_FKS = (block_FK % blocks)[:, :, None] + blocks * np.arange(size)
+        peak_FK1, log_total_FK1 = peak_M1[row_FK1, 0], log_total_M1[row_FK1, 0]
+        token_logprob_FKS = (logits_MV[row_FK1, tokens_FKS] - peak_FK1) - log_total_FK1
+        total_FKS = logprob_BK[fast_F[:, None], parent_FK][:, :, None] + token_logprob_FKS
+        fast = _pool(
+            held_logprob_BK[fast_F],
+            length_BK[fast_F],
+            total_FKS.reshape(len(fast_F), -1),
+            np.repeat(parent_FK, size, axis=1),
+            tokens_FKS.reshape(len(fast_F), -1),
+            new_length,
+        )
+        key_FP = -_scores(fast, scorer)
+        order_FP = np.argsort(key_FP, axis=1, kind="stable")
+        lead_FL = np.take_along_axis(key_FP, order_FP[:, : width + 1], axis=1)
+        # Equal scores among the best K + 1: pool order decides; leave it to the exact path.
+        tied_F = (lead_FL[:, 1:] == lead_FL[:, :-1]).any(axis=1)
+        clear_D = np.flatnonzero(~tied_F)
+        chosen = fast.take(order_FP[clear_D, :width], clear_D)
+        done_D = fast_F[clear_D]
+        source_BK[done_D], token_BK[done_D] = chosen.source_BK, chosen.token_BK
+        logprob_out_BK[done_D], length_out_BK[done_D] = chosen.logprob_BK, chosen.length_BK
+        exact_B[fast_F[tied_F]] = True
+
+    if exact_B.any():
+        exact_E = np.flatnonzero(exact_B)
+        count = min(2 * width, vocab)
+        rows_R = row_BK[exact_E][live_BK[exact_E]]
+        logprobs_RV = (logits_MV[rows_R] - peak_M1[rows_R]) - log_total_M1[rows_R]
+        tokens_RC, token_logprob_RC = top_tokens_exact(logprobs_RV, count)
+        live_EK = live_BK[exact_E]
+        total_EKC = np.full((len(exact_E), width, count), -np.inf)
+        total_EKC[live_EK] = logprob_BK[exact_E][live_EK][:, None] + token_logprob_RC
+        tokens_EKC = np.zeros((len(exact_E), width, count), dtype=np.int64)
+        tokens_EKC[live_EK] = tokens_RC
+        token_lp_EKC = np.zeros((len(exact_E), width, count))
+        token_lp_EKC[live_EK] = token_logprob_RC
+        exact = _pool(
+            held_logprob_BK[exact_E],
+            length_BK[exact_E],
+            total_EKC.reshape(len(exact_E), -1),
+            np.broadcast_to(np.arange(width)[:, None], (len(exact_E), width, count)).reshape(
+                len(exact_E), -1
+            ),
+            tokens_EKC.reshape(len(exact_E), -1),
+            new_length,
+        )
+        # Pool order spelled out: held finished beams by slot, then candidates by parent slot,
+        # token log-prob (higher first) and token id (lower first). lexsort: last key first.
+        held_EK = np.zeros((len(exact_E), width))
+        order_EP = np.lexsort(
+            (
+                exact.token_BP,
+                -np.concatenate([held_EK, token_lp_EKC.reshape(len(exact_E), -1)], axis=1),
+                exact.source_BP + np.where(exact.token_BP == CARRIED, 0, width),
+                -_scores(exact, scorer),
+            ),
+            axis=-1,
+        )
+        chosen = exact.take(order_EP[:, :width])
+        source_BK[exact_E], token_BK[exact_E] = chosen.source_BK, chosen.token_BK
+        logprob_out_BK[exact_E], length_out_BK[exact_E] = chosen.logprob_BK, chosen.length_BK
+    return Selection(source_BK, token_BK, logprob_out_BK, length_out_BK)

@@ -53,8 +53,8 @@ class LengthPenalty(Scorer):
     def score(self, logprob: np.ndarray, length: np.ndarray) -> np.ndarray:
         """``[...], [...] -> [...]``: ``logprob / length ** alpha``, float64."""
         logprob = np.asarray(logprob, dtype=np.float64)
-        divisor = np.power(np.asarray(length, dtype=np.float64), self.alpha)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            divisor = np.power(np.asarray(length, dtype=np.float64), self.alpha)
             score = logprob / divisor
         # Only 0 / 0 is NaN (length ** alpha underflowed to 0 for a hugely negative alpha);
         # a certain hypothesis stays at the best possible score, 0.

@@ -43,14 +43,13 @@ from decoding._checks import (
     optional_token_id,
     positive_int,
 )
-from decoding._select import top_candidates
+from decoding._select import CARRIED, select
 from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
 
 __all__ = ["BeamSearchDecoder", "BeamState", "Decoder", "batched_beam_search"]
 
-_CARRIED = -1  # history token for a finished beam carried over unchanged
 
 
 class Decoder(abc.ABC):
@@ -77,7 +76,7 @@ class BeamState:
     length_BK: np.ndarray  # int64, generated tokens (EOS included)
     finished_BK: np.ndarray  # bool
     # One (source_BK, token_BK) pair per step: the slot each beam came from in the previous
-    # state and the token it appended (_CARRIED for a finished beam kept as it was).
+    # state and the token it appended (CARRIED for a finished beam kept as it was).
     history: tuple[tuple[np.ndarray, np.ndarray], ...]
     logits_MV: np.ndarray | None  # model output for the live rows; None when the search is over
     model_state: Any
@@ -199,51 +198,27 @@ class BeamSearchDecoder(Decoder):
         if state.logits_MV is None:
             raise ValueError("step() called on a finished search; check done(state) first")
         batch, width = state.logprob_BK.shape
-        vocab = model.vocab_size
-        count = min(2 * width, vocab)
         new_length = state.step + 1
         live_BK = state.live_BK
-
-        # Candidates [B, K, C]: each live beam extended by its top C tokens.
-        tokens_MC, token_logprob_MC = top_candidates(state.logits_MV, count, step=new_length)
-        cand_logprob_BKC = np.full((batch, width, count), -np.inf)
-        cand_logprob_BKC[live_BK] = state.logprob_BK[live_BK][:, None] + token_logprob_MC
-        cand_tokens_BKC = np.zeros((batch, width, count), dtype=np.int64)
-        cand_tokens_BKC[live_BK] = tokens_MC
-
-        # The pool [B, P]: held finished beams first (they are NOT dropped: see module
-        # docstring), then the candidates, parent by parent.
-        pool_logprob_BP = np.concatenate(
-            [
-                np.where(state.finished_BK, state.logprob_BK, -np.inf),
-                cand_logprob_BKC.reshape(batch, width * count),
-            ],
-            axis=1,
+        # Held finished beams enter the pool beside the candidates and leave only when K
+        # better entries exist: they are NOT dropped (see the module docstring).
+        chosen = select(
+            state.logits_MV,
+            live_BK,
+            state.logprob_BK,
+            state.length_BK,
+            state.finished_BK,
+            new_length,
+            self.ranker,
+            step=new_length,
         )
-        pool_length_BP = np.concatenate(
-            [state.length_BK, np.full((batch, width * count), new_length)], axis=1
-        )
-        pool_score_BP = self.ranker.score(pool_logprob_BP, pool_length_BP)
-        present_BP = pool_logprob_BP > -np.inf
-        # Stable: entries present first, then score descending, then pool order.
-        order_BP = np.lexsort((-pool_score_BP, ~present_BP), axis=-1)
-        pick_BK = order_BP[:, :width]
-
-        logprob_BK = np.take_along_axis(pool_logprob_BP, pick_BK, axis=1)
-        present_BK = logprob_BK > -np.inf
-        carried_BK = pick_BK < width
-        cand_BK = np.maximum(pick_BK - width, 0)
-        source_BK = np.where(carried_BK, pick_BK, cand_BK // count)
-        new_tokens_BK = np.take_along_axis(
-            cand_tokens_BKC.reshape(batch, width * count), cand_BK, axis=1
-        )
-        token_BK = np.where(carried_BK | ~present_BK, _CARRIED, new_tokens_BK)
-        length_BK = np.where(present_BK, np.take_along_axis(pool_length_BP, pick_BK, axis=1), 0)
-        ended_BK = carried_BK if self.eos_token_id is None else (
-            carried_BK | (new_tokens_BK == self.eos_token_id)
-        )
-        finished_BK = present_BK & ended_BK
-        history = (*state.history, (_readonly(source_BK), _readonly(token_BK)))
+        present_BK = chosen.logprob_BK > -np.inf
+        new_BK = present_BK & (chosen.token_BK != CARRIED)
+        finished_BK = present_BK & ~new_BK
+        if self.eos_token_id is not None:
+            finished_BK |= new_BK & (chosen.token_BK == self.eos_token_id)
+        source_BK, token_BK = _readonly(chosen.source_BK), _readonly(chosen.token_BK)
+        history = (*state.history, (source_BK, token_BK))
 
         logits_MV, model_state = None, state.model_state
         next_live_BK = present_BK & ~finished_BK
@@ -254,10 +229,10 @@ class BeamSearchDecoder(Decoder):
             logits, model_state = model.extend(
                 state.model_state, parents_M, token_BK[next_live_BK]
             )
-            logits_MV = check_logits(logits, parents_M.size, vocab, step=new_length + 1)
+            logits_MV = check_logits(logits, parents_M.size, model.vocab_size, new_length + 1)
         return BeamState(
-            logprob_BK=_readonly(logprob_BK),
-            length_BK=_readonly(length_BK),
+            logprob_BK=_readonly(chosen.logprob_BK),
+            length_BK=_readonly(chosen.length_BK),
             finished_BK=_readonly(finished_BK),
             history=history,
             logits_MV=logits_MV,
@@ -267,7 +242,7 @@ class BeamSearchDecoder(Decoder):
     def finalize(self, state: BeamState) -> list[list[Beam]]:
         """Held beams as `Beam` records, per prompt, best first (tokens traced back)."""
         batch, width = state.logprob_BK.shape
-        tokens_BKT = np.full((batch, width, state.step), _CARRIED, dtype=np.int64)
+        tokens_BKT = np.full((batch, width, state.step), CARRIED, dtype=np.int64)
         slot_BK = np.broadcast_to(np.arange(width), (batch, width))
         for t in range(state.step - 1, -1, -1):
             source_BK, token_BK = state.history[t]

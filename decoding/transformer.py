@@ -172,14 +172,13 @@ class FoldedWeights:
     wpe_PD: np.ndarray
     blocks: tuple[FoldedBlock, ...]
     head_w_DV: np.ndarray  # final LayerNorm gain times wte.T, C-contiguous
-    head_b_V: np.ndarray  # float64
+    head_b_V: np.ndarray
     n_heads: int
 
 
 def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWeights:
     """Fold every LayerNorm affine and the attention scale into the next linear layer, in
-    float64, then cast to ``dtype`` (the final bias stays float64, so logits come out float64).
-    """
+    float64, then cast to ``dtype``."""
 
     def cast(array: np.ndarray) -> np.ndarray:
         return _readonly(np.ascontiguousarray(array, dtype=dtype))
@@ -205,7 +204,7 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
         wpe_PD=cast(weights.wpe_PD),
         blocks=blocks,
         head_w_DV=cast(weights.lnf_g_D[:, None] * weights.wte_VD.T),
-        head_b_V=_readonly(weights.lnf_b_D @ weights.wte_VD.T),
+        head_b_V=cast(weights.lnf_b_D @ weights.wte_VD.T),
         n_heads=weights.n_heads,
     )
 
@@ -304,8 +303,9 @@ def forward(
     for layer, w in enumerate(weights.blocks):
         x_NTD = block(x_NTD, w, weights.n_heads, k_LNHSE[layer], v_LNHSE[layer], start, bias_NTS)
     last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
-    # Adding the float64 bias makes float64 logits in the same pass.
-    return np.add(normalize(last_MD) @ weights.head_w_DV, weights.head_b_V)
+    logits_MV = normalize(last_MD) @ weights.head_w_DV
+    logits_MV += weights.head_b_V
+    return logits_MV
 
 
 class NumpyTransformerLM(LanguageModel):
@@ -318,7 +318,7 @@ class NumpyTransformerLM(LanguageModel):
     cached path to float tolerance.
 
     Model math runs in ``dtype`` (float32 by default, for speed; float64 for near-exact
-    comparisons); logits are returned as float64 and decoders accumulate in float64.
+    comparisons); logits come out in ``dtype`` and decoders accumulate log-probs in float64.
     """
 
     def __init__(
