@@ -20,5 +20,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks: BLAS pinned to one thread. torch + transformers (the HF comparison) are optional:
+# pip takes the local CPU wheel for torch 2.13.0; if the install fails, the runner skips HF.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	@echo '$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers'
+	@if $(BIN)/python -m pip install --quiet "torch==2.13.0" transformers; then touch $@; \
+	else echo "bench: could not install torch==2.13.0 + transformers; HF will be skipped" >&2; fi
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

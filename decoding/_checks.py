@@ -23,13 +23,15 @@ def positive_int(name: str, value: object) -> int:
     return operator.index(value)
 
 
-def optional_token_id(name: str, value: object, vocab_size: int) -> int | None:
-    """``None`` or an int in ``[0, vocab_size)``."""
+def optional_token_id(name: str, value: object, vocab_size: int | None) -> int | None:
+    """``None`` or an int in ``[0, vocab_size)`` (``vocab_size=None``: any int >= 0)."""
     if value is None:
         return None
     if not _is_int(value):
         raise TypeError(f"{name} must be None or an int token id, got {value!r}")
-    if not 0 <= value < vocab_size:
+    if value < 0:
+        raise ValueError(f"{name} must be None or a token id >= 0, got {value!r}")
+    if vocab_size is not None and value >= vocab_size:
         raise ValueError(f"{name} must be in [0, {vocab_size}) for this model, got {value!r}")
     return operator.index(value)
 

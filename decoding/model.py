@@ -6,7 +6,9 @@ calls that a model may override for speed:
 - `prefill(prompts) -> (logits_MV, state)`: score each prompt; row i of the logits is prompt i.
 - `extend(state, parents_M, tokens_M) -> (logits_MV, state)`: the new row i is the old row
   `parents_M[i]` followed by `tokens_M[i]`. Selecting beams reorders rows, so a cache held in
-  `state` is gathered by `parents_M` here, never mutated in place behind the caller's back.
+  `state` is reordered by `parents_M` here. A state is a value: whatever `extend` does inside,
+  extending the same state again must give the same answer (NumpyTransformerLM reuses its
+  cache buffers in place for speed and rebuilds an older state that is extended again).
 
 The base class implements both on top of `next_token_logits`, keeping the full token sequences
 as its state, so a subclass that only scores whole sequences works with every decoder.
@@ -71,7 +73,8 @@ class LanguageModel(abc.ABC):
         """Append one token per row: new row i = old row ``parents_M[i]`` + ``tokens_M[i]``.
 
         Args:
-            state: what `prefill` or a previous `extend` returned. It is not modified.
+            state: what `prefill` or a previous `extend` returned. It stays valid: extending it
+                again gives the same result.
             parents_M: int array ``[M]``, indices into the rows of ``state``.
             tokens_M: int array ``[M]``, the token appended to each new row.
 

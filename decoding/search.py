@@ -93,8 +93,9 @@ class BeamState:
 
 
 def _eos_checked(value: object) -> int | None:
+    """None or a non-negative int; the upper bound is checked against the model in decode."""
     if value is not None:
-        optional_token_id("eos_token_id", value, vocab_size=np.iinfo(np.int64).max)
+        optional_token_id("eos_token_id", value, vocab_size=None)
     return value if value is None else int(value)
 
 

@@ -1,0 +1,138 @@
+"""Shared hypothesis strategies: small random models, prompts and decoder settings.
+
+Everything is bounded and NaN-free. Scripted log-probs are drawn partly from a few round values
+(``-inf, -2, -1, 0, 0.5``) so that exact ties and impossible tokens turn up often.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import attrs
+from hypothesis import strategies as st
+
+from decoding import BeamSearchDecoder, LanguageModel, NumpyTransformerLM, ScriptedLM
+
+__all__ = [
+    "Problem",
+    "alphas",
+    "logit_rows",
+    "problems",
+    "prompt_lists",
+    "scripted_models",
+    "transformer",
+    "transformers",
+]
+
+#: Round values that make ties and dead tokens likely.
+ROUND_VALUES = (-math.inf, -2.0, -1.0, 0.0, 0.5)
+
+
+class ShownScriptedLM(ScriptedLM):
+    """A `ScriptedLM` whose repr is its table, so falsifying examples can be replayed."""
+
+    def __repr__(self) -> str:
+        rows = ", ".join(f"{key!r}: {row.tolist()!r}" for key, row in self.table.items())
+        return f"ScriptedLM({{{rows}}}, vocab_size={self.vocab_size})".replace("inf", "math.inf")
+
+
+@st.composite
+def logit_rows(draw: st.DrawFn, vocab: int) -> list[float]:
+    """A row of ``vocab`` logits in ``[-4, 2]`` or ``-inf``, usually with a finite entry.
+
+    About one row in twelve may be all ``-inf`` (a dead end: no token can follow).
+    """
+    value = st.one_of(
+        st.sampled_from(ROUND_VALUES),
+        st.floats(-4.0, 2.0, allow_nan=False, allow_infinity=False),
+    )
+    row = draw(st.lists(value, min_size=vocab, max_size=vocab))
+    if all(v == -math.inf for v in row) and draw(st.integers(0, 11)):
+        row[draw(st.integers(0, vocab - 1))] = draw(st.sampled_from(ROUND_VALUES[1:]))
+    return row
+
+
+@st.composite
+def scripted_models(draw: st.DrawFn, min_vocab: int = 2, max_vocab: int = 12) -> ScriptedLM:
+    """A `ScriptedLM` with a ``()`` fallback row plus rows keyed by 1- and 2-token suffixes.
+
+    Lookup takes the longest matching suffix, so the next-token distribution depends on up to
+    the last two tokens of the whole sequence (prompt included).
+    """
+    vocab = draw(st.integers(min_vocab, max_vocab))
+    tokens = st.integers(0, vocab - 1)
+    keys = draw(
+        st.lists(
+            st.one_of(st.tuples(tokens), st.tuples(tokens, tokens)), max_size=8, unique=True
+        )
+    )
+    table = {key: draw(logit_rows(vocab)) for key in [(), *keys]}
+    return ShownScriptedLM(table, vocab_size=vocab)
+
+
+def prompt_lists(
+    vocab: int, min_prompts: int = 1, max_prompts: int = 4, max_len: int = 5
+) -> st.SearchStrategy[list[list[int]]]:
+    """Lists of non-empty prompts of Python int ids in ``[0, vocab)``."""
+    prompt = st.lists(st.integers(0, vocab - 1), min_size=1, max_size=max_len)
+    return st.lists(prompt, min_size=min_prompts, max_size=max_prompts)
+
+
+#: Length-penalty exponents in [0, 2], round values included.
+alphas = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 2.0]), st.floats(0.0, 2.0))
+
+
+@attrs.frozen
+class Problem:
+    """One search to run: a model, a batch of prompts, and decoder settings."""
+
+    model: LanguageModel
+    prompts: list[list[int]]
+    beam_width: int
+    max_new_tokens: int
+    alpha: float
+    eos_token_id: int | None
+
+    def decoder(self) -> BeamSearchDecoder:
+        """The decoder with these settings."""
+        return BeamSearchDecoder(
+            self.beam_width, self.max_new_tokens, self.alpha, self.eos_token_id
+        )
+
+    def settings(self) -> tuple[int, int, float, int | None]:
+        """``(beam_width, max_new_tokens, alpha, eos_token_id)``, positional order."""
+        return self.beam_width, self.max_new_tokens, self.alpha, self.eos_token_id
+
+
+@st.composite
+def problems(
+    draw: st.DrawFn,
+    models: st.SearchStrategy[LanguageModel] | None = None,
+    max_beam_width: int = 6,
+    max_new_tokens: int = 5,
+    max_prompts: int = 4,
+) -> Problem:
+    """A `Problem`: K in 1..max_beam_width, max_new_tokens in 1..max_new_tokens, alpha in
+    [0, 2], EOS None or any id; the model defaults to `scripted_models()`."""
+    model = draw(scripted_models() if models is None else models)
+    vocab = model.vocab_size
+    return Problem(
+        model=model,
+        prompts=draw(prompt_lists(vocab, max_prompts=max_prompts)),
+        beam_width=draw(st.integers(1, max_beam_width)),
+        max_new_tokens=draw(st.integers(1, max_new_tokens)),
+        alpha=draw(alphas),
+        eos_token_id=draw(st.one_of(st.none(), st.integers(0, vocab - 1))),
+    )
+
+
+@functools.cache
+def transformer(seed: int = 0, dtype: str = "float64") -> NumpyTransformerLM:
+    """A small `NumpyTransformerLM` (vocab 50, d_model 16, 4 heads), built once per seed."""
+    return NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, seed=seed, dtype=dtype)
+
+
+def transformers(dtype: str = "float64") -> st.SearchStrategy[NumpyTransformerLM]:
+    """One of a few small transformers (seeds 0..3)."""
+    return st.integers(0, 3).map(lambda seed: transformer(seed, dtype))

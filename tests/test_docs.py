@@ -1,0 +1,36 @@
+"""The README's and docs' Python examples run as written (they are part of the contract)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_python_block_runs(page: Path) -> None:
+    blocks = python_blocks(page)
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for i, code in enumerate(blocks, 1):
+        before = set(namespace)
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(code, f"{page.name} block {i}", "exec"), namespace)
+            # A block that defines test functions (docs/extending.md) runs them too.
+            for name in sorted(set(namespace) - before):
+                if name.startswith("test_") and callable(namespace[name]):
+                    namespace[name]()
+
+
+def test_pages_have_examples() -> None:
+    assert python_blocks(ROOT / "README.md"), "README.md lost its Python examples"
+    assert python_blocks(ROOT / "docs" / "extending.md")

@@ -1,0 +1,132 @@
+"""ScriptedLM: the hand-scripted fake model every worked example in the suite relies on."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import decoding
+from decoding.scripted import normalised
+
+NEG = -np.inf
+
+
+def test_dict_row_lists_tokens_and_leaves_the_rest_at_minus_inf():
+    lm = decoding.ScriptedLM({(): {1: -0.5, 3: -1.0}}, vocab_size=5)
+    logits = lm.next_token_logits([(0,)])
+    np.testing.assert_array_equal(logits, [[NEG, -0.5, NEG, -1.0, NEG]])
+
+
+def test_full_row_is_returned_as_written():
+    row = [-0.1, -2.0, -3.5, -7.25]
+    lm = decoding.ScriptedLM({(): row})
+    np.testing.assert_array_equal(lm.next_token_logits([(2,), (0, 1)]), [row, row])
+
+
+def test_longest_matching_suffix_wins():
+    # Keys (), (2,) and (1, 2): a sequence uses the longest of its suffixes that is a key.
+    r_empty, r_2, r_12 = ({0: -1.0}, {1: -1.0}, {2: -1.0})
+    lm = decoding.ScriptedLM({(): r_empty, (2,): r_2, (1, 2): r_12}, vocab_size=3)
+
+    def row_of(sequence):
+        (row,) = lm.next_token_logits([sequence])
+        return int(np.argmax(row))  # which key's row came back: the one finite token
+
+    assert row_of((0, 1, 2)) == 2  # suffix (1, 2) is a key
+    assert row_of((1, 2)) == 2  # the whole sequence is the key
+    assert row_of((0, 2)) == 1  # (0, 2) is not a key, (2,) is
+    assert row_of((2,)) == 1
+    assert row_of((1, 2, 0)) == 0  # (1, 2) occurs, but not as a suffix: fallback ()
+    assert row_of((1,)) == 0
+
+
+def test_empty_key_is_the_fallback_for_every_sequence():
+    lm = decoding.ScriptedLM({(): [0.0, NEG], (1,): [NEG, 0.0]})
+    logits = lm.next_token_logits([(0,), (0, 0, 0), (1,), (0, 1)])
+    np.testing.assert_array_equal(logits, [[0.0, NEG], [0.0, NEG], [NEG, 0.0], [NEG, 0.0]])
+
+
+def test_lookup_without_a_matching_key_raises_key_error():
+    lm = decoding.ScriptedLM({(1,): [0.0, NEG], (0, 1): [NEG, 0.0]})
+    with pytest.raises(KeyError, match=r"\(1, 0\)"):
+        lm.next_token_logits([(1, 0)])  # suffixes (1, 0), (0,), () are not keys
+
+
+def test_batched_call_returns_one_row_per_sequence_in_order():
+    lm = decoding.ScriptedLM({(0,): {0: -1.0}, (1,): {1: -2.0}}, vocab_size=3)
+    logits = lm.next_token_logits([(1,), (0,), (1,)])
+    assert logits.shape == (3, 3)
+    np.testing.assert_array_equal(
+        logits, [[NEG, -2.0, NEG], [-1.0, NEG, NEG], [NEG, -2.0, NEG]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ({(): [0.0] * 7}, 7),  # full rows: their length
+        ({(): {4: 0.0}, (4,): {2: 0.0}}, 5),  # only dicts: 1 + the largest listed token
+        ({(): {1: 0.0}, (1,): [0.0] * 6}, 6),  # mixed: the full rows decide
+    ],
+)
+def test_vocab_size_is_inferred(table, expected):
+    assert decoding.ScriptedLM(table).vocab_size == expected
+
+
+def test_explicit_vocab_size_overrides_inference():
+    lm = decoding.ScriptedLM({(): {1: 0.0}}, vocab_size=9)
+    assert lm.vocab_size == 9
+    assert lm.next_token_logits([(0,)]).shape == (1, 9)
+
+
+@pytest.mark.parametrize(
+    ("table", "vocab_size", "error", "match"),
+    [
+        ({(): [0.0, 0.0], (1,): [0.0, 0.0, 0.0]}, None, ValueError, r"different lengths"),
+        ({(): [0.0, 0.0, 0.0]}, 4, ValueError, r"table\[\(\)\] has shape \(3,\)"),
+        ({(2,): {5: 0.0}}, 4, ValueError, r"table\[\(2,\)\] lists token 5"),
+        ({(): {-1: 0.0}}, 4, ValueError, r"lists token -1"),
+        ({}, 3, TypeError, r"non-empty mapping"),
+        ([((), [0.0])], None, TypeError, r"non-empty mapping"),
+        ({(): {0: 0.0}}, 0, ValueError, r"vocab_size must be a positive int, got 0"),
+    ],
+)
+def test_bad_tables_are_refused(table, vocab_size, error, match):
+    with pytest.raises(error, match=match):
+        decoding.ScriptedLM(table, vocab_size=vocab_size)
+
+
+def test_scripted_model_is_a_language_model():
+    assert isinstance(decoding.ScriptedLM({(): [0.0]}), decoding.LanguageModel)
+
+
+# -- normalised(V, {token: logprob}) ---------------------------------------------------------
+
+
+def test_normalised_spreads_the_rest_evenly_and_sums_to_one():
+    row = normalised(6, {2: -1.0, 4: -2.0})
+    # Listed entries exactly as given.
+    assert row[2] == -1.0 and row[4] == -2.0
+    # The other 4 tokens share 1 - e^-1 - e^-2 = 1 - 0.36788 - 0.13534 = 0.49678 evenly:
+    # each gets 0.124196, log = -2.08588.
+    rest = math.log((1 - math.exp(-1.0) - math.exp(-2.0)) / 4)
+    np.testing.assert_allclose(row[[0, 1, 3, 5]], [rest] * 4, rtol=0, atol=1e-12)
+    assert math.fsum(np.exp(row)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_normalised_with_all_mass_listed_leaves_the_rest_at_minus_inf():
+    row = normalised(4, {1: math.log(0.25), 3: math.log(0.75)})
+    assert row[0] == NEG and row[2] == NEG
+    assert math.fsum(np.exp(row)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_normalised_rows_come_out_of_the_decoder_unchanged():
+    # A single step, K = V = 3: every token is returned with its scripted log-prob, because
+    # the log-softmax of a row whose probabilities sum to 1 is the row itself.
+    row = normalised(3, {0: -0.25})  # tokens 1 and 2 each get log((1 - e^-0.25) / 2)
+    lm = decoding.ScriptedLM({(): row})
+    beams = decoding.batched_beam_search([[0]], 3, 1, alpha=0.0, model=lm)[0]
+    got = {b.tokens: b.logprob for b in beams}
+    assert got == pytest.approx({(0,): -0.25, (1,): row[1], (2,): row[2]}, abs=1e-12)

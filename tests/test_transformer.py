@@ -1,0 +1,240 @@
+"""NumpyTransformerLM: GPT-2 layout, deterministic weights, batched prefill, KV-cached extend."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+
+import decoding
+
+TOL = 1e-9  # float64 model math: cached, batched and full paths agree to rounding
+TOL32 = 1e-4  # the default float32 model math: logits are O(1), float32 eps is 1.2e-7
+
+
+@pytest.fixture(scope="module")
+def model() -> decoding.NumpyTransformerLM:
+    """The default model (its math may run in float32 for speed)."""
+    return decoding.NumpyTransformerLM()
+
+
+@pytest.fixture(scope="module")
+def exact() -> decoding.NumpyTransformerLM:
+    """The default weights with float64 math, for near-exact comparisons."""
+    return decoding.NumpyTransformerLM(dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def small() -> decoding.NumpyTransformerLM:
+    """A small float64 model so long cache runs stay fast."""
+    return decoding.NumpyTransformerLM(
+        vocab_size=37, d_model=16, n_heads=4, n_layers=2, seed=3, dtype=np.float64
+    )
+
+
+# -- an independent GPT-2 forward pass for one unpadded sequence (picoGPT style) --------------
+
+
+def _ln(x, g, b):
+    mu = x.mean(-1, keepdims=True)
+    return g * (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5) + b
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def reference_logits(weights, sequence) -> np.ndarray:
+    """Next-token logits [V] for one sequence: wte + wpe, pre-LN blocks, final LN, tied head."""
+    tokens = np.asarray(sequence)
+    t = len(tokens)
+    x = weights.wte_VD[tokens] + weights.wpe_PD[np.arange(t)]
+    h = weights.n_heads
+    for w in weights.blocks:
+        q, k, v = np.split(_ln(x, w.ln1_g_D, w.ln1_b_D) @ w.qkv_w_D3D + w.qkv_b_3D, 3, axis=-1)
+        heads = []
+        for qh, kh, vh in zip(
+            np.split(q, h, -1), np.split(k, h, -1), np.split(v, h, -1), strict=True
+        ):
+            att = qh @ kh.T / np.sqrt(qh.shape[-1])
+            att = np.where(np.tril(np.ones((t, t), dtype=bool)), att, -np.inf)
+            att = np.exp(att - att.max(-1, keepdims=True))
+            heads.append((att / att.sum(-1, keepdims=True)) @ vh)
+        x = x + np.hstack(heads) @ w.out_w_DD + w.out_b_D
+        hidden = _gelu(_ln(x, w.ln2_g_D, w.ln2_b_D) @ w.fc_w_DF + w.fc_b_F)
+        x = x + hidden @ w.proj_w_FD + w.proj_b_D
+    return _ln(x[-1], weights.lnf_g_D, weights.lnf_b_D) @ weights.wte_VD.T
+
+
+# -- shape and weights ------------------------------------------------------------------------
+
+
+def test_default_shape_is_the_task_model(model):
+    w = model.weights
+    assert model.vocab_size == 1000
+    assert w.wte_VD.shape == (1000, 64)  # d_model 64
+    assert len(w.blocks) == 1  # one transformer block
+    assert w.n_heads == 4
+    assert w.wpe_PD.shape == (model.max_sequence_length, 64)  # learned position table
+    assert model.max_sequence_length == 1024
+    (b,) = w.blocks
+    assert b.qkv_w_D3D.shape == (64, 192)
+    assert b.out_w_DD.shape == (64, 64)
+    assert b.fc_w_DF.shape == (64, 256)  # MLP width 4 * d
+    assert b.proj_w_FD.shape == (256, 64)
+    assert w.lnf_g_D.shape == (64,)
+
+
+def _weight_arrays(m):
+    w = m.weights
+    arrays = [w.wte_VD, w.wpe_PD, w.lnf_g_D, w.lnf_b_D]
+    for b in w.blocks:
+        arrays += [getattr(b, f.name) for f in attrs.fields(type(b))]
+    return arrays
+
+
+def test_same_seed_gives_the_same_weights(model):
+    again = decoding.NumpyTransformerLM(seed=0)
+    pairs = list(zip(_weight_arrays(model), _weight_arrays(again), strict=True))
+    assert all(np.array_equal(a, b) for a, b in pairs)
+
+
+def test_different_seed_gives_different_weights(model):
+    other = decoding.NumpyTransformerLM(seed=1)
+    assert not np.array_equal(model.weights.wte_VD, other.weights.wte_VD)
+    assert not np.array_equal(model.weights.blocks[0].qkv_w_D3D, other.weights.blocks[0].qkv_w_D3D)
+
+
+def test_weights_record_is_frozen_and_read_only(model):
+    w = model.weights
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        w.wte_VD = np.zeros((1000, 64))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        w.blocks[0].fc_w_DF = np.zeros((64, 256))
+    with pytest.raises(ValueError, match="read-only"):
+        w.wte_VD[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        w.blocks[0].qkv_w_D3D[0, 0] = 1.0
+
+
+# -- the forward pass -------------------------------------------------------------------------
+
+
+def test_full_recompute_matches_an_independent_gpt2_forward(model, exact, small):
+    cases = [
+        (exact, [5, 999, 0, 17, 17, 3], TOL),
+        (small, [1, 2, 3, 4, 5, 6, 7, 8, 36], TOL),
+        (model, [5, 999, 0, 17, 17, 3], TOL32),
+    ]
+    for m, seq, tol in cases:
+        got = m.next_token_logits([seq])
+        assert got.shape == (1, m.vocab_size)
+        np.testing.assert_allclose(got[0], reference_logits(m.weights, seq), rtol=0, atol=tol)
+
+
+def test_logits_shape_and_finite(model):
+    logits, state = model.prefill([[1, 2, 3], [4], [5, 6]])
+    assert logits.shape == (3, 1000) and logits.dtype.kind == "f"
+    assert np.isfinite(logits).all()
+    logits, _ = model.extend(state, np.array([0, 0, 2, 1]), np.array([9, 8, 7, 6]))
+    assert logits.shape == (4, 1000) and logits.dtype.kind == "f"
+    assert np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("which", "tol"), [("exact", TOL), ("model", TOL32)])
+def test_prefill_of_different_lengths_equals_each_prompt_alone(which, tol, request):
+    m = request.getfixturevalue(which)
+    prompts = [[7, 8, 9], [1, 2, 3, 4, 5], [42], [999, 0]]
+    together, _ = m.prefill(prompts)
+    for i, prompt in enumerate(prompts):
+        alone, _ = m.prefill([prompt])
+        np.testing.assert_allclose(together[i], alone[0], rtol=0, atol=tol)
+        np.testing.assert_allclose(
+            together[i], reference_logits(m.weights, prompt), rtol=0, atol=tol
+        )
+
+
+def _extend_and_compare(m, prompts, steps, tol=TOL):
+    """Drive extend with the given (parents, tokens) steps; compare with full recompute."""
+    logits, state = m.prefill(prompts)
+    sequences = [tuple(p) for p in prompts]
+    np.testing.assert_allclose(logits, m.next_token_logits(sequences), rtol=0, atol=tol)
+    for parents, tokens in steps:
+        logits, state = m.extend(state, np.array(parents), np.array(tokens))
+        sequences = [sequences[p] + (t,) for p, t in zip(parents, tokens, strict=True)]
+        assert logits.shape == (len(parents), m.vocab_size)
+        np.testing.assert_allclose(logits, m.next_token_logits(sequences), rtol=0, atol=tol)
+    return state, sequences
+
+
+@pytest.mark.parametrize(("which", "tol"), [("exact", TOL), ("model", TOL32)])
+def test_cached_extend_equals_full_recompute_with_reordering(which, tol, request):
+    steps = [
+        ([2, 0, 0, 1], [11, 12, 13, 14]),  # reorder, duplicate row 0, more rows than prompts
+        ([3, 3, 1], [5, 5, 6]),  # rows dropped, one parent twice with the same token
+        ([2, 0, 1, 1, 0, 2], [1, 2, 3, 4, 5, 6]),  # grow past every earlier row count
+        ([5], [999]),  # down to one row
+        ([0, 0, 0], [0, 1, 2]),
+    ]
+    m = request.getfixturevalue(which)
+    _extend_and_compare(m, [[3, 1, 4], [1, 5], [9, 2, 6, 5, 3]], steps, tol)
+
+
+def test_cached_extend_survives_growing_past_the_initial_cache(small):
+    # 80 steps: more than the first cache allocation holds, with rows permuted every step.
+    rng = np.random.default_rng(7)
+    steps = []
+    rows = 2
+    for _ in range(80):
+        new_rows = int(rng.integers(1, 5))
+        steps.append(
+            (rng.integers(0, rows, new_rows).tolist(), rng.integers(0, 37, new_rows).tolist())
+        )
+        rows = new_rows
+    _, sequences = _extend_and_compare(small, [[1, 2, 3], [4]], steps)
+    assert all(len(s) >= 81 for s in sequences)
+
+
+def test_extend_leaves_the_previous_state_usable_and_unchanged(exact):
+    model = exact
+    logits0, s0 = model.prefill([[1, 2, 3], [4, 5]])
+    before = (s0.slot_M.copy(), s0.length, s0.prompts, s0.history)
+    first, s1 = model.extend(s0, np.array([1, 1]), np.array([7, 8]))
+    model.extend(s1, np.array([0, 1, 0]), np.array([1, 2, 3]))  # a later extend of s1
+    # The record's own fields are as they were.
+    np.testing.assert_array_equal(s0.slot_M, before[0])
+    assert (s0.length, s0.prompts, s0.history) == before[1:]
+    # Extending the old states again gives the same answers as before.
+    again, _ = model.extend(s0, np.array([1, 1]), np.array([7, 8]))
+    np.testing.assert_allclose(again, first, rtol=0, atol=TOL)
+    other, _ = model.extend(s0, np.array([0]), np.array([9]))
+    np.testing.assert_allclose(other, model.next_token_logits([(1, 2, 3, 9)]), rtol=0, atol=TOL)
+    branch, _ = model.extend(s1, np.array([1]), np.array([4]))
+    np.testing.assert_allclose(branch, model.next_token_logits([(4, 5, 8, 4)]), rtol=0, atol=TOL)
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+def test_prompt_longer_than_the_position_table_is_refused():
+    m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=8)
+    assert m.next_token_logits([list(range(8))]).shape == (1, 20)  # exactly n_ctx is fine
+    with pytest.raises(ValueError, match=r"n_ctx=8"):
+        m.prefill([[1, 2], list(range(9))])
+    with pytest.raises(ValueError, match=r"n_ctx=8"):
+        m.next_token_logits([list(range(9))])
+
+
+def test_extend_past_the_position_table_is_refused():
+    m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=8)
+    _, state = m.prefill([list(range(7))])
+    _, state = m.extend(state, np.array([0]), np.array([3]))  # 8 positions: the whole table
+    with pytest.raises(ValueError, match=r"n_ctx=8"):
+        m.extend(state, np.array([0]), np.array([3]))
+
+
+def test_default_incremental_path_is_overridden_by_a_cache():
+    # The transformer's state is a KV cache, not the base class's tuple of sequences.
+    m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)
+    _, state = m.prefill([[1, 2]])
+    assert isinstance(state, decoding.transformer.KVCache)
