@@ -14,21 +14,29 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+    return [code for code, _ in blocks_with_output(path)]
+
+
+def blocks_with_output(path: Path) -> list[tuple[str, str | None]]:
+    """Each ```python block, with the ```text block right after it (its shown output), if any."""
+    found = re.findall(r"```python\n(.*?)```(?:\s*```text\n(.*?)```)?", path.read_text(), re.S)
+    return [(code, shown or None) for code, shown in found]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_python_block_runs(page: Path) -> None:
-    blocks = python_blocks(page)
     namespace: dict[str, object] = {"__name__": "__docs__"}
-    for i, code in enumerate(blocks, 1):
+    for i, (code, shown) in enumerate(blocks_with_output(page), 1):
         before = set(namespace)
-        with contextlib.redirect_stdout(io.StringIO()):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
             exec(compile(code, f"{page.name} block {i}", "exec"), namespace)
             # A block that defines test functions (docs/extending.md) runs them too.
             for name in sorted(set(namespace) - before):
                 if name.startswith("test_") and callable(namespace[name]):
                     namespace[name]()
+        if shown is not None:
+            assert printed.getvalue().rstrip() == shown.rstrip(), f"{page.name} block {i} output"
 
 
 def test_pages_have_examples() -> None:
