@@ -94,6 +94,8 @@ def _interleaved_block_max(logits_MV: np.ndarray, size: int) -> np.ndarray:
     A loop of ``size`` elementwise maxima beats ``reshape(...).max(axis=1)`` about twice.
     """
     slices_MSN = logits_MV.reshape(len(logits_MV), size, -1)
+    if logits_MV.size <= 1 << 16:
+        return slices_MSN.max(axis=1)  # small: one call beats the loop
     block_max_MN = slices_MSN[:, 0].copy()
     for i in range(1, size):
         np.maximum(block_max_MN, slices_MSN[:, i], out=block_max_MN)
@@ -140,8 +142,13 @@ def _pool(
     cand_token_BX: np.ndarray,
     new_length: int,
 ) -> _Pool:
-    """Finished held beams (slot order) then candidates, ``-> [B', K + X]``."""
+    """Finished held beams (slot order) then candidates, ``-> [B', K + X]``; just the
+    candidates ``[B', X]`` when no held beam is finished."""
     batch, width = held_logprob_BK.shape
+    if not (held_logprob_BK > -np.inf).any():
+        return _Pool(
+            cand_logprob_BX, np.full(cand_logprob_BX.shape, new_length), cand_source_BX, cand_token_BX
+        )
     return _Pool(
         logprob_BP=np.concatenate([held_logprob_BK, cand_logprob_BX], axis=1),
         length_BP=np.concatenate(
@@ -193,8 +200,12 @@ def select(
     held_logprob_BK = np.where(finished_BK, logprob_BK, -np.inf)
 
     # Best possible total of each block: parent logprob + the block's best log-prob.
-    block_total_BKN = np.full((batch, width, blocks), -np.inf)
-    block_total_BKN[live_BK] = (block_max_MN - peak_M1) - log_total_M1
+    block_lp_MN = (block_max_MN - peak_M1) - log_total_M1
+    if rows == live_BK.size:
+        block_total_BKN = block_lp_MN.reshape(batch, width, blocks)
+    else:
+        block_total_BKN = np.full((batch, width, blocks), -np.inf)
+        block_total_BKN[live_BK] = block_lp_MN
     block_total_BKN += logprob_BK[:, :, None]
     block_total_BY = block_total_BKN.reshape(batch, width * blocks)
     block_score_BY = np.where(
@@ -232,7 +243,7 @@ def select(
         )
         key_FP = -_scores(fast, scorer)
         order_FP = np.argsort(key_FP, axis=1, kind="stable")
-        lead_FL = np.take_along_axis(key_FP, order_FP[:, : width + 1], axis=1)
+        lead_FL = key_FP[np.arange(len(fast_F))[:, None], order_FP[:, : width + 1]]
         # Equal scores among the best K + 1: pool order decides; leave it to the exact path.
         tied_F = (lead_FL[:, 1:] == lead_FL[:, :-1]).any(axis=1)
         clear_D = np.flatnonzero(~tied_F)
@@ -267,11 +278,13 @@ def select(
         )
         # Pool order spelled out: held finished beams by slot, then candidates by parent slot,
         # token log-prob (higher first) and token id (lower first). lexsort: last key first.
-        held_EK = np.zeros((len(exact_E), width))
+        token_lp_EX = token_lp_EKC.reshape(len(exact_E), -1)
+        if exact.token_BP.shape[1] > token_lp_EX.shape[1]:  # the pool holds finished beams
+            token_lp_EX = np.concatenate([np.zeros((len(exact_E), width)), token_lp_EX], axis=1)
         order_EP = np.lexsort(
             (
                 exact.token_BP,
-                -np.concatenate([held_EK, token_lp_EKC.reshape(len(exact_E), -1)], axis=1),
+                -token_lp_EX,
                 exact.source_BP + np.where(exact.token_BP == CARRIED, 0, width),
                 -_scores(exact, scorer),
             ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from numbers import Real
 
@@ -51,11 +52,38 @@ class LengthPenalty(Scorer):
     alpha: float = attrs.field(default=0.6, converter=finite_alpha)
 
     def score(self, logprob: np.ndarray, length: np.ndarray) -> np.ndarray:
-        """``[...], [...] -> [...]``: ``logprob / length ** alpha``, float64."""
+        """``[...], [...] -> [...]``: ``logprob / length ** alpha``, float64.
+
+        ``length ** alpha`` is Python's float power, looked up in a table, so a score equals
+        ``logprob / len(tokens) ** alpha`` computed in plain Python to the last bit.
+        """
         logprob = np.asarray(logprob, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            divisor = np.power(np.asarray(length, dtype=np.float64), self.alpha)
+        length = np.asarray(length)
+        divisor = _divisors(self.alpha, int(length.max(initial=0)))[length]
+        with np.errstate(divide="ignore", invalid="ignore"):
             score = logprob / divisor
         # Only 0 / 0 is NaN (length ** alpha underflowed to 0 for a hugely negative alpha);
         # a certain hypothesis stays at the best possible score, 0.
         return np.where(logprob == 0.0, 0.0, score)
+
+
+def _power(length: int, alpha: float) -> float:
+    try:
+        return float(length) ** alpha
+    except OverflowError:
+        return math.inf
+    except ZeroDivisionError:  # length 0 only marks an empty slot, whose score is unused
+        return 1.0
+
+
+@functools.lru_cache(maxsize=64)
+def _table(alpha: float, size: int) -> np.ndarray:
+    table = np.array([_power(n, alpha) for n in range(size)])
+    table.setflags(write=False)
+    return table
+
+
+def _divisors(alpha: float, longest: int) -> np.ndarray:
+    """``[n] -> n ** alpha`` for ``n`` up to at least ``longest``; sizes are powers of two so
+    a search reuses a handful of tables."""
+    return _table(alpha, max(64, 1 << longest.bit_length()))

@@ -31,15 +31,15 @@ class BlockWeights:
     ln1_g_D: np.ndarray
     ln1_b_D: np.ndarray
     qkv_w_D3D: np.ndarray  # columns: queries, keys, values, each [D] split into H heads
-    qkv_b_3D: np.ndarray
+    qkv_b_3D: np.ndarray | None  # None when all zero (skipped)
     out_w_DD: np.ndarray
-    out_b_D: np.ndarray
+    out_b_D: np.ndarray | None  # None when all zero (skipped)
     ln2_g_D: np.ndarray
     ln2_b_D: np.ndarray
     fc_w_DF: np.ndarray
-    fc_b_F: np.ndarray
+    fc_b_F: np.ndarray | None  # None when all zero (skipped)
     proj_w_FD: np.ndarray
-    proj_b_D: np.ndarray
+    proj_b_D: np.ndarray | None  # None when all zero (skipped)
 
 
 @attrs.frozen(eq=False)
@@ -61,10 +61,12 @@ class _Slab:
     still holds what it describes.
     """
 
-    __slots__ = ("generation", "k_LRHSE", "pad_R", "v_LRHSE")
+    __slots__ = ("bias_R1S", "generation", "k_LRHSE", "pad_R", "v_LRHSE")
 
     def __init__(self, k_LRHSE: np.ndarray, v_LRHSE: np.ndarray, pad_R: np.ndarray) -> None:
         self.k_LRHSE, self.v_LRHSE, self.pad_R = k_LRHSE, v_LRHSE, pad_R
+        # Attention bias for one new query per row over every cache column (see key_bias).
+        self.bias_R1S = key_bias(pad_R, k_LRHSE.shape[3], k_LRHSE.dtype)
         self.generation = 0
 
 
@@ -172,16 +174,19 @@ class FoldedWeights:
     wpe_PD: np.ndarray
     blocks: tuple[FoldedBlock, ...]
     head_w_DV: np.ndarray  # final LayerNorm gain times wte.T, C-contiguous
-    head_b_V: np.ndarray
+    head_b_V: np.ndarray | None
     n_heads: int
 
 
 def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWeights:
     """Fold every LayerNorm affine and the attention scale into the next linear layer, in
-    float64, then cast to ``dtype``."""
+    float64, then cast to ``dtype``; all-zero biases become ``None`` and are skipped."""
 
     def cast(array: np.ndarray) -> np.ndarray:
         return _readonly(np.ascontiguousarray(array, dtype=dtype))
+
+    def bias(array: np.ndarray) -> np.ndarray | None:
+        return cast(array) if array.any() else None
 
     d = weights.wte_VD.shape[1]
     scale_3D = np.ones(3 * d)
@@ -189,13 +194,13 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
     blocks = tuple(
         FoldedBlock(
             qkv_w_D3D=cast(w.ln1_g_D[:, None] * w.qkv_w_D3D * scale_3D),
-            qkv_b_3D=cast((w.ln1_b_D @ w.qkv_w_D3D + w.qkv_b_3D) * scale_3D),
+            qkv_b_3D=bias((w.ln1_b_D @ w.qkv_w_D3D + w.qkv_b_3D) * scale_3D),
             out_w_DD=cast(w.out_w_DD),
-            out_b_D=cast(w.out_b_D),
+            out_b_D=bias(w.out_b_D),
             fc_w_DF=cast(w.ln2_g_D[:, None] * w.fc_w_DF),
-            fc_b_F=cast(w.ln2_b_D @ w.fc_w_DF + w.fc_b_F),
+            fc_b_F=bias(w.ln2_b_D @ w.fc_w_DF + w.fc_b_F),
             proj_w_FD=cast(w.proj_w_FD),
-            proj_b_D=cast(w.proj_b_D),
+            proj_b_D=bias(w.proj_b_D),
         )
         for w in weights.blocks
     )
@@ -204,7 +209,7 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
         wpe_PD=cast(weights.wpe_PD),
         blocks=blocks,
         head_w_DV=cast(weights.lnf_g_D[:, None] * weights.wte_VD.T),
-        head_b_V=cast(weights.lnf_b_D @ weights.wte_VD.T),
+        head_b_V=bias(weights.lnf_b_D @ weights.wte_VD.T),
         n_heads=weights.n_heads,
     )
 
@@ -212,10 +217,22 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
 # -- the forward pass: small pure functions (picoGPT style) -----------------------------------
 
 
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """``[..., I] @ [I, O] (+ [O]) -> [..., O]``."""
+    y = x @ w
+    if b is not None:
+        y += b
+    return y
+
+
 def normalize(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """``[..., D] -> [..., D]``: LayerNorm without its affine (folded into the next layer)."""
-    centred = x - x.mean(axis=-1, keepdims=True)
-    var = np.square(centred).mean(axis=-1, keepdims=True)
+    scale = 1.0 / x.shape[-1]
+    mean = np.add.reduce(x, axis=-1, keepdims=True)
+    mean *= scale
+    centred = x - mean
+    var = np.vecdot(centred, centred)[..., None]
+    var *= scale
     var += eps
     centred /= np.sqrt(var, out=var)
     return centred
@@ -244,7 +261,7 @@ def attention(
     scores_NHTS += bias_NTS[:, None]
     scores_NHTS -= scores_NHTS.max(axis=-1, keepdims=True)
     np.exp(scores_NHTS, out=scores_NHTS)
-    scores_NHTS /= scores_NHTS.sum(axis=-1, keepdims=True)
+    scores_NHTS /= np.add.reduce(scores_NHTS, axis=-1, keepdims=True)
     return scores_NHTS @ v_NHSE
 
 
@@ -260,52 +277,55 @@ def block(
     """``[N, T, D] -> [N, T, D]``; writes this block's keys/values into cache columns
     ``[start, start + T)`` and attends over ``[0, start + T)``."""
     n, t, d = x_NTD.shape
-    qkv_NT3D = normalize(x_NTD) @ w.qkv_w_D3D
-    qkv_NT3D += w.qkv_b_3D
+    qkv_NT3D = linear(normalize(x_NTD), w.qkv_w_D3D, w.qkv_b_3D)
     qkv_3NHTE = qkv_NT3D.reshape(n, t, 3, n_heads, d // n_heads).transpose(2, 0, 3, 1, 4)
     end = start + t
     k_NHSE[:, :, start:end] = qkv_3NHTE[1]
     v_NHSE[:, :, start:end] = qkv_3NHTE[2]
     heads_NHTE = attention(qkv_3NHTE[0], k_NHSE[:, :, :end], v_NHSE[:, :, :end], bias_NTS)
-    attended_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d) @ w.out_w_DD
-    attended_NTD += w.out_b_D
-    x_NTD = x_NTD + attended_NTD
-    hidden_NTF = normalize(x_NTD) @ w.fc_w_DF
-    hidden_NTF += w.fc_b_F
-    mlp_NTD = gelu(hidden_NTF) @ w.proj_w_FD
-    mlp_NTD += w.proj_b_D
-    x_NTD += mlp_NTD
+    heads_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d)
+    x_NTD = x_NTD + linear(heads_NTD, w.out_w_DD, w.out_b_D)
+    hidden_NTF = gelu(linear(normalize(x_NTD), w.fc_w_DF, w.fc_b_F))
+    x_NTD += linear(hidden_NTF, w.proj_w_FD, w.proj_b_D)
     return x_NTD
 
 
 def forward(
     weights: FoldedWeights,
     tokens_NT: np.ndarray,
-    pad_N: np.ndarray,
+    positions_NT: np.ndarray,
+    bias_NTS: np.ndarray,
     k_LNHSE: np.ndarray,
     v_LNHSE: np.ndarray,
     start: int,
     rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Run ``tokens_NT`` at cache columns ``[start, start + T)``; ``-> logits [M, V]`` of the
-    last position of ``rows`` (default: all N). Fills those cache columns."""
-    t = tokens_NT.shape[1]
-    column_T = np.arange(start, start + t)
-    positions_NT = np.maximum(column_T - pad_N[:, None], 0)
+    last position of ``rows`` (default: all N). Fills those cache columns.
+
+    ``bias_NTS`` masks keys ``[0, start + T)``: 0 where visible, ``-inf`` where not.
+    """
     x_NTD = weights.wte_VD[tokens_NT]
     x_NTD += weights.wpe_PD[positions_NT]
-    key_S = np.arange(start + t)
-    # Causal and not padding; a padding query sees itself so no softmax row is empty.
-    visible_NTS = (key_S <= column_T[:, None]) & (key_S >= pad_N[:, None, None])
-    visible_NTS |= key_S == column_T[:, None]
-    zero, hidden = k_LNHSE.dtype.type(0.0), k_LNHSE.dtype.type(-np.inf)
-    bias_NTS = np.where(visible_NTS, zero, hidden)
     for layer, w in enumerate(weights.blocks):
         x_NTD = block(x_NTD, w, weights.n_heads, k_LNHSE[layer], v_LNHSE[layer], start, bias_NTS)
     last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
-    logits_MV = normalize(last_MD) @ weights.head_w_DV
-    logits_MV += weights.head_b_V
-    return logits_MV
+    return linear(normalize(last_MD), weights.head_w_DV, weights.head_b_V)
+
+
+def key_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
+    """``[N, 1, S]``: 0 for a row's keys at or after its padding, ``-inf`` before."""
+    visible_NS = np.arange(columns) >= pad_N[:, None]
+    return np.where(visible_NS, dtype.type(0.0), dtype.type(-np.inf))[:, None, :]
+
+
+def causal_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
+    """``[N, S, S]``: `key_bias` plus causality; a padding query sees itself, so no row of the
+    softmax is empty."""
+    key_S = np.arange(columns)
+    visible_NSS = (key_S <= key_S[:, None]) & (key_S >= pad_N[:, None, None])
+    visible_NSS |= key_S == key_S[:, None]
+    return np.where(visible_NSS, dtype.type(0.0), dtype.type(-np.inf))
 
 
 class NumpyTransformerLM(LanguageModel):
@@ -380,7 +400,11 @@ class NumpyTransformerLM(LanguageModel):
         for i, prompt in enumerate(checked):
             tokens_NT[i, pad_N[i] :] = prompt
         slab = self._new_slab(len(checked), width + 64, pad_N)
-        logits_NV = forward(self._folded, tokens_NT, pad_N, slab.k_LRHSE, slab.v_LRHSE, start=0)
+        positions_NT = np.maximum(np.arange(width) - pad_N[:, None], 0)
+        bias_NTT = causal_bias(pad_N, width, self.dtype)
+        logits_NV = forward(
+            self._folded, tokens_NT, positions_NT, bias_NTT, slab.k_LRHSE, slab.v_LRHSE, start=0
+        )
         slots_N = _readonly(np.arange(len(checked)))
         return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, ())
 
@@ -421,7 +445,14 @@ class NumpyTransformerLM(LanguageModel):
         tokens_R = np.zeros(slab.pad_R.size, dtype=np.int64)
         tokens_R[slot_M] = tokens_M
         logits_MV = forward(
-            self._folded, tokens_R[:, None], slab.pad_R, slab.k_LRHSE, slab.v_LRHSE, start, slot_M
+            self._folded,
+            tokens_R[:, None],
+            (start - slab.pad_R)[:, None],
+            slab.bias_R1S[:, :, : start + 1],
+            slab.k_LRHSE,
+            slab.v_LRHSE,
+            start,
+            slot_M,
         )
         history = (*state.history, (_readonly(parents_M.copy()), _readonly(tokens_M.copy())))
         cache = KVCache(slab, slab.generation, _readonly(slot_M), start + 1, state.prompts, history)
@@ -438,19 +469,20 @@ def _reorder_in_place(slab: _Slab, source_M: np.ndarray, start: int) -> np.ndarr
     A parent's first child keeps the parent's slot; further children get copies in slots that
     no new row's parent occupies. Copies read only kept slots and write only free ones.
     """
+    children_R = np.bincount(source_M, minlength=slab.pad_R.size)
+    if children_R.max(initial=0) <= 1:
+        return source_M
     order_M = np.argsort(source_M, kind="stable")
     sorted_M = source_M[order_M]
     repeat_M = np.empty(source_M.size, dtype=bool)
     repeat_M[order_M] = np.concatenate([[False], sorted_M[1:] == sorted_M[:-1]])
+    extra_X = np.flatnonzero(repeat_M)
+    free_X = np.flatnonzero(children_R == 0)[: extra_X.size]
+    from_X = source_M[extra_X]
+    slab.k_LRHSE[:, free_X, :, :start] = slab.k_LRHSE[:, from_X, :, :start]
+    slab.v_LRHSE[:, free_X, :, :start] = slab.v_LRHSE[:, from_X, :, :start]
+    slab.pad_R[free_X] = slab.pad_R[from_X]
+    slab.bias_R1S[free_X] = slab.bias_R1S[from_X]
     slot_M = source_M.copy()
-    if repeat_M.any():
-        occupied_R = np.zeros(slab.pad_R.size, dtype=bool)
-        occupied_R[source_M] = True
-        extra_M = np.flatnonzero(repeat_M)
-        free_X = np.flatnonzero(~occupied_R)[: extra_M.size]
-        from_X = source_M[extra_M]
-        slab.k_LRHSE[:, free_X, :, :start] = slab.k_LRHSE[:, from_X, :, :start]
-        slab.v_LRHSE[:, free_X, :, :start] = slab.v_LRHSE[:, from_X, :, :start]
-        slab.pad_R[free_X] = slab.pad_R[from_X]
-        slot_M[extra_M] = free_X
+    slot_M[extra_X] = free_X
     return slot_M
