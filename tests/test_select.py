@@ -1,0 +1,98 @@
+"""The selection step's fast path (block bounds over interleaved vocabulary blocks) against the
+literal reference, on vocabularies large enough to be split into blocks (V >= 36), with the
+exact-tie fallback provoked by round logits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import beam_search
+from strategies import ShownScriptedLM, problems
+
+from decoding import BeamSearchDecoder, ScriptedLM
+from decoding._select import _block_size, log_softmax, top_tokens_exact
+
+TOL = 1e-9
+
+
+@st.composite
+def blocked_models(draw: st.DrawFn) -> ScriptedLM:
+    """Scripted models with 36..150 tokens (so `_block_size` > 1), rows from numpy seeds:
+    round values (ties, ``-inf``) or continuous ones, keyed by ``()`` and 1-token suffixes."""
+    vocab = draw(st.integers(36, 150))
+    assert _block_size(vocab) >= 1
+
+    def row(seed: int, kind: int) -> list[float]:
+        rng = np.random.default_rng(seed)
+        if kind == 0:  # ties everywhere
+            values = rng.choice([-math.inf, -2.0, -1.0, 0.0, 0.5], size=vocab)
+        elif kind == 1:  # continuous
+            values = rng.normal(0.0, 2.0, size=vocab)
+        elif kind == 2:  # mostly impossible tokens
+            values = np.where(rng.random(vocab) < 0.9, -math.inf, rng.normal(size=vocab))
+        else:  # continuous, but a few of the best values repeat elsewhere (exact ties)
+            values = rng.normal(0.0, 2.0, size=vocab)
+            best = np.argsort(-values)[:3]
+            values[rng.integers(0, vocab, size=3)] = values[best]
+        return values.tolist()
+
+    keys = draw(st.lists(st.integers(0, vocab - 1), max_size=6, unique=True))
+    rows = {
+        key: row(draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 3)))
+        for key in [(), *((k,) for k in keys)]
+    }
+    return ShownScriptedLM(rows, vocab_size=vocab)
+
+
+@settings(max_examples=60)
+@given(problems(models=blocked_models(), max_beam_width=6, max_new_tokens=4, max_prompts=3))
+def test_blocked_vocabulary_equals_the_reference(problem) -> None:
+    got = problem.decoder().decode(problem.model, problem.prompts)
+    for prompt, beams in zip(problem.prompts, got, strict=True):
+        want = beam_search(problem.model, prompt, *problem.settings())
+        assert [(b.tokens, b.finished) for b in beams] == [(b.tokens, b.finished) for b in want]
+        for b, w in zip(beams, want, strict=True):
+            assert math.isclose(b.logprob, w.logprob, rel_tol=TOL, abs_tol=TOL)
+
+
+def test_block_size_divides_the_vocabulary() -> None:
+    for vocab in (1, 2, 12, 36, 97, 1000, 50257):
+        size = _block_size(vocab)
+        assert vocab % size == 0 and size <= max(1, vocab**0.5 / 3)
+    assert _block_size(1000) == 10 and _block_size(97) == 1
+
+
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_top_tokens_exact_orders_by_value_then_id(vocab, count, seed) -> None:
+    rng = np.random.default_rng(seed)
+    logits = rng.choice([-math.inf, -1.0, 0.0, 0.5, 1.0], size=(3, vocab))
+    values = log_softmax(logits)
+    ids, vals = top_tokens_exact(values, min(count, vocab))
+    for r in range(3):
+        expected = sorted(range(vocab), key=lambda t: (-values[r, t], t))[: min(count, vocab)]
+        assert ids[r].tolist() == expected
+        assert vals[r].tolist() == [values[r, t] for t in expected]
+
+
+def test_a_prompt_with_only_finished_beams_keeps_them_while_others_run() -> None:
+    # Prompt (0,) finishes at once (EOS 1 is its only token); prompt (2,) keeps going.
+    model = ScriptedLM({(0,): {1: 0.0}, (): {2: math.log(0.5), 3: math.log(0.5)}}, vocab_size=40)
+    got = BeamSearchDecoder(2, 3, 0.0, 1).decode(model, [[0], [2]])
+    assert [(b.tokens, b.finished) for b in got[0]] == [((1,), True)]
+    assert len(got[1]) == 2 and all(len(b.tokens) == 3 for b in got[1])
+
+
+def test_equal_scores_across_blocks_keep_token_order() -> None:
+    # V = 36 gives blocks of 2 interleaved tokens: block j holds tokens j and j + 18. Tokens 5
+    # (block 5) and 19 (block 1) tie for first place; the fast path gathers block 1 before
+    # block 5, so only the tie rule (lower token id first) puts 5 ahead of 19.
+    assert _block_size(36) == 2
+    row = [-5.0] * 36
+    row[5] = row[19] = 1.0
+    model = ScriptedLM({(): row}, vocab_size=36)
+    got = BeamSearchDecoder(2, 1, 0.0, None).decode(model, [[0]])
+    assert [b.tokens for b in got[0]] == [(5,), (19,)]
+    assert got[0][0].logprob == got[0][1].logprob
