@@ -360,14 +360,35 @@ class NumpyTransformerLM(LanguageModel):
         self.max_sequence_length = positive_int("n_ctx", n_ctx)
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise TypeError(f"seed must be an int, got {seed!r}")
-        self.seed = int(seed)
-        self.weights = init_weights(
-            self.vocab_size, d_model, n_heads, n_layers, self.max_sequence_length, self.seed
+        self.seed: int | None = int(seed)
+        self._load(
+            init_weights(
+                self.vocab_size, d_model, n_heads, n_layers, self.max_sequence_length, self.seed
+            ),
+            dtype,
         )
+
+    @classmethod
+    def from_weights(
+        cls, weights: TransformerWeights, dtype: type[np.floating] | str = "float32"
+    ) -> NumpyTransformerLM:
+        """A model with the given weights (GPT-2 layout, e.g. converted from a checkpoint);
+        ``vocab_size`` and ``n_ctx`` come from the embedding tables."""
+        if not isinstance(weights, TransformerWeights):
+            raise TypeError(f"weights must be a TransformerWeights, got {type(weights)!r}")
+        model = cls.__new__(cls)
+        model.vocab_size, _ = weights.wte_VD.shape
+        model.max_sequence_length = weights.wpe_PD.shape[0]
+        model.seed = None
+        model._load(weights, dtype)
+        return model
+
+    def _load(self, weights: TransformerWeights, dtype: type[np.floating] | str) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        self._folded = fold(self.weights, self.dtype)
+        self.weights = weights
+        self._folded = fold(weights, self.dtype)
 
     def __repr__(self) -> str:
         w = self.weights

@@ -238,3 +238,28 @@ def test_default_incremental_path_is_overridden_by_a_cache():
     m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)
     _, state = m.prefill([[1, 2]])
     assert isinstance(state, decoding.transformer.KVCache)
+
+
+def test_folding_keeps_nonzero_layer_norms_and_biases(exact):
+    # The default init has unit LayerNorm gains and zero biases, which folding could get wrong
+    # unnoticed; random ones must still match the textbook forward pass.
+    rng = np.random.default_rng(7)
+
+    def jitter(array):
+        return array + rng.normal(0.0, 0.3, size=array.shape)
+
+    w = exact.weights
+    blocks = tuple(
+        attrs.evolve(b, **{f.name: jitter(getattr(b, f.name)) for f in attrs.fields(type(b))})
+        for b in w.blocks
+    )
+    weights = attrs.evolve(
+        w, blocks=blocks, lnf_g_D=jitter(w.lnf_g_D), lnf_b_D=jitter(w.lnf_b_D)
+    )
+    m = decoding.NumpyTransformerLM.from_weights(weights, dtype="float64")
+    assert (m.vocab_size, m.max_sequence_length) == (exact.vocab_size, exact.max_sequence_length)
+    for seq in ([5, 999, 0, 17, 17, 3], [42]):
+        np.testing.assert_allclose(
+            m.next_token_logits([seq])[0], reference_logits(weights, seq), rtol=0, atol=1e-9
+        )
+    _extend_and_compare(m, [[1, 2, 3], [4]], [([1, 0, 0], [7, 8, 9]), ([2, 2, 1], [3, 4, 5])])
