@@ -16,11 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["HFBeamSearch", "HFUnavailable", "load"]
+__all__ = ["HFBeamSearch", "HFUnavailable", "IncompleteGeneration", "load"]
 
 
 class HFUnavailable(RuntimeError):
     """torch or transformers cannot be imported."""
+
+
+class IncompleteGeneration(RuntimeError):
+    """``generate`` returned fewer than the requested new tokens."""
 
 
 def load() -> tuple[Any, Any]:
@@ -116,7 +120,7 @@ class HFBeamSearch:
         sequences = out if isinstance(out, self.torch.Tensor) else out.sequences
         expected = (input_ids.shape[0] * returned, input_ids.shape[1] + max_new_tokens)
         if tuple(sequences.shape) != expected:
-            raise RuntimeError(
+            raise IncompleteGeneration(
                 f"HF generate returned shape {tuple(sequences.shape)}, expected {expected}: "
                 f"it did not run all {max_new_tokens} steps"
             )

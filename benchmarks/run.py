@@ -94,8 +94,8 @@ class System:
 
     def __init__(self, name: str, run: Callable[[], Any], check: Callable[[Any], None]) -> None:
         self.name, self.run, self.check = name, run, check
-
-        self.sample: Any = None  # output of the first run, kept for cross-checks
+        self.keep_sample = False  # keep the first run's output for a cross-check
+        self.sample: Any = None
 
     def once(self) -> tuple[float, float]:
         """One checked run; returns its (wall, process CPU) seconds; the check is not timed."""
@@ -106,7 +106,7 @@ class System:
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
         self.check(out)
-        if self.sample is None:
+        if self.keep_sample and self.sample is None:
             self.sample = out
         return elapsed, cpu
 
@@ -170,9 +170,18 @@ def floor_system(model: Any, prompts: list[list[int]], k: int, n: int) -> System
 
 
 def hf_system(hf: Any, prompts: list[list[int]], k: int, n: int) -> System:
+    from benchmarks.hf import IncompleteGeneration
+
     inputs = hf.inputs(prompts)
-    # HF.generate checks the output length itself and raises if it stopped early.
-    return System("hf", lambda: hf.generate(inputs, k, n, alpha=ALPHA), lambda out: None)
+
+    def run() -> Any:
+        # HFBeamSearch.generate checks the output length itself (prompt + N).
+        try:
+            return hf.generate(inputs, k, n, alpha=ALPHA)
+        except IncompleteGeneration as error:
+            raise BenchmarkError(f"hf: {error}") from error
+
+    return System("hf", run, lambda out: None)
 
 
 def estimate_naive_seconds(model: Any, prompts: list[list[int]], k: int, n: int) -> float:
@@ -220,9 +229,11 @@ def time_systems(
 
 #: Which clock the figures use: "wall" (perf_counter, the default) or "cpu" (process_time).
 CLOCK = "wall"
-#: A figure whose median wall time exceeds its median CPU time by more than this factor was
-#: measured while other processes competed for the CPU.
+#: A figure is flagged as noisy when its median wall time exceeds its median CPU time by more
+#: than CONTENDED (the process waited for a CPU), or when its slowest of >= 3 runs took more
+#: than SPREAD times its fastest (something else shared the caches or memory bandwidth).
 CONTENDED = 1.10
+SPREAD = 1.5
 
 
 def figures(runs: list[tuple[float, float]], tokens: int, steps: int) -> dict[str, Any]:
@@ -239,7 +250,8 @@ def figures(runs: list[tuple[float, float]], tokens: int, steps: int) -> dict[st
         "clock": CLOCK,
         "spread": max(chosen) / max(min(chosen), 1e-12),
         "wall_over_cpu": wall_over_cpu,
-        "contended": wall_over_cpu > CONTENDED,
+        "noisy": wall_over_cpu > CONTENDED
+        or (len(runs) >= 3 and max(chosen) > SPREAD * min(chosen)),
         "times_ms": [t * 1e3 for t in wall],
         "cpu_times_ms": [t * 1e3 for t in cpu],
     }
@@ -294,6 +306,7 @@ def run_workloads(
                 }
             else:
                 systems.append(naive_system(model, prompts, k, n))
+                systems[0].keep_sample = systems[-1].keep_sample = True
         times = time_systems(systems, args.repeats, args.warmup, label)
         if systems[-1].name == "naive":
             row["naive_agrees"] = compare_results(systems[0].sample, systems[-1].sample)
@@ -531,6 +544,30 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
+def busy(point: dict[str, Any]) -> str:
+    """The larger max/min of a scaling point's two systems, marked ``!`` when noisy."""
+    worst = max(point["project"]["spread"], point["floor"]["spread"])
+    noisy = point["project"]["noisy"] or point["floor"]["noisy"]
+    return f"{worst:.2f}" + (" !" if noisy else "")
+
+
+def noisy_figures(result: dict[str, Any]) -> list[str]:
+    """Labels of the figures whose runs disagree (see `SPREAD`, `CONTENDED`)."""
+    labels = []
+    for w in result["workloads"]:
+        for name, fig in w["systems"].items():
+            if fig.get("noisy"):
+                labels.append(f"({w['B']},{w['K']},{w['N']}) {name}")
+    for key, points in (result.get("scaling") or {}).items():
+        if not isinstance(points, list):
+            continue
+        for p in points:
+            for name in ("project", "floor"):
+                if p[name]["noisy"]:
+                    labels.append(f"scaling {key} (B={p['B']}, N={p['N']}) {name}")
+    return labels
+
+
 def report(result: dict[str, Any]) -> str:
     m = result["machine"]
     s = result["settings"]
@@ -547,7 +584,7 @@ def report(result: dict[str, Any]) -> str:
         )
         + f"; BLAS threads {m['thread_env']['OPENBLAS_NUM_THREADS']}; git {m['git']}; "
         f"load average {m['load_average_at_start'][0]:.2f} at start.",
-        f"Each figure: median of {s['repeats']} interleaved runs"
+        f"Each figure: median {s['clock']} time of {s['repeats']} interleaved runs"
         + (" after a warm-up" if s["warmup"] else " (no warm-up)")
         + f"; tokens = B*K*N; alpha {ALPHA}, no EOS, all N steps checked."
         + ("  QUICK MODE: smoke test only, not the documented method." if s["quick"] else ""),
@@ -568,8 +605,8 @@ def report(result: dict[str, Any]) -> str:
                     fmt(fig["tokens_per_s"], ",.0f"),
                     fmt(fig["ms_per_step"], ".3f"),
                     str(fig["runs"]),
-                    fmt(fig["spread"], ".2f"),
-                    fmt(fig["wall_over_cpu"], ".2f") + (" !" if fig["contended"] else ""),
+                    fmt(fig["spread"], ".2f") + (" !" if fig["noisy"] else ""),
+                    fmt(fig["wall_over_cpu"], ".2f"),
                 ]
             else:
                 cells += ["skipped: " + fig["skipped"], "", "", "", "", ""]
@@ -611,7 +648,7 @@ def report(result: dict[str, Any]) -> str:
             for p in scaling["versus_N"]
         ]
         header = ["N", "project ms", "project ms/step", "floor ms/step", "project/floor", "runs"]
-        parts += [table([*header, "wall/cpu"], rows), ""]
+        parts += [table([*header, "max/min"], rows), ""]
         if "per_step_512_over_64" in scaling:
             parts += [
                 (
@@ -630,15 +667,12 @@ def report(result: dict[str, Any]) -> str:
                 fmt(p["floor"]["median_ms"]),
                 fmt(p["project/floor"], ".2f"),
                 str(p["project"]["runs"]),
+                busy(p),
             ]
             for p in scaling["versus_B"]
         ]
-        parts += [
-            table(
-                ["B", "project ms", "project tokens/s", "floor ms", "project/floor", "runs"], rows
-            ),
-            "",
-        ]
+        header = ["B", "project ms", "project tokens/s", "floor ms", "project/floor", "runs"]
+        parts += [table([*header, "max/min"], rows), ""]
     memory = result.get("memory")
     if memory:
         parts += [
@@ -651,6 +685,18 @@ def report(result: dict[str, Any]) -> str:
                 f"project {memory['project']['peak_mib']:.1f} MiB "
                 f"= {memory['project_over_target']:.2f} x the {MEMORY_TARGET_MIB:g} MiB target; "
                 f"floor {memory['floor']['peak_mib']:.1f} MiB"
+            ),
+            "",
+        ]
+    noisy = result["noisy_figures"]
+    if noisy:
+        parts += [
+            (
+                f"WARNING: {len(noisy)} figure(s) are noisy, marked ! (slowest run > {SPREAD:g} x "
+                f"the fastest, or median wall/cpu > {CONTENDED:.2f}); load average "
+                f"{result['machine']['load_average_at_start'][0]:.2f} at start, "
+                f"{result['load_average_at_end'][0]:.2f} at end. Another process was probably "
+                "running: rerun on a quiet machine (or with more --repeats) before trusting them."
             ),
             "",
         ]
@@ -771,6 +817,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="peak traced memory at (64,4,128) in a separate run (default on)",
     )
     p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time figures by wall clock (default) or by this process's CPU time, which "
+        "other processes disturb less",
+    )
+    p.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is missed"
     )
     args = p.parse_args(argv)
@@ -792,7 +845,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global CLOCK
     args = parse_args(argv)
+    CLOCK = args.clock
     started = time.perf_counter()
     model = decoding.NumpyTransformerLM()
 
@@ -818,6 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeats": args.repeats,
             "slow_repeats": args.slow_repeats,
             "warmup": args.warmup,
+            "clock": args.clock,
             "alpha": ALPHA,
             "eos_token_id": None,
             "prompt_lengths": list(PROMPT_LENGTHS),
@@ -830,6 +886,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["memory"] = run_memory(model) if args.memory else None
     result["targets"] = evaluate_targets(result["workloads"], result["scaling"], result["memory"])
     result["elapsed_s"] = time.perf_counter() - started
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["noisy_figures"] = noisy_figures(result)
 
     print(report(result))
     print(f"\n(total {result['elapsed_s']:.0f} s)")
