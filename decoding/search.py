@@ -147,7 +147,7 @@ class BeamSearchDecoder(Decoder):
         prompts = self._check(model, prompts)
         if not prompts:
             return []
-        state = self.init(model, prompts)
+        state = self._start(model, prompts)
         while not self.done(state):
             state = self.step(model, state)
         return self.finalize(state)
@@ -173,10 +173,14 @@ class BeamSearchDecoder(Decoder):
     # -- the pieces ------------------------------------------------------------------------
 
     def init(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> BeamState:
-        """Prefill the prompts; each prompt holds one live, empty beam with logprob 0.
+        """Check the arguments and prefill the prompts; each prompt holds one live, empty beam
+        with logprob 0. ``prompts`` must not be empty."""
+        checked = self._check(model, prompts)
+        if not checked:
+            raise ValueError("init() needs at least one prompt; decode([]) returns []")
+        return self._start(model, checked)
 
-        ``prompts`` must already be valid (``decode`` checks them).
-        """
+    def _start(self, model: LanguageModel, prompts: tuple[tuple[int, ...], ...]) -> BeamState:
         batch, width = len(prompts), self.beam_width
         logits, model_state = model.prefill(prompts)
         logprob_BK = np.full((batch, width), -np.inf)
