@@ -39,10 +39,11 @@ def next_logprobs(model: LanguageModel, sequence: Sequence[int]) -> list[float]:
 def scores(hypotheses: Sequence[tuple[tuple[int, ...], float]], alpha: float) -> list[float]:
     """``logprob / len(tokens) ** alpha`` for each ``(tokens, logprob)``.
 
-    Computed by `decoding.LengthPenalty` on one array: NumPy's vectorised ``power`` and
-    Python's ``**`` differ in the last bit for a few percent of inputs, and the comparison
-    with the decoder is about the search, not about rounding (the formula itself is checked
-    separately, in test_properties.py).
+    Computed by `decoding.LengthPenalty`, so that the reference ranks with the decoder's exact
+    floats: two ways of computing ``len ** alpha`` (NumPy's SIMD ``power``, Python's ``**``)
+    differ in the last bit for a few percent of inputs, which can split or merge near-ties.
+    The comparison is about the search, not rounding; the formula itself is checked on its
+    own in test_properties.py.
     """
     if not hypotheses:
         return []
@@ -69,7 +70,7 @@ def beam_search(
     vocab = model.vocab_size
     # A hypothesis is (tokens, logprob, finished); held is kept best first.
     held: list[tuple[tuple[int, ...], float, bool]] = [((), 0.0, False)]
-    for length in range(1, max_new_tokens + 1):
+    for _ in range(max_new_tokens):
         live = [h for h in held if not h[2]]
         if not live:
             break

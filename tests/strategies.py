@@ -16,6 +16,7 @@ from decoding import BeamSearchDecoder, LanguageModel, NumpyTransformerLM, Scrip
 
 __all__ = [
     "Problem",
+    "ShownScriptedLM",
     "alphas",
     "logit_rows",
     "problems",
@@ -41,7 +42,8 @@ class ShownScriptedLM(ScriptedLM):
 def logit_rows(draw: st.DrawFn, vocab: int) -> list[float]:
     """A row of ``vocab`` logits in ``[-4, 2]`` or ``-inf``, usually with a finite entry.
 
-    About one row in twelve may be all ``-inf`` (a dead end: no token can follow).
+    A row drawn all ``-inf`` is kept one time in twelve (a dead end: no token can follow);
+    otherwise one entry becomes finite. About 1 row in 60 ends up dead.
     """
     value = st.one_of(
         st.sampled_from(ROUND_VALUES),
@@ -112,15 +114,18 @@ def problems(
     max_beam_width: int = 6,
     max_new_tokens: int = 5,
     max_prompts: int = 4,
+    min_beam_width: int = 1,
+    min_prompts: int = 1,
 ) -> Problem:
-    """A `Problem`: K in 1..max_beam_width, max_new_tokens in 1..max_new_tokens, alpha in
-    [0, 2], EOS None or any id; the model defaults to `scripted_models()`."""
+    """A `Problem`: K in min_beam_width..max_beam_width, max_new_tokens in 1..max_new_tokens,
+    min_prompts..max_prompts prompts, alpha in [0, 2], EOS None or any id; the model defaults
+    to `scripted_models()`."""
     model = draw(scripted_models() if models is None else models)
     vocab = model.vocab_size
     return Problem(
         model=model,
-        prompts=draw(prompt_lists(vocab, max_prompts=max_prompts)),
-        beam_width=draw(st.integers(1, max_beam_width)),
+        prompts=draw(prompt_lists(vocab, min_prompts=min_prompts, max_prompts=max_prompts)),
+        beam_width=draw(st.integers(min_beam_width, max_beam_width)),
         max_new_tokens=draw(st.integers(1, max_new_tokens)),
         alpha=draw(alphas),
         eos_token_id=draw(st.one_of(st.none(), st.integers(0, vocab - 1))),
@@ -128,9 +133,13 @@ def problems(
 
 
 @functools.cache
-def transformer(seed: int = 0, dtype: str = "float64") -> NumpyTransformerLM:
-    """A small `NumpyTransformerLM` (vocab 50, d_model 16, 4 heads), built once per seed."""
-    return NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, seed=seed, dtype=dtype)
+def transformer(
+    seed: int = 0, dtype: str = "float64", vocab_size: int = 50, d_model: int = 16
+) -> NumpyTransformerLM:
+    """A `NumpyTransformerLM` (by default small: vocab 50, d_model 16, 4 heads), built once."""
+    return NumpyTransformerLM(
+        vocab_size=vocab_size, d_model=d_model, n_heads=4, seed=seed, dtype=dtype
+    )
 
 
 def transformers(dtype: str = "float64") -> st.SearchStrategy[NumpyTransformerLM]:
