@@ -334,32 +334,22 @@ def run_scaling(args: argparse.Namespace, model: Any) -> dict[str, Any]:
         slow = rows * n > 32 * 128
         return min(args.repeats, args.slow_repeats) if slow else args.repeats
 
-    out: dict[str, Any] = {"versus_N": [], "versus_B": []}
-    k = 4
-    batch = 8
-    for n in args.scaling_n:
-        label = f"scaling N (B={batch}, K={k}, N={n})"
+    def point(varying: str, batch: int, k: int, n: int) -> dict[str, Any]:
+        label = f"scaling {varying} (B={batch}, K={k}, N={n})"
         log(label)
         prompts = make_prompts(batch)
         systems = [project_system(model, prompts, k, n), floor_system(model, prompts, k, n)]
         times = time_systems(systems, repeats_for(batch * k, n), args.warmup, label)
-        point = {"B": batch, "K": k, "N": n}
+        result: dict[str, Any] = {"B": batch, "K": k, "N": n}
         for name, seconds in times.items():
-            point[name] = figures(seconds, batch * k * n, n)
-        point["project/floor"] = ratio(point["project"], point["floor"])
-        out["versus_N"].append(point)
-    n = 64
-    for batch in args.scaling_b:
-        label = f"scaling B (B={batch}, K={k}, N={n})"
-        log(label)
-        prompts = make_prompts(batch)
-        systems = [project_system(model, prompts, k, n), floor_system(model, prompts, k, n)]
-        times = time_systems(systems, repeats_for(batch * k, n), args.warmup, label)
-        point = {"B": batch, "K": k, "N": n}
-        for name, seconds in times.items():
-            point[name] = figures(seconds, batch * k * n, n)
-        point["project/floor"] = ratio(point["project"], point["floor"])
-        out["versus_B"].append(point)
+            result[name] = figures(seconds, batch * k * n, n)
+        result["project/floor"] = ratio(result["project"], result["floor"])
+        return result
+
+    out: dict[str, Any] = {
+        "versus_N": [point("N", 8, 4, n) for n in args.scaling_n],
+        "versus_B": [point("B", batch, 4, 64) for batch in args.scaling_b],
+    }
     per_step = {p["N"]: p["project"]["ms_per_step"] for p in out["versus_N"]}
     floor_step = {p["N"]: p["floor"]["ms_per_step"] for p in out["versus_N"]}
     if 64 in per_step and 512 in per_step:
@@ -529,7 +519,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -
             "| "
             + " | ".join(
                 c.ljust(w) if i < left else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths))
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             )
             + " |"
         )

@@ -224,9 +224,7 @@ def _json(
     entries = []
     for prompt, beams in zip(prompts, results, strict=True):
         rows = ",\n".join(f"        {json.dumps(_beam_json(b))}" for b in beams)
-        entries.append(
-            f'    {{"prompt": {json.dumps(list(prompt))}, "beams": [\n{rows}\n    ]}}'
-        )
+        entries.append(f'    {{"prompt": {json.dumps(list(prompt))}, "beams": [\n{rows}\n    ]}}')
     body = ",\n".join(entries)
     return f'{{\n  "settings": {json.dumps(settings)},\n  "results": [\n{body}\n  ]\n}}\n'
 
@@ -240,8 +238,10 @@ def _tables(
     eos = "none" if settings["eos_token_id"] is None else settings["eos_token_id"]
     lines = [
         str(settings["model"]),
-        f"beam_width={settings['beam_width']}  max_new_tokens={settings['max_new_tokens']}  "
-        f"alpha={settings['alpha']:g}  eos={eos}",
+        (
+            f"beam_width={settings['beam_width']}  max_new_tokens={settings['max_new_tokens']}  "
+            f"alpha={settings['alpha']:g}  eos={eos}"
+        ),
     ]
     for i, (prompt, beams) in enumerate(zip(prompts, results, strict=True), start=1):
         lines += ["", f"prompt {i}/{len(prompts)}: {' '.join(str(t) for t in prompt)}"]

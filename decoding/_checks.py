@@ -52,9 +52,7 @@ def check_prompts(prompts: object, vocab_size: int) -> tuple[tuple[int, ...], ..
             if not _is_int(token):
                 raise TypeError(f"prompts[{i}][{j}] must be an int token id, got {token!r}")
             if not 0 <= token < vocab_size:
-                raise ValueError(
-                    f"prompts[{i}][{j}] = {token!r} is out of range [0, {vocab_size})"
-                )
+                raise ValueError(f"prompts[{i}][{j}] = {token!r} is out of range [0, {vocab_size})")
         checked.append(tuple(int(t) for t in prompt))
     return tuple(checked)
 

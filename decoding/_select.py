@@ -147,7 +147,10 @@ def _pool(
     batch, width = held_logprob_BK.shape
     if not (held_logprob_BK > -np.inf).any():
         return _Pool(
-            cand_logprob_BX, np.full(cand_logprob_BX.shape, new_length), cand_source_BX, cand_token_BX
+            cand_logprob_BX,
+            np.full(cand_logprob_BX.shape, new_length),
+            cand_source_BX,
+            cand_token_BX,
         )
     return _Pool(
         logprob_BP=np.concatenate([held_logprob_BK, cand_logprob_BX], axis=1),

@@ -71,8 +71,7 @@ class ScriptedLM(LanguageModel):
             array = np.array(row, dtype=np.float64)
             if array.shape != (self.vocab_size,):
                 raise ValueError(
-                    f"table[{tuple(key)!r}] has shape {array.shape}, "
-                    f"expected ({self.vocab_size},)"
+                    f"table[{tuple(key)!r}] has shape {array.shape}, expected ({self.vocab_size},)"
                 )
         array.setflags(write=False)
         return array

@@ -51,7 +51,6 @@ from decoding.scoring import LengthPenalty, Scorer, finite_alpha
 __all__ = ["BeamSearchDecoder", "BeamState", "Decoder", "batched_beam_search"]
 
 
-
 class Decoder(abc.ABC):
     """A decoding strategy: prompts in, ranked hypotheses out."""
 
@@ -115,9 +114,7 @@ class BeamSearchDecoder(Decoder):
     """
 
     beam_width: int = attrs.field(converter=functools.partial(positive_int, "beam_width"))
-    max_new_tokens: int = attrs.field(
-        converter=functools.partial(positive_int, "max_new_tokens")
-    )
+    max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
     alpha: float = attrs.field(default=0.6, converter=finite_alpha)
     eos_token_id: int | None = attrs.field(default=None, converter=_eos_checked)
     scorer: Scorer | None = attrs.field(default=None)
@@ -231,9 +228,7 @@ class BeamSearchDecoder(Decoder):
             # Row of each live slot in the last model call (row-major over live slots).
             row_BK = np.cumsum(live_BK.ravel()).reshape(batch, width) - 1
             parents_M = np.take_along_axis(row_BK, source_BK, axis=1)[next_live_BK]
-            logits, model_state = model.extend(
-                state.model_state, parents_M, token_BK[next_live_BK]
-            )
+            logits, model_state = model.extend(state.model_state, parents_M, token_BK[next_live_BK])
             logits_MV = check_logits(logits, parents_M.size, model.vocab_size, new_length + 1)
         return BeamState(
             logprob_BK=_readonly(chosen.logprob_BK),

@@ -12,7 +12,6 @@ a record `NumpyTransformerLM.extend` returns, so beam reordering is a gather by 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import attrs

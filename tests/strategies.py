@@ -65,9 +65,7 @@ def scripted_models(draw: st.DrawFn, min_vocab: int = 2, max_vocab: int = 12) ->
     vocab = draw(st.integers(min_vocab, max_vocab))
     tokens = st.integers(0, vocab - 1)
     keys = draw(
-        st.lists(
-            st.one_of(st.tuples(tokens), st.tuples(tokens, tokens)), max_size=8, unique=True
-        )
+        st.lists(st.one_of(st.tuples(tokens), st.tuples(tokens, tokens)), max_size=8, unique=True)
     )
     table = {key: draw(logit_rows(vocab)) for key in [(), *keys]}
     return ShownScriptedLM(table, vocab_size=vocab)

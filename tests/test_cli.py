@@ -38,7 +38,7 @@ def parse_tables(out: str) -> dict[str, list[list[str]]]:
         if line.startswith("prompt "):
             current = line.split(": ", 1)[1]
             tables[current] = []
-        elif current is not None and line.strip() and not line.split()[0] == "rank":
+        elif current is not None and line.strip() and line.split()[0] != "rank":
             rank, score, logprob, finished, *tokens = line.split()
             tables[current].append([rank, score, logprob, finished, " ".join(tokens)])
     return tables

@@ -19,7 +19,7 @@ def python_blocks(path: Path) -> list[str]:
 
 def blocks_with_output(path: Path) -> list[tuple[str, str | None]]:
     """Each ```python block, with the ```text block right after it (its shown output), if any."""
-    found = re.findall(r"```python\n(.*?)```(?:\s*```text\n(.*?)```)?", path.read_text(), re.S)
+    found = re.findall(r"```python\n(.*?)```(?:\s*```text\n(.*?)```)?", path.read_text(), re.DOTALL)
     return [(code, shown or None) for code, shown in found]
 
 

@@ -10,14 +10,9 @@ import warnings
 
 import numpy as np
 import pytest
+import reference
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-import decoding
-from decoding import Beam, ScriptedLM
-from decoding.scripted import normalised
-
-import reference
 from strategies import (
     Problem,
     alphas,
@@ -27,6 +22,10 @@ from strategies import (
     transformer,
     transformers,
 )
+
+import decoding
+from decoding import Beam, ScriptedLM
+from decoding.scripted import normalised
 
 TOL = 1e-9
 
@@ -73,9 +72,7 @@ def _rows(vocab: int, **rows: dict[int, float]) -> dict[tuple[int, ...], list[fl
 # Cross-parent ties, found while the selection fast path was being rewritten: two candidates of
 # one parent whose totals round to the same float, and equal totals from different parents.
 _ULP_TIE = Problem(
-    ScriptedLM(
-        _rows(12, k={11: -2.0}, k0={10: 0.0, 11: 0.0}, k10={9: -2.0, 10: 0.0, 11: 2**-52})
-    ),
+    ScriptedLM(_rows(12, k={11: -2.0}, k0={10: 0.0, 11: 0.0}, k10={9: -2.0, 10: 0.0, 11: 2**-52})),
     prompts=[[0]],
     beam_width=3,
     max_new_tokens=2,

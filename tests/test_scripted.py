@@ -58,9 +58,7 @@ def test_batched_call_returns_one_row_per_sequence_in_order():
     lm = decoding.ScriptedLM({(0,): {0: -1.0}, (1,): {1: -2.0}}, vocab_size=3)
     logits = lm.next_token_logits([(1,), (0,), (1,)])
     assert logits.shape == (3, 3)
-    np.testing.assert_array_equal(
-        logits, [[NEG, -2.0, NEG], [-1.0, NEG, NEG], [NEG, -2.0, NEG]]
-    )
+    np.testing.assert_array_equal(logits, [[NEG, -2.0, NEG], [-1.0, NEG, NEG], [NEG, -2.0, NEG]])
 
 
 @pytest.mark.parametrize(

@@ -193,9 +193,7 @@ def eos_retention_model() -> ScriptedLM:
     Step 2 after (1, 5): token 7 at -1.0 (total -5.0); the other 63 share 1 - e^-1 = 0.632121,
     log(0.632121 / 63) = -4.6018 each (total -8.6018).
     The EOS beam (1, 0) has no row: expanding it would raise KeyError."""
-    return ScriptedLM(
-        {(1,): normalised(64, {EOS: -3.0, 5: -4.0}), (5,): normalised(64, {7: -1.0})}
-    )
+    return ScriptedLM({(1,): normalised(64, {EOS: -3.0, 5: -4.0}), (5,): normalised(64, {7: -1.0})})
 
 
 def drop_finished_search(model, prompt, beam_width, max_new_tokens, alpha, eos):

@@ -197,7 +197,7 @@ def test_cached_extend_survives_growing_past_the_initial_cache(small):
 
 def test_extend_leaves_the_previous_state_usable_and_unchanged(exact):
     model = exact
-    logits0, s0 = model.prefill([[1, 2, 3], [4, 5]])
+    _, s0 = model.prefill([[1, 2, 3], [4, 5]])
     before = (s0.slot_M.copy(), s0.length, s0.prompts, s0.history)
     first, s1 = model.extend(s0, np.array([1, 1]), np.array([7, 8]))
     model.extend(s1, np.array([0, 1, 0]), np.array([1, 2, 3]))  # a later extend of s1
@@ -253,9 +253,7 @@ def test_folding_keeps_nonzero_layer_norms_and_biases(exact):
         attrs.evolve(b, **{f.name: jitter(getattr(b, f.name)) for f in attrs.fields(type(b))})
         for b in w.blocks
     )
-    weights = attrs.evolve(
-        w, blocks=blocks, lnf_g_D=jitter(w.lnf_g_D), lnf_b_D=jitter(w.lnf_b_D)
-    )
+    weights = attrs.evolve(w, blocks=blocks, lnf_g_D=jitter(w.lnf_g_D), lnf_b_D=jitter(w.lnf_b_D))
     m = decoding.NumpyTransformerLM.from_weights(weights, dtype="float64")
     assert (m.vocab_size, m.max_sequence_length) == (exact.vocab_size, exact.max_sequence_length)
     for seq in ([5, 999, 0, 17, 17, 3], [42]):
