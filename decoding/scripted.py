@@ -26,7 +26,8 @@ class ScriptedLM(LanguageModel):
             ``()`` is the fallback for every sequence. A sequence with no matching key raises
             ``KeyError``.
         vocab_size: the vocabulary size; by default the length of the full rows or, if every
-            row is a dict, one more than the largest listed token.
+            row is a dict, one more than the largest listed token. ``ScriptedLM(vocab_size,
+            table)`` (the other order) is accepted too.
 
     The rows are returned as logits; the decoder's log-softmax leaves a normalised row (its
     probabilities sum to 1) unchanged, so scripted log-probs come out exactly as written.
@@ -37,6 +38,8 @@ class ScriptedLM(LanguageModel):
     """
 
     def __init__(self, table: Mapping[Sequence[int], Row], vocab_size: int | None = None):
+        if isinstance(vocab_size, Mapping) and not isinstance(table, Mapping):
+            table, vocab_size = vocab_size, table  # also accept ScriptedLM(vocab_size, table)
         if not isinstance(table, Mapping) or not table:
             raise TypeError(f"table must be a non-empty mapping, got {table!r}")
         if vocab_size is None:

@@ -389,6 +389,26 @@ class NumpyTransformerLM(LanguageModel):
         self.weights = weights
         self._folded = fold(weights, self.dtype)
 
+    @property
+    def d_model(self) -> int:
+        """Model width D."""
+        return self.weights.wte_VD.shape[1]
+
+    @property
+    def n_heads(self) -> int:
+        """Attention heads H."""
+        return self.weights.n_heads
+
+    @property
+    def n_layers(self) -> int:
+        """Transformer blocks L."""
+        return len(self.weights.blocks)
+
+    @property
+    def n_ctx(self) -> int:
+        """Size of the position table (= ``max_sequence_length``)."""
+        return self.max_sequence_length
+
     def __repr__(self) -> str:
         w = self.weights
         return (

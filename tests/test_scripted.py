@@ -128,3 +128,10 @@ def test_normalised_rows_come_out_of_the_decoder_unchanged():
     beams = decoding.batched_beam_search([[0]], 3, 1, alpha=0.0, model=lm)[0]
     got = {b.tokens: b.logprob for b in beams}
     assert got == pytest.approx({(0,): -0.25, (1,): row[1], (2,): row[2]}, abs=1e-12)
+
+
+def test_vocab_size_may_come_first():
+    table = {(): [0.0, -1.0, -2.0]}
+    a, b = decoding.ScriptedLM(3, table), decoding.ScriptedLM(table, 3)
+    assert a.vocab_size == b.vocab_size == 3
+    np.testing.assert_array_equal(a.next_token_logits([(0,)]), b.next_token_logits([(0,)]))

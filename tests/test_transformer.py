@@ -261,3 +261,13 @@ def test_folding_keeps_nonzero_layer_norms_and_biases(exact):
             m.next_token_logits([seq])[0], reference_logits(weights, seq), rtol=0, atol=1e-9
         )
     _extend_and_compare(m, [[1, 2, 3], [4]], [([1, 0, 0], [7, 8, 9]), ([2, 2, 1], [3, 4, 5])])
+
+
+def test_shape_attributes(model):
+    assert (model.vocab_size, model.d_model, model.n_heads, model.n_layers, model.n_ctx) == (
+        1000,
+        64,
+        4,
+        1,
+        1024,
+    )
