@@ -14,9 +14,9 @@ with ties in pool order (see `decoding.search`). Two paths give the same answer:
   ranked with one stable sort. Taking the best K over all candidates equals taking each row's
   top C first, since no row can place more than K <= C entries among the best K.
 
-A prompt takes the exact path when ties make the fast path ambiguous: more than K blocks reach
-the bound, or equal scores among its best K + 1 entries (pool order then decides, which the
-fast path does not reproduce). Blocks are interleaved (block j holds tokens j, j + n, j + 2n,
+A prompt takes the exact path when the fast path cannot vouch for its answer: more than K blocks
+reach the bound (ties), fewer than K candidates exist (the bound is ``-inf``), or equal scores
+among its best K + 1 entries (pool order then decides, which the fast path does not reproduce). Blocks are interleaved (block j holds tokens j, j + n, j + 2n,
 ... for n blocks) so that their maxima are elementwise maxima of contiguous slices.
 """
 
