@@ -203,7 +203,9 @@ class BeamSearchDecoder(Decoder):
         new_length = state.step + 1
         live_BK = state.live_BK
         # Held finished beams enter the pool beside the candidates and leave only when K
-        # better entries exist: they are NOT dropped (see the module docstring).
+        # better entries exist. They must NOT be removed from the pool: a short, confident
+        # hypothesis that hit EOS early (say -3.0 after one token) would otherwise lose to a
+        # longer, less likely one (-5.0 after two). See the module docstring.
         chosen = select(
             state.logits_MV,
             live_BK,
