@@ -61,7 +61,7 @@ def check_logits(logits: object, rows: int, vocab_size: int, step: int) -> np.nd
     """A model's output as a C-contiguous float32/float64 ``[rows, V]`` array (other real
     dtypes become float64); refuse a wrong shape or dtype.
 
-    NaN and ``+inf`` are caught where the row maxima are computed (``_select.top_candidates``).
+    NaN and ``+inf`` are caught where the row maxima are computed (``_select.select``).
     """
     array = np.asarray(logits)
     if array.dtype.kind not in "fiu":

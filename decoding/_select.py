@@ -16,8 +16,9 @@ with ties in pool order (see `decoding.search`). Two paths give the same answer:
 
 A prompt takes the exact path when the fast path cannot vouch for its answer: more than K blocks
 reach the bound (ties), fewer than K candidates exist (the bound is ``-inf``), or equal scores
-among its best K + 1 entries (pool order then decides, which the fast path does not reproduce). Blocks are interleaved (block j holds tokens j, j + n, j + 2n,
-... for n blocks) so that their maxima are elementwise maxima of contiguous slices.
+among its best K + 1 entries (pool order then decides, which the fast path does not reproduce).
+Blocks are interleaved (block j holds tokens j, j + n, j + 2n, ... for n blocks) so that their
+maxima are elementwise maxima of contiguous slices.
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ class Selection:
     logprob_BK: np.ndarray
     length_BK: np.ndarray
 
+    def put(self, rows_B: np.ndarray, chosen: Selection) -> None:
+        """Write ``chosen`` (a selection for prompts ``rows_B``) into these arrays."""
+        self.source_BK[rows_B] = chosen.source_BK
+        self.token_BK[rows_B] = chosen.token_BK
+        self.logprob_BK[rows_B] = chosen.logprob_BK
+        self.length_BK[rows_B] = chosen.length_BK
+
 
 @attrs.frozen(eq=False)
 class _Pool:
@@ -120,6 +128,7 @@ class _Pool:
     length_BP: np.ndarray
     source_BP: np.ndarray
     token_BP: np.ndarray
+    token_logprob_BP: np.ndarray | None  # the appended token's log-prob (0 for held beams)
 
     def take(self, order_BK: np.ndarray, rows_B: np.ndarray | None = None) -> Selection:
         """The entries at ``order_BK`` of pool rows ``rows_B`` (default: all, in order)."""
@@ -141,6 +150,7 @@ def _pool(
     cand_source_BX: np.ndarray,
     cand_token_BX: np.ndarray,
     new_length: int,
+    cand_token_logprob_BX: np.ndarray | None = None,
 ) -> _Pool:
     """Finished held beams (slot order) then candidates, ``-> [B', K + X]``; just the
     candidates ``[B', X]`` when no held beam is finished."""
@@ -151,7 +161,11 @@ def _pool(
             np.full(cand_logprob_BX.shape, new_length),
             cand_source_BX,
             cand_token_BX,
+            cand_token_logprob_BX,
         )
+    token_logprob_BP = None
+    if cand_token_logprob_BX is not None:
+        token_logprob_BP = np.concatenate([np.zeros((batch, width)), cand_token_logprob_BX], axis=1)
     return _Pool(
         logprob_BP=np.concatenate([held_logprob_BK, cand_logprob_BX], axis=1),
         length_BP=np.concatenate(
@@ -161,6 +175,7 @@ def _pool(
             [np.broadcast_to(np.arange(width), (batch, width)), cand_source_BX], axis=1
         ),
         token_BP=np.concatenate([np.full((batch, width), CARRIED), cand_token_BX], axis=1),
+        token_logprob_BP=token_logprob_BP,
     )
 
 
@@ -219,10 +234,12 @@ def select(
     fast_B = np.count_nonzero(hit_BY, axis=1) == width
     fast_B &= bound_B1[:, 0] > -np.inf
 
-    logprob_out_BK = np.empty((batch, width))
-    source_BK = np.empty((batch, width), dtype=np.int64)
-    token_BK = np.empty((batch, width), dtype=np.int64)
-    length_out_BK = np.empty((batch, width), dtype=np.int64)
+    out = Selection(
+        source_BK=np.empty((batch, width), dtype=np.int64),
+        token_BK=np.empty((batch, width), dtype=np.int64),
+        logprob_BK=np.empty((batch, width)),
+        length_BK=np.empty((batch, width), dtype=np.int64),
+    )
     row_BK = np.full((batch, width), -1)
     row_BK[live_BK] = np.arange(rows)
 
@@ -250,10 +267,7 @@ def select(
         # Equal scores among the best K + 1: pool order decides; leave it to the exact path.
         tied_F = (lead_FL[:, 1:] == lead_FL[:, :-1]).any(axis=1)
         clear_D = np.flatnonzero(~tied_F)
-        chosen = fast.take(order_FP[clear_D, :width], clear_D)
-        done_D = fast_F[clear_D]
-        source_BK[done_D], token_BK[done_D] = chosen.source_BK, chosen.token_BK
-        logprob_out_BK[done_D], length_out_BK[done_D] = chosen.logprob_BK, chosen.length_BK
+        out.put(fast_F[clear_D], fast.take(order_FP[clear_D, :width], clear_D))
         exact_B[fast_F[tied_F]] = True
 
     if exact_B.any():
@@ -278,22 +292,18 @@ def select(
             ),
             tokens_EKC.reshape(len(exact_E), -1),
             new_length,
+            token_lp_EKC.reshape(len(exact_E), -1),
         )
         # Pool order spelled out: held finished beams by slot, then candidates by parent slot,
         # token log-prob (higher first) and token id (lower first). lexsort: last key first.
-        token_lp_EX = token_lp_EKC.reshape(len(exact_E), -1)
-        if exact.token_BP.shape[1] > token_lp_EX.shape[1]:  # the pool holds finished beams
-            token_lp_EX = np.concatenate([np.zeros((len(exact_E), width)), token_lp_EX], axis=1)
         order_EP = np.lexsort(
             (
                 exact.token_BP,
-                -token_lp_EX,
+                -exact.token_logprob_BP,
                 exact.source_BP + np.where(exact.token_BP == CARRIED, 0, width),
                 -_scores(exact, scorer),
             ),
             axis=-1,
         )
-        chosen = exact.take(order_EP[:, :width])
-        source_BK[exact_E], token_BK[exact_E] = chosen.source_BK, chosen.token_BK
-        logprob_out_BK[exact_E], length_out_BK[exact_E] = chosen.logprob_BK, chosen.length_BK
-    return Selection(source_BK, token_BK, logprob_out_BK, length_out_BK)
+        out.put(exact_E, exact.take(order_EP[:, :width]))
+    return out
