@@ -15,9 +15,9 @@ Quick use::
 from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.scoring import LengthPenalty, Scorer
-from decoding.scripted import ScriptedLM
-from decoding.search import BeamSearchDecoder, BeamState, Decoder, batched_beam_search
-from decoding.transformer import NumpyTransformerLM
+from decoding.models.scripted import ScriptedLM
+from decoding.decoders.beam import BeamSearchDecoder, BeamState, Decoder, batched_beam_search
+from decoding.models.transformer import NumpyTransformerLM
 
 __version__ = "0.1.0"
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from decoding.beam import Beam
-from decoding.search import BeamSearchDecoder
-from decoding.transformer import NumpyTransformerLM
+from decoding.decoders.beam import BeamSearchDecoder
+from decoding.models.transformer import NumpyTransformerLM
 
 __all__ = ["main"]
 

@@ -25,7 +25,7 @@ from strategies import (
 
 import decoding
 from decoding import Beam, ScriptedLM
-from decoding.scripted import normalised
+from decoding.models.scripted import normalised
 
 TOL = 1e-9
 

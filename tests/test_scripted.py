@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.scripted import normalised
+from decoding.models.scripted import normalised
 
 NEG = -np.inf
 

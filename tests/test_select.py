@@ -13,7 +13,7 @@ from reference import beam_search
 from strategies import ShownScriptedLM, problems
 
 from decoding import BeamSearchDecoder, ScriptedLM
-from decoding._select import _block_size, log_softmax, top_tokens_exact
+from decoding.decoders._select import _block_size, log_softmax, top_tokens_exact
 
 TOL = 1e-9
 

@@ -237,7 +237,7 @@ def test_default_incremental_path_is_overridden_by_a_cache():
     # The transformer's state is a KV cache, not the base class's tuple of sequences.
     m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)
     _, state = m.prefill([[1, 2]])
-    assert isinstance(state, decoding.transformer.KVCache)
+    assert isinstance(state, decoding.models.transformer.KVCache)
 
 
 def test_folding_keeps_nonzero_layer_norms_and_biases(exact):

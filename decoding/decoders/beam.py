@@ -43,7 +43,7 @@ from decoding._checks import (
     optional_token_id,
     positive_int,
 )
-from decoding._select import CARRIED, select
+from decoding.decoders._select import CARRIED, select
 from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
@@ -268,7 +268,7 @@ class BeamSearchDecoder(Decoder):
 
 @functools.cache
 def _default_model() -> LanguageModel:
-    from decoding.transformer import NumpyTransformerLM
+    from decoding.models.transformer import NumpyTransformerLM
 
     return NumpyTransformerLM()
 

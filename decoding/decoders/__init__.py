@@ -1,0 +1,1 @@
+"""Decoding strategies and the driver they share (`Decoder`: init, step until done, finalize)."""

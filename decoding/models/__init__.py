@@ -1,0 +1,1 @@
+"""Language models that ship with the package: the NumPy transformer and the scripted test model."""
