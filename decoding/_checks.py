@@ -75,3 +75,40 @@ def check_logits(logits: object, rows: int, vocab_size: int, step: int) -> np.nd
         )
     dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float64
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def is_int(value: object) -> bool:
+    """Whether ``value`` is a Python or NumPy integer (bool refused)."""
+    return _is_int(value)
+
+
+def eos_ids(value: object) -> tuple[int, ...]:
+    """``eos_token_id`` (None, an int, or a non-empty sequence of distinct ints >= 0) as a
+    tuple of ids; the upper bound is checked against the model with `check_eos_range`."""
+    if value is None:
+        return ()
+    if _is_int(value):
+        optional_token_id("eos_token_id", value, vocab_size=None)
+        return (operator.index(value),)
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            f"eos_token_id must be None, an int or a sequence of ints, got {value!r}"
+        )
+    if len(value) == 0:
+        raise ValueError("eos_token_id must not be an empty sequence; use None for no EOS")
+    ids = tuple(
+        operator.index(optional_token_id(f"eos_token_id[{i}]", v, vocab_size=None))  # type: ignore[arg-type]
+        for i, v in enumerate(value)
+    )
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"eos_token_id has duplicate ids: {list(ids)}")
+    return ids
+
+
+def check_eos_range(ids: tuple[int, ...], vocab_size: int) -> None:
+    """Refuse EOS ids outside ``[0, vocab_size)``."""
+    for token in ids:
+        if token >= vocab_size:
+            raise ValueError(
+                f"eos_token_id must be in [0, {vocab_size}) for this model, got {token}"
+            )

@@ -574,7 +574,13 @@ def test_bigram_one_method_subclass_works():
 
 def test_beam_is_a_frozen_attrs_record():
     assert attrs.has(Beam)
-    assert [f.name for f in attrs.fields(Beam)] == ["tokens", "logprob", "score", "finished"]
+    assert [f.name for f in attrs.fields(Beam)] == [
+        "tokens",
+        "logprob",
+        "score",
+        "finished",
+        "token_logprobs",
+    ]
     lm = ScriptedLM({(): {0: log(0.5), 1: log(0.5)}}, vocab_size=2)
     (beam,) = search(lm, [[1]], 1, 2, eos=0)[0]
     # Tie at step 1 goes to token 0 = EOS: the beam (0,) is finished at p(.5), and the

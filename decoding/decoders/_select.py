@@ -111,6 +111,7 @@ class Selection:
     token_BK: np.ndarray  # token appended, or CARRIED
     logprob_BK: np.ndarray
     length_BK: np.ndarray
+    token_logprob_BK: np.ndarray  # log-prob of the appended token; 0 for CARRIED
 
     def put(self, rows_B: np.ndarray, chosen: Selection) -> None:
         """Write ``chosen`` (a selection for prompts ``rows_B``) into these arrays."""
@@ -118,6 +119,7 @@ class Selection:
         self.token_BK[rows_B] = chosen.token_BK
         self.logprob_BK[rows_B] = chosen.logprob_BK
         self.length_BK[rows_B] = chosen.length_BK
+        self.token_logprob_BK[rows_B] = chosen.token_logprob_BK
 
 
 @attrs.frozen(eq=False)
@@ -128,18 +130,22 @@ class _Pool:
     length_BP: np.ndarray
     source_BP: np.ndarray
     token_BP: np.ndarray
-    token_logprob_BP: np.ndarray | None  # the appended token's log-prob (0 for held beams)
+    token_logprob_BP: np.ndarray  # the appended token's log-prob (0 for held beams)
 
     def take(self, order_BK: np.ndarray, rows_B: np.ndarray | None = None) -> Selection:
         """The entries at ``order_BK`` of pool rows ``rows_B`` (default: all, in order)."""
         rows_B1 = (np.arange(len(order_BK)) if rows_B is None else rows_B)[:, None]
         logprob_BK = self.logprob_BP[rows_B1, order_BK]
         present_BK = logprob_BK > -np.inf
+        token_BK = np.where(present_BK, self.token_BP[rows_B1, order_BK], CARRIED)
         return Selection(
             source_BK=np.where(present_BK, self.source_BP[rows_B1, order_BK], 0),
-            token_BK=np.where(present_BK, self.token_BP[rows_B1, order_BK], CARRIED),
+            token_BK=token_BK,
             logprob_BK=logprob_BK,
             length_BK=np.where(present_BK, self.length_BP[rows_B1, order_BK], 0),
+            token_logprob_BK=np.where(
+                token_BK != CARRIED, self.token_logprob_BP[rows_B1, order_BK], 0.0
+            ),
         )
 
 
@@ -150,7 +156,7 @@ def _pool(
     cand_source_BX: np.ndarray,
     cand_token_BX: np.ndarray,
     new_length: int,
-    cand_token_logprob_BX: np.ndarray | None = None,
+    cand_token_logprob_BX: np.ndarray,
 ) -> _Pool:
     """Finished held beams (slot order) then candidates, ``-> [B', K + X]``; just the
     candidates ``[B', X]`` when no held beam is finished."""
@@ -163,9 +169,6 @@ def _pool(
             cand_token_BX,
             cand_token_logprob_BX,
         )
-    token_logprob_BP = None
-    if cand_token_logprob_BX is not None:
-        token_logprob_BP = np.concatenate([np.zeros((batch, width)), cand_token_logprob_BX], axis=1)
     return _Pool(
         logprob_BP=np.concatenate([held_logprob_BK, cand_logprob_BX], axis=1),
         length_BP=np.concatenate(
@@ -175,7 +178,9 @@ def _pool(
             [np.broadcast_to(np.arange(width), (batch, width)), cand_source_BX], axis=1
         ),
         token_BP=np.concatenate([np.full((batch, width), CARRIED), cand_token_BX], axis=1),
-        token_logprob_BP=token_logprob_BP,
+        token_logprob_BP=np.concatenate(
+            [np.zeros((batch, width)), cand_token_logprob_BX], axis=1
+        ),
     )
 
 
@@ -239,6 +244,7 @@ def select(
         token_BK=np.empty((batch, width), dtype=np.int64),
         logprob_BK=np.empty((batch, width)),
         length_BK=np.empty((batch, width), dtype=np.int64),
+        token_logprob_BK=np.empty((batch, width)),
     )
     row_BK = np.full((batch, width), -1)
     row_BK[live_BK] = np.arange(rows)
@@ -260,6 +266,7 @@ def select(
             np.repeat(parent_FK, size, axis=1),
             tokens_FKS.reshape(len(fast_F), -1),
             new_length,
+            token_logprob_FKS.reshape(len(fast_F), -1),
         )
         key_FP = -_scores(fast, scorer)
         order_FP = np.argsort(key_FP, axis=1, kind="stable")

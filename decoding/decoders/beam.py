@@ -29,7 +29,6 @@ tokens when log-probs tie. Sorting is stable, so results are deterministic.
 
 from __future__ import annotations
 
-import abc
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -37,26 +36,15 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import (
-    check_logits,
-    check_prompts,
-    optional_token_id,
-    positive_int,
-)
-from decoding.decoders._select import CARRIED, select
+from decoding._checks import eos_ids, is_int, positive_int
 from decoding.beam import Beam
+from decoding.decoders._select import CARRIED, select
+from decoding.decoders.base import Decoder, check_request, owned_logits
 from decoding.model import LanguageModel
+from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
 
-__all__ = ["BeamSearchDecoder", "BeamState", "Decoder", "batched_beam_search"]
-
-
-class Decoder(abc.ABC):
-    """A decoding strategy: prompts in, ranked hypotheses out."""
-
-    @abc.abstractmethod
-    def decode(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> list[list[Beam]]:
-        """One list of `Beam` per prompt, in prompt order, best first."""
+__all__ = ["BeamSearchDecoder", "BeamState", "Decoder", "batched_beam_search", "eos_setting"]
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -77,8 +65,11 @@ class BeamState:
     # One (source_BK, token_BK) pair per step: the slot each beam came from in the previous
     # state and the token it appended (CARRIED for a finished beam kept as it was).
     history: tuple[tuple[np.ndarray, np.ndarray], ...]
-    logits_MV: np.ndarray | None  # model output for the live rows; None when the search is over
+    logits_MV: np.ndarray | None  # processed logits of the live rows; None when the search is over
     model_state: Any
+    tokens_BKT: np.ndarray  # int64, each slot's generated tokens (valid up to length_BK)
+    token_logprob_BKT: np.ndarray  # float64, the log-prob of each of those tokens
+    prompts: tuple[tuple[int, ...], ...]
 
     @property
     def step(self) -> int:
@@ -91,11 +82,19 @@ class BeamState:
         return (self.logprob_BK > -np.inf) & ~self.finished_BK
 
 
-def _eos_checked(value: object) -> int | None:
-    """None or a non-negative int; the upper bound is checked against the model in decode."""
-    if value is not None:
-        optional_token_id("eos_token_id", value, vocab_size=None)
-    return value if value is None else int(value)
+def eos_setting(value: object) -> int | tuple[int, ...] | None:
+    """Validate ``eos_token_id``: None, an int, or a sequence of distinct ints (kept as a
+    tuple). The upper bound is checked against the model when decoding."""
+    ids = eos_ids(value)
+    if value is None:
+        return None
+    return ids[0] if is_int(value) else ids
+
+
+def _scorer(value: object) -> Scorer | None:
+    if value is not None and not isinstance(value, Scorer):
+        raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
+    return value
 
 
 @attrs.frozen
@@ -106,8 +105,11 @@ class BeamSearchDecoder(Decoder):
         beam_width: K, the beams held per prompt (a positive int).
         max_new_tokens: the most tokens generated per beam (a positive int).
         alpha: length-penalty exponent for the default scorer ``LengthPenalty(alpha)``.
-        eos_token_id: the token that finishes a beam, or ``None`` for none.
+        eos_token_id: the token (an int) or tokens (a sequence of ints) that finish a beam, or
+            ``None`` for none.
         scorer: ranks hypotheses; when given it replaces ``LengthPenalty(alpha)``.
+        processors: `LogitsProcessor` s run in order on each step's logits, before the
+            log-softmax.
 
     ``decode`` is ``init``, then ``step`` until ``done``, then ``finalize``; each piece is public
     so tests and tools can watch a search step by step.
@@ -116,87 +118,81 @@ class BeamSearchDecoder(Decoder):
     beam_width: int = attrs.field(converter=functools.partial(positive_int, "beam_width"))
     max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
     alpha: float = attrs.field(default=0.6, converter=finite_alpha)
-    eos_token_id: int | None = attrs.field(default=None, converter=_eos_checked)
-    scorer: Scorer | None = attrs.field(default=None)
-
-    @scorer.validator
-    def _check_scorer(self, attribute: attrs.Attribute, value: object) -> None:
-        if value is not None and not isinstance(value, Scorer):
-            raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
+    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
+    scorer: Scorer | None = attrs.field(default=None, converter=_scorer)
+    processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
 
     @property
     def ranker(self) -> Scorer:
         """The scorer that ranks: ``scorer`` if given, else ``LengthPenalty(alpha)``."""
         return self.scorer if self.scorer is not None else LengthPenalty(self.alpha)
 
-    # -- the driver ------------------------------------------------------------------------
-
-    def decode(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> list[list[Beam]]:
-        """Beam-search each prompt; one list of at most K `Beam`, best first, per prompt.
-
-        Args:
-            model: a `LanguageModel`.
-            prompts: B non-empty sequences of int token ids in ``[0, model.vocab_size)``.
-
-        Raises:
-            TypeError, ValueError: bad arguments or model output; nothing is decoded.
-        """
-        prompts = self._check(model, prompts)
-        if not prompts:
-            return []
-        state = self._start(model, prompts)
-        while not self.done(state):
-            state = self.step(model, state)
-        return self.finalize(state)
-
-    def _check(self, model: object, prompts: object) -> tuple[tuple[int, ...], ...]:
-        if not isinstance(model, LanguageModel):
-            raise TypeError(f"model must be a decoding.LanguageModel, got {model!r}")
-        vocab_size = positive_int("model.vocab_size", model.vocab_size)
-        optional_token_id("eos_token_id", self.eos_token_id, vocab_size)
-        checked = check_prompts(prompts, vocab_size)
-        limit = model.max_sequence_length
-        for i, prompt in enumerate(checked):
-            # The last generated token is never fed back, hence the - 1.
-            if limit is not None and len(prompt) + self.max_new_tokens - 1 > limit:
-                raise ValueError(
-                    f"prompts[{i}] has {len(prompt)} tokens; with max_new_tokens="
-                    f"{self.max_new_tokens} the model would need {len(prompt)} + "
-                    f"{self.max_new_tokens - 1} positions, more than its "
-                    f"max_sequence_length {limit}"
-                )
-        return checked
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """The EOS ids as a tuple (empty for none)."""
+        return eos_ids(self.eos_token_id)
 
     # -- the pieces ------------------------------------------------------------------------
 
     def init(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> BeamState:
         """Check the arguments and prefill the prompts; each prompt holds one live, empty beam
-        with logprob 0. ``prompts`` must not be empty."""
-        checked = self._check(model, prompts)
-        if not checked:
-            raise ValueError("init() needs at least one prompt; decode([]) returns []")
-        return self._start(model, checked)
+        with logprob 0. With no prompts the state is already done (the model is not called).
 
-    def _start(self, model: LanguageModel, prompts: tuple[tuple[int, ...], ...]) -> BeamState:
-        batch, width = len(prompts), self.beam_width
-        logits, model_state = model.prefill(prompts)
+        Raises:
+            TypeError, ValueError: bad arguments; nothing is decoded.
+        """
+        checked = check_request(
+            model, prompts, self.max_new_tokens, self.eos_token_ids, self.processors
+        )
+        batch, width = len(checked), self.beam_width
         logprob_BK = np.full((batch, width), -np.inf)
         logprob_BK[:, 0] = 0.0
+        logits_MV, model_state = None, None
+        if checked:
+            logits, model_state = model.prefill(checked)
+            logits_MV = owned_logits(
+                logits,
+                batch,
+                model.vocab_size,
+                1,
+                self.processors,
+                lambda: StepContext(
+                    np.zeros((batch, 0), dtype=np.int64),
+                    self.eos_token_ids,
+                    0,
+                    checked,
+                    np.arange(batch),
+                ),
+            )
         return BeamState(
             logprob_BK=_readonly(logprob_BK),
             length_BK=_readonly(np.zeros((batch, width), dtype=np.int64)),
             finished_BK=_readonly(np.zeros((batch, width), dtype=bool)),
             history=(),
-            logits_MV=check_logits(logits, batch, model.vocab_size, step=1),
+            logits_MV=logits_MV,
             model_state=model_state,
+            tokens_BKT=_readonly(np.zeros((batch, width, 0), dtype=np.int64)),
+            token_logprob_BKT=_readonly(np.zeros((batch, width, 0))),
+            prompts=checked,
         )
 
     def done(self, state: BeamState) -> bool:
         """Whether the search is over (no live beam, or ``max_new_tokens`` reached)."""
         return state.logits_MV is None
 
+    def _check_state(self, state: object) -> BeamState:
+        if not isinstance(state, BeamState):
+            raise TypeError(f"state must be a BeamState from init() or step(), got {state!r}")
+        if state.logprob_BK.shape[1] != self.beam_width:
+            raise ValueError(
+                f"state holds {state.logprob_BK.shape[1]} beams per prompt but this decoder's "
+                f"beam_width is {self.beam_width}"
+            )
+        return state
+
     def step(self, model: LanguageModel, state: BeamState) -> BeamState:
         """Rank each prompt's pool (held finished beams + candidates) and keep the best K."""
+        state = self._check_state(state)
         if state.logits_MV is None:
             raise ValueError("step() called on a finished search; check done(state) first")
         batch, width = state.logprob_BK.shape
@@ -217,12 +213,33 @@ class BeamSearchDecoder(Decoder):
             step=new_length,
         )
         present_BK = chosen.logprob_BK > -np.inf
+        # A prompt left with nothing at all: with processors, that is a request the search
+        # cannot honour, so say so. (Without them the model itself ruled out every token; the
+        # prompt then ends with no beams, as it always has.)
+        stuck_B = ~present_BK.any(axis=1)
+        if self.processors and stuck_B.any():
+            raise ValueError(
+                f"at step {new_length}, prompt {int(np.flatnonzero(stuck_B)[0])} has no "
+                f"candidate and no finished beam left: the processors {list(self.processors)!r} "
+                f"(or the model) gave every token of its live beams the logit -inf"
+            )
         new_BK = present_BK & (chosen.token_BK != CARRIED)
         finished_BK = present_BK & ~new_BK
         if self.eos_token_id is not None:
-            finished_BK |= new_BK & (chosen.token_BK == self.eos_token_id)
+            finished_BK |= new_BK & np.isin(chosen.token_BK, self.eos_token_ids)
         source_BK, token_BK = _readonly(chosen.source_BK), _readonly(chosen.token_BK)
         history = (*state.history, (source_BK, token_BK))
+        tokens_BKT = np.concatenate(
+            [np.take_along_axis(state.tokens_BKT, source_BK[:, :, None], axis=1), token_BK[:, :, None]],
+            axis=2,
+        )
+        token_logprob_BKT = np.concatenate(
+            [
+                np.take_along_axis(state.token_logprob_BKT, source_BK[:, :, None], axis=1),
+                chosen.token_logprob_BK[:, :, None],
+            ],
+            axis=2,
+        )
 
         logits_MV, model_state = None, state.model_state
         next_live_BK = present_BK & ~finished_BK
@@ -231,7 +248,20 @@ class BeamSearchDecoder(Decoder):
             row_BK = np.cumsum(live_BK.ravel()).reshape(batch, width) - 1
             parents_M = np.take_along_axis(row_BK, source_BK, axis=1)[next_live_BK]
             logits, model_state = model.extend(state.model_state, parents_M, token_BK[next_live_BK])
-            logits_MV = check_logits(logits, parents_M.size, model.vocab_size, new_length + 1)
+            logits_MV = owned_logits(
+                logits,
+                parents_M.size,
+                model.vocab_size,
+                new_length + 1,
+                self.processors,
+                lambda: StepContext(
+                    _readonly(tokens_BKT[next_live_BK]),
+                    self.eos_token_ids,
+                    new_length,
+                    state.prompts,
+                    np.nonzero(next_live_BK)[0],
+                ),
+            )
         return BeamState(
             logprob_BK=_readonly(chosen.logprob_BK),
             length_BK=_readonly(chosen.length_BK),
@@ -239,30 +269,28 @@ class BeamSearchDecoder(Decoder):
             history=history,
             logits_MV=logits_MV,
             model_state=model_state,
+            tokens_BKT=_readonly(tokens_BKT),
+            token_logprob_BKT=_readonly(token_logprob_BKT),
+            prompts=state.prompts,
         )
 
     def finalize(self, state: BeamState) -> list[list[Beam]]:
-        """Held beams as `Beam` records, per prompt, best first (tokens traced back)."""
-        batch, width = state.logprob_BK.shape
-        tokens_BKT = np.full((batch, width, state.step), CARRIED, dtype=np.int64)
-        slot_BK = np.broadcast_to(np.arange(width), (batch, width))
-        for t in range(state.step - 1, -1, -1):
-            source_BK, token_BK = state.history[t]
-            tokens_BKT[:, :, t] = np.take_along_axis(token_BK, slot_BK, axis=1)
-            slot_BK = np.take_along_axis(source_BK, slot_BK, axis=1)
+        """Held beams as `Beam` records, per prompt, best first."""
+        state = self._check_state(state)
         score_BK = self.ranker.score(state.logprob_BK, state.length_BK)
         return [
             [
                 Beam(
-                    tokens=tokens_BKT[b, k, : state.length_BK[b, k]].tolist(),
+                    tokens=state.tokens_BKT[b, k, : state.length_BK[b, k]].tolist(),
                     logprob=state.logprob_BK[b, k],
                     score=score_BK[b, k],
                     finished=state.finished_BK[b, k],
+                    token_logprobs=state.token_logprob_BKT[b, k, : state.length_BK[b, k]].tolist(),
                 )
-                for k in range(width)
+                for k in range(state.logprob_BK.shape[1])
                 if state.logprob_BK[b, k] > -np.inf
             ]
-            for b in range(batch)
+            for b in range(len(state.logprob_BK))
         ]
 
 
@@ -278,7 +306,7 @@ def batched_beam_search(
     beam_width: int,
     max_new_tokens: int,
     alpha: float = 0.6,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     model: LanguageModel | None = None,
 ) -> list[list[Beam]]:
     """Beam-search each prompt independently; return its best ``beam_width`` beams.
@@ -292,7 +320,8 @@ def batched_beam_search(
         max_new_tokens: a positive int.
         alpha: length-penalty exponent, any finite real; ranking uses
             ``logprob / generated_len ** alpha``.
-        eos_token_id: int in ``[0, vocab_size)``; ``None`` means no token ends a beam.
+        eos_token_id: an int in ``[0, vocab_size)``, or a sequence of them (several EOS ids);
+            ``None`` means no token ends a beam.
         model: a `LanguageModel`; ``None`` uses ``NumpyTransformerLM()`` (seed 0).
 
     Returns:

@@ -1,0 +1,104 @@
+"""`Decoder`, the driver every strategy shares: ``init``, ``step`` until ``done``, ``finalize``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from decoding._checks import check_eos_range, check_logits, check_prompts, positive_int
+from decoding.beam import Beam
+from decoding.model import LanguageModel
+from decoding.processors import LogitsProcessor, StepContext, apply_processors
+
+__all__ = ["Decoder", "check_request", "owned_logits"]
+
+
+class Decoder:
+    """A decoding strategy: prompts in, one list of `Beam` per prompt out, best first.
+
+    `decode` is the driver: ``state = init(model, prompts)``, then ``state = step(model,
+    state)`` until ``done(state)``, then ``finalize(state)``. A strategy implements those four
+    pieces; each is public so a search can be watched or tested step by step. A decoder that
+    overrides `decode` alone (for example one that wraps another decoder) needs none of them.
+    """
+
+    def decode(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> list[list[Beam]]:
+        """One list of `Beam` per prompt, in prompt order, best first.
+
+        Raises:
+            TypeError, ValueError: bad arguments (before any model call) or bad model output.
+        """
+        state = self.init(model, prompts)
+        while not self.done(state):
+            state = self.step(model, state)
+        return self.finalize(state)
+
+    def init(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> Any:
+        """Check the arguments, prefill the prompts and return the first state."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement init()")
+
+    def step(self, model: LanguageModel, state: Any) -> Any:
+        """Advance the search by one token; ``state`` itself is left as it was."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement step()")
+
+    def done(self, state: Any) -> bool:
+        """Whether the search is over."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement done()")
+
+    def finalize(self, state: Any) -> list[list[Beam]]:
+        """The results held by ``state``: one list of `Beam` per prompt, best first."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement finalize()")
+
+
+def check_request(
+    model: object,
+    prompts: object,
+    max_new_tokens: int,
+    eos_token_ids: tuple[int, ...],
+    processors: Sequence[LogitsProcessor],
+) -> tuple[tuple[int, ...], ...]:
+    """Validate a decode request against the model -> the prompts as int tuples.
+
+    Checks the model's type and vocabulary size, the EOS ids and processors against that
+    vocabulary, the prompts, and that no sequence can outgrow ``model.max_sequence_length``.
+    """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model must be a decoding.LanguageModel, got {model!r}")
+    vocab_size = positive_int("model.vocab_size", model.vocab_size)
+    check_eos_range(eos_token_ids, vocab_size)
+    for processor in processors:
+        processor.validate(vocab_size)
+    checked = check_prompts(prompts, vocab_size)
+    limit = model.max_sequence_length
+    for i, prompt in enumerate(checked):
+        # The last generated token is never fed back, hence the - 1.
+        if limit is not None and len(prompt) + max_new_tokens - 1 > limit:
+            raise ValueError(
+                f"prompts[{i}] has {len(prompt)} tokens; with max_new_tokens="
+                f"{max_new_tokens} the model would need {len(prompt)} + "
+                f"{max_new_tokens - 1} positions, more than its "
+                f"max_sequence_length {limit}"
+            )
+    return checked
+
+
+def owned_logits(
+    logits: object,
+    rows: int,
+    vocab_size: int,
+    step: int,
+    processors: Sequence[LogitsProcessor],
+    context: Callable[[], StepContext],
+) -> np.ndarray:
+    """The model's ``[rows, V]`` output at ``step`` as a read-only array the decoder owns,
+    after ``processors`` (``context()`` is called only when there are some).
+
+    The model's own buffer is never kept: a model may reuse it for its next call.
+    """
+    array = np.array(check_logits(logits, rows, vocab_size, step), copy=True)
+    if processors:
+        array = np.ascontiguousarray(apply_processors(processors, array, context()))
+    array.setflags(write=False)
+    return array

@@ -1,0 +1,289 @@
+"""Logits processors: small, composable edits of the next-token logits before the log-softmax.
+
+A processor is a `LogitsProcessor`: one method, ``__call__(logits_MV, context) -> logits_MV``,
+given the ``[M, V]`` logits of the live rows and a `StepContext` describing those rows. It may
+edit ``logits_MV`` in place (decoders hand it an array they own) and returns the result. Setting
+a logit to ``-inf`` forbids that token: no decoder ever emits it.
+
+Decoders run processors in the given order on the raw logits, then take one log-softmax, so every
+decoder ranks by, and reports, log-probabilities of a proper distribution (they sum to one over
+the tokens left). HF transformers' beam search instead edits log-probabilities *after* its
+log-softmax, so there a banned token's mass is simply lost and the reported scores no longer
+come from a normalised distribution; here the remaining tokens share it. The two agree on which
+tokens are allowed and, for processors that only ban tokens, on their order.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import math
+from collections.abc import Sequence
+from numbers import Real
+
+import attrs
+import numpy as np
+
+from decoding._checks import is_int
+
+__all__ = [
+    "BanTokens",
+    "LogitsProcessor",
+    "MinNewTokens",
+    "NoRepeatNGram",
+    "RepetitionPenalty",
+    "StepContext",
+    "Temperature",
+    "TopK",
+    "TopP",
+    "apply_processors",
+    "check_processors",
+]
+
+
+@attrs.frozen(slots=False, eq=False)
+class StepContext:
+    """What a processor may know about the rows whose logits it edits.
+
+    Attributes:
+        generated_MT: int64 ``[M, T]``, each row's generated tokens (the same count T for every
+            live row; read-only).
+        eos_token_ids: the decoder's EOS ids (empty when it has none).
+        step: T, the number of tokens generated so far.
+        prompts: the decoder's B prompts (int tuples).
+        prompt_index_M: int64 ``[M]``, the prompt each row continues.
+
+    ``sequences`` (each row's prompt plus its generated tokens, as M int tuples) is built on
+    first use only, so processors that read ``generated_MT`` never pay for the tuples.
+    """
+
+    generated_MT: np.ndarray
+    eos_token_ids: tuple[int, ...]
+    step: int
+    prompts: tuple[tuple[int, ...], ...]
+    prompt_index_M: np.ndarray
+
+    @functools.cached_property
+    def sequences(self) -> tuple[tuple[int, ...], ...]:
+        """Each row's prompt followed by its generated tokens."""
+        generated = self.generated_MT.tolist()
+        return tuple(
+            self.prompts[b] + tuple(g)
+            for b, g in zip(self.prompt_index_M.tolist(), generated, strict=True)
+        )
+
+
+class LogitsProcessor(abc.ABC):
+    """Edits next-token logits before the log-softmax; one method, ``__call__``.
+
+    Subclasses may also override `validate`, which decoders call with the model's vocabulary
+    size before any model call, to refuse arguments that do not fit the model.
+    """
+
+    @abc.abstractmethod
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        """``[M, V] -> [M, V]`` logits; may edit ``logits_MV`` in place and return it."""
+
+    def validate(self, vocab_size: int) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Raise ``ValueError`` if this processor cannot work with a ``vocab_size`` model."""
+
+
+def check_processors(value: object) -> tuple[LogitsProcessor, ...]:
+    """A list or tuple of `LogitsProcessor` -> tuple; anything else is a ``TypeError``."""
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"processors must be a list or tuple of LogitsProcessor, got {value!r}")
+    for i, processor in enumerate(value):
+        if not isinstance(processor, LogitsProcessor):
+            raise TypeError(
+                f"processors[{i}] must be a decoding.LogitsProcessor, got {processor!r}"
+            )
+    return tuple(value)
+
+
+def apply_processors(
+    processors: Sequence[LogitsProcessor], logits_MV: np.ndarray, context: StepContext
+) -> np.ndarray:
+    """Run ``processors`` in order; check each keeps the ``[M, V]`` shape."""
+    shape = logits_MV.shape
+    for processor in processors:
+        logits_MV = np.asarray(processor(logits_MV, context))
+        if logits_MV.shape != shape:
+            raise ValueError(
+                f"processor {processor!r} returned logits of shape {logits_MV.shape} at step "
+                f"{context.step + 1}; expected {shape}"
+            )
+    return logits_MV
+
+
+def _non_negative_int(name: str, value: object) -> int:
+    if not is_int(value):
+        raise TypeError(f"{name} must be a non-negative int, got {value!r}")
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def _positive_int(name: str, value: object) -> int:
+    if not is_int(value):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:  # type: ignore[operator]
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def _positive_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def _probability(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
+    number = float(value)
+    if not 0.0 < number <= 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+    return number
+
+
+def _token_ids(value: object) -> tuple[int, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(f"token_ids must be a sequence of int token ids, got {value!r}")
+    return tuple(_non_negative_int(f"token_ids[{i}]", t) for i, t in enumerate(value))
+
+
+@attrs.frozen
+class MinNewTokens(LogitsProcessor):
+    """Forbid every EOS id while fewer than ``n`` tokens have been generated."""
+
+    n: int = attrs.field(converter=functools.partial(_non_negative_int, "n"))
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if context.step < self.n and context.eos_token_ids:
+            logits_MV[:, list(context.eos_token_ids)] = -np.inf
+        return logits_MV
+
+
+@attrs.frozen
+class BanTokens(LogitsProcessor):
+    """Forbid the given token ids at every step."""
+
+    token_ids: tuple[int, ...] = attrs.field(converter=_token_ids)
+
+    def validate(self, vocab_size: int) -> None:
+        for token in self.token_ids:
+            if token >= vocab_size:
+                raise ValueError(
+                    f"BanTokens token_ids must be in [0, {vocab_size}) for this model, "
+                    f"got {token}"
+                )
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if self.token_ids:
+            logits_MV[:, list(self.token_ids)] = -np.inf
+        return logits_MV
+
+
+@attrs.frozen
+class NoRepeatNGram(LogitsProcessor):
+    """Forbid any token that would repeat an ``n``-gram of the row's prompt plus generated
+    tokens (HF's ``no_repeat_ngram_size``): with ``n = 1`` no token occurs twice."""
+
+    n: int = attrs.field(converter=functools.partial(_positive_int, "n"))
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        n = self.n
+        for row, sequence in enumerate(context.sequences):
+            if len(sequence) + 1 < n:
+                continue
+            prefix = sequence[len(sequence) - n + 1 :] if n > 1 else ()
+            banned = [
+                sequence[i + n - 1]
+                for i in range(len(sequence) - n + 1)
+                if sequence[i : i + n - 1] == prefix
+            ]
+            if banned:
+                logits_MV[row, banned] = -np.inf
+        return logits_MV
+
+
+@attrs.frozen
+class RepetitionPenalty(LogitsProcessor):
+    """HF's repetition penalty: for every token already in the row's prompt or generated
+    tokens, a positive logit is divided by ``penalty`` and a negative one multiplied by it."""
+
+    penalty: float = attrs.field(converter=functools.partial(_positive_real, "penalty"))
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        sequences = context.sequences
+        if not sequences:
+            return logits_MV
+        rows_X = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+        tokens_X = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=len(rows_X))
+        seen_X = logits_MV[rows_X, tokens_X]
+        logits_MV[rows_X, tokens_X] = np.where(
+            seen_X < 0, seen_X * self.penalty, seen_X / self.penalty
+        )
+        return logits_MV
+
+
+@attrs.frozen
+class Temperature(LogitsProcessor):
+    """Divide the logits by ``t``: below 1 sharpens the distribution, above 1 flattens it."""
+
+    t: float = attrs.field(converter=functools.partial(_positive_real, "t"))
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if self.t != 1.0:
+            logits_MV /= logits_MV.dtype.type(self.t)
+        return logits_MV
+
+
+@attrs.frozen
+class TopK(LogitsProcessor):
+    """Keep each row's ``k`` largest logits (ties: lower token id first); forbid the rest.
+
+    Exactly ``k`` tokens stay (HF keeps every token tied with the k-th), so ``TopK(1)`` keeps
+    the arg-max that greedy decoding picks.
+    """
+
+    k: int = attrs.field(converter=functools.partial(_positive_int, "k"))
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        rows, vocab = logits_MV.shape
+        if self.k >= vocab or rows == 0:
+            return logits_MV
+        order_MV = np.argsort(-logits_MV, axis=1, kind="stable")
+        logits_MV[np.arange(rows)[:, None], order_MV[:, self.k :]] = -np.inf
+        return logits_MV
+
+
+@attrs.frozen
+class TopP(LogitsProcessor):
+    """Nucleus filtering: keep the smallest set of most likely tokens whose probability reaches
+    ``p`` (ties: lower token id first), always at least one; forbid the rest."""
+
+    p: float = attrs.field(converter=functools.partial(_probability, "p"))
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        rows, vocab = logits_MV.shape
+        if rows == 0:
+            return logits_MV
+        order_MV = np.argsort(-logits_MV, axis=1, kind="stable")
+        rows_M1 = np.arange(rows)[:, None]
+        sorted_MV = logits_MV[rows_M1, order_MV].astype(np.float64)
+        peak_M1 = np.where(sorted_MV[:, :1] > -np.inf, sorted_MV[:, :1], 0.0)
+        cumulative_MV = np.cumsum(np.exp(sorted_MV - peak_M1), axis=1)
+        with np.errstate(invalid="ignore"):  # an all -inf row: 0 / 0, nothing to keep anyway
+            cumulative_MV /= cumulative_MV[:, -1:]
+        # Tokens before the one at which the running mass reaches p, plus that one.
+        keep_M1 = np.count_nonzero(cumulative_MV < self.p, axis=1)[:, None] + 1
+        drop_MV = np.arange(vocab) >= keep_M1
+        logits_MV[rows_M1, order_MV] = np.where(drop_MV, -np.inf, logits_MV[rows_M1, order_MV])
+        return logits_MV
