@@ -16,20 +16,49 @@ from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.scoring import LengthPenalty, Scorer
 from decoding.models.scripted import ScriptedLM
-from decoding.decoders.beam import BeamSearchDecoder, BeamState, Decoder, batched_beam_search
+from decoding.decoders._rows import RowState
+from decoding.decoders.base import Decoder
+from decoding.decoders.beam import BeamSearchDecoder, BeamState, batched_beam_search
+from decoding.decoders.greedy import GreedyDecoder
+from decoding.decoders.sampling import SamplingDecoder
 from decoding.models.transformer import NumpyTransformerLM
+from decoding.processors import (
+    BanTokens,
+    LogitsProcessor,
+    MinNewTokens,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    StepContext,
+    Temperature,
+    TopK,
+    TopP,
+)
+from decoding.rescoring import score_continuations
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BanTokens",
     "Beam",
     "BeamSearchDecoder",
     "BeamState",
     "Decoder",
+    "GreedyDecoder",
     "LanguageModel",
     "LengthPenalty",
+    "LogitsProcessor",
+    "MinNewTokens",
+    "NoRepeatNGram",
     "NumpyTransformerLM",
+    "RepetitionPenalty",
+    "RowState",
+    "SamplingDecoder",
     "Scorer",
     "ScriptedLM",
+    "StepContext",
+    "Temperature",
+    "TopK",
+    "TopP",
     "batched_beam_search",
+    "score_continuations",
 ]

@@ -30,7 +30,14 @@ import numpy as np
 
 from decoding.scoring import Scorer
 
-__all__ = ["Selection", "log_softmax", "select", "top_tokens_exact"]
+__all__ = [
+    "Selection",
+    "check_peak",
+    "checked_log_softmax",
+    "log_softmax",
+    "select",
+    "top_tokens_exact",
+]
 
 CARRIED = -1  # token of a finished beam kept as it was, or of an empty slot
 
@@ -43,6 +50,23 @@ def log_softmax(logits_MV: np.ndarray) -> np.ndarray:
     """
     peak_M1, log_total_M1 = _log_normaliser(logits_MV, logits_MV.max(axis=1, keepdims=True))
     return (logits_MV - peak_M1) - log_total_M1
+
+
+def check_peak(peak_M1: np.ndarray, step: int) -> np.ndarray:
+    """Refuse row maxima that are NaN or ``+inf``; returns ``peak_M1``.
+
+    NaN propagates through max, and +inf is the max: one small check covers the whole array.
+    """
+    if not (peak_M1 < np.inf).all():
+        bad = "NaN" if np.isnan(peak_M1).any() else "+inf"
+        raise ValueError(f"model returned logits containing {bad} at step {step}")
+    return peak_M1
+
+
+def checked_log_softmax(logits_MV: np.ndarray, step: int) -> np.ndarray:
+    """`log_softmax`, refusing NaN or ``+inf`` logits with an error naming ``step``."""
+    check_peak(logits_MV.max(axis=1, keepdims=True, initial=-np.inf), step)
+    return log_softmax(logits_MV)
 
 
 def _log_normaliser(logits_MV: np.ndarray, peak_M1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,11 +238,7 @@ def select(
     size = _block_size(vocab)
     blocks = vocab // size
     block_max_MN = _interleaved_block_max(logits_MV, size) if size > 1 else logits_MV
-    peak_M1 = block_max_MN.max(axis=1, keepdims=True)
-    # NaN propagates through max, and +inf is the max: one small check covers the whole array.
-    if not (peak_M1 < np.inf).all():
-        bad = "NaN" if np.isnan(peak_M1).any() else "+inf"
-        raise ValueError(f"model returned logits containing {bad} at step {step}")
+    peak_M1 = check_peak(block_max_MN.max(axis=1, keepdims=True), step)
     peak_M1, log_total_M1 = _log_normaliser(logits_MV, peak_M1)
     held_logprob_BK = np.where(finished_BK, logprob_BK, -np.inf)
 

@@ -1,0 +1,49 @@
+"""Greedy decoding: every step appends the most likely token (ties: the lowest id)."""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+import numpy as np
+
+from decoding._checks import eos_ids, positive_int
+from decoding.decoders._rows import RowDecoder, RowState
+from decoding.decoders.beam import eos_setting
+from decoding.processors import LogitsProcessor, check_processors
+
+__all__ = ["GreedyDecoder"]
+
+
+@attrs.frozen
+class GreedyDecoder(RowDecoder):
+    """Greedy decoding: one `Beam` per prompt, the arg-max token at every step.
+
+    Args:
+        max_new_tokens: the most tokens generated per prompt (a positive int).
+        eos_token_id: the token (an int) or tokens (a sequence of ints) that end a prompt's
+            decoding, or ``None`` for none.
+        processors: `LogitsProcessor` s run in order on each step's logits.
+
+    The result equals ``BeamSearchDecoder(1, max_new_tokens, alpha, eos_token_id,
+    processors=processors)``'s tokens and log-probs for every ``alpha``; its ``score`` is the
+    raw ``logprob`` (one hypothesis per prompt has nothing to be ranked against).
+    """
+
+    max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
+    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
+    processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:  # type: ignore[override]
+        """The EOS ids as a tuple (empty for none)."""
+        return eos_ids(self.eos_token_id)
+
+    @property
+    def all_processors(self) -> tuple[LogitsProcessor, ...]:
+        """``processors``."""
+        return self.processors
+
+    def choose(self, logprobs_MV: np.ndarray, state: RowState, rows_M: np.ndarray) -> np.ndarray:
+        """``[M, V] -> [M]``: each row's arg-max (``np.argmax`` takes the lowest id on ties)."""
+        return np.argmax(logprobs_MV, axis=1)

@@ -1,0 +1,140 @@
+"""Ancestral sampling: every step draws each row's next token from its processed distribution."""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+import numpy as np
+
+from decoding._checks import eos_ids, is_int, positive_int
+from decoding.decoders._rows import RowDecoder, RowState
+from decoding.decoders.beam import eos_setting
+from decoding.processors import (
+    LogitsProcessor,
+    Temperature,
+    TopK,
+    TopP,
+    check_processors,
+)
+
+__all__ = ["SamplingDecoder"]
+
+
+def _seed(value: object) -> int | None:
+    if value is None:
+        return None
+    if not is_int(value):
+        raise TypeError(f"seed must be None or an int >= 0, got {value!r}")
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"seed must be None or an int >= 0, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def _renamed(convert, name: str, inner: str):  # type: ignore[no-untyped-def]
+    """Run ``convert`` and name the decoder's argument ``name`` in its errors."""
+
+    def run(value: object) -> object:
+        try:
+            return convert(value)
+        except (TypeError, ValueError) as error:
+            raise type(error)(str(error).replace(inner, name, 1)) from None
+
+    return run
+
+
+def _temperature(value: object) -> float:
+    return Temperature(value).t  # type: ignore[arg-type]
+
+
+def _top_k(value: object) -> int | None:
+    return None if value is None else TopK(value).k  # type: ignore[arg-type]
+
+
+def _top_p(value: object) -> float | None:
+    return None if value is None else TopP(value).p  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class SamplingDecoder(RowDecoder):
+    """Draw ``num_samples`` independent samples per prompt from the model.
+
+    Args:
+        max_new_tokens: the most tokens generated per sample (a positive int).
+        eos_token_id: the token (an int) or tokens (a sequence of ints) that end a sample, or
+            ``None`` for none.
+        num_samples: samples per prompt (a positive int). All prompts' live samples go to the
+            model in one call per step.
+        temperature, top_k, top_p: shorthand for the processors `Temperature`, `TopK` and
+            `TopP`, applied after ``processors`` in that order (1.0 and None: not applied).
+        seed: an int >= 0 or None (fresh entropy). The same seed and inputs give the same
+            samples in any process. Prompt ``b`` draws from its own stream,
+            ``np.random.SeedSequence(seed).spawn(B)[b]``, a fixed number of numbers per
+            step, so its samples depend only on its prompt, its index and the seed, never
+            on the other prompts of the batch.
+        processors: `LogitsProcessor` s run in order on each step's logits.
+
+    Results: per prompt ``num_samples`` `Beam` s sorted by ``logprob``, best first (duplicates
+    possible); ``score == logprob``; ``token_logprobs`` are under the processed distribution
+    each token was drawn from.
+    """
+
+    max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
+    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
+    num_samples: int = attrs.field(
+        default=1, converter=functools.partial(positive_int, "num_samples")
+    )
+    temperature: float = attrs.field(
+        default=1.0, converter=_renamed(_temperature, "temperature", "t ")
+    )
+    top_k: int | None = attrs.field(default=None, converter=_renamed(_top_k, "top_k", "k "))
+    top_p: float | None = attrs.field(default=None, converter=_renamed(_top_p, "top_p", "p "))
+    seed: int | None = attrs.field(default=None, converter=_seed)
+    processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:  # type: ignore[override]
+        """The EOS ids as a tuple (empty for none)."""
+        return eos_ids(self.eos_token_id)
+
+    @property
+    def samples(self) -> int:
+        """``num_samples``."""
+        return self.num_samples
+
+    @property
+    def all_processors(self) -> tuple[LogitsProcessor, ...]:
+        """``processors``, then ``Temperature``, ``TopK``, ``TopP`` where set."""
+        extra: list[LogitsProcessor] = []
+        if self.temperature != 1.0:
+            extra.append(Temperature(self.temperature))
+        if self.top_k is not None:
+            extra.append(TopK(self.top_k))
+        if self.top_p is not None:
+            extra.append(TopP(self.top_p))
+        return (*self.processors, *extra)
+
+    def noise(self, batch: int) -> np.ndarray:
+        """``[B * S, N]`` uniforms in [0, 1): prompt b's from its own spawned stream."""
+        streams = np.random.SeedSequence(self.seed).spawn(batch)
+        shape = (self.max_new_tokens, self.num_samples)
+        draws_BNS = np.stack([np.random.default_rng(s).random(shape) for s in streams])
+        noise_RN = draws_BNS.transpose(0, 2, 1).reshape(batch * self.num_samples, -1)
+        noise_RN.setflags(write=False)
+        return noise_RN
+
+    def choose(self, logprobs_MV: np.ndarray, state: RowState, rows_M: np.ndarray) -> np.ndarray:
+        """Inverse-CDF sampling: the first token whose cumulative probability exceeds the row's
+        uniform times the total; a token with probability 0 is never drawn."""
+        assert state.noise_RN is not None
+        probs_MV = np.exp(logprobs_MV)
+        cumulative_MV = np.cumsum(probs_MV, axis=1)
+        target_M1 = state.noise_RN[rows_M, state.step, None] * cumulative_MV[:, -1:]
+        above_MV = cumulative_MV > target_M1
+        token_M = np.argmax(above_MV, axis=1)
+        # Rounding can put the target at the very top: take the last possible token then.
+        missed_M = ~above_MV[np.arange(len(token_M)), token_M]
+        if missed_M.any():
+            last_M = probs_MV.shape[1] - 1 - np.argmax(probs_MV[missed_M, ::-1] > 0, axis=1)
+            token_M[missed_M] = last_M
+        return token_M
