@@ -13,14 +13,13 @@ Quick use::
 """
 
 from decoding.beam import Beam
-from decoding.model import LanguageModel
-from decoding.scoring import LengthPenalty, Scorer
-from decoding.models.scripted import ScriptedLM
 from decoding.decoders._rows import RowState
 from decoding.decoders.base import Decoder
 from decoding.decoders.beam import BeamSearchDecoder, BeamState, batched_beam_search
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.sampling import SamplingDecoder
+from decoding.model import LanguageModel
+from decoding.models.scripted import ScriptedLM
 from decoding.models.transformer import NumpyTransformerLM
 from decoding.processors import (
     BanTokens,
@@ -34,6 +33,7 @@ from decoding.processors import (
     TopP,
 )
 from decoding.rescoring import score_continuations
+from decoding.scoring import LengthPenalty, Scorer
 
 __version__ = "0.1.0"
 

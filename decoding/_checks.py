@@ -91,9 +91,7 @@ def eos_ids(value: object) -> tuple[int, ...]:
         optional_token_id("eos_token_id", value, vocab_size=None)
         return (operator.index(value),)
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(
-            f"eos_token_id must be None, an int or a sequence of ints, got {value!r}"
-        )
+        raise TypeError(f"eos_token_id must be None, an int or a sequence of ints, got {value!r}")
     if len(value) == 0:
         raise ValueError("eos_token_id must not be an empty sequence; use None for no EOS")
     ids = tuple(

@@ -180,8 +180,7 @@ class BanTokens(LogitsProcessor):
         for token in self.token_ids:
             if token >= vocab_size:
                 raise ValueError(
-                    f"BanTokens token_ids must be in [0, {vocab_size}) for this model, "
-                    f"got {token}"
+                    f"BanTokens token_ids must be in [0, {vocab_size}) for this model, got {token}"
                 )
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:

@@ -93,9 +93,7 @@ class RowDecoder(Decoder):
             TypeError, ValueError: bad arguments; nothing is decoded.
         """
         processors = self.all_processors
-        checked = check_request(
-            model, prompts, self.max_new_tokens, self.eos_token_ids, processors
-        )
+        checked = check_request(model, prompts, self.max_new_tokens, self.eos_token_ids, processors)
         batch, samples = len(checked), self.samples
         rows = batch * samples
         prompt_index_R = np.repeat(np.arange(batch), samples)
@@ -138,8 +136,7 @@ class RowDecoder(Decoder):
             raise TypeError(f"state must be a RowState from init() or step(), got {state!r}")
         if state.samples != self.samples:
             raise ValueError(
-                f"state holds {state.samples} rows per prompt but this decoder makes "
-                f"{self.samples}"
+                f"state holds {state.samples} rows per prompt but this decoder makes {self.samples}"
             )
         return state
 

@@ -202,9 +202,7 @@ def _pool(
             [np.broadcast_to(np.arange(width), (batch, width)), cand_source_BX], axis=1
         ),
         token_BP=np.concatenate([np.full((batch, width), CARRIED), cand_token_BX], axis=1),
-        token_logprob_BP=np.concatenate(
-            [np.zeros((batch, width)), cand_token_logprob_BX], axis=1
-        ),
+        token_logprob_BP=np.concatenate([np.zeros((batch, width)), cand_token_logprob_BX], axis=1),
     )
 
 

@@ -230,7 +230,10 @@ class BeamSearchDecoder(Decoder):
         source_BK, token_BK = _readonly(chosen.source_BK), _readonly(chosen.token_BK)
         history = (*state.history, (source_BK, token_BK))
         tokens_BKT = np.concatenate(
-            [np.take_along_axis(state.tokens_BKT, source_BK[:, :, None], axis=1), token_BK[:, :, None]],
+            [
+                np.take_along_axis(state.tokens_BKT, source_BK[:, :, None], axis=1),
+                token_BK[:, :, None],
+            ],
             axis=2,
         )
         token_logprob_BKT = np.concatenate(
