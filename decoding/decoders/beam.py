@@ -82,6 +82,12 @@ class BeamState:
         return (self.logprob_BK > -np.inf) & ~self.finished_BK
 
 
+def _follow(past_BKT: np.ndarray, source_BK: np.ndarray, new_BK: np.ndarray) -> np.ndarray:
+    """``[B, K, T] -> [B, K, T + 1]``: each slot's parent's row, then its new entry."""
+    parent_BKT = np.take_along_axis(past_BKT, source_BK[:, :, None], axis=1)
+    return np.concatenate([parent_BKT, new_BK[:, :, None]], axis=2)
+
+
 def eos_setting(value: object) -> int | tuple[int, ...] | None:
     """Validate ``eos_token_id``: None, an int, or a sequence of distinct ints (kept as a
     tuple). The upper bound is checked against the model when decoding."""
@@ -229,20 +235,8 @@ class BeamSearchDecoder(Decoder):
             finished_BK |= new_BK & np.isin(chosen.token_BK, self.eos_token_ids)
         source_BK, token_BK = _readonly(chosen.source_BK), _readonly(chosen.token_BK)
         history = (*state.history, (source_BK, token_BK))
-        tokens_BKT = np.concatenate(
-            [
-                np.take_along_axis(state.tokens_BKT, source_BK[:, :, None], axis=1),
-                token_BK[:, :, None],
-            ],
-            axis=2,
-        )
-        token_logprob_BKT = np.concatenate(
-            [
-                np.take_along_axis(state.token_logprob_BKT, source_BK[:, :, None], axis=1),
-                chosen.token_logprob_BK[:, :, None],
-            ],
-            axis=2,
-        )
+        tokens_BKT = _follow(state.tokens_BKT, source_BK, token_BK)
+        token_logprob_BKT = _follow(state.token_logprob_BKT, source_BK, chosen.token_logprob_BK)
 
         logits_MV, model_state = None, state.model_state
         next_live_BK = present_BK & ~finished_BK
