@@ -15,7 +15,12 @@ Quick use::
 from decoding.beam import Beam
 from decoding.decoders._rows import RowState
 from decoding.decoders.base import Decoder
-from decoding.decoders.beam import BeamSearchDecoder, BeamState, batched_beam_search
+from decoding.decoders.beam import (
+    MAX_BEAM_WIDTH,
+    BeamSearchDecoder,
+    BeamState,
+    batched_beam_search,
+)
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.sampling import SamplingDecoder
 from decoding.model import LanguageModel
@@ -38,6 +43,7 @@ from decoding.scoring import LengthPenalty, Scorer
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_BEAM_WIDTH",
     "BanTokens",
     "Beam",
     "BeamSearchDecoder",

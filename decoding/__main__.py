@@ -17,8 +17,18 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from decoding.beam import Beam
+from decoding.decoders.base import Decoder
 from decoding.decoders.beam import BeamSearchDecoder
+from decoding.decoders.greedy import GreedyDecoder
+from decoding.decoders.sampling import SamplingDecoder
 from decoding.models.transformer import NumpyTransformerLM
+from decoding.processors import (
+    BanTokens,
+    LogitsProcessor,
+    MinNewTokens,
+    NoRepeatNGram,
+    RepetitionPenalty,
+)
 
 __all__ = ["main"]
 
@@ -30,53 +40,93 @@ DEFAULT_PROMPTS = ("1 2 3", "10 20 30 40 50", "3 1 4 1 5 9 2 6")
 DEFAULT_EOS = 49
 
 DESCRIPTION = """\
-Beam-search each prompt with the default NumpyTransformerLM (random weights, token ids
-0..999) and print its beams best first. Finished beams stay in the pool and compete with
-live ones by length-penalised score.
+Decode each prompt with the default NumpyTransformerLM (random weights, token ids 0..999) and
+print its hypotheses best first, with each token's log-probability. The default decoder is beam
+search, in which finished beams stay in the pool and compete with live ones by length-penalised
+score; --decoder greedy and --decoder sample choose the other strategies.
 """
 
 EPILOG = f"""\
 --eos defaults to {DEFAULT_EOS}: a token the seed-0 model often ranks high, so the default run
 shows finished beams (short ones can outrank long ones). The vocabulary has no real EOS;
-pass --eos none to let every beam run to --max-new-tokens.
+pass --eos none to let every beam run to --max-new-tokens, or --eos several times for several
+EOS ids.
 """
+
+SHOWN = 40  # longest piece of a bad value echoed back in an error message
+
+# Options that take a value: their value may start with "-" (a negative number).
+VALUE_OPTIONS = frozenset(
+    (
+        "--prompt --beam-width --max-new-tokens --alpha --eos --seed --decoder --num-samples "
+        "--temperature --top-k --top-p --sampling-seed --min-new-tokens --ban --no-repeat-ngram "
+        "--repetition-penalty"
+    ).split()
+)
+SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "sampling_seed")
+BEAM_FLAGS = ("beam_width", "alpha")
+
+
+def _shown(text: str) -> str:
+    """``repr(text)``, cut to a readable length."""
+    return repr(text) if len(text) <= SHOWN else repr(text[:SHOWN]) + f"... ({len(text)} chars)"
 
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {text!r}")
-    return value
+        line = (message.splitlines() or [""])[0]
+        if len(line) > 300:
+            line = line[:300] + "..."
+        self.exit(2, f"{self.prog}: error: {line}\n")
 
 
 def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be an int, got {_shown(text)}") from None
 
 
-def _finite_float(text: str) -> float:
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {_shown(text)}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {_shown(text)}")
+    return value
+
+
+def _float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}")
+    return value
+
+
+_finite_float = _float
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {_shown(text)}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {_shown(text)}")
     return value
 
 
@@ -88,7 +138,7 @@ def _eos(text: str) -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a token id >= 0 or 'none', got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a token id >= 0 or 'none', got {_shown(text)}")
     return value
 
 
@@ -97,13 +147,13 @@ def _prompt(text: str) -> tuple[int, ...]:
     words = [w for w in re.split(r"[\s,]+", text) if w]
     if not words:
         raise argparse.ArgumentTypeError(
-            f"empty prompt {text!r}; give at least one token id, e.g. '1 2 3'"
+            f"empty prompt {_shown(text)}; give at least one token id, e.g. '1 2 3'"
         )
     try:
         return tuple(int(w) for w in words)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of int token ids, e.g. '1 2 3'"
+            f"{_shown(text)} is not a list of int token ids, e.g. '1 2 3'"
         ) from None
 
 
@@ -130,27 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {' | '.join(DEFAULT_PROMPTS)})",
     )
     parser.add_argument(
-        "--beam-width", type=_positive_int, default=4, metavar="K", help="beams per prompt (4)"
+        "--decoder",
+        choices=("beam", "greedy", "sample"),
+        default="beam",
+        help="decoding strategy (beam)",
     )
     parser.add_argument(
         "--max-new-tokens",
         type=_positive_int,
         default=12,
         metavar="N",
-        help="most tokens generated per beam (12)",
-    )
-    parser.add_argument(
-        "--alpha",
-        type=_finite_float,
-        default=0.6,
-        help="length-penalty exponent: score = logprob / len(tokens) ** alpha (0.6)",
+        help="most tokens generated per hypothesis (12)",
     )
     parser.add_argument(
         "--eos",
+        action="append",
         type=_eos,
-        default=DEFAULT_EOS,
         metavar="ID",
-        help=f"token id that finishes a beam, or 'none' ({DEFAULT_EOS}; see below)",
+        help=f"token id that finishes a hypothesis, or 'none'; repeat for several "
+        f"({DEFAULT_EOS}; see below)",
     )
     parser.add_argument(
         "--seed",
@@ -161,7 +209,123 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of tables"
     )
+    beam = parser.add_argument_group("beam search")
+    beam.add_argument("--beam-width", type=_positive_int, metavar="K", help="beams per prompt (4)")
+    beam.add_argument(
+        "--alpha",
+        type=_float,
+        help="length-penalty exponent: score = logprob / len(tokens) ** alpha (0.6)",
+    )
+    sample = parser.add_argument_group("sampling (--decoder sample)")
+    sample.add_argument(
+        "--num-samples", type=_positive_int, metavar="S", help="samples per prompt (1)"
+    )
+    sample.add_argument("--temperature", type=_positive_float, help="divide logits by this (1.0)")
+    sample.add_argument("--top-k", type=_positive_int, metavar="K", help="keep the K likeliest")
+    sample.add_argument(
+        "--top-p", type=_probability, metavar="P", help="keep the likeliest tokens up to mass P"
+    )
+    sample.add_argument(
+        "--sampling-seed", type=_non_negative_int, metavar="SEED", help="seed of the draws"
+    )
+    processors = parser.add_argument_group("logits processors (every decoder)")
+    processors.add_argument(
+        "--min-new-tokens", type=_non_negative_int, metavar="N", help="no EOS before N tokens"
+    )
+    processors.add_argument(
+        "--ban", action="append", type=_non_negative_int, metavar="ID", help="never emit ID"
+    )
+    processors.add_argument(
+        "--no-repeat-ngram", type=_positive_int, metavar="N", help="never repeat an N-gram"
+    )
+    processors.add_argument(
+        "--repetition-penalty",
+        type=_positive_float,
+        metavar="P",
+        help="penalise tokens already seen (HF's repetition_penalty)",
+    )
     return parser
+
+
+def _joined(argv: Sequence[str]) -> list[str]:
+    """``--alpha -1e-3`` -> ``--alpha=-1e-3``: argparse would take ``-1e-3`` for a flag."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] in VALUE_OPTIONS and i + 1 < len(args) and args[i + 1].startswith("-"):
+            if args[i + 1] not in VALUE_OPTIONS and not args[i + 1].startswith("--"):
+                out.append(f"{args[i]}={args[i + 1]}")
+                i += 2
+                continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def _processors(args: argparse.Namespace) -> list[LogitsProcessor]:
+    processors: list[LogitsProcessor] = []
+    if args.min_new_tokens is not None:
+        processors.append(MinNewTokens(args.min_new_tokens))
+    if args.ban:
+        processors.append(BanTokens(args.ban))
+    if args.no_repeat_ngram is not None:
+        processors.append(NoRepeatNGram(args.no_repeat_ngram))
+    if args.repetition_penalty is not None:
+        processors.append(RepetitionPenalty(args.repetition_penalty))
+    return processors
+
+
+def _eos_setting(values: list[int | None] | None) -> int | list[int] | None:
+    if values is None:
+        return DEFAULT_EOS
+    ids = [v for v in values if v is not None]
+    if len(ids) < len(values) and ids:
+        raise ValueError("--eos none cannot be combined with token ids")
+    if not ids:
+        return None
+    return ids[0] if len(ids) == 1 else ids
+
+
+def _decoder(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Decoder, dict]:
+    """The decoder the flags ask for, and the settings to report."""
+
+    def refuse(flags: Sequence[str], needs: str) -> None:
+        for flag in flags:
+            if getattr(args, flag) is not None:
+                parser.error(f"--{flag.replace('_', '-')} applies only to --decoder {needs}")
+
+    eos = _eos_setting(args.eos)
+    processors = _processors(args)
+    settings: dict[str, object] = {}
+    decoder: Decoder
+    if args.decoder == "beam":
+        refuse(SAMPLING_FLAGS, "sample")
+        width = 4 if args.beam_width is None else args.beam_width
+        alpha = 0.6 if args.alpha is None else args.alpha
+        decoder = BeamSearchDecoder(width, args.max_new_tokens, alpha, eos, processors=processors)
+        settings |= {"beam_width": width, "max_new_tokens": args.max_new_tokens, "alpha": alpha}
+    else:
+        refuse(BEAM_FLAGS, "beam")
+        settings["decoder"] = args.decoder
+        settings["max_new_tokens"] = args.max_new_tokens
+        if args.decoder == "greedy":
+            refuse(SAMPLING_FLAGS, "sample")
+            decoder = GreedyDecoder(args.max_new_tokens, eos, processors=processors)
+        else:
+            sampling = {
+                "num_samples": 1 if args.num_samples is None else args.num_samples,
+                "temperature": 1.0 if args.temperature is None else args.temperature,
+                "top_k": args.top_k,
+                "top_p": args.top_p,
+                "seed": 0 if args.sampling_seed is None else args.sampling_seed,
+            }
+            decoder = SamplingDecoder(args.max_new_tokens, eos, processors=processors, **sampling)
+            settings |= {k if k != "seed" else "sampling_seed": v for k, v in sampling.items()}
+    settings["eos_token_id"] = eos
+    if processors:
+        settings["processors"] = [repr(p) for p in processors]
+    return decoder, settings
 
 
 def _beam_json(beam: Beam) -> dict[str, object]:
@@ -170,48 +334,61 @@ def _beam_json(beam: Beam) -> dict[str, object]:
         "logprob": beam.logprob,
         "score": beam.score,
         "finished": beam.finished,
+        "token_logprobs": list(beam.token_logprobs),
     }
 
 
 def _table(beams: Sequence[Beam]) -> list[str]:
+    """Rank, score, logprob, finished and tokens per beam; under each row, each token's
+    log-probability aligned with it."""
     lines = [f"  {'rank':>4}  {'score':>9}  {'logprob':>9}  {'finished':<8}  tokens"]
+    indent = " " * 40
     for rank, beam in enumerate(beams, start=1):
-        tokens = " ".join(str(t) for t in beam.tokens)
+        tokens = [str(t) for t in beam.tokens]
+        logprobs = [f"{lp:.3f}" for lp in beam.token_logprobs]
+        widths = [max(len(t), len(lp)) for t, lp in zip(tokens, logprobs, strict=True)]
         finished = "yes" if beam.finished else "no"
-        lines.append(
-            f"  {rank:>4}  {beam.score:>9.4f}  {beam.logprob:>9.4f}  {finished:<8}  {tokens}"
-        )
+        row = "  ".join(t.ljust(w) for t, w in zip(tokens, widths, strict=True)).rstrip()
+        lines.append(f"  {rank:>4}  {beam.score:>9.4f}  {beam.logprob:>9.4f}  {finished:<8}  {row}")
+        if logprobs:
+            lps = "  ".join(lp.ljust(w) for lp, w in zip(logprobs, widths, strict=True))
+            lines.append(indent + lps.rstrip())
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     prompts = args.prompt if args.prompt else [_prompt(p) for p in DEFAULT_PROMPTS]
     try:
         model = NumpyTransformerLM(seed=args.seed)
-        decoder = BeamSearchDecoder(args.beam_width, args.max_new_tokens, args.alpha, args.eos)
+        decoder, settings = _decoder(args, parser)
         results = decoder.decode(model, prompts)
     except (ValueError, TypeError) as error:  # the library names the argument and the value
         parser.error((str(error) or type(error).__name__).splitlines()[0])
     except MemoryError:
         parser.error("out of memory; try a smaller --beam-width or --max-new-tokens")
 
-    settings = {
-        "beam_width": args.beam_width,
-        "max_new_tokens": args.max_new_tokens,
-        "alpha": args.alpha,
-        "eos_token_id": args.eos,
-        "seed": args.seed,
-        "model": repr(model),
-    }
+    settings |= {"seed": args.seed, "model": repr(model)}
     text = (_json if args.json else _tables)(settings, prompts, results)
+    return _write(text, parser.prog)
+
+
+def _write(text: str, prog: str) -> int:
+    """Print ``text``; a closed pipe ends quietly, any other failure to write is one line."""
     try:
+        if sys.stdout is None:
+            raise OSError("standard output is closed")
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. `python -m decoding | head`: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+    except (OSError, ValueError) as error:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+        if sys.stderr is not None:
+            sys.stderr.write(f"{prog}: error: cannot write the output: {error}\n")
+        return 1
     return 0
 
 
@@ -235,14 +412,13 @@ def _tables(
     results: Sequence[Sequence[Beam]],
 ) -> str:
     """A settings header, then per prompt a header line and a table of its beams."""
-    eos = "none" if settings["eos_token_id"] is None else settings["eos_token_id"]
-    lines = [
-        str(settings["model"]),
-        (
-            f"beam_width={settings['beam_width']}  max_new_tokens={settings['max_new_tokens']}  "
-            f"alpha={settings['alpha']:g}  eos={eos}"
-        ),
-    ]
+    shown = {k: v for k, v in settings.items() if k not in ("model", "seed")}
+    eos = shown.pop("eos_token_id")
+    shown["eos"] = (
+        "none" if eos is None else (" ".join(map(str, eos)) if isinstance(eos, list) else eos)
+    )
+    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()]
+    lines = [str(settings["model"]), "  ".join(parts)]
     for i, (prompt, beams) in enumerate(zip(prompts, results, strict=True), start=1):
         lines += ["", f"prompt {i}/{len(prompts)}: {' '.join(str(t) for t in prompt)}"]
         lines += _table(beams)

@@ -31,7 +31,8 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def parse_tables(out: str) -> dict[str, list[list[str]]]:
-    """Demo output -> {prompt text: rows of [rank, score, logprob, finished, tokens]}."""
+    """Demo output -> {prompt text: rows of [rank, score, logprob, finished, tokens,
+    token log-probs]}; the log-probs line sits under its row, its rank column blank."""
     tables: dict[str, list[list[str]]] = {}
     current = None
     for line in out.splitlines():
@@ -39,8 +40,11 @@ def parse_tables(out: str) -> dict[str, list[list[str]]]:
             current = line.split(": ", 1)[1]
             tables[current] = []
         elif current is not None and line.strip() and line.split()[0] != "rank":
+            if not line[:6].strip():  # blank rank column: the row's per-token log-probs
+                tables[current][-1][5] = " ".join(line.split())
+                continue
             rank, score, logprob, finished, *tokens = line.split()
-            tables[current].append([rank, score, logprob, finished, " ".join(tokens)])
+            tables[current].append([rank, score, logprob, finished, " ".join(tokens), ""])
     return tables
 
 
@@ -71,6 +75,8 @@ def test_default_run_prints_a_table_of_k_beams_per_prompt(capsys):
             assert float(row[2]) == pytest.approx(beam.logprob, abs=1e-4)
             assert row[3] == ("yes" if beam.finished else "no")
             assert row[4] == " ".join(str(t) for t in beam.tokens)
+            shown = [float(x) for x in row[5].split()]
+            assert shown == pytest.approx(beam.token_logprobs, abs=1e-3)
 
 
 def test_default_eos_shows_finished_beams(capsys):
@@ -106,7 +112,8 @@ def assert_json_matches(document, prompts, **settings):
     for entry, beams in zip(document["results"], results, strict=True):
         assert len(entry["beams"]) == len(beams)
         for got, beam in zip(entry["beams"], beams, strict=True):
-            assert set(got) == {"tokens", "logprob", "score", "finished"}
+            assert set(got) == {"tokens", "logprob", "score", "finished", "token_logprobs"}
+            assert got["token_logprobs"] == pytest.approx(beam.token_logprobs, rel=1e-12)
             assert tuple(got["tokens"]) == beam.tokens
             assert got["finished"] is beam.finished
             assert got["logprob"] == pytest.approx(beam.logprob, rel=1e-12)
@@ -216,3 +223,136 @@ def test_python_dash_m_decoding_bad_flag(argv):
     assert proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- strategies and processors ----------------------------------------------------------------
+
+
+def json_run(capsys, *argv: str) -> dict:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def assert_beams_equal(document, results):
+    for entry, beams in zip(document["results"], results, strict=True):
+        assert [tuple(b["tokens"]) for b in entry["beams"]] == [b.tokens for b in beams]
+        assert [b["logprob"] for b in entry["beams"]] == pytest.approx(
+            [b.logprob for b in beams], rel=1e-12
+        )
+        for got, beam in zip(entry["beams"], beams, strict=True):
+            assert got["token_logprobs"] == pytest.approx(beam.token_logprobs, rel=1e-12)
+
+
+def test_greedy_decoder_flag_matches_greedy_decoder(capsys):
+    document = json_run(capsys, "--decoder", "greedy", "--max-new-tokens", "7", "--prompt", "4 5")
+    assert document["settings"]["decoder"] == "greedy"
+    model = decoding.NumpyTransformerLM()
+    assert_beams_equal(document, decoding.GreedyDecoder(7, DEFAULT_EOS).decode(model, [[4, 5]]))
+
+
+def test_sample_decoder_flags_match_sampling_decoder(capsys):
+    argv = [
+        "--decoder", "sample", "--num-samples", "3", "--temperature", "0.7", "--top-k", "50",
+        "--top-p", "0.9", "--sampling-seed", "11", "--max-new-tokens", "6", "--prompt", "8 9",
+        "--prompt", "1",
+    ]  # fmt: skip
+    document = json_run(capsys, *argv)
+    decoder = decoding.SamplingDecoder(
+        6, DEFAULT_EOS, num_samples=3, temperature=0.7, top_k=50, top_p=0.9, seed=11
+    )
+    assert_beams_equal(document, decoder.decode(decoding.NumpyTransformerLM(), [[8, 9], [1]]))
+    assert all(len(entry["beams"]) == 3 for entry in document["results"])
+
+
+def test_processor_flags_match_the_processors(capsys):
+    argv = [
+        "--min-new-tokens", "2", "--ban", "549", "--ban", "603", "--no-repeat-ngram", "2",
+        "--repetition-penalty", "1.5", "--max-new-tokens", "6", "--beam-width", "3",
+    ]  # fmt: skip
+    document = json_run(capsys, *argv)
+    processors = [
+        decoding.MinNewTokens(2),
+        decoding.BanTokens([549, 603]),
+        decoding.NoRepeatNGram(2),
+        decoding.RepetitionPenalty(1.5),
+    ]
+    decoder = decoding.BeamSearchDecoder(3, 6, 0.6, DEFAULT_EOS, processors=processors)
+    prompts = [prompt_ids(p) for p in DEFAULT_PROMPTS]
+    assert_beams_equal(document, decoder.decode(decoding.NumpyTransformerLM(), prompts))
+    tokens = [t for entry in document["results"] for b in entry["beams"] for t in b["tokens"]]
+    assert 549 not in tokens and 603 not in tokens
+
+
+def test_eos_is_repeatable(capsys):
+    document = json_run(capsys, "--eos", "49", "--eos", "444", "--max-new-tokens", "8")
+    assert document["settings"]["eos_token_id"] == [49, 444]
+    prompts = [prompt_ids(p) for p in DEFAULT_PROMPTS]
+    results = decoding.batched_beam_search(prompts, 4, 8, 0.6, [49, 444])
+    assert_beams_equal(document, results)
+
+
+def test_negative_alpha_is_read_as_a_value(capsys):
+    document = json_run(capsys, "--alpha", "-1e-3", "--max-new-tokens", "3")
+    assert document["settings"]["alpha"] == -1e-3
+
+
+BAD_STRATEGY_FLAGS = {
+    "unknown decoder": ["--decoder", "beamz"],
+    "zero samples": ["--decoder", "sample", "--num-samples", "0"],
+    "zero temperature": ["--decoder", "sample", "--temperature", "0"],
+    "infinite temperature": ["--decoder", "sample", "--temperature", "inf"],
+    "zero top-k": ["--decoder", "sample", "--top-k", "0"],
+    "top-p above one": ["--decoder", "sample", "--top-p", "1.5"],
+    "zero top-p": ["--decoder", "sample", "--top-p", "0"],
+    "negative sampling seed": ["--decoder", "sample", "--sampling-seed", "-3"],
+    "negative min-new-tokens": ["--min-new-tokens", "-1"],
+    "ban out of range": ["--ban", "1000"],
+    "ban not an int": ["--ban", "x"],
+    "zero no-repeat-ngram": ["--no-repeat-ngram", "0"],
+    "zero repetition penalty": ["--repetition-penalty", "0"],
+    "temperature with beam search": ["--temperature", "0.5"],
+    "beam width with greedy": ["--decoder", "greedy", "--beam-width", "2"],
+    "duplicate eos": ["--eos", "3", "--eos", "3"],
+    "eos none with ids": ["--eos", "none", "--eos", "3"],
+    "negative infinite alpha": ["--alpha", "-inf"],
+    "huge beam width": ["--beam-width", "9" * 5000],
+    "banning everything": ["--decoder", "greedy", "--prompt", "1", "--eos", "none"]
+    + [a for t in range(1000) for a in ("--ban", str(t))],
+}
+
+
+@pytest.mark.parametrize("argv", BAD_STRATEGY_FLAGS.values(), ids=BAD_STRATEGY_FLAGS.keys())
+def test_bad_strategy_flag_exits_2_with_one_short_stderr_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("python -m decoding: error: ")
+    assert len(lines[0]) < 400  # values of thousands of digits are cut
+
+
+def test_flag_of_another_decoder_is_named(capsys):
+    with pytest.raises(SystemExit):
+        main(["--top-p", "0.5"])
+    assert "--top-p applies only to --decoder sample" in capsys.readouterr().err
+
+
+def test_full_or_closed_stdout_is_one_line_and_non_zero():
+    for redirect in ("> /dev/full", ">&-"):
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        proc = subprocess.run(
+            f"{sys.executable} -m decoding --max-new-tokens 2 {redirect}",
+            shell=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": path},
+            capture_output=redirect == "> /dev/full",
+            stderr=subprocess.PIPE if redirect == ">&-" else None,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode != 0, redirect
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and "cannot write the output" in lines[0], (redirect, proc.stderr)

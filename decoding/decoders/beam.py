@@ -44,7 +44,14 @@ from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
 
-__all__ = ["BeamSearchDecoder", "BeamState", "Decoder", "batched_beam_search", "eos_setting"]
+__all__ = [
+    "MAX_BEAM_WIDTH",
+    "BeamSearchDecoder",
+    "BeamState",
+    "Decoder",
+    "batched_beam_search",
+    "eos_setting",
+]
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -97,6 +104,20 @@ def eos_setting(value: object) -> int | tuple[int, ...] | None:
     return ids[0] if is_int(value) else ids
 
 
+#: The widest beam search `BeamSearchDecoder` accepts. Wider requests are refused before any
+#: work: they cannot be told apart from a typo, and the search's memory grows with the width.
+MAX_BEAM_WIDTH = 65_536
+
+
+def _beam_width(value: object) -> int:
+    width = positive_int("beam_width", value)
+    if width > MAX_BEAM_WIDTH:
+        raise ValueError(
+            f"beam_width must be at most decoding.MAX_BEAM_WIDTH = {MAX_BEAM_WIDTH}, got {value!r}"
+        )
+    return width
+
+
 def _scorer(value: object) -> Scorer | None:
     if value is not None and not isinstance(value, Scorer):
         raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
@@ -121,7 +142,7 @@ class BeamSearchDecoder(Decoder):
     so tests and tools can watch a search step by step.
     """
 
-    beam_width: int = attrs.field(converter=functools.partial(positive_int, "beam_width"))
+    beam_width: int = attrs.field(converter=_beam_width)
     max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
     alpha: float = attrs.field(default=0.6, converter=finite_alpha)
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
