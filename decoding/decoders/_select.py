@@ -206,6 +206,19 @@ def _pool(
     )
 
 
+def _pad(pool: _Pool, size: int) -> _Pool:
+    """The pool with absent entries appended up to ``size`` columns."""
+    batch, present = pool.logprob_BP.shape
+    extra = (batch, size - present)
+    return _Pool(
+        np.concatenate([pool.logprob_BP, np.full(extra, -np.inf)], axis=1),
+        np.concatenate([pool.length_BP, np.zeros(extra, dtype=np.int64)], axis=1),
+        np.concatenate([pool.source_BP, np.zeros(extra, dtype=np.int64)], axis=1),
+        np.concatenate([pool.token_BP, np.full(extra, CARRIED)], axis=1),
+        np.concatenate([pool.token_logprob_BP, np.zeros(extra)], axis=1),
+    )
+
+
 def _scores(pool: _Pool, scorer: Scorer) -> np.ndarray:
     """``[B', P]`` scores, with NaN for absent entries (a stable sort puts NaN last)."""
     present_BP = pool.logprob_BP > -np.inf
@@ -221,6 +234,7 @@ def select(
     new_length: int,
     scorer: Scorer,
     step: int,
+    keep: int | None = None,
 ) -> Selection:
     """Rank every prompt's pool and keep its best ``K`` (see the module docstring).
 
@@ -230,8 +244,11 @@ def select(
         new_length: the generated length of this step's candidates.
         scorer: ranks ``(logprob, length)``; never decreasing in logprob.
         step: named in the error for NaN or ``+inf`` logits.
+        keep: how many entries to return per prompt, best first (default ``K``); each live
+            row then offers its top ``min(max(2K, keep), V)`` tokens.
     """
     batch, width = live_BK.shape
+    keep = width if keep is None else keep
     rows, vocab = logits_MV.shape
     size = _block_size(vocab)
     blocks = vocab // size
@@ -252,17 +269,20 @@ def select(
     block_score_BY = np.where(
         block_total_BY > -np.inf, scorer.score(block_total_BY, new_length), -np.inf
     )
-    bound_B1 = np.sort(block_score_BY, axis=1)[:, -width, None]
-    hit_BY = block_score_BY >= bound_B1
-    fast_B = np.count_nonzero(hit_BY, axis=1) == width
-    fast_B &= bound_B1[:, 0] > -np.inf
+    if keep <= width * blocks:
+        bound_B1 = np.sort(block_score_BY, axis=1)[:, -keep, None]
+        hit_BY = block_score_BY >= bound_B1
+        fast_B = np.count_nonzero(hit_BY, axis=1) == keep
+        fast_B &= bound_B1[:, 0] > -np.inf
+    else:  # fewer blocks than entries to keep: build every pool literally
+        fast_B = np.zeros(batch, dtype=bool)
 
     out = Selection(
-        source_BK=np.empty((batch, width), dtype=np.int64),
-        token_BK=np.empty((batch, width), dtype=np.int64),
-        logprob_BK=np.empty((batch, width)),
-        length_BK=np.empty((batch, width), dtype=np.int64),
-        token_logprob_BK=np.empty((batch, width)),
+        source_BK=np.empty((batch, keep), dtype=np.int64),
+        token_BK=np.empty((batch, keep), dtype=np.int64),
+        logprob_BK=np.empty((batch, keep)),
+        length_BK=np.empty((batch, keep), dtype=np.int64),
+        token_logprob_BK=np.empty((batch, keep)),
     )
     row_BK = np.full((batch, width), -1)
     row_BK[live_BK] = np.arange(rows)
@@ -270,7 +290,7 @@ def select(
     exact_B = ~fast_B
     if fast_B.any():
         fast_F = np.flatnonzero(fast_B)
-        block_FK = np.nonzero(hit_BY[fast_F])[1].reshape(-1, width)
+        block_FK = np.nonzero(hit_BY[fast_F])[1].reshape(-1, keep)
         parent_FK = block_FK // blocks
         row_FK1 = row_BK[fast_F[:, None], parent_FK][:, :, None]
         tokens_FKS = (block_FK % blocks)[:, :, None] + blocks * np.arange(size)
@@ -288,16 +308,16 @@ def select(
         )
         key_FP = -_scores(fast, scorer)
         order_FP = np.argsort(key_FP, axis=1, kind="stable")
-        lead_FL = key_FP[np.arange(len(fast_F))[:, None], order_FP[:, : width + 1]]
+        lead_FL = key_FP[np.arange(len(fast_F))[:, None], order_FP[:, : keep + 1]]
         # Equal scores among the best K + 1: pool order decides; leave it to the exact path.
         tied_F = (lead_FL[:, 1:] == lead_FL[:, :-1]).any(axis=1)
         clear_D = np.flatnonzero(~tied_F)
-        out.put(fast_F[clear_D], fast.take(order_FP[clear_D, :width], clear_D))
+        out.put(fast_F[clear_D], fast.take(order_FP[clear_D, :keep], clear_D))
         exact_B[fast_F[tied_F]] = True
 
     if exact_B.any():
         exact_E = np.flatnonzero(exact_B)
-        count = min(2 * width, vocab)
+        count = min(max(2 * width, keep), vocab)
         rows_R = row_BK[exact_E][live_BK[exact_E]]
         logprobs_RV = (logits_MV[rows_R] - peak_M1[rows_R]) - log_total_M1[rows_R]
         tokens_RC, token_logprob_RC = top_tokens_exact(logprobs_RV, count)
@@ -330,5 +350,11 @@ def select(
             ),
             axis=-1,
         )
-        out.put(exact_E, exact.take(order_EP[:, :width]))
+        if order_EP.shape[1] < keep:  # a pool smaller than asked for: pad with empty entries
+            exact = _pad(exact, keep)
+            order_EP = np.concatenate(
+                [order_EP, np.arange(order_EP.shape[1], keep)[None].repeat(len(exact_E), 0)],
+                axis=1,
+            )
+        out.put(exact_E, exact.take(order_EP[:, :keep]))
     return out

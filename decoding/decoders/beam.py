@@ -38,7 +38,7 @@ import numpy as np
 
 from decoding._checks import eos_ids, is_int, positive_int
 from decoding.beam import Beam
-from decoding.decoders._select import CARRIED, select
+from decoding.decoders._select import CARRIED, Selection, select
 from decoding.decoders.base import Decoder, check_request, owned_logits
 from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, check_processors
@@ -46,6 +46,7 @@ from decoding.scoring import LengthPenalty, Scorer, finite_alpha
 
 __all__ = [
     "MAX_BEAM_WIDTH",
+    "Archive",
     "BeamSearchDecoder",
     "BeamState",
     "Decoder",
@@ -77,6 +78,7 @@ class BeamState:
     tokens_BKT: np.ndarray  # int64, each slot's generated tokens (valid up to length_BK)
     token_logprob_BKT: np.ndarray  # float64, the log-prob of each of those tokens
     prompts: tuple[tuple[int, ...], ...]
+    archive: Archive | None = None  # finished="archive" only: the finished hypotheses
 
     @property
     def step(self) -> int:
@@ -87,6 +89,42 @@ class BeamState:
     def live_BK(self) -> np.ndarray:
         """Held, unfinished beams: the ones the next step expands."""
         return (self.logprob_BK > -np.inf) & ~self.finished_BK
+
+
+@attrs.frozen(eq=False)
+class Archive:
+    """The finished hypotheses of ``finished="archive"`` beam search, per prompt best first.
+
+    Slot ``[b, k]`` holds prompt b's k-th best archived hypothesis; an empty slot has score
+    ``-inf``. Arrays are read-only.
+    """
+
+    score_BK: np.ndarray  # float64 ranking score; -inf marks an empty slot
+    logprob_BK: np.ndarray  # float64
+    length_BK: np.ndarray  # int64
+    tokens_BKT: np.ndarray  # int64, valid up to length_BK
+    token_logprob_BKT: np.ndarray  # float64
+    open_B: np.ndarray  # bool: the prompt may still add to its archive (HF's heuristic)
+
+    @property
+    def full_B(self) -> np.ndarray:
+        """Whether each prompt's archive holds K hypotheses."""
+        return (self.score_BK > -np.inf).all(axis=1)
+
+    @classmethod
+    def empty(cls, batch: int, width: int) -> Archive:
+        """An archive with nothing in it; every prompt open."""
+        return cls(
+            score_BK=_readonly(np.full((batch, width), -np.inf)),
+            logprob_BK=_readonly(np.full((batch, width), -np.inf)),
+            length_BK=_readonly(np.zeros((batch, width), dtype=np.int64)),
+            tokens_BKT=_readonly(np.zeros((batch, width, 0), dtype=np.int64)),
+            token_logprob_BKT=_readonly(np.zeros((batch, width, 0))),
+            open_B=_readonly(np.ones(batch, dtype=bool)),
+        )
+
+
+_RAW = LengthPenalty(0.0)  # ranks by raw log-prob
 
 
 def _follow(past_BKT: np.ndarray, source_BK: np.ndarray, new_BK: np.ndarray) -> np.ndarray:
@@ -118,6 +156,23 @@ def _beam_width(value: object) -> int:
     return width
 
 
+FINISHED_POLICIES = ("pool", "archive")
+
+
+def _finished(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"finished must be 'pool' or 'archive', got {value!r}")
+    if value not in FINISHED_POLICIES:
+        raise ValueError(f"finished must be 'pool' or 'archive', got {value!r}")
+    return value
+
+
+def _early_stopping(value: object) -> bool | str | None:
+    if value is None or isinstance(value, bool) or value == "never":
+        return value  # type: ignore[return-value]
+    raise ValueError(f"early_stopping must be False, True or 'never', got {value!r}")
+
+
 def _scorer(value: object) -> Scorer | None:
     if value is not None and not isinstance(value, Scorer):
         raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
@@ -137,6 +192,15 @@ class BeamSearchDecoder(Decoder):
         scorer: ranks hypotheses; when given it replaces ``LengthPenalty(alpha)``.
         processors: `LogitsProcessor` s run in order on each step's logits, before the
             log-softmax.
+        finished: the finished-beam policy (keyword only). ``"pool"`` (default): a finished
+            beam stays among the K held beams and competes with live ones until K better
+            entries exist. ``"archive"``: HF transformers' policy; finished hypotheses move to a
+            separate list of the best K, and K beams keep running (see docs/policies.md).
+        early_stopping: with ``finished="archive"`` only (keyword only; default ``False``), as
+            HF's: ``False`` stops a prompt when its archive is full and the best running beam,
+            scored at its current length, cannot beat the archive's worst; ``True`` as soon as
+            the archive is full; ``"never"`` scores the running beam at ``max_new_tokens``
+            when that is more favourable.
 
     ``decode`` is ``init``, then ``step`` until ``done``, then ``finalize``; each piece is public
     so tests and tools can watch a search step by step.
@@ -148,6 +212,19 @@ class BeamSearchDecoder(Decoder):
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     scorer: Scorer | None = attrs.field(default=None, converter=_scorer)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+    finished: str = attrs.field(default="pool", converter=_finished, kw_only=True)
+    early_stopping: bool | str | None = attrs.field(
+        default=None, converter=_early_stopping, kw_only=True
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.finished == "pool" and self.early_stopping is not None:
+            raise ValueError(
+                f"early_stopping={self.early_stopping!r} only applies to finished='archive' "
+                "(the pool policy stops when every held beam is finished)"
+            )
+        if self.finished == "archive" and self.early_stopping is None:
+            object.__setattr__(self, "early_stopping", False)  # HF's default
 
     @property
     def ranker(self) -> Scorer:
@@ -201,6 +278,7 @@ class BeamSearchDecoder(Decoder):
             tokens_BKT=_readonly(np.zeros((batch, width, 0), dtype=np.int64)),
             token_logprob_BKT=_readonly(np.zeros((batch, width, 0))),
             prompts=checked,
+            archive=Archive.empty(batch, width) if self.finished == "archive" else None,
         )
 
     def done(self, state: BeamState) -> bool:
@@ -210,6 +288,11 @@ class BeamSearchDecoder(Decoder):
     def _check_state(self, state: object) -> BeamState:
         if not isinstance(state, BeamState):
             raise TypeError(f"state must be a BeamState from init() or step(), got {state!r}")
+        if (state.archive is None) != (self.finished == "pool"):
+            raise ValueError(
+                f"state was made by a decoder with another finished-beam policy than this "
+                f"one's finished={self.finished!r}"
+            )
         if state.logprob_BK.shape[1] != self.beam_width:
             raise ValueError(
                 f"state holds {state.logprob_BK.shape[1]} beams per prompt but this decoder's "
@@ -218,49 +301,28 @@ class BeamSearchDecoder(Decoder):
         return state
 
     def step(self, model: LanguageModel, state: BeamState) -> BeamState:
-        """Rank each prompt's pool (held finished beams + candidates) and keep the best K."""
+        """Advance every prompt by one token: rank its candidates, keep the best K, feed the
+        live ones to the model. With ``finished="pool"`` the pool holds the finished beams too;
+        with ``"archive"`` finished hypotheses go to the archive (see `Archive`)."""
         state = self._check_state(state)
         if state.logits_MV is None:
             raise ValueError("step() called on a finished search; check done(state) first")
         batch, width = state.logprob_BK.shape
         new_length = state.step + 1
         live_BK = state.live_BK
-        # Held finished beams enter the pool beside the candidates and leave only when K
-        # better entries exist. They must NOT be removed from the pool: a short, confident
-        # hypothesis that hit EOS early (say -3.0 after one token) would otherwise lose to a
-        # longer, less likely one (-5.0 after two). See the module docstring.
-        chosen = select(
-            state.logits_MV,
-            live_BK,
-            state.logprob_BK,
-            state.length_BK,
-            state.finished_BK,
-            new_length,
-            self.ranker,
-            step=new_length,
-        )
-        present_BK = chosen.logprob_BK > -np.inf
-        # A prompt left with nothing at all: with processors, that is a request the search
-        # cannot honour, so say so. (Without them the model itself ruled out every token; the
-        # prompt then ends with no beams, as it always has.)
-        stuck_B = ~present_BK.any(axis=1)
-        if self.processors and stuck_B.any():
-            raise ValueError(
-                f"at step {new_length}, prompt {int(np.flatnonzero(stuck_B)[0])} has no "
-                f"candidate and no finished beam left: the processors {list(self.processors)!r} "
-                f"(or the model) gave every token of its live beams the logit -inf"
-            )
-        new_BK = present_BK & (chosen.token_BK != CARRIED)
-        finished_BK = present_BK & ~new_BK
-        if self.eos_token_id is not None:
-            finished_BK |= new_BK & np.isin(chosen.token_BK, self.eos_token_ids)
+        # The one place the two finished-beam policies differ: who competes for the K slots.
+        if self.finished == "archive":
+            chosen, finished_BK, archive = self._archive_select(state, live_BK, new_length)
+        else:
+            chosen, finished_BK = self._pool_select(state, live_BK, new_length)
+            archive = None
         source_BK, token_BK = _readonly(chosen.source_BK), _readonly(chosen.token_BK)
         history = (*state.history, (source_BK, token_BK))
         tokens_BKT = _follow(state.tokens_BKT, source_BK, token_BK)
         token_logprob_BKT = _follow(state.token_logprob_BKT, source_BK, chosen.token_logprob_BK)
 
         logits_MV, model_state = None, state.model_state
-        next_live_BK = present_BK & ~finished_BK
+        next_live_BK = (chosen.logprob_BK > -np.inf) & ~finished_BK
         if new_length < self.max_new_tokens and next_live_BK.any():
             # Row of each live slot in the last model call (row-major over live slots).
             row_BK = np.cumsum(live_BK.ravel()).reshape(batch, width) - 1
@@ -290,25 +352,179 @@ class BeamSearchDecoder(Decoder):
             tokens_BKT=_readonly(tokens_BKT),
             token_logprob_BKT=_readonly(token_logprob_BKT),
             prompts=state.prompts,
+            archive=archive,
         )
 
+    def _stuck(self, stuck_B: np.ndarray, step: int) -> None:
+        """A prompt left with nothing at all: with processors, that is a request the search
+        cannot honour, so say so. (Without them the model itself ruled out every token; the
+        prompt then ends with no beams, as it always has.)"""
+        if self.processors and stuck_B.any():
+            raise ValueError(
+                f"at step {step}, prompt {int(np.flatnonzero(stuck_B)[0])} has no "
+                f"candidate and no finished beam left: the processors {list(self.processors)!r} "
+                f"(or the model) gave every token of its live beams the logit -inf"
+            )
+
+    def _pool_select(
+        self, state: BeamState, live_BK: np.ndarray, new_length: int
+    ) -> tuple[Selection, np.ndarray]:
+        """The pool policy: ``(the best K of held finished beams + candidates, finished_BK)``."""
+        # Held finished beams enter the pool beside the candidates and leave only when K
+        # better entries exist. They must NOT be removed from the pool: a short, confident
+        # hypothesis that hit EOS early (say -3.0 after one token) would otherwise lose to a
+        # longer, less likely one (-5.0 after two). See the module docstring.
+        chosen = select(
+            state.logits_MV,  # type: ignore[arg-type]
+            live_BK,
+            state.logprob_BK,
+            state.length_BK,
+            state.finished_BK,
+            new_length,
+            self.ranker,
+            step=new_length,
+        )
+        present_BK = chosen.logprob_BK > -np.inf
+        self._stuck(~present_BK.any(axis=1), new_length)
+        new_BK = present_BK & (chosen.token_BK != CARRIED)
+        finished_BK = present_BK & ~new_BK
+        if self.eos_token_id is not None:
+            finished_BK |= new_BK & np.isin(chosen.token_BK, self.eos_token_ids)
+        return chosen, finished_BK
+
+    def _archive_select(
+        self, state: BeamState, live_BK: np.ndarray, new_length: int
+    ) -> tuple[Selection, np.ndarray, Archive]:
+        """The archive policy (HF transformers' beam search), one step:
+        ``(the K running beams, finished_BK (all False), the updated archive)``.
+
+        Per prompt: the best ``W = max(2, 1 + #EOS) * K`` candidates by log-prob; those that end
+        (an EOS, or the last step) among the first K go to the archive (scored, keeping its best
+        K); the best K that do not end keep running. The prompt stops when the archive is full
+        and, by HF's heuristic, no running beam can beat its worst entry (or, with
+        ``early_stopping=True``, as soon as it is full).
+        """
+        batch, width = live_BK.shape
+        archive = state.archive
+        assert archive is not None
+        last = new_length == self.max_new_tokens
+        count = max(2, 1 + len(self.eos_token_ids)) * width
+        # Candidates best first by raw log-prob (all have the same length).
+        top = select(
+            state.logits_MV,  # type: ignore[arg-type]
+            live_BK,
+            state.logprob_BK,
+            state.length_BK,
+            np.zeros_like(live_BK),
+            new_length,
+            _RAW,
+            step=new_length,
+            keep=count,
+        )
+        present_BW = top.logprob_BK > -np.inf
+        had_nothing_B = ~(archive.score_BK > -np.inf).any(axis=1)
+        self._stuck(live_BK.any(axis=1) & ~present_BW.any(axis=1) & had_nothing_B, new_length)
+        ends_BW = present_BW & (last | np.isin(top.token_BK, self.eos_token_ids))
+
+        # Running beams: the best K candidates that do not end.
+        going_BW = present_BW & ~ends_BW
+        pick_BK = np.argsort(~going_BW, axis=1, kind="stable")[:, :width]
+        running_BK = np.take_along_axis(going_BW, pick_BK, axis=1)
+        chosen = Selection(
+            source_BK=np.where(running_BK, np.take_along_axis(top.source_BK, pick_BK, 1), 0),
+            token_BK=np.where(running_BK, np.take_along_axis(top.token_BK, pick_BK, 1), CARRIED),
+            logprob_BK=np.where(
+                running_BK, np.take_along_axis(top.logprob_BK, pick_BK, 1), -np.inf
+            ),
+            length_BK=np.where(running_BK, new_length, 0),
+            token_logprob_BK=np.where(
+                running_BK, np.take_along_axis(top.token_logprob_BK, pick_BK, 1), 0.0
+            ),
+        )
+
+        # Archive: candidates that end among the first K, while the prompt is open.
+        rank_W = np.arange(count)
+        enter_BW = ends_BW & (rank_W < width) & archive.open_B[:, None]
+        enter_BW &= ~(archive.full_B & (self.early_stopping is True))[:, None]
+        score_BW = np.where(enter_BW, self.ranker.score(top.logprob_BK, new_length), -np.inf)
+        merged_score_BX = np.concatenate([archive.score_BK, score_BW], axis=1)
+        order_BK = np.argsort(-merged_score_BX, axis=1, kind="stable")[:, :width]
+
+        def merged(old_BK: np.ndarray, new_BW: np.ndarray) -> np.ndarray:
+            both = np.concatenate([old_BK, new_BW], axis=1)
+            index = order_BK.reshape(order_BK.shape + (1,) * (both.ndim - 2))
+            return _readonly(np.take_along_axis(both, index, axis=1))
+
+        pad_BK1 = np.full((batch, width, 1), CARRIED)
+        new_archive = Archive(
+            score_BK=merged(archive.score_BK, score_BW),
+            logprob_BK=merged(archive.logprob_BK, top.logprob_BK),
+            length_BK=merged(archive.length_BK, np.full((batch, count), new_length)),
+            tokens_BKT=merged(
+                np.concatenate([archive.tokens_BKT, pad_BK1], axis=2),
+                _follow(state.tokens_BKT, top.source_BK, top.token_BK),
+            ),
+            token_logprob_BKT=merged(
+                np.concatenate([archive.token_logprob_BKT, np.zeros((batch, width, 1))], axis=2),
+                _follow(state.token_logprob_BKT, top.source_BK, top.token_logprob_BK),
+            ),
+            open_B=archive.open_B,
+        )
+        # HF's stopping heuristic: can the best running beam still beat the worst archived one?
+        best_B = chosen.logprob_BK[:, 0]
+        hope_B = self.ranker.score(best_B, new_length)
+        if self.early_stopping == "never":
+            hope_B = np.maximum(hope_B, self.ranker.score(best_B, self.max_new_tokens))
+        full_B = new_archive.full_B
+        worst_B = np.where(full_B, new_archive.score_BK[:, -1], -np.inf)
+        open_B = archive.open_B & (~full_B | (hope_B > worst_B)) & running_BK[:, 0]
+        if self.early_stopping is True or width == 1:  # HF's num_beams=1 is greedy search
+            open_B &= ~full_B
+        new_archive = attrs.evolve(new_archive, open_B=_readonly(open_B))
+        # A closed prompt runs no more beams.
+        chosen = attrs.evolve(
+            chosen, logprob_BK=np.where(open_B[:, None], chosen.logprob_BK, -np.inf)
+        )
+        return chosen, np.zeros((batch, width), dtype=bool), new_archive
+
     def finalize(self, state: BeamState) -> list[list[Beam]]:
-        """Held beams as `Beam` records, per prompt, best first."""
+        """Held beams (the archive, for ``finished="archive"``) as `Beam` records, per prompt,
+        best first."""
         state = self._check_state(state)
-        score_BK = self.ranker.score(state.logprob_BK, state.length_BK)
+        if state.archive is not None:
+            held = state.archive
+            score_BK = held.score_BK
+            finished_BK = np.zeros(score_BK.shape, dtype=bool)
+            if self.eos_token_ids and held.tokens_BKT.shape[2]:
+                last_BK = np.take_along_axis(
+                    held.tokens_BKT, np.maximum(held.length_BK - 1, 0)[:, :, None], axis=2
+                )[:, :, 0]
+                finished_BK = np.isin(last_BK, self.eos_token_ids) & (held.length_BK > 0)
+            logprob_BK, length_BK = held.logprob_BK, held.length_BK
+            tokens_BKT, token_logprob_BKT = held.tokens_BKT, held.token_logprob_BKT
+            present_BK = score_BK > -np.inf
+        else:
+            logprob_BK, length_BK, finished_BK = (
+                state.logprob_BK,
+                state.length_BK,
+                state.finished_BK,
+            )
+            tokens_BKT, token_logprob_BKT = state.tokens_BKT, state.token_logprob_BKT
+            score_BK = self.ranker.score(logprob_BK, length_BK)
+            present_BK = logprob_BK > -np.inf
         return [
             [
                 Beam(
-                    tokens=state.tokens_BKT[b, k, : state.length_BK[b, k]].tolist(),
-                    logprob=state.logprob_BK[b, k],
+                    tokens=tokens_BKT[b, k, : length_BK[b, k]].tolist(),
+                    logprob=logprob_BK[b, k],
                     score=score_BK[b, k],
-                    finished=state.finished_BK[b, k],
-                    token_logprobs=state.token_logprob_BKT[b, k, : state.length_BK[b, k]].tolist(),
+                    finished=finished_BK[b, k],
+                    token_logprobs=token_logprob_BKT[b, k, : length_BK[b, k]].tolist(),
                 )
-                for k in range(state.logprob_BK.shape[1])
-                if state.logprob_BK[b, k] > -np.inf
+                for k in range(present_BK.shape[1])
+                if present_BK[b, k]
             ]
-            for b in range(len(state.logprob_BK))
+            for b in range(len(present_BK))
         ]
 
 
