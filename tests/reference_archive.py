@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from decoding import Beam, LanguageModel
 from reference import next_logprobs, scores
+
+from decoding import Beam, LanguageModel
 
 __all__ = ["archive_beam_search"]
 
@@ -47,17 +48,15 @@ def archive_beam_search(
         # The best `keep` by log-prob (sorted() is stable: ties keep pool order).
         top = sorted(candidates, key=lambda c: -c[1])[:keep]
 
-        def ends(candidate: tuple[tuple[int, ...], float]) -> bool:
-            return length == max_new_tokens or candidate[0][-1] in eos
-
         # Only candidates among the first K may enter the archive, and only while it is open.
         full = len(archive) == beam_width
         if not (full and early_stopping is True):
-            entering = [c for c in top[:beam_width] if ends(c)]
+            entering = [c for c in top[:beam_width] if length == max_new_tokens or c[0][-1] in eos]
             entering_scores = scores(entering, alpha)
             archive += [(s, t, lp) for (t, lp), s in zip(entering, entering_scores, strict=True)]
             archive = sorted(archive, key=lambda a: -a[0])[:beam_width]
-        running = [c for c in top if not ends(c)][:beam_width]
+        running = [c for c in top if length < max_new_tokens and c[0][-1] not in eos]
+        running = running[:beam_width]
 
         # HF's stopping heuristic, then early_stopping=True (and num_beams=1, greedy) rules.
         full = len(archive) == beam_width
