@@ -110,7 +110,8 @@ def generate(hf, prompts, k, n, alpha, eos, early_stopping):
     results = []
     for b in range(len(prompts)):
         beams = []
-        for row, score in zip(generated[b * k : (b + 1) * k], scores[b * k : (b + 1) * k]):
+        rows = zip(generated[b * k : (b + 1) * k], scores[b * k : (b + 1) * k], strict=True)
+        for row, score in rows:
             tokens = []
             for token in row:  # up to and including EOS; HF pads the rest
                 tokens.append(token)
