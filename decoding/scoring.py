@@ -20,10 +20,12 @@ class Scorer(abc.ABC):
 
     - Vectorised: ``logprob`` and ``length`` are broadcastable arrays (float64 and int); return
       a float64 array of their broadcast shape. Never NaN for finite ``logprob <= 0`` and
-      ``length >= 1``.
+      ``length >= 1``: decoders check, and refuse a NaN score with a ``ValueError``.
     - For a fixed length the score must not decrease when the logprob increases. Beam search
       relies on this: all candidates of one step share a length, so ranking them by score keeps
-      the log-probability order.
+      the log-probability order, and its selection bounds whole blocks of the vocabulary by
+      their best token. This is not checked (it would cost a sort per step): a scorer that
+      breaks it gives wrong beams without an error.
     - The score only ranks; decoders never write it back into the accumulated logprob.
     """
 

@@ -17,7 +17,7 @@ import numpy as np
 from decoding._checks import check_logits
 from decoding.beam import Beam
 from decoding.decoders._select import checked_log_softmax
-from decoding.decoders.base import Decoder, check_request, owned_logits
+from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
 from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext
 
@@ -45,6 +45,7 @@ class RowState:
     model_state: Any
     noise_RN: np.ndarray | None  # per-row uniforms for each step (sampling), or None
     model_row_M: np.ndarray  # int64, row of the model state each live row continues
+    model: object = None  # the model the search runs on (a state belongs to it)
 
     @property
     def step(self) -> int:
@@ -125,6 +126,7 @@ class RowDecoder(Decoder):
             model_state=model_state,
             noise_RN=None if not checked else self.noise(batch),
             model_row_M=_readonly(prompt_index_R),
+            model=model,
         )
 
     def done(self, state: RowState) -> bool:
@@ -145,6 +147,7 @@ class RowDecoder(Decoder):
         state = self._check_state(state)
         if state.logits_MV is None:
             raise ValueError("step() called on a finished search; check done(state) first")
+        check_same_model(model, state.model)
         new_length = state.step + 1
         live_R = ~state.finished_R
         rows_M = np.flatnonzero(live_R)

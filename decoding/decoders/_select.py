@@ -219,10 +219,26 @@ def _pad(pool: _Pool, size: int) -> _Pool:
     )
 
 
-def _scores(pool: _Pool, scorer: Scorer) -> np.ndarray:
+def _scores(pool: _Pool, scorer: Scorer, step: int) -> np.ndarray:
     """``[B', P]`` scores, with NaN for absent entries (a stable sort puts NaN last)."""
     present_BP = pool.logprob_BP > -np.inf
-    return np.where(present_BP, scorer.score(pool.logprob_BP, pool.length_BP), np.nan)
+    return np.where(
+        present_BP, _score(scorer, pool.logprob_BP, pool.length_BP, present_BP, step), np.nan
+    )
+
+
+def _score(
+    scorer: Scorer, logprob: np.ndarray, length: np.ndarray | int, present: np.ndarray, step: int
+) -> np.ndarray:
+    """``scorer.score``, refusing NaN for a present entry (a broken scorer would otherwise
+    rank silently at random)."""
+    score = np.asarray(scorer.score(logprob, length))
+    if np.isnan(score[present]).any():
+        raise ValueError(
+            f"scorer {scorer!r} returned NaN at step {step} for a hypothesis with a finite "
+            "logprob; a Scorer must give a number for every finite logprob <= 0 and length >= 1"
+        )
+    return score
 
 
 def select(
@@ -266,8 +282,9 @@ def select(
         block_total_BKN[live_BK] = block_lp_MN
     block_total_BKN += logprob_BK[:, :, None]
     block_total_BY = block_total_BKN.reshape(batch, width * blocks)
+    finite_BY = block_total_BY > -np.inf
     block_score_BY = np.where(
-        block_total_BY > -np.inf, scorer.score(block_total_BY, new_length), -np.inf
+        finite_BY, _score(scorer, block_total_BY, new_length, finite_BY, step), -np.inf
     )
     if keep <= width * blocks:
         bound_B1 = np.sort(block_score_BY, axis=1)[:, -keep, None]
@@ -306,7 +323,7 @@ def select(
             new_length,
             token_logprob_FKS.reshape(len(fast_F), -1),
         )
-        key_FP = -_scores(fast, scorer)
+        key_FP = -_scores(fast, scorer, step)
         order_FP = np.argsort(key_FP, axis=1, kind="stable")
         lead_FL = key_FP[np.arange(len(fast_F))[:, None], order_FP[:, : keep + 1]]
         # Equal scores among the best K + 1: pool order decides; leave it to the exact path.
@@ -346,7 +363,7 @@ def select(
                 exact.token_BP,
                 -exact.token_logprob_BP,
                 exact.source_BP + np.where(exact.token_BP == CARRIED, 0, width),
-                -_scores(exact, scorer),
+                -_scores(exact, scorer, step),
             ),
             axis=-1,
         )

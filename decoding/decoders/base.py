@@ -12,7 +12,7 @@ from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, apply_processors
 
-__all__ = ["Decoder", "check_request", "owned_logits"]
+__all__ = ["Decoder", "check_request", "check_same_model", "owned_logits"]
 
 
 class Decoder:
@@ -102,3 +102,13 @@ def owned_logits(
         array = np.ascontiguousarray(apply_processors(processors, array, context()))
     array.setflags(write=False)
     return array
+
+
+def check_same_model(model: object, expected: object) -> None:
+    """Refuse stepping a state with a model other than the one it was started with: the
+    state's cache and logits belong to that model."""
+    if model is not expected:
+        raise ValueError(
+            f"model {model!r} is not the model this state was started with ({expected!r}); "
+            "step a state with the model passed to init()"
+        )

@@ -39,7 +39,7 @@ import numpy as np
 from decoding._checks import eos_ids, is_int, positive_int
 from decoding.beam import Beam
 from decoding.decoders._select import CARRIED, Selection, select
-from decoding.decoders.base import Decoder, check_request, owned_logits
+from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
 from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
@@ -79,6 +79,7 @@ class BeamState:
     token_logprob_BKT: np.ndarray  # float64, the log-prob of each of those tokens
     prompts: tuple[tuple[int, ...], ...]
     archive: Archive | None = None  # finished="archive" only: the finished hypotheses
+    model: object = None  # the model the search runs on (a state belongs to it)
 
     @property
     def step(self) -> int:
@@ -189,7 +190,9 @@ class BeamSearchDecoder(Decoder):
         alpha: length-penalty exponent for the default scorer ``LengthPenalty(alpha)``.
         eos_token_id: the token (an int) or tokens (a sequence of ints) that finish a beam, or
             ``None`` for none.
-        scorer: ranks hypotheses; when given it replaces ``LengthPenalty(alpha)``.
+        scorer: ranks hypotheses; when given it replaces ``LengthPenalty(alpha)`` (``alpha``
+            must then be left at its default). It must never decrease with the logprob at a
+            fixed length (see `Scorer`); NaN scores are refused with the step.
         processors: `LogitsProcessor` s run in order on each step's logits, before the
             log-softmax.
         finished: the finished-beam policy (keyword only). ``"pool"`` (default): a finished
@@ -218,6 +221,11 @@ class BeamSearchDecoder(Decoder):
     )
 
     def __attrs_post_init__(self) -> None:
+        if self.scorer is not None and self.alpha != 0.6:
+            raise ValueError(
+                f"alpha={self.alpha!r} would be ignored: a scorer ({self.scorer!r}) ranks "
+                "instead of LengthPenalty(alpha); give one or the other"
+            )
         if self.finished == "pool" and self.early_stopping is not None:
             raise ValueError(
                 f"early_stopping={self.early_stopping!r} only applies to finished='archive' "
@@ -279,6 +287,7 @@ class BeamSearchDecoder(Decoder):
             token_logprob_BKT=_readonly(np.zeros((batch, width, 0))),
             prompts=checked,
             archive=Archive.empty(batch, width) if self.finished == "archive" else None,
+            model=model,
         )
 
     def done(self, state: BeamState) -> bool:
@@ -307,6 +316,7 @@ class BeamSearchDecoder(Decoder):
         state = self._check_state(state)
         if state.logits_MV is None:
             raise ValueError("step() called on a finished search; check done(state) first")
+        check_same_model(model, state.model)
         batch, width = state.logprob_BK.shape
         new_length = state.step + 1
         live_BK = state.live_BK
@@ -353,6 +363,7 @@ class BeamSearchDecoder(Decoder):
             token_logprob_BKT=_readonly(token_logprob_BKT),
             prompts=state.prompts,
             archive=archive,
+            model=model,
         )
 
     def _stuck(self, stuck_B: np.ndarray, step: int) -> None:
