@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+import reference
 from hypothesis import given
 from hypothesis import strategies as st
 from reference_archive import archive_beam_search
@@ -123,13 +124,13 @@ def test_without_eos_both_policies_agree(problem):
         problem.model, problem.prompts
     )
     # The archive ranks candidates by raw log-prob, the pool by score: two log-probs one ulp
-    # apart can tie after the division by len ** alpha, and then take either order.
-    for got, want in zip(archive, pool, strict=True):
+    # apart can tie after the division by len ** alpha, and then either may be kept. So the
+    # scores must agree, and every hypothesis must be what the model says it is.
+    for prompt, got, want in zip(problem.prompts, archive, pool, strict=True):
         np.testing.assert_allclose([b.score for b in got], [b.score for b in want], rtol=1e-12)
-        scores = [b.score for b in want]
-        for g, w in zip(got, want, strict=True):
-            if sum(math.isclose(w.score, s, rel_tol=1e-12) for s in scores) == 1:
-                assert g.tokens == w.tokens
+        for beam in got:
+            expected = reference.rescore(problem.model, prompt, beam.tokens)
+            assert beam.logprob == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
 def test_pool_is_the_default_and_unchanged():
