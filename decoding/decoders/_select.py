@@ -338,23 +338,28 @@ def select(
         rows_R = row_BK[exact_E][live_BK[exact_E]]
         logprobs_RV = (logits_MV[rows_R] - peak_M1[rows_R]) - log_total_M1[rows_R]
         tokens_RC, token_logprob_RC = top_tokens_exact(logprobs_RV, count)
+        # Candidates [E, L, C] over each prompt's L live beams only (in slot order), so memory
+        # follows the beams that exist, not beam_width.
         live_EK = live_BK[exact_E]
-        total_EKC = np.full((len(exact_E), width, count), -np.inf)
-        total_EKC[live_EK] = logprob_BK[exact_E][live_EK][:, None] + token_logprob_RC
-        tokens_EKC = np.zeros((len(exact_E), width, count), dtype=np.int64)
-        tokens_EKC[live_EK] = tokens_RC
-        token_lp_EKC = np.zeros((len(exact_E), width, count))
-        token_lp_EKC[live_EK] = token_logprob_RC
+        e_R, k_R = np.nonzero(live_EK)
+        l_R = (np.cumsum(live_EK, axis=1) - 1)[e_R, k_R]
+        shape = (len(exact_E), max(int(live_EK.sum(axis=1).max(initial=0)), 1), count)
+        total_ELC = np.full(shape, -np.inf)
+        total_ELC[e_R, l_R] = logprob_BK[exact_E][e_R, k_R][:, None] + token_logprob_RC
+        tokens_ELC = np.zeros(shape, dtype=np.int64)
+        tokens_ELC[e_R, l_R] = tokens_RC
+        token_lp_ELC = np.zeros(shape)
+        token_lp_ELC[e_R, l_R] = token_logprob_RC
+        source_ELC = np.zeros(shape, dtype=np.int64)
+        source_ELC[e_R, l_R] = k_R[:, None]
         exact = _pool(
             held_logprob_BK[exact_E],
             length_BK[exact_E],
-            total_EKC.reshape(len(exact_E), -1),
-            np.broadcast_to(np.arange(width)[:, None], (len(exact_E), width, count)).reshape(
-                len(exact_E), -1
-            ),
-            tokens_EKC.reshape(len(exact_E), -1),
+            total_ELC.reshape(len(exact_E), -1),
+            source_ELC.reshape(len(exact_E), -1),
+            tokens_ELC.reshape(len(exact_E), -1),
             new_length,
-            token_lp_EKC.reshape(len(exact_E), -1),
+            token_lp_ELC.reshape(len(exact_E), -1),
         )
         # Pool order spelled out: held finished beams by slot, then candidates by parent slot,
         # token log-prob (higher first) and token id (lower first). lexsort: last key first.
