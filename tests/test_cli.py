@@ -356,3 +356,30 @@ def test_full_or_closed_stdout_is_one_line_and_non_zero():
         assert proc.returncode != 0, redirect
         lines = proc.stderr.splitlines()
         assert len(lines) == 1 and "cannot write the output" in lines[0], (redirect, proc.stderr)
+
+
+# -- boundaries of the argument checks ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--beam-width", "1"],
+        ["--max-new-tokens", "1"],
+        ["--eos", "0"],
+        ["--seed", "0"],
+        ["--decoder", "sample", "--top-p", "1"],
+        ["--decoder", "sample", "--top-k", "1", "--num-samples", "1"],
+        ["--min-new-tokens", "0"],
+        ["--no-repeat-ngram", "1"],
+    ],
+)
+def test_smallest_valid_values_are_accepted(argv, capsys):
+    assert main([*argv, "--max-new-tokens", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]
+
+
+def test_prompt_headers_number_prompts_from_one(capsys):
+    assert main(["--prompt", "1", "--prompt", "2", "--prompt", "3", "--max-new-tokens", "2"]) == 0
+    headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("prompt")]
+    assert headers == ["prompt 1/3: 1", "prompt 2/3: 2", "prompt 3/3: 3"]
