@@ -14,7 +14,21 @@ import numpy as np
 
 from decoding import Beam, LanguageModel, LengthPenalty
 
-__all__ = ["beam_search", "enumerate_all", "greedy", "log_softmax", "rescore", "scores"]
+__all__ = [
+    "Stuck",
+    "beam_search",
+    "beam_search_processed",
+    "enumerate_all",
+    "eos_tuple",
+    "greedy",
+    "greedy_loop",
+    "log_softmax",
+    "processed_logprobs",
+    "rescore",
+    "scores",
+    "sum_left",
+    "token_logprobs",
+]
 
 
 def log_softmax(logits: Sequence[float]) -> list[float]:
@@ -58,14 +72,22 @@ def beam_search(
     beam_width: int,
     max_new_tokens: int,
     alpha: float,
-    eos_token_id: int | None,
+    eos_token_id: int | Sequence[int] | None,
     keep_finished: bool = True,
+    processors: Sequence = (),
 ) -> list[Beam]:
     """Beam search for one prompt; at most ``beam_width`` beams, best first.
 
     ``keep_finished=False`` is the classic bug: a finished beam is not put back into the next
     step's pool, so it is discarded unless it was picked at the very last step.
+
+    With ``processors`` or several EOS ids this is `beam_search_processed`.
     """
+    if processors or not (eos_token_id is None or isinstance(eos_token_id, int)):
+        assert keep_finished, "the classic bug is only modelled without processors"
+        return beam_search_processed(
+            model, prompt, beam_width, max_new_tokens, alpha, eos_token_id, processors
+        )
     prompt = tuple(int(t) for t in prompt)
     vocab = model.vocab_size
     # A hypothesis is (tokens, logprob, finished); held is kept best first.
@@ -148,3 +170,149 @@ def rescore(model: LanguageModel, prompt: Sequence[int], tokens: Sequence[int]) 
     for i, token in enumerate(tokens):
         total += next_logprobs(model, tuple(prompt) + tuple(tokens[:i]))[token]
     return total
+
+
+# -- strategies (issue 6): processors, several EOS ids, per-token log-probs ---------------------
+
+
+class Stuck(ValueError):
+    """Raised by the references below when a prompt is left with nothing to choose.
+
+    ``step`` is the 1-based step at which that happened.
+    """
+
+    def __init__(self, step: int):
+        super().__init__(f"stuck at step {step}")
+        self.step = step
+
+
+def eos_tuple(eos_token_id: int | Sequence[int] | None) -> tuple[int, ...]:
+    """``None`` -> ``()``, an int -> ``(id,)``, a sequence -> its ids."""
+    if eos_token_id is None:
+        return ()
+    if isinstance(eos_token_id, int | np.integer):
+        return (int(eos_token_id),)
+    return tuple(int(t) for t in eos_token_id)
+
+
+def processed_logprobs(
+    model: LanguageModel,
+    prompt: Sequence[int],
+    generated: Sequence[int],
+    processors: Sequence = (),
+    eos_ids: Sequence[int] = (),
+) -> list[float]:
+    """One row's next-token log-probs: the model's logits for ``prompt + generated``, each
+    processor applied in order to that single row (its own one-row `decoding.StepContext`),
+    then a float64 log-softmax."""
+    from decoding import StepContext
+
+    prompt = tuple(int(t) for t in prompt)
+    generated = tuple(int(t) for t in generated)
+    logits = np.array(model.next_token_logits([prompt + generated]), copy=True)
+    for processor in processors:
+        context = StepContext(
+            np.array([generated], dtype=np.int64).reshape(1, len(generated)),
+            tuple(eos_ids),
+            len(generated),
+            (prompt,),
+            np.zeros(1, dtype=np.int64),
+        )
+        logits = np.asarray(processor(logits, context))
+    return log_softmax(logits[0])
+
+
+def greedy_loop(
+    model: LanguageModel,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    eos_token_id: int | Sequence[int] | None = None,
+    processors: Sequence = (),
+) -> Beam:
+    """The literal arg-max loop: each step, the most likely token (lowest id on ties).
+
+    Raises `Stuck` when a step leaves no token with a finite log-prob.
+    """
+    eos_ids = eos_tuple(eos_token_id)
+    tokens: tuple[int, ...] = ()
+    token_logprobs: list[float] = []
+    for step in range(1, max_new_tokens + 1):
+        row = processed_logprobs(model, prompt, tokens, processors, eos_ids)
+        best = 0
+        for token in range(1, len(row)):
+            if row[token] > row[best]:  # strictly greater: the lowest id wins ties
+                best = token
+        if row[best] == -math.inf:
+            raise Stuck(step)
+        tokens += (best,)
+        token_logprobs.append(row[best])
+        if best in eos_ids:
+            break
+    logprob = math.fsum(token_logprobs)
+    finished = bool(tokens) and tokens[-1] in eos_ids
+    return Beam(tokens, logprob, logprob, finished, token_logprobs)
+
+
+def beam_search_processed(
+    model: LanguageModel,
+    prompt: Sequence[int],
+    beam_width: int,
+    max_new_tokens: int,
+    alpha: float,
+    eos_token_id: int | Sequence[int] | None,
+    processors: Sequence = (),
+) -> list[Beam]:
+    """`beam_search` (the pool policy) with several EOS ids and logits processors.
+
+    Each live beam's row goes through `processed_logprobs` (processors before the log-softmax);
+    a token with log-prob ``-inf`` makes no candidate. When the pool is empty (no candidate and
+    no finished beam) the prompt ends with no beams if there are no processors, and raises
+    `Stuck` if there are (the decoders' ValueError). The returned beams carry token_logprobs.
+    """
+    prompt = tuple(int(t) for t in prompt)
+    eos_ids = eos_tuple(eos_token_id)
+    vocab = model.vocab_size
+    # A hypothesis is (tokens, token_logprobs, finished); held is kept best first.
+    held: list[tuple[tuple[int, ...], tuple[float, ...], bool]] = [((), (), False)]
+    for step in range(1, max_new_tokens + 1):
+        live = [h for h in held if not h[2]]
+        if not live:
+            break
+        pool = [h for h in held if h[2]]
+        for tokens, lps, _ in live:
+            row = processed_logprobs(model, prompt, tokens, processors, eos_ids)
+            ranked = sorted(range(vocab), key=lambda t: (-row[t], t))
+            for token in ranked[: min(2 * beam_width, vocab)]:
+                if row[token] == -math.inf:
+                    continue
+                pool.append((tokens + (token,), lps + (row[token],), token in eos_ids))
+        if not pool and processors:
+            raise Stuck(step)
+        # The decoder sums log-probs left to right; so does this (same floats, same ties).
+        totals = [sum_left(lps) for _, lps, _ in pool]
+        pool_scores = scores([(t, lp) for (t, _, _), lp in zip(pool, totals, strict=True)], alpha)
+        ranked_pool = sorted(range(len(pool)), key=lambda i: -pool_scores[i])
+        held = [pool[i] for i in ranked_pool[:beam_width]]
+    totals = [sum_left(lps) for _, lps, _ in held]
+    held_scores = scores([(t, lp) for (t, _, _), lp in zip(held, totals, strict=True)], alpha)
+    return [
+        Beam(t, lp, s, f, lps) for (t, lps, f), lp, s in zip(held, totals, held_scores, strict=True)
+    ]
+
+
+def sum_left(values: Sequence[float]) -> float:
+    """``((0 + v0) + v1) + ...``: the order a decoder accumulates a beam's log-prob in."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
+
+
+def token_logprobs(
+    model: LanguageModel, prompt: Sequence[int], tokens: Sequence[int]
+) -> list[float]:
+    """The model's log-prob of each of ``tokens`` given ``prompt`` and the tokens before it."""
+    return [
+        next_logprobs(model, tuple(prompt) + tuple(tokens[:i]))[token]
+        for i, token in enumerate(tokens)
+    ]

@@ -12,14 +12,28 @@ import math
 import attrs
 from hypothesis import strategies as st
 
-from decoding import BeamSearchDecoder, LanguageModel, NumpyTransformerLM, ScriptedLM
+from decoding import (
+    BanTokens,
+    BeamSearchDecoder,
+    LanguageModel,
+    MinNewTokens,
+    NoRepeatNGram,
+    NumpyTransformerLM,
+    RepetitionPenalty,
+    ScriptedLM,
+    Temperature,
+    TopK,
+    TopP,
+)
 
 __all__ = [
     "Problem",
     "ShownScriptedLM",
     "alphas",
+    "eos_settings",
     "logit_rows",
     "problems",
+    "processor_lists",
     "prompt_lists",
     "scripted_models",
     "transformer",
@@ -143,3 +157,33 @@ def transformer(
 def transformers(dtype: str = "float64") -> st.SearchStrategy[NumpyTransformerLM]:
     """One of a few small transformers (seeds 0..3)."""
     return st.integers(0, 3).map(lambda seed: transformer(seed, dtype))
+
+
+# -- strategies (issue 6): EOS settings and logits processors ----------------------------------
+
+
+def eos_settings(vocab: int) -> st.SearchStrategy[int | list[int] | None]:
+    """``eos_token_id`` values: None, one id, or a list of 1..3 distinct ids."""
+    token = st.integers(0, vocab - 1)
+    return st.one_of(
+        st.none(),
+        token,
+        st.lists(token, min_size=1, max_size=min(3, vocab), unique=True),
+    )
+
+
+def processor_lists(vocab: int, max_size: int = 3) -> st.SearchStrategy[list]:
+    """Lists of 0..max_size built-in processors fitting a ``vocab``-token model."""
+    one = st.one_of(
+        st.integers(0, 4).map(MinNewTokens),
+        st.lists(st.integers(0, vocab - 1), max_size=vocab - 1, unique=True).map(BanTokens),
+        st.integers(1, 3).map(NoRepeatNGram),
+        st.one_of(st.sampled_from([0.5, 1.0, 2.0]), st.floats(0.25, 4.0)).map(RepetitionPenalty),
+        st.one_of(st.sampled_from([0.5, 1.0, 2.0]), st.floats(0.2, 5.0)).map(Temperature),
+        st.integers(1, vocab + 1).map(TopK),
+        st.one_of(
+            st.sampled_from([0.1, 0.5, 0.9, 1.0]),
+            st.floats(0.01, 1.0, exclude_min=True),
+        ).map(TopP),
+    )
+    return st.lists(one, max_size=max_size)

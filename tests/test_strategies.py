@@ -1,0 +1,853 @@
+"""Issue 6, the strategies: `GreedyDecoder`, `SamplingDecoder`, `BeamSearchDecoder` with logits
+processors, the `Decoder` driver, several EOS ids and ``Beam.token_logprobs``.
+
+Comparisons are against the literal references in tests/reference.py (one row at a time,
+``model.next_token_logits`` plus a float64 log-softmax). Expected values in the scripted
+examples are worked out by hand in the comments; ``p(.x)`` means ``log(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference
+from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import strategies as st
+from strategies import (
+    alphas,
+    eos_settings,
+    processor_lists,
+    prompt_lists,
+    scripted_models,
+    transformer,
+    transformers,
+)
+
+import decoding
+from decoding import (
+    Beam,
+    BeamSearchDecoder,
+    GreedyDecoder,
+    SamplingDecoder,
+    ScriptedLM,
+    Temperature,
+    TopK,
+    TopP,
+)
+
+log = math.log
+TOL = 1e-9
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fewer(divisor: int) -> settings:
+    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3)."""
+    return settings(
+        max_examples=max(3, settings.default.max_examples // divisor),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+def close(a: float, b: float, tol: float = TOL) -> bool:
+    return a == b or math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+
+
+def eos_of(setting) -> tuple[int, ...]:
+    return reference.eos_tuple(setting)
+
+
+def assert_same_beam(got: Beam, want: Beam, tol: float = TOL) -> None:
+    """Tokens and finished flag exact; logprob, score and each token log-prob up to ``tol``."""
+    assert (got.tokens, got.finished) == (want.tokens, want.finished), (got, want)
+    assert close(got.logprob, want.logprob, tol), (got, want)
+    assert close(got.score, want.score, tol), (got, want)
+    assert len(got.token_logprobs) == len(want.token_logprobs)
+    for g, w in zip(got.token_logprobs, want.token_logprobs, strict=True):
+        assert close(g, w, tol), (got, want)
+
+
+def assert_beam_invariants(beam: Beam, eos_ids: tuple[int, ...], max_new_tokens: int) -> None:
+    """What every returned beam satisfies, whatever the decoder."""
+    assert 1 <= len(beam.tokens) <= max_new_tokens
+    assert len(beam.token_logprobs) == len(beam.tokens)
+    assert all(lp > -math.inf for lp in beam.token_logprobs)
+    assert math.fsum(beam.token_logprobs) == pytest.approx(beam.logprob, rel=1e-9, abs=1e-12)
+    # Finished iff the last token is an EOS id; no EOS id anywhere before it.
+    assert beam.finished == (beam.tokens[-1] in eos_ids)
+    assert not set(beam.tokens[:-1]) & set(eos_ids)
+    if not beam.finished:
+        assert len(beam.tokens) == max_new_tokens
+
+
+def stuck_at(outcomes: list) -> tuple[int, int] | None:
+    """``(step, prompt index)`` of the first prompt the references got stuck on, or None."""
+    stuck = [(o.step, i) for i, o in enumerate(outcomes) if isinstance(o, reference.Stuck)]
+    return min(stuck) if stuck else None
+
+
+def run_reference(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except reference.Stuck as error:
+        return error
+
+
+@st.composite
+def settings_for(draw, models=None, max_new_tokens=5, with_processors=True, max_prompts=4):
+    model = draw(scripted_models() if models is None else models)
+    vocab = model.vocab_size
+    return {
+        "model": model,
+        "prompts": draw(prompt_lists(vocab, max_prompts=max_prompts)),
+        "max_new_tokens": draw(st.integers(1, max_new_tokens)),
+        "eos": draw(eos_settings(vocab)),
+        "processors": draw(processor_lists(vocab)) if with_processors else [],
+    }
+
+
+# -- greedy ------------------------------------------------------------------------------------
+
+
+def check_greedy_against_loop(case) -> list[list[Beam]] | None:
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"],
+    )
+    decoder = GreedyDecoder(n, eos, processors)
+    outcomes = [run_reference(reference.greedy_loop, model, p, n, eos, processors) for p in prompts]
+    first_stuck = stuck_at(outcomes)
+    if first_stuck is not None:
+        step, index = first_stuck
+        with pytest.raises(ValueError, match=rf"step {step}\b.*prompt {index}\b"):
+            decoder.decode(model, prompts)
+        return None
+    results = decoder.decode(model, prompts)
+    assert len(results) == len(prompts)
+    for got, want in zip(results, outcomes, strict=True):
+        assert len(got) == 1  # one Beam per prompt
+        assert_same_beam(got[0], want)
+        assert got[0].score == got[0].logprob
+        assert_beam_invariants(got[0], eos_of(eos), n)
+    return results
+
+
+@given(settings_for(with_processors=False))
+def test_greedy_equals_the_literal_argmax_loop_on_scripted_models(case):
+    check_greedy_against_loop(case)
+
+
+@given(settings_for())
+def test_greedy_with_processors_equals_the_literal_argmax_loop(case):
+    check_greedy_against_loop(case)
+
+
+@fewer(3)
+@given(settings_for(models=transformers("float64"), max_new_tokens=4, max_prompts=3))
+def test_greedy_equals_the_literal_argmax_loop_on_a_float64_transformer(case):
+    case["processors"] = case["processors"][:1]
+    check_greedy_against_loop(case)
+
+
+@given(settings_for(with_processors=False), alphas)
+def test_greedy_equals_beam_search_of_width_one_for_every_alpha(case, alpha):
+    model, prompts, n, eos = case["model"], case["prompts"], case["max_new_tokens"], case["eos"]
+    try:
+        greedy = GreedyDecoder(n, eos).decode(model, prompts)
+    except ValueError:
+        # A dead end (a row of -inf logits): greedy refuses; the width-1 search has no beam
+        # for that prompt (checked against the loop in the tests above).
+        assume(False)
+    beams = BeamSearchDecoder(1, n, alpha, eos).decode(model, prompts)
+    for g, b in zip(greedy, beams, strict=True):
+        (g,) = g
+        (b,) = b
+        assert (g.tokens, g.finished) == (b.tokens, b.finished)
+        assert close(g.logprob, b.logprob, 1e-12)
+        assert all(
+            close(x, y, 1e-12) for x, y in zip(g.token_logprobs, b.token_logprobs, strict=True)
+        )
+
+
+@fewer(3)
+@given(settings_for(models=transformers("float64"), max_new_tokens=4, max_prompts=3), alphas)
+def test_greedy_equals_beam_search_of_width_one_on_a_float64_transformer(case, alpha):
+    model, prompts, n, eos = case["model"], case["prompts"], case["max_new_tokens"], case["eos"]
+    for g, b in zip(
+        GreedyDecoder(n, eos).decode(model, prompts),
+        BeamSearchDecoder(1, n, alpha, eos).decode(model, prompts),
+        strict=True,
+    ):
+        assert (g[0].tokens, g[0].finished) == (b[0].tokens, b[0].finished)
+        assert close(g[0].logprob, b[0].logprob, 1e-12)
+
+
+def test_greedy_by_hand_takes_the_lowest_id_on_ties():
+    # Row after any sequence: tokens 1 and 2 tie at p(.4), token 0 has p(.2).
+    # Greedy takes 1 (the lower id of the tie) at every step: tokens (1, 1), logprob 2 p(.4).
+    model = ScriptedLM({(): {0: log(0.2), 1: log(0.4), 2: log(0.4)}})
+    (beam,) = GreedyDecoder(2).decode(model, [[0]])[0:1][0]
+    assert beam.tokens == (1, 1)
+    assert beam.logprob == pytest.approx(2 * log(0.4), abs=1e-12)
+    assert beam.score == beam.logprob
+    assert beam.token_logprobs == pytest.approx((log(0.4), log(0.4)), abs=1e-12)
+    assert beam.finished is False
+
+
+# -- beam search with processors ----------------------------------------------------------------
+
+
+@given(settings_for(), st.integers(1, 4), alphas)
+def test_beam_search_with_processors_equals_the_literal_reference(case, width, alpha):
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"],
+    )
+    note(f"processors={processors!r}")
+    decoder = BeamSearchDecoder(width, n, alpha, eos, processors=processors)
+    outcomes = [
+        run_reference(reference.beam_search_processed, model, p, width, n, alpha, eos, processors)
+        for p in prompts
+    ]
+    first_stuck = stuck_at(outcomes)
+    if first_stuck is not None:
+        step, index = first_stuck
+        with pytest.raises(ValueError, match=rf"step {step}\b.*prompt {index}\b") as caught:
+            decoder.decode(model, prompts)
+        for processor in processors:  # the message names the processors
+            assert repr(processor) in str(caught.value)
+        return
+    results = decoder.decode(model, prompts)
+    for got, want in zip(results, outcomes, strict=True):
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert_same_beam(g, w)
+            assert_beam_invariants(g, eos_of(eos), n)
+
+
+@given(settings_for(with_processors=False), st.integers(1, 4), alphas)
+def test_beam_search_token_logprobs_are_the_models_log_softmax(case, width, alpha):
+    model, prompts, n, eos = case["model"], case["prompts"], case["max_new_tokens"], case["eos"]
+    for prompt, beams in zip(
+        prompts, BeamSearchDecoder(width, n, alpha, eos).decode(model, prompts), strict=True
+    ):
+        for beam in beams:
+            want = reference.token_logprobs(model, prompt, beam.tokens)
+            assert beam.token_logprobs == pytest.approx(want, rel=TOL, abs=TOL)
+            assert math.fsum(beam.token_logprobs) == pytest.approx(beam.logprob, rel=1e-9)
+            assert_beam_invariants(beam, eos_of(eos), n)
+
+
+@fewer(3)
+@given(settings_for(models=transformers("float64"), max_new_tokens=3, max_prompts=2))
+def test_beam_search_with_processors_equals_the_reference_on_a_float64_transformer(case):
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"][:2],
+    )
+    results = BeamSearchDecoder(3, n, 0.6, eos, processors=processors).decode(model, prompts)
+    for prompt, got in zip(prompts, results, strict=True):
+        want = reference.beam_search_processed(model, prompt, 3, n, 0.6, eos, processors)
+        assert [(b.tokens, b.finished) for b in got] == [(b.tokens, b.finished) for b in want]
+        for g, w in zip(got, want, strict=True):
+            assert_same_beam(g, w)
+
+
+# -- sampling ------------------------------------------------------------------------------------
+
+
+def as_data(results: list[list[Beam]]) -> list:
+    """Everything a result holds, as plain values (exact comparison)."""
+    return [
+        [(b.tokens, b.logprob, b.score, b.finished, b.token_logprobs) for b in beams]
+        for beams in results
+    ]
+
+
+@given(
+    settings_for(max_prompts=3),
+    st.integers(1, 4),
+    st.integers(0, 2**32),
+)
+def test_sampling_results_are_sorted_samples_whose_score_is_the_logprob(case, samples, seed):
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"],
+    )
+    decoder = SamplingDecoder(n, eos, num_samples=samples, seed=seed, processors=processors)
+    try:
+        results = decoder.decode(model, prompts)
+    except ValueError as error:
+        assert "has no token left" in str(error)
+        assume(False)
+    again = decoder.decode(model, prompts)
+    assert as_data(results) == as_data(again)  # same seed, same inputs: same samples
+    assert len(results) == len(prompts)
+    for beams in results:
+        assert len(beams) == samples
+        assert [b.score for b in beams] == sorted((b.score for b in beams), reverse=True)
+        for beam in beams:
+            assert beam.score == beam.logprob
+            assert_beam_invariants(beam, eos_of(eos), n)
+
+
+@given(settings_for(max_prompts=3), st.integers(0, 2**32))
+def test_sampling_token_logprobs_are_under_the_processed_distribution(case, seed):
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"],
+    )
+    try:
+        results = SamplingDecoder(n, eos, num_samples=2, seed=seed, processors=processors).decode(
+            model, prompts
+        )
+    except ValueError:
+        assume(False)
+    for prompt, beams in zip(prompts, results, strict=True):
+        for beam in beams:
+            for t, token in enumerate(beam.tokens):
+                row = reference.processed_logprobs(
+                    model, prompt, beam.tokens[:t], processors, eos_of(eos)
+                )
+                assert row[token] > -math.inf  # a forbidden token is never drawn
+                assert close(beam.token_logprobs[t], row[token])
+
+
+@given(settings_for(max_prompts=3), st.integers(1, 3), st.integers(0, 2**32), st.booleans())
+def test_sampling_with_top_k_1_or_a_tiny_top_p_gives_greedys_tokens(case, samples, seed, use_k):
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"],
+    )
+    # Logits closer than the log-softmax's rounding are a known disagreement (see
+    # test_top_k_1_keeps_greedys_token_when_logits_differ_below_rounding); keep clear of them.
+    assume(not has_sub_rounding_tie(model))
+    shorthand = {"top_k": 1} if use_k else {"top_p": 1e-9}
+    sampler = SamplingDecoder(
+        n, eos, num_samples=samples, seed=seed, processors=processors, **shorthand
+    )
+    try:
+        greedy = GreedyDecoder(n, eos, processors).decode(model, prompts)
+    except ValueError as error:
+        message = str(error).split(":")[0]  # "at step t, prompt b has no token left to choose"
+        with pytest.raises(ValueError) as caught:
+            sampler.decode(model, prompts)
+        assert str(caught.value).split(":")[0] == message
+        return
+    for (g,), beams in zip(greedy, sampler.decode(model, prompts), strict=True):
+        for beam in beams:
+            assert (beam.tokens, beam.finished) == (g.tokens, g.finished)
+            # One token left: it has probability 1.
+            assert beam.token_logprobs == (0.0,) * len(beam.tokens)
+            assert beam.logprob == 0.0
+
+
+def has_sub_rounding_tie(model: ScriptedLM) -> bool:
+    """Whether a row holds two different logits whose log-softmax values are equal."""
+    for row in model.table.values():
+        logprobs = reference.log_softmax(row)
+        for i in range(len(row)):
+            for j in range(i):
+                if row[i] != row[j] and logprobs[i] == logprobs[j] > -math.inf:
+                    return True
+    return False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: TopK/TopP rank the raw logits, greedy ranks the float64 log-softmax, which "
+    "merges logits closer than its rounding (0.0 and 1e-17): TopK(1) keeps token 1 where "
+    "greedy takes token 0",
+)
+@pytest.mark.parametrize("shorthand", [{"top_k": 1}, {"top_p": 1e-9}])
+def test_top_k_1_keeps_greedys_token_when_logits_differ_below_rounding(shorthand):
+    # log-softmax of [0, 1e-17, -1]: tokens 0 and 1 both get -log(2 + e^-1) (1e-17 is below
+    # the rounding of 0.86), a tie greedy breaks to the lower id, 0.
+    model = ScriptedLM({(): [0.0, 1e-17, -1.0]})
+    (greedy,) = GreedyDecoder(1).decode(model, [[0]])[0]
+    assert greedy.tokens == (0,)
+    (sample,) = SamplingDecoder(1, seed=0, **shorthand).decode(model, [[0]])[0]
+    assert sample.tokens == greedy.tokens
+
+
+def test_sampling_determinism_by_seed_and_different_seeds_differ():
+    # Uniform over 8 tokens: 16 samples of 6 tokens, 8 ** 96 equally likely outcomes.
+    model = ScriptedLM({(): [0.0] * 8})
+    decode = lambda seed: as_data(  # noqa: E731
+        SamplingDecoder(6, num_samples=16, seed=seed).decode(model, [[1], [2, 3]])
+    )
+    assert decode(7) == decode(7)
+    assert decode(7) != decode(8)
+    # seed=None draws fresh entropy each time.
+    fresh = SamplingDecoder(6, num_samples=16)
+    assert as_data(fresh.decode(model, [[1]])) != as_data(fresh.decode(model, [[1]]))
+
+
+SUBPROCESS_CODE = """
+import decoding
+model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, seed=1)
+decoder = decoding.SamplingDecoder(
+    5, eos_token_id=[3, 4], num_samples=4, temperature=1.5, top_k=20, top_p=0.95, seed=20261128
+)
+for beams in decoder.decode(model, [[1, 2, 3], [7]]):
+    print([(b.tokens, repr(b.logprob), b.finished) for b in beams])
+"""
+
+
+def test_sampling_is_deterministic_across_fresh_processes():
+    def run(hash_seed: str) -> str:
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        done = subprocess.run(
+            [sys.executable, "-c", SUBPROCESS_CODE],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
+    first, second = run("1"), run("2")
+    assert first == second
+    assert first.count("\n") == 2
+    # And this process agrees with them.
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, seed=1)
+    decoder = SamplingDecoder(
+        5, eos_token_id=[3, 4], num_samples=4, temperature=1.5, top_k=20, top_p=0.95, seed=20261128
+    )
+    here = "".join(
+        str([(b.tokens, repr(b.logprob), b.finished) for b in beams]) + "\n"
+        for beams in decoder.decode(model, [[1, 2, 3], [7]])
+    )
+    assert here == first
+
+
+@st.composite
+def batch_variations(draw, vocab: int, prompts: list[list[int]]):
+    """``(index, other batch)``: a batch holding ``prompts[index]`` at the same index, with every
+    other prompt replaced (other content and lengths) and the batch possibly cut after it."""
+    index = draw(st.integers(0, len(prompts) - 1))
+    size = draw(st.integers(index + 1, index + 3))
+    others = draw(prompt_lists(vocab, min_prompts=size, max_prompts=size, max_len=7))
+    others[index] = list(prompts[index])
+    return index, others
+
+
+@given(settings_for(max_prompts=4), st.integers(1, 3), st.integers(0, 2**32), st.data())
+def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_batch(case, samples, seed, data):
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"],
+    )
+    index, others = data.draw(batch_variations(model.vocab_size, prompts))
+    decoder = SamplingDecoder(n, eos, num_samples=samples, seed=seed, processors=processors)
+    try:
+        together = decoder.decode(model, prompts)
+        apart = decoder.decode(model, others)
+    except ValueError:
+        assume(False)
+    assert as_data([together[index]]) == as_data([apart[index]])
+
+
+def test_batch_independence_when_the_other_prompts_finish_at_different_times():
+    # After any of 0..4 comes any of 0..4 (p(.2) each) but never EOS 5; after 5 (and as the
+    # fallback) only EOS 5. So [5] finishes at step 1 and [1, 0] never finishes.
+    row_after_0 = [log(0.2)] * 5 + [-math.inf]
+    model = ScriptedLM(
+        {
+            (): [-math.inf] * 5 + [0.0],
+            (0,): row_after_0,
+            (1,): row_after_0,
+            (2,): row_after_0,
+            (3,): row_after_0,
+            (4,): row_after_0,
+        }
+    )
+    decoder = SamplingDecoder(6, eos_token_id=5, num_samples=3, seed=11)
+    alone = decoder.decode(model, [[1, 0]])
+    with_early_finisher = decoder.decode(model, [[1, 0], [5]])
+    assert all(b.tokens == (5,) and b.finished for b in with_early_finisher[1])
+    assert as_data(with_early_finisher[:1]) == as_data(alone)
+    # At index 1 the same prompt draws from stream 1, whoever sits at index 0.
+    second_a = decoder.decode(model, [[5], [1, 0]])[1]
+    second_b = decoder.decode(model, [[3, 3, 3, 3], [1, 0]])[1]
+    assert as_data([second_a]) == as_data([second_b])
+
+
+@fewer(3)
+@given(
+    st.sampled_from(["float32", "float64"]),
+    prompt_lists(50, min_prompts=2, max_prompts=3, max_len=6),
+    st.integers(0, 2**32),
+    st.data(),
+)
+def test_batch_independence_on_the_transformer(dtype, prompts, seed, data):
+    model = transformer(1, dtype)
+    index, others = data.draw(batch_variations(50, prompts))
+    decoder = SamplingDecoder(4, eos_token_id=[0, 1], num_samples=3, temperature=2.0, seed=seed)
+    together, apart = decoder.decode(model, prompts)[index], decoder.decode(model, others)[index]
+    # float32 log-probs move by ~1e-6 with the batch's shape: compare tokens there. The order
+    # of samples is by logprob, so compare them as multisets of token sequences.
+    assert sorted(b.tokens for b in together) == sorted(b.tokens for b in apart)
+    if dtype == "float64":
+        for t, a in zip(
+            sorted(together, key=lambda b: b.tokens),
+            sorted(apart, key=lambda b: b.tokens),
+            strict=True,
+        ):
+            assert close(t.logprob, a.logprob)
+
+
+# -- sampling frequencies: chi-square ------------------------------------------------------------
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X >= x) for X ~ chi-square with ``df`` degrees of freedom (closed forms of the upper
+    regularised gamma function Q(df/2, x/2) for integer and half-integer shapes)."""
+    y = x / 2.0
+    if df % 2 == 0:  # Q(m, y) = exp(-y) * sum_{i<m} y^i / i!
+        term, total = 1.0, 1.0
+        for i in range(1, df // 2):
+            term *= y / i
+            total += term
+        return math.exp(-y) * total
+    # Q(m + 1/2, y) = erfc(sqrt(y)) + exp(-y) * sum_{i=1..m} y^(i - 1/2) / Gamma(i + 1/2)
+    total = math.erfc(math.sqrt(y))
+    for i in range(1, (df + 1) // 2):
+        total += math.exp(-y + (i - 0.5) * math.log(y) - math.lgamma(i + 0.5)) if y > 0 else 0.0
+    return total
+
+
+def test_chi2_sf_matches_printed_tables():
+    # Upper 5 % and 0.1 % points of the chi-square distribution (any statistics table).
+    for df, x05, x001 in [
+        (1, 3.841, 10.828),
+        (2, 5.991, 13.816),
+        (3, 7.815, 16.266),
+        (4, 9.488, 18.467),
+        (5, 11.070, 20.515),
+    ]:
+        assert chi2_sf(x05, df) == pytest.approx(0.05, rel=1e-3)
+        assert chi2_sf(x001, df) == pytest.approx(0.001, rel=2e-3)
+    assert chi2_sf(0.0, 3) == pytest.approx(1.0)
+
+
+ALPHA = 1e-6  # a false alarm once in a million seeds; the seed below is fixed anyway
+DRAWS = 20_000
+PROBS = [0.4, 0.25, 0.15, 0.1, 0.06, 0.04]  # token i after prompt [0]
+
+
+def one_step_counts(**sampling) -> np.ndarray:
+    model = ScriptedLM({(): [log(p) for p in PROBS]})
+    (beams,) = SamplingDecoder(1, num_samples=DRAWS, seed=2026, **sampling).decode(model, [[0]])
+    assert len(beams) == DRAWS
+    for beam in beams:  # the reported log-prob is that of the distribution drawn from
+        assert beam.logprob == pytest.approx(beam.token_logprobs[0])
+    return np.bincount([b.tokens[0] for b in beams], minlength=len(PROBS))
+
+
+def chi2_p_value(counts: np.ndarray, expected_probs: list[float]) -> float:
+    """Pearson's test over the tokens of non-zero probability; tokens of probability zero
+    must not occur at all."""
+    expected = np.asarray(expected_probs, dtype=np.float64)
+    assert math.isclose(expected.sum(), 1.0, rel_tol=1e-12)
+    assert counts[expected == 0].sum() == 0, (counts, expected_probs)
+    support = expected > 0
+    e = expected[support] * counts.sum()
+    statistic = float(((counts[support] - e) ** 2 / e).sum())
+    return chi2_sf(statistic, int(support.sum()) - 1)
+
+
+def renormalised(weights: list[float]) -> list[float]:
+    total = math.fsum(weights)
+    return [w / total for w in weights]
+
+
+def test_one_step_frequencies_match_the_scripted_distribution():
+    counts = one_step_counts()
+    assert chi2_p_value(counts, PROBS) > ALPHA
+    # The test has power: the same counts reject a near but different distribution.
+    assert chi2_p_value(counts, [0.37, 0.28, 0.15, 0.1, 0.06, 0.04]) < ALPHA
+
+
+def test_one_step_frequencies_with_temperature():
+    # Temperature 2: logits log(p) / 2, so p_i ∝ sqrt(p_i) (then renormalised).
+    want = renormalised([math.sqrt(p) for p in PROBS])
+    counts = one_step_counts(temperature=2.0)
+    assert chi2_p_value(counts, want) > ALPHA
+    assert chi2_p_value(counts, PROBS) < ALPHA  # it is not the untempered distribution
+    # The Temperature processor gives the same draws as the shorthand.
+    assert np.array_equal(one_step_counts(processors=[Temperature(2.0)]), counts)
+
+
+def test_one_step_frequencies_with_top_k():
+    # TopK(3) keeps tokens 0, 1, 2: [.4, .25, .15] / .8 = [.5, .3125, .1875].
+    want = [0.5, 0.3125, 0.1875, 0.0, 0.0, 0.0]
+    counts = one_step_counts(top_k=3)
+    assert chi2_p_value(counts, want) > ALPHA
+    assert np.array_equal(one_step_counts(processors=[TopK(3)]), counts)
+
+
+def test_one_step_frequencies_with_top_p():
+    # TopP(.6): cumulative .4, .65 >= .6, so tokens 0 and 1: [.4, .25] / .65.
+    want = [0.4 / 0.65, 0.25 / 0.65, 0.0, 0.0, 0.0, 0.0]
+    counts = one_step_counts(top_p=0.6)
+    assert chi2_p_value(counts, want) > ALPHA
+    assert np.array_equal(one_step_counts(processors=[TopP(0.6)]), counts)
+
+
+def test_one_step_frequencies_with_temperature_then_top_k_then_top_p():
+    # Temperature .5 squares the probabilities: ∝ [.16, .0625, .0225, .01, .0036, .0016].
+    # TopK(4) keeps 0..3: [.16, .0625, .0225, .01] / .255 = [.6275, .2451, .0882, .0392].
+    # TopP(.85): cumulative .6275, .8725 >= .85: tokens 0 and 1, [.16, .0625] / .2225.
+    # (Top-p first would keep 0..3 — cumulative .4, .65, .8, .9 — and then all four survive.)
+    want = [0.16 / 0.2225, 0.0625 / 0.2225, 0.0, 0.0, 0.0, 0.0]
+    counts = one_step_counts(temperature=0.5, top_k=4, top_p=0.85)
+    assert chi2_p_value(counts, want) > ALPHA
+
+
+def test_user_processors_run_before_the_shorthands():
+    # BanTokens([0]) first, then TopK(2): tokens 1 and 2 stay, [.25, .15] / .4 = [.625, .375].
+    # (TopK(2) first would keep 0 and 1, and the ban would leave token 1 alone.)
+    want = [0.0, 0.625, 0.375, 0.0, 0.0, 0.0]
+    counts = one_step_counts(top_k=2, processors=[decoding.BanTokens([0])])
+    assert chi2_p_value(counts, want) > ALPHA
+
+
+def test_two_step_frequencies_follow_the_conditional_distributions():
+    # After 0: p(1) = .7, p(2) = .3; after 1: p(0) = .5, p(2) = .5; after 2: p(0) = 1.
+    # Joint over (t1, t2) from prompt [0]: (1,0) .35, (1,2) .35, (2,0) .3.
+    model = ScriptedLM(
+        {
+            (0,): {1: log(0.7), 2: log(0.3)},
+            (1,): {0: log(0.5), 2: log(0.5)},
+            (2,): {0: 0.0},
+        }
+    )
+    (beams,) = SamplingDecoder(2, num_samples=DRAWS, seed=5).decode(model, [[0]])
+    cells = {(1, 0): 0, (1, 2): 1, (2, 0): 2}
+    counts = np.bincount([cells[b.tokens] for b in beams], minlength=3)
+    assert chi2_p_value(counts, [0.35, 0.35, 0.3]) > ALPHA
+    for beam in beams:  # log-probs by hand: p(.7) + p(.5), or p(.3) + p(1)
+        want = {(1, 0): log(0.35), (1, 2): log(0.35), (2, 0): log(0.3)}[beam.tokens]
+        assert beam.logprob == pytest.approx(want, abs=1e-12)
+
+
+# -- EOS: several ids, by hand ----------------------------------------------------------------
+
+
+EOS_MODEL = ScriptedLM(
+    {
+        (0,): {1: log(0.5), 3: log(0.3), 4: log(0.2)},
+        (1,): {2: log(0.7), 4: log(0.3)},
+        (2,): {4: log(0.7), 1: log(0.3)},
+        (3,): {0: log(0.9), 2: log(0.1)},
+        (4,): {3: 0.0},
+    },
+    vocab_size=5,
+)
+
+
+def test_greedy_with_two_eos_ids_by_hand():
+    # From [0]: 1 (.5), then 2 (.7), then 4 (.7): 4 is an EOS id, so it stops there.
+    (beam,) = GreedyDecoder(6, eos_token_id=[3, 4]).decode(EOS_MODEL, [[0]])[0]
+    assert beam.tokens == (1, 2, 4) and beam.finished is True
+    assert beam.logprob == pytest.approx(log(0.5 * 0.7 * 0.7), abs=1e-12)
+    # With EOS 3 only, 4 is an ordinary token; after it comes 3 (p(1)): (1, 2, 4, 3).
+    (beam,) = GreedyDecoder(6, eos_token_id=3).decode(EOS_MODEL, [[0]])[0]
+    assert beam.tokens == (1, 2, 4, 3) and beam.finished is True
+    assert beam.logprob == pytest.approx(log(0.5 * 0.7 * 0.7), abs=1e-12)
+    # With no EOS it runs to max_new_tokens: after 3 comes 0 (.9), then 1 (.5).
+    (beam,) = GreedyDecoder(6).decode(EOS_MODEL, [[0]])[0]
+    assert beam.tokens == (1, 2, 4, 3, 0, 1) and beam.finished is False
+    assert beam.logprob == pytest.approx(log(0.5 * 0.7 * 0.7 * 1 * 0.9 * 0.5), abs=1e-12)
+
+
+@pytest.mark.parametrize("eos", [(3, 4), [4, 3], np.array([3, 4])])
+def test_beam_search_with_two_eos_ids_by_hand(eos):
+    # K=2, alpha 0 (raw log-probs), EOS {3, 4}, from [0]:
+    # step 1: (1) .5 live, (3) .3 EOS, (4) .2 EOS -> keep (1) .5, (3) .3 finished.
+    # step 2: pool (3) .3 finished, (1,2) .35, (1,4) .15 EOS -> keep (1,2) .35, (3) .3.
+    # step 3: pool (3) .3, (1,2,4) .245 EOS, (1,2,1) .105 -> keep (3) .3 and (1,2,4) .245,
+    #         both finished: the search ends before max_new_tokens.
+    want = [((3,), log(0.3)), ((1, 2, 4), log(0.5 * 0.7 * 0.7))]
+    for results in (
+        BeamSearchDecoder(2, 6, 0.0, eos).decode(EOS_MODEL, [[0]]),
+        decoding.batched_beam_search([[0]], 2, 6, 0.0, eos, EOS_MODEL),
+    ):
+        (beams,) = results
+        assert [b.tokens for b in beams] == [t for t, _ in want]
+        assert [b.logprob for b in beams] == pytest.approx([lp for _, lp in want], abs=1e-12)
+        assert all(b.finished for b in beams)
+        assert beams[1].token_logprobs == pytest.approx((log(0.5), log(0.7), log(0.7)), abs=1e-12)
+
+
+def test_sampling_with_two_eos_ids_stops_at_either():
+    # Every sample from [0] ends at the first 3 or 4 it draws: (3), (4), (1,4), (1,2,4), or
+    # (1,2,1,...). Check the rule on many samples and that both ids end some of them.
+    (beams,) = SamplingDecoder(6, eos_token_id=(3, 4), num_samples=300, seed=3).decode(
+        EOS_MODEL, [[0]]
+    )
+    for beam in beams:
+        assert_beam_invariants(beam, (3, 4), 6)
+    assert {b.tokens[-1] for b in beams if b.finished} == {3, 4}
+
+
+@given(settings_for(), st.sampled_from(["greedy", "sampling", "beam"]), st.integers(0, 99))
+def test_every_decoder_keeps_the_eos_and_token_logprob_invariants(case, which, seed):
+    model, prompts, n, eos, processors = (
+        case["model"],
+        case["prompts"],
+        case["max_new_tokens"],
+        case["eos"],
+        case["processors"],
+    )
+    decoder = {
+        "greedy": lambda: GreedyDecoder(n, eos, processors),
+        "sampling": lambda: SamplingDecoder(
+            n, eos, num_samples=2, seed=seed, processors=processors
+        ),
+        "beam": lambda: BeamSearchDecoder(3, n, 0.6, eos, processors=processors),
+    }[which]()
+    try:
+        results = decoder.decode(model, prompts)
+    except ValueError:
+        assume(False)
+    for beams in results:
+        for beam in beams:
+            assert_beam_invariants(beam, eos_of(eos), n)
+
+
+# -- the Decoder driver ----------------------------------------------------------------------------
+
+
+class TopOneThenStop(decoding.Decoder):
+    """A user strategy: each prompt's most likely first token, and stop. Records its calls."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def init(self, model, prompts):
+        self.calls.append("init")
+        logits, _ = model.prefill(prompts)
+        return {"logits": np.asarray(logits, dtype=np.float64), "beams": None}
+
+    def step(self, model, state):
+        self.calls.append("step")
+        logprobs = np.array([reference.log_softmax(row) for row in state["logits"]])
+        tokens = logprobs.argmax(axis=1)
+        beams = [
+            [Beam([t], logprobs[i, t], logprobs[i, t], False, [logprobs[i, t]])]
+            for i, t in enumerate(tokens.tolist())
+        ]
+        return {"logits": state["logits"], "beams": beams}
+
+    def done(self, state):
+        self.calls.append("done")
+        return state["beams"] is not None
+
+    def finalize(self, state):
+        self.calls.append("finalize")
+        return state["beams"]
+
+
+def test_a_user_strategy_of_four_pieces_works_through_decode():
+    model = EOS_MODEL
+    decoder = TopOneThenStop()
+    results = decoder.decode(model, [[0], [1], [3]])
+    # decode is init, then done/step until done, then finalize.
+    assert decoder.calls == ["init", "done", "step", "done", "finalize"]
+    # By hand: after 0 the top token is 1 (.5), after 1 it is 2 (.7), after 3 it is 0 (.9).
+    assert [[b.tokens for b in beams] for beams in results] == [[(1,)], [(2,)], [(0,)]]
+    assert [beams[0].logprob for beams in results] == pytest.approx(
+        [log(0.5), log(0.7), log(0.9)], abs=1e-12
+    )
+    # It agrees with a one-token greedy search.
+    greedy = GreedyDecoder(1).decode(model, [[0], [1], [3]])
+    assert [b[0].tokens for b in greedy] == [b[0].tokens for b in results]
+
+
+def test_a_subclass_overriding_only_decode_still_works():
+    class Reversed(decoding.Decoder):
+        """Wraps beam search and lists its beams worst first."""
+
+        def decode(self, model, prompts):
+            return [
+                beams[::-1] for beams in BeamSearchDecoder(2, 6, 0.0, [3, 4]).decode(model, prompts)
+            ]
+
+    decoder = Reversed()  # constructible: the four pieces are not abstract
+    (beams,) = decoder.decode(EOS_MODEL, [[0]])
+    assert [b.tokens for b in beams] == [(1, 2, 4), (3,)]
+    for piece, args in [
+        ("init", (EOS_MODEL, [[0]])),
+        ("step", (EOS_MODEL, None)),
+        ("done", (None,)),
+        ("finalize", (None,)),
+    ]:
+        with pytest.raises(NotImplementedError, match=rf"Reversed.*{piece}"):
+            getattr(decoder, piece)(*args)
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [
+        GreedyDecoder(4, [3, 4], [decoding.NoRepeatNGram(2)]),
+        SamplingDecoder(4, [3, 4], num_samples=3, top_p=0.9, seed=1),
+        BeamSearchDecoder(3, 4, 0.6, [3, 4], processors=[decoding.MinNewTokens(2)]),
+    ],
+    ids=["greedy", "sampling", "beam"],
+)
+def test_stepping_by_hand_equals_decode_and_leaves_old_states_alone(decoder):
+    model = transformer(2, "float64", vocab_size=50)
+    prompts = [[1, 2, 3], [9]]
+    states = [decoder.init(model, prompts)]
+    while not decoder.done(states[-1]):
+        states.append(decoder.step(model, states[-1]))
+    assert as_data(decoder.finalize(states[-1])) == as_data(decoder.decode(model, prompts))
+    # Stepping an older state again gives the same next state (a state is a value).
+    if len(states) > 2:
+        again = decoder.step(model, states[0])
+        assert as_data(decoder.finalize(again)) == as_data(decoder.finalize(states[1]))
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [GreedyDecoder(3), SamplingDecoder(3, seed=0), BeamSearchDecoder(2, 3)],
+    ids=["greedy", "sampling", "beam"],
+)
+def test_no_prompts_means_no_results_and_no_model_call(decoder):
+    class Never(decoding.LanguageModel):
+        vocab_size = 5
+
+        def next_token_logits(self, sequences):
+            raise AssertionError("the model was called")
+
+    assert decoder.decode(Never(), []) == []
