@@ -1,0 +1,552 @@
+"""Issue 6, logits processors: each built-in by hand and against a literal per-row rule, their
+guarantees in all three decoders, `StepContext`, custom processors, and rows left with nothing.
+
+Expected values are worked out by hand in the comments; ``p(.x)`` means ``log(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import reference
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from strategies import eos_settings, logit_rows, prompt_lists, scripted_models
+
+import decoding
+from decoding import (
+    BanTokens,
+    BeamSearchDecoder,
+    GreedyDecoder,
+    LogitsProcessor,
+    MinNewTokens,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    SamplingDecoder,
+    ScriptedLM,
+    StepContext,
+    Temperature,
+    TopK,
+    TopP,
+)
+
+log = math.log
+inf = math.inf
+
+
+def context_for(prompt=(0,), generated=(), eos=()) -> StepContext:
+    """A one-row context."""
+    generated = tuple(generated)
+    return StepContext(
+        np.array([generated], dtype=np.int64).reshape(1, len(generated)),
+        tuple(eos),
+        len(generated),
+        (tuple(prompt),),
+        np.zeros(1, dtype=np.int64),
+    )
+
+
+def apply(processor, row, **context) -> list[float]:
+    logits = np.array([row], dtype=np.float64)
+    return processor(logits, context_for(**context))[0].tolist()
+
+
+DECODERS = {
+    "greedy": lambda n, eos, ps, seed: GreedyDecoder(n, eos, ps),
+    "sampling": lambda n, eos, ps, seed: SamplingDecoder(
+        n, eos, num_samples=2, seed=seed, processors=ps
+    ),
+    "beam": lambda n, eos, ps, seed: BeamSearchDecoder(3, n, 0.6, eos, processors=ps),
+}
+which_decoder = st.sampled_from(sorted(DECODERS))
+
+
+def decode_or_none(which, model, prompts, n, eos, processors, seed=0):
+    """The decoder's results, or None when a row was left with no token (a ValueError that
+    names the step and the prompt)."""
+    try:
+        return DECODERS[which](n, eos, processors, seed).decode(model, prompts)
+    except ValueError as error:
+        assert "step" in str(error) and "prompt" in str(error), error
+        return None
+
+
+# -- each built-in by hand ----------------------------------------------------------------------
+
+
+def test_min_new_tokens_forbids_every_eos_id_until_n_tokens_exist():
+    row = [0.5, 1.0, 2.0, -1.0]
+    assert apply(MinNewTokens(2), row, generated=(1,), eos=(2, 3)) == [0.5, 1.0, -inf, -inf]
+    assert apply(MinNewTokens(2), row, generated=(1, 1), eos=(2, 3)) == row  # 2 tokens exist
+    assert apply(MinNewTokens(5), row, eos=()) == row  # no EOS: nothing to forbid
+    assert apply(MinNewTokens(0), row, eos=(2,)) == row
+
+
+def test_ban_tokens_forbids_exactly_its_ids():
+    assert apply(BanTokens([0, 3]), [0.5, 1.0, 2.0, -1.0]) == [-inf, 1.0, 2.0, -inf]
+    assert apply(BanTokens([]), [0.5, 1.0]) == [0.5, 1.0]
+
+
+def test_no_repeat_ngram_by_hand():
+    row = [0.0] * 5
+    # n=2 over prompt (1, 2) + generated (3, 1): bigrams 12, 23, 31; the last token is 1, and
+    # "1 2" exists, so 2 is forbidden.
+    assert apply(NoRepeatNGram(2), row, prompt=(1, 2), generated=(3, 1)) == [0, 0, -inf, 0, 0]
+    # n=3 over (1, 2, 3, 1, 2): trigrams 123, 231, 312; the last two are "1 2": forbid 3.
+    assert apply(NoRepeatNGram(3), row, prompt=(1, 2, 3), generated=(1, 2)) == [
+        0,
+        0,
+        0,
+        -inf,
+        0,
+    ]
+    # n=1: no token occurs twice, so everything already seen is forbidden.
+    assert apply(NoRepeatNGram(1), row, prompt=(4,), generated=(0,)) == [-inf, 0, 0, 0, -inf]
+    # Too short for a whole n-gram: nothing forbidden.
+    assert apply(NoRepeatNGram(3), row, prompt=(1,), generated=()) == row
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_logits():
+    # Seen: 0 (prompt, three times: penalised once), 1 (prompt), 3 (generated).
+    # 2.0 / 2 = 1.0; -1.0 * 2 = -2.0; 2 unseen stays 0.5; 3: 0.0 stays 0.0; 4 unseen -3.0.
+    got = apply(
+        RepetitionPenalty(2.0),
+        [2.0, -1.0, 0.5, 0.0, -3.0],
+        prompt=(0, 1, 0, 0),
+        generated=(3,),
+    )
+    assert got == [1.0, -2.0, 0.5, 0.0, -3.0]
+
+
+def test_repetition_penalty_in_greedy_by_hand():
+    # Every row is [-0.5, -1.0, -3.0, -0.7] (raw logits). From prompt [0], penalty 2:
+    # step 1, seen {0}: [-1.0, -1.0, -3.0, -0.7] -> 3 (without the penalty: 0).
+    # step 2, seen {0, 3}: [-1.0, -1.0, -3.0, -1.4] -> 0 (tied with 1: the lower id).
+    # step 3: the same row -> 0.
+    model = ScriptedLM({(): [-0.5, -1.0, -3.0, -0.7]})
+    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
+    assert beam.tokens == (3, 0, 0)
+
+    def lse(*xs):
+        return log(sum(math.exp(x) for x in xs))
+
+    want = [
+        -0.7 - lse(-1.0, -1.0, -3.0, -0.7),
+        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
+        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
+    ]
+    assert beam.token_logprobs == pytest.approx(want, abs=1e-12)
+    assert beam.logprob == pytest.approx(sum(want), abs=1e-12)
+    (plain,) = GreedyDecoder(3).decode(model, [[0]])[0]
+    assert plain.tokens == (0, 0, 0)
+    # Positive logits: [2.0, 1.5, -1.0, -2.0]; from [0], seen {0}: [1.0, 1.5, ...] -> 1;
+    # then seen {0, 1}: [1.0, 0.75, ...] -> 0; then the same -> 0.
+    model = ScriptedLM({(): [2.0, 1.5, -1.0, -2.0]})
+    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
+    assert beam.tokens == (1, 0, 0)
+
+
+def test_temperature_divides_the_logits():
+    assert apply(Temperature(2.0), [1.0, -3.0, -inf]) == [0.5, -1.5, -inf]
+    assert apply(Temperature(0.5), [1.0, -3.0]) == [2.0, -6.0]
+
+
+def test_top_k_keeps_exactly_k_tokens_lower_ids_first_on_ties():
+    row = [1.0, 3.0, 3.0, 2.0, 3.0]
+    assert apply(TopK(2), row) == [-inf, 3.0, 3.0, -inf, -inf]  # three 3.0s: ids 1, 2 stay
+    assert apply(TopK(3), row) == [-inf, 3.0, 3.0, -inf, 3.0]
+    assert apply(TopK(4), row) == [-inf, 3.0, 3.0, 2.0, 3.0]
+    assert apply(TopK(5), row) == row
+    assert apply(TopK(9), row) == row
+    assert apply(TopK(1), [0.0, 0.0]) == [0.0, -inf]
+
+
+def test_top_p_keeps_the_smallest_most_likely_set_reaching_p():
+    row = [log(0.1), log(0.4), log(0.2), log(0.3)]
+    # Most likely first: 1 (.4), 3 (.3), 2 (.2), 0 (.1); cumulative .4, .7, .9, 1.0.
+    assert apply(TopP(0.35), row) == [-inf, row[1], -inf, -inf]
+    assert apply(TopP(0.5), row) == [-inf, row[1], -inf, row[3]]
+    assert apply(TopP(0.8), row) == [-inf, row[1], row[2], row[3]]
+    assert apply(TopP(0.95), row) == row
+    assert apply(TopP(1.0), row) == row
+    assert apply(TopP(1e-9), row) == [-inf, row[1], -inf, -inf]  # always at least one
+    # Ties: lower id first. [.3, .3, .4]: 2 (.4), then 0 (.3) reaches .7 >= .5.
+    tied = [log(0.3), log(0.3), log(0.4)]
+    assert apply(TopP(0.5), tied) == [tied[0], -inf, tied[2]]
+    # Unnormalised logits work the same: [0, log 4, log 3, log 2] is .1 .4 .3 .2.
+    assert apply(TopP(0.5), [0.0, log(4), log(3), log(2)]) == [-inf, log(4), log(3), -inf]
+
+
+# -- each built-in against its literal rule, on random rows ------------------------------------
+
+
+def ranked(row: list[float]) -> list[int]:
+    """Token ids, largest logit first, lower id first on ties."""
+    return sorted(range(len(row)), key=lambda t: (-row[t], t))
+
+
+@given(st.integers(1, 10).flatmap(lambda v: st.tuples(logit_rows(v), st.integers(1, v + 1))))
+def test_top_k_against_its_rule(drawn):
+    row, k = drawn
+    keep = set(ranked(row)[:k])
+    assert apply(TopK(k), row) == [x if t in keep else -inf for t, x in enumerate(row)]
+
+
+@given(
+    st.integers(1, 10).flatmap(logit_rows),
+    st.one_of(st.sampled_from([0.25, 0.5, 1.0]), st.floats(1e-6, 1.0)),
+)
+def test_top_p_against_its_rule(row, p):
+    assume(max(row) > -inf)
+    got = apply(TopP(p), row)
+    kept = [t for t in range(len(row)) if got[t] > -inf]
+    order = [t for t in ranked(row) if row[t] > -inf]
+    assert kept and sorted(kept) == sorted(order[: len(kept)])  # a most-likely prefix
+    assert all(got[t] == row[t] for t in kept)  # kept logits untouched
+    probs = np.exp(np.array(reference.log_softmax(row)))
+    mass = lambda ts: math.fsum(probs[t] for t in ts)  # noqa: E731
+    c = len(kept)
+    assert mass(order[:c]) >= p - 1e-9  # reaches p ...
+    assert c == 1 or mass(order[: c - 1]) < p + 1e-9  # ... and one fewer would not
+
+
+@given(
+    st.integers(2, 8).flatmap(
+        lambda v: st.tuples(
+            logit_rows(v),
+            st.lists(st.integers(0, v - 1), min_size=1, max_size=4),
+            st.lists(st.integers(0, v - 1), max_size=4),
+        )
+    ),
+    st.floats(0.25, 4.0),
+)
+def test_repetition_penalty_against_its_rule(drawn, penalty):
+    row, prompt, generated = drawn
+    seen = set(prompt) | set(generated)
+    want = [
+        (x if t not in seen else x / penalty if x > 0 else x * penalty) for t, x in enumerate(row)
+    ]
+    got = apply(RepetitionPenalty(penalty), row, prompt=prompt, generated=generated)
+    assert got == pytest.approx(want, rel=1e-15, abs=0)
+
+
+@given(
+    st.integers(2, 5).flatmap(
+        lambda v: st.tuples(
+            st.just(v),
+            st.lists(st.integers(0, v - 1), min_size=1, max_size=5),
+            st.lists(st.integers(0, v - 1), max_size=5),
+        )
+    ),
+    st.integers(1, 4),
+)
+def test_no_repeat_ngram_against_its_rule(drawn, n):
+    vocab, prompt, generated = drawn
+    sequence = tuple(prompt) + tuple(generated)
+    ngrams = {sequence[i : i + n] for i in range(len(sequence) - n + 1)}
+    # A token is forbidden iff appending it would make an n-gram already in the sequence.
+    want = [
+        -inf
+        if len(sequence) >= n - 1 and (sequence[len(sequence) - n + 1 :] + (t,))[-n:] in ngrams
+        else 0.0
+        for t in range(vocab)
+    ]
+    assert apply(NoRepeatNGram(n), [0.0] * vocab, prompt=prompt, generated=generated) == want
+
+
+# -- the guarantees in every decoder --------------------------------------------------------------
+
+
+@st.composite
+def cases(draw, max_new_tokens=5):
+    model = draw(scripted_models())
+    vocab = model.vocab_size
+    return (
+        model,
+        draw(prompt_lists(vocab, max_prompts=3)),
+        draw(st.integers(1, max_new_tokens)),
+        draw(eos_settings(vocab)),
+    )
+
+
+@given(cases(), which_decoder, st.data())
+def test_banned_tokens_never_appear(case, which, data):
+    model, prompts, n, eos = case
+    banned = data.draw(st.lists(st.integers(0, model.vocab_size - 1), max_size=3, unique=True))
+    results = decode_or_none(which, model, prompts, n, eos, [BanTokens(banned)])
+    assume(results is not None)
+    for beams in results:
+        for beam in beams:
+            assert not set(beam.tokens) & set(banned)
+
+
+@given(cases(max_new_tokens=6), which_decoder, st.integers(1, 3))
+def test_no_ngram_repeats_under_no_repeat_ngram(case, which, size):
+    model, prompts, n, eos = case
+    results = decode_or_none(which, model, prompts, n, eos, [NoRepeatNGram(size)])
+    assume(results is not None)
+    for prompt, beams in zip(prompts, results, strict=True):
+        for beam in beams:
+            sequence = tuple(prompt) + beam.tokens
+            # Every n-gram that ends in a generated token is new.
+            for end in range(len(prompt), len(sequence)):
+                if end + 1 >= size:
+                    gram = sequence[end + 1 - size : end + 1]
+                    earlier = {sequence[i : i + size] for i in range(end + 1 - size)}
+                    assert gram not in earlier, (prompt, beam.tokens, size)
+
+
+@given(cases(max_new_tokens=6), which_decoder, st.integers(0, 5))
+def test_no_eos_before_n_tokens_under_min_new_tokens(case, which, minimum):
+    model, prompts, n, eos = case
+    eos_ids = reference.eos_tuple(eos)
+    results = decode_or_none(which, model, prompts, n, eos, [MinNewTokens(minimum)])
+    assume(results is not None)
+    for beams in results:
+        for beam in beams:
+            assert not set(beam.tokens[:minimum]) & set(eos_ids)
+
+
+@given(cases(), which_decoder)
+def test_min_new_tokens_0_changes_nothing(case, which):
+    model, prompts, n, eos = case
+    plain = decode_or_none(which, model, prompts, n, eos, [])
+    processed = decode_or_none(which, model, prompts, n, eos, [MinNewTokens(0)])
+    if processed is None:
+        # Greedy and sampling refuse a dead end either way; beam search returns no beams for
+        # the prompt without processors and, with some, says so.
+        assert plain is None or (which == "beam" and not all(plain))
+    else:
+        assert plain == processed
+
+
+# -- StepContext and custom processors ---------------------------------------------------------
+
+
+class Recorder(LogitsProcessor):
+    """Checks and records every context it is given; changes nothing."""
+
+    def __init__(self):
+        self.seen: list[tuple[int, np.ndarray, tuple, tuple]] = []
+
+    def __call__(self, logits_MV, context):
+        generated = context.generated_MT
+        assert isinstance(generated, np.ndarray) and generated.dtype == np.int64
+        assert generated.ndim == 2 and generated.shape == (logits_MV.shape[0], context.step)
+        assert len(context.sequences) == logits_MV.shape[0]
+        for row, sequence in enumerate(context.sequences):
+            prompt = context.prompts[int(context.prompt_index_M[row])]
+            assert sequence == prompt + tuple(generated[row].tolist())
+        self.seen.append((context.step, generated.copy(), context.sequences, context.eos_token_ids))
+        return logits_MV
+
+
+class NoImmediateRepeat(LogitsProcessor):
+    """Forbids each row's last generated token (reads only ``generated_MT``)."""
+
+    def __call__(self, logits_MV, context):
+        if context.step:
+            logits_MV[np.arange(len(logits_MV)), context.generated_MT[:, -1]] = -np.inf
+        return logits_MV
+
+
+@given(cases(), which_decoder, st.integers(0, 9))
+def test_a_custom_processor_sees_a_consistent_context_in_every_decoder(case, which, seed):
+    model, prompts, n, eos = case
+    recorder = Recorder()
+    results = decode_or_none(which, model, prompts, n, eos, [recorder], seed)
+    assume(results is not None)
+    steps = [step for step, *_ in recorder.seen]
+    assert steps == list(range(len(steps)))  # called once per step, step = T = 0, 1, ...
+    assert all(eos_ids == reference.eos_tuple(eos) for *_, eos_ids in recorder.seen)
+    # Every returned beam was built from rows the processor saw: its prefix of each length
+    # (short of the whole beam) is one of that step's sequences.
+    for prompt, beams in zip(prompts, results, strict=True):
+        for beam in beams:
+            for step in range(len(beam.tokens)):
+                sequences = recorder.seen[step][2]
+                assert tuple(prompt) + beam.tokens[:step] in sequences
+    # A recording processor changes nothing.
+    assert results == decode_or_none(which, model, prompts, n, eos, [], seed)
+
+
+@given(cases(), which_decoder, st.integers(0, 9))
+def test_a_custom_processor_reading_generated_tokens_works_in_every_decoder(case, which, seed):
+    model, prompts, n, eos = case
+    results = decode_or_none(which, model, prompts, n, eos, [NoImmediateRepeat()], seed)
+    assume(results is not None)
+    for beams in results:
+        for beam in beams:
+            assert all(a != b for a, b in zip(beam.tokens, beam.tokens[1:], strict=False))
+
+
+def test_no_immediate_repeat_by_hand():
+    # Every row: 2 (.6), 1 (.3), 0 (.1). Greedy: 2, then 2 is forbidden -> 1, then 2, then 1.
+    model = ScriptedLM({(): {0: log(0.1), 1: log(0.3), 2: log(0.6)}})
+    (beam,) = GreedyDecoder(4, processors=[NoImmediateRepeat()]).decode(model, [[0]])[0]
+    assert beam.tokens == (2, 1, 2, 1)
+    # Renormalised: p(1 | 2 forbidden) = .3 / .4 = .75; p(2 | 1 forbidden) = .6 / .7.
+    assert beam.token_logprobs == pytest.approx(
+        [log(0.6), log(0.75), log(0.6 / 0.7), log(0.75)], abs=1e-12
+    )
+
+
+def test_step_context_builds_sequences_only_when_read():
+    class Untouchable:
+        def __getitem__(self, index):
+            raise AssertionError("prompts read")
+
+        def __len__(self):
+            raise AssertionError("prompts read")
+
+    context = StepContext(
+        np.zeros((2, 1), dtype=np.int64), (), 1, Untouchable(), np.zeros(2, dtype=np.int64)
+    )
+    assert context.generated_MT.shape == (2, 1)  # reading generated_MT builds no tuples
+    with pytest.raises(AssertionError, match="prompts read"):
+        _ = context.sequences
+
+
+def test_step_context_sequences_are_prompt_plus_generated():
+    context = StepContext(
+        np.array([[5, 6], [7, 8], [9, 9]], dtype=np.int64),
+        (9,),
+        2,
+        ((1, 2), (3,)),
+        np.array([1, 0, 1]),
+    )
+    assert context.sequences == ((3, 5, 6), (1, 2, 7, 8), (3, 9, 9))
+
+
+# -- rows left with nothing ------------------------------------------------------------------
+
+
+class BanAllWhen(LogitsProcessor):
+    """Forbids every token of the rows for which ``rule(context, row)`` holds."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __call__(self, logits_MV, context):
+        for row in range(len(logits_MV)):
+            if self.rule(context, row):
+                logits_MV[row] = -np.inf
+        return logits_MV
+
+    def __repr__(self):
+        return "BanAllWhen(...)"
+
+
+TWO_WAY = ScriptedLM(
+    {
+        (0,): {1: log(0.6), 2: log(0.4)},
+        (1,): {3: log(0.5), 4: log(0.5)},
+        (2,): {3: log(0.9), 4: log(0.1)},
+        (3,): {0: 0.0},
+        (4,): {0: 0.0},
+    },
+    vocab_size=5,
+)
+
+
+def test_a_beam_whose_row_has_no_finite_logit_makes_no_candidates():
+    # K=2, alpha 0. Step 1: (1) .6, (2) .4. Step 2: the row continuing (1) is all -inf, so only
+    # (2)'s candidates remain: (2,3) .36 and (2,4) .04.
+    after_1 = BanAllWhen(lambda c, row: c.step == 1 and c.generated_MT[row, 0] == 1)
+    beams = BeamSearchDecoder(2, 2, 0.0, processors=[after_1]).decode(TWO_WAY, [[0]])[0]
+    assert [b.tokens for b in beams] == [(2, 3), (2, 4)]
+    assert [b.logprob for b in beams] == pytest.approx([log(0.36), log(0.04)], abs=1e-12)
+
+
+def test_a_prompt_left_with_nothing_is_an_error_naming_step_prompt_and_processors():
+    # Prompt 1's rows are all -inf from step 2 on; prompt 0 is untouched.
+    rule = BanAllWhen(lambda c, row: c.step >= 1 and c.prompt_index_M[row] == 1)
+    for decoder in (
+        BeamSearchDecoder(2, 3, processors=[BanTokens([0]), rule]),
+        GreedyDecoder(3, processors=[BanTokens([0]), rule]),
+        SamplingDecoder(3, num_samples=2, seed=0, processors=[BanTokens([0]), rule]),
+    ):
+        with pytest.raises(ValueError, match=r"step 2\b.*prompt 1\b") as caught:
+            decoder.decode(TWO_WAY, [[0], [0]])
+        assert "BanTokens(token_ids=(0,))" in str(caught.value)
+        assert "BanAllWhen(...)" in str(caught.value)
+
+
+def test_a_finished_beam_keeps_a_prompt_alive_in_beam_search():
+    # EOS 1. Step 1: (1) .6 finished, (2) .4 live. Step 2: every live row is all -inf, but the
+    # finished beam is still held, so no error: the result is just (1).
+    rule = BanAllWhen(lambda c, row: c.step >= 1)
+    beams = BeamSearchDecoder(2, 3, 0.0, eos_token_id=1, processors=[rule]).decode(TWO_WAY, [[0]])[
+        0
+    ]
+    assert [(b.tokens, b.finished) for b in beams] == [((1,), True)]
+
+
+@pytest.mark.parametrize("which", ["greedy", "sampling"])
+def test_greedy_and_sampling_refuse_a_row_of_minus_inf_even_without_processors(which):
+    # After 3 the model allows nothing at all.
+    model = ScriptedLM({(): {0: 0.0}, (0,): {3: 0.0}, (3,): [-inf] * 5}, vocab_size=5)
+    with pytest.raises(ValueError, match=r"step 2\b.*prompt 1\b"):
+        DECODERS[which](3, None, [], 0).decode(model, [[1, 2], [0]])
+
+
+@given(cases(), which_decoder, st.integers(0, 9), st.data())
+def test_a_token_a_processor_forbids_is_never_emitted(case, which, seed, data):
+    model, prompts, n, eos = case
+    vocab = model.vocab_size
+    # A processor that forbids a different pseudo-random set at each (step, row content).
+    salt = data.draw(st.integers(0, 10**6))
+
+    def forbidden(sequence):
+        return {t for t in range(vocab) if hash((salt, sequence, t)) % 3 == 0}
+
+    class Scatter(LogitsProcessor):
+        def __call__(self, logits_MV, context):
+            for row, sequence in enumerate(context.sequences):
+                logits_MV[row, sorted(forbidden(sequence))] = -np.inf
+            return logits_MV
+
+    results = decode_or_none(which, model, prompts, n, eos, [Scatter()], seed)
+    assume(results is not None)
+    for prompt, beams in zip(prompts, results, strict=True):
+        for beam in beams:
+            for t, token in enumerate(beam.tokens):
+                assert token not in forbidden(tuple(prompt) + beam.tokens[:t])
+
+
+def test_processors_are_applied_in_the_given_order():
+    # Row [.5, .3, .2] (logits log p). TopK(1) then BanTokens([0]): TopK keeps 0, the ban
+    # removes it: nothing left, an error. BanTokens([0]) then TopK(1): token 1.
+    model = ScriptedLM({(): {0: log(0.5), 1: log(0.3), 2: log(0.2)}})
+    (beam,) = GreedyDecoder(1, processors=[BanTokens([0]), TopK(1)]).decode(model, [[0]])[0]
+    assert beam.tokens == (1,) and beam.logprob == 0.0
+    with pytest.raises(ValueError, match=r"step 1\b.*prompt 0\b"):
+        GreedyDecoder(1, processors=[TopK(1), BanTokens([0])]).decode(model, [[0]])
+
+
+def test_processors_see_the_decoders_own_writable_array():
+    # In-place editing is allowed; the model's own buffer must not be the array handed over.
+    buffer = np.zeros((1, 4))
+
+    class Shared(decoding.LanguageModel):
+        vocab_size = 4
+
+        def next_token_logits(self, sequences):
+            buffer[:] = [0.0, 1.0, 2.0, 3.0]
+            return np.broadcast_to(buffer, (len(sequences), 4)).copy()
+
+        def prefill(self, prompts):
+            buffer[:] = [0.0, 1.0, 2.0, 3.0]
+            return buffer, tuple(tuple(p) for p in prompts)
+
+    class Writes(LogitsProcessor):
+        def __call__(self, logits_MV, context):
+            assert logits_MV is not buffer and logits_MV.flags.writeable
+            logits_MV[:, 3] = -np.inf
+            return logits_MV
+
+    (beam,) = GreedyDecoder(1, processors=[Writes()]).decode(Shared(), [[0]])[0]
+    assert beam.tokens == (2,)
+    assert buffer.tolist() == [[0.0, 1.0, 2.0, 3.0]]
