@@ -1,0 +1,436 @@
+"""Issue 6, bad input: every new argument is refused with a TypeError or ValueError naming the
+argument and the value, before any model call, without touching the caller's lists.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import decoding
+from decoding import (
+    BanTokens,
+    BeamSearchDecoder,
+    GreedyDecoder,
+    MinNewTokens,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    SamplingDecoder,
+    Temperature,
+    TopK,
+    TopP,
+    score_continuations,
+)
+
+V = 5  # vocabulary of the recording model
+PROMPTS = [[1, 2], [3, 4, 0]]
+
+
+class Recording(decoding.LanguageModel):
+    """Uniform logits over V tokens; records every call."""
+
+    vocab_size = V
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def next_token_logits(self, sequences):
+        self.calls.append("next_token_logits")
+        return np.zeros((len(sequences), V))
+
+    def prefill(self, prompts):
+        self.calls.append("prefill")
+        return super().prefill(prompts)
+
+    def extend(self, state, parents_M, tokens_M):
+        self.calls.append("extend")
+        return super().extend(state, parents_M, tokens_M)
+
+
+def greedy(prompts, model, **kwargs):
+    return GreedyDecoder(**({"max_new_tokens": 3} | kwargs)).decode(model, prompts)
+
+
+def sampling(prompts, model, **kwargs):
+    return SamplingDecoder(**({"max_new_tokens": 3, "seed": 0} | kwargs)).decode(model, prompts)
+
+
+def beam(prompts, model, **kwargs):
+    args = {"beam_width": 2, "max_new_tokens": 3} | kwargs
+    return BeamSearchDecoder(**args).decode(model, prompts)
+
+
+def function(prompts, model, **kwargs):
+    return decoding.batched_beam_search(
+        prompts, **({"beam_width": 2, "max_new_tokens": 3} | kwargs), model=model
+    )
+
+
+DECODERS = pytest.mark.parametrize("entry", [greedy, sampling, beam], ids=lambda f: f.__name__)
+EVERY_ENTRY = pytest.mark.parametrize(
+    "entry", [greedy, sampling, beam, function], ids=lambda f: f.__name__
+)
+
+
+def names(argument: str, value: object) -> str:
+    """A pattern matching a message that names ``argument`` and, later, ``repr(value)``.
+
+    (The argument need not end a word: see test_shorthand_messages_are_well_formed.)"""
+    return rf"(?<![\w.]){re.escape(argument)}.*{re.escape(repr(value))}"
+
+
+def refused(entry, error, match, prompts=PROMPTS, **kwargs):
+    """Assert the call raises ``error`` matching ``match``, calls no model, mutates nothing."""
+    model = Recording()
+    before_prompts = copy.deepcopy(prompts)
+    before_kwargs = copy.deepcopy(kwargs)
+    with pytest.raises(error, match=match):
+        entry(prompts, model, **kwargs)
+    assert model.calls == [], "the model was called before the argument was refused"
+    assert prompts == before_prompts
+    assert repr(kwargs) == repr(before_kwargs)  # lists passed as arguments are untouched
+
+
+@EVERY_ENTRY
+def test_the_good_call_works(entry):
+    model = Recording()
+    results = entry(PROMPTS, model, eos_token_id=[0, 4])
+    assert len(results) == 2 and all(results)
+    assert model.calls
+
+
+# -- sampling arguments ---------------------------------------------------------------------------
+
+BAD_COUNTS = [
+    (0, ValueError),
+    (-1, ValueError),
+    (1.5, TypeError),
+    (2.0, TypeError),
+    (True, TypeError),
+    ("2", TypeError),
+    (None, TypeError),
+    (np.float64(2.0), TypeError),
+]
+
+
+@pytest.mark.parametrize(("value", "error"), BAD_COUNTS)
+def test_num_samples_must_be_a_positive_int(value, error):
+    refused(sampling, error, names("num_samples", value), num_samples=value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (0, ValueError),
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (-math.inf, ValueError),
+        (np.float32("nan"), ValueError),
+        ("1.0", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+)
+def test_temperature_must_be_finite_and_positive(value, error):
+    refused(sampling, error, names("temperature", value), temperature=value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [v for v in BAD_COUNTS if v[0] is not None]
+)  # None means "no top-k"
+def test_top_k_must_be_a_positive_int_or_none(value, error):
+    refused(sampling, error, names("top_k", value), top_k=value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (0, ValueError),
+        (0.0, ValueError),
+        (1.5, ValueError),
+        (-0.1, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("0.5", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_top_p_must_be_in_zero_one(value, error):
+    refused(sampling, error, names("top_p", value), top_p=value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (-1, ValueError),
+        (np.int64(-5), ValueError),
+        (1.5, TypeError),
+        (2.0, TypeError),
+        ("1", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_seed_must_be_none_or_a_non_negative_int(value, error):
+    refused(sampling, error, names("seed", value), seed=value)
+
+
+def test_edge_values_of_the_sampling_arguments_are_accepted():
+    model = Recording()
+    for kwargs in [
+        {"num_samples": 1, "temperature": 1e-3, "top_k": 1, "top_p": 1.0, "seed": 0},
+        {"top_k": V + 10, "top_p": 1e-12, "seed": np.int64(2**40), "num_samples": np.int64(2)},
+        {"temperature": 100, "top_k": np.int64(3), "seed": None},
+    ]:
+        results = sampling(PROMPTS, model, **kwargs)
+        assert [len(r) for r in results] == [kwargs.get("num_samples", 1)] * 2
+
+
+# -- processors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "argument", "value", "error"),
+    [
+        (MinNewTokens, "n", -1, ValueError),
+        (MinNewTokens, "n", 1.5, TypeError),
+        (MinNewTokens, "n", None, TypeError),
+        (NoRepeatNGram, "n", 0, ValueError),
+        (NoRepeatNGram, "n", -2, ValueError),
+        (NoRepeatNGram, "n", 2.0, TypeError),
+        (RepetitionPenalty, "penalty", 0, ValueError),
+        (RepetitionPenalty, "penalty", -1.5, ValueError),
+        (RepetitionPenalty, "penalty", math.nan, ValueError),
+        (RepetitionPenalty, "penalty", math.inf, ValueError),
+        (RepetitionPenalty, "penalty", "2", TypeError),
+        (Temperature, "t", 0, ValueError),
+        (Temperature, "t", -1.0, ValueError),
+        (Temperature, "t", math.nan, ValueError),
+        (TopK, "k", 0, ValueError),
+        (TopK, "k", 1.0, TypeError),
+        (TopP, "p", 0, ValueError),
+        (TopP, "p", 1.5, ValueError),
+        (TopP, "p", -0.1, ValueError),
+        (BanTokens, "token_ids[1]", -1, ValueError),
+        (BanTokens, "token_ids[1]", 1.5, TypeError),
+    ],
+)
+def test_processor_arguments_are_validated_at_construction(make, argument, value, error):
+    arg = [0, value] if make is BanTokens else value
+    with pytest.raises(error, match=names(argument, value)):
+        make(arg)
+
+
+@pytest.mark.parametrize("value", ["12", 3, None, b"\x01"])
+def test_ban_tokens_needs_a_sequence_of_ids(value):
+    with pytest.raises(TypeError, match=names("token_ids", value)):
+        BanTokens(value)
+
+
+@DECODERS
+@pytest.mark.parametrize("token_ids", [[V], [0, V + 3]])
+def test_ban_tokens_out_of_the_models_range_is_refused_before_any_call(entry, token_ids):
+    bad = max(token_ids)
+    refused(entry, ValueError, rf"token_ids.*{bad}", processors=[BanTokens(token_ids)])
+
+
+def not_a_processor(logits, context):
+    return logits
+
+
+@DECODERS
+@pytest.mark.parametrize(
+    ("processors", "argument", "value"),
+    [
+        ([not_a_processor], "processors[0]", not_a_processor),
+        ([TopK(2), not_a_processor], "processors[1]", not_a_processor),
+        ([TopK], "processors[0]", TopK),  # the class, not an instance
+        ([None], "processors[0]", None),
+    ],
+)
+def test_a_processor_that_is_not_a_logits_processor_is_refused(entry, processors, argument, value):
+    refused(entry, TypeError, names(argument, value), processors=processors)
+
+
+@DECODERS
+@pytest.mark.parametrize("value", [TopK(2), None, {TopK(2)}, "TopK", not_a_processor])
+def test_processors_must_be_a_list_or_tuple(entry, value):
+    refused(entry, TypeError, names("processors", value), processors=value)
+
+
+@DECODERS
+def test_a_generator_of_processors_is_refused(entry):
+    model = Recording()
+    with pytest.raises(TypeError, match=r"processors.*generator"):
+        entry(PROMPTS, model, processors=(p for p in [TopK(2)]))
+    assert model.calls == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: SamplingDecoder renames the processors' errors with "
+    "str(error).replace('t ', 'temperature', 1) (and 'k '/'p '), dropping the space: "
+    "'temperaturemust be a finite number > 0, got 0'",
+)
+@pytest.mark.parametrize(
+    ("argument", "value", "start"),
+    [
+        ("temperature", 0, "temperature must be"),
+        ("top_k", 0, "top_k must be"),
+        ("top_p", 0, "top_p must be"),
+    ],
+)
+def test_shorthand_messages_are_well_formed(argument, value, start):
+    with pytest.raises(ValueError) as caught:
+        SamplingDecoder(3, **{argument: value})
+    assert str(caught.value).startswith(start)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Temperature accepts any finite t > 0, but a tiny t (1e-40 on a float32 model: "
+    "float32(t) is subnormal or 0) overflows the logits to +-inf; the decoder then raises "
+    "'model returned logits containing +inf at step 1', blaming the model (with RuntimeWarnings)",
+)
+@pytest.mark.parametrize("t", [1e-40, 1e-50])
+def test_a_tiny_valid_temperature_is_not_blamed_on_the_model(t):
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4)  # float32
+    (plain,) = GreedyDecoder(2).decode(model, [[1, 2]])[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            (cold,) = GreedyDecoder(2, processors=[Temperature(t)]).decode(model, [[1, 2]])[0]
+        except ValueError as error:
+            # Refusing the value is fine; blaming the model for it is not.
+            assert "model returned" not in str(error)
+        else:
+            # A temperature near 0 is arg-max: greedy's tokens, each with probability 1.
+            assert cold.tokens == plain.tokens
+
+
+# -- EOS ids ------------------------------------------------------------------------------------
+
+
+@EVERY_ENTRY
+@pytest.mark.parametrize(
+    ("value", "error", "pattern"),
+    [
+        ([3, 3], ValueError, r"eos_token_id.*duplicate.*\[3, 3\]"),
+        ((1, 4, 1), ValueError, r"eos_token_id.*duplicate.*\[1, 4, 1\]"),
+        ([], ValueError, r"eos_token_id.*empty"),
+        ((), ValueError, r"eos_token_id.*empty"),
+        (V, ValueError, rf"eos_token_id.*{V}"),
+        ([1, V], ValueError, rf"eos_token_id.*{V}"),
+        (np.array([2, V + 4]), ValueError, rf"eos_token_id.*{V + 4}"),
+        ([1, -1], ValueError, r"eos_token_id\[1\].*-1"),
+        (-1, ValueError, r"eos_token_id.*-1"),
+        ([1, 2.0], TypeError, r"eos_token_id\[1\].*2\.0"),
+        ("3", TypeError, r"eos_token_id.*'3'"),
+        ([True], TypeError, r"eos_token_id\[0\].*True"),
+    ],
+)
+def test_bad_eos_ids_are_refused(entry, value, error, pattern):
+    refused(entry, error, pattern, eos_token_id=value)
+
+
+@EVERY_ENTRY
+def test_the_eos_list_is_copied_not_kept(entry):
+    eos = [4, 0]
+    model = Recording()
+    before = entry(PROMPTS, model, eos_token_id=eos)
+    assert eos == [4, 0]
+    if entry is not function:
+        decoder = {
+            greedy: lambda: GreedyDecoder(3, eos),
+            sampling: lambda: SamplingDecoder(3, eos, seed=0),
+            beam: lambda: BeamSearchDecoder(2, 3, eos_token_id=eos),
+        }[entry]()
+        eos.append(1)  # changing the caller's list afterwards changes nothing
+        assert decoder.eos_token_id == (4, 0)
+        assert decoder.decode(Recording(), PROMPTS) == before
+
+
+@DECODERS
+def test_the_processors_list_is_copied_not_kept(entry):
+    processors = [BanTokens([1])]
+    decoder = {
+        greedy: lambda: GreedyDecoder(3, processors=processors),
+        sampling: lambda: SamplingDecoder(3, seed=0, processors=processors),
+        beam: lambda: BeamSearchDecoder(2, 3, processors=processors),
+    }[entry]()
+    processors.append(BanTokens([2]))
+    assert decoder.processors == (BanTokens([1]),)
+    # Token 2 is the most likely after anything; 1 next. Only 1 is banned, so 2 turns up.
+    model = decoding.ScriptedLM({(): [0.0, 1.0, 2.0, 0.0, 0.0]})
+    results = decoder.decode(model, PROMPTS)
+    assert not any(1 in b.tokens for beams in results for b in beams)
+    assert any(2 in b.tokens for beams in results for b in beams)
+
+
+# -- processors that misbehave at decode time -------------------------------------------------
+
+
+class WrongShape(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        return logits_MV[:, :-1]
+
+
+@DECODERS
+def test_a_processor_returning_the_wrong_shape_is_named_with_the_step(entry):
+    with pytest.raises(ValueError, match=r"WrongShape.*shape.*step 1\b"):
+        entry(PROMPTS, Recording(), processors=[WrongShape()])
+
+
+# -- score_continuations ---------------------------------------------------------------------
+
+
+def rescore(prompts, model, continuations):
+    return score_continuations(model, prompts, continuations)
+
+
+@pytest.mark.parametrize(
+    ("prompts", "continuations", "pattern"),
+    [
+        ([[1]], [[1], [2]], r"1 prompts.*2 continuations"),
+        ([[1], [2]], [[1]], r"2 prompts.*1 continuations"),
+        ([[1]], [], r"1 prompts.*0 continuations"),
+    ],
+)
+def test_score_continuations_with_mismatched_lengths_is_refused(prompts, continuations, pattern):
+    refused(
+        lambda p, m, **_: rescore(p, m, continuations),
+        ValueError,
+        pattern,
+        prompts=prompts,
+    )
+
+
+@pytest.mark.parametrize(
+    ("continuations", "error", "pattern"),
+    [
+        ([[1], [V]], ValueError, rf"continuations\[1\]\[0\].*{V}"),
+        ([[1, -1], [0]], ValueError, r"continuations\[0\]\[1\].*-1"),
+        ([[1, 2.5], [0]], TypeError, r"continuations\[0\]\[1\].*2\.5"),
+        ([[1], "ab"], TypeError, r"continuations\[1\].*'ab'"),
+        ([[1], 3], TypeError, r"continuations\[1\].*3"),
+        ([[1], None], TypeError, r"continuations\[1\].*None"),
+        ("ab", TypeError, r"continuations.*'ab'"),
+        (None, TypeError, r"continuations.*None"),
+    ],
+)
+def test_score_continuations_with_bad_ids_is_refused(continuations, error, pattern):
+    before = copy.deepcopy(continuations)
+    refused(lambda p, m, **_: rescore(p, m, continuations), error, pattern)
+    assert continuations == before
+
+
+def test_score_continuations_refuses_bad_prompts_and_models():
+    refused(lambda p, m, **_: rescore(p, m, [[1], [2]]), ValueError, r"prompts\[1\]", [[1], []])
+    with pytest.raises(TypeError, match=r"model"):
+        score_continuations("a model", [[1]], [[1]])
