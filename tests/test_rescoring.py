@@ -173,3 +173,32 @@ def test_works_on_the_default_transformer_with_numpy_inputs():
     got = score_continuations(model, prompts, [np.array(beams_0[0].tokens), beams_1[1].tokens])
     assert math.fsum(got[0]) == pytest.approx(beams_0[0].logprob, rel=1e-4)
     assert math.fsum(got[1]) == pytest.approx(beams_1[1].logprob, rel=1e-4)
+
+
+def test_a_pair_that_outgrows_the_model_is_refused_before_any_call():
+    # n_ctx 8: an 8-token prompt takes 8 positions; a 2-token continuation feeds 1 more.
+    model = Counting(decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, n_ctx=8))
+    with pytest.raises(ValueError, match=r"prompts\[1\].*8"):
+        score_continuations(model, [[1], [1] * 8], [[2], [2, 3]])
+    assert model.calls == []
+    # The last continuation token is never fed back: 8 + 1 token fits.
+    (scores,) = score_continuations(model, [[1] * 8], [[2]])
+    assert scores.shape == (1,)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: score_continuations checks every prompt against the LONGEST continuation "
+    "(check_request(..., max(longest, 1), ...)), so a batch of pairs that each fit is refused "
+    "(n_ctx 8: ([1]*8, [2]) and ([1]*6, [2, 3, 4])), with a message about max_new_tokens, "
+    "which score_continuations has no argument of",
+)
+def test_each_pair_is_checked_against_its_own_continuation():
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, n_ctx=8)
+    prompts, continuations = [[1] * 8, [1] * 6, [1] * 8], [[2], [2, 3, 4], []]
+    alone = [
+        score_continuations(model, [p], [c])[0] for p, c in zip(prompts, continuations, strict=True)
+    ]
+    together = score_continuations(model, prompts, continuations)
+    for a, t in zip(alone, together, strict=True):
+        assert t == pytest.approx(a, rel=1e-5)

@@ -292,26 +292,59 @@ def test_shorthand_messages_are_well_formed(argument, value, start):
     assert str(caught.value).startswith(start)
 
 
+def small_float32_transformer():
+    return decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4)
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: Temperature accepts any finite t > 0, but a tiny t (1e-40 on a float32 model: "
-    "float32(t) is subnormal or 0) overflows the logits to +-inf; the decoder then raises "
-    "'model returned logits containing +inf at step 1', blaming the model (with RuntimeWarnings)",
+    reason="BUG: Temperature and RepetitionPenalty accept any finite value > 0, but a tiny one "
+    "(t=1e-40 on a float32 model, where float32(t) is subnormal or 0; penalty=1e-310 on a "
+    "float64 one) overflows logits to +inf; the decoder then raises 'model returned logits "
+    "containing +inf at step 1', blaming the model (after RuntimeWarnings)",
 )
-@pytest.mark.parametrize("t", [1e-40, 1e-50])
-def test_a_tiny_valid_temperature_is_not_blamed_on_the_model(t):
-    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4)  # float32
-    (plain,) = GreedyDecoder(2).decode(model, [[1, 2]])[0]
+@pytest.mark.parametrize(
+    ("model", "make", "value"),
+    [
+        (small_float32_transformer, Temperature, 1e-40),
+        (small_float32_transformer, Temperature, 1e-50),
+        (lambda: decoding.ScriptedLM({(): [1.0, 0.0, -1.0]}), RepetitionPenalty, 1e-310),
+    ],
+    ids=["temperature-1e-40-float32", "temperature-1e-50-float32", "penalty-1e-310-float64"],
+)
+def test_a_tiny_valid_processor_argument_is_not_blamed_on_the_model(model, make, value):
+    model = model()
+    prompt = [[0]]
+    (plain,) = GreedyDecoder(2, processors=[make(1e-6)]).decode(model, prompt)[0]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # no overflow warnings either
         try:
-            (cold,) = GreedyDecoder(2, processors=[Temperature(t)]).decode(model, [[1, 2]])[0]
+            (cold,) = GreedyDecoder(2, processors=[make(value)]).decode(model, prompt)[0]
         except ValueError as error:
-            # Refusing the value is fine; blaming the model for it is not.
+            # Refusing the value (at construction or decode) is fine; blaming the model is not.
             assert "model returned" not in str(error)
         else:
-            # A temperature near 0 is arg-max: greedy's tokens, each with probability 1.
+            # A value near 0 is the limit of a small one: the same arg-max tokens.
             assert cold.tokens == plain.tokens
+
+
+class Picky(decoding.LogitsProcessor):
+    """A custom processor whose validate hook refuses vocabularies under 10 tokens."""
+
+    def __call__(self, logits_MV, context):
+        return logits_MV
+
+    def __repr__(self):
+        return "Picky()"
+
+    def validate(self, vocab_size):
+        if vocab_size < 10:
+            raise ValueError(f"Picky needs 10 tokens, the model has {vocab_size}")
+
+
+@DECODERS
+def test_a_custom_processors_validate_hook_runs_before_any_model_call(entry):
+    refused(entry, ValueError, r"Picky needs 10 tokens, the model has 5", processors=[Picky()])
 
 
 # -- EOS ids ------------------------------------------------------------------------------------
