@@ -194,7 +194,7 @@ def test_greedy_by_hand_takes_the_lowest_id_on_ties():
     # Row after any sequence: tokens 1 and 2 tie at p(.4), token 0 has p(.2).
     # Greedy takes 1 (the lower id of the tie) at every step: tokens (1, 1), logprob 2 p(.4).
     model = ScriptedLM({(): {0: log(0.2), 1: log(0.4), 2: log(0.4)}})
-    (beam,) = GreedyDecoder(2).decode(model, [[0]])[0:1][0]
+    (beam,) = GreedyDecoder(2).decode(model, [[0]])[0]
     assert beam.tokens == (1, 1)
     assert beam.logprob == pytest.approx(2 * log(0.4), abs=1e-12)
     assert beam.score == beam.logprob
@@ -743,6 +743,50 @@ def test_every_decoder_keeps_the_eos_and_token_logprob_invariants(case, which, s
     for beams in results:
         for beam in beams:
             assert_beam_invariants(beam, eos_of(eos), n)
+
+
+# -- model calls ----------------------------------------------------------------------------------
+
+
+class Counting(decoding.LanguageModel):
+    """Delegates prefill and extend to ``inner``; records ``(call, rows)``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.vocab_size = inner.vocab_size
+        self.calls: list[tuple[str, int]] = []
+
+    def next_token_logits(self, sequences):
+        self.calls.append(("next_token_logits", len(sequences)))
+        return self.inner.next_token_logits(sequences)
+
+    def prefill(self, prompts):
+        self.calls.append(("prefill", len(prompts)))
+        return self.inner.prefill(prompts)
+
+    def extend(self, state, parents_M, tokens_M):
+        self.calls.append(("extend", len(parents_M)))
+        return self.inner.extend(state, parents_M, tokens_M)
+
+
+def test_sampling_feeds_all_prompts_and_samples_in_one_call_per_step():
+    model = Counting(transformer(0, "float64"))
+    SamplingDecoder(4, num_samples=3, seed=0).decode(model, [[1, 2], [3], [4, 5, 6]])
+    (first, *rest) = model.calls
+    assert first[0] == "prefill" and first[1] in (3, 9)  # each prompt once, or each sample
+    # No EOS: every step after the first extends all 3 * 3 samples at once; the last token is
+    # never fed back.
+    assert rest == [("extend", 9)] * 3
+
+
+def test_finished_rows_leave_the_model_calls_by_hand():
+    # Greedy with EOS {3, 4} from [0]: 1, 2, 4 (ends at step 3); from [1]: 2, 4 (step 2).
+    # Calls: prefill 2 rows; after step 1 both live: extend 2; after step 2 only [0] is live:
+    # extend 1; step 3 ends it: no more calls.
+    model = Counting(EOS_MODEL)
+    results = GreedyDecoder(6, eos_token_id=[3, 4]).decode(model, [[0], [1]])
+    assert [r[0].tokens for r in results] == [(1, 2, 4), (2, 4)]
+    assert model.calls == [("prefill", 2), ("extend", 2), ("extend", 1)]
 
 
 # -- the Decoder driver ----------------------------------------------------------------------------
