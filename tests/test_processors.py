@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import reference
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from strategies import eos_settings, logit_rows, prompt_lists, scripted_models
 
@@ -33,6 +33,14 @@ from decoding import (
 )
 
 log = math.log
+
+
+def fewer(divisor: int) -> settings:
+    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3): for the
+    slower properties, which then scale with the profile like the rest."""
+    return settings(max_examples=max(3, settings.default.max_examples // divisor))
+
+
 inf = math.inf
 
 
@@ -285,6 +293,7 @@ def test_banned_tokens_never_appear(case, which, data):
             assert not set(beam.tokens) & set(banned)
 
 
+@fewer(2)
 @given(cases(max_new_tokens=6), which_decoder, st.integers(1, 3))
 def test_no_ngram_repeats_under_no_repeat_ngram(case, which, size):
     model, prompts, n, eos = case
@@ -312,6 +321,7 @@ def test_no_eos_before_n_tokens_under_min_new_tokens(case, which, minimum):
             assert not set(beam.tokens[:minimum]) & set(eos_ids)
 
 
+@fewer(2)
 @given(cases(), which_decoder)
 def test_min_new_tokens_0_changes_nothing(case, which):
     model, prompts, n, eos = case

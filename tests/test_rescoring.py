@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import reference
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import eos_settings, prompt_lists, scripted_models, transformer
 
@@ -22,6 +22,13 @@ from decoding import (
 )
 
 log = math.log
+
+
+def fewer(divisor: int) -> settings:
+    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3): for the
+    slower properties, which then scale with the profile like the rest."""
+    return settings(max_examples=max(3, settings.default.max_examples // divisor))
+
 
 MODEL = ScriptedLM(
     {
@@ -119,6 +126,7 @@ def test_equals_the_literal_reference_on_scripted_models(model, data):
         assert alone.tolist() == scores.tolist()
 
 
+@fewer(2)
 @given(
     scripted_models(),
     st.data(),

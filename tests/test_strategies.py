@@ -278,6 +278,7 @@ def as_data(results: list[list[Beam]]) -> list:
     ]
 
 
+@fewer(2)
 @given(
     settings_for(max_prompts=3),
     st.integers(1, 4),
@@ -333,6 +334,7 @@ def test_sampling_token_logprobs_are_under_the_processed_distribution(case, seed
                 assert close(beam.token_logprobs[t], row[token])
 
 
+@fewer(2)
 @given(settings_for(max_prompts=3), st.integers(1, 3), st.integers(0, 2**32), st.booleans())
 def test_sampling_with_top_k_1_or_a_tiny_top_p_gives_greedys_tokens(case, samples, seed, use_k):
     model, prompts, n, eos, processors = (
@@ -457,6 +459,7 @@ def batch_variations(draw, vocab: int, prompts: list[list[int]]):
     return index, others
 
 
+@fewer(2)
 @given(settings_for(max_prompts=4), st.integers(1, 3), st.integers(0, 2**32), st.data())
 def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_batch(case, samples, seed, data):
     model, prompts, n, eos, processors = (
@@ -720,6 +723,7 @@ def test_sampling_with_two_eos_ids_stops_at_either():
     assert {b.tokens[-1] for b in beams if b.finished} == {3, 4}
 
 
+@fewer(2)
 @given(settings_for(), st.sampled_from(["greedy", "sampling", "beam"]), st.integers(0, 99))
 def test_every_decoder_keeps_the_eos_and_token_logprob_invariants(case, which, seed):
     model, prompts, n, eos, processors = (
