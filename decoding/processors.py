@@ -25,6 +25,7 @@ import attrs
 import numpy as np
 
 from decoding._checks import is_int
+from decoding.decoders._select import log_softmax
 
 __all__ = [
     "BanTokens",
@@ -38,6 +39,8 @@ __all__ = [
     "TopP",
     "apply_processors",
     "check_processors",
+    "positive_real",
+    "probability",
 ]
 
 
@@ -105,14 +108,33 @@ def apply_processors(
 ) -> np.ndarray:
     """Run ``processors`` in order; check each keeps the ``[M, V]`` shape."""
     shape = logits_MV.shape
+    step = context.step + 1
+    _check_finite(logits_MV, f"model returned logits containing {{}} at step {step}")
     for processor in processors:
         logits_MV = np.asarray(processor(logits_MV, context))
         if logits_MV.shape != shape:
             raise ValueError(
                 f"processor {processor!r} returned logits of shape {logits_MV.shape} at step "
-                f"{context.step + 1}; expected {shape}"
+                f"{step}; expected {shape}"
             )
+        if logits_MV.dtype.kind != "f":
+            raise TypeError(
+                f"processor {processor!r} returned logits of dtype {logits_MV.dtype} at step "
+                f"{step}; expected floats"
+            )
+        _check_finite(
+            logits_MV,
+            f"processor {processor!r} made logits {{}} at step {step} (an argument too "
+            "extreme for the logits' float type?)",
+        )
     return logits_MV
+
+
+def _check_finite(logits_MV: np.ndarray, message: str) -> None:
+    """Refuse NaN or ``+inf`` (``-inf`` forbids a token and is fine); one pass over the rows."""
+    peak_M = logits_MV.max(axis=1, initial=-np.inf) if logits_MV.size else logits_MV[:, 0]
+    if not (peak_M < np.inf).all():
+        raise ValueError(message.format("NaN" if np.isnan(peak_M).any() else "+inf"))
 
 
 def _non_negative_int(name: str, value: object) -> int:
@@ -131,7 +153,7 @@ def _positive_int(name: str, value: object) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
-def _positive_real(name: str, value: object) -> float:
+def positive_real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
     try:
@@ -143,7 +165,7 @@ def _positive_real(name: str, value: object) -> float:
     return number
 
 
-def _probability(name: str, value: object) -> float:
+def probability(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
     number = float(value)
@@ -156,6 +178,11 @@ def _token_ids(value: object) -> tuple[int, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
         raise TypeError(f"token_ids must be a sequence of int token ids, got {value!r}")
     return tuple(_non_negative_int(f"token_ids[{i}]", t) for i, t in enumerate(value))
+
+
+def _ranked(logits_MV: np.ndarray) -> np.ndarray:
+    """``[M, V]`` token ids, most likely first by the decoders' log-softmax, ties by id."""
+    return np.argsort(-log_softmax(logits_MV), axis=1, kind="stable")
 
 
 @attrs.frozen
@@ -217,7 +244,7 @@ class RepetitionPenalty(LogitsProcessor):
     """HF's repetition penalty: for every token already in the row's prompt or generated
     tokens, a positive logit is divided by ``penalty`` and a negative one multiplied by it."""
 
-    penalty: float = attrs.field(converter=functools.partial(_positive_real, "penalty"))
+    penalty: float = attrs.field(converter=functools.partial(positive_real, "penalty"))
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         sequences = context.sequences
@@ -226,9 +253,10 @@ class RepetitionPenalty(LogitsProcessor):
         rows_X = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
         tokens_X = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=len(rows_X))
         seen_X = logits_MV[rows_X, tokens_X]
-        logits_MV[rows_X, tokens_X] = np.where(
-            seen_X < 0, seen_X * self.penalty, seen_X / self.penalty
-        )
+        with np.errstate(over="ignore", divide="ignore"):  # overflow: refused by the decoder
+            logits_MV[rows_X, tokens_X] = np.where(
+                seen_X < 0, seen_X * self.penalty, seen_X / self.penalty
+            )
         return logits_MV
 
 
@@ -236,20 +264,22 @@ class RepetitionPenalty(LogitsProcessor):
 class Temperature(LogitsProcessor):
     """Divide the logits by ``t``: below 1 sharpens the distribution, above 1 flattens it."""
 
-    t: float = attrs.field(converter=functools.partial(_positive_real, "t"))
+    t: float = attrs.field(converter=functools.partial(positive_real, "t"))
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         if self.t != 1.0:
-            logits_MV /= logits_MV.dtype.type(self.t)
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                logits_MV /= logits_MV.dtype.type(self.t)  # overflow: refused by the decoder
         return logits_MV
 
 
 @attrs.frozen
 class TopK(LogitsProcessor):
-    """Keep each row's ``k`` largest logits (ties: lower token id first); forbid the rest.
+    """Keep each row's ``k`` most likely tokens (ties: lower token id first); forbid the rest.
 
-    Exactly ``k`` tokens stay (HF keeps every token tied with the k-th), so ``TopK(1)`` keeps
-    the arg-max that greedy decoding picks.
+    Exactly ``k`` tokens stay (HF keeps every token tied with the k-th), ranked by the same
+    float64 log-softmax the decoders rank by, so ``TopK(1)`` keeps the token greedy decoding
+    picks.
     """
 
     k: int = attrs.field(converter=functools.partial(_positive_int, "k"))
@@ -258,7 +288,7 @@ class TopK(LogitsProcessor):
         rows, vocab = logits_MV.shape
         if self.k >= vocab or rows == 0:
             return logits_MV
-        order_MV = np.argsort(-logits_MV, axis=1, kind="stable")
+        order_MV = _ranked(logits_MV)
         logits_MV[np.arange(rows)[:, None], order_MV[:, self.k :]] = -np.inf
         return logits_MV
 
@@ -268,17 +298,16 @@ class TopP(LogitsProcessor):
     """Nucleus filtering: keep the smallest set of most likely tokens whose probability reaches
     ``p`` (ties: lower token id first), always at least one; forbid the rest."""
 
-    p: float = attrs.field(converter=functools.partial(_probability, "p"))
+    p: float = attrs.field(converter=functools.partial(probability, "p"))
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         rows, vocab = logits_MV.shape
         if rows == 0:
             return logits_MV
-        order_MV = np.argsort(-logits_MV, axis=1, kind="stable")
+        logprobs_MV = log_softmax(logits_MV)
+        order_MV = np.argsort(-logprobs_MV, axis=1, kind="stable")
         rows_M1 = np.arange(rows)[:, None]
-        sorted_MV = logits_MV[rows_M1, order_MV].astype(np.float64)
-        peak_M1 = np.where(sorted_MV[:, :1] > -np.inf, sorted_MV[:, :1], 0.0)
-        cumulative_MV = np.cumsum(np.exp(sorted_MV - peak_M1), axis=1)
+        cumulative_MV = np.cumsum(np.exp(logprobs_MV[rows_M1, order_MV]), axis=1)
         with np.errstate(invalid="ignore"):  # an all -inf row: 0 / 0, nothing to keep anyway
             cumulative_MV /= cumulative_MV[:, -1:]
         # Tokens before the one at which the running mass reaches p, plus that one.

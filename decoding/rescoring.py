@@ -50,9 +50,17 @@ def score_continuations(
                 f"prompts and continuations must have the same length, got {len(prompts)} "
                 f"prompts and {len(continuations)} continuations"
             )
-    longest = max((len(c) for c in continuations if hasattr(c, "__len__")), default=0)
-    checked = check_request(model, prompts, max(longest, 1), (), ())
+    checked = check_request(model, prompts, 1, (), ())
     conts = _check_continuations(continuations, model.vocab_size)
+    limit = model.max_sequence_length
+    for i, (prompt, continuation) in enumerate(zip(checked, conts, strict=True)):
+        # The last continuation token is never fed back, hence the - 1.
+        if limit is not None and len(prompt) + len(continuation) - 1 > limit:
+            raise ValueError(
+                f"prompts[{i}] and continuations[{i}] have {len(prompt)} + {len(continuation)} "
+                f"tokens; the model would need {len(prompt) + len(continuation) - 1} "
+                f"positions, more than its max_sequence_length {limit}"
+            )
     scores = [np.zeros(len(c)) for c in conts]
     rows_M = np.array([i for i, c in enumerate(conts) if c], dtype=np.int64)
     if not len(rows_M):

@@ -194,13 +194,6 @@ def test_a_pair_that_outgrows_the_model_is_refused_before_any_call():
     assert scores.shape == (1,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: score_continuations checks every prompt against the LONGEST continuation "
-    "(check_request(..., max(longest, 1), ...)), so a batch of pairs that each fit is refused "
-    "(n_ctx 8: ([1]*8, [2]) and ([1]*6, [2, 3, 4])), with a message about max_new_tokens, "
-    "which score_continuations has no argument of",
-)
 def test_each_pair_is_checked_against_its_own_continuation():
     model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, n_ctx=8)
     prompts, continuations = [[1] * 8, [1] * 6, [1] * 8], [[2], [2, 3, 4], []]

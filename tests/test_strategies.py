@@ -378,12 +378,6 @@ def has_sub_rounding_tie(model: ScriptedLM) -> bool:
     return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TopK/TopP rank the raw logits, greedy ranks the float64 log-softmax, which "
-    "merges logits closer than its rounding (0.0 and 1e-17): TopK(1) keeps token 1 where "
-    "greedy takes token 0",
-)
 @pytest.mark.parametrize("shorthand", [{"top_k": 1}, {"top_p": 1e-9}])
 def test_top_k_1_keeps_greedys_token_when_logits_differ_below_rounding(shorthand):
     # log-softmax of [0, 1e-17, -1]: tokens 0 and 1 both get -log(2 + e^-1) (1e-17 is below

@@ -272,12 +272,6 @@ def test_a_generator_of_processors_is_refused(entry):
     assert model.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SamplingDecoder renames the processors' errors with "
-    "str(error).replace('t ', 'temperature', 1) (and 'k '/'p '), dropping the space: "
-    "'temperaturemust be a finite number > 0, got 0'",
-)
 @pytest.mark.parametrize(
     ("argument", "value", "start"),
     [
@@ -296,13 +290,6 @@ def small_float32_transformer():
     return decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Temperature and RepetitionPenalty accept any finite value > 0, but a tiny one "
-    "(t=1e-40 on a float32 model, where float32(t) is subnormal or 0; penalty=1e-310 on a "
-    "float64 one) overflows logits to +inf; the decoder then raises 'model returned logits "
-    "containing +inf at step 1', blaming the model (after RuntimeWarnings)",
-)
 @pytest.mark.parametrize(
     ("model", "make", "value"),
     [
@@ -447,13 +434,6 @@ class ReturnsStrings(decoding.LogitsProcessor):
         return "ReturnsStrings()"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a processor's output is checked for shape but not dtype: integer logits end "
-    "in a bare OverflowError ('cannot convert float infinity to integer') and string logits in "
-    "a numpy UFuncTypeError, instead of an error naming the processor and the step (as the "
-    "model's own logits get: 'model returned logits of dtype ... at step ...')",
-)
 @DECODERS
 @pytest.mark.parametrize("processor", [ReturnsInts(), ReturnsStrings()], ids=repr)
 def test_a_processor_returning_non_float_logits_is_named_with_the_step(entry, processor):

@@ -16,6 +16,8 @@ from decoding.processors import (
     TopK,
     TopP,
     check_processors,
+    positive_real,
+    probability,
 )
 
 __all__ = ["SamplingDecoder"]
@@ -31,28 +33,16 @@ def _seed(value: object) -> int | None:
     return int(value)  # type: ignore[call-overload]
 
 
-def _renamed(convert, name: str, inner: str):  # type: ignore[no-untyped-def]
-    """Run ``convert`` and name the decoder's argument ``name`` in its errors."""
-
-    def run(value: object) -> object:
-        try:
-            return convert(value)
-        except (TypeError, ValueError) as error:
-            raise type(error)(str(error).replace(inner, name, 1)) from None
-
-    return run
-
-
 def _temperature(value: object) -> float:
-    return Temperature(value).t  # type: ignore[arg-type]
+    return positive_real("temperature", value)
 
 
 def _top_k(value: object) -> int | None:
-    return None if value is None else TopK(value).k  # type: ignore[arg-type]
+    return None if value is None else positive_int("top_k", value)
 
 
 def _top_p(value: object) -> float | None:
-    return None if value is None else TopP(value).p  # type: ignore[arg-type]
+    return None if value is None else probability("top_p", value)
 
 
 @attrs.frozen
@@ -84,11 +74,9 @@ class SamplingDecoder(RowDecoder):
     num_samples: int = attrs.field(
         default=1, converter=functools.partial(positive_int, "num_samples")
     )
-    temperature: float = attrs.field(
-        default=1.0, converter=_renamed(_temperature, "temperature", "t ")
-    )
-    top_k: int | None = attrs.field(default=None, converter=_renamed(_top_k, "top_k", "k "))
-    top_p: float | None = attrs.field(default=None, converter=_renamed(_top_p, "top_p", "p "))
+    temperature: float = attrs.field(default=1.0, converter=_temperature)
+    top_k: int | None = attrs.field(default=None, converter=_top_k)
+    top_p: float | None = attrs.field(default=None, converter=_top_p)
     seed: int | None = attrs.field(default=None, converter=_seed)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
 

@@ -487,7 +487,9 @@ class NumpyTransformerLM(LanguageModel):
         logits_MV = forward(
             self._folded,
             tokens_R[:, None],
-            (start - slab.pad_R)[:, None],
+            # Rows of no current sequence are computed too (and discarded): keep their
+            # positions inside the table.
+            np.minimum(start - slab.pad_R, self.max_sequence_length - 1)[:, None],
             slab.bias_R1S[:, :, : start + 1],
             slab.k_LRHSE,
             slab.v_LRHSE,
