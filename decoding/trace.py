@@ -195,14 +195,16 @@ def _tree(recorded: Trace, b: int) -> tuple[_Node, int]:
                     path=(*parent.path, entry.token),
                 )
                 parent.children.append(node)
-                if entry.kept:
-                    by_path.setdefault(node.path, []).append(node)
+                by_path.setdefault(node.path, []).append(node)
             if entry.kept:
                 next_at_slot[entry.slot] = node
         at_slot = next_at_slot
     for rank, beam in enumerate(recorded.results[b], start=1):
-        same = by_path.get(beam.tokens, [])  # several only for identical samples
-        free = [node for node in same if not node.ranks] or same
+        # Several nodes only for identical samples. A returned hypothesis is a kept node,
+        # except with finished="archive", where it may have left the beams for the archive.
+        same = by_path.get(beam.tokens, [])
+        free = [n for n in same if not n.ranks and not n.pruned]
+        free = free or [n for n in same if not n.ranks] or same
         if free:
             free[0].ranks.append(rank)
     return root, hidden
