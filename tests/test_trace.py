@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -320,3 +322,12 @@ def test_cli_trace_errors_exit_2_with_one_line(argv, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "--trace" in err[0]
+
+
+def test_the_readmes_trace_example_is_the_clis_output(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command, shown = re.search(
+        r"```sh\n(python -m decoding [^\n]*--trace[^\n]*)\n```\s*```text\n(.*?)```", readme, re.S
+    ).groups()
+    assert main(shlex.split(command)[3:]) == 0
+    assert capsys.readouterr().out == shown
