@@ -84,8 +84,9 @@ class Trace:
         """Prompt b's search as an indented tree, one line per node.
 
         Each line is ``token score`` and marks: ``*`` finished (ended with EOS), ``x`` a
-        pruned candidate (shown only if it ranked below ``2 * width``), ``(out at step s)`` a
-        finished beam that K better entries pushed out, ``#n`` the n-th returned hypothesis.
+        pruned candidate (drawn only if among its step's best ``2 * width`` entries; a last
+        line counts the others), ``(out at step s)`` a finished beam that K better entries
+        pushed out, ``#n`` the n-th returned hypothesis.
         """
         root, hidden = _tree(self, self._check_b(b))
         lines = [f"[{' '.join(map(str, self.prompts[b]))}]"]
@@ -99,7 +100,7 @@ class Trace:
         walk(root, "")
         legend = "* finished  x pruned  #n returned rank"
         if hidden:
-            legend += f"; {hidden} candidates ranked {2 * self.width} or lower not shown"
+            legend += f"; {hidden} candidates outside each step's best {2 * self.width} not shown"
         lines.append(f"({legend})")
         return "\n".join(lines) + "\n"
 
@@ -220,7 +221,7 @@ def trace(decoder: Decoder, model: LanguageModel, prompts: Sequence[Sequence[int
     ``C = min(2K, V)`` tokens, ranked as the decoder ranks them), `GreedyDecoder` and
     `SamplingDecoder` (one entry per live row: its chosen token), and `RerankDecoder` (the
     base's steps, the re-ranked results). Any other `Decoder` gives its results and no steps.
-    ``Trace.results`` always equals ``decoder.decode(model, prompts)``.
+    ``Trace.results`` equals ``decoder.decode(model, prompts)`` (for sampling, with a seed).
 
     With ``finished="archive"`` beam search, the recorded pool is the candidates ranked by
     score; the kept entries are the running beams in their slots, and hypotheses that move to
@@ -241,7 +242,7 @@ def trace(decoder: Decoder, model: LanguageModel, prompts: Sequence[Sequence[int
     elif isinstance(decoder, Decoder):
         results = decoder.decode(model, prompts)
         checked = tuple(tuple(int(t) for t in p) for p in prompts)
-        return Trace(checked, results, (), max((len(r) for r in results), default=1))
+        return Trace(checked, results, (), max([len(r) for r in results] + [1]))
     else:
         raise TypeError(f"decoder must be a decoding.Decoder, got {decoder!r}")
     state = decoder.init(model, prompts)

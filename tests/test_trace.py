@@ -46,7 +46,7 @@ WORKED_TREE = """\
 | `-1 -5.973 x
 |-2 -4.656 x
 `-3 -4.656 x
-(* finished  x pruned  #n returned rank; 2 candidates ranked 4 or lower not shown)
+(* finished  x pruned  #n returned rank; 2 candidates outside each step's best 4 not shown)
 """
 
 
