@@ -3,7 +3,7 @@
 Dimension key used in array names (``logprobs_BKV``): ``B`` batch items (prompts), ``K`` beams
 per prompt, ``N``/``M`` flattened rows, ``C`` candidates per beam, ``P`` pool entries, ``T``/``S``
 time, ``V`` vocabulary, ``D`` model width, ``H`` heads, ``E`` head width, ``F`` MLP width,
-``L`` layers.
+``L`` layers, ``J`` ensemble members.
 
 Quick use::
 

@@ -1,6 +1,6 @@
 """`RerankDecoder`: run any decoder, then re-rank its hypotheses with a second model's score.
 
-Shapes: ``H`` hypotheses, those of all prompts in prompt order.
+Shapes: ``N`` hypotheses, those of all prompts flattened in prompt order.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class RerankDecoder(Decoder):
         flat = [(b, beam) for b, beams in enumerate(results) for beam in beams]
         if not flat:
             return [[] for _ in results]
-        logprob_H = np.array([beam.logprob for _, beam in flat])
-        length_H = np.array([len(beam.tokens) for _, beam in flat], dtype=np.int64)
+        logprob_N = np.array([beam.logprob for _, beam in flat])
+        length_N = np.array([len(beam.tokens) for _, beam in flat], dtype=np.int64)
         if self.weight != 0.0:
             try:
                 scores = score_continuations(
@@ -97,10 +97,10 @@ class RerankDecoder(Decoder):
                 raise type(error)(
                     f"rescorer {self.rescorer!r} cannot score the hypotheses: {error}"
                 ) from None
-            rescored_H = np.array([math.fsum(s.tolist()) for s in scores])
-            logprob_H = logprob_H + self.weight * rescored_H
-        score_H = LengthPenalty(self.alpha).score(logprob_H, length_H).tolist()
+            rescored_N = np.array([math.fsum(s.tolist()) for s in scores])
+            logprob_N = logprob_N + self.weight * rescored_N
+        score_N = LengthPenalty(self.alpha).score(logprob_N, length_N).tolist()
         reranked: list[list[Beam]] = [[] for _ in results]
-        for (b, beam), score in zip(flat, score_H, strict=True):
+        for (b, beam), score in zip(flat, score_N, strict=True):
             reranked[b].append(attrs.evolve(beam, score=score))
         return [sorted(beams, key=lambda beam: -beam.score) for beams in reranked]
