@@ -3,7 +3,7 @@
 Dimension key used in array names (``logprobs_BKV``): ``B`` batch items (prompts), ``K`` beams
 per prompt, ``N``/``M`` flattened rows, ``C`` candidates per beam, ``P`` pool entries, ``T``/``S``
 time, ``V`` vocabulary, ``D`` model width, ``H`` heads, ``E`` head width, ``F`` MLP width,
-``L`` layers.
+``L`` layers, ``J`` ensemble members.
 
 Quick use::
 
@@ -22,8 +22,10 @@ from decoding.decoders.beam import (
     batched_beam_search,
 )
 from decoding.decoders.greedy import GreedyDecoder
+from decoding.decoders.rerank import RerankDecoder
 from decoding.decoders.sampling import SamplingDecoder
 from decoding.model import LanguageModel
+from decoding.models.ensemble import Ensemble
 from decoding.models.scripted import ScriptedLM
 from decoding.models.transformer import NumpyTransformerLM
 from decoding.processors import (
@@ -39,6 +41,7 @@ from decoding.processors import (
 )
 from decoding.rescoring import score_continuations
 from decoding.scoring import LengthPenalty, Scorer
+from decoding.trace import Trace, TraceEntry, trace
 
 __version__ = "0.1.0"
 
@@ -49,6 +52,7 @@ __all__ = [
     "BeamSearchDecoder",
     "BeamState",
     "Decoder",
+    "Ensemble",
     "GreedyDecoder",
     "LanguageModel",
     "LengthPenalty",
@@ -57,6 +61,7 @@ __all__ = [
     "NoRepeatNGram",
     "NumpyTransformerLM",
     "RepetitionPenalty",
+    "RerankDecoder",
     "RowState",
     "SamplingDecoder",
     "Scorer",
@@ -65,6 +70,9 @@ __all__ = [
     "Temperature",
     "TopK",
     "TopP",
+    "Trace",
+    "TraceEntry",
     "batched_beam_search",
     "score_continuations",
+    "trace",
 ]

@@ -1,8 +1,9 @@
 """``python -m decoding``: beam-search a few prompts with the default model and print the beams.
 
 Prints, per prompt, the held beams best first as a table (rank, score, logprob, finished,
-tokens), or with ``--json`` one JSON document. Bad flags exit with status 2 and one line on
-stderr.
+tokens), or with ``--json`` one JSON document. ``--trace`` adds each prompt's search tree under
+its table; ``--trace-dot PATH`` writes the trees as Graphviz DOT files. Bad flags exit with
+status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from decoding.processors import (
     NoRepeatNGram,
     RepetitionPenalty,
 )
+from decoding.trace import Trace, trace
 
 __all__ = ["main"]
 
@@ -60,7 +62,7 @@ VALUE_OPTIONS = frozenset(
     (
         "--prompt --beam-width --max-new-tokens --alpha --eos --seed --decoder --num-samples "
         "--temperature --top-k --top-p --sampling-seed --min-new-tokens --ban --no-repeat-ngram "
-        "--repetition-penalty"
+        "--repetition-penalty --trace-dot"
     ).split()
 )
 SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "sampling_seed")
@@ -208,6 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of tables"
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print each prompt's search tree under its table (* finished, x pruned, "
+        "#n returned rank)",
+    )
+    parser.add_argument(
+        "--trace-dot",
+        metavar="PATH",
+        help="write each prompt's search tree as Graphviz DOT to PATH; '{b}' in PATH becomes "
+        "the prompt's index (0-based); with several prompts and no '{b}', '-{b}' is added "
+        "before the extension (tree.dot: tree-0.dot, tree-1.dot, ...)",
     )
     beam = parser.add_argument_group("beam search")
     beam.add_argument("--beam-width", type=_positive_int, metavar="K", help="beams per prompt (4)")
@@ -361,18 +376,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     prompts = args.prompt if args.prompt else [_prompt(p) for p in DEFAULT_PROMPTS]
+    if args.trace and args.json:
+        parser.error(
+            "--trace prints text trees and cannot be combined with --json; use --trace-dot PATH"
+        )
+    if args.trace_dot is not None and not args.trace_dot.strip():
+        parser.error("--trace-dot needs a file path, got ''")
+    recorded: Trace | None = None
     try:
         model = NumpyTransformerLM(seed=args.seed)
         decoder, settings = _decoder(args, parser)
-        results = decoder.decode(model, prompts)
+        if args.trace or args.trace_dot is not None:
+            recorded = trace(decoder, model, prompts)
+            results = recorded.results
+        else:
+            results = decoder.decode(model, prompts)
     except (ValueError, TypeError) as error:  # the library names the argument and the value
         parser.error((str(error) or type(error).__name__).splitlines()[0])
     except MemoryError:
         parser.error("out of memory; try a smaller --beam-width or --max-new-tokens")
 
+    if recorded is not None and args.trace_dot is not None:
+        for b, path in enumerate(dot_paths(args.trace_dot, len(prompts))):
+            try:
+                with open(path, "w", encoding="utf-8") as file:
+                    file.write(recorded.to_dot(b))
+            except OSError as error:
+                parser.error(f"--trace-dot: cannot write {_shown(path)}: {error.strerror or error}")
     settings |= {"seed": args.seed, "model": repr(model)}
-    text = (_json if args.json else _tables)(settings, prompts, results)
+    if args.json:
+        text = _json(settings, prompts, results)
+    else:
+        trees = None
+        if args.trace and recorded is not None:
+            trees = [recorded.to_text(b) for b in range(len(prompts))]
+        text = _tables(settings, prompts, results, trees)
     return _write(text, parser.prog)
+
+
+def dot_paths(pattern: str, count: int) -> list[str]:
+    """The DOT file of each of ``count`` prompts: ``{b}`` in ``pattern`` becomes the index;
+    with several prompts and no ``{b}``, ``-{b}`` goes before the extension."""
+    if "{b}" not in pattern and count > 1:
+        stem, dot, extension = pattern.rpartition(".")
+        if not dot or "/" in extension or os.sep in extension:
+            stem, extension = pattern, ""
+        pattern = f"{stem}-{{b}}" + (f".{extension}" if extension else "")
+    return [pattern.replace("{b}", str(b)) for b in range(count)]
 
 
 def _write(text: str, prog: str) -> int:
@@ -410,8 +460,10 @@ def _tables(
     settings: dict[str, object],
     prompts: Sequence[Sequence[int]],
     results: Sequence[Sequence[Beam]],
+    trees: Sequence[str] | None = None,
 ) -> str:
-    """A settings header, then per prompt a header line and a table of its beams."""
+    """A settings header, then per prompt a header line and a table of its beams (and its
+    search tree, if ``trees`` are given)."""
     shown = {k: v for k, v in settings.items() if k not in ("model", "seed")}
     eos = shown.pop("eos_token_id")
     shown["eos"] = (
@@ -422,6 +474,9 @@ def _tables(
     for i, (prompt, beams) in enumerate(zip(prompts, results, strict=True), start=1):
         lines += ["", f"prompt {i}/{len(prompts)}: {' '.join(str(t) for t in prompt)}"]
         lines += _table(beams)
+        if trees is not None:
+            lines += ["", "  search tree:"]
+            lines += [f"  {line}" for line in trees[i - 1].splitlines()]
     return "\n".join(lines) + "\n"
 
 

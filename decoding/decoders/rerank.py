@@ -1,0 +1,106 @@
+"""`RerankDecoder`: run any decoder, then re-rank its hypotheses with a second model's score.
+
+Shapes: ``N`` hypotheses, those of all prompts flattened in prompt order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Real
+
+import attrs
+import numpy as np
+
+from decoding.beam import Beam
+from decoding.decoders.base import Decoder
+from decoding.model import LanguageModel
+from decoding.rescoring import score_continuations
+from decoding.scoring import LengthPenalty, finite_alpha
+
+__all__ = ["RerankDecoder"]
+
+
+def _base(value: object) -> Decoder:
+    if not isinstance(value, Decoder):
+        raise TypeError(f"base must be a decoding.Decoder, got {value!r}")
+    return value
+
+
+def _rescorer(value: object) -> LanguageModel:
+    if not isinstance(value, LanguageModel):
+        raise TypeError(f"rescorer must be a decoding.LanguageModel, got {value!r}")
+    return value
+
+
+def _weight(value: object) -> float:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+        raise TypeError(f"weight must be a finite real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"weight must be a finite real number, got {value!r}")
+    return float(value)
+
+
+@attrs.frozen
+class RerankDecoder(Decoder):
+    """Decode with ``base``, then re-rank each prompt's hypotheses with ``rescorer``.
+
+    Each hypothesis gets the score ``(beam.logprob + weight * rescorer_logprob) /
+    len(tokens) ** alpha`` (`LengthPenalty` ``(alpha)``), where ``rescorer_logprob`` is the
+    sum of the rescorer's teacher-forced log-probs of its tokens after the prompt
+    (`score_continuations`, one batch for all hypotheses of all prompts). The result is the
+    base's hypotheses with that ``score``, best first (ties keep the base's order); their
+    ``tokens``, ``logprob``, ``finished`` and ``token_logprobs`` are the base's.
+
+    Args:
+        base: any `Decoder` (beam search, greedy, sampling, your own).
+        rescorer: a `LanguageModel` whose vocabulary covers the prompts and hypotheses.
+        weight: a finite real; ``0`` keeps the base's log-probs alone (the rescorer is then not
+            run at all).
+        alpha: the length-penalty exponent of the new score, a finite real.
+
+    A wrapper: it overrides `decode` alone (``init``/``step``/``done``/``finalize`` are not
+    provided); `decoding.trace` records the base's search and re-ranks its results.
+    """
+
+    base: Decoder = attrs.field(converter=_base)
+    rescorer: LanguageModel = attrs.field(converter=_rescorer)
+    weight: float = attrs.field(default=1.0, converter=_weight)
+    alpha: float = attrs.field(default=0.6, converter=finite_alpha)
+
+    def decode(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> list[list[Beam]]:
+        """The base's hypotheses per prompt, re-scored and sorted best first.
+
+        Raises:
+            TypeError, ValueError: bad arguments (from the base), or hypotheses the rescorer
+                cannot score (its vocabulary or ``max_sequence_length`` is too small).
+        """
+        return self.rerank(prompts, self.base.decode(model, prompts))
+
+    def rerank(
+        self, prompts: Sequence[Sequence[int]], results: Sequence[Sequence[Beam]]
+    ) -> list[list[Beam]]:
+        """Re-score ``results`` (one list of `Beam` per prompt) and sort each list best first."""
+        flat = [(b, beam) for b, beams in enumerate(results) for beam in beams]
+        if not flat:
+            return [[] for _ in results]
+        logprob_N = np.array([beam.logprob for _, beam in flat])
+        length_N = np.array([len(beam.tokens) for _, beam in flat], dtype=np.int64)
+        if self.weight != 0.0:
+            try:
+                scores = score_continuations(
+                    self.rescorer,
+                    [tuple(int(t) for t in prompts[b]) for b, _ in flat],
+                    [beam.tokens for _, beam in flat],
+                )
+            except (TypeError, ValueError) as error:
+                raise type(error)(
+                    f"rescorer {self.rescorer!r} cannot score the hypotheses: {error}"
+                ) from None
+            rescored_N = np.array([math.fsum(s.tolist()) for s in scores])
+            logprob_N = logprob_N + self.weight * rescored_N
+        score_N = LengthPenalty(self.alpha).score(logprob_N, length_N).tolist()
+        reranked: list[list[Beam]] = [[] for _ in results]
+        for (b, beam), score in zip(flat, score_N, strict=True):
+            reranked[b].append(attrs.evolve(beam, score=score))
+        return [sorted(beams, key=lambda beam: -beam.score) for beams in reranked]
