@@ -447,6 +447,22 @@ def test_max_new_tokens_must_be_a_positive_int(entry, value, error):
     refused(entry, error, names("max_new_tokens", value), max_new_tokens=value)
 
 
+class MakesNaN(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        logits_MV[:, 1] = np.nan
+        return logits_MV
+
+    def __repr__(self):
+        return "MakesNaN()"
+
+
+@DECODERS
+def test_a_processor_making_nan_is_named_not_the_model(entry):
+    with pytest.raises(ValueError, match=r"MakesNaN\(\).*NaN.*step 1\b") as caught:
+        entry(PROMPTS, Recording(), processors=[MakesNaN()])
+    assert "model returned" not in str(caught.value)
+
+
 # -- score_continuations ---------------------------------------------------------------------
 
 
