@@ -298,7 +298,7 @@ def _beam_step(
     eos = set(decoder.eos_token_ids)
     # Only the pool policy ranks exactly this pool; other policies (finished="archive") keep
     # what they keep, and we record it. (getattr: the keyword exists from that policy on.)
-    exact = getattr(decoder, "finished", "pool") == "pool"
+    exact = decoder.finished == "pool"
     pools = []
     for b in range(batch):
         pool: list[tuple[int, int | None, float, int, bool]] = []
