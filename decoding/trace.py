@@ -297,7 +297,7 @@ def _beam_step(
     new_length = old.step + 1
     eos = set(decoder.eos_token_ids)
     # Only the pool policy ranks exactly this pool; other policies (finished="archive") keep
-    # what they keep, and we record it. (getattr: the keyword exists from that policy on.)
+    # what they keep, and we record it.
     exact = decoder.finished == "pool"
     pools = []
     for b in range(batch):
