@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -782,8 +783,6 @@ def test_finished_rows_leave_the_model_calls_by_hand():
     "the same stream",
 )
 def test_sampling_memory_follows_the_tokens_generated_not_max_new_tokens():
-    import tracemalloc
-
     # Only EOS ids can follow: every sample ends at step 1.
     model = ScriptedLM({(): {0: 0.0, 1: -1.0}})
     decoder = SamplingDecoder(2_000_000, eos_token_id=[0, 1], num_samples=4, seed=0)
