@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,14 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+# Mutation testing (about an hour on 2 cores; not part of `make test`): mutmut over decoding/,
+# then a per-module score table and mutation-survivors.txt (docs/testing.md explains both).
+# MUTANTS="decoding.scoring*" limits the run to matching mutants.
+MUTANTS ?=
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
+	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
+	$(BIN)/python -m tools.mutation_report
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis mutants mutation-survivors.txt
