@@ -11,9 +11,12 @@ __all__ = [
     "brief",
     "check_logits",
     "check_prompts",
+    "float_dtype",
+    "int_array",
     "model_vocab_size",
     "optional_token_id",
     "positive_int",
+    "seed_int",
 ]
 
 
@@ -41,6 +44,38 @@ def positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return operator.index(value)
+
+
+def seed_int(name: str, value: object) -> int:
+    """``value`` as an int if it is a non-negative int (what ``np.random.default_rng`` takes)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a non-negative int, got {brief(value)}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {brief(value)}")
+    return operator.index(value)
+
+
+def float_dtype(name: str, value: object) -> np.dtype:
+    """``np.dtype(value)`` if it is float32 or float64; ``None`` (numpy's float64 default) and
+    strings numpy does not know are TypeErrors, other dtypes ValueErrors."""
+    if value is None:
+        raise TypeError(f"{name} must be float32 or float64, got None")
+    try:
+        dtype = np.dtype(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be float32 or float64, got {brief(value)}") from None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name} must be float32 or float64, got {brief(value)}")
+    return dtype
+
+
+def int_array(name: str, value: object) -> np.ndarray:
+    """``value`` as an int64 array if its elements are ints (an empty one may have any dtype);
+    floats, bools and timedeltas are refused rather than truncated or cast."""
+    array = np.asarray(value)
+    if array.size and array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an int array, got {brief(value)} of dtype {array.dtype}")
+    return array.astype(np.int64, copy=False)
 
 
 def model_vocab_size(model: object) -> int:

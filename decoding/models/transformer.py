@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import attrs
 import numpy as np
 
-from decoding._checks import check_prompts, positive_int
+from decoding._checks import check_prompts, float_dtype, int_array, positive_int, seed_int
 from decoding.model import LanguageModel
 
 __all__ = ["BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
@@ -357,9 +357,8 @@ class NumpyTransformerLM(LanguageModel):
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         n_layers = positive_int("n_layers", n_layers)
         self.max_sequence_length = positive_int("n_ctx", n_ctx)
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.seed: int | None = int(seed)
+        self.seed: int | None = seed_int("seed", seed)
+        dtype = float_dtype("dtype", dtype)
         self._load(
             init_weights(
                 self.vocab_size, d_model, n_heads, n_layers, self.max_sequence_length, self.seed
@@ -452,8 +451,8 @@ class NumpyTransformerLM(LanguageModel):
         self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
     ) -> tuple[np.ndarray, KVCache]:
         """Reorder the cache by ``parents_M``, then run one token per row (see `KVCache`)."""
-        parents_M = np.asarray(parents_M, dtype=np.int64)
-        tokens_M = np.asarray(tokens_M, dtype=np.int64)
+        parents_M = int_array("parents_M", parents_M)
+        tokens_M = int_array("tokens_M", tokens_M)
         rows = state.slot_M.size
         if parents_M.ndim != 1 or parents_M.shape != tokens_M.shape:
             raise ValueError(
