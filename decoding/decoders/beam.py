@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -266,8 +267,19 @@ class BeamSearchDecoder(Decoder):
         ]
 
 
+_DEFAULT_MODEL_LOCK = threading.Lock()
+
+
 @functools.cache
 def _default_model() -> LanguageModel:
+    # functools.cache alone lets racing threads each build the model; the lock builds it once
+    # (the first caller fills the cache while the others wait, then they hit it).
+    with _DEFAULT_MODEL_LOCK:
+        return _build_default_model()
+
+
+@functools.cache
+def _build_default_model() -> LanguageModel:
     from decoding.models.transformer import NumpyTransformerLM
 
     return NumpyTransformerLM()

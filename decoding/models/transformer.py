@@ -12,6 +12,7 @@ a record `NumpyTransformerLM.extend` returns, so beam reordering is a gather by 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import attrs
@@ -57,16 +58,18 @@ class _Slab:
     """Cache storage shared by a chain of `KVCache` states; only the newest state writes to it.
 
     Rows are physical slots. ``generation`` counts writes, so a state can tell whether the slab
-    still holds what it describes.
+    still holds what it describes. ``lock`` makes "is this state current? then write" atomic:
+    every read or write of the arrays by `NumpyTransformerLM.extend` holds it.
     """
 
-    __slots__ = ("bias_R1S", "generation", "k_LRHSE", "pad_R", "v_LRHSE")
+    __slots__ = ("bias_R1S", "generation", "k_LRHSE", "lock", "pad_R", "v_LRHSE")
 
     def __init__(self, k_LRHSE: np.ndarray, v_LRHSE: np.ndarray, pad_R: np.ndarray) -> None:
         self.k_LRHSE, self.v_LRHSE, self.pad_R = k_LRHSE, v_LRHSE, pad_R
         # Attention bias for one new query per row over every cache column (see key_bias).
         self.bias_R1S = key_bias(pad_R, k_LRHSE.shape[3], k_LRHSE.dtype)
         self.generation = 0
+        self.lock = threading.Lock()
 
 
 @attrs.frozen(eq=False)
@@ -463,8 +466,19 @@ class NumpyTransformerLM(LanguageModel):
             raise ValueError(f"parents_M must index the state's {rows} rows, got {parents_M}")
         if tokens_M.size and not (0 <= tokens_M.min() and tokens_M.max() < self.vocab_size):
             raise ValueError(f"tokens_M must be in [0, {self.vocab_size}), got {tokens_M}")
-        if not state.is_current:
-            state = self.prefill(state.sequences())[1]
+        with state.slab.lock:
+            if state.is_current:
+                return self._extend_current(state, parents_M, tokens_M)
+        # An older state (a later extend wrote its slab): rebuild its rows into a new slab,
+        # which no other thread can see yet.
+        state = self.prefill(state.sequences())[1]
+        with state.slab.lock:
+            return self._extend_current(state, parents_M, tokens_M)
+
+    def _extend_current(
+        self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
+    ) -> tuple[np.ndarray, KVCache]:
+        """`extend` of a state its slab still holds; the caller holds ``state.slab.lock``."""
         slab, start = state.slab, state.length
         source_M = state.slot_M[parents_M]
         if start - int(slab.pad_R[source_M].min(initial=start)) >= self.max_sequence_length:
