@@ -452,7 +452,8 @@ def evaluate_targets(rows: list[dict[str, Any]], scaling: Any, memory: Any) -> l
         add(f"peak memory at {MEMORY_WORKLOAD}", None, MEMORY_TARGET_MIB, "--no-memory", "MiB")
     for bound in memory.get("bounds", []) if memory else []:
         key = (bound["B"], bound["K"], bound["N"])
-        add(f"peak memory at {key}, short prompts", bound["peak_mib"], bound["limit_mib"], "", "MiB")
+        name = f"peak memory at {key}, short prompts"
+        add(name, bound["peak_mib"], bound["limit_mib"], "", "MiB")
     return targets
 
 

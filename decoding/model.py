@@ -202,8 +202,8 @@ class LanguageModel(abc.ABC):
         Returns:
             ``(logits [M, V], new state)``.
         """
-        sequences = tuple(
-            state[p].append(t)
-            for p, t in zip(np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist(), strict=True)
-        )
+        # A state of plain tuples (a subclass's own prefill) is accepted too.
+        rows = [s if isinstance(s, TokenSequence) else TokenSequence(s) for s in state]
+        parents, tokens = np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist()
+        sequences = tuple(rows[p].append(t) for p, t in zip(parents, tokens, strict=True))
         return self.next_token_logits(list(sequences)), sequences

@@ -124,3 +124,17 @@ def test_token_sequence_behaves_as_the_tuple_of_its_ids(prompt, appended, start,
         else:
             raise AssertionError(f"index {bad} did not raise")
     assert math.isfinite(len(repr(seq)))
+
+
+def test_default_extend_accepts_a_state_of_plain_tuples():
+    """A subclass whose own ``prefill`` returns tuples still works with the default extend."""
+
+    class TuplePrefill(TailBigram):
+        def prefill(self, prompts):
+            sequences = tuple(tuple(p) for p in prompts)
+            return self.next_token_logits(list(sequences)), sequences
+
+    model = TuplePrefill()
+    assert decoding.BeamSearchDecoder(2, 5).decode(model, [[1, 2]]) == decoding.BeamSearchDecoder(
+        2, 5
+    ).decode(TailBigram(), [[1, 2]])

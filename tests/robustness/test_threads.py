@@ -46,11 +46,14 @@ def test_threads_extending_one_cache_state_agree_with_a_sequential_run(monkeypat
     _, base = model.prefill(prompts)
     _, base = model.extend(base, np.array([0, 0, 1, 2]), np.array([7, 8, 9, 10]))
     moves = [
-        (np.array([i % 4, i % 4, (i + 1) % 4, (i + 3) % 4]), np.array([3 * i + j for j in range(4)]))
+        (np.array([i % 4, i % 4, (i + 1) % 4, (i + 3) % 4]), np.arange(3 * i, 3 * i + 4))
         for i in range(THREADS)
     ]
-    expected = [model.next_token_logits([s + (int(t),) for s, t in zip(
-        [base.sequences()[p] for p in parents], tokens, strict=True)]) for parents, tokens in moves]
+    rows = base.sequences()
+    expected = [
+        model.next_token_logits([rows[p] + (int(t),) for p, t in zip(parents, tokens, strict=True)])
+        for parents, tokens in moves
+    ]
 
     is_current = transformer.KVCache.is_current
 
