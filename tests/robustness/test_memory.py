@@ -61,3 +61,17 @@ def test_rows_growing_does_not_grow_columns():
     _, state = MODEL.prefill([[1, 2, 3], [4]])
     _, grown = MODEL.extend(state, np.array([0, 0, 0, 1, 1, 1]), np.arange(6))
     assert grown.allocated == (6, state.allocated[1])
+
+
+def test_logits_across_column_chunks_equal_a_full_recompute():
+    """After the columns have grown several times (several chunks), cached logits still equal
+    `next_token_logits` on the whole sequences, also with beams reordered and duplicated."""
+    model = NumpyTransformerLM(vocab_size=50, d_model=8, n_heads=2, n_ctx=128, dtype="float64")
+    rng = np.random.default_rng(1)
+    _, state = model.prefill([[1, 2, 3], [4]])
+    parents, tokens = np.array([0, 0, 1, 1]), np.array([5, 6, 7, 8])
+    for _ in range(60):
+        logits, state = model.extend(state, parents, tokens)
+        parents, tokens = rng.integers(0, 4, size=4), rng.integers(0, 50, size=4)
+    assert len(state.slab.k_chunks) >= 4
+    np.testing.assert_allclose(logits, model.next_token_logits(list(state.sequences())), atol=1e-9)
