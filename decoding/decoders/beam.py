@@ -270,16 +270,15 @@ class BeamSearchDecoder(Decoder):
 _DEFAULT_MODEL_LOCK = threading.Lock()
 
 
-@functools.cache
 def _default_model() -> LanguageModel:
-    # functools.cache alone lets racing threads each build the model; the lock builds it once
-    # (the first caller fills the cache while the others wait, then they hit it).
+    """``NumpyTransformerLM()``, built once. ``functools.cache`` alone lets threads racing on
+    a cold cache each build one; under the lock the first builds it and the others reuse it."""
     with _DEFAULT_MODEL_LOCK:
-        return _build_default_model()
+        return _cached_default_model()
 
 
 @functools.cache
-def _build_default_model() -> LanguageModel:
+def _cached_default_model() -> LanguageModel:
     from decoding.models.transformer import NumpyTransformerLM
 
     return NumpyTransformerLM()

@@ -77,7 +77,7 @@ def test_threads_extending_one_cache_state_agree_with_a_sequential_run(monkeypat
 
 def test_default_model_is_built_once_under_a_cold_start_race(monkeypatch):
     """Threads asking for the default model at once get one instance, built once."""
-    beam_module._default_model.cache_clear()
+    beam_module._cached_default_model.cache_clear()
     built = []
     real_init = NumpyTransformerLM.__init__
 
@@ -90,6 +90,6 @@ def test_default_model_is_built_once_under_a_cold_start_race(monkeypatch):
     try:
         models = run_together(lambda i: beam_module._default_model(), count=4)
     finally:
-        beam_module._default_model.cache_clear()
+        beam_module._cached_default_model.cache_clear()
     assert len(built) == 1
     assert all(m is models[0] for m in models)
