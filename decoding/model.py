@@ -28,6 +28,9 @@ import numpy as np
 __all__ = ["LanguageModel", "TokenSequence"]
 
 
+_CHECKPOINT = 32  # see TokenSequence._full
+
+
 class TokenSequence(Sequence[int]):
     """An immutable sequence of int token ids: a prompt plus tokens appended one at a time.
 
@@ -36,16 +39,19 @@ class TokenSequence(Sequence[int]):
     (returns a tuple), iteration, ``tuple(s)``, ``list(s)``, ``in``; it equals, and hashes
     like, the tuple of the same ids (``s == (1, 2)``, ``{(1, 2): x}[s]``); ``s + (3,)`` is a
     tuple. Reading the last ``k`` ids costs O(k); anything that reads the whole sequence
-    (iteration, equality, hashing) costs O(len).
+    (iteration, equality, hashing) costs O(len), mostly in C: every `_CHECKPOINT`-th node keeps
+    its ids as a tuple once they have been read, so a walk from the end stops within that many
+    nodes.
     """
 
-    __slots__ = ("_hash", "_length", "_parent", "_prompt", "_token")
+    __slots__ = ("_hash", "_ids", "_length", "_parent", "_prompt", "_token")
 
     _prompt: tuple[int, ...]
     _parent: TokenSequence | None
     _token: int
     _length: int
     _hash: int | None
+    _ids: tuple[int, ...] | None  # set on checkpoint nodes once read (see _full)
 
     def __init__(self, prompt: Sequence[int] = ()) -> None:
         self._prompt = tuple(int(t) for t in prompt)
@@ -53,19 +59,39 @@ class TokenSequence(Sequence[int]):
         self._token = -1
         self._length = len(self._prompt)
         self._hash = None
+        self._ids = self._prompt
 
     def append(self, token: int) -> TokenSequence:
         """A new sequence: this one followed by ``token`` (this one is unchanged)."""
         child = TokenSequence.__new__(TokenSequence)
         child._prompt, child._parent, child._token = self._prompt, self, int(token)
-        child._length, child._hash = self._length + 1, None
+        child._length, child._hash, child._ids = self._length + 1, None, None
         return child
+
+    def _full(self) -> tuple[int, ...]:
+        """All ids: walk back to the nearest node that has them, then one tuple concatenation.
+        Checkpoint nodes passed on the way keep a prefix of the result."""
+        tail: list[int] = []
+        passed: list[TokenSequence] = []
+        node = self
+        while node._ids is None:
+            tail.append(node._token)
+            if (node._length - len(node._prompt)) % _CHECKPOINT == 0:
+                passed.append(node)
+            node = node._parent  # type: ignore[assignment]
+        tail.reverse()
+        ids = node._ids + tuple(tail)
+        for checkpoint in passed:  # benign race: every thread stores the same tuple
+            checkpoint._ids = ids if checkpoint is self else ids[: checkpoint._length]
+        return ids
 
     def __len__(self) -> int:
         return self._length
 
     def _suffix(self, start: int) -> list[int]:
         """Ids at ``[start, len)``, walking back from the end: O(len - start)."""
+        if self._length - start > _CHECKPOINT:
+            return list(self._full()[start:])
         prompt_length = len(self._prompt)
         tail: list[int] = []
         node: TokenSequence | None = self
@@ -110,37 +136,37 @@ class TokenSequence(Sequence[int]):
         return node._token
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._suffix(0))
+        return iter(self._full())
 
     def __reversed__(self) -> Iterator[int]:
-        return reversed(self._suffix(0))
+        return reversed(self._full())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TokenSequence):
             return self is other or (
-                self._length == other._length and self._suffix(0) == other._suffix(0)
+                self._length == other._length and self._full() == other._full()
             )
         if isinstance(other, tuple):
-            return self._length == len(other) and tuple(self._suffix(0)) == other
+            return self._length == len(other) and self._full() == other
         return NotImplemented
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = hash(tuple(self._suffix(0)))
+            self._hash = hash(self._full())
         return self._hash
 
     def __add__(self, other: object) -> tuple[int, ...]:
         if isinstance(other, tuple | TokenSequence):
-            return (*self._suffix(0), *other)
+            return (*self._full(), *other)
         return NotImplemented
 
     def __radd__(self, other: object) -> tuple[int, ...]:
         if isinstance(other, tuple):
-            return (*other, *self._suffix(0))
+            return (*other, *self._full())
         return NotImplemented
 
     def __repr__(self) -> str:
-        return f"TokenSequence({tuple(self._suffix(0))!r})"
+        return f"TokenSequence({self._full()!r})"
 
 
 class LanguageModel(abc.ABC):

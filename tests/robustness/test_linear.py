@@ -138,3 +138,23 @@ def test_default_extend_accepts_a_state_of_plain_tuples():
     assert decoding.BeamSearchDecoder(2, 5).decode(model, [[1, 2]]) == decoding.BeamSearchDecoder(
         2, 5
     ).decode(TailBigram(), [[1, 2]])
+
+
+def test_long_branching_token_sequences_equal_their_tuples():
+    """Past several checkpoints (where ids are kept once read), with branches sharing
+    ancestors and read in different orders, every sequence still equals its tuple."""
+    from decoding.model import TokenSequence
+
+    rng = np.random.default_rng(3)
+    nodes, tuples = [TokenSequence([5, 6])], [(5, 6)]
+    for _ in range(400):
+        i = int(rng.integers(len(nodes)))
+        token = int(rng.integers(100))
+        nodes.append(nodes[i].append(token))
+        tuples.append((*tuples[i], token))
+        if rng.random() < 0.2:  # read some in the middle of the growth
+            j = int(rng.integers(len(nodes)))
+            assert tuple(nodes[j]) == tuples[j] and nodes[j][-40:] == tuples[j][-40:]
+    for j in rng.permutation(len(nodes)):
+        assert nodes[j] == tuples[j] and hash(nodes[j]) == hash(tuples[j])
+        assert nodes[j][3:90:7] == tuples[j][3:90:7]
