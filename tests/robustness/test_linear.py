@@ -148,7 +148,7 @@ def test_long_branching_token_sequences_equal_their_tuples():
     rng = np.random.default_rng(3)
     nodes, tuples = [TokenSequence([5, 6])], [(5, 6)]
     for _ in range(400):
-        i = int(rng.integers(len(nodes)))
+        i = len(nodes) - 1 - int(rng.integers(min(len(nodes), 4)))  # deep, with branches
         token = int(rng.integers(100))
         nodes.append(nodes[i].append(token))
         tuples.append((*tuples[i], token))
