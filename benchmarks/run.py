@@ -65,6 +65,12 @@ SCALING_B = (1, 2, 4, 8, 16, 32, 64, 128)  # at K=4, N=64
 MEMORY_WORKLOAD = (64, 4, 128)
 MEMORY_TARGET_MIB = 64.0
 PROMPT_LENGTHS = (8, 16)  # inclusive range of prompt lengths
+#: Memory bounds (issue 10): peak traced MiB of the project at (B, K, N) on short prompts.
+MEMORY_BOUNDS: tuple[tuple[tuple[int, int, int], float], ...] = (
+    ((10000, 4, 8), 800.0),
+    ((256, 8, 64), 128.0),
+)
+SHORT_PROMPT_LENGTHS = (2, 5)  # inclusive, for MEMORY_BOUNDS
 SYSTEMS = ("project", "floor", "naive", "hf")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -80,10 +86,13 @@ def log(message: str) -> None:
 # -- workloads ---------------------------------------------------------------------------------
 
 
-def make_prompts(batch: int, seed: int = 0) -> list[list[int]]:
-    """``batch`` prompts of fixed-seed random ids in ``[0, V - 1)``, lengths 8..16."""
+def make_prompts(
+    batch: int, seed: int = 0, lengths: tuple[int, int] = PROMPT_LENGTHS
+) -> list[list[int]]:
+    """``batch`` prompts of fixed-seed random ids in ``[0, V - 1)``, lengths 8..16 (or
+    ``lengths``, inclusive)."""
     rng = np.random.default_rng([seed, batch])
-    lo, hi = PROMPT_LENGTHS
+    lo, hi = lengths
     lengths = rng.integers(lo, hi + 1, size=batch)
     # Id V - 1 is HF's pad/EOS id; prompts never contain it.
     return [rng.integers(0, VOCAB - 1, size=n).tolist() for n in lengths]
@@ -383,6 +392,12 @@ def run_memory(model: Any) -> dict[str, Any]:
         peak = peak_traced_bytes(system.run)
         out[system.name] = {"peak_bytes": peak, "peak_mib": peak / 2**20}
     out["project_over_target"] = out["project"]["peak_mib"] / MEMORY_TARGET_MIB
+    out["bounds"] = []
+    for (batch, k, n), limit in MEMORY_BOUNDS:
+        log(f"peak memory (B={batch}, K={k}, N={n}), prompts of {SHORT_PROMPT_LENGTHS} tokens")
+        system = project_system(model, make_prompts(batch, lengths=SHORT_PROMPT_LENGTHS), k, n)
+        peak = peak_traced_bytes(system.run) / 2**20
+        out["bounds"].append({"B": batch, "K": k, "N": n, "peak_mib": peak, "limit_mib": limit})
     return out
 
 
@@ -435,6 +450,10 @@ def evaluate_targets(rows: list[dict[str, Any]], scaling: Any, memory: Any) -> l
         )
     else:
         add(f"peak memory at {MEMORY_WORKLOAD}", None, MEMORY_TARGET_MIB, "--no-memory", "MiB")
+    for bound in memory.get("bounds", []) if memory else []:
+        key = (bound["B"], bound["K"], bound["N"])
+        name = f"peak memory at {key}, short prompts"
+        add(name, bound["peak_mib"], bound["limit_mib"], "", "MiB")
     return targets
 
 
@@ -678,6 +697,15 @@ def report(result: dict[str, Any]) -> str:
             ),
             "",
         ]
+        lo, hi = SHORT_PROMPT_LENGTHS
+        parts += [
+            (
+                f"project at ({b['B']},{b['K']},{b['N']}), prompts of {lo}..{hi} tokens: "
+                f"{b['peak_mib']:.1f} MiB (bound {b['limit_mib']:g} MiB)"
+            )
+            for b in memory.get("bounds", [])
+        ]
+        parts += [""] if memory.get("bounds") else []
     noisy = result["noisy_figures"]
     if noisy:
         parts += [

@@ -7,11 +7,34 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["check_logits", "check_prompts", "optional_token_id", "positive_int"]
+__all__ = [
+    "brief",
+    "check_logits",
+    "check_prompts",
+    "float_dtype",
+    "int_array",
+    "model_vocab_size",
+    "optional_token_id",
+    "positive_int",
+    "seed_int",
+]
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    # np.timedelta64 subclasses np.signedinteger, but it is a duration, not a count or an id.
+    return isinstance(value, int | np.integer) and not isinstance(
+        value, bool | np.bool_ | np.timedelta64
+    )
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut in the middle when longer than ``limit`` characters (a 400-digit
+    int is named, not echoed whole)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    half = (limit - 20) // 2
+    return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
 
 
 def positive_int(name: str, value: object) -> int:
@@ -21,6 +44,50 @@ def positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return operator.index(value)
+
+
+def seed_int(name: str, value: object) -> int:
+    """``value`` as an int if it is a non-negative int (what ``np.random.default_rng`` takes)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a non-negative int, got {brief(value)}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {brief(value)}")
+    return operator.index(value)
+
+
+def float_dtype(name: str, value: object) -> np.dtype:
+    """``np.dtype(value)`` if it is float32 or float64; ``None`` (numpy's float64 default) and
+    strings numpy does not know are TypeErrors, other dtypes ValueErrors."""
+    if value is None:
+        raise TypeError(f"{name} must be float32 or float64, got None")
+    try:
+        dtype = np.dtype(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be float32 or float64, got {brief(value)}") from None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name} must be float32 or float64, got {brief(value)}")
+    return dtype
+
+
+def int_array(name: str, value: object) -> np.ndarray:
+    """``value`` as an int64 array if its elements are ints (an empty one may have any dtype);
+    floats, bools and timedeltas are refused rather than truncated or cast."""
+    array = np.asarray(value)
+    if array.size and array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an int array, got {brief(value)} of dtype {array.dtype}")
+    return array.astype(np.int64, copy=False)
+
+
+def model_vocab_size(model: object) -> int:
+    """``model.vocab_size`` as a positive int; a missing attribute is a TypeError naming it."""
+    try:
+        vocab_size = model.vocab_size  # type: ignore[attr-defined]
+    except AttributeError:
+        raise TypeError(
+            f"model.vocab_size is missing: a LanguageModel must define vocab_size "
+            f"(a positive int), got a {type(model).__name__} without it"
+        ) from None
+    return positive_int("model.vocab_size", vocab_size)
 
 
 def optional_token_id(name: str, value: object, vocab_size: int | None) -> int | None:
@@ -38,8 +105,12 @@ def optional_token_id(name: str, value: object, vocab_size: int | None) -> int |
 
 def check_prompts(prompts: object, vocab_size: int) -> tuple[tuple[int, ...], ...]:
     """Validate ``prompts`` (a sequence of non-empty int sequences) -> tuple of int tuples."""
-    if isinstance(prompts, str | bytes) or not isinstance(prompts, Sequence | np.ndarray):
-        raise TypeError(f"prompts must be a list of token-id sequences, got {prompts!r}")
+    if (
+        isinstance(prompts, str | bytes)
+        or not isinstance(prompts, Sequence | np.ndarray)
+        or (isinstance(prompts, np.ndarray) and prompts.ndim == 0)
+    ):
+        raise TypeError(f"prompts must be a list of token-id sequences, got {brief(prompts)}")
     checked = []
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, str | bytes) or not isinstance(prompt, Sequence | np.ndarray):
@@ -63,7 +134,13 @@ def check_logits(logits: object, rows: int, vocab_size: int, step: int) -> np.nd
 
     NaN and ``+inf`` are caught where the row maxima are computed (``_select.select``).
     """
-    array = np.asarray(logits)
+    try:
+        array = np.asarray(logits)
+    except ValueError as error:  # ragged rows: numpy names neither the model nor the step
+        raise ValueError(
+            f"model returned logits that are not a [{rows}, {vocab_size}] array at step "
+            f"{step}: {error}"
+        ) from None
     if array.dtype.kind not in "fiu":
         raise TypeError(
             f"model returned logits of dtype {array.dtype} at step {step}; expected floats"

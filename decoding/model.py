@@ -10,19 +10,163 @@ calls that a model may override for speed:
   extending the same state again must give the same answer (NumpyTransformerLM reuses its
   cache buffers in place for speed and rebuilds an older state that is extended again).
 
-The base class implements both on top of `next_token_logits`, keeping the full token sequences
-as its state, so a subclass that only scores whole sequences works with every decoder.
+The base class implements both on top of `next_token_logits`, keeping the token sequences as
+its state, so a subclass that only scores whole sequences works with every decoder. Each
+sequence is a `TokenSequence`: a node holding one token and its parent, so appending a token
+costs O(1) whatever the length, and a model that reads only the last few tokens does per-step
+work independent of the length.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, overload
 
 import numpy as np
 
-__all__ = ["LanguageModel"]
+__all__ = ["LanguageModel", "TokenSequence"]
+
+
+_CHECKPOINT = 32  # see TokenSequence._full
+
+
+class TokenSequence(Sequence[int]):
+    """An immutable sequence of int token ids: a prompt plus tokens appended one at a time.
+
+    Built as a parent-pointer tree, so `append` is O(1) and beams that share a prefix share its
+    storage. It behaves as the tuple of its ids: ``len``, indexing (negative too), slicing
+    (returns a tuple), iteration, ``tuple(s)``, ``list(s)``, ``in``; it equals, and hashes
+    like, the tuple of the same ids (``s == (1, 2)``, ``{(1, 2): x}[s]``); ``s + (3,)`` is a
+    tuple. Reading the last ``k`` ids costs O(k); anything that reads the whole sequence
+    (iteration, equality, hashing) costs O(len), mostly in C: every `_CHECKPOINT`-th node keeps
+    its ids as a tuple once they have been read, so a walk from the end stops within that many
+    nodes.
+    """
+
+    __slots__ = ("_hash", "_ids", "_length", "_parent", "_prompt", "_token")
+
+    _prompt: tuple[int, ...]
+    _parent: TokenSequence | None
+    _token: int
+    _length: int
+    _hash: int | None
+    _ids: tuple[int, ...] | None  # set on checkpoint nodes once read (see _full)
+
+    def __init__(self, prompt: Sequence[int] = ()) -> None:
+        self._prompt = tuple(int(t) for t in prompt)
+        self._parent = None
+        self._token = -1
+        self._length = len(self._prompt)
+        self._hash = None
+        self._ids = self._prompt
+
+    def append(self, token: int) -> TokenSequence:
+        """A new sequence: this one followed by ``token`` (this one is unchanged)."""
+        child = TokenSequence.__new__(TokenSequence)
+        child._prompt, child._parent, child._token = self._prompt, self, int(token)
+        child._length, child._hash, child._ids = self._length + 1, None, None
+        return child
+
+    def _full(self) -> tuple[int, ...]:
+        """All ids: walk back to the nearest node that has them, then one tuple concatenation.
+        Checkpoint nodes passed on the way keep a prefix of the result."""
+        tail: list[int] = []
+        passed: list[TokenSequence] = []
+        node = self
+        while node._ids is None:
+            tail.append(node._token)
+            if (node._length - len(node._prompt)) % _CHECKPOINT == 0:
+                passed.append(node)
+            node = node._parent  # type: ignore[assignment]
+        tail.reverse()
+        ids = node._ids + tuple(tail)
+        for checkpoint in passed:  # benign race: every thread stores the same tuple
+            checkpoint._ids = ids if checkpoint is self else ids[: checkpoint._length]
+        return ids
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _suffix(self, start: int) -> list[int]:
+        """Ids at ``[start, len)``, walking back from the end: O(len - start)."""
+        if self._length - start > _CHECKPOINT:
+            return list(self._full()[start:])
+        prompt_length = len(self._prompt)
+        tail: list[int] = []
+        node: TokenSequence | None = self
+        while node is not None and node._parent is not None and node._length > start:
+            tail.append(node._token)
+            node = node._parent
+        tail.reverse()
+        if start < prompt_length:
+            return [*self._prompt[start:], *tail]
+        return tail
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[int, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> int | tuple[int, ...]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._length)
+            positions = range(start, stop, step)
+            if not positions:
+                return ()
+            first = min(positions[0], positions[-1])
+            ids = self._suffix(first)
+            return tuple(ids[i - first] for i in positions)
+        try:
+            i = index.__index__()
+        except AttributeError:
+            raise TypeError(
+                f"TokenSequence indices must be integers or slices, not {type(index).__name__}"
+            ) from None
+        if i < 0:
+            i += self._length
+        if not 0 <= i < self._length:
+            raise IndexError("TokenSequence index out of range")
+        if i < len(self._prompt):
+            return self._prompt[i]
+        node = self
+        while node._length - 1 != i:
+            node = node._parent  # type: ignore[assignment]
+        return node._token
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._full())
+
+    def __reversed__(self) -> Iterator[int]:
+        return reversed(self._full())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TokenSequence):
+            return self is other or (
+                self._length == other._length and self._full() == other._full()
+            )
+        if isinstance(other, tuple):
+            return self._length == len(other) and self._full() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(self._full())
+        return self._hash
+
+    def __add__(self, other: object) -> tuple[int, ...]:
+        if isinstance(other, tuple | TokenSequence):
+            return (*self._full(), *other)
+        return NotImplemented
+
+    def __radd__(self, other: object) -> tuple[int, ...]:
+        if isinstance(other, tuple):
+            return (*other, *self._full())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"TokenSequence({self._full()!r})"
 
 
 class LanguageModel(abc.ABC):
@@ -52,7 +196,9 @@ class LanguageModel(abc.ABC):
 
         Args:
             sequences: M sequences of int token ids, each a full prompt plus the tokens
-                generated so far (tuples of Python ints when called by a decoder).
+                generated so far. Through the default `prefill`/`extend` they are
+                `TokenSequence` objects, which behave as tuples of Python ints (index, slice,
+                iterate, compare, hash); ``s[-1]`` and ``s[-k:]`` cost O(k), not O(len).
 
         Returns:
             Float array of shape ``[M, V]`` (``V = vocab_size``). ``-inf`` marks a token that
@@ -62,9 +208,10 @@ class LanguageModel(abc.ABC):
     def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, Any]:
         """Score each prompt once: ``[M prompts] -> (logits [M, V], state)``.
 
-        The default keeps the sequences as the state and calls `next_token_logits`.
+        The default keeps the sequences (`TokenSequence` objects) as the state and calls
+        `next_token_logits`.
         """
-        sequences = tuple(tuple(int(t) for t in p) for p in prompts)
+        sequences = tuple(TokenSequence(p) for p in prompts)
         return self.next_token_logits(list(sequences)), sequences
 
     def extend(
@@ -81,7 +228,8 @@ class LanguageModel(abc.ABC):
         Returns:
             ``(logits [M, V], new state)``.
         """
-        sequences = tuple(
-            state[p] + (t,) for p, t in zip(parents_M.tolist(), tokens_M.tolist(), strict=True)
-        )
+        # A state of plain tuples (a subclass's own prefill) is accepted too.
+        rows = [s if isinstance(s, TokenSequence) else TokenSequence(s) for s in state]
+        parents, tokens = np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist()
+        sequences = tuple(rows[p].append(t) for p, t in zip(parents, tokens, strict=True))
         return self.next_token_logits(list(sequences)), sequences

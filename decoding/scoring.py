@@ -10,6 +10,8 @@ from numbers import Real
 import attrs
 import numpy as np
 
+from decoding._checks import brief
+
 __all__ = ["LengthPenalty", "Scorer"]
 
 
@@ -35,12 +37,20 @@ class Scorer(abc.ABC):
 
 
 def finite_alpha(value: object) -> float:
-    """Validate a length-penalty exponent: any finite real (bool refused) -> float."""
+    """Validate a length-penalty exponent: any real that converts to a finite float (bool
+    refused) -> float. A real beyond the float range (``10**400``, ``Fraction(10**400)``) is
+    refused like an infinity: it is not a finite float."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"alpha must be a finite real number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"alpha must be a finite real number, got {value!r}")
-    return float(value)
+        raise TypeError(f"alpha must be a finite real number, got {brief(value)}")
+    try:
+        alpha = float(value)
+    except OverflowError:
+        alpha = math.inf
+    if not math.isfinite(alpha):
+        raise ValueError(
+            f"alpha must be a finite real number (within the float range), got {brief(value)}"
+        )
+    return alpha
 
 
 @attrs.frozen

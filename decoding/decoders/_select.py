@@ -46,10 +46,13 @@ def log_softmax(logits_MV: np.ndarray) -> np.ndarray:
     """``[M, V] -> [M, V]`` float64: ``(x - max) - log(sum(exp(x - max)))`` per row.
 
     The exp-sum runs in the logits' dtype (float32 logits stay fast); its log and everything
-    after it run in float64. A row that is all ``-inf`` stays all ``-inf``.
+    after it run in float64. A row that is all ``-inf`` stays all ``-inf``. Warning-free for
+    every input without NaN or ``+inf``: a log-prob below the float64 range (``-1e308`` in a
+    row whose max is ``1e308``) is ``-inf``, IEEE's rounding of it.
     """
     peak_M1, log_total_M1 = _log_normaliser(logits_MV, logits_MV.max(axis=1, keepdims=True))
-    return (logits_MV - peak_M1) - log_total_M1
+    with np.errstate(over="ignore"):  # x - peak below -max float: -inf is the right answer
+        return (logits_MV - peak_M1) - log_total_M1
 
 
 def check_peak(peak_M1: np.ndarray, step: int) -> np.ndarray:
@@ -71,9 +74,15 @@ def checked_log_softmax(logits_MV: np.ndarray, step: int) -> np.ndarray:
 
 def _log_normaliser(logits_MV: np.ndarray, peak_M1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``-> (peak [M, 1], log-sum-exp of (logits - peak) [M, 1])`` as float64; both 0 for an
-    all ``-inf`` row, whose log-probs then stay ``-inf``."""
+    all ``-inf`` row, whose log-probs then stay ``-inf``.
+
+    Warning-free for finite logits: ``x - peak`` may overflow to ``-inf`` (a row spanning more
+    than the dtype's range), whose ``exp`` is exactly the 0 it stands for; the sum is at least
+    1 (the peak's own term) and at most V, so its log never overflows.
+    """
     peak_M1 = np.where(peak_M1 > -np.inf, peak_M1, 0.0)
-    shifted_MV = logits_MV - peak_M1
+    with np.errstate(over="ignore"):
+        shifted_MV = logits_MV - peak_M1
     np.exp(shifted_MV, out=shifted_MV)
     with np.errstate(divide="ignore"):
         log_total_M1 = np.log(shifted_MV.sum(axis=1, keepdims=True), dtype=np.float64)

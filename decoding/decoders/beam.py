@@ -30,6 +30,7 @@ tokens when log-probs tie. Sorting is stable, so results are deterministic.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -539,8 +540,18 @@ class BeamSearchDecoder(Decoder):
         ]
 
 
-@functools.cache
+_DEFAULT_MODEL_LOCK = threading.Lock()
+
+
 def _default_model() -> LanguageModel:
+    """``NumpyTransformerLM()``, built once. ``functools.cache`` alone lets threads racing on
+    a cold cache each build one; under the lock the first builds it and the others reuse it."""
+    with _DEFAULT_MODEL_LOCK:
+        return _cached_default_model()
+
+
+@functools.cache
+def _cached_default_model() -> LanguageModel:
     from decoding.models.transformer import NumpyTransformerLM
 
     return NumpyTransformerLM()

@@ -80,17 +80,49 @@ class ScriptedLM(LanguageModel):
         return array
 
     def lookup(self, sequence: Sequence[int]) -> np.ndarray:
-        """The ``[V]`` row for ``sequence``: its longest suffix that is a key."""
-        sequence = tuple(int(t) for t in sequence)
-        for size in range(min(len(sequence), self._longest_key), -1, -1):
-            row = self.table.get(sequence[len(sequence) - size :])
+        """The ``[V]`` row for ``sequence``: its longest suffix that is a key. Reads only the
+        last ``longest key`` tokens, so the cost does not grow with the sequence."""
+        length = len(sequence)
+        tail = tuple(int(t) for t in sequence[max(0, length - self._longest_key) :])
+        for size in range(min(len(tail), self._longest_key), -1, -1):
+            row = self.table.get(tail[len(tail) - size :])
             if row is not None:
                 return row
-        raise KeyError(f"ScriptedLM has no row for {sequence!r} nor any suffix of it")
+        shown = tuple(int(t) for t in sequence) if length <= 32 else ("...", *tail)
+        raise KeyError(f"ScriptedLM has no row for {shown!r} nor any suffix of it")
 
     def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:
         """``[N sequences] -> [N, V]``: the scripted rows."""
-        return np.stack([self.lookup(s) for s in sequences]).reshape(len(sequences), -1)
+        return self._rows([self.lookup(s) for s in sequences])
+
+    def _rows(self, rows: list[np.ndarray]) -> np.ndarray:
+        if not rows:
+            return np.empty((0, self.vocab_size))
+        return np.stack(rows)
+
+    # A lookup needs only the last `_longest_key` tokens of a row, so the state keeps just
+    # those: each step costs O(rows * longest key), whatever the sequence length.
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, tuple]:
+        """``[M prompts] -> (logits [M, V], state)``; the state keeps each row's suffix."""
+        keep = self._longest_key
+        tails = tuple(
+            tuple(int(t) for t in p[max(0, len(p) - keep) :]) if keep else () for p in prompts
+        )
+        return self._rows([self.lookup(p) for p in prompts]), tails
+
+    def extend(
+        self, state: tuple, parents_M: np.ndarray, tokens_M: np.ndarray
+    ) -> tuple[np.ndarray, tuple]:
+        """New row i = old row ``parents_M[i]`` + ``tokens_M[i]``, as suffixes."""
+        keep = self._longest_key
+        tails = tuple(
+            (state[p] + (t,))[-keep:] if keep else ()
+            for p, t in zip(
+                np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist(), strict=True
+            )
+        )
+        return self._rows([self.lookup(t) for t in tails]), tails
 
 
 def normalised(vocab_size: int, logprobs: Mapping[int, float]) -> np.ndarray:

@@ -12,12 +12,13 @@ a record `NumpyTransformerLM.extend` returns, so beam reordering is a gather by 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import attrs
 import numpy as np
 
-from decoding._checks import check_prompts, positive_int
+from decoding._checks import check_prompts, float_dtype, int_array, positive_int, seed_int
 from decoding.model import LanguageModel
 
 __all__ = ["BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
@@ -56,17 +57,50 @@ class TransformerWeights:
 class _Slab:
     """Cache storage shared by a chain of `KVCache` states; only the newest state writes to it.
 
-    Rows are physical slots. ``generation`` counts writes, so a state can tell whether the slab
-    still holds what it describes.
+    Rows are physical slots; there are as many as the rows of the state that made the slab.
+    Columns are split into chunks, each its own ``[L, R, H, C, E]`` array: when the columns run
+    out a chunk of half the capacity so far is added (capacity grows 1.5x, nothing is copied),
+    so memory follows the longest sequence. ``generation`` counts writes, so a state can tell
+    whether the slab still holds what it describes. ``lock`` makes "is this state current? then
+    write" atomic: every read or write of the arrays by `NumpyTransformerLM.extend` holds it.
     """
 
-    __slots__ = ("bias_R1S", "generation", "k_LRHSE", "pad_R", "v_LRHSE")
+    __slots__ = ("bias_R1S", "generation", "k_chunks", "lock", "pad_R", "v_chunks")
 
     def __init__(self, k_LRHSE: np.ndarray, v_LRHSE: np.ndarray, pad_R: np.ndarray) -> None:
-        self.k_LRHSE, self.v_LRHSE, self.pad_R = k_LRHSE, v_LRHSE, pad_R
+        self.k_chunks, self.v_chunks, self.pad_R = [k_LRHSE], [v_LRHSE], pad_R
         # Attention bias for one new query per row over every cache column (see key_bias).
         self.bias_R1S = key_bias(pad_R, k_LRHSE.shape[3], k_LRHSE.dtype)
         self.generation = 0
+        self.lock = threading.Lock()
+
+    @property
+    def rows(self) -> int:
+        return self.pad_R.size
+
+    @property
+    def capacity(self) -> int:
+        return sum(k.shape[3] for k in self.k_chunks)
+
+    def add_columns(self, columns: int) -> None:
+        """Append a chunk of ``columns`` columns (uninitialised); the filled ones stay put."""
+        k = self.k_chunks[0]
+        shape = (*k.shape[:3], columns, k.shape[4])
+        self.k_chunks.append(np.empty(shape, k.dtype))
+        self.v_chunks.append(np.empty(shape, k.dtype))
+        self.bias_R1S = key_bias(self.pad_R, self.capacity, k.dtype)
+
+    def gather(self, source_M: np.ndarray, start: int, out: _Slab) -> None:
+        """Copy columns ``[:start]`` of slots ``source_M`` into slots ``0 .. M-1`` of ``out``
+        (a one-chunk slab)."""
+        offset = 0
+        for k, v in zip(self.k_chunks, self.v_chunks, strict=True):
+            stop = min(k.shape[3], start - offset)
+            if stop <= 0:
+                break
+            out.k_chunks[0][:, :, :, offset : offset + stop] = k[:, source_M, :, :stop]
+            out.v_chunks[0][:, :, :, offset : offset + stop] = v[:, source_M, :, :stop]
+            offset += stop
 
 
 @attrs.frozen(eq=False)
@@ -85,6 +119,11 @@ class KVCache:
     length: int  # cache columns filled (the same for every row: rows are left-padded)
     prompts: tuple[tuple[int, ...], ...]
     history: tuple[tuple[np.ndarray, np.ndarray], ...]  # (parents_M, tokens_M) per extend
+
+    @property
+    def allocated(self) -> tuple[int, int]:
+        """``(rows, columns)`` of the cache storage this state lives in."""
+        return self.slab.rows, self.slab.capacity
 
     @property
     def is_current(self) -> bool:
@@ -264,24 +303,57 @@ def attention(
     return scores_NHTS @ v_NHSE
 
 
+def chunked_attention(
+    q_NHTE: np.ndarray,
+    k_chunks: Sequence[np.ndarray],
+    v_chunks: Sequence[np.ndarray],
+    bias_NTS: np.ndarray,
+) -> np.ndarray:
+    """`attention` over keys and values split along ``S`` into chunks ``[N, H, S_i, E]``."""
+    if len(k_chunks) == 1:
+        return attention(q_NHTE, k_chunks[0], v_chunks[0], bias_NTS)
+    scores_NHTS = np.concatenate([q_NHTE @ k.swapaxes(-1, -2) for k in k_chunks], axis=-1)
+    scores_NHTS += bias_NTS[:, None]
+    scores_NHTS -= scores_NHTS.max(axis=-1, keepdims=True)
+    np.exp(scores_NHTS, out=scores_NHTS)
+    scores_NHTS /= np.add.reduce(scores_NHTS, axis=-1, keepdims=True)
+    out_NHTE = scores_NHTS[..., : v_chunks[0].shape[2]] @ v_chunks[0]
+    offset = v_chunks[0].shape[2]
+    for v in v_chunks[1:]:
+        out_NHTE += scores_NHTS[..., offset : offset + v.shape[2]] @ v
+        offset += v.shape[2]
+    return out_NHTE
+
+
 def block(
     x_NTD: np.ndarray,
     w: FoldedBlock,
     n_heads: int,
-    k_NHSE: np.ndarray,
-    v_NHSE: np.ndarray,
+    k_NHSE: np.ndarray | Sequence[np.ndarray],
+    v_NHSE: np.ndarray | Sequence[np.ndarray],
     start: int,
     bias_NTS: np.ndarray,
 ) -> np.ndarray:
     """``[N, T, D] -> [N, T, D]``; writes this block's keys/values into cache columns
-    ``[start, start + T)`` and attends over ``[0, start + T)``."""
+    ``[start, start + T)`` and attends over ``[0, start + T)``. The cache may be one array or a
+    list of chunks split along ``S``; the columns written must lie in one chunk."""
     n, t, d = x_NTD.shape
     qkv_NT3D = linear(normalize(x_NTD), w.qkv_w_D3D, w.qkv_b_3D)
     qkv_3NHTE = qkv_NT3D.reshape(n, t, 3, n_heads, d // n_heads).transpose(2, 0, 3, 1, 4)
     end = start + t
-    k_NHSE[:, :, start:end] = qkv_3NHTE[1]
-    v_NHSE[:, :, start:end] = qkv_3NHTE[2]
-    heads_NHTE = attention(qkv_3NHTE[0], k_NHSE[:, :, :end], v_NHSE[:, :, :end], bias_NTS)
+    k_chunks = [k_NHSE] if isinstance(k_NHSE, np.ndarray) else k_NHSE
+    v_chunks = [v_NHSE] if isinstance(v_NHSE, np.ndarray) else v_NHSE
+    keys, values, offset = [], [], 0
+    for k, v in zip(k_chunks, v_chunks, strict=True):
+        size = k.shape[2]
+        if offset <= start < offset + size:
+            k[:, :, start - offset : end - offset] = qkv_3NHTE[1]
+            v[:, :, start - offset : end - offset] = qkv_3NHTE[2]
+        if offset < end:
+            keys.append(k[:, :, : end - offset])
+            values.append(v[:, :, : end - offset])
+        offset += size
+    heads_NHTE = chunked_attention(qkv_3NHTE[0], keys, values, bias_NTS)
     heads_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d)
     x_NTD = x_NTD + linear(heads_NTD, w.out_w_DD, w.out_b_D)
     hidden_NTF = gelu(linear(normalize(x_NTD), w.fc_w_DF, w.fc_b_F))
@@ -294,20 +366,31 @@ def forward(
     tokens_NT: np.ndarray,
     positions_NT: np.ndarray,
     bias_NTS: np.ndarray,
-    k_LNHSE: np.ndarray,
-    v_LNHSE: np.ndarray,
+    k_LNHSE: np.ndarray | Sequence[np.ndarray],
+    v_LNHSE: np.ndarray | Sequence[np.ndarray],
     start: int,
     rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Run ``tokens_NT`` at cache columns ``[start, start + T)``; ``-> logits [M, V]`` of the
-    last position of ``rows`` (default: all N). Fills those cache columns.
+    last position of ``rows`` (default: all N). Fills those cache columns. The cache is one
+    array per K and V or a list of chunks split along ``S`` (see `block`).
 
     ``bias_NTS`` masks keys ``[0, start + T)``: 0 where visible, ``-inf`` where not.
     """
     x_NTD = weights.wte_VD[tokens_NT]
     x_NTD += weights.wpe_PD[positions_NT]
+    k_chunks = [k_LNHSE] if isinstance(k_LNHSE, np.ndarray) else k_LNHSE
+    v_chunks = [v_LNHSE] if isinstance(v_LNHSE, np.ndarray) else v_LNHSE
     for layer, w in enumerate(weights.blocks):
-        x_NTD = block(x_NTD, w, weights.n_heads, k_LNHSE[layer], v_LNHSE[layer], start, bias_NTS)
+        x_NTD = block(
+            x_NTD,
+            w,
+            weights.n_heads,
+            [k[layer] for k in k_chunks],
+            [v[layer] for v in v_chunks],
+            start,
+            bias_NTS,
+        )
     last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
     return linear(normalize(last_MD), weights.head_w_DV, weights.head_b_V)
 
@@ -357,9 +440,8 @@ class NumpyTransformerLM(LanguageModel):
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         n_layers = positive_int("n_layers", n_layers)
         self.max_sequence_length = positive_int("n_ctx", n_ctx)
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.seed: int | None = int(seed)
+        self.seed: int | None = seed_int("seed", seed)
+        dtype = float_dtype("dtype", dtype)
         self._load(
             init_weights(
                 self.vocab_size, d_model, n_heads, n_layers, self.max_sequence_length, self.seed
@@ -423,6 +505,13 @@ class NumpyTransformerLM(LanguageModel):
         shape = (len(w.blocks), rows, w.n_heads, capacity, d // w.n_heads)
         return _Slab(np.empty(shape, self.dtype), np.empty(shape, self.dtype), pad_R)
 
+    def _capacity(self, capacity: int, filled: int, pad_R: np.ndarray) -> int:
+        """Columns for a slab whose rows have ``filled`` columns and will take more: 1.5x the
+        current ``capacity`` (at least 8 more than ``filled``), but never past the column at
+        which every row would exceed the position table."""
+        limit = self.max_sequence_length + int(pad_R.max(initial=0))
+        return max(filled + 1, min(max(capacity + capacity // 2, filled + 8), limit))
+
     def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, KVCache]:
         """``[N prompts] -> (logits [N, V], cache)``; prompts of any lengths, one batched call."""
         checked = check_prompts(prompts, self.vocab_size)
@@ -439,11 +528,11 @@ class NumpyTransformerLM(LanguageModel):
         tokens_NT = np.zeros((len(checked), width), dtype=np.int64)
         for i, prompt in enumerate(checked):
             tokens_NT[i, pad_N[i] :] = prompt
-        slab = self._new_slab(len(checked), width + 64, pad_N)
+        slab = self._new_slab(len(checked), self._capacity(width, width, pad_N), pad_N)
         positions_NT = np.maximum(np.arange(width) - pad_N[:, None], 0)
         bias_NTT = causal_bias(pad_N, width, self.dtype)
         logits_NV = forward(
-            self._folded, tokens_NT, positions_NT, bias_NTT, slab.k_LRHSE, slab.v_LRHSE, start=0
+            self._folded, tokens_NT, positions_NT, bias_NTT, slab.k_chunks, slab.v_chunks, start=0
         )
         slots_N = _readonly(np.arange(len(checked)))
         return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, ())
@@ -452,8 +541,8 @@ class NumpyTransformerLM(LanguageModel):
         self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
     ) -> tuple[np.ndarray, KVCache]:
         """Reorder the cache by ``parents_M``, then run one token per row (see `KVCache`)."""
-        parents_M = np.asarray(parents_M, dtype=np.int64)
-        tokens_M = np.asarray(tokens_M, dtype=np.int64)
+        parents_M = int_array("parents_M", parents_M)
+        tokens_M = int_array("tokens_M", tokens_M)
         rows = state.slot_M.size
         if parents_M.ndim != 1 or parents_M.shape != tokens_M.shape:
             raise ValueError(
@@ -464,24 +553,39 @@ class NumpyTransformerLM(LanguageModel):
             raise ValueError(f"parents_M must index the state's {rows} rows, got {parents_M}")
         if tokens_M.size and not (0 <= tokens_M.min() and tokens_M.max() < self.vocab_size):
             raise ValueError(f"tokens_M must be in [0, {self.vocab_size}), got {tokens_M}")
-        if not state.is_current:
-            state = self.prefill(state.sequences())[1]
+        with state.slab.lock:
+            if state.is_current:
+                return self._extend_current(state, parents_M, tokens_M)
+        # An older state (a later extend wrote its slab): rebuild its rows into a new slab,
+        # which no other thread can see yet.
+        state = self.prefill(state.sequences())[1]
+        with state.slab.lock:
+            return self._extend_current(state, parents_M, tokens_M)
+
+    def _extend_current(
+        self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
+    ) -> tuple[np.ndarray, KVCache]:
+        """`extend` of a state its slab still holds; the caller holds ``state.slab.lock``."""
         slab, start = state.slab, state.length
         source_M = state.slot_M[parents_M]
         if start - int(slab.pad_R[source_M].min(initial=start)) >= self.max_sequence_length:
             raise ValueError(
                 f"sequence would exceed the position table (n_ctx={self.max_sequence_length})"
             )
-        capacity = slab.k_LRHSE.shape[3]
-        if start == capacity or parents_M.size > slab.pad_R.size:
-            # Grow: a new slab, filled by one gather; the old one is left as it was.
-            grown = self._new_slab(parents_M.size, 2 * capacity, slab.pad_R[source_M])
-            grown.k_LRHSE[:, :, :, :start] = slab.k_LRHSE[:, source_M, :, :start]
-            grown.v_LRHSE[:, :, :, :start] = slab.v_LRHSE[:, source_M, :, :start]
+        capacity = slab.capacity
+        if parents_M.size > slab.rows:
+            # More rows: a new slab of exactly that many, filled by one gather; the old one is
+            # left as it was. Columns grow only if they ran out.
+            pad_M = slab.pad_R[source_M]
+            columns = capacity if start < capacity else self._capacity(capacity, start, pad_M)
+            grown = self._new_slab(parents_M.size, columns, pad_M)
+            slab.gather(source_M, start, grown)
             slab, slot_M = grown, np.arange(parents_M.size)
         else:
             slab.generation += 1  # from here on, older states must not trust the slab
             slot_M = _reorder_in_place(slab, source_M, start)
+            if start == capacity:
+                slab.add_columns(self._capacity(capacity, start, slab.pad_R) - capacity)
         tokens_R = np.zeros(slab.pad_R.size, dtype=np.int64)
         tokens_R[slot_M] = tokens_M
         logits_MV = forward(
@@ -491,8 +595,8 @@ class NumpyTransformerLM(LanguageModel):
             # positions inside the table.
             np.minimum(start - slab.pad_R, self.max_sequence_length - 1)[:, None],
             slab.bias_R1S[:, :, : start + 1],
-            slab.k_LRHSE,
-            slab.v_LRHSE,
+            slab.k_chunks,
+            slab.v_chunks,
             start,
             slot_M,
         )
@@ -521,8 +625,14 @@ def _reorder_in_place(slab: _Slab, source_M: np.ndarray, start: int) -> np.ndarr
     extra_X = np.flatnonzero(repeat_M)
     free_X = np.flatnonzero(children_R == 0)[: extra_X.size]
     from_X = source_M[extra_X]
-    slab.k_LRHSE[:, free_X, :, :start] = slab.k_LRHSE[:, from_X, :, :start]
-    slab.v_LRHSE[:, free_X, :, :start] = slab.v_LRHSE[:, from_X, :, :start]
+    offset = 0
+    for k, v in zip(slab.k_chunks, slab.v_chunks, strict=True):
+        stop = min(k.shape[3], start - offset)
+        if stop <= 0:
+            break
+        k[:, free_X, :, :stop] = k[:, from_X, :, :stop]
+        v[:, free_X, :, :stop] = v[:, from_X, :, :stop]
+        offset += stop
     slab.pad_R[free_X] = slab.pad_R[from_X]
     slab.bias_R1S[free_X] = slab.bias_R1S[from_X]
     slot_M = source_M.copy()
