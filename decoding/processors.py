@@ -302,7 +302,7 @@ class TopP(LogitsProcessor):
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         rows, vocab = logits_MV.shape
-        if rows == 0:
+        if rows == 0 or self.p == 1.0:  # the whole mass: nothing to forbid (and no rounding)
             return logits_MV
         logprobs_MV = log_softmax(logits_MV)
         order_MV = np.argsort(-logprobs_MV, axis=1, kind="stable")

@@ -190,13 +190,6 @@ def test_top_p_keeps_the_smallest_most_likely_set_reaching_p():
     assert apply(TopP(0.5), [0.0, log(4), log(3), log(2)]) == [-inf, log(4), log(3), -inf]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TopP(1.0) forbids tokens of tiny but positive probability: it keeps tokens "
-    "while the float64 running mass is < p, and the running mass rounds to exactly 1.0 before "
-    "the last such token ([0, -50, -1]: token 1, p = 2e-22, is set to -inf), so "
-    "BeamSearchDecoder(3, 1, processors=[TopP(1.0)]) returns 2 beams instead of 3",
-)
 def test_top_p_1_forbids_nothing():
     # Reaching a mass of exactly 1 needs every token of positive probability.
     row = [0.0, -50.0, -1.0]

@@ -774,14 +774,6 @@ def test_finished_rows_leave_the_model_calls_by_hand():
     assert model.calls == [("prefill", 2), ("extend", 2), ("extend", 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SamplingDecoder.noise draws all B * num_samples * max_new_tokens uniforms at "
-    "init (and copies them in a transpose), so memory grows with max_new_tokens, not with the "
-    "tokens generated: max_new_tokens=2e6, 4 samples, every sample ending at step 1 peaks at "
-    "~128 MB (greedy: ~6 kB); per-prompt generators drawing num_samples numbers per step give "
-    "the same stream",
-)
 def test_sampling_memory_follows_the_tokens_generated_not_max_new_tokens():
     # Only EOS ids can follow: every sample ends at step 1.
     model = ScriptedLM({(): {0: 0.0, 1: -1.0}})

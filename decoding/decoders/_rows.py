@@ -21,7 +21,7 @@ from decoding.decoders.base import Decoder, check_request, check_same_model, own
 from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext
 
-__all__ = ["RowState", "RowDecoder"]
+__all__ = ["Noise", "RowDecoder", "RowState"]
 
 PAD = -1  # token slot of a row that had already finished
 
@@ -43,7 +43,7 @@ class RowState:
     finished_R: np.ndarray  # bool, the row ended with an EOS id
     logits_MV: np.ndarray | None  # processed logits of the live rows; None when done
     model_state: Any
-    noise_RN: np.ndarray | None  # per-row uniforms for each step (sampling), or None
+    noise: Noise | None  # the random numbers a sampling search draws from, or None
     model_row_M: np.ndarray  # int64, row of the model state each live row continues
     model: object = None  # the model the search runs on (a state belongs to it)
 
@@ -58,9 +58,53 @@ class RowState:
         return np.count_nonzero(self.tokens_RT != PAD, axis=1)
 
 
+@attrs.frozen(eq=False)
+class Noise:
+    """Uniform random numbers in [0, 1) for a sampling search, drawn a chunk of steps at a time.
+
+    Prompt b has its own stream (a PCG64 generator) and draws ``S`` numbers per step, one per
+    sample, so its numbers depend only on its seed and index. ``values_RC`` holds steps
+    ``[start, start + C)``; ``streams`` the generators' states after them (plain dicts: a state
+    is a value, and stepping an older state again redraws the same numbers).
+    """
+
+    values_RC: np.ndarray  # float64 [B * S, C], row b * S + s is prompt b's sample s
+    start: int
+    streams: tuple[dict[str, object], ...]
+    samples: int
+
+    CHUNK = 64
+
+    @classmethod
+    def start_streams(cls, seeds: list[np.random.SeedSequence], samples: int) -> Noise:
+        """Streams from ``seeds`` (one per prompt), nothing drawn yet."""
+        streams = tuple(np.random.PCG64(seed).state for seed in seeds)
+        empty = np.zeros((len(seeds) * samples, 0))
+        return cls(empty, 0, streams, samples)
+
+    def covering(self, step: int) -> Noise:
+        """This noise, or the next chunk's if ``step`` lies beyond this one."""
+        if step < self.start + self.values_RC.shape[1]:
+            return self
+        chunks, streams = [], []
+        for state in self.streams:
+            generator = np.random.PCG64()
+            generator.state = state
+            chunks.append(np.random.Generator(generator).random((self.CHUNK, self.samples)))
+            streams.append(generator.state)
+        values_RC = np.stack(chunks).transpose(0, 2, 1).reshape(-1, self.CHUNK)
+        values_RC.setflags(write=False)
+        return Noise(values_RC, self.start + self.values_RC.shape[1], tuple(streams), self.samples)
+
+    def at(self, rows_M: np.ndarray, step: int) -> np.ndarray:
+        """``[M]``: the numbers of rows ``rows_M`` for ``step`` (which this chunk covers)."""
+        return self.values_RC[rows_M, step - self.start]
+
+
 class RowDecoder(Decoder):
     """Base of decoders whose rows never interact: each live row appends one chosen token per
-    step. Subclasses give `samples`, `all_processors`, `noise` and `choose`."""
+    step. Subclasses give `samples`, `all_processors`, `choose` and, to draw random numbers,
+    `noise` (a `Noise` the driver advances before each step)."""
 
     max_new_tokens: int
     eos_token_ids: tuple[int, ...]
@@ -75,8 +119,8 @@ class RowDecoder(Decoder):
         """The processors applied to every step's logits, in order."""
         raise NotImplementedError
 
-    def noise(self, batch: int) -> np.ndarray | None:
-        """``[R, N]`` random numbers the search consumes, or None."""
+    def noise(self, batch: int) -> Noise | None:
+        """The random numbers the search consumes (see `Noise`), or None."""
         return None
 
     def choose(self, logprobs_MV: np.ndarray, state: RowState, rows_M: np.ndarray) -> np.ndarray:
@@ -124,7 +168,7 @@ class RowDecoder(Decoder):
             finished_R=_readonly(np.zeros(rows, dtype=bool)),
             logits_MV=logits_MV,
             model_state=model_state,
-            noise_RN=None if not checked else self.noise(batch),
+            noise=None if not checked else self.noise(batch),
             model_row_M=_readonly(prompt_index_R),
             model=model,
         )
@@ -151,6 +195,8 @@ class RowDecoder(Decoder):
         new_length = state.step + 1
         live_R = ~state.finished_R
         rows_M = np.flatnonzero(live_R)
+        if state.noise is not None:
+            state = attrs.evolve(state, noise=state.noise.covering(state.step))
         logprobs_MV = checked_log_softmax(state.logits_MV, new_length)
         blocked_M = ~(logprobs_MV > -np.inf).any(axis=1)
         if blocked_M.any():

@@ -272,6 +272,26 @@ def select(
         keep: how many entries to return per prompt, best first (default ``K``); each live
             row then offers its top ``min(max(2K, keep), V)`` tokens.
     """
+    # Differences of extreme finite logits (1e308 - -1e308) overflow to -inf: an impossible
+    # token, which is the right answer, so no warning.
+    with np.errstate(over="ignore"):
+        return _select_pools(
+            logits_MV, live_BK, logprob_BK, length_BK, finished_BK, new_length, scorer, step, keep
+        )
+
+
+def _select_pools(
+    logits_MV: np.ndarray,
+    live_BK: np.ndarray,
+    logprob_BK: np.ndarray,
+    length_BK: np.ndarray,
+    finished_BK: np.ndarray,
+    new_length: int,
+    scorer: Scorer,
+    step: int,
+    keep: int | None = None,
+) -> Selection:
+    """`select` without the error state."""
     batch, width = live_BK.shape
     keep = width if keep is None else keep
     rows, vocab = logits_MV.shape

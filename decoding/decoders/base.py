@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import check_eos_range, check_logits, check_prompts, positive_int
+from decoding._checks import check_eos_range, check_logits, check_prompts, model_vocab_size
 from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, apply_processors
@@ -66,7 +66,7 @@ def check_request(
     """
     if not isinstance(model, LanguageModel):
         raise TypeError(f"model must be a decoding.LanguageModel, got {model!r}")
-    vocab_size = positive_int("model.vocab_size", model.vocab_size)
+    vocab_size = model_vocab_size(model)
     check_eos_range(eos_token_ids, vocab_size)
     for processor in processors:
         processor.validate(vocab_size)

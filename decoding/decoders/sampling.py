@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 
 from decoding._checks import eos_ids, is_int, positive_int
-from decoding.decoders._rows import RowDecoder, RowState
+from decoding.decoders._rows import Noise, RowDecoder, RowState
 from decoding.decoders.beam import eos_setting
 from decoding.processors import (
     LogitsProcessor,
@@ -102,22 +102,17 @@ class SamplingDecoder(RowDecoder):
             extra.append(TopP(self.top_p))
         return (*self.processors, *extra)
 
-    def noise(self, batch: int) -> np.ndarray:
-        """``[B * S, N]`` uniforms in [0, 1): prompt b's from its own spawned stream."""
-        streams = np.random.SeedSequence(self.seed).spawn(batch)
-        shape = (self.max_new_tokens, self.num_samples)
-        draws_BNS = np.stack([np.random.default_rng(s).random(shape) for s in streams])
-        noise_RN = draws_BNS.transpose(0, 2, 1).reshape(batch * self.num_samples, -1)
-        noise_RN.setflags(write=False)
-        return noise_RN
+    def noise(self, batch: int) -> Noise:
+        """Prompt b's uniforms come from its own stream, spawned ``SeedSequence(seed)[b]``."""
+        return Noise.start_streams(np.random.SeedSequence(self.seed).spawn(batch), self.num_samples)
 
     def choose(self, logprobs_MV: np.ndarray, state: RowState, rows_M: np.ndarray) -> np.ndarray:
         """Inverse-CDF sampling: the first token whose cumulative probability exceeds the row's
         uniform times the total; a token with probability 0 is never drawn."""
-        assert state.noise_RN is not None
+        assert state.noise is not None
         probs_MV = np.exp(logprobs_MV)
         cumulative_MV = np.cumsum(probs_MV, axis=1)
-        target_M1 = state.noise_RN[rows_M, state.step, None] * cumulative_MV[:, -1:]
+        target_M1 = state.noise.at(rows_M, state.step)[:, None] * cumulative_MV[:, -1:]
         above_MV = cumulative_MV > target_M1
         token_M = np.argmax(above_MV, axis=1)
         # Rounding can put the target at the very top: take the last possible token then.

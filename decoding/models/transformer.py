@@ -465,9 +465,7 @@ class NumpyTransformerLM(LanguageModel):
         return model
 
     def _load(self, weights: TransformerWeights, dtype: type[np.floating] | str) -> None:
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype = float_dtype("dtype", dtype)
         self.weights = weights
         self._folded = fold(weights, self.dtype)
 

@@ -109,11 +109,6 @@ def test_model_vocab_size_helper_names_the_attribute():
         _checks.model_vocab_size(model)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="needs BeamSearchDecoder._check to call _checks.model_vocab_size (lead: beam.py)",
-)
 def test_model_without_vocab_size_is_a_type_error_from_decode():
     """Through the decoder: a TypeError naming model.vocab_size, before any model call."""
     with pytest.raises(TypeError, match=r"model\.vocab_size"):

@@ -98,6 +98,7 @@ def test_token_sequence_behaves_as_the_tuple_of_its_ids(prompt, appended, start,
     """len, indexing, slicing, iteration, equality, hashing, + and membership agree with the
     plain tuple; appending leaves the parent unchanged."""
     from decoding.model import TokenSequence
+
     seq = TokenSequence(prompt)
     parent = seq
     for t in appended:

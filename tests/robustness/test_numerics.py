@@ -61,16 +61,7 @@ def test_log_softmax_edge_rows_stay_warning_free():
     "dtype",
     [
         pytest.param(np.float32, id="float32"),
-        pytest.param(
-            np.float64,
-            id="float64",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=RuntimeWarning,
-                reason="select() subtracts the peak itself (x - peak overflows to -inf); lead: "
-                "wrap select's log-prob arithmetic in np.errstate(over='ignore')",
-            ),
-        ),
+        pytest.param(np.float64, id="float64"),
     ],
 )
 def test_beam_search_over_extreme_logits_is_warning_free(dtype):
