@@ -26,6 +26,8 @@ from decoding.decoders.rerank import RerankDecoder
 from decoding.decoders.sampling import SamplingDecoder
 from decoding.model import LanguageModel
 from decoding.models.ensemble import Ensemble
+from decoding.models.llama import NumpyLlamaLM
+from decoding.models.loading import Tokenizer, load_model, load_tokenizer
 from decoding.models.scripted import ScriptedLM
 from decoding.models.transformer import NumpyTransformerLM
 from decoding.processors import (
@@ -59,6 +61,7 @@ __all__ = [
     "LogitsProcessor",
     "MinNewTokens",
     "NoRepeatNGram",
+    "NumpyLlamaLM",
     "NumpyTransformerLM",
     "RepetitionPenalty",
     "RerankDecoder",
@@ -69,10 +72,13 @@ __all__ = [
     "StepContext",
     "Temperature",
     "TopK",
+    "Tokenizer",
     "TopP",
     "Trace",
     "TraceEntry",
     "batched_beam_search",
+    "load_model",
+    "load_tokenizer",
     "score_continuations",
     "trace",
 ]

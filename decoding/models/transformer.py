@@ -52,6 +52,7 @@ class TransformerWeights:
     lnf_g_D: np.ndarray
     lnf_b_D: np.ndarray
     n_heads: int
+    layer_norm_eps: float = 1e-5
 
 
 class _Slab:
@@ -202,6 +203,7 @@ class FoldedBlock:
     fc_b_F: np.ndarray
     proj_w_FD: np.ndarray
     proj_b_D: np.ndarray
+    eps: float = 1e-5  # LayerNorm epsilon
 
 
 @attrs.frozen(eq=False)
@@ -214,6 +216,7 @@ class FoldedWeights:
     head_w_DV: np.ndarray  # final LayerNorm gain times wte.T, C-contiguous
     head_b_V: np.ndarray | None
     n_heads: int
+    eps: float = 1e-5  # LayerNorm epsilon
 
 
 def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWeights:
@@ -239,6 +242,7 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
             fc_b_F=bias(w.ln2_b_D @ w.fc_w_DF + w.fc_b_F),
             proj_w_FD=cast(w.proj_w_FD),
             proj_b_D=bias(w.proj_b_D),
+            eps=weights.layer_norm_eps,
         )
         for w in weights.blocks
     )
@@ -249,6 +253,7 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
         head_w_DV=cast(weights.lnf_g_D[:, None] * weights.wte_VD.T),
         head_b_V=bias(weights.lnf_b_D @ weights.wte_VD.T),
         n_heads=weights.n_heads,
+        eps=weights.layer_norm_eps,
     )
 
 
@@ -338,7 +343,7 @@ def block(
     ``[start, start + T)`` and attends over ``[0, start + T)``. The cache may be one array or a
     list of chunks split along ``S``; the columns written must lie in one chunk."""
     n, t, d = x_NTD.shape
-    qkv_NT3D = linear(normalize(x_NTD), w.qkv_w_D3D, w.qkv_b_3D)
+    qkv_NT3D = linear(normalize(x_NTD, w.eps), w.qkv_w_D3D, w.qkv_b_3D)
     qkv_3NHTE = qkv_NT3D.reshape(n, t, 3, n_heads, d // n_heads).transpose(2, 0, 3, 1, 4)
     end = start + t
     k_chunks = [k_NHSE] if isinstance(k_NHSE, np.ndarray) else k_NHSE
@@ -356,7 +361,7 @@ def block(
     heads_NHTE = chunked_attention(qkv_3NHTE[0], keys, values, bias_NTS)
     heads_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d)
     x_NTD = x_NTD + linear(heads_NTD, w.out_w_DD, w.out_b_D)
-    hidden_NTF = gelu(linear(normalize(x_NTD), w.fc_w_DF, w.fc_b_F))
+    hidden_NTF = gelu(linear(normalize(x_NTD, w.eps), w.fc_w_DF, w.fc_b_F))
     x_NTD += linear(hidden_NTF, w.proj_w_FD, w.proj_b_D)
     return x_NTD
 
@@ -392,7 +397,7 @@ def forward(
             bias_NTS,
         )
     last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
-    return linear(normalize(last_MD), weights.head_w_DV, weights.head_b_V)
+    return linear(normalize(last_MD, weights.eps), weights.head_w_DV, weights.head_b_V)
 
 
 def key_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
@@ -497,10 +502,30 @@ class NumpyTransformerLM(LanguageModel):
             f"n_ctx={self.max_sequence_length}, seed={self.seed}, dtype={self.dtype.name})"
         )
 
-    def _new_slab(self, rows: int, capacity: int, pad_R: np.ndarray) -> _Slab:
+    def _forward(
+        self,
+        tokens_NT: np.ndarray,
+        positions_NT: np.ndarray,
+        bias_NTS: np.ndarray,
+        k_chunks: Sequence[np.ndarray],
+        v_chunks: Sequence[np.ndarray],
+        start: int,
+        rows: np.ndarray | None,
+    ) -> np.ndarray:
+        """The architecture's forward pass over the cache (`forward`); the cache driver
+        (`prefill`, `extend`) is shared with subclasses that override this and `_cache_shape`."""
+        return forward(
+            self._folded, tokens_NT, positions_NT, bias_NTS, k_chunks, v_chunks, start, rows
+        )
+
+    def _cache_shape(self) -> tuple[int, int, int]:
+        """``(layers, cached heads, head width)`` of the KV cache."""
         w = self.weights
-        d = w.wte_VD.shape[1]
-        shape = (len(w.blocks), rows, w.n_heads, capacity, d // w.n_heads)
+        return len(w.blocks), w.n_heads, w.wte_VD.shape[1] // w.n_heads
+
+    def _new_slab(self, rows: int, capacity: int, pad_R: np.ndarray) -> _Slab:
+        layers, heads, width = self._cache_shape()
+        shape = (layers, rows, heads, capacity, width)
         return _Slab(np.empty(shape, self.dtype), np.empty(shape, self.dtype), pad_R)
 
     def _capacity(self, capacity: int, filled: int, pad_R: np.ndarray) -> int:
@@ -529,8 +554,8 @@ class NumpyTransformerLM(LanguageModel):
         slab = self._new_slab(len(checked), self._capacity(width, width, pad_N), pad_N)
         positions_NT = np.maximum(np.arange(width) - pad_N[:, None], 0)
         bias_NTT = causal_bias(pad_N, width, self.dtype)
-        logits_NV = forward(
-            self._folded, tokens_NT, positions_NT, bias_NTT, slab.k_chunks, slab.v_chunks, start=0
+        logits_NV = self._forward(
+            tokens_NT, positions_NT, bias_NTT, slab.k_chunks, slab.v_chunks, 0, None
         )
         slots_N = _readonly(np.arange(len(checked)))
         return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, ())
@@ -586,8 +611,7 @@ class NumpyTransformerLM(LanguageModel):
                 slab.add_columns(self._capacity(capacity, start, slab.pad_R) - capacity)
         tokens_R = np.zeros(slab.pad_R.size, dtype=np.int64)
         tokens_R[slot_M] = tokens_M
-        logits_MV = forward(
-            self._folded,
+        logits_MV = self._forward(
             tokens_R[:, None],
             # Rows of no current sequence are computed too (and discarded): keep their
             # positions inside the table.

@@ -1,0 +1,328 @@
+"""A Llama-family LM in NumPy (Llama, Mistral, Qwen2 layouts) sharing the transformer's KV cache.
+
+Shapes: ``N`` rows, ``T`` new positions, ``S`` cached positions, ``D`` model width, ``H`` query
+heads, ``G`` key/value heads (grouped-query attention: ``H / G`` query heads share one),
+``E`` head width, ``F`` MLP width, ``L`` layers, ``V`` vocabulary.
+
+The block is pre-RMSNorm attention with rotary position embeddings (HF's rotate-half
+convention) and grouped-query attention, then a SwiGLU MLP; the head is tied to the embedding
+or not. Only the forward pass differs from `NumpyTransformerLM`: the KV-cache driver (batched,
+left-padded prefill; `extend` with reordering by parent) is inherited, the cache holding ``G``
+heads per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+import numpy as np
+
+from decoding._checks import float_dtype, positive_int, seed_int
+from decoding.models.transformer import NumpyTransformerLM, chunked_attention, linear
+
+__all__ = ["LlamaBlock", "LlamaWeights", "NumpyLlamaLM"]
+
+
+@attrs.frozen(eq=False)
+class LlamaBlock:
+    """One decoder layer; linear weights stored ``[in, out]``."""
+
+    attn_norm_D: np.ndarray
+    q_w_DX: np.ndarray  # X = H * E
+    k_w_DY: np.ndarray  # Y = G * E
+    v_w_DY: np.ndarray
+    o_w_XD: np.ndarray
+    mlp_norm_D: np.ndarray
+    gate_w_DF: np.ndarray
+    up_w_DF: np.ndarray
+    down_w_FD: np.ndarray
+    q_b_X: np.ndarray | None = None  # Qwen2 has attention biases
+    k_b_Y: np.ndarray | None = None
+    v_b_Y: np.ndarray | None = None
+
+
+@attrs.frozen(eq=False)
+class LlamaWeights:
+    """All weights and the shape settings the forward pass needs."""
+
+    embed_VD: np.ndarray
+    blocks: tuple[LlamaBlock, ...]
+    norm_D: np.ndarray
+    head_DV: np.ndarray | None  # None: tied to ``embed_VD.T``
+    n_heads: int
+    n_kv_heads: int
+    rope_theta: float = 10000.0
+    rms_eps: float = 1e-6
+
+
+def init_llama_weights(
+    vocab_size: int,
+    d_model: int,
+    n_heads: int,
+    n_kv_heads: int,
+    n_layers: int,
+    d_ff: int,
+    seed: int,
+    tied: bool,
+) -> LlamaWeights:
+    """Random weights from ``np.random.default_rng(seed)``, drawn in a fixed order."""
+    rng = np.random.default_rng(seed)
+    e = d_model // n_heads
+
+    def normal(fan_in: int, *shape: int) -> np.ndarray:
+        return rng.normal(0.0, fan_in**-0.5, size=shape)
+
+    blocks = tuple(
+        LlamaBlock(
+            attn_norm_D=np.ones(d_model),
+            q_w_DX=normal(d_model, d_model, n_heads * e),
+            k_w_DY=normal(d_model, d_model, n_kv_heads * e),
+            v_w_DY=normal(d_model, d_model, n_kv_heads * e),
+            o_w_XD=normal(n_heads * e, n_heads * e, d_model),
+            mlp_norm_D=np.ones(d_model),
+            gate_w_DF=normal(d_model, d_model, d_ff),
+            up_w_DF=normal(d_model, d_model, d_ff),
+            down_w_FD=normal(d_ff, d_ff, d_model),
+        )
+        for _ in range(n_layers)
+    )
+    embed = rng.normal(0.0, 1.0, size=(vocab_size, d_model))
+    head = None if tied else normal(d_model, d_model, vocab_size)
+    return LlamaWeights(embed, blocks, np.ones(d_model), head, n_heads, n_kv_heads)
+
+
+# -- the forward pass --------------------------------------------------------------------------
+
+
+def rms_norm(x: np.ndarray, gain_D: np.ndarray, eps: float) -> np.ndarray:
+    """``[..., D] -> [..., D]``: ``x / sqrt(mean(x ** 2) + eps) * gain``."""
+    scale = np.vecdot(x, x)[..., None]
+    scale /= x.shape[-1]
+    scale += eps
+    return x / np.sqrt(scale) * gain_D
+
+
+def rope(x_NHTE: np.ndarray, cos_NTE: np.ndarray, sin_NTE: np.ndarray) -> np.ndarray:
+    """Rotary embedding, HF's rotate-half convention: ``x cos + rotate_half(x) sin``."""
+    half = x_NHTE.shape[-1] // 2
+    rotated = np.concatenate([-x_NHTE[..., half:], x_NHTE[..., :half]], axis=-1)
+    return x_NHTE * cos_NTE[:, None] + rotated * sin_NTE[:, None]
+
+
+def rope_tables(
+    positions_NT: np.ndarray, width: int, theta: float, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(cos, sin)`` of shape ``[N, T, E]`` for the given positions (angles in float64)."""
+    inverse_E2 = 1.0 / theta ** (np.arange(0, width, 2, dtype=np.float64) / width)
+    angles_NTE2 = positions_NT[..., None].astype(np.float64) * inverse_E2
+    angles_NTE = np.concatenate([angles_NTE2, angles_NTE2], axis=-1)
+    return np.cos(angles_NTE).astype(dtype), np.sin(angles_NTE).astype(dtype)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """``x * sigmoid(x)``."""
+    return x / (1.0 + np.exp(-x))
+
+
+def llama_block(
+    x_NTD: np.ndarray,
+    w: LlamaBlock,
+    weights: LlamaWeights,
+    cos_NTE: np.ndarray,
+    sin_NTE: np.ndarray,
+    k_chunks: Sequence[np.ndarray],
+    v_chunks: Sequence[np.ndarray],
+    start: int,
+    bias_NTS: np.ndarray,
+) -> np.ndarray:
+    """``[N, T, D] -> [N, T, D]``; writes this layer's keys/values into cache columns
+    ``[start, start + T)`` (chunks ``[N, G, S_i, E]``) and attends over ``[0, start + T)``."""
+    n, t, _ = x_NTD.shape
+    heads, groups = weights.n_heads, weights.n_kv_heads
+    e = cos_NTE.shape[-1]
+    h_NTD = rms_norm(x_NTD, w.attn_norm_D, weights.rms_eps)
+    q_NHTE = linear(h_NTD, w.q_w_DX, w.q_b_X).reshape(n, t, heads, e).transpose(0, 2, 1, 3)
+    k_NGTE = linear(h_NTD, w.k_w_DY, w.k_b_Y).reshape(n, t, groups, e).transpose(0, 2, 1, 3)
+    v_NGTE = linear(h_NTD, w.v_w_DY, w.v_b_Y).reshape(n, t, groups, e).transpose(0, 2, 1, 3)
+    q_NHTE = rope(q_NHTE, cos_NTE, sin_NTE) * x_NTD.dtype.type(e**-0.5)
+    k_NGTE = rope(k_NGTE, cos_NTE, sin_NTE)
+    end = start + t
+    keys, values, offset = [], [], 0
+    for k, v in zip(k_chunks, v_chunks, strict=True):
+        size = k.shape[2]
+        if offset <= start < offset + size:
+            k[:, :, start - offset : end - offset] = k_NGTE
+            v[:, :, start - offset : end - offset] = v_NGTE
+        if offset < end:
+            keys.append(k[:, :, : end - offset])
+            values.append(v[:, :, : end - offset])
+        offset += size
+    # Grouped-query attention: the H / G query heads of a group, times T, form one long query
+    # axis against the group's keys.
+    share = heads // groups
+    q_NGQE = q_NHTE.reshape(n, groups, share * t, e)
+    bias_NQS = np.tile(bias_NTS, (1, share, 1))
+    out_NHTE = chunked_attention(q_NGQE, keys, values, bias_NQS).reshape(n, heads, t, e)
+    x_NTD = x_NTD + linear(out_NHTE.transpose(0, 2, 1, 3).reshape(n, t, heads * e), w.o_w_XD, None)
+    h_NTD = rms_norm(x_NTD, w.mlp_norm_D, weights.rms_eps)
+    gated_NTF = silu(linear(h_NTD, w.gate_w_DF, None)) * linear(h_NTD, w.up_w_DF, None)
+    return x_NTD + linear(gated_NTF, w.down_w_FD, None)
+
+
+class NumpyLlamaLM(NumpyTransformerLM):
+    """Llama-family LM: RMSNorm, rotary position embeddings, grouped-query attention, SwiGLU
+    MLP, tied or untied head. Random weights from a seed, or a checkpoint's via
+    `decoding.load_model` / `from_weights`.
+
+    Args:
+        vocab_size, d_model, n_heads, n_layers: as `NumpyTransformerLM`.
+        n_kv_heads: key/value heads (``n_heads`` must be a multiple); defaults to ``n_heads``.
+        d_ff: MLP width (default ``4 * d_model``).
+        max_sequence_length: the longest sequence accepted (RoPE has no table).
+        tied: whether the output head is the token embedding.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 1000,
+        d_model: int = 64,
+        n_heads: int = 4,
+        n_layers: int = 1,
+        n_kv_heads: int | None = None,
+        d_ff: int | None = None,
+        max_sequence_length: int = 2048,
+        seed: int = 0,
+        tied: bool = False,
+        dtype: type[np.floating] | str = "float32",
+    ) -> None:
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        d_model = positive_int("d_model", d_model)
+        n_heads = positive_int("n_heads", n_heads)
+        n_layers = positive_int("n_layers", n_layers)
+        n_kv_heads = n_heads if n_kv_heads is None else positive_int("n_kv_heads", n_kv_heads)
+        d_ff = 4 * d_model if d_ff is None else positive_int("d_ff", d_ff)
+        if d_model % n_heads or (d_model // n_heads) % 2:
+            raise ValueError(
+                f"d_model ({d_model}) must split into n_heads ({n_heads}) heads of even width"
+            )
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+        if not isinstance(tied, bool):
+            raise TypeError(f"tied must be a bool, got {tied!r}")
+        self.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)
+        self.seed = seed_int("seed", seed)
+        weights = init_llama_weights(
+            self.vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, self.seed, tied
+        )
+        self._load_llama(weights, float_dtype("dtype", dtype))
+
+    @classmethod
+    def from_weights(  # type: ignore[override]
+        cls,
+        weights: LlamaWeights,
+        dtype: type[np.floating] | str = "float32",
+        max_sequence_length: int = 2048,
+    ) -> NumpyLlamaLM:
+        """A model with the given weights (Llama layout, ``[in, out]`` linear weights)."""
+        if not isinstance(weights, LlamaWeights):
+            raise TypeError(f"weights must be a LlamaWeights, got {type(weights)!r}")
+        model = cls.__new__(cls)
+        model.vocab_size = weights.embed_VD.shape[0]
+        model.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)
+        model.seed = None
+        model._load_llama(weights, float_dtype("dtype", dtype))
+        return model
+
+    def _load_llama(self, weights: LlamaWeights, dtype: np.dtype) -> None:
+        """Keep the weights in ``dtype`` only (each converted once)."""
+
+        def cast(array: np.ndarray | None) -> np.ndarray | None:
+            if array is None:
+                return None
+            out = np.ascontiguousarray(array, dtype=dtype)
+            out.setflags(write=False)
+            return out
+
+        self.dtype = dtype
+        blocks = tuple(
+            LlamaBlock(**{f.name: cast(getattr(b, f.name)) for f in attrs.fields(LlamaBlock)})
+            for b in weights.blocks
+        )
+        embed = cast(weights.embed_VD)
+        assert embed is not None
+        self.weights = attrs.evolve(  # type: ignore[assignment]
+            weights,
+            embed_VD=embed,
+            blocks=blocks,
+            norm_D=cast(weights.norm_D),
+            head_DV=cast(weights.head_DV),
+        )
+        self._head_DV = self.weights.head_DV if weights.head_DV is not None else embed.T
+
+    @property
+    def d_model(self) -> int:
+        """Model width D."""
+        return int(self.weights.embed_VD.shape[1])
+
+    @property
+    def n_heads(self) -> int:
+        """Query heads H."""
+        return int(self.weights.n_heads)
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads G."""
+        return int(self.weights.n_kv_heads)
+
+    @property
+    def n_layers(self) -> int:
+        """Decoder layers L."""
+        return len(self.weights.blocks)
+
+    @property
+    def n_ctx(self) -> int:
+        """The longest sequence accepted (= ``max_sequence_length``)."""
+        return self.max_sequence_length
+
+    def __repr__(self) -> str:
+        w = self.weights
+        return (
+            f"NumpyLlamaLM(vocab_size={self.vocab_size}, d_model={self.d_model}, "
+            f"n_heads={w.n_heads}, n_kv_heads={w.n_kv_heads}, n_layers={len(w.blocks)}, "
+            f"tied={w.head_DV is None}, seed={self.seed}, dtype={self.dtype.name})"
+        )
+
+    def _cache_shape(self) -> tuple[int, int, int]:
+        w = self.weights
+        return len(w.blocks), w.n_kv_heads, self.d_model // w.n_heads
+
+    def _forward(
+        self,
+        tokens_NT: np.ndarray,
+        positions_NT: np.ndarray,
+        bias_NTS: np.ndarray,
+        k_chunks: Sequence[np.ndarray],
+        v_chunks: Sequence[np.ndarray],
+        start: int,
+        rows: np.ndarray | None,
+    ) -> np.ndarray:
+        w = self.weights
+        x_NTD = w.embed_VD[tokens_NT]
+        cos_NTE, sin_NTE = rope_tables(
+            positions_NT, self.d_model // w.n_heads, w.rope_theta, self.dtype
+        )
+        for layer, block in enumerate(w.blocks):
+            x_NTD = llama_block(
+                x_NTD,
+                block,
+                w,
+                cos_NTE,
+                sin_NTE,
+                [k[layer] for k in k_chunks],
+                [v[layer] for v in v_chunks],
+                start,
+                bias_NTS,
+            )
+        last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
+        return linear(rms_norm(last_MD, w.norm_D, w.rms_eps), self._head_DV, None)
