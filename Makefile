@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench mutate clean
+.PHONY: demo test test-peers bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,17 @@ demo: $(STAMP)
 	$(BIN)/python -m decoding
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/peers
+
+# Peer tests: the same weights in HF transformers (torch CPU) and here. pip takes the local CPU
+# wheel for torch 2.13.0; unlike `make bench`, a failed install fails the target.
+PEERS_STAMP := $(VENV)/.installed-peers
+$(PEERS_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers
+	touch $@
+
+test-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m pytest -q tests/peers
 
 # Benchmarks: BLAS pinned to one thread. torch + transformers (the HF comparison) are optional:
 # pip takes the local CPU wheel for torch 2.13.0; if the install fails, the runner skips HF.

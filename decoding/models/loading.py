@@ -49,6 +49,9 @@ class _Tensors:
             except (ValueError, KeyError, TypeError) as error:
                 raise ValueError(f"{index} is not a safetensors index: {error}") from None
             files = {name: folder / shard for name, shard in weight_map.items()}
+            for shard in sorted(set(files.values())):
+                if not shard.exists():
+                    raise FileNotFoundError(f"checkpoint shard {shard} is missing")
         elif single.exists():
             files = {}
         else:
@@ -213,9 +216,7 @@ def _llama(config: dict[str, Any], tensors: _Tensors, dtype: np.dtype) -> Langua
             continue
         kind = scaling.get("rope_type", scaling.get("type")) if isinstance(scaling, dict) else None
         if kind != "default":
-            raise ValueError(
-                f"config.json: {key} type {kind!r} is not supported (plain RoPE only)"
-            )
+            raise ValueError(f"config.json: {key} type {kind!r} is not supported (plain RoPE only)")
     theta = _float(rope if "rope_theta" in rope else config, "rope_theta", 10000.0)
     act = config.get("hidden_act", "silu")
     if act != "silu":

@@ -204,6 +204,13 @@ class FoldedBlock:
     proj_w_FD: np.ndarray
     proj_b_D: np.ndarray
     eps: float = 1e-5  # LayerNorm epsilon
+    # Unfolded (weights already in the model dtype, shared rather than copied): the LayerNorm
+    # affines and the query scale applied at run time instead.
+    ln1_g_D: np.ndarray | None = None
+    ln1_b_D: np.ndarray | None = None
+    ln2_g_D: np.ndarray | None = None
+    ln2_b_D: np.ndarray | None = None
+    q_scale: float | None = None
 
 
 @attrs.frozen(eq=False)
@@ -217,11 +224,20 @@ class FoldedWeights:
     head_b_V: np.ndarray | None
     n_heads: int
     eps: float = 1e-5  # LayerNorm epsilon
+    lnf_g_D: np.ndarray | None = None  # unfolded: the final LayerNorm applied at run time
+    lnf_b_D: np.ndarray | None = None
 
 
 def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWeights:
     """Fold every LayerNorm affine and the attention scale into the next linear layer, in
-    float64, then cast to ``dtype``; all-zero biases become ``None`` and are skipped."""
+    float64, then cast to ``dtype``; all-zero biases become ``None`` and are skipped.
+
+    Weights that are already in ``dtype`` (a checkpoint converted once on loading) are not
+    folded but shared, so the model holds one copy of them; the affines and the query scale
+    are then applied at run time (`unfolded`).
+    """
+    if weights.wte_VD.dtype == np.dtype(dtype):
+        return unfolded(weights, np.dtype(dtype))
 
     def cast(array: np.ndarray) -> np.ndarray:
         return _readonly(np.ascontiguousarray(array, dtype=dtype))
@@ -255,6 +271,58 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
         n_heads=weights.n_heads,
         eps=weights.layer_norm_eps,
     )
+
+
+def unfolded(weights: TransformerWeights, dtype: np.dtype) -> FoldedWeights:
+    """`fold`'s result without folding: arrays in ``dtype`` are shared, not copied."""
+
+    def same(array: np.ndarray) -> np.ndarray:
+        return _readonly(np.ascontiguousarray(array, dtype=dtype))
+
+    def bias(array: np.ndarray | None) -> np.ndarray | None:
+        return same(array) if array is not None and array.any() else None
+
+    d = weights.wte_VD.shape[1]
+    blocks = tuple(
+        FoldedBlock(
+            qkv_w_D3D=same(w.qkv_w_D3D),
+            qkv_b_3D=bias(w.qkv_b_3D),
+            out_w_DD=same(w.out_w_DD),
+            out_b_D=bias(w.out_b_D),
+            fc_w_DF=same(w.fc_w_DF),
+            fc_b_F=bias(w.fc_b_F),
+            proj_w_FD=same(w.proj_w_FD),
+            proj_b_D=bias(w.proj_b_D),
+            eps=weights.layer_norm_eps,
+            ln1_g_D=same(w.ln1_g_D),
+            ln1_b_D=same(w.ln1_b_D),
+            ln2_g_D=same(w.ln2_g_D),
+            ln2_b_D=same(w.ln2_b_D),
+            q_scale=(d // weights.n_heads) ** -0.5,
+        )
+        for w in weights.blocks
+    )
+    wte = same(weights.wte_VD)
+    return FoldedWeights(
+        wte_VD=wte,
+        wpe_PD=same(weights.wpe_PD),
+        blocks=blocks,
+        head_w_DV=wte.T,  # a view: the head shares the embedding
+        head_b_V=None,
+        n_heads=weights.n_heads,
+        eps=weights.layer_norm_eps,
+        lnf_g_D=same(weights.lnf_g_D),
+        lnf_b_D=same(weights.lnf_b_D),
+    )
+
+
+def affine(x: np.ndarray, g: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
+    """``x * g + b`` in place, or ``x`` as it is when the affine was folded away (``None``)."""
+    if g is not None:
+        x *= g
+    if b is not None:
+        x += b
+    return x
 
 
 # -- the forward pass: small pure functions (picoGPT style) -----------------------------------
@@ -343,7 +411,11 @@ def block(
     ``[start, start + T)`` and attends over ``[0, start + T)``. The cache may be one array or a
     list of chunks split along ``S``; the columns written must lie in one chunk."""
     n, t, d = x_NTD.shape
-    qkv_NT3D = linear(normalize(x_NTD, w.eps), w.qkv_w_D3D, w.qkv_b_3D)
+    qkv_NT3D = linear(
+        affine(normalize(x_NTD, w.eps), w.ln1_g_D, w.ln1_b_D), w.qkv_w_D3D, w.qkv_b_3D
+    )
+    if w.q_scale is not None:
+        qkv_NT3D[..., :d] *= x_NTD.dtype.type(w.q_scale)
     qkv_3NHTE = qkv_NT3D.reshape(n, t, 3, n_heads, d // n_heads).transpose(2, 0, 3, 1, 4)
     end = start + t
     k_chunks = [k_NHSE] if isinstance(k_NHSE, np.ndarray) else k_NHSE
@@ -361,7 +433,9 @@ def block(
     heads_NHTE = chunked_attention(qkv_3NHTE[0], keys, values, bias_NTS)
     heads_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d)
     x_NTD = x_NTD + linear(heads_NTD, w.out_w_DD, w.out_b_D)
-    hidden_NTF = gelu(linear(normalize(x_NTD, w.eps), w.fc_w_DF, w.fc_b_F))
+    hidden_NTF = gelu(
+        linear(affine(normalize(x_NTD, w.eps), w.ln2_g_D, w.ln2_b_D), w.fc_w_DF, w.fc_b_F)
+    )
     x_NTD += linear(hidden_NTF, w.proj_w_FD, w.proj_b_D)
     return x_NTD
 
@@ -397,7 +471,8 @@ def forward(
             bias_NTS,
         )
     last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
-    return linear(normalize(last_MD, weights.eps), weights.head_w_DV, weights.head_b_V)
+    normed_MD = affine(normalize(last_MD, weights.eps), weights.lnf_g_D, weights.lnf_b_D)
+    return linear(normed_MD, weights.head_w_DV, weights.head_b_V)
 
 
 def key_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:

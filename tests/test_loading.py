@@ -1,0 +1,313 @@
+"""`load_model`, `NumpyLlamaLM`, `Tokenizer`: small checkpoints written here with
+``safetensors.numpy.save_file`` and HF key names (no torch), loaded and checked against the
+model's own full recompute, the weights written, and one prompt at a time."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import decoding
+
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+
+def write_gpt2(folder, rng, prefix="transformer.", vocab=40, d=16, layers=2, heads=2, ctx=32):
+    tensors = {
+        f"{prefix}wte.weight": rng.normal(size=(vocab, d)),
+        f"{prefix}wpe.weight": rng.normal(size=(ctx, d)) * 0.1,
+        f"{prefix}ln_f.weight": 1 + 0.1 * rng.normal(size=d),
+        f"{prefix}ln_f.bias": 0.1 * rng.normal(size=d),
+    }
+    for i in range(layers):
+        p = f"{prefix}h.{i}."
+        shapes = {
+            "ln_1.weight": (d,), "ln_1.bias": (d,), "attn.c_attn.weight": (d, 3 * d),
+            "attn.c_attn.bias": (3 * d,), "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
+            "ln_2.weight": (d,), "ln_2.bias": (d,), "mlp.c_fc.weight": (d, 4 * d),
+            "mlp.c_fc.bias": (4 * d,), "mlp.c_proj.weight": (4 * d, d), "mlp.c_proj.bias": (d,),
+        }  # fmt: skip
+        for name, shape in shapes.items():
+            scale = 1.0 if name.endswith("weight") and len(shape) == 1 else 0.3
+            tensors[p + name] = (1.0 if scale == 1.0 else 0.0) + scale * rng.normal(size=shape)
+    config = {
+        "model_type": "gpt2", "vocab_size": vocab, "n_embd": d, "n_head": heads,
+        "n_layer": layers, "n_positions": ctx, "layer_norm_epsilon": 1e-5,
+        "activation_function": "gelu_new",
+    }  # fmt: skip
+    save(folder, config, tensors)
+    return tensors
+
+
+def write_llama(
+    folder, rng, model_type="llama", vocab=40, d=16, layers=2, heads=4, kv=2, ff=24, tied=False,
+    biases=False, dtype=np.float64,
+):  # fmt: skip
+    e = d // heads
+    tensors = {"model.embed_tokens.weight": rng.normal(size=(vocab, d)),
+               "model.norm.weight": 1 + 0.1 * rng.normal(size=d)}  # fmt: skip
+    if not tied:
+        tensors["lm_head.weight"] = rng.normal(size=(vocab, d)) * 0.3
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        tensors |= {
+            p + "input_layernorm.weight": 1 + 0.1 * rng.normal(size=d),
+            p + "post_attention_layernorm.weight": 1 + 0.1 * rng.normal(size=d),
+            p + "self_attn.q_proj.weight": rng.normal(size=(heads * e, d)) * 0.4,
+            p + "self_attn.k_proj.weight": rng.normal(size=(kv * e, d)) * 0.4,
+            p + "self_attn.v_proj.weight": rng.normal(size=(kv * e, d)) * 0.4,
+            p + "self_attn.o_proj.weight": rng.normal(size=(d, heads * e)) * 0.4,
+            p + "mlp.gate_proj.weight": rng.normal(size=(ff, d)) * 0.4,
+            p + "mlp.up_proj.weight": rng.normal(size=(ff, d)) * 0.4,
+            p + "mlp.down_proj.weight": rng.normal(size=(d, ff)) * 0.4,
+        }
+        if biases:
+            tensors |= {
+                p + "self_attn.q_proj.bias": rng.normal(size=heads * e) * 0.1,
+                p + "self_attn.k_proj.bias": rng.normal(size=kv * e) * 0.1,
+                p + "self_attn.v_proj.bias": rng.normal(size=kv * e) * 0.1,
+            }
+    config = {
+        "model_type": model_type, "vocab_size": vocab, "hidden_size": d,
+        "intermediate_size": ff, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "num_key_value_heads": kv, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000.0, "tie_word_embeddings": tied, "hidden_act": "silu",
+    }  # fmt: skip
+    save(folder, config, {k: v.astype(dtype) for k, v in tensors.items()})
+    return tensors
+
+
+def save(folder, config, tensors):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    safetensors_numpy.save_file(
+        {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / "model.safetensors")
+    )
+
+
+CHECKPOINTS = {
+    "gpt2": lambda f, r: write_gpt2(f, r),
+    "gpt2-no-prefix": lambda f, r: write_gpt2(f, r, prefix=""),
+    "llama-gqa": lambda f, r: write_llama(f, r),
+    "llama-mha-tied": lambda f, r: write_llama(f, r, kv=4, tied=True),
+    "mistral": lambda f, r: write_llama(f, r, model_type="mistral", kv=1),
+    "qwen2-biases": lambda f, r: write_llama(f, r, model_type="qwen2", biases=True),
+}
+
+
+@pytest.fixture(params=list(CHECKPOINTS), scope="module")
+def checkpoint(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    tensors = CHECKPOINTS[request.param](folder, np.random.default_rng(len(request.param)))
+    return request.param, folder, tensors
+
+
+def test_cached_path_equals_full_recompute_with_reordered_parents(checkpoint):
+    name, folder, _ = checkpoint
+    model = decoding.load_model(folder, dtype="float64")
+    expected_type = (
+        decoding.NumpyTransformerLM if name.startswith("gpt2") else decoding.NumpyLlamaLM
+    )
+    assert type(model) is expected_type
+    prompts = [(1, 2, 3, 4), (5,), (6, 7)]
+    _, s0 = model.prefill(prompts)
+    logits1, s1 = model.extend(s0, np.array([2, 2, 0, 1]), np.array([8, 9, 10, 11]))
+    sequences1 = [(6, 7, 8), (6, 7, 9), (1, 2, 3, 4, 10), (5, 11)]
+    np.testing.assert_allclose(logits1, model.next_token_logits(sequences1), atol=1e-9)
+    logits2, _ = model.extend(s1, np.array([3, 0]), np.array([12, 13]))
+    np.testing.assert_allclose(
+        logits2, model.next_token_logits([(5, 11, 12), (6, 7, 8, 13)]), atol=1e-9
+    )
+    # An older state extended again gives its own logits.
+    again, _ = model.extend(s0, np.array([1]), np.array([14]))
+    np.testing.assert_allclose(again, model.next_token_logits([(5, 14)]), atol=1e-9)
+
+
+def test_left_padded_batches_equal_one_prompt_at_a_time(checkpoint):
+    _, folder, _ = checkpoint
+    model = decoding.load_model(folder, dtype="float64")
+    prompts = [(1, 2, 3, 4, 5, 6), (7,), (8, 9, 10)]
+    batched = model.next_token_logits(prompts)
+    for i, prompt in enumerate(prompts):
+        np.testing.assert_allclose(batched[i], model.next_token_logits([prompt])[0], atol=1e-9)
+    beams = decoding.BeamSearchDecoder(3, 4, eos_token_id=0).decode(model, prompts)
+    for i, prompt in enumerate(prompts):
+        alone = decoding.BeamSearchDecoder(3, 4, eos_token_id=0).decode(model, [prompt])[0]
+        assert [b.tokens for b in beams[i]] == [b.tokens for b in alone]
+
+
+class Recompute(decoding.LanguageModel):
+    """Only next_token_logits: the decoder's default path, full recompute each step."""
+
+    def __init__(self, inner):
+        self.inner, self.vocab_size = inner, inner.vocab_size
+
+    def next_token_logits(self, sequences):
+        return self.inner.next_token_logits([tuple(s) for s in sequences])
+
+
+def test_beam_search_on_a_loaded_model_equals_full_recompute(checkpoint):
+    _, folder, _ = checkpoint
+    model = decoding.load_model(folder, dtype="float64")
+    prompts = [[1, 2], [3]]
+    cached = decoding.BeamSearchDecoder(3, 5, eos_token_id=0).decode(model, prompts)
+    plain = decoding.BeamSearchDecoder(3, 5, eos_token_id=0).decode(Recompute(model), prompts)
+    assert [[b.tokens for b in r] for r in cached] == [[b.tokens for b in r] for r in plain]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_load_model_round_trips_the_weights_bit_for_bit(tmp_path, dtype):
+    rng = np.random.default_rng(7)
+    gpt = write_gpt2(tmp_path / "g", rng)
+    model = decoding.load_model(tmp_path / "g", dtype=dtype)
+    np.testing.assert_array_equal(model.weights.wte_VD, gpt["transformer.wte.weight"].astype(dtype))
+    qkv = gpt["transformer.h.1.attn.c_attn.weight"].astype(dtype)
+    np.testing.assert_array_equal(model.weights.blocks[1].qkv_w_D3D, qkv)
+    llama = write_llama(tmp_path / "l", rng)
+    model = decoding.load_model(tmp_path / "l", dtype=dtype)
+    assert model.dtype == np.dtype(dtype)
+    q = llama["model.layers.0.self_attn.q_proj.weight"].astype(dtype).T
+    np.testing.assert_array_equal(model.weights.blocks[0].q_w_DX, q)
+    assert model.weights.blocks[0].q_w_DX.dtype == np.dtype(dtype)
+
+
+def test_sharded_checkpoints_load(tmp_path):
+    rng = np.random.default_rng(3)
+    tensors = write_llama(tmp_path / "one", rng)
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    (sharded / "config.json").write_text((tmp_path / "one" / "config.json").read_text())
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[::2], names[1::2])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        safetensors_numpy.save_file({n: tensors[n] for n in part}, str(sharded / shard))
+        weight_map |= dict.fromkeys(part, shard)
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    one = decoding.load_model(tmp_path / "one", dtype="float64")
+    two = decoding.load_model(sharded, dtype="float64")
+    prompts = [(1, 2, 3)]
+    np.testing.assert_array_equal(one.next_token_logits(prompts), two.next_token_logits(prompts))
+
+
+def malformed(tmp_path, rng):
+    """(folder, error type, words in the message) for each broken checkpoint."""
+    cases = []
+
+    def new(name):
+        folder = tmp_path / name
+        write_llama(folder, rng)
+        return folder
+
+    cases.append((tmp_path / "absent", FileNotFoundError, ["does not exist"]))
+    f = new("no-config")
+    (f / "config.json").unlink()
+    cases.append((f, FileNotFoundError, ["config.json"]))
+    f = new("no-weights")
+    (f / "model.safetensors").unlink()
+    cases.append((f, FileNotFoundError, ["model.safetensors"]))
+    f = new("bad-json")
+    (f / "config.json").write_text("{not json")
+    cases.append((f, ValueError, ["config.json", "JSON"]))
+    for name, change, words in [
+        ("unknown-type", {"model_type": "bert"}, ["'bert'", "gpt2", "llama", "qwen2"]),
+        ("rope-scaling", {"rope_scaling": {"rope_type": "yarn"}}, ["rope_scaling", "'yarn'"]),
+        ("rope-params", {"rope_parameters": {"rope_type": "llama3"}}, ["'llama3'"]),
+        ("bad-heads", {"num_key_value_heads": 3}, ["num_key_value_heads"]),
+        ("missing-key", {"hidden_size": None}, ["hidden_size"]),
+        ("bad-act", {"hidden_act": "gelu"}, ["hidden_act", "'gelu'"]),
+    ]:
+        f = new(name)
+        config = json.loads((f / "config.json").read_text()) | change
+        config = {k: v for k, v in config.items() if v is not None}
+        (f / "config.json").write_text(json.dumps(config))
+        cases.append((f, ValueError, words))
+    f = new("missing-tensor")
+    tensors = safetensors_numpy.load_file(str(f / "model.safetensors"))
+    del tensors["model.layers.1.mlp.up_proj.weight"]
+    safetensors_numpy.save_file(tensors, str(f / "model.safetensors"))
+    cases.append((f, ValueError, ["model.layers.1.mlp.up_proj.weight", "missing"]))
+    f = new("wrong-shape")
+    tensors = safetensors_numpy.load_file(str(f / "model.safetensors"))
+    tensors["model.norm.weight"] = np.ones(5)
+    safetensors_numpy.save_file(tensors, str(f / "model.safetensors"))
+    cases.append((f, ValueError, ["model.norm.weight", "(5,)"]))
+    f = new("missing-shard")
+    (f / "model.safetensors").unlink()
+    index = {"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}
+    (f / "model.safetensors.index.json").write_text(json.dumps(index))
+    cases.append((f, FileNotFoundError, ["model-00001-of-00002.safetensors"]))
+    return cases
+
+
+def test_every_malformed_checkpoint_is_refused_by_name(tmp_path):
+    for folder, error, words in malformed(tmp_path, np.random.default_rng(0)):
+        with pytest.raises(error) as info:
+            decoding.load_model(folder)
+        assert all(w in str(info.value) for w in words), (folder.name, str(info.value))
+
+
+def test_bad_dtype_is_refused_before_reading(tmp_path):
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        decoding.load_model(tmp_path, dtype="int32")
+
+
+def test_loading_keeps_only_model_dtype_weights(tmp_path):
+    """Peak traced memory of a float32 load stays under 1.5x the float32 weights."""
+    rng = np.random.default_rng(1)
+    tensors = write_llama(tmp_path / "m", rng, d=64, layers=4, heads=4, kv=2, ff=192,
+                          vocab=2000, dtype=np.float32)  # fmt: skip
+    size = sum(t.size for t in tensors.values()) * 4
+    tracemalloc.start()
+    model = decoding.load_model(tmp_path / "m", dtype="float32")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert model.weights.embed_VD.dtype == np.float32
+    assert peak < 1.5 * size, (peak, size)
+
+
+def test_a_tokenizer_trained_offline_round_trips_text(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    model = tokenizers.models.WordLevel(unk_token="[UNK]")
+    inner = tokenizers.Tokenizer(model)
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    inner.decoder = tokenizers.decoders.WordPiece()  # joins words with spaces
+    trainer = tokenizers.trainers.WordLevelTrainer(special_tokens=["[UNK]"])
+    text = ["the cat sat on the mat", "a dog sat on a log", "the dog saw the cat"]
+    inner.train_from_iterator(text, trainer)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    inner.save(str(folder / "tokenizer.json"))
+    for tok in (
+        decoding.Tokenizer.from_file(folder / "tokenizer.json"),
+        decoding.load_tokenizer(folder),
+    ):
+        ids = tok.encode("the dog sat on the mat")
+        assert len(ids) == 6 and all(isinstance(i, int) for i in ids)
+        assert tok.decode(ids) == "the dog sat on the mat"
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        decoding.load_tokenizer(tmp_path)
+
+
+def test_missing_optional_package_names_the_install(tmp_path, monkeypatch):
+    write_gpt2(tmp_path / "g", np.random.default_rng(0))
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    with pytest.raises(ImportError, match=r"pip install 'decoding\[hf\]'"):
+        decoding.load_model(tmp_path / "g")
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
+    with pytest.raises(ImportError, match=r"pip install 'decoding\[hf\]'"):
+        decoding.Tokenizer.from_file(tmp_path / "tokenizer.json")
+
+
+def test_random_llama_constructor_is_seeded_and_checked():
+    a = decoding.NumpyLlamaLM(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, seed=5)
+    b = decoding.NumpyLlamaLM(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, seed=5)
+    np.testing.assert_array_equal(a.next_token_logits([(1, 2)]), b.next_token_logits([(1, 2)]))
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        decoding.NumpyLlamaLM(d_model=16, n_heads=4, n_kv_heads=3)
+    with pytest.raises(ValueError, match="seed"):
+        decoding.NumpyLlamaLM(seed=-1)
