@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from decoding.beam import Beam
@@ -22,6 +23,8 @@ from decoding.decoders.base import Decoder
 from decoding.decoders.beam import BeamSearchDecoder
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.sampling import SamplingDecoder
+from decoding.model import LanguageModel
+from decoding.models.loading import Tokenizer, load_model, load_tokenizer
 from decoding.models.transformer import NumpyTransformerLM
 from decoding.processors import (
     BanTokens,
@@ -211,6 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of tables"
     )
+    real = parser.add_argument_group("a real checkpoint (needs pip install 'decoding[hf]')")
+    real.add_argument(
+        "--model",
+        metavar="DIR",
+        help="a local HF-format checkpoint folder (config.json, model.safetensors, "
+        "tokenizer.json) instead of the random default model",
+    )
+    real.add_argument(
+        "--text",
+        action="append",
+        metavar='"..."',
+        help="a text prompt, encoded with the checkpoint's tokenizer; repeat for several",
+    )
     parser.add_argument(
         "--trace",
         action="store_true",
@@ -291,9 +307,11 @@ def _processors(args: argparse.Namespace) -> list[LogitsProcessor]:
     return processors
 
 
-def _eos_setting(values: list[int | None] | None) -> int | list[int] | None:
+def _eos_setting(
+    values: list[int | None] | None, default: int | list[int] | None = DEFAULT_EOS
+) -> int | list[int] | None:
     if values is None:
-        return DEFAULT_EOS
+        return default
     ids = [v for v in values if v is not None]
     if len(ids) < len(values) and ids:
         raise ValueError("--eos none cannot be combined with token ids")
@@ -310,7 +328,7 @@ def _decoder(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple
             if getattr(args, flag) is not None:
                 parser.error(f"--{flag.replace('_', '-')} applies only to --decoder {needs}")
 
-    eos = _eos_setting(args.eos)
+    eos = _eos_setting(args.eos, args.default_eos)
     processors = _processors(args)
     settings: dict[str, object] = {}
     decoder: Decoder
@@ -353,9 +371,9 @@ def _beam_json(beam: Beam) -> dict[str, object]:
     }
 
 
-def _table(beams: Sequence[Beam]) -> list[str]:
+def _table(beams: Sequence[Beam], tokenizer: Tokenizer | None = None) -> list[str]:
     """Rank, score, logprob, finished and tokens per beam; under each row, each token's
-    log-probability aligned with it."""
+    log-probability aligned with it (and, given a tokenizer, the decoded text)."""
     lines = [f"  {'rank':>4}  {'score':>9}  {'logprob':>9}  {'finished':<8}  tokens"]
     indent = " " * 40
     for rank, beam in enumerate(beams, start=1):
@@ -368,6 +386,8 @@ def _table(beams: Sequence[Beam]) -> list[str]:
         if logprobs:
             lps = "  ".join(lp.ljust(w) for lp, w in zip(logprobs, widths, strict=True))
             lines.append(indent + lps.rstrip())
+        if tokenizer is not None:
+            lines.append(indent + "text: " + json.dumps(tokenizer.decode(beam.tokens)))
     return lines
 
 
@@ -375,7 +395,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
-    prompts = args.prompt if args.prompt else [_prompt(p) for p in DEFAULT_PROMPTS]
+    tokenizer = None
+    args.default_eos = DEFAULT_EOS
+    if args.text and args.model is None:
+        parser.error("--text needs --model DIR (a checkpoint with a tokenizer.json)")
+    if args.model is not None:
+        model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
+        prompts = list(args.prompt or [])
+        try:
+            prompts += [tuple(tokenizer.encode(text)) for text in args.text or []]
+        except Exception as error:  # noqa: BLE001 - the tokenizer library's own errors
+            parser.error(f"--text: the tokenizer failed: {error}")
+        if not prompts:
+            parser.error("--model needs at least one --text (or --prompt)")
+        if not all(prompts):
+            parser.error("--text: a text encodes to no tokens; give some text")
+    else:
+        prompts = args.prompt if args.prompt else [_prompt(p) for p in DEFAULT_PROMPTS]
     if args.trace and args.json:
         parser.error(
             "--trace prints text trees and cannot be combined with --json; use --trace-dot PATH"
@@ -384,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--trace-dot needs a file path, got ''")
     recorded: Trace | None = None
     try:
-        model = NumpyTransformerLM(seed=args.seed)
+        if args.model is None:
+            model = NumpyTransformerLM(seed=args.seed)
         decoder, settings = _decoder(args, parser)
         if args.trace or args.trace_dot is not None:
             recorded = trace(decoder, model, prompts)
@@ -404,14 +441,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError as error:
                 parser.error(f"--trace-dot: cannot write {_shown(path)}: {error.strerror or error}")
     settings |= {"seed": args.seed, "model": repr(model)}
+    if args.model is not None:
+        settings["checkpoint"] = args.model
     if args.json:
-        text = _json(settings, prompts, results)
+        text = _json(settings, prompts, results, tokenizer)
     else:
         trees = None
         if args.trace and recorded is not None:
             trees = [recorded.to_text(b) for b in range(len(prompts))]
-        text = _tables(settings, prompts, results, trees)
+        text = _tables(settings, prompts, results, trees, tokenizer)
     return _write(text, parser.prog)
+
+
+def _checkpoint(
+    folder: str, parser: argparse.ArgumentParser
+) -> tuple[LanguageModel, Tokenizer, int | list[int] | None]:
+    """``(model, tokenizer, EOS ids from config.json)`` of ``--model``; one line on failure."""
+    try:
+        model = load_model(folder)
+        tokenizer = load_tokenizer(folder)
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except ImportError as error:
+        parser.error(str(error).splitlines()[0])
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"--model {_shown(folder)}: {str(error).splitlines()[0]}")
+    eos = config.get("eos_token_id")
+    if isinstance(eos, list):
+        eos = [int(e) for e in eos if isinstance(e, int) and 0 <= e < model.vocab_size] or None
+    elif not (isinstance(eos, int) and 0 <= eos < model.vocab_size):
+        eos = None
+    return model, tokenizer, eos
 
 
 def dot_paths(pattern: str, count: int) -> list[str]:
@@ -446,12 +505,20 @@ def _json(
     settings: dict[str, object],
     prompts: Sequence[Sequence[int]],
     results: Sequence[Sequence[Beam]],
+    tokenizer: Tokenizer | None = None,
 ) -> str:
-    """One JSON document, one line per beam."""
+    """One JSON document, one line per beam (with its decoded ``text`` given a tokenizer)."""
     entries = []
     for prompt, beams in zip(prompts, results, strict=True):
-        rows = ",\n".join(f"        {json.dumps(_beam_json(b))}" for b in beams)
-        entries.append(f'    {{"prompt": {json.dumps(list(prompt))}, "beams": [\n{rows}\n    ]}}')
+        shown = [
+            _beam_json(b) | ({} if tokenizer is None else {"text": tokenizer.decode(b.tokens)})
+            for b in beams
+        ]
+        rows = ",\n".join(f"        {json.dumps(b)}" for b in shown)
+        head = f'"prompt": {json.dumps(list(prompt))}'
+        if tokenizer is not None:
+            head += f', "prompt_text": {json.dumps(tokenizer.decode(prompt))}'
+        entries.append(f'    {{{head}, "beams": [\n{rows}\n    ]}}')
     body = ",\n".join(entries)
     return f'{{\n  "settings": {json.dumps(settings)},\n  "results": [\n{body}\n  ]\n}}\n'
 
@@ -461,9 +528,10 @@ def _tables(
     prompts: Sequence[Sequence[int]],
     results: Sequence[Sequence[Beam]],
     trees: Sequence[str] | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> str:
     """A settings header, then per prompt a header line and a table of its beams (and its
-    search tree, if ``trees`` are given)."""
+    search tree, if ``trees`` are given; each beam's decoded text, given a tokenizer)."""
     shown = {k: v for k, v in settings.items() if k not in ("model", "seed")}
     eos = shown.pop("eos_token_id")
     shown["eos"] = (
@@ -473,7 +541,9 @@ def _tables(
     lines = [str(settings["model"]), "  ".join(parts)]
     for i, (prompt, beams) in enumerate(zip(prompts, results, strict=True), start=1):
         lines += ["", f"prompt {i}/{len(prompts)}: {' '.join(str(t) for t in prompt)}"]
-        lines += _table(beams)
+        if tokenizer is not None:
+            lines.append(f"  text: {json.dumps(tokenizer.decode(prompt))}")
+        lines += _table(beams, tokenizer)
         if trees is not None:
             lines += ["", "  search tree:"]
             lines += [f"  {line}" for line in trees[i - 1].splitlines()]

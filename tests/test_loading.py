@@ -311,3 +311,82 @@ def test_random_llama_constructor_is_seeded_and_checked():
         decoding.NumpyLlamaLM(d_model=16, n_heads=4, n_kv_heads=3)
     with pytest.raises(ValueError, match="seed"):
         decoding.NumpyLlamaLM(seed=-1)
+
+
+# -- the command line with a checkpoint ----------------------------------------------------------
+
+
+def word_checkpoint(folder):
+    """A Llama checkpoint over a 12-word vocabulary with a matching WordLevel tokenizer."""
+    tokenizers = pytest.importorskip("tokenizers")
+    words = ["[UNK]", "</s>", "the", "cat", "dog", "sat", "on", "mat", "a", "log", "saw", "ran"]
+    inner = tokenizers.Tokenizer(
+        tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]")
+    )
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    inner.decoder = tokenizers.decoders.WordPiece()
+    write_llama(folder, np.random.default_rng(11), vocab=len(words))
+    config = json.loads((folder / "config.json").read_text()) | {"eos_token_id": 1}
+    (folder / "config.json").write_text(json.dumps(config))
+    inner.save(str(folder / "tokenizer.json"))
+    return words
+
+
+def test_cli_decodes_text_prompts_with_a_checkpoint(tmp_path, capsys):
+    from decoding.__main__ import main
+
+    words = word_checkpoint(tmp_path / "ckpt")
+    argv = ["--model", str(tmp_path / "ckpt"), "--text", "the cat sat", "--text", "a dog"]
+    assert main([*argv, "--max-new-tokens", "4", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    model = decoding.load_model(tmp_path / "ckpt")
+    prompts = [[2, 3, 5], [8, 4]]
+    expected = decoding.BeamSearchDecoder(4, 4, 0.6, 1).decode(model, prompts)
+    assert document["settings"]["eos_token_id"] == 1  # from config.json
+    for entry, prompt, beams in zip(document["results"], prompts, expected, strict=True):
+        assert entry["prompt"] == prompt
+        assert [b["tokens"] for b in entry["beams"]] == [list(b.tokens) for b in beams]
+        for got, beam in zip(entry["beams"], beams, strict=True):
+            text = " ".join(words[t] for t in beam.tokens if t != 1)  # </s> is not special
+            assert got["text"].replace("</s>", "").split() == text.replace("</s>", "").split()
+    assert main([*argv, "--max-new-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    assert 'text: "the cat sat"' in out and out.count("text: ") >= 2 + 2 * 4
+
+
+@pytest.mark.parametrize(
+    ("setup", "argv", "words"),
+    [
+        (None, ["--model", "{d}/absent", "--text", "hi"], ["does not exist"]),
+        ("no-tokenizer", ["--model", "{d}/ckpt", "--text", "the cat"], ["tokenizer"]),
+        ("ok", ["--text", "the cat"], ["--text needs --model"]),
+        ("ok", ["--model", "{d}/ckpt"], ["--text"]),
+        ("bad-config", ["--model", "{d}/ckpt", "--text", "the"], ["config.json"]),
+    ],
+)
+def test_cli_checkpoint_errors_are_one_line(tmp_path, capsys, setup, argv, words):
+    from decoding.__main__ import main
+
+    if setup is not None:
+        word_checkpoint(tmp_path / "ckpt")
+    if setup == "no-tokenizer":
+        (tmp_path / "ckpt" / "tokenizer.json").unlink()
+    if setup == "bad-config":
+        (tmp_path / "ckpt" / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(SystemExit) as info:
+        main([a.replace("{d}", str(tmp_path)) for a in argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+def test_cli_names_the_install_when_the_optional_package_is_missing(tmp_path, capsys, monkeypatch):
+    from decoding.__main__ import main
+
+    word_checkpoint(tmp_path / "ckpt")
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    with pytest.raises(SystemExit) as info:
+        main(["--model", str(tmp_path / "ckpt"), "--text", "the cat"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pip install 'decoding[hf]'" in err
