@@ -150,3 +150,11 @@ def test_extend_refuses_out_of_range_parents_and_tokens(parents, tokens):
     _, state = model.prefill([(1, 2), (3,)])
     with pytest.raises((ValueError, TypeError)):
         model.extend(state, np.array(parents), np.array(tokens))
+
+
+def test_length_penalty_scores_float32_logprobs_in_float64():
+    # -1/3 in float32 is not -1/3 in float64: the score must divide the float64 value.
+    logprob32 = np.array([-1.0 / 3.0], dtype=np.float32)
+    score = decoding.LengthPenalty(0.5).score(logprob32, np.array([3]))
+    assert score.dtype == np.float64
+    assert score[0] == np.float64(logprob32[0]) / 3**0.5
