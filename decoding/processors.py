@@ -24,7 +24,7 @@ from numbers import Real
 import attrs
 import numpy as np
 
-from decoding._checks import is_int
+from decoding._checks import brief, is_int
 from decoding.decoders._select import log_softmax
 
 __all__ = [
@@ -153,24 +153,32 @@ def _positive_int(name: str, value: object) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
-def positive_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
+def _real(name: str, value: object, rule: str) -> float:
+    """``value`` as a float if it is a real number (bool and np.timedelta64 refused); a real
+    beyond the float range becomes ``inf``. Messages say ``name must be {rule}``."""
+    if isinstance(value, bool | np.timedelta64) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be {rule}, got {brief(value)}")
     try:
-        number = float(value)
+        return float(value)
     except OverflowError:
-        number = math.inf
+        return math.inf
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {rule}, got {brief(value)}") from None
+
+
+def positive_real(name: str, value: object) -> float:
+    """A finite number > 0 as a float; otherwise an error naming ``name``."""
+    number = _real(name, value, "a finite number > 0")
     if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite number > 0, got {brief(value)}")
     return number
 
 
 def probability(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
-    number = float(value)
+    """A number in (0, 1] as a float; otherwise an error naming ``name``."""
+    number = _real(name, value, "a number in (0, 1]")
     if not 0.0 < number <= 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+        raise ValueError(f"{name} must be a number in (0, 1], got {brief(value)}")
     return number
 
 

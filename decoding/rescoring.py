@@ -38,8 +38,10 @@ def score_continuations(
     Raises:
         TypeError, ValueError: mismatched lengths or bad ids, before any model call.
     """
-    if isinstance(continuations, str | bytes) or not isinstance(
-        continuations, Sequence | np.ndarray
+    if (
+        isinstance(continuations, str | bytes)
+        or not isinstance(continuations, Sequence | np.ndarray)
+        or (isinstance(continuations, np.ndarray) and continuations.ndim == 0)
     ):
         raise TypeError(
             f"continuations must be a list of token-id sequences, got {continuations!r}"

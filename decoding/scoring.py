@@ -40,12 +40,15 @@ def finite_alpha(value: object) -> float:
     """Validate a length-penalty exponent: any real that converts to a finite float (bool
     refused) -> float. A real beyond the float range (``10**400``, ``Fraction(10**400)``) is
     refused like an infinity: it is not a finite float."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+    # np.timedelta64 registers as a Real but is a duration, not a number.
+    if isinstance(value, bool | np.timedelta64) or not isinstance(value, Real):
         raise TypeError(f"alpha must be a finite real number, got {brief(value)}")
     try:
         alpha = float(value)
     except OverflowError:
         alpha = math.inf
+    except (TypeError, ValueError):
+        raise TypeError(f"alpha must be a finite real number, got {brief(value)}") from None
     if not math.isfinite(alpha):
         raise ValueError(
             f"alpha must be a finite real number (within the float range), got {brief(value)}"
