@@ -217,11 +217,15 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
 
 
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """``[..., I] @ [I, O] (+ [O]) -> [..., O]``."""
-    y = x @ w
+    """``[..., I] @ [I, O] (+ [O]) -> [..., O]``, as one 2-D GEMM over all leading axes.
+
+    NumPy runs a stacked ``[N, T, I] @ [I, O]`` as N separate products (N matrix-vector
+    products when T = 1, about 5x slower than one ``[N*T, I] @ [I, O]`` at GPT-2 size).
+    """
+    y = x.reshape(-1, x.shape[-1]) @ w
     if b is not None:
         y += b
-    return y
+    return y.reshape(*x.shape[:-1], w.shape[1])
 
 
 def normalize(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
