@@ -226,9 +226,7 @@ def agreement(
         logprobs = decoding.score_continuations(model, *zip(*pairs, strict=True))
         scores = np.array([lp.sum() / n**ALPHA for lp in logprobs])
         a, c = scores[: len(mine)], scores[len(mine) :]
-        if len(a) != len(c) or not np.all(
-            np.abs(a - c) <= TOLERANCE * np.maximum(1.0, np.abs(a))
-        ):
+        if len(a) != len(c) or not np.all(np.abs(a - c) <= TOLERANCE * np.maximum(1.0, np.abs(a))):
             return f"DIFFERENT: prompt {b}: scores {a.round(5).tolist()} vs {c.round(5).tolist()}"
         near += 1
     return "equal" if not near else f"equal up to {near} near-tie prompt(s)"
@@ -268,9 +266,7 @@ def memory(model: Any, prompts: list[list[int]], w: Workload) -> dict[str, Any]:
     params = sum(a.size for a in (weights.wte_VD, weights.wpe_PD, weights.lnf_g_D, weights.lnf_b_D))
     for b in weights.blocks:
         params += sum(
-            getattr(b, f.name).size
-            for f in b.__attrs_attrs__
-            if getattr(b, f.name) is not None
+            getattr(b, f.name).size for f in b.__attrs_attrs__ if getattr(b, f.name) is not None
         )
     weight_bytes = params * itemsize
     positions = max(len(p) for p in prompts) + w.N - 1
@@ -322,7 +318,9 @@ def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
     return out
 
 
-def run_workload(built: dict[str, Any], w: Workload, repeats: int) -> dict[str, Any]:
+def run_workload(
+    built: dict[str, Any], w: Workload, repeats: int, quick: bool = False
+) -> dict[str, Any]:
     model = built["model"]
     prompts = prompts_for(w, model.vocab_size)
     row: dict[str, Any] = {**w._asdict(), "label": w.label, "systems": {}, "agreement": {}}
@@ -335,12 +333,14 @@ def run_workload(built: dict[str, Any], w: Workload, repeats: int) -> dict[str, 
         systems.append(ct2_system(built["ct2"], prompts, w.K, w.N))
     else:
         row["systems"]["ct2"] = {"skipped": built["ct2_skip"]}
-    # One untimed run each (also the warm-up); HF and CT2 must return the project's beams.
+    # One run each, the warm-up (or, with quick, the one timed run); HF and CT2 must
+    # return the project's beams.
     log(f"  {w.label}: checking beams")
-    samples = {}
+    samples, first = {}, {}
     for system in systems:
-        samples[system.name] = system.run()
-        system.check(samples[system.name])
+        system.keep_sample = True
+        first[system.name] = system.once()
+        samples[system.name], system.sample, system.keep_sample = system.sample, None, False
     timed = []
     for system in systems:
         if system.name in ("hf", "ct2"):
@@ -352,7 +352,10 @@ def run_workload(built: dict[str, Any], w: Workload, repeats: int) -> dict[str, 
                 continue
         timed.append(system)
     del samples
-    times = time_systems(timed, repeats, False, w.label)
+    if quick:
+        times = {system.name: [first[system.name]] for system in timed}
+    else:
+        times = time_systems(timed, repeats, False, w.label)
     tokens = w.B * w.K * w.N
     for name, seconds in times.items():
         row["systems"][name] = figures(seconds, tokens, w.N)
@@ -405,8 +408,14 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_real(
-    repeats: int, threads: int = 1, want_hf: bool = True, workloads: Sequence[Workload] = WORKLOADS
+    repeats: int,
+    threads: int = 1,
+    want_hf: bool = True,
+    workloads: Sequence[Workload] = WORKLOADS,
+    quick: bool = False,
 ) -> dict[str, Any]:
+    """Every workload of ``workloads``, shape by shape; ``quick``: the checked run is the one
+    timed run (no warm-up, no repeats)."""
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     versions: dict[str, Any] = {}
@@ -415,11 +424,12 @@ def run_real(
         versions |= built["versions"]
         for w in workloads:
             if w.shape == shape:
-                rows.append(run_workload(built, w, repeats))
+                rows.append(run_workload(built, w, repeats, quick))
         del built
     return {
         "threads": threads,
         "repeats": repeats,
+        "quick": quick,
         "versions": versions,
         "rows": rows,
         "targets": targets(rows),
@@ -432,8 +442,12 @@ def report(result: dict[str, Any]) -> str:
     parts = [
         "## Real-size workloads: same weights in every system",
         "",
-        f"BLAS / torch / CTranslate2 threads: {result['threads']}; median of "
-        f"{result['repeats']} interleaved runs after one checked, untimed run; "
+        f"BLAS / torch / CTranslate2 threads: {result['threads']}; "
+        + (
+            "QUICK: one checked run per figure (no warm-up); "
+            if result["quick"]
+            else f"median of {result['repeats']} interleaved runs after one checked run; "
+        )
         + ", ".join(f"{k} {x}" for k, x in v.items())
         + ".",
         "",
@@ -518,9 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-hf", action="store_true", help="do not run HF or CTranslate2")
     p.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shape names")
     args = p.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = 1 if args.quick else (args.repeats or 3)
     chosen = [w for w in WORKLOADS if w.shape in args.shapes.split(",")]
-    result = run_real(repeats, args.threads, not args.skip_hf, chosen)
+    result = run_real(repeats, args.threads, not args.skip_hf, chosen, args.quick)
     print(report(result))
     print(f"\n(real: {result['elapsed_s']:.0f} s)")
     return 0
