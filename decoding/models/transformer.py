@@ -232,14 +232,24 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 def linear_t(x: np.ndarray, wt: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """`linear` with the weight stored transposed: ``[..., I], [O, I] (+ [O]) -> [..., O]``.
 
-    Computed as ``(wt @ x.T).T``, one 2-D GEMM: with few rows (a decoding step) OpenBLAS
-    streams the big ``[O, I]`` operand about 1.3x faster this way than ``x @ w`` with
-    ``w = wt.T`` stored ``[I, O]`` (GPT-2-small blocks, 4 or 32 rows, one thread); the
-    transpose back to rows is fused with the bias add.
+    One 2-D GEMM. With few rows (a decoding step) it is ``(wt @ x.T).T``: OpenBLAS streams
+    the big ``[O, I]`` operand about 1.3x faster this way than ``x @ w`` with ``w`` stored
+    ``[I, O]`` (GPT-2-small blocks, 4 or 32 rows, one thread), and the transpose back to rows
+    is fused with the bias add. With many rows (a prefill) that transpose costs more than it
+    saves, and ``x @ wt.T`` is the faster form (4096 rows: 1.8x).
     """
-    y_OR = wt @ x.reshape(-1, x.shape[-1]).T
-    y = np.add(y_OR.T, b, order="C") if b is not None else np.ascontiguousarray(y_OR.T)
+    x_RI = x.reshape(-1, x.shape[-1])
+    if len(x_RI) > _FEW_ROWS:
+        y = x_RI @ wt.T
+        if b is not None:
+            y += b
+    else:
+        y_OR = wt @ x_RI.T
+        y = np.add(y_OR.T, b, order="C") if b is not None else np.ascontiguousarray(y_OR.T)
     return y.reshape(*x.shape[:-1], wt.shape[0])
+
+
+_FEW_ROWS = 128  # above this, `linear_t` computes ``x @ wt.T`` (crossover measured at ~128)
 
 
 def normalize(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
