@@ -30,8 +30,9 @@ $(PEERS_STAMP): pyproject.toml | $(STAMP)
 test-peers: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -m pytest -q tests/peers
 
-# Benchmarks: BLAS pinned to one thread. torch + transformers (the HF comparison) are optional:
-# pip takes the local CPU wheel for torch 2.13.0; if the install fails, the runner skips HF.
+# Benchmarks: BLAS pinned to one thread. torch + transformers (the HF comparison) and ctranslate2
+# are optional: pip takes the local CPU wheel for torch 2.13.0; if an install fails, the runner
+# skips that system.
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
@@ -39,6 +40,9 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	@echo '$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers'
 	@if $(BIN)/python -m pip install --quiet "torch==2.13.0" transformers; then touch $@; \
 	else echo "bench: could not install torch==2.13.0 + transformers; HF will be skipped" >&2; fi
+	@echo '$(BIN)/python -m pip install --quiet ctranslate2'
+	@$(BIN)/python -m pip install --quiet ctranslate2 || \
+	echo "bench: could not install ctranslate2; CTranslate2 will be skipped" >&2
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -835,6 +835,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="peak traced memory at (64,4,128) in a separate run (default on)",
     )
     p.add_argument(
+        "--real",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="GPT-2-small-shaped and toy workloads against HF and CTranslate2 on the same "
+        "weights (benchmarks/real.py; default on)",
+    )
+    p.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -902,12 +909,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["workloads"] = run_workloads(args, model, hf, args.workloads)
     result["scaling"] = run_scaling(args, model) if args.scaling else None
     result["memory"] = run_memory(model) if args.memory else None
+    if args.real:
+        from benchmarks import real
+
+        result["real"] = real.run_real(3, want_hf=not args.skip_hf, quick=args.quick)
     result["targets"] = evaluate_targets(result["workloads"], result["scaling"], result["memory"])
     result["elapsed_s"] = time.perf_counter() - started
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["noisy_figures"] = noisy_figures(result)
 
     print(report(result))
+    if result.get("real"):
+        print("\n" + real.report(result["real"]))
     print(f"\n(total {result['elapsed_s']:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

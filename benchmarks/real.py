@@ -1,0 +1,550 @@
+"""Workloads at real model size: the project, its floor, HF `generate` and CTranslate2, all on
+the same weights.
+
+For each shape, one set of random weights (``NumpyTransformerLM(V, D, H, L, seed=0)``'s, so the
+toy shape is exactly the model `benchmarks.run` times) is copied into an HF
+``GPT2LMHeadModel`` (float32) and converted from it to CTranslate2 (`benchmarks.ct2`). Each
+system runs once untimed and must return the project's beams (same hypotheses in the same
+order; where they differ, the differing hypotheses must score within ``TOLERANCE`` of each other
+under the NumPy model: a near-tie that float32 rounding may order either way); a system that
+returns other beams is not timed and its row says why. Then ``repeats`` interleaved, rotated
+rounds; each figure is the median. No token ends a beam (``eos_token_id=None``; HF's
+generation config has no EOS; CTranslate2 gets ``end_token=[]``), so every system runs all N
+steps.
+
+Also, per workload, one untimed run of the project under tracemalloc: the peak it allocates,
+plus what the model holds, against the model's weights and the KV cache a search needs.
+
+``python -m benchmarks.real [--quick] [--threads 2]`` runs this part alone; ``make bench``
+runs it after the toy workloads (``--no-real`` skips it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":  # BLAS threads are read when NumPy is first imported
+    _threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _threads
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import decoding
+from benchmarks import run
+from benchmarks.run import ALPHA, BenchmarkError, System, figures, fmt, log, table, time_systems
+
+TOLERANCE = 1e-4  # near-tie: |score difference| <= TOLERANCE * max(1, |score|)
+FLOOR_TARGET = 1.3  # project / floor where B*K >= 32
+MEMORY_TARGET = 1.3  # peak / (weights + KV cache)
+
+
+class Shape(NamedTuple):
+    name: str
+    vocab: int
+    d_model: int
+    n_heads: int
+    n_layers: int
+    n_ctx: int = 1024
+
+
+class Workload(NamedTuple):
+    shape: str
+    B: int
+    K: int
+    N: int
+    prompt: int | None = None  # every prompt this long; None: lengths 8..16 (as run.py)
+
+    @property
+    def label(self) -> str:
+        p = f", prompt {self.prompt}" if self.prompt else ""
+        return f"{self.shape} ({self.B},{self.K},{self.N}{p})"
+
+
+SHAPES = {
+    "toy": Shape("toy", 1000, 64, 4, 1),
+    "gpt2-small": Shape("gpt2-small", 50257, 768, 12, 12),
+}
+WORKLOADS = (
+    Workload("toy", 1, 1, 32),
+    Workload("toy", 8, 4, 64),
+    Workload("toy", 64, 4, 128),
+    Workload("gpt2-small", 1, 4, 32),
+    Workload("gpt2-small", 8, 4, 32),
+    Workload("gpt2-small", 8, 4, 16, prompt=512),
+)
+SYSTEMS = ("project", "floor", "hf", "ct2")
+
+
+def prompts_for(w: Workload, vocab: int) -> list[list[int]]:
+    if w.prompt is None:
+        return run.make_prompts(w.B)
+    rng = np.random.default_rng([2, w.B, w.prompt])
+    return rng.integers(0, vocab, size=(w.B, w.prompt)).tolist()
+
+
+# -- the same weights in three systems ---------------------------------------------------------
+
+
+def hf_copy(model: decoding.NumpyTransformerLM, torch: Any, transformers: Any) -> Any:
+    """An HF ``GPT2LMHeadModel`` (float32) holding ``model``'s weights (Conv1D: [in, out])."""
+    w = model.weights
+    config = transformers.GPT2Config(
+        vocab_size=model.vocab_size,
+        n_embd=model.d_model,
+        n_layer=model.n_layers,
+        n_head=model.n_heads,
+        n_positions=model.n_ctx,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    values = {
+        "transformer.wte.weight": w.wte_VD,
+        "transformer.wpe.weight": w.wpe_PD,
+        "transformer.ln_f.weight": w.lnf_g_D,
+        "transformer.ln_f.bias": w.lnf_b_D,
+    }
+    for i, b in enumerate(w.blocks):
+        p = f"transformer.h.{i}."
+        values |= {
+            p + "ln_1.weight": b.ln1_g_D,
+            p + "ln_1.bias": b.ln1_b_D,
+            p + "attn.c_attn.weight": b.qkv_w_D3D,
+            p + "attn.c_attn.bias": b.qkv_b_3D,
+            p + "attn.c_proj.weight": b.out_w_DD,
+            p + "attn.c_proj.bias": b.out_b_D,
+            p + "ln_2.weight": b.ln2_g_D,
+            p + "ln_2.bias": b.ln2_b_D,
+            p + "mlp.c_fc.weight": b.fc_w_DF,
+            p + "mlp.c_fc.bias": b.fc_b_F,
+            p + "mlp.c_proj.weight": b.proj_w_FD,
+            p + "mlp.c_proj.bias": b.proj_b_D,
+        }
+    params = dict(hf.named_parameters())
+    missing = set(params) - set(values) - {"lm_head.weight"}
+    if missing:
+        raise BenchmarkError(f"hf: no value for parameters {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for name, value in values.items():
+            params[name].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
+    if hf.lm_head.weight.data_ptr() != hf.transformer.wte.weight.data_ptr():
+        raise BenchmarkError("hf: lm_head is not tied to wte")
+    return hf
+
+
+def hf_system(hf: Any, torch: Any, prompts: list[list[int]], k: int, n: int) -> System:
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        ids[i, width - len(prompt) :] = torch.tensor(prompt)
+        mask[i, width - len(prompt) :] = 1
+
+    def generate() -> list[list[tuple[int, ...]]]:
+        with torch.inference_mode():
+            out = hf.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                num_beams=k,
+                num_return_sequences=k,
+                max_new_tokens=n,
+                do_sample=False,
+                length_penalty=ALPHA,
+                early_stopping=False,
+            )
+        if tuple(out.shape) != (len(prompts) * k, width + n):
+            raise BenchmarkError(f"hf: output shape {tuple(out.shape)}: not all {n} steps run")
+        rows = [tuple(r) for r in out[:, width:].tolist()]
+        return [rows[b * k : (b + 1) * k] for b in range(len(prompts))]
+
+    return System("hf", generate, lambda out: None)
+
+
+def ct2_system(ct2: Any, prompts: list[list[int]], k: int, n: int) -> System:
+    def check(out: list[list[tuple[int, ...]]]) -> None:
+        if any(len(beams) != k or any(len(t) != n for t in beams) for beams in out):
+            raise BenchmarkError(f"ct2: not {k} hypotheses of {n} tokens per prompt")
+
+    return System("ct2", lambda: ct2.generate(prompts, k, n, ALPHA), check)
+
+
+def project_system(model: Any, prompts: list[list[int]], k: int, n: int) -> System:
+    def search() -> list[list[tuple[int, ...]]]:
+        results = decoding.batched_beam_search(
+            prompts, k, n, alpha=ALPHA, eos_token_id=None, model=model
+        )
+        run.check_beams("project", results, len(prompts), k, n)
+        return [[b.tokens for b in beams] for beams in results]
+
+    return System("project", search, lambda out: None)
+
+
+def floor_system(model: Any, prompts: list[list[int]], k: int, n: int) -> System:
+    """As `run.floor_system`: ``prefill`` then ``n - 1`` ``extend`` calls, no selection."""
+    batch, rows = len(prompts), len(prompts) * k
+    first, parents = np.repeat(np.arange(batch), k), np.arange(rows)
+    tokens = np.random.default_rng([1, batch, k, n]).integers(0, 999, size=(max(n - 1, 1), rows))
+
+    def forward() -> tuple[int, Any]:
+        logits, cache = model.prefill(prompts)
+        for t in range(n - 1):
+            logits, cache = model.extend(cache, first if t == 0 else parents, tokens[t])
+        return n, logits.shape
+
+    def check(out: tuple[int, Any]) -> None:
+        want = (rows if n > 1 else batch, model.vocab_size)
+        if out != (n, want):
+            raise BenchmarkError(f"floor: {out}, expected {(n, want)}")
+
+    return System("floor", forward, check)
+
+
+# -- agreement ---------------------------------------------------------------------------------
+
+
+def agreement(
+    model: Any, prompts: list[list[int]], ours: list[list[tuple]], theirs: list[list[tuple]]
+) -> str:
+    """``"equal"``, ``"equal up to N near-ties"`` or ``"DIFFERENT: ..."`` (see the module
+    docstring). Differing hypotheses are scored with the NumPy model (teacher forcing)."""
+    near = 0
+    for b, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
+        if mine == other:
+            continue
+        n = len(mine[0])
+        pairs = [(prompts[b], t) for t in (*mine, *other)]
+        logprobs = decoding.score_continuations(model, *zip(*pairs, strict=True))
+        scores = np.array([lp.sum() / n**ALPHA for lp in logprobs])
+        a, c = scores[: len(mine)], scores[len(mine) :]
+        if len(a) != len(c) or not np.all(np.abs(a - c) <= TOLERANCE * np.maximum(1.0, np.abs(a))):
+            return f"DIFFERENT: prompt {b}: scores {a.round(5).tolist()} vs {c.round(5).tolist()}"
+        near += 1
+    return "equal" if not near else f"equal up to {near} near-tie prompt(s)"
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def held_bytes(model: Any) -> int:
+    """Bytes of the distinct arrays the model object holds (weights in every dtype it keeps)."""
+    seen: dict[int, int] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, np.ndarray):
+            base = value if value.base is None else value.base
+            if isinstance(base, np.ndarray):
+                seen[id(base)] = base.nbytes
+        elif isinstance(value, tuple | list):
+            for v in value:
+                visit(v)
+        elif hasattr(value, "__attrs_attrs__"):
+            for field in value.__attrs_attrs__:
+                visit(getattr(value, field.name))
+
+    for value in vars(model).values():
+        visit(value)
+    return sum(seen.values())
+
+
+def memory(model: Any, prompts: list[list[int]], w: Workload) -> dict[str, Any]:
+    """Peak of one untimed project run (tracemalloc) plus the model's arrays, against its
+    weights (in the compute dtype) and the KV cache the search needs."""
+    search = project_system(model, prompts, w.K, w.N)
+    run_peak = run.peak_traced_bytes(search.run)
+    itemsize = model.dtype.itemsize
+    weights = model.weights
+    params = sum(a.size for a in (weights.wte_VD, weights.wpe_PD, weights.lnf_g_D, weights.lnf_b_D))
+    for b in weights.blocks:
+        params += sum(
+            getattr(b, f.name).size for f in b.__attrs_attrs__ if getattr(b, f.name) is not None
+        )
+    weight_bytes = params * itemsize
+    positions = max(len(p) for p in prompts) + w.N - 1
+    kv_bytes = 2 * model.n_layers * w.B * w.K * positions * model.d_model * itemsize
+    held = held_bytes(model)
+    return {
+        "weights_bytes": weight_bytes,
+        "kv_cache_bytes": kv_bytes,
+        "model_holds_bytes": held,
+        "run_peak_bytes": run_peak,
+        "peak_over_budget": (held + run_peak) / (weight_bytes + kv_bytes),
+    }
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
+    """The NumPy model, its HF copy and the CTranslate2 conversion of that (each or a reason)."""
+    log(f"real: building {shape.name} (V={shape.vocab}, D={shape.d_model}, L={shape.n_layers})")
+    model = decoding.NumpyTransformerLM(
+        shape.vocab, shape.d_model, shape.n_heads, shape.n_layers, shape.n_ctx, seed=0
+    )
+    out: dict[str, Any] = {"model": model, "hf": None, "ct2": None, "versions": {}}
+    if not want_hf:
+        out["hf_skip"] = out["ct2_skip"] = "--skip-hf"
+        return out
+    from benchmarks.hf import HFUnavailable, load
+
+    try:
+        torch, transformers = load()
+    except HFUnavailable as error:
+        out["hf_skip"] = out["ct2_skip"] = "torch/transformers not importable"
+        log(f"real: HF and CT2 skipped: {error}")
+        return out
+    torch.set_num_threads(threads)
+    transformers.logging.set_verbosity_error()
+    out["torch"] = torch
+    out["hf"] = hf_copy(model, torch, transformers)
+    out["versions"] |= {"torch": torch.__version__, "transformers": transformers.__version__}
+    from benchmarks.ct2 import CT2BeamSearch, CT2Unavailable
+
+    try:
+        out["ct2"] = CT2BeamSearch(out["hf"], threads)
+        out["versions"]["ctranslate2"] = out["ct2"].version
+    except CT2Unavailable as error:
+        out["ct2_skip"] = f"ctranslate2 unavailable ({error})"
+        log(f"real: CTranslate2 skipped: {error}")
+    return out
+
+
+def run_workload(
+    built: dict[str, Any], w: Workload, repeats: int, quick: bool = False
+) -> dict[str, Any]:
+    model = built["model"]
+    prompts = prompts_for(w, model.vocab_size)
+    row: dict[str, Any] = {**w._asdict(), "label": w.label, "systems": {}, "agreement": {}}
+    systems = [project_system(model, prompts, w.K, w.N), floor_system(model, prompts, w.K, w.N)]
+    if built["hf"] is not None:
+        systems.append(hf_system(built["hf"], built["torch"], prompts, w.K, w.N))
+    else:
+        row["systems"]["hf"] = {"skipped": built["hf_skip"]}
+    if built["ct2"] is not None:
+        systems.append(ct2_system(built["ct2"], prompts, w.K, w.N))
+    else:
+        row["systems"]["ct2"] = {"skipped": built["ct2_skip"]}
+    # One run each, the warm-up (or, with quick, the one timed run); HF and CT2 must
+    # return the project's beams.
+    log(f"  {w.label}: checking beams")
+    samples, first = {}, {}
+    for system in systems:
+        system.keep_sample = True
+        first[system.name] = system.once()
+        samples[system.name], system.sample, system.keep_sample = system.sample, None, False
+    timed = []
+    for system in systems:
+        if system.name in ("hf", "ct2"):
+            verdict = agreement(model, prompts, samples["project"], samples[system.name])
+            row["agreement"][system.name] = verdict
+            if verdict.startswith("DIFFERENT"):
+                log(f"  WARNING: {system.name} beams differ at {w.label}: {verdict}")
+                row["systems"][system.name] = {"skipped": f"not timed: beams {verdict}"}
+                continue
+        timed.append(system)
+    del samples
+    if quick:
+        times = {system.name: [first[system.name]] for system in timed}
+    else:
+        times = time_systems(timed, repeats, False, w.label)
+    tokens = w.B * w.K * w.N
+    for name, seconds in times.items():
+        row["systems"][name] = figures(seconds, tokens, w.N)
+    s = row["systems"]
+    row["ratios"] = {
+        f"project/{other}": run.ratio(s.get("project"), s.get(other))
+        for other in ("floor", "hf", "ct2")
+    }
+    if not quick:
+        log(f"  {w.label}: peak memory (tracemalloc, untimed)")
+        row["memory"] = memory(model, prompts, w)
+    return row
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, evaluated on these rows."""
+    by = {(r["shape"], r["B"], r["K"], r["N"], r["prompt"]): r for r in rows}
+    out = []
+
+    def add(name: str, row: dict | None, key: str, limit: float) -> None:
+        value = None if row is None else row["ratios"].get(key)
+        note = "" if row is not None else "not run"
+        if row is not None and value is None:
+            other = key.split("/")[1]
+            note = row["systems"].get(other, {}).get("skipped", f"{other} not run")
+        holds = None if value is None else bool(value <= limit)
+        out.append({"target": name, "value": value, "limit": limit, "holds": holds, "note": note})
+
+    for b in (8, 1):
+        row = by.get(("gpt2-small", b, 4, 32, None))
+        add(f"gpt2-small ({b},4,32) project/CT2", row, "project/ct2", 1.0)
+        add(f"gpt2-small ({b},4,32) project/HF", row, "project/hf", 0.8)
+    add("toy (64,4,128) project/CT2", by.get(("toy", 64, 4, 128, None)), "project/ct2", 1.0)
+    add("toy (8,4,64) project/CT2", by.get(("toy", 8, 4, 64, None)), "project/ct2", 2.0)
+    add("toy (8,4,64) project/HF", by.get(("toy", 8, 4, 64, None)), "project/hf", 0.25)
+    for r in rows:
+        if r["B"] * r["K"] >= 32:
+            add(f"{r['label']} project/floor", r, "project/floor", FLOOR_TARGET)
+    for r in rows:
+        value = r["memory"]["peak_over_budget"] if "memory" in r else None
+        out.append(
+            {
+                "target": f"{r['label']} peak / (weights + KV)",
+                "value": value,
+                "limit": MEMORY_TARGET,
+                "holds": None if value is None else bool(value <= MEMORY_TARGET),
+                "note": "" if value is not None else "not measured in quick mode",
+            }
+        )
+    return out
+
+
+def run_real(
+    repeats: int,
+    threads: int = 1,
+    want_hf: bool = True,
+    workloads: Sequence[Workload] = WORKLOADS,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """Every workload of ``workloads``, shape by shape; ``quick``: the checked run is the one
+    timed run (no warm-up, no repeats)."""
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    versions: dict[str, Any] = {}
+    for shape in dict.fromkeys(w.shape for w in workloads):
+        built = build(SHAPES[shape], threads, want_hf)
+        versions |= built["versions"]
+        for w in workloads:
+            if w.shape == shape:
+                rows.append(run_workload(built, w, repeats, quick))
+        del built
+    return {
+        "threads": threads,
+        "repeats": repeats,
+        "quick": quick,
+        "versions": versions,
+        "rows": rows,
+        "targets": targets(rows),
+        "elapsed_s": time.perf_counter() - started,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    v = result["versions"]
+    parts = [
+        "## Real-size workloads: same weights in every system",
+        "",
+        f"BLAS / torch / CTranslate2 threads: {result['threads']}; "
+        + (
+            "QUICK: one checked run per figure (no warm-up); "
+            if result["quick"]
+            else f"median of {result['repeats']} interleaved runs after one checked run; "
+        )
+        + ", ".join(f"{k} {x}" for k, x in v.items())
+        + ".",
+        "",
+    ]
+    rows = []
+    for r in result["rows"]:
+        s = r["systems"]
+
+        def ms(name: str, s: dict = s) -> str:
+            fig = s.get(name, {})
+            if "median_ms" in fig:
+                return fmt(fig["median_ms"]) + (" !" if fig["noisy"] else "")
+            return "skipped"
+
+        q = r["ratios"]
+        rows.append(
+            [
+                r["label"],
+                ms("project"),
+                ms("floor"),
+                ms("hf"),
+                ms("ct2"),
+                fmt(q["project/hf"], ".2f"),
+                fmt(q["project/ct2"], ".2f"),
+                fmt(q["project/floor"], ".2f"),
+            ]
+        )
+    header = ["workload", "project ms", "floor ms", "HF ms", "CT2 ms"]
+    parts += [table([*header, "project/HF", "project/CT2", "project/floor"], rows), ""]
+    skipped = [
+        f"- {r['label']} {name}: {fig['skipped']}"
+        for r in result["rows"]
+        for name, fig in r["systems"].items()
+        if "skipped" in fig
+    ]
+    agree = [
+        f"- {r['label']}: " + ", ".join(f"{k} {x}" for k, x in r["agreement"].items())
+        for r in result["rows"]
+        if r["agreement"]
+    ]
+    parts += ["Beams against the project's:", "", *agree, *skipped, ""]
+    rows = [
+        [
+            r["label"],
+            fmt(r["memory"]["weights_bytes"] / 2**20),
+            fmt(r["memory"]["kv_cache_bytes"] / 2**20),
+            fmt(r["memory"]["model_holds_bytes"] / 2**20),
+            fmt(r["memory"]["run_peak_bytes"] / 2**20),
+            fmt(r["memory"]["peak_over_budget"], ".2f"),
+        ]
+        for r in result["rows"]
+        if "memory" in r
+    ]
+    header = ["workload", "weights MiB", "KV MiB", "model holds MiB", "run peak MiB"]
+    if rows:
+        parts += [
+            "Memory (tracemalloc, one untimed project run; budget = weights + KV cache):",
+            "",
+            table([*header, "(holds + peak) / budget"], rows),
+            "",
+        ]
+    parts += ["### Targets (real-size and toy, same weights)", ""]
+    rows = []
+    for t in result["targets"]:
+        verdict = {True: "HOLDS", False: "MISSES", None: "n/a"}[t["holds"]]
+        rows.append(
+            [
+                t["target"],
+                fmt(t["value"], ".3f"),
+                f"<= {t['limit']:g}",
+                verdict + (f" ({t['note']})" if t["note"] else ""),
+            ]
+        )
+    parts += [table(["target", "measured", "limit", "verdict"], rows)]
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.real", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="1 timed run per figure")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs (default 3; quick 1)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS, torch and CT2 threads")
+    p.add_argument("--skip-hf", action="store_true", help="do not run HF or CTranslate2")
+    p.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shape names")
+    args = p.parse_args(argv)
+    repeats = 1 if args.quick else (args.repeats or 3)
+    chosen = [w for w in WORKLOADS if w.shape in args.shapes.split(",")]
+    result = run_real(repeats, args.threads, not args.skip_hf, chosen, args.quick)
+    print(report(result))
+    print(f"\n(real: {result['elapsed_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchmarkError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        sys.exit(1)
