@@ -19,7 +19,12 @@ import attrs
 import numpy as np
 
 from decoding._checks import float_dtype, positive_int, seed_int
-from decoding.models.transformer import NumpyTransformerLM, chunked_attention, linear
+from decoding.models.transformer import (
+    NumpyTransformerLM,
+    chunked_attention,
+    linear,
+    write_cache,
+)
 
 __all__ = ["LlamaBlock", "LlamaWeights", "NumpyLlamaLM"]
 
@@ -147,17 +152,7 @@ def llama_block(
     v_NGTE = linear(h_NTD, w.v_w_DY, w.v_b_Y).reshape(n, t, groups, e).transpose(0, 2, 1, 3)
     q_NHTE = rope(q_NHTE, cos_NTE, sin_NTE) * x_NTD.dtype.type(e**-0.5)
     k_NGTE = rope(k_NGTE, cos_NTE, sin_NTE)
-    end = start + t
-    keys, values, offset = [], [], 0
-    for k, v in zip(k_chunks, v_chunks, strict=True):
-        size = k.shape[2]
-        if offset <= start < offset + size:
-            k[:, :, start - offset : end - offset] = k_NGTE
-            v[:, :, start - offset : end - offset] = v_NGTE
-        if offset < end:
-            keys.append(k[:, :, : end - offset])
-            values.append(v[:, :, : end - offset])
-        offset += size
+    keys, values = write_cache(k_chunks, v_chunks, k_NGTE, v_NGTE, start)
     # Grouped-query attention: the H / G query heads of a group, times T, form one long query
     # axis against the group's keys.
     share = heads // groups
@@ -274,16 +269,6 @@ class NumpyLlamaLM(NumpyTransformerLM):
     def n_kv_heads(self) -> int:
         """Key/value heads G."""
         return int(self.weights.n_kv_heads)
-
-    @property
-    def n_layers(self) -> int:
-        """Decoder layers L."""
-        return len(self.weights.blocks)
-
-    @property
-    def n_ctx(self) -> int:
-        """The longest sequence accepted (= ``max_sequence_length``)."""
-        return self.max_sequence_length
 
     def __repr__(self) -> str:
         w = self.weights

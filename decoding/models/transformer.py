@@ -427,6 +427,29 @@ def chunked_attention(
     return out_NHTE
 
 
+def write_cache(
+    k_chunks: Sequence[np.ndarray],
+    v_chunks: Sequence[np.ndarray],
+    k_NHTE: np.ndarray,
+    v_NHTE: np.ndarray,
+    start: int,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Write new keys/values ``[N, H, T, E]`` at cache columns ``[start, start + T)`` (which
+    lie in one chunk); ``-> (keys, values)``: the chunks' filled parts ``[0, start + T)``."""
+    end = start + k_NHTE.shape[2]
+    keys, values, offset = [], [], 0
+    for k, v in zip(k_chunks, v_chunks, strict=True):
+        size = k.shape[2]
+        if offset <= start < offset + size:
+            k[:, :, start - offset : end - offset] = k_NHTE
+            v[:, :, start - offset : end - offset] = v_NHTE
+        if offset < end:
+            keys.append(k[:, :, : end - offset])
+            values.append(v[:, :, : end - offset])
+        offset += size
+    return keys, values
+
+
 def block(
     x_NTD: np.ndarray,
     w: FoldedBlock,
@@ -446,19 +469,9 @@ def block(
     if w.q_scale is not None:
         qkv_NT3D[..., :d] *= x_NTD.dtype.type(w.q_scale)
     qkv_3NHTE = qkv_NT3D.reshape(n, t, 3, n_heads, d // n_heads).transpose(2, 0, 3, 1, 4)
-    end = start + t
     k_chunks = [k_NHSE] if isinstance(k_NHSE, np.ndarray) else k_NHSE
     v_chunks = [v_NHSE] if isinstance(v_NHSE, np.ndarray) else v_NHSE
-    keys, values, offset = [], [], 0
-    for k, v in zip(k_chunks, v_chunks, strict=True):
-        size = k.shape[2]
-        if offset <= start < offset + size:
-            k[:, :, start - offset : end - offset] = qkv_3NHTE[1]
-            v[:, :, start - offset : end - offset] = qkv_3NHTE[2]
-        if offset < end:
-            keys.append(k[:, :, : end - offset])
-            values.append(v[:, :, : end - offset])
-        offset += size
+    keys, values = write_cache(k_chunks, v_chunks, qkv_3NHTE[1], qkv_3NHTE[2], start)
     heads_NHTE = chunked_attention(qkv_3NHTE[0], keys, values, bias_NTS)
     heads_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d)
     x_NTD = x_NTD + linear_t(heads_NTD, w.out_wt_DD, w.out_b_D)
