@@ -10,11 +10,11 @@ import math
 
 import numpy as np
 import pytest
-import reference
+from decoding.testing import reference
 from hypothesis import given
 from hypothesis import strategies as st
-from reference_archive import archive_beam_search
-from strategies import problems
+from decoding.testing.reference_archive import archive_beam_search
+from decoding.testing.strategies import problems
 
 import decoding
 

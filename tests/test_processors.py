@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 import pytest
-import reference
+from decoding.testing import reference
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from strategies import eos_settings, logit_rows, prompt_lists, scripted_models
+from decoding.testing.strategies import eos_settings, logit_rows, prompt_lists, scripted_models
 
 import decoding
 from decoding import (

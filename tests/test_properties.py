@@ -10,10 +10,10 @@ import warnings
 
 import numpy as np
 import pytest
-import reference
+from decoding.testing import reference
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from strategies import (
+from decoding.testing.strategies import (
     Problem,
     alphas,
     problems,

@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-import reference
+from decoding.testing import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import eos_settings, prompt_lists, scripted_models, transformer
+from decoding.testing.strategies import eos_settings, prompt_lists, scripted_models, transformer
 
 import decoding
 from decoding import (

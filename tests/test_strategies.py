@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import reference
+from decoding.testing import reference
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
-from strategies import (
+from decoding.testing.strategies import (
     alphas,
     eos_settings,
     processor_lists,

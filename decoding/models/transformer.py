@@ -696,6 +696,8 @@ class NumpyTransformerLM(LanguageModel):
         with state.slab.lock:
             if state.is_current:
                 return self._extend_current(state, parents_M, tokens_M)
+        if rows == 0:  # an older empty state: nothing to rebuild, nothing to run
+            return np.empty((0, self.vocab_size), dtype=self.dtype), state
         # An older state (a later extend wrote its slab): rebuild its rows into a new slab,
         # which no other thread can see yet.
         state = self.prefill(state.sequences())[1]

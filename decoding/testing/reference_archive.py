@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from reference import next_logprobs, scores
+from decoding.testing.reference import next_logprobs, scores
 
 from decoding import Beam, LanguageModel
 

@@ -1,8 +1,10 @@
-"""Slow, literal references for the property tests: one prompt at a time, plain loops.
+"""Slow, literal references: one prompt at a time, plain loops.
 
-Written from the issue's "Search semantics" and the tie rule in ``decoding/search.py``'s module
-docstring, sharing no code with ``decoding/search.py``: every beam asks the model about its own
-full sequence (``next_token_logits``), and every candidate is a Python object in a Python list.
+Written from docs/algorithm.md (the pool semantics and its tie rule), sharing no code with
+``decoding/decoders/``: every beam asks the model about its own full sequence
+(``next_token_logits``), and every candidate is a Python object in a Python list. The public
+entry points are `reference_beam_search` and `best_sequences`; the rest are the per-prompt
+pieces the project's own tests use.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from decoding import Beam, LanguageModel, LengthPenalty
 
 __all__ = [
     "Stuck",
+    "best_sequences",
+    "reference_beam_search",
     "beam_search",
     "beam_search_processed",
     "enumerate_all",
@@ -316,3 +320,87 @@ def token_logprobs(
         next_logprobs(model, tuple(prompt) + tuple(tokens[:i]))[token]
         for i, token in enumerate(tokens)
     ]
+
+
+# -- the kit's entry points: every prompt, any EOS setting --------------------------------------
+
+
+def reference_beam_search(
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    beam_width: int,
+    max_new_tokens: int,
+    alpha: float = 0.6,
+    eos_token_id: int | Sequence[int] | None = None,
+    processors: Sequence = (),
+) -> list[list[Beam]]:
+    """The pool semantics of `decoding.BeamSearchDecoder`, literally: one list of at most
+    ``beam_width`` beams per prompt, best first, each with ``token_logprobs``.
+
+    Calls only ``model.next_token_logits``; ``processors`` are applied to each row (with that
+    row's own `decoding.StepContext`) before a float64 log-softmax. Ties break as in
+    docs/algorithm.md "Ties". Slow by design. Raises `Stuck` (a ValueError) where the decoder
+    raises ValueError: processors left a prompt with no candidate and no finished beam.
+    """
+    return [
+        beam_search_processed(
+            model, prompt, beam_width, max_new_tokens, alpha, eos_token_id, processors
+        )
+        for prompt in prompts
+    ]
+
+
+def best_sequences(
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    k: int,
+    max_new_tokens: int,
+    alpha: float = 0.6,
+    eos_token_id: int | Sequence[int] | None = None,
+    limit: int = 100_000,
+) -> list[list[Beam]]:
+    """The exact ``k`` best hypotheses per prompt, by enumerating every sequence.
+
+    A hypothesis is a finished sequence (ends with an EOS id) of any length up to
+    ``max_new_tokens``, or an unfinished one of exactly ``max_new_tokens`` tokens; tokens of
+    log-prob ``-inf`` are never taken. Ranked by ``logprob / len ** alpha``, best first (equal
+    scores: lower token ids first). Raises ValueError when more than ``limit`` prefixes would
+    be visited for one prompt.
+    """
+    eos_ids = eos_tuple(eos_token_id)
+    results: list[list[Beam]] = []
+    for prompt in prompts:
+        prompt = tuple(int(t) for t in prompt)
+        found: list[tuple[tuple[int, ...], tuple[float, ...]]] = []
+        stack: list[tuple[tuple[int, ...], tuple[float, ...]]] = [((), ())]
+        visited = 0
+        while stack:
+            tokens, lps = stack.pop()
+            visited += 1
+            if visited > limit:
+                raise ValueError(
+                    f"best_sequences: more than limit={limit} prefixes to enumerate; "
+                    "use a smaller vocabulary, max_new_tokens, or a larger limit"
+                )
+            if tokens and (tokens[-1] in eos_ids or len(tokens) == max_new_tokens):
+                found.append((tokens, lps))
+                continue
+            for token, logprob in enumerate(next_logprobs(model, prompt + tokens)):
+                if logprob > -math.inf:
+                    stack.append((tokens + (token,), lps + (logprob,)))
+        totals = [sum_left(lps) for _, lps in found]
+        found_scores = scores([(t, lp) for (t, _), lp in zip(found, totals, strict=True)], alpha)
+        order = sorted(range(len(found)), key=lambda i: (-found_scores[i], found[i][0]))[:k]
+        results.append(
+            [
+                Beam(
+                    found[i][0],
+                    totals[i],
+                    found_scores[i],
+                    bool(found[i][0]) and found[i][0][-1] in eos_ids,
+                    found[i][1],
+                )
+                for i in order
+            ]
+        )
+    return results

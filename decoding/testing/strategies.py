@@ -1,6 +1,6 @@
-"""Shared hypothesis strategies: small random models, prompts and decoder settings.
+"""Hypothesis strategies: small random models, prompts and decoder settings.
 
-Everything is bounded and NaN-free. Scripted log-probs are drawn partly from a few round values
+Needs hypothesis (``pip install decoding[testing]``). Everything is bounded and NaN-free. Scripted log-probs are drawn partly from a few round values
 (``-inf, -2, -1, 0, 0.5``) so that exact ties and impossible tokens turn up often.
 """
 
@@ -10,9 +10,14 @@ import functools
 import math
 
 import attrs
-from hypothesis import strategies as st
 
-from decoding import (
+from decoding.testing._hypothesis import require
+
+require("strategies")
+
+from hypothesis import strategies as st  # noqa: E402
+
+from decoding import (  # noqa: E402
     BanTokens,
     BeamSearchDecoder,
     LanguageModel,
@@ -35,6 +40,7 @@ __all__ = [
     "problems",
     "processor_lists",
     "prompt_lists",
+    "prompts",
     "scripted_models",
     "transformer",
     "transformers",
@@ -70,17 +76,22 @@ def logit_rows(draw: st.DrawFn, vocab: int) -> list[float]:
 
 
 @st.composite
-def scripted_models(draw: st.DrawFn, min_vocab: int = 2, max_vocab: int = 12) -> ScriptedLM:
-    """A `ScriptedLM` with a ``()`` fallback row plus rows keyed by 1- and 2-token suffixes.
+def scripted_models(
+    draw: st.DrawFn, min_vocab: int = 2, max_vocab: int = 12, max_depth: int = 6
+) -> ScriptedLM:
+    """A `ScriptedLM` with a ``()`` fallback row plus rows keyed by suffixes of 1 to
+    ``max_depth`` tokens (mostly 1 and 2, so that they match often).
 
     Lookup takes the longest matching suffix, so the next-token distribution depends on up to
-    the last two tokens of the whole sequence (prompt included).
+    the last ``max_depth`` tokens of the whole sequence (prompt included). Rows hold ``-inf``
+    entries and exact ties often (see `logit_rows`).
     """
     vocab = draw(st.integers(min_vocab, max_vocab))
     tokens = st.integers(0, vocab - 1)
-    keys = draw(
-        st.lists(st.one_of(st.tuples(tokens), st.tuples(tokens, tokens)), max_size=8, unique=True)
-    )
+    short = [st.tuples(*[tokens] * size) for size in range(1, min(2, max_depth) + 1)]
+    if max_depth > 2:
+        short.append(st.lists(tokens, min_size=3, max_size=max_depth).map(tuple))
+    keys = draw(st.lists(st.one_of(*short), max_size=8, unique=True)) if short else []
     table = {key: draw(logit_rows(vocab)) for key in [(), *keys]}
     return ShownScriptedLM(table, vocab_size=vocab)
 
@@ -91,6 +102,11 @@ def prompt_lists(
     """Lists of non-empty prompts of Python int ids in ``[0, vocab)``."""
     prompt = st.lists(st.integers(0, vocab - 1), min_size=1, max_size=max_len)
     return st.lists(prompt, min_size=min_prompts, max_size=max_prompts)
+
+
+def prompts(vocab_size: int, max_batch: int = 4, max_len: int = 6) -> st.SearchStrategy[list[list[int]]]:
+    """Batches of 1..max_batch non-empty prompts of 1..max_len ids in ``[0, vocab_size)``."""
+    return prompt_lists(vocab_size, min_prompts=1, max_prompts=max_batch, max_len=max_len)
 
 
 #: Length-penalty exponents in [0, 2], round values included.
