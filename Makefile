@@ -56,5 +56,27 @@ mutate: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/python -m tools.mutation_report
 
+# The docs site (mkdocs, material theme, API reference from the docstrings) into site/.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	touch $@
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict
+
+# Type checks and lint: mypy --strict on the package, ruff check and ruff format --check.
+DEV_STAMP := $(VENV)/.installed-dev
+
+$(DEV_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
+	touch $@
+
+lint: $(DEV_STAMP)
+	$(BIN)/mypy --strict decoding
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis mutants mutation-survivors.txt
+	rm -rf $(VENV) .pytest_cache .hypothesis site mutants mutation-survivors.txt

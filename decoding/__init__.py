@@ -12,6 +12,8 @@ Quick use::
     best = results[0][0]          # a decoding.Beam: tokens, logprob, score, finished
 """
 
+from importlib import metadata as _metadata
+
 from decoding.beam import Beam
 from decoding.decoders._rows import RowState
 from decoding.decoders.base import Decoder
@@ -45,7 +47,10 @@ from decoding.rescoring import score_continuations
 from decoding.scoring import LengthPenalty, Scorer
 from decoding.trace import Trace, TraceEntry, trace
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    __version__ = _metadata.version("decoding")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "MAX_BEAM_WIDTH",
