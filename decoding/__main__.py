@@ -320,7 +320,9 @@ def _eos_setting(
     return ids[0] if len(ids) == 1 else ids
 
 
-def _decoder(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Decoder, dict]:
+def _decoder(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[Decoder, dict[str, object]]:
     """The decoder the flags ask for, and the settings to report."""
 
     def refuse(flags: Sequence[str], needs: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -20,7 +21,7 @@ __all__ = [
 ]
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     # np.timedelta64 subclasses np.signedinteger, but it is a duration, not a count or an id.
     return isinstance(value, int | np.integer) and not isinstance(
         value, bool | np.bool_ | np.timedelta64
@@ -61,7 +62,7 @@ def float_dtype(name: str, value: object) -> np.dtype:
     if value is None:
         raise TypeError(f"{name} must be float32 or float64, got None")
     try:
-        dtype = np.dtype(value)  # type: ignore[call-overload]
+        dtype: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be float32 or float64, got {brief(value)}") from None
     if dtype not in (np.float32, np.float64):
@@ -154,7 +155,7 @@ def check_logits(logits: object, rows: int, vocab_size: int, step: int) -> np.nd
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     """Whether ``value`` is a Python or NumPy integer (bool refused)."""
     return _is_int(value)
 

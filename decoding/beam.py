@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import SupportsFloat, SupportsInt
+
 import attrs
 
 __all__ = ["Beam"]
+
+
+def _int_tuple(values: Iterable[SupportsInt]) -> tuple[int, ...]:
+    """Token ids -> a tuple of Python ints."""
+    return tuple(int(t) for t in values)
+
+
+def _float_tuple(values: Iterable[SupportsFloat]) -> tuple[float, ...]:
+    """Log-probs -> a tuple of Python floats."""
+    return tuple(float(v) for v in values)
 
 
 @attrs.frozen
@@ -22,12 +35,10 @@ class Beam:
             compared by ``==``.
     """
 
-    tokens: tuple[int, ...] = attrs.field(converter=lambda ts: tuple(int(t) for t in ts))
+    tokens: tuple[int, ...] = attrs.field(converter=_int_tuple)
     logprob: float = attrs.field(converter=float)
     score: float = attrs.field(converter=float)
     finished: bool = attrs.field(converter=bool)
     # Not part of equality: two beams are the same hypothesis when tokens and scores agree, so
     # a Beam built by hand (without per-token log-probs) compares equal to a decoder's.
-    token_logprobs: tuple[float, ...] = attrs.field(
-        default=(), converter=lambda lps: tuple(float(lp) for lp in lps), eq=False
-    )
+    token_logprobs: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple, eq=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, overload
+from typing import Any, overload
 
 import numpy as np
 
@@ -188,7 +188,7 @@ class LanguageModel(abc.ABC):
     vocab_size: int
     #: Longest sequence (prompt plus generated tokens fed back) the model accepts, or ``None``
     #: for no limit. Decoders refuse, before any work, a request that could exceed it.
-    max_sequence_length: ClassVar[int | None] = None
+    max_sequence_length: int | None = None
 
     @abc.abstractmethod
     def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import functools
 import math
+import operator
 from collections.abc import Sequence
 from numbers import Real
 
@@ -140,17 +141,17 @@ def _check_finite(logits_MV: np.ndarray, message: str) -> None:
 def _non_negative_int(name: str, value: object) -> int:
     if not is_int(value):
         raise TypeError(f"{name} must be a non-negative int, got {value!r}")
-    if value < 0:  # type: ignore[operator]
+    if value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
+    return operator.index(value)
 
 
 def _positive_int(name: str, value: object) -> int:
     if not is_int(value):
         raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:  # type: ignore[operator]
+    if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
+    return operator.index(value)
 
 
 def _real(name: str, value: object, rule: str) -> float:
@@ -193,11 +194,41 @@ def _ranked(logits_MV: np.ndarray) -> np.ndarray:
     return np.argsort(-log_softmax(logits_MV), axis=1, kind="stable")
 
 
+def _n_non_negative_int(value: object) -> int:
+    """The ``n`` converter."""
+    return _non_negative_int("n", value)
+
+
+def _n_positive_int(value: object) -> int:
+    """The ``n`` converter."""
+    return _positive_int("n", value)
+
+
+def _penalty_positive_real(value: object) -> float:
+    """The ``penalty`` converter."""
+    return positive_real("penalty", value)
+
+
+def _t_positive_real(value: object) -> float:
+    """The ``t`` converter."""
+    return positive_real("t", value)
+
+
+def _k_positive_int(value: object) -> int:
+    """The ``k`` converter."""
+    return _positive_int("k", value)
+
+
+def _p_probability(value: object) -> float:
+    """The ``p`` converter."""
+    return probability("p", value)
+
+
 @attrs.frozen
 class MinNewTokens(LogitsProcessor):
     """Forbid every EOS id while fewer than ``n`` tokens have been generated."""
 
-    n: int = attrs.field(converter=functools.partial(_non_negative_int, "n"))
+    n: int = attrs.field(converter=_n_non_negative_int)
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         if context.step < self.n and context.eos_token_ids:
@@ -229,7 +260,7 @@ class NoRepeatNGram(LogitsProcessor):
     """Forbid any token that would repeat an ``n``-gram of the row's prompt plus generated
     tokens (HF's ``no_repeat_ngram_size``): with ``n = 1`` no token occurs twice."""
 
-    n: int = attrs.field(converter=functools.partial(_positive_int, "n"))
+    n: int = attrs.field(converter=_n_positive_int)
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         n = self.n
@@ -252,7 +283,7 @@ class RepetitionPenalty(LogitsProcessor):
     """HF's repetition penalty: for every token already in the row's prompt or generated
     tokens, a positive logit is divided by ``penalty`` and a negative one multiplied by it."""
 
-    penalty: float = attrs.field(converter=functools.partial(positive_real, "penalty"))
+    penalty: float = attrs.field(converter=_penalty_positive_real)
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         sequences = context.sequences
@@ -272,7 +303,7 @@ class RepetitionPenalty(LogitsProcessor):
 class Temperature(LogitsProcessor):
     """Divide the logits by ``t``: below 1 sharpens the distribution, above 1 flattens it."""
 
-    t: float = attrs.field(converter=functools.partial(positive_real, "t"))
+    t: float = attrs.field(converter=_t_positive_real)
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         if self.t != 1.0:
@@ -290,7 +321,7 @@ class TopK(LogitsProcessor):
     picks.
     """
 
-    k: int = attrs.field(converter=functools.partial(_positive_int, "k"))
+    k: int = attrs.field(converter=_k_positive_int)
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         rows, vocab = logits_MV.shape
@@ -306,7 +337,7 @@ class TopP(LogitsProcessor):
     """Nucleus filtering: keep the smallest set of most likely tokens whose probability reaches
     ``p`` (ties: lower token id first), always at least one; forbid the rest."""
 
-    p: float = attrs.field(converter=functools.partial(probability, "p"))
+    p: float = attrs.field(converter=_p_probability)
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         rows, vocab = logits_MV.shape

@@ -88,7 +88,7 @@ def score_continuations(
 def _check_continuations(continuations: object, vocab_size: int) -> list[tuple[int, ...]]:
     """Like prompts, but an empty continuation is allowed (its score array is empty)."""
     checked: list[tuple[int, ...]] = []
-    for i, continuation in enumerate(continuations):  # type: ignore[attr-defined]
+    for i, continuation in enumerate(continuations):  # type: ignore[arg-type, var-annotated]
         if isinstance(continuation, Sequence | np.ndarray) and len(continuation) == 0:
             if isinstance(continuation, str | bytes):
                 raise TypeError(

@@ -32,7 +32,7 @@ class Scorer(abc.ABC):
     """
 
     @abc.abstractmethod
-    def score(self, logprob: np.ndarray, length: np.ndarray) -> np.ndarray:
+    def score(self, logprob: np.ndarray, length: np.ndarray | int) -> np.ndarray:
         """``[...], [...] -> [...]`` ranking scores, higher is better."""
 
 
@@ -66,7 +66,7 @@ class LengthPenalty(Scorer):
 
     alpha: float = attrs.field(default=0.6, converter=finite_alpha)
 
-    def score(self, logprob: np.ndarray, length: np.ndarray) -> np.ndarray:
+    def score(self, logprob: np.ndarray, length: np.ndarray | int) -> np.ndarray:
         """``[...], [...] -> [...]``: ``logprob / length ** alpha``, float64.
 
         ``length ** alpha`` is Python's float power, looked up in a table, so a score equals
@@ -84,7 +84,7 @@ class LengthPenalty(Scorer):
 
 def _power(length: int, alpha: float) -> float:
     try:
-        return float(length) ** alpha
+        return float(float(length) ** alpha)
     except OverflowError:
         return math.inf
     except ZeroDivisionError:  # length 0 only marks an empty slot, whose score is unused

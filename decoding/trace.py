@@ -10,6 +10,7 @@ candidates per live beam (``min(2K, V)``), ``P`` pool entries of one prompt.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -76,9 +77,9 @@ class Trace:
     def _check_b(self, b: object) -> int:
         if not is_int(b):
             raise TypeError(f"b must be an int prompt index, got {b!r}")
-        if not 0 <= b < len(self.prompts):  # type: ignore[operator]
+        if not 0 <= b < len(self.prompts):
             raise ValueError(f"b must be a prompt index in [0, {len(self.prompts)}), got {b!r}")
-        return int(b)  # type: ignore[call-overload]
+        return int(b)
 
     def to_text(self, b: int = 0) -> str:
         """Prompt b's search as an indented tree, one line per node.
@@ -245,7 +246,7 @@ def trace(decoder: Decoder, model: LanguageModel, prompts: Sequence[Sequence[int
         return Trace(checked, results, (), max([len(r) for r in results] + [1]))
     else:
         raise TypeError(f"decoder must be a decoding.Decoder, got {decoder!r}")
-    state = decoder.init(model, prompts)
+    state: Any = decoder.init(model, prompts)  # BeamState or RowState, by the decoder
     steps = []
     while not decoder.done(state):
         new = decoder.step(model, state)
@@ -261,7 +262,7 @@ def _row_step(
     samples = old.samples
     pools = []
     for b in range(len(old.prompts)):
-        entries = []
+        entries: list[TraceEntry] = []
         for s in range(samples):
             r = b * samples + s
             if old.finished_R[r]:

@@ -169,7 +169,9 @@ def test_check_results_catches_no_log_softmax():
                 for i, t in enumerate(b.tokens)
             ]
             total = literal.sum_left(lps)
-            mutant.append(attrs.evolve(b, logprob=total, score=total / len(b.tokens), token_logprobs=lps))
+            mutant.append(
+                attrs.evolve(b, logprob=total, score=total / len(b.tokens), token_logprobs=lps)
+            )
         raw.append(sorted(mutant, key=lambda b: -b.score))
     check_results(raw, prompts_, 2, 3, 1.0, None)  # self-consistent...
     with pytest.raises(AssertionError, match="logprob equals score_continuations"):

@@ -10,13 +10,13 @@ import math
 
 import numpy as np
 import pytest
-from decoding.testing import reference
 from hypothesis import given
 from hypothesis import strategies as st
-from decoding.testing.reference_archive import archive_beam_search
-from decoding.testing.strategies import problems
 
 import decoding
+from decoding.testing import reference
+from decoding.testing.reference_archive import archive_beam_search
+from decoding.testing.strategies import problems
 
 log = math.log
 EOS = 0

@@ -10,10 +10,8 @@ import math
 
 import numpy as np
 import pytest
-from decoding.testing import reference
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from decoding.testing.strategies import eos_settings, logit_rows, prompt_lists, scripted_models
 
 import decoding
 from decoding import (
@@ -31,6 +29,8 @@ from decoding import (
     TopK,
     TopP,
 )
+from decoding.testing import reference
+from decoding.testing.strategies import eos_settings, logit_rows, prompt_lists, scripted_models
 
 log = math.log
 

@@ -10,9 +10,13 @@ import warnings
 
 import numpy as np
 import pytest
-from decoding.testing import reference
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+
+import decoding
+from decoding import Beam, ScriptedLM
+from decoding.models.scripted import normalised
+from decoding.testing import reference
 from decoding.testing.strategies import (
     Problem,
     alphas,
@@ -22,10 +26,6 @@ from decoding.testing.strategies import (
     transformer,
     transformers,
 )
-
-import decoding
-from decoding import Beam, ScriptedLM
-from decoding.models.scripted import normalised
 
 TOL = 1e-9
 

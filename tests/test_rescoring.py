@@ -7,10 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from decoding.testing import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from decoding.testing.strategies import eos_settings, prompt_lists, scripted_models, transformer
 
 import decoding
 from decoding import (
@@ -20,6 +18,8 @@ from decoding import (
     ScriptedLM,
     score_continuations,
 )
+from decoding.testing import reference
+from decoding.testing.strategies import eos_settings, prompt_lists, scripted_models, transformer
 
 log = math.log
 

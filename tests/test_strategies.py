@@ -17,18 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from decoding.testing import reference
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
-from decoding.testing.strategies import (
-    alphas,
-    eos_settings,
-    processor_lists,
-    prompt_lists,
-    scripted_models,
-    transformer,
-    transformers,
-)
 
 import decoding
 from decoding import (
@@ -40,6 +30,16 @@ from decoding import (
     Temperature,
     TopK,
     TopP,
+)
+from decoding.testing import reference
+from decoding.testing.strategies import (
+    alphas,
+    eos_settings,
+    processor_lists,
+    prompt_lists,
+    scripted_models,
+    transformer,
+    transformers,
 )
 
 log = math.log

@@ -52,7 +52,7 @@ def log_softmax(logits_MV: np.ndarray) -> np.ndarray:
     """
     peak_M1, log_total_M1 = _log_normaliser(logits_MV, logits_MV.max(axis=1, keepdims=True))
     with np.errstate(over="ignore"):  # x - peak below -max float: -inf is the right answer
-        return (logits_MV - peak_M1) - log_total_M1
+        return np.asarray((logits_MV - peak_M1) - log_total_M1)
 
 
 def check_peak(peak_M1: np.ndarray, step: int) -> np.ndarray:
@@ -129,7 +129,7 @@ def _interleaved_block_max(logits_MV: np.ndarray, size: int) -> np.ndarray:
     """
     slices_MSN = logits_MV.reshape(len(logits_MV), size, -1)
     if logits_MV.size <= 1 << 16:
-        return slices_MSN.max(axis=1)  # small: one call beats the loop
+        return np.asarray(slices_MSN.max(axis=1))  # small: one call beats the loop
     block_max_MN = slices_MSN[:, 0].copy()
     for i in range(1, size):
         np.maximum(block_max_MN, slices_MSN[:, i], out=block_max_MN)

@@ -90,7 +90,7 @@ class BeamState:
     @property
     def live_BK(self) -> np.ndarray:
         """Held, unfinished beams: the ones the next step expands."""
-        return (self.logprob_BK > -np.inf) & ~self.finished_BK
+        return np.asarray((self.logprob_BK > -np.inf) & ~self.finished_BK)
 
 
 @attrs.frozen(eq=False)
@@ -111,7 +111,7 @@ class Archive:
     @property
     def full_B(self) -> np.ndarray:
         """Whether each prompt's archive holds K hypotheses."""
-        return (self.score_BK > -np.inf).all(axis=1)
+        return np.asarray((self.score_BK > -np.inf).all(axis=1))
 
     @classmethod
     def empty(cls, batch: int, width: int) -> Archive:
@@ -171,7 +171,7 @@ def _finished(value: object) -> str:
 
 def _early_stopping(value: object) -> bool | str | None:
     if value is None or isinstance(value, bool) or value == "never":
-        return value  # type: ignore[return-value]
+        return value
     raise ValueError(f"early_stopping must be False, True or 'never', got {value!r}")
 
 
@@ -179,6 +179,11 @@ def _scorer(value: object) -> Scorer | None:
     if value is not None and not isinstance(value, Scorer):
         raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
     return value
+
+
+def _max_new_tokens_positive_int(value: object) -> int:
+    """The ``max_new_tokens`` converter."""
+    return positive_int("max_new_tokens", value)
 
 
 @attrs.frozen
@@ -211,7 +216,7 @@ class BeamSearchDecoder(Decoder):
     """
 
     beam_width: int = attrs.field(converter=_beam_width)
-    max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
+    max_new_tokens: int = attrs.field(converter=_max_new_tokens_positive_int)
     alpha: float = attrs.field(default=0.6, converter=finite_alpha)
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     scorer: Scorer | None = attrs.field(default=None, converter=_scorer)
@@ -397,7 +402,7 @@ class BeamSearchDecoder(Decoder):
             step=new_length,
         )
         present_BK = chosen.logprob_BK > -np.inf
-        self._stuck(~present_BK.any(axis=1), new_length)
+        self._stuck(np.asarray(~present_BK.any(axis=1)), new_length)
         new_BK = present_BK & (chosen.token_BK != CARRIED)
         finished_BK = present_BK & ~new_BK
         if self.eos_token_id is not None:
@@ -435,7 +440,9 @@ class BeamSearchDecoder(Decoder):
         )
         present_BW = top.logprob_BK > -np.inf
         had_nothing_B = ~(archive.score_BK > -np.inf).any(axis=1)
-        self._stuck(live_BK.any(axis=1) & ~present_BW.any(axis=1) & had_nothing_B, new_length)
+        self._stuck(
+            np.asarray(live_BK.any(axis=1) & ~present_BW.any(axis=1) & had_nothing_B), new_length
+        )
         ends_BW = present_BW & (last | np.isin(top.token_BK, self.eos_token_ids))
 
         # Running beams: the best K candidates that do not end.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import attrs
 import numpy as np
 
@@ -13,6 +11,11 @@ from decoding.decoders.beam import eos_setting
 from decoding.processors import LogitsProcessor, check_processors
 
 __all__ = ["GreedyDecoder"]
+
+
+def _max_new_tokens_positive_int(value: object) -> int:
+    """The ``max_new_tokens`` converter."""
+    return positive_int("max_new_tokens", value)
 
 
 @attrs.frozen
@@ -30,7 +33,7 @@ class GreedyDecoder(RowDecoder):
     raw ``logprob`` (one hypothesis per prompt has nothing to be ranked against).
     """
 
-    max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
+    max_new_tokens: int = attrs.field(converter=_max_new_tokens_positive_int)
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
 
@@ -46,4 +49,4 @@ class GreedyDecoder(RowDecoder):
 
     def choose(self, logprobs_MV: np.ndarray, state: RowState, rows_M: np.ndarray) -> np.ndarray:
         """``[M, V] -> [M]``: each row's arg-max (``np.argmax`` takes the lowest id on ties)."""
-        return np.argmax(logprobs_MV, axis=1)
+        return np.asarray(np.argmax(logprobs_MV, axis=1))

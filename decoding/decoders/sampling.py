@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import operator
 
 import attrs
 import numpy as np
@@ -28,9 +28,9 @@ def _seed(value: object) -> int | None:
         return None
     if not is_int(value):
         raise TypeError(f"seed must be None or an int >= 0, got {value!r}")
-    if value < 0:  # type: ignore[operator]
+    if value < 0:
         raise ValueError(f"seed must be None or an int >= 0, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
+    return operator.index(value)
 
 
 def _temperature(value: object) -> float:
@@ -43,6 +43,16 @@ def _top_k(value: object) -> int | None:
 
 def _top_p(value: object) -> float | None:
     return None if value is None else probability("top_p", value)
+
+
+def _max_new_tokens_positive_int(value: object) -> int:
+    """The ``max_new_tokens`` converter."""
+    return positive_int("max_new_tokens", value)
+
+
+def _num_samples_positive_int(value: object) -> int:
+    """The ``num_samples`` converter."""
+    return positive_int("num_samples", value)
 
 
 @attrs.frozen
@@ -69,11 +79,9 @@ class SamplingDecoder(RowDecoder):
     each token was drawn from.
     """
 
-    max_new_tokens: int = attrs.field(converter=functools.partial(positive_int, "max_new_tokens"))
+    max_new_tokens: int = attrs.field(converter=_max_new_tokens_positive_int)
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
-    num_samples: int = attrs.field(
-        default=1, converter=functools.partial(positive_int, "num_samples")
-    )
+    num_samples: int = attrs.field(default=1, converter=_num_samples_positive_int)
     temperature: float = attrs.field(default=1.0, converter=_temperature)
     top_k: int | None = attrs.field(default=None, converter=_top_k)
     top_p: float | None = attrs.field(default=None, converter=_top_p)
@@ -120,4 +128,4 @@ class SamplingDecoder(RowDecoder):
         if missed_M.any():
             last_M = probs_MV.shape[1] - 1 - np.argmax(probs_MV[missed_M, ::-1] > 0, axis=1)
             token_M[missed_M] = last_M
-        return token_M
+        return np.asarray(token_M)

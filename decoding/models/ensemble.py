@@ -81,7 +81,7 @@ class Ensemble(LanguageModel):
             raise ValueError(f"models must share one vocab_size, got vocab sizes {sizes}")
         self.vocab_size = sizes[0]
         limits = [m.max_sequence_length for m in self.models if m.max_sequence_length is not None]
-        self.max_sequence_length = min(limits) if limits else None  # type: ignore[misc]
+        self.max_sequence_length = min(limits) if limits else None
         self.log_weight_J = _log_weights(weights, len(self.models))
         self.log_weight_J.setflags(write=False)
 
@@ -114,7 +114,7 @@ class Ensemble(LanguageModel):
         safe_MV = np.where(peak_MV > -np.inf, peak_MV, 0.0)
         total_MV = np.exp(weighted_JMV - safe_MV).sum(axis=0)
         with np.errstate(divide="ignore"):
-            return safe_MV + np.log(total_MV)
+            return np.asarray(safe_MV + np.log(total_MV))
 
     def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:
         """``[M sequences] -> [M, V]`` float64 mixture log-probs (each member's

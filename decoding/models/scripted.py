@@ -15,6 +15,10 @@ __all__ = ["ScriptedLM"]
 Row = Mapping[int, float] | Sequence[float] | np.ndarray
 
 
+#: The incremental state: each row's last few ids.
+Tails = tuple[tuple[int, ...], ...]
+
+
 class ScriptedLM(LanguageModel):
     """A fake model for tests and docs, scripted from a table keyed by token sequence.
 
@@ -103,7 +107,7 @@ class ScriptedLM(LanguageModel):
     # A lookup needs only the last `_longest_key` tokens of a row, so the state keeps just
     # those: each step costs O(rows * longest key), whatever the sequence length.
 
-    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, tuple]:
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, Tails]:
         """``[M prompts] -> (logits [M, V], state)``; the state keeps each row's suffix."""
         keep = self._longest_key
         tails = tuple(
@@ -112,8 +116,8 @@ class ScriptedLM(LanguageModel):
         return self._rows([self.lookup(p) for p in prompts]), tails
 
     def extend(
-        self, state: tuple, parents_M: np.ndarray, tokens_M: np.ndarray
-    ) -> tuple[np.ndarray, tuple]:
+        self, state: Tails, parents_M: np.ndarray, tokens_M: np.ndarray
+    ) -> tuple[np.ndarray, Tails]:
         """New row i = old row ``parents_M[i]`` + ``tokens_M[i]``, as suffixes."""
         keep = self._longest_key
         tails = tuple(

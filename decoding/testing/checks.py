@@ -28,12 +28,18 @@ def default_tol(logits: np.ndarray) -> float:
 
 
 def _compare(
-    where: str, got: Any, sequences: Sequence[Sequence[int]], model: LanguageModel, tol: float | None
+    where: str,
+    got: Any,
+    sequences: Sequence[Sequence[int]],
+    model: LanguageModel,
+    tol: float | None,
 ) -> float:
     """Assert ``got`` is ``[M, V]`` float logits equal to ``next_token_logits(sequences)``."""
     got = np.asarray(got)
     rows, vocab = len(sequences), model.vocab_size
-    assert got.shape == (rows, vocab), f"{where}: logits shape {got.shape}, expected {(rows, vocab)}"
+    assert got.shape == (rows, vocab), (
+        f"{where}: logits shape {got.shape}, expected {(rows, vocab)}"
+    )
     assert np.issubdtype(got.dtype, np.floating), f"{where}: logits dtype {got.dtype}, not a float"
     if rows == 0:
         return 1e-9 if tol is None else tol
@@ -71,12 +77,12 @@ def check_model(
     `default_tol`), relative to each row's largest finite logit.
     """
     rng = np.random.default_rng(seed)
-    prompts = [tuple(int(t) for t in p) for p in prompts]
+    rows0 = [tuple(int(t) for t in p) for p in prompts]
     vocab = model.vocab_size
-    logits, state = model.prefill(prompts)
-    _compare("prefill", logits, prompts, model, tol)
+    logits, state = model.prefill(rows0)
+    _compare("prefill", logits, rows0, model, tol)
     # history: (state, sequences) for every state made so far; older ones get extended again.
-    history: list[tuple[Any, list[tuple[int, ...]]]] = [(state, prompts)]
+    history: list[tuple[Any, list[tuple[int, ...]]]] = [(state, rows0)]
     limit = model.max_sequence_length
     empty_step = steps // 2
     for call in range(1, steps + 1):
@@ -138,13 +144,17 @@ class CheckedLM(LanguageModel):
         _compare("prefill", logits, sequences, self.model, self.tol)
         return logits, (state, sequences, 0)
 
-    def extend(self, state: Any, parents_M: np.ndarray, tokens_M: np.ndarray) -> tuple[np.ndarray, Any]:
+    def extend(
+        self, state: Any, parents_M: np.ndarray, tokens_M: np.ndarray
+    ) -> tuple[np.ndarray, Any]:
         """The inner extend, checked against the sequences the new rows stand for."""
         inner, sequences, step = state
         logits, new_inner = self.model.extend(inner, parents_M, tokens_M)
         new_sequences = tuple(
             sequences[p].append(t)
-            for p, t in zip(np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist(), strict=True)
+            for p, t in zip(
+                np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist(), strict=True
+            )
         )
         _compare(f"step {step + 1} (extend)", logits, new_sequences, self.model, self.tol)
         return logits, (new_inner, new_sequences, step + 1)

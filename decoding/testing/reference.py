@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from decoding import Beam, LanguageModel, LengthPenalty
+from decoding import Beam, LanguageModel, LengthPenalty, LogitsProcessor
 
 __all__ = [
     "Stuck",
@@ -46,7 +46,7 @@ def log_softmax(logits: Sequence[float]) -> list[float]:
     if peak == -math.inf:
         return [-math.inf] * len(row)
     shifted = row - peak
-    return (shifted - np.log(np.exp(shifted).sum())).tolist()
+    return list((shifted - np.log(np.exp(shifted).sum())).tolist())
 
 
 def next_logprobs(model: LanguageModel, sequence: Sequence[int]) -> list[float]:
@@ -67,7 +67,7 @@ def scores(hypotheses: Sequence[tuple[tuple[int, ...], float]], alpha: float) ->
         return []
     logprobs = np.array([logprob for _, logprob in hypotheses], dtype=np.float64)
     lengths = np.array([len(tokens) for tokens, _ in hypotheses], dtype=np.int64)
-    return LengthPenalty(alpha).score(logprobs, lengths).tolist()
+    return list(LengthPenalty(alpha).score(logprobs, lengths).tolist())
 
 
 def beam_search(
@@ -78,7 +78,7 @@ def beam_search(
     alpha: float,
     eos_token_id: int | Sequence[int] | None,
     keep_finished: bool = True,
-    processors: Sequence = (),
+    processors: Sequence[LogitsProcessor] = (),
 ) -> list[Beam]:
     """Beam search for one prompt; at most ``beam_width`` beams, best first.
 
@@ -203,7 +203,7 @@ def processed_logprobs(
     model: LanguageModel,
     prompt: Sequence[int],
     generated: Sequence[int],
-    processors: Sequence = (),
+    processors: Sequence[LogitsProcessor] = (),
     eos_ids: Sequence[int] = (),
 ) -> list[float]:
     """One row's next-token log-probs: the model's logits for ``prompt + generated``, each
@@ -231,7 +231,7 @@ def greedy_loop(
     prompt: Sequence[int],
     max_new_tokens: int,
     eos_token_id: int | Sequence[int] | None = None,
-    processors: Sequence = (),
+    processors: Sequence[LogitsProcessor] = (),
 ) -> Beam:
     """The literal arg-max loop: each step, the most likely token (lowest id on ties).
 
@@ -264,7 +264,7 @@ def beam_search_processed(
     max_new_tokens: int,
     alpha: float,
     eos_token_id: int | Sequence[int] | None,
-    processors: Sequence = (),
+    processors: Sequence[LogitsProcessor] = (),
 ) -> list[Beam]:
     """`beam_search` (the pool policy) with several EOS ids and logits processors.
 
@@ -332,7 +332,7 @@ def reference_beam_search(
     max_new_tokens: int,
     alpha: float = 0.6,
     eos_token_id: int | Sequence[int] | None = None,
-    processors: Sequence = (),
+    processors: Sequence[LogitsProcessor] = (),
 ) -> list[list[Beam]]:
     """The pool semantics of `decoding.BeamSearchDecoder`, literally: one list of at most
     ``beam_width`` beams per prompt, best first, each with ``token_logprobs``.

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from decoding.testing.reference import next_logprobs, scores
-
 from decoding import Beam, LanguageModel
+from decoding.testing.reference import next_logprobs, scores
 
 __all__ = ["archive_beam_search"]
 

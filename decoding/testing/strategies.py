@@ -1,7 +1,8 @@
 """Hypothesis strategies: small random models, prompts and decoder settings.
 
-Needs hypothesis (``pip install decoding[testing]``). Everything is bounded and NaN-free. Scripted log-probs are drawn partly from a few round values
-(``-inf, -2, -1, 0, 0.5``) so that exact ties and impossible tokens turn up often.
+Needs hypothesis (``pip install decoding[testing]``). Everything is bounded and NaN-free.
+Scripted log-probs are drawn partly from a few round values (``-inf, -2, -1, 0, 0.5``) so that
+exact ties and impossible tokens turn up often.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from decoding import (  # noqa: E402
     BanTokens,
     BeamSearchDecoder,
     LanguageModel,
+    LogitsProcessor,
     MinNewTokens,
     NoRepeatNGram,
     NumpyTransformerLM,
@@ -104,7 +106,9 @@ def prompt_lists(
     return st.lists(prompt, min_size=min_prompts, max_size=max_prompts)
 
 
-def prompts(vocab_size: int, max_batch: int = 4, max_len: int = 6) -> st.SearchStrategy[list[list[int]]]:
+def prompts(
+    vocab_size: int, max_batch: int = 4, max_len: int = 6
+) -> st.SearchStrategy[list[list[int]]]:
     """Batches of 1..max_batch non-empty prompts of 1..max_len ids in ``[0, vocab_size)``."""
     return prompt_lists(vocab_size, min_prompts=1, max_prompts=max_batch, max_len=max_len)
 
@@ -188,7 +192,7 @@ def eos_settings(vocab: int) -> st.SearchStrategy[int | list[int] | None]:
     )
 
 
-def processor_lists(vocab: int, max_size: int = 3) -> st.SearchStrategy[list]:
+def processor_lists(vocab: int, max_size: int = 3) -> st.SearchStrategy[list[LogitsProcessor]]:
     """Lists of 0..max_size built-in processors fitting a ``vocab``-token model."""
     one = st.one_of(
         st.integers(0, 4).map(MinNewTokens),
