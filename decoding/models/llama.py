@@ -14,6 +14,7 @@ heads per layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -105,14 +106,14 @@ def rms_norm(x: np.ndarray, gain_D: np.ndarray, eps: float) -> np.ndarray:
     scale = np.vecdot(x, x)[..., None]
     scale /= x.shape[-1]
     scale += eps
-    return x / np.sqrt(scale) * gain_D
+    return np.asarray(x / np.sqrt(scale) * gain_D)
 
 
 def rope(x_NHTE: np.ndarray, cos_NTE: np.ndarray, sin_NTE: np.ndarray) -> np.ndarray:
     """Rotary embedding, HF's rotate-half convention: ``x cos + rotate_half(x) sin``."""
     half = x_NHTE.shape[-1] // 2
     rotated = np.concatenate([-x_NHTE[..., half:], x_NHTE[..., :half]], axis=-1)
-    return x_NHTE * cos_NTE[:, None] + rotated * sin_NTE[:, None]
+    return np.asarray(x_NHTE * cos_NTE[:, None] + rotated * sin_NTE[:, None])
 
 
 def rope_tables(
@@ -127,7 +128,7 @@ def rope_tables(
 
 def silu(x: np.ndarray) -> np.ndarray:
     """``x * sigmoid(x)``."""
-    return x / (1.0 + np.exp(-x))
+    return np.asarray(x / (1.0 + np.exp(-x)))
 
 
 def llama_block(
@@ -162,7 +163,7 @@ def llama_block(
     x_NTD = x_NTD + linear(out_NHTE.transpose(0, 2, 1, 3).reshape(n, t, heads * e), w.o_w_XD, None)
     h_NTD = rms_norm(x_NTD, w.mlp_norm_D, weights.rms_eps)
     gated_NTF = silu(linear(h_NTD, w.gate_w_DF, None)) * linear(h_NTD, w.up_w_DF, None)
-    return x_NTD + linear(gated_NTF, w.down_w_FD, None)
+    return np.asarray(x_NTD + linear(gated_NTF, w.down_w_FD, None))
 
 
 class NumpyLlamaLM(NumpyTransformerLM):
@@ -178,6 +179,8 @@ class NumpyLlamaLM(NumpyTransformerLM):
         tied: whether the output head is the token embedding.
     """
 
+    weights: LlamaWeights  # type: ignore[assignment]  # the Llama layout, not GPT-2's
+
     def __init__(
         self,
         vocab_size: int = 1000,
@@ -189,7 +192,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
         max_sequence_length: int = 2048,
         seed: int = 0,
         tied: bool = False,
-        dtype: type[np.floating] | str = "float32",
+        dtype: np.dtype[Any] | type[np.floating[Any]] | str = "float32",
     ) -> None:
         self.vocab_size = positive_int("vocab_size", vocab_size)
         d_model = positive_int("d_model", d_model)
@@ -216,7 +219,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
     def from_weights(  # type: ignore[override]
         cls,
         weights: LlamaWeights,
-        dtype: type[np.floating] | str = "float32",
+        dtype: np.dtype[Any] | type[np.floating[Any]] | str = "float32",
         max_sequence_length: int = 2048,
     ) -> NumpyLlamaLM:
         """A model with the given weights (Llama layout, ``[in, out]`` linear weights)."""
@@ -241,19 +244,21 @@ class NumpyLlamaLM(NumpyTransformerLM):
 
         self.dtype = dtype
         blocks = tuple(
-            LlamaBlock(**{f.name: cast(getattr(b, f.name)) for f in attrs.fields(LlamaBlock)})
+            LlamaBlock(**{f.name: cast(getattr(b, f.name)) for f in attrs.fields(LlamaBlock)})  # type: ignore[arg-type]
             for b in weights.blocks
         )
         embed = cast(weights.embed_VD)
-        assert embed is not None
-        self.weights = attrs.evolve(  # type: ignore[assignment]
+        norm = cast(weights.norm_D)
+        assert embed is not None and norm is not None
+        self.weights = attrs.evolve(
             weights,
             embed_VD=embed,
             blocks=blocks,
-            norm_D=cast(weights.norm_D),
+            norm_D=norm,
             head_DV=cast(weights.head_DV),
         )
-        self._head_DV = self.weights.head_DV if weights.head_DV is not None else embed.T
+        head = self.weights.head_DV
+        self._head_DV: np.ndarray = head if head is not None else embed.T
 
     @property
     def d_model(self) -> int:

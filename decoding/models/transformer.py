@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -197,13 +198,13 @@ class FoldedBlock:
     ``[out, in]`` (see `linear`)."""
 
     qkv_wt_3DD: np.ndarray
-    qkv_b_3D: np.ndarray
+    qkv_b_3D: np.ndarray | None  # None: an all-zero bias, skipped
     out_wt_DD: np.ndarray
-    out_b_D: np.ndarray
+    out_b_D: np.ndarray | None  # None: an all-zero bias, skipped
     fc_wt_FD: np.ndarray
-    fc_b_F: np.ndarray
+    fc_b_F: np.ndarray | None  # None: an all-zero bias, skipped
     proj_wt_DF: np.ndarray
-    proj_b_D: np.ndarray
+    proj_b_D: np.ndarray | None  # None: an all-zero bias, skipped
     eps: float = 1e-5  # LayerNorm epsilon
     # Unfolded (weights already in the model dtype, shared rather than copied): the LayerNorm
     # affines and the query scale applied at run time instead.
@@ -229,7 +230,9 @@ class FoldedWeights:
     lnf_b_D: np.ndarray | None = None
 
 
-def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWeights:
+def fold(
+    weights: TransformerWeights, dtype: np.dtype[Any] | type[np.floating[Any]] = np.float32
+) -> FoldedWeights:
     """Fold every LayerNorm affine and the attention scale into the next linear layer, in
     float64, then cast to ``dtype``; all-zero biases become ``None`` and are skipped.
 
@@ -243,8 +246,8 @@ def fold(weights: TransformerWeights, dtype: np.dtype = np.float32) -> FoldedWei
     def cast(array: np.ndarray) -> np.ndarray:
         return _readonly(np.ascontiguousarray(array, dtype=dtype))
 
-    def bias(array: np.ndarray) -> np.ndarray | None:
-        return cast(array) if array.any() else None
+    def bias(array: np.ndarray | None) -> np.ndarray | None:
+        return cast(array) if array is not None and array.any() else None
 
     d = weights.wte_VD.shape[1]
     scale_3D = np.ones(3 * d)
@@ -339,7 +342,7 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     y = x.reshape(-1, x.shape[-1]) @ w
     if b is not None:
         y += b
-    return y.reshape(*x.shape[:-1], w.shape[1])
+    return np.asarray(y.reshape(*x.shape[:-1], w.shape[1]))
 
 
 def linear_t(x: np.ndarray, wt: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -359,7 +362,7 @@ def linear_t(x: np.ndarray, wt: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     else:
         y_OR = wt @ x_RI.T
         y = np.add(y_OR.T, b, order="C") if b is not None else np.ascontiguousarray(y_OR.T)
-    return y.reshape(*x.shape[:-1], wt.shape[0])
+    return np.asarray(y.reshape(*x.shape[:-1], wt.shape[0]))
 
 
 _FEW_ROWS = 128  # above this, `linear_t` computes ``x @ wt.T`` (crossover measured at ~128)
@@ -402,7 +405,7 @@ def attention(
     scores_NHTS -= scores_NHTS.max(axis=-1, keepdims=True)
     np.exp(scores_NHTS, out=scores_NHTS)
     scores_NHTS /= np.add.reduce(scores_NHTS, axis=-1, keepdims=True)
-    return scores_NHTS @ v_NHSE
+    return np.asarray(scores_NHTS @ v_NHSE)
 
 
 def chunked_attention(
@@ -424,7 +427,7 @@ def chunked_attention(
     for v in v_chunks[1:]:
         out_NHTE += scores_NHTS[..., offset : offset + v.shape[2]] @ v
         offset += v.shape[2]
-    return out_NHTE
+    return np.asarray(out_NHTE)
 
 
 def write_cache(
@@ -520,7 +523,7 @@ def forward(
 def key_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
     """``[N, 1, S]``: 0 for a row's keys at or after its padding, ``-inf`` before."""
     visible_NS = np.arange(columns) >= pad_N[:, None]
-    return np.where(visible_NS, dtype.type(0.0), dtype.type(-np.inf))[:, None, :]
+    return np.asarray(np.where(visible_NS, dtype.type(0.0), dtype.type(-np.inf))[:, None, :])
 
 
 def causal_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
@@ -529,7 +532,7 @@ def causal_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
     key_S = np.arange(columns)
     visible_NSS = (key_S <= key_S[:, None]) & (key_S >= pad_N[:, None, None])
     visible_NSS |= key_S == key_S[:, None]
-    return np.where(visible_NSS, dtype.type(0.0), dtype.type(-np.inf))
+    return np.asarray(np.where(visible_NSS, dtype.type(0.0), dtype.type(-np.inf)))
 
 
 class NumpyTransformerLM(LanguageModel):
@@ -553,7 +556,7 @@ class NumpyTransformerLM(LanguageModel):
         n_layers: int = 1,
         n_ctx: int = 1024,
         seed: int = 0,
-        dtype: type[np.floating] | str = "float32",
+        dtype: np.dtype[Any] | type[np.floating[Any]] | str = "float32",
     ) -> None:
         self.vocab_size = positive_int("vocab_size", vocab_size)
         d_model = positive_int("d_model", d_model)
@@ -561,7 +564,7 @@ class NumpyTransformerLM(LanguageModel):
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         n_layers = positive_int("n_layers", n_layers)
-        self.max_sequence_length = positive_int("n_ctx", n_ctx)
+        self.max_sequence_length: int = positive_int("n_ctx", n_ctx)
         self.seed: int | None = seed_int("seed", seed)
         dtype = float_dtype("dtype", dtype)
         self._load(
@@ -573,7 +576,9 @@ class NumpyTransformerLM(LanguageModel):
 
     @classmethod
     def from_weights(
-        cls, weights: TransformerWeights, dtype: type[np.floating] | str = "float32"
+        cls,
+        weights: TransformerWeights,
+        dtype: np.dtype[Any] | type[np.floating[Any]] | str = "float32",
     ) -> NumpyTransformerLM:
         """A model with the given weights (GPT-2 layout, e.g. converted from a checkpoint);
         ``vocab_size`` and ``n_ctx`` come from the embedding tables."""
@@ -586,7 +591,9 @@ class NumpyTransformerLM(LanguageModel):
         model._load(weights, dtype)
         return model
 
-    def _load(self, weights: TransformerWeights, dtype: type[np.floating] | str) -> None:
+    def _load(
+        self, weights: TransformerWeights, dtype: np.dtype[Any] | type[np.floating[Any]] | str
+    ) -> None:
         self.dtype = float_dtype("dtype", dtype)
         self.weights = weights
         self._folded = fold(weights, self.dtype)
@@ -594,7 +601,7 @@ class NumpyTransformerLM(LanguageModel):
     @property
     def d_model(self) -> int:
         """Model width D."""
-        return self.weights.wte_VD.shape[1]
+        return int(self.weights.wte_VD.shape[1])
 
     @property
     def n_heads(self) -> int:
