@@ -1,0 +1,299 @@
+"""The CLI never tracebacks (issue 10, the permanent suite).
+
+A table of malformed invocations of ``decoding.__main__.main(argv)``: each exits with status 2,
+prints nothing on stdout and exactly one stderr line, ``python -m decoding: error: ...``, under
+400 characters, that mentions what is wrong (the flag, or the value, or the argument). Values
+thousands of characters long are cut, not echoed.
+
+Then ``python -m decoding`` in a subprocess with stdout closed (``>&-``) or full
+(``> /dev/full``), in every output mode: one stderr line and a non-zero status.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from decoding.__main__ import main
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DIGITS = "9" * 5000
+LETTERS = "x" * 5000
+S = ["--decoder", "sample"]
+
+# id: (argv, a word the message must contain)
+TABLE = {
+    # argparse itself
+    "unknown flag": (["--bogus"], "--bogus"),
+    "unknown short flag": (["-x"], "-x"),
+    "stray argument": (["extra"], "extra"),
+    "lone dash": (["-"], "-"),
+    "double dash": (["--"], "--"),
+    "double dash then word": (["--", "x"], "x"),
+    "ambiguous --t": (["--t", "1"], "ambiguous"),
+    "ambiguous --m": (["--m", "2"], "ambiguous"),
+    "value for a switch": (["--json=1"], "--json"),
+    "value for --trace": (["--trace=1"], "--trace"),
+    "flag as a value": (["--prompt", "--json"], "--prompt"),
+    "missing --prompt value": (["--prompt"], "--prompt"),
+    "missing --decoder value": (["--decoder"], "--decoder"),
+    "missing --trace-dot value": (["--trace-dot"], "--trace-dot"),
+    "missing --model value": (["--model"], "--model"),
+    "missing --text value": (["--text"], "--text"),
+    "missing --beam-width value": (["--beam-width"], "--beam-width"),
+    "repeated switch then junk": (["--json", "--json", "--bogus"], "--bogus"),
+    # --beam-width
+    "beam width x": (["--beam-width", "x"], "--beam-width"),
+    "beam width 1.5": (["--beam-width", "1.5"], "--beam-width"),
+    "beam width 3e2": (["--beam-width", "3e2"], "--beam-width"),
+    "beam width hex": (["--beam-width", "0x10"], "--beam-width"),
+    "beam width 0": (["--beam-width", "0"], "--beam-width"),
+    "beam width -0": (["--beam-width", "-0"], "--beam-width"),
+    "beam width -3": (["--beam-width", "-3"], "--beam-width"),
+    "beam width empty": (["--beam-width", ""], "--beam-width"),
+    "beam width =empty": (["--beam-width="], "--beam-width"),
+    "beam width half": (["--beam-width", "\N{VULGAR FRACTION ONE HALF}"], "--beam-width"),
+    "beam width MAX+1": (["--beam-width", "65537"], "beam_width"),
+    "beam width 100000": (["--beam-width", "100000"], "beam_width"),
+    "beam width 2**63": (["--beam-width", str(2**63)], "beam_width"),
+    "beam width 5000 digits": (["--beam-width", DIGITS], "--beam-width"),
+    # --max-new-tokens
+    "max new tokens 0": (["--max-new-tokens", "0"], "--max-new-tokens"),
+    "max new tokens -2": (["--max-new-tokens", "-2"], "--max-new-tokens"),
+    "max new tokens two": (["--max-new-tokens", "two"], "--max-new-tokens"),
+    "max new tokens 1.0": (["--max-new-tokens", "1.0"], "--max-new-tokens"),
+    "max new tokens empty": (["--max-new-tokens", ""], "--max-new-tokens"),
+    "max new tokens past n_ctx": (["--max-new-tokens", "5000", "--prompt", "1"], "max_new_tokens"),
+    "max new tokens 10**23": (["--max-new-tokens", "9" * 23], "max_new_tokens"),
+    "max new tokens 5000 digits": (["--max-new-tokens", DIGITS], "--max-new-tokens"),
+    # --alpha
+    "alpha nan": (["--alpha", "nan"], "--alpha"),
+    "alpha -nan": (["--alpha", "-nan"], "--alpha"),
+    "alpha inf": (["--alpha", "inf"], "--alpha"),
+    "alpha -inf": (["--alpha", "-inf"], "'-inf'"),
+    "alpha =-inf": (["--alpha=-inf"], "'-inf'"),
+    "alpha 1e400": (["--alpha", "1e400"], "--alpha"),
+    "alpha -1e400": (["--alpha", "-1e400"], "'-1e400'"),
+    "alpha big": (["--alpha", "big"], "--alpha"),
+    "alpha empty": (["--alpha", ""], "--alpha"),
+    "alpha blank": (["--alpha", " "], "--alpha"),
+    "alpha hex": (["--alpha", "0x10"], "--alpha"),
+    "alpha 5000 digits": (["--alpha", DIGITS], "--alpha"),
+    "alpha 5000 letters": (["--alpha", LETTERS], "--alpha"),
+    # --eos
+    "eos 1000": (["--eos", "1000"], "eos_token_id"),
+    "eos -1": (["--eos", "-1"], "--eos"),
+    "eos end": (["--eos", "end"], "--eos"),
+    "eos 1.5": (["--eos", "1.5"], "--eos"),
+    "eos empty": (["--eos", ""], "--eos"),
+    "eos duplicate": (["--eos", "3", "--eos", "3"], "duplicate"),
+    "eos none and id": (["--eos", "none", "--eos", "4"], "none"),
+    "eos 5000 digits": (["--eos", DIGITS], "--eos"),
+    "eos minus 5000 digits": (["--eos", "-" + DIGITS], "--eos"),
+    # --seed
+    "seed -1": (["--seed", "-1"], "--seed"),
+    "seed x": (["--seed", "x"], "--seed"),
+    "seed 1.0": (["--seed", "1.0"], "--seed"),
+    "seed 1e3": (["--seed", "1e3"], "--seed"),
+    "seed empty": (["--seed", ""], "--seed"),
+    "seed minus 5000 digits": (["--seed", "-" + DIGITS], "--seed"),
+    # --prompt
+    "prompt empty": (["--prompt", ""], "--prompt"),
+    "prompt blank": (["--prompt", "   "], "--prompt"),
+    "second prompt empty": (["--prompt", "1 2", "--prompt", ""], "--prompt"),
+    "prompt with a word": (["--prompt", "1 x 3"], "--prompt"),
+    "prompt 1;2": (["--prompt", "1;2"], "--prompt"),
+    "prompt 1.0": (["--prompt", "1.0"], "--prompt"),
+    "prompt hex": (["--prompt", "0x1"], "--prompt"),
+    "prompt 1e2": (["--prompt", "1e2"], "--prompt"),
+    "prompt double comma": (["--prompt", "1,,a"], "--prompt"),
+    "prompt token 1000": (["--prompt", "1 1000"], "1000"),
+    "prompt token -1": (["--prompt", "-1 2"], "-1"),
+    "prompt token 10**23": (["--prompt", "9" * 23], "out of range"),
+    "prompt surrogate": (["--prompt", "\udcff"], "--prompt"),
+    "prompt 5000 letters": (["--prompt", LETTERS], "--prompt"),
+    "prompt 5000 digits": (["--prompt", DIGITS], "--prompt"),
+    "prompt 3000 tokens": (["--prompt", "1 " * 3000], "max_sequence_length"),
+    # --decoder and flags of another decoder
+    "decoder beamz": (["--decoder", "beamz"], "--decoder"),
+    "decoder BEAM": (["--decoder", "BEAM"], "--decoder"),
+    "decoder empty": (["--decoder", ""], "--decoder"),
+    "decoder 5000 letters": (["--decoder", LETTERS], "--decoder"),
+    "temperature without sample": (["--temperature", "0.5"], "--temperature"),
+    "top-k without sample": (["--top-k", "3"], "--top-k"),
+    "top-p without sample": (["--top-p", "0.5"], "--top-p"),
+    "num-samples without sample": (["--num-samples", "2"], "--num-samples"),
+    "sampling-seed without sample": (["--sampling-seed", "1"], "--sampling-seed"),
+    "greedy beam-width": (["--decoder", "greedy", "--beam-width", "2"], "--beam-width"),
+    "greedy alpha": (["--decoder", "greedy", "--alpha", "1"], "--alpha"),
+    "greedy num-samples": (["--decoder", "greedy", "--num-samples", "2"], "--num-samples"),
+    "greedy sampling-seed": (["--decoder", "greedy", "--sampling-seed", "1"], "--sampling-seed"),
+    "beam temperature": (["--decoder", "beam", "--temperature", "1"], "--temperature"),
+    "sample beam-width": ([*S, "--beam-width", "2"], "--beam-width"),
+    "sample alpha": ([*S, "--alpha", "1"], "--alpha"),
+    # sampling values
+    "num-samples 0": ([*S, "--num-samples", "0"], "--num-samples"),
+    "num-samples -1": ([*S, "--num-samples", "-1"], "--num-samples"),
+    "num-samples x": ([*S, "--num-samples", "x"], "--num-samples"),
+    "num-samples 1.5": ([*S, "--num-samples", "1.5"], "--num-samples"),
+    "num-samples 5000 digits": ([*S, "--num-samples", DIGITS], "--num-samples"),
+    "temperature 0": ([*S, "--temperature", "0"], "--temperature"),
+    "temperature -1": ([*S, "--temperature", "-1"], "--temperature"),
+    "temperature nan": ([*S, "--temperature", "nan"], "--temperature"),
+    "temperature inf": ([*S, "--temperature", "inf"], "--temperature"),
+    "temperature -inf": ([*S, "--temperature", "-inf"], "--temperature"),
+    "temperature empty": ([*S, "--temperature", ""], "--temperature"),
+    "temperature 1e-400": ([*S, "--temperature", "1e-400"], "--temperature"),
+    "top-k 0": ([*S, "--top-k", "0"], "--top-k"),
+    "top-k -1": ([*S, "--top-k", "-1"], "--top-k"),
+    "top-k 1.5": ([*S, "--top-k", "1.5"], "--top-k"),
+    "top-k x": ([*S, "--top-k", "x"], "--top-k"),
+    "top-k 5000 digits": ([*S, "--top-k", DIGITS], "--top-k"),
+    "top-p 0": ([*S, "--top-p", "0"], "--top-p"),
+    "top-p 1.5": ([*S, "--top-p", "1.5"], "--top-p"),
+    "top-p -0.1": ([*S, "--top-p", "-0.1"], "--top-p"),
+    "top-p x": ([*S, "--top-p", "x"], "--top-p"),
+    "top-p nan": ([*S, "--top-p", "nan"], "--top-p"),
+    "top-p inf": ([*S, "--top-p", "inf"], "--top-p"),
+    "top-p 1e-400": ([*S, "--top-p", "1e-400"], "--top-p"),
+    "sampling-seed -3": ([*S, "--sampling-seed", "-3"], "--sampling-seed"),
+    "sampling-seed x": ([*S, "--sampling-seed", "x"], "--sampling-seed"),
+    "sampling-seed 1.5": ([*S, "--sampling-seed", "1.5"], "--sampling-seed"),
+    # processors
+    "min-new-tokens -1": (["--min-new-tokens", "-1"], "--min-new-tokens"),
+    "min-new-tokens x": (["--min-new-tokens", "x"], "--min-new-tokens"),
+    "min-new-tokens 1.5": (["--min-new-tokens", "1.5"], "--min-new-tokens"),
+    "min-new-tokens empty": (["--min-new-tokens", ""], "--min-new-tokens"),
+    "min-new-tokens 5000 digits": (["--min-new-tokens", DIGITS], "--min-new-tokens"),
+    "ban 1000": (["--ban", "1000"], "1000"),
+    "ban x": (["--ban", "x"], "--ban"),
+    "ban -1": (["--ban", "-1"], "--ban"),
+    "ban 1.5": (["--ban", "1.5"], "--ban"),
+    "ban empty": (["--ban", ""], "--ban"),
+    "ban 5000 digits": (["--ban", DIGITS], "--ban"),
+    "no-repeat-ngram 0": (["--no-repeat-ngram", "0"], "--no-repeat-ngram"),
+    "no-repeat-ngram -1": (["--no-repeat-ngram", "-1"], "--no-repeat-ngram"),
+    "no-repeat-ngram x": (["--no-repeat-ngram", "x"], "--no-repeat-ngram"),
+    "no-repeat-ngram 1.5": (["--no-repeat-ngram", "1.5"], "--no-repeat-ngram"),
+    "no-repeat-ngram 5000 digits": (["--no-repeat-ngram", DIGITS], "--no-repeat-ngram"),
+    "repetition-penalty 0": (["--repetition-penalty", "0"], "--repetition-penalty"),
+    "repetition-penalty -1": (["--repetition-penalty", "-1"], "--repetition-penalty"),
+    "repetition-penalty inf": (["--repetition-penalty", "inf"], "--repetition-penalty"),
+    "repetition-penalty -inf": (["--repetition-penalty", "-inf"], "--repetition-penalty"),
+    "repetition-penalty nan": (["--repetition-penalty", "nan"], "--repetition-penalty"),
+    "repetition-penalty x": (["--repetition-penalty", "x"], "--repetition-penalty"),
+    "repetition-penalty empty": (["--repetition-penalty", ""], "--repetition-penalty"),
+    "repetition-penalty 1e400": (["--repetition-penalty", "1e400"], "--repetition-penalty"),
+    # output options and real checkpoints
+    "trace with json": (["--trace", "--json"], "--trace"),
+    "trace-dot empty": (["--trace-dot", ""], "--trace-dot"),
+    "trace-dot missing folder": (["--trace-dot", "/nonexistent/dir/x.dot"], "--trace-dot"),
+    "trace-dot a folder": (["--prompt", "1", "--trace-dot", "/"], "--trace-dot"),
+    "trace-dot /dev/full": (["--prompt", "1", "--trace-dot", "/dev/full"], "--trace-dot"),
+    "trace-dot name too long": (["--prompt", "1", "--trace-dot", "/tmp/" + LETTERS], "--trace-dot"),
+    "text without model": (["--text", "hello"], "--text"),
+    "text with prompt": (["--text", "hi", "--prompt", "1"], "--text"),
+    "model missing": (["--model", "/nonexistent/checkpoint", "--text", "hi"], "--model"),
+    "model a file": (["--model", "/etc/passwd"], "--model"),
+    "model no config": (["--model", "/"], "--model"),
+    "model path with NUL": (["--model", "a\x00b"], "--model"),
+}
+
+
+def test_the_table_has_at_least_60_distinct_invocations():
+    assert len({tuple(argv) for argv, _ in TABLE.values()}) == len(TABLE) >= 60
+
+
+@pytest.mark.parametrize(("argv", "word"), TABLE.values(), ids=TABLE.keys())
+def test_malformed_invocation_exits_2_with_one_line(argv, word, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written into the worktree
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("python -m decoding: error: "), lines[0]
+    assert len(lines[0]) < 400, len(lines[0])
+    assert word in lines[0], lines[0]
+    assert "Traceback" not in captured.err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: --decoder sample --num-samples 100000000000 ends in the MemoryError handler, "
+    "whose one line says 'try a smaller --beam-width or --max-new-tokens': it names neither "
+    "--num-samples nor the value (and --beam-width does not apply to sampling)",
+)
+def test_huge_num_samples_names_num_samples(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*S, "--num-samples", "100000000000", "--max-new-tokens", "2"])
+    assert info.value.code == 2
+    assert "--num-samples" in capsys.readouterr().err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (main(argv) only: a shell cannot pass NUL): a path holding a NUL byte escapes "
+    "as ValueError('embedded null byte') from open() instead of a one-line error",
+)
+def test_nul_in_the_trace_dot_path_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["--prompt", "1", "--max-new-tokens", "2", "--trace-dot", "a\x00b"])
+    assert info.value.code == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+# -- stdout closed or full: one line, non-zero status -----------------------------------------
+
+MODES = {
+    "table": [],
+    "json": ["--json"],
+    "trace": ["--trace"],
+    "greedy": ["--decoder", "greedy"],
+    "sample": ["--decoder", "sample", "--num-samples", "2"],
+}
+
+
+@pytest.mark.parametrize("redirect", [">&-", "> /dev/full"], ids=["closed", "full"])
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_closed_or_full_stdout_is_one_line_and_non_zero(mode, redirect, tmp_path):
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    command = " ".join([sys.executable, "-m", "decoding", "--max-new-tokens", "2", *mode])
+    proc = subprocess.run(
+        f"{command} {redirect}",
+        shell=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.DEVNULL if redirect == "> /dev/full" else None,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode not in (0, 2), proc.returncode  # 2 is for bad arguments
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("python -m decoding: error: cannot write the output"), lines[0]
+
+
+def test_closed_stdout_and_stderr_still_exit_non_zero(tmp_path):
+    """Nowhere to write even the error: the status alone reports it, without hanging."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    for args, expected in (("--max-new-tokens 2", 1), ("--bogus", 2)):
+        proc = subprocess.run(
+            f"{sys.executable} -m decoding {args} >&- 2>&-",
+            shell=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": path},
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == expected, (args, proc.returncode)
