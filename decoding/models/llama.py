@@ -24,6 +24,7 @@ from decoding.models.transformer import (
     NumpyTransformerLM,
     chunked_attention,
     linear,
+    shared_embedding,
     write_cache,
 )
 
@@ -71,31 +72,33 @@ def init_llama_weights(
     d_ff: int,
     seed: int,
     tied: bool,
+    dtype: np.dtype[Any] | type[np.floating[Any]] = np.float64,
 ) -> LlamaWeights:
-    """Random weights from ``np.random.default_rng(seed)``, drawn in a fixed order."""
+    """Random weights from ``np.random.default_rng(seed)``, drawn in a fixed order (in float64,
+    each array cast to ``dtype`` as it is drawn)."""
     rng = np.random.default_rng(seed)
     e = d_model // n_heads
 
     def normal(fan_in: int, *shape: int) -> np.ndarray:
-        return rng.normal(0.0, fan_in**-0.5, size=shape)
+        return rng.normal(0.0, fan_in**-0.5, size=shape).astype(dtype, copy=False)
 
     blocks = tuple(
         LlamaBlock(
-            attn_norm_D=np.ones(d_model),
+            attn_norm_D=np.ones(d_model, dtype),
             q_w_DX=normal(d_model, d_model, n_heads * e),
             k_w_DY=normal(d_model, d_model, n_kv_heads * e),
             v_w_DY=normal(d_model, d_model, n_kv_heads * e),
             o_w_XD=normal(n_heads * e, n_heads * e, d_model),
-            mlp_norm_D=np.ones(d_model),
+            mlp_norm_D=np.ones(d_model, dtype),
             gate_w_DF=normal(d_model, d_model, d_ff),
             up_w_DF=normal(d_model, d_model, d_ff),
             down_w_FD=normal(d_ff, d_ff, d_model),
         )
         for _ in range(n_layers)
     )
-    embed = rng.normal(0.0, 1.0, size=(vocab_size, d_model))
+    embed = rng.normal(0.0, 1.0, size=(vocab_size, d_model)).astype(dtype, copy=False)
     head = None if tied else normal(d_model, d_model, vocab_size)
-    return LlamaWeights(embed, blocks, np.ones(d_model), head, n_heads, n_kv_heads)
+    return LlamaWeights(embed, blocks, np.ones(d_model, dtype), head, n_heads, n_kv_heads)
 
 
 # -- the forward pass --------------------------------------------------------------------------
@@ -210,10 +213,11 @@ class NumpyLlamaLM(NumpyTransformerLM):
             raise TypeError(f"tied must be a bool, got {tied!r}")
         self.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)
         self.seed = seed_int("seed", seed)
+        dtype = float_dtype("dtype", dtype)
         weights = init_llama_weights(
-            self.vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, self.seed, tied
+            self.vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, self.seed, tied, dtype
         )
-        self._load_llama(weights, float_dtype("dtype", dtype))
+        self._load_llama(weights, dtype)
 
     @classmethod
     def from_weights(  # type: ignore[override]
@@ -247,7 +251,10 @@ class NumpyLlamaLM(NumpyTransformerLM):
             LlamaBlock(**{f.name: cast(getattr(b, f.name)) for f in attrs.fields(LlamaBlock)})  # type: ignore[arg-type]
             for b in weights.blocks
         )
-        embed = cast(weights.embed_VD)
+        if weights.head_DV is None:  # tied: the head reads a C-contiguous embed_VD.T
+            embed: np.ndarray | None = shared_embedding(np.asarray(weights.embed_VD, dtype))
+        else:
+            embed = cast(weights.embed_VD)
         norm = cast(weights.norm_D)
         assert embed is not None and norm is not None
         self.weights = attrs.evolve(

@@ -148,9 +148,16 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def init_weights(
-    vocab_size: int, d_model: int, n_heads: int, n_layers: int, n_ctx: int, seed: int
+    vocab_size: int,
+    d_model: int,
+    n_heads: int,
+    n_layers: int,
+    n_ctx: int,
+    seed: int,
+    dtype: np.dtype[Any] | type[np.floating[Any]] = np.float64,
 ) -> TransformerWeights:
-    """Random weights from ``np.random.default_rng(seed)``, drawn in a fixed order.
+    """Random weights from ``np.random.default_rng(seed)``, drawn in a fixed order (in float64,
+    each array cast to ``dtype`` as it is drawn, so a float32 model never holds float64 ones).
 
     Token embeddings (std 0.2) make next-token distributions peaked but not degenerate (the
     best token has log-prob about -3 and rarely repeats the last one);
@@ -160,13 +167,13 @@ def init_weights(
     d, f = d_model, 4 * d_model
 
     def normal(std: float, *shape: int) -> np.ndarray:
-        return _readonly(rng.normal(0.0, std, size=shape))
+        return _readonly(rng.normal(0.0, std, size=shape).astype(dtype, copy=False))
 
     def ones(n: int) -> np.ndarray:
-        return _readonly(np.ones(n))
+        return _readonly(np.ones(n, dtype))
 
     def zeros(n: int) -> np.ndarray:
-        return _readonly(np.zeros(n))
+        return _readonly(np.zeros(n, dtype))
 
     wte = normal(0.2, vocab_size, d)
     wpe = normal(0.1, n_ctx, d)
@@ -278,13 +285,18 @@ def fold(
 
 
 def unfolded(weights: TransformerWeights, dtype: np.dtype) -> FoldedWeights:
-    """`fold`'s result without folding: arrays in ``dtype`` are shared, not copied."""
+    """`fold`'s result without folding: arrays in ``dtype`` are shared, not copied. LayerNorm
+    gains of ones and all-zero biases become ``None`` and are skipped (exact). The head reads
+    ``wte_VD.T``, fastest when that is C-contiguous (see `shared_embedding`)."""
 
     def same(array: np.ndarray) -> np.ndarray:
-        return _readonly(np.ascontiguousarray(array, dtype=dtype))
+        return _readonly(np.asarray(array, dtype=dtype))
 
     def bias(array: np.ndarray | None) -> np.ndarray | None:
         return same(array) if array is not None and array.any() else None
+
+    def gain(array: np.ndarray) -> np.ndarray | None:
+        return None if np.all(array == 1) else same(array)
 
     d = weights.wte_VD.shape[1]
     blocks = tuple(
@@ -299,10 +311,10 @@ def unfolded(weights: TransformerWeights, dtype: np.dtype) -> FoldedWeights:
             proj_wt_DF=same(w.proj_w_FD).T,
             proj_b_D=bias(w.proj_b_D),
             eps=weights.layer_norm_eps,
-            ln1_g_D=same(w.ln1_g_D),
-            ln1_b_D=same(w.ln1_b_D),
-            ln2_g_D=same(w.ln2_g_D),
-            ln2_b_D=same(w.ln2_b_D),
+            ln1_g_D=gain(w.ln1_g_D),
+            ln1_b_D=bias(w.ln1_b_D),
+            ln2_g_D=gain(w.ln2_g_D),
+            ln2_b_D=bias(w.ln2_b_D),
             q_scale=(d // weights.n_heads) ** -0.5,
         )
         for w in weights.blocks
@@ -316,9 +328,21 @@ def unfolded(weights: TransformerWeights, dtype: np.dtype) -> FoldedWeights:
         head_b_V=None,
         n_heads=weights.n_heads,
         eps=weights.layer_norm_eps,
-        lnf_g_D=same(weights.lnf_g_D),
-        lnf_b_D=same(weights.lnf_b_D),
+        lnf_g_D=gain(weights.lnf_g_D),
+        lnf_b_D=bias(weights.lnf_b_D),
     )
+
+
+def shared_embedding(wte_VD: np.ndarray) -> np.ndarray:
+    """``wte_VD`` as the transposed view of a C-contiguous ``[D, V]`` array (copied once if it
+    is not one already), read-only. The output head multiplies by that ``[D, V]`` array: about
+    1.4x faster than by ``wte_VD.T`` of a row-major ``wte_VD`` (GPT-2 small, 32 rows, one
+    thread). The embedding lookup gathers strided rows, a negligible cost per step."""
+    if wte_VD.T.flags.c_contiguous:
+        return wte_VD
+    head_DV = np.ascontiguousarray(wte_VD.T)
+    head_DV.setflags(write=False)
+    return np.asarray(head_DV.T)
 
 
 def affine(x: np.ndarray, g: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
@@ -569,7 +593,13 @@ class NumpyTransformerLM(LanguageModel):
         dtype = float_dtype("dtype", dtype)
         self._load(
             init_weights(
-                self.vocab_size, d_model, n_heads, n_layers, self.max_sequence_length, self.seed
+                self.vocab_size,
+                d_model,
+                n_heads,
+                n_layers,
+                self.max_sequence_length,
+                self.seed,
+                dtype,
             ),
             dtype,
         )
@@ -595,6 +625,8 @@ class NumpyTransformerLM(LanguageModel):
         self, weights: TransformerWeights, dtype: np.dtype[Any] | type[np.floating[Any]] | str
     ) -> None:
         self.dtype = float_dtype("dtype", dtype)
+        if weights.wte_VD.dtype == self.dtype:  # held as it is (not folded): one copy
+            weights = attrs.evolve(weights, wte_VD=shared_embedding(weights.wte_VD))
         self.weights = weights
         self._folded = fold(weights, self.dtype)
 

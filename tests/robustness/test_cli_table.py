@@ -270,7 +270,7 @@ def test_closed_or_full_stdout_is_one_line_and_non_zero(mode, redirect, tmp_path
     proc = subprocess.run(
         f"{command} {redirect}",
         shell=True,
-        cwd=tmp_path,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": path},
         stdout=subprocess.DEVNULL if redirect == "> /dev/full" else None,
         stderr=subprocess.PIPE,
@@ -291,7 +291,7 @@ def test_closed_stdout_and_stderr_still_exit_non_zero(tmp_path):
         proc = subprocess.run(
             f"{sys.executable} -m decoding {args} >&- 2>&-",
             shell=True,
-            cwd=tmp_path,
+            cwd=ROOT,
             env={**os.environ, "PYTHONPATH": path},
             timeout=120,
             check=False,
