@@ -1,6 +1,8 @@
-"""CTranslate2 beam search on a converted HF GPT-2 (an optional anchor: a C++ engine).
+"""CTranslate2 beam search on a converted HF model (an optional anchor: a C++ engine).
 
-`CT2BeamSearch(hf_model, threads)` converts a ``transformers.GPT2LMHeadModel`` held in memory
+`CT2BeamSearch(hf_model, threads)` converts a ``transformers.GPT2LMHeadModel`` or
+``LlamaForCausalLM`` held in memory (a deep copy: CTranslate2's Llama loader deletes modules
+as it converts them)
 with ``ctranslate2.converters.TransformersConverter`` into a temporary directory (vocabulary
 ``"0" .. "V-1"``, so token ids map to token names one to one) and loads a
 ``ctranslate2.Generator`` on the CPU with one inter-op thread and ``threads`` intra-op threads,
@@ -15,6 +17,7 @@ all N steps, as in the other systems.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -69,7 +72,7 @@ class CT2BeamSearch:
         work = tempfile.mkdtemp(prefix="decoding-ct2-")
         try:
             hf_model.config.save_pretrained(f"{work}/hf")
-            converter = _converter(ctranslate2, hf_model)(f"{work}/hf")
+            converter = _converter(ctranslate2, copy.deepcopy(hf_model))(f"{work}/hf")
             converter.convert(f"{work}/ct2", force=True)
             self.generator = ctranslate2.Generator(
                 f"{work}/ct2",

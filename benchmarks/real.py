@@ -52,6 +52,9 @@ class Shape(NamedTuple):
     n_heads: int
     n_layers: int
     n_ctx: int = 1024
+    arch: str = "gpt2"  # "gpt2": NumpyTransformerLM; "llama": NumpyLlamaLM (tied head)
+    n_kv_heads: int | None = None  # llama only
+    d_ff: int | None = None  # llama only
 
 
 class Workload(NamedTuple):
@@ -70,6 +73,9 @@ class Workload(NamedTuple):
 SHAPES = {
     "toy": Shape("toy", 1000, 64, 4, 1),
     "gpt2-small": Shape("gpt2-small", 50257, 768, 12, 12),
+    # SmolLM-135M's shape: vocab 49152, d 576, 30 layers, 9 query and 3 key/value heads, SwiGLU
+    # of width 1536, tied head.
+    "smollm": Shape("smollm", 49152, 576, 9, 30, 2048, "llama", 3, 1536),
 }
 WORKLOADS = (
     Workload("toy", 1, 1, 32),
@@ -78,6 +84,7 @@ WORKLOADS = (
     Workload("gpt2-small", 1, 4, 32),
     Workload("gpt2-small", 8, 4, 32),
     Workload("gpt2-small", 8, 4, 16, prompt=512),
+    Workload("smollm", 8, 4, 32),
 )
 SYSTEMS = ("project", "floor", "hf", "ct2")
 
@@ -139,6 +146,58 @@ def hf_copy(model: decoding.NumpyTransformerLM, torch: Any, transformers: Any) -
             params[name].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
     if hf.lm_head.weight.data_ptr() != hf.transformer.wte.weight.data_ptr():
         raise BenchmarkError("hf: lm_head is not tied to wte")
+    return hf
+
+
+def hf_llama_copy(model: decoding.NumpyLlamaLM, torch: Any, transformers: Any) -> Any:
+    """An HF ``LlamaForCausalLM`` (float32, tied head) holding ``model``'s weights (HF stores
+    linear weights ``[out, in]``)."""
+    w = model.weights
+    block0 = w.blocks[0]
+    config = transformers.LlamaConfig(
+        vocab_size=model.vocab_size,
+        hidden_size=model.d_model,
+        intermediate_size=block0.gate_w_DF.shape[1],
+        num_hidden_layers=len(w.blocks),
+        num_attention_heads=w.n_heads,
+        num_key_value_heads=w.n_kv_heads,
+        max_position_embeddings=model.max_sequence_length,
+        rms_norm_eps=w.rms_eps,
+        rope_theta=w.rope_theta,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=0,
+        architectures=["LlamaForCausalLM"],
+    )
+    if w.head_DV is not None:
+        raise BenchmarkError("hf: the benchmark's Llama shape has a tied head")
+    hf = transformers.LlamaForCausalLM(config).eval()
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    values = {"model.embed_tokens.weight": w.embed_VD, "model.norm.weight": w.norm_D}
+    for i, b in enumerate(w.blocks):
+        p = f"model.layers.{i}."
+        values |= {
+            p + "input_layernorm.weight": b.attn_norm_D,
+            p + "self_attn.q_proj.weight": b.q_w_DX.T,
+            p + "self_attn.k_proj.weight": b.k_w_DY.T,
+            p + "self_attn.v_proj.weight": b.v_w_DY.T,
+            p + "self_attn.o_proj.weight": b.o_w_XD.T,
+            p + "post_attention_layernorm.weight": b.mlp_norm_D,
+            p + "mlp.gate_proj.weight": b.gate_w_DF.T,
+            p + "mlp.up_proj.weight": b.up_w_DF.T,
+            p + "mlp.down_proj.weight": b.down_w_FD.T,
+        }
+    params = dict(hf.named_parameters())
+    missing = set(params) - set(values) - {"lm_head.weight"}
+    if missing:
+        raise BenchmarkError(f"hf: no value for parameters {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for name, value in values.items():
+            params[name].copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
+    if hf.lm_head.weight.data_ptr() != hf.model.embed_tokens.weight.data_ptr():
+        raise BenchmarkError("hf: lm_head is not tied to embed_tokens")
     return hf
 
 
@@ -256,21 +315,28 @@ def held_bytes(model: Any) -> int:
     return sum(seen.values())
 
 
+def weight_count(weights: Any) -> int:
+    """Parameters in a weights record (attrs classes, tuples of them, arrays; views count as
+    the arrays they show)."""
+    if isinstance(weights, np.ndarray):
+        return int(weights.size)
+    if isinstance(weights, tuple | list):
+        return sum(weight_count(v) for v in weights)
+    if hasattr(weights, "__attrs_attrs__"):
+        return sum(weight_count(getattr(weights, f.name)) for f in weights.__attrs_attrs__)
+    return 0
+
+
 def memory(model: Any, prompts: list[list[int]], w: Workload) -> dict[str, Any]:
     """Peak of one untimed project run (tracemalloc) plus the model's arrays, against its
     weights (in the compute dtype) and the KV cache the search needs."""
     search = project_system(model, prompts, w.K, w.N)
     run_peak = run.peak_traced_bytes(search.run)
     itemsize = model.dtype.itemsize
-    weights = model.weights
-    params = sum(a.size for a in (weights.wte_VD, weights.wpe_PD, weights.lnf_g_D, weights.lnf_b_D))
-    for b in weights.blocks:
-        params += sum(
-            getattr(b, f.name).size for f in b.__attrs_attrs__ if getattr(b, f.name) is not None
-        )
-    weight_bytes = params * itemsize
+    weight_bytes = weight_count(model.weights) * itemsize
     positions = max(len(p) for p in prompts) + w.N - 1
-    kv_bytes = 2 * model.n_layers * w.B * w.K * positions * model.d_model * itemsize
+    layers, heads, width = model._cache_shape()
+    kv_bytes = 2 * layers * w.B * w.K * positions * heads * width * itemsize
     held = held_bytes(model)
     return {
         "weights_bytes": weight_bytes,
@@ -287,9 +353,23 @@ def memory(model: Any, prompts: list[list[int]], w: Workload) -> dict[str, Any]:
 def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
     """The NumPy model, its HF copy and the CTranslate2 conversion of that (each or a reason)."""
     log(f"real: building {shape.name} (V={shape.vocab}, D={shape.d_model}, L={shape.n_layers})")
-    model = decoding.NumpyTransformerLM(
-        shape.vocab, shape.d_model, shape.n_heads, shape.n_layers, shape.n_ctx, seed=0
-    )
+    model: Any
+    if shape.arch == "llama":
+        model = decoding.NumpyLlamaLM(
+            shape.vocab,
+            shape.d_model,
+            shape.n_heads,
+            shape.n_layers,
+            n_kv_heads=shape.n_kv_heads,
+            d_ff=shape.d_ff,
+            max_sequence_length=shape.n_ctx,
+            seed=0,
+            tied=True,
+        )
+    else:
+        model = decoding.NumpyTransformerLM(
+            shape.vocab, shape.d_model, shape.n_heads, shape.n_layers, shape.n_ctx, seed=0
+        )
     out: dict[str, Any] = {"model": model, "hf": None, "ct2": None, "versions": {}}
     if not want_hf:
         out["hf_skip"] = out["ct2_skip"] = "--skip-hf"
@@ -305,7 +385,8 @@ def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
     torch.set_num_threads(threads)
     transformers.logging.set_verbosity_error()
     out["torch"] = torch
-    out["hf"] = hf_copy(model, torch, transformers)
+    copy = hf_llama_copy if shape.arch == "llama" else hf_copy
+    out["hf"] = copy(model, torch, transformers)
     out["versions"] |= {"torch": torch.__version__, "transformers": transformers.__version__}
     from benchmarks.ct2 import CT2BeamSearch, CT2Unavailable
 

@@ -271,3 +271,43 @@ def test_shape_attributes(model):
         1,
         1024,
     )
+
+
+def _held_arrays(value, seen):
+    """Every distinct base array reachable from ``value`` (attributes, attrs fields, tuples)."""
+    if isinstance(value, np.ndarray):
+        base = value
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        seen[id(base)] = base
+    elif isinstance(value, tuple | list):
+        for v in value:
+            _held_arrays(v, seen)
+    elif hasattr(value, "__attrs_attrs__"):
+        for field in value.__attrs_attrs__:
+            _held_arrays(getattr(value, field.name), seen)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "build, params",
+    [
+        # V*D + P*D + L*(12*D*D + 13*D) + 2*D: GPT-2 layout, d_model 16, one block, n_ctx 32.
+        (
+            lambda: decoding.NumpyTransformerLM(50, 16, 2, 1, n_ctx=32),
+            50 * 16 + 32 * 16 + 12 * 256 + 13 * 16 + 32,
+        ),
+        # V*D + L*(2*D + D*X + 2*D*Y + X*D + 3*D*F) + D: tied Llama, X = 16, Y = 8, F = 24.
+        (
+            lambda: decoding.NumpyLlamaLM(50, 16, 4, 2, n_kv_heads=2, d_ff=24, tied=True),
+            50 * 16 + 2 * (32 + 256 + 256 + 256 + 3 * 16 * 24) + 16,
+        ),
+    ],
+    ids=["gpt2", "llama-tied"],
+)
+def test_a_float32_model_holds_one_float32_copy_of_its_weights(build, params):
+    """No float64 copy beside the float32 one, and the tied head shares the embedding."""
+    model = build()
+    held = _held_arrays(tuple(vars(model).values()), {})
+    assert {a.dtype for a in held.values()} == {np.dtype(np.float32)}
+    assert sum(a.nbytes for a in held.values()) == 4 * params
