@@ -1,0 +1,146 @@
+"""`TokenSequence` (what `LanguageModel.extend`'s default state holds and what a model's
+`next_token_logits` receives) behaves exactly as the tuple of its ids.
+
+Each sequence is built from a prompt by appends along a random tree, so prefixes are shared and
+chains cross the every-32nd-token checkpoints that cache ids; it is then read in a random order
+(indexing, slicing, equality, hashing, iteration) and every answer is compared with the same
+operation on the plain tuple.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from decoding.model import LanguageModel, TokenSequence
+
+tokens = st.integers(0, 9)
+
+
+@st.composite
+def forests(draw):
+    """``(sequences, tuples)``: TokenSequences grown along a random tree, and their ids."""
+    prompt = tuple(draw(st.lists(tokens, max_size=5)))
+    sequences, tuples = [TokenSequence(prompt)], [prompt]
+    for _ in range(draw(st.integers(0, 90))):
+        parent = draw(st.integers(0, len(sequences) - 1))
+        token = draw(tokens)
+        sequences.append(sequences[parent].append(token))
+        tuples.append(tuples[parent] + (token,))
+    return sequences, tuples
+
+
+reads = st.lists(
+    st.tuples(
+        st.sampled_from(["index", "slice", "eq", "hash", "iter", "reversed", "add"]),
+        st.integers(0, 200),
+        st.integers(-100, 100),
+        st.integers(-100, 100),
+        st.sampled_from([None, 1, 2, -1, -3]),
+    ),
+    max_size=40,
+)
+
+
+@given(forests(), reads)
+def test_a_token_sequence_answers_as_the_tuple_of_its_ids(forest, operations):
+    sequences, tuples = forest
+    for op, pick, a, b, step in operations:
+        seq, ids = sequences[pick % len(sequences)], tuples[pick % len(tuples)]
+        other_seq, other_ids = (
+            sequences[(pick * 7 + a) % len(sequences)],
+            tuples[(pick * 7 + a) % len(tuples)],
+        )
+        assert len(seq) == len(ids)
+        if op == "index":
+            if -len(ids) <= a < len(ids):
+                assert seq[a] == ids[a]
+            else:
+                with pytest.raises(IndexError, match="^TokenSequence index out of range$"):
+                    seq[a]
+        elif op == "slice":
+            assert seq[a:b:step] == ids[a:b:step]
+        elif op == "eq":
+            assert (seq == other_seq) == (ids == other_ids)
+            assert (seq != other_seq) == (ids != other_ids)
+            assert (seq == other_ids) == (ids == other_ids)
+            assert (seq == ids) and not (seq != ids)
+        elif op == "hash":
+            assert hash(seq) == hash(ids)
+        elif op == "iter":
+            assert tuple(seq) == ids and list(seq) == list(ids)
+        elif op == "reversed":
+            assert tuple(reversed(seq)) == ids[::-1]
+        else:
+            assert seq + other_ids == ids + other_ids
+            assert other_ids + seq == other_ids + ids
+            assert seq + other_seq == ids + other_ids
+
+
+def test_sequences_of_equal_length_and_different_ids_differ():
+    """Equality needs both the length and every id; identity alone is enough."""
+    a = TokenSequence((1, 2)).append(3)
+    b = TokenSequence((1, 2)).append(4)
+    c = TokenSequence((1,)).append(2).append(3)
+    assert a != b and not a == b
+    assert a == c and hash(a) == hash(c)
+    assert a == a
+    assert a != (1, 2, 4) and a != (1, 2) and a != (1, 2, 3, 0)
+    assert TokenSequence(()) == () and TokenSequence(()) != (0,)
+    assert TokenSequence((5,)) != TokenSequence(()) and TokenSequence(()) != TokenSequence((5,))
+
+
+def test_an_appended_token_is_never_confused_with_a_prompt_token():
+    """A token of ``-1``, ``0`` or ``1`` appended to a prompt reads back as itself."""
+    for token in (-1, 0, 1, 2):
+        seq = TokenSequence(()).append(token)
+        assert seq[0] == token and seq[-1] == token and tuple(seq) == (token,)
+        assert seq[0:1] == (token,)
+
+
+def test_long_chains_read_the_same_before_and_after_their_checkpoints_are_cached():
+    """Reading a sequence caches ids on every 32nd node; a sibling branching below a cached
+    node, and the cached nodes themselves, still read their own ids."""
+    base = TokenSequence((7, 8, 9))
+    chain, ids = [base], [(7, 8, 9)]
+    for t in range(100):
+        chain.append(chain[-1].append(t % 5))
+        ids.append(ids[-1] + (t % 5,))
+    assert tuple(chain[-1]) == ids[-1]  # caches checkpoints along the chain
+    for i in (1, 31, 32, 33, 63, 64, 65, 96, 99, 100):
+        assert tuple(chain[i]) == ids[i]
+        assert chain[i][-1] == ids[i][-1] and chain[i][3:] == ids[i][3:]
+        assert chain[i][-40:] == ids[i][-40:] and chain[i][1:5] == ids[i][1:5]
+        branch = chain[i].append(9)
+        assert tuple(branch) == ids[i] + (9,) and branch[: len(ids[i])] == ids[i]
+
+
+def test_indexing_with_a_non_integer_names_the_type():
+    seq = TokenSequence((1, 2, 3))
+    with pytest.raises(
+        TypeError, match="^TokenSequence indices must be integers or slices, not str$"
+    ):
+        seq["1"]
+    with pytest.raises(TypeError, match="not float$"):
+        seq[1.0]
+    assert seq[np.int64(1)] == 2
+
+
+class _Echo(LanguageModel):
+    vocab_size = 4
+
+    def next_token_logits(self, sequences):
+        return np.zeros((len(sequences), 4))
+
+
+def test_the_default_extend_refuses_parents_and_tokens_of_different_lengths():
+    model = _Echo()
+    _, state = model.prefill([[1], [2]])
+    for parents, tokens_ in (([0, 1], [3]), ([0], [3, 2])):
+        with pytest.raises(ValueError):
+            model.extend(state, np.array(parents), np.array(tokens_))
+    logits, new = model.extend(state, np.array([1, 0]), np.array([3, 2]))
+    assert logits.shape == (2, 4)
+    assert [tuple(s) for s in new] == [(2, 3), (1, 2)]
