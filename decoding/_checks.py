@@ -41,9 +41,9 @@ def brief(value: object, limit: int = 80) -> str:
 def positive_int(name: str, value: object) -> int:
     """``value`` as an int if it is a positive int (bool and float refused)."""
     if not _is_int(value):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
+        raise TypeError(f"{name} must be a positive int, got {brief(value)}")
     if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be a positive int, got {brief(value)}")
     return operator.index(value)
 
 
@@ -96,11 +96,11 @@ def optional_token_id(name: str, value: object, vocab_size: int | None) -> int |
     if value is None:
         return None
     if not _is_int(value):
-        raise TypeError(f"{name} must be None or an int token id, got {value!r}")
+        raise TypeError(f"{name} must be None or an int token id, got {brief(value)}")
     if value < 0:
-        raise ValueError(f"{name} must be None or a token id >= 0, got {value!r}")
+        raise ValueError(f"{name} must be None or a token id >= 0, got {brief(value)}")
     if vocab_size is not None and value >= vocab_size:
-        raise ValueError(f"{name} must be in [0, {vocab_size}) for this model, got {value!r}")
+        raise ValueError(f"{name} must be in [0, {vocab_size}) for this model, got {brief(value)}")
     return operator.index(value)
 
 
@@ -115,16 +115,20 @@ def check_prompts(prompts: object, vocab_size: int) -> tuple[tuple[int, ...], ..
     checked = []
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, str | bytes) or not isinstance(prompt, Sequence | np.ndarray):
-            raise TypeError(f"prompts[{i}] must be a sequence of int token ids, got {prompt!r}")
+            raise TypeError(
+                f"prompts[{i}] must be a sequence of int token ids, got {brief(prompt)}"
+            )
         if isinstance(prompt, np.ndarray) and prompt.ndim != 1:
             raise ValueError(f"prompts[{i}] must be 1-D, got an array of shape {prompt.shape}")
         if len(prompt) == 0:
             raise ValueError(f"prompts[{i}] is empty; every prompt needs at least one token")
         for j, token in enumerate(prompt):
             if not _is_int(token):
-                raise TypeError(f"prompts[{i}][{j}] must be an int token id, got {token!r}")
+                raise TypeError(f"prompts[{i}][{j}] must be an int token id, got {brief(token)}")
             if not 0 <= token < vocab_size:
-                raise ValueError(f"prompts[{i}][{j}] = {token!r} is out of range [0, {vocab_size})")
+                raise ValueError(
+                    f"prompts[{i}][{j}] = {brief(token)} is out of range [0, {vocab_size})"
+                )
         checked.append(tuple(int(t) for t in prompt))
     return tuple(checked)
 
@@ -169,7 +173,9 @@ def eos_ids(value: object) -> tuple[int, ...]:
         optional_token_id("eos_token_id", value, vocab_size=None)
         return (operator.index(value),)
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(f"eos_token_id must be None, an int or a sequence of ints, got {value!r}")
+        raise TypeError(
+            f"eos_token_id must be None, an int or a sequence of ints, got {brief(value)}"
+        )
     if len(value) == 0:
         raise ValueError("eos_token_id must not be an empty sequence; use None for no EOS")
     ids = tuple(
@@ -177,7 +183,7 @@ def eos_ids(value: object) -> tuple[int, ...]:
         for i, v in enumerate(value)
     )
     if len(set(ids)) != len(ids):
-        raise ValueError(f"eos_token_id has duplicate ids: {list(ids)}")
+        raise ValueError(f"eos_token_id has duplicate ids: {brief(list(ids))}")
     return ids
 
 
@@ -186,5 +192,5 @@ def check_eos_range(ids: tuple[int, ...], vocab_size: int) -> None:
     for token in ids:
         if token >= vocab_size:
             raise ValueError(
-                f"eos_token_id must be in [0, {vocab_size}) for this model, got {token}"
+                f"eos_token_id must be in [0, {vocab_size}) for this model, got {brief(token)}"
             )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from decoding._checks import check_logits, check_prompts
+from decoding._checks import brief, check_logits, check_prompts
 from decoding.decoders._select import checked_log_softmax
 from decoding.decoders.base import check_request
 from decoding.model import LanguageModel
@@ -44,7 +44,7 @@ def score_continuations(
         or (isinstance(continuations, np.ndarray) and continuations.ndim == 0)
     ):
         raise TypeError(
-            f"continuations must be a list of token-id sequences, got {continuations!r}"
+            f"continuations must be a list of token-id sequences, got {brief(continuations)}"
         )
     if not isinstance(prompts, str | bytes) and isinstance(prompts, Sequence | np.ndarray):
         if len(prompts) != len(continuations):
@@ -92,7 +92,8 @@ def _check_continuations(continuations: object, vocab_size: int) -> list[tuple[i
         if isinstance(continuation, Sequence | np.ndarray) and len(continuation) == 0:
             if isinstance(continuation, str | bytes):
                 raise TypeError(
-                    f"continuations[{i}] must be a sequence of int token ids, got {continuation!r}"
+                    f"continuations[{i}] must be a sequence of int token ids, "
+                    f"got {brief(continuation)}"
                 )
             checked.append(())
             continue

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import eos_ids, is_int, positive_int
+from decoding._checks import brief, eos_ids, is_int, positive_int
 from decoding.beam import Beam
 from decoding.decoders._select import CARRIED, Selection, select
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
@@ -153,7 +153,8 @@ def _beam_width(value: object) -> int:
     width = positive_int("beam_width", value)
     if width > MAX_BEAM_WIDTH:
         raise ValueError(
-            f"beam_width must be at most decoding.MAX_BEAM_WIDTH = {MAX_BEAM_WIDTH}, got {value!r}"
+            f"beam_width must be at most decoding.MAX_BEAM_WIDTH = {MAX_BEAM_WIDTH}, "
+            f"got {brief(value)}"
         )
     return width
 
@@ -163,21 +164,21 @@ FINISHED_POLICIES = ("pool", "archive")
 
 def _finished(value: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"finished must be 'pool' or 'archive', got {value!r}")
+        raise TypeError(f"finished must be 'pool' or 'archive', got {brief(value)}")
     if value not in FINISHED_POLICIES:
-        raise ValueError(f"finished must be 'pool' or 'archive', got {value!r}")
+        raise ValueError(f"finished must be 'pool' or 'archive', got {brief(value)}")
     return value
 
 
 def _early_stopping(value: object) -> bool | str | None:
     if value is None or isinstance(value, bool) or value == "never":
         return value
-    raise ValueError(f"early_stopping must be False, True or 'never', got {value!r}")
+    raise ValueError(f"early_stopping must be False, True or 'never', got {brief(value)}")
 
 
 def _scorer(value: object) -> Scorer | None:
     if value is not None and not isinstance(value, Scorer):
-        raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
+        raise TypeError(f"scorer must be a decoding.Scorer or None, got {brief(value)}")
     return value
 
 
@@ -229,12 +230,13 @@ class BeamSearchDecoder(Decoder):
     def __attrs_post_init__(self) -> None:
         if self.scorer is not None and self.alpha != 0.6:
             raise ValueError(
-                f"alpha={self.alpha!r} would be ignored: a scorer ({self.scorer!r}) ranks "
+                f"alpha={brief(self.alpha)} would be ignored: a scorer "
+                f"({brief(self.scorer)}) ranks "
                 "instead of LengthPenalty(alpha); give one or the other"
             )
         if self.finished == "pool" and self.early_stopping is not None:
             raise ValueError(
-                f"early_stopping={self.early_stopping!r} only applies to finished='archive' "
+                f"early_stopping={brief(self.early_stopping)} only applies to finished='archive' "
                 "(the pool policy stops when every held beam is finished)"
             )
         if self.finished == "archive" and self.early_stopping is None:
@@ -302,11 +304,11 @@ class BeamSearchDecoder(Decoder):
 
     def _check_state(self, state: object) -> BeamState:
         if not isinstance(state, BeamState):
-            raise TypeError(f"state must be a BeamState from init() or step(), got {state!r}")
+            raise TypeError(f"state must be a BeamState from init() or step(), got {brief(state)}")
         if (state.archive is None) != (self.finished == "pool"):
             raise ValueError(
                 f"state was made by a decoder with another finished-beam policy than this "
-                f"one's finished={self.finished!r}"
+                f"one's finished={brief(self.finished)}"
             )
         if state.logprob_BK.shape[1] != self.beam_width:
             raise ValueError(
@@ -379,7 +381,8 @@ class BeamSearchDecoder(Decoder):
         if self.processors and stuck_B.any():
             raise ValueError(
                 f"at step {step}, prompt {int(np.flatnonzero(stuck_B)[0])} has no "
-                f"candidate and no finished beam left: the processors {list(self.processors)!r} "
+                f"candidate and no finished beam left: the processors "
+                f"{brief(list(self.processors))} "
                 f"(or the model) gave every token of its live beams the logit -inf"
             )
 

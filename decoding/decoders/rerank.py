@@ -12,6 +12,7 @@ from numbers import Real
 import attrs
 import numpy as np
 
+from decoding._checks import brief
 from decoding.beam import Beam
 from decoding.decoders.base import Decoder
 from decoding.model import LanguageModel
@@ -23,21 +24,21 @@ __all__ = ["RerankDecoder"]
 
 def _base(value: object) -> Decoder:
     if not isinstance(value, Decoder):
-        raise TypeError(f"base must be a decoding.Decoder, got {value!r}")
+        raise TypeError(f"base must be a decoding.Decoder, got {brief(value)}")
     return value
 
 
 def _rescorer(value: object) -> LanguageModel:
     if not isinstance(value, LanguageModel):
-        raise TypeError(f"rescorer must be a decoding.LanguageModel, got {value!r}")
+        raise TypeError(f"rescorer must be a decoding.LanguageModel, got {brief(value)}")
     return value
 
 
 def _weight(value: object) -> float:
     if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
-        raise TypeError(f"weight must be a finite real number, got {value!r}")
+        raise TypeError(f"weight must be a finite real number, got {brief(value)}")
     if not math.isfinite(value):
-        raise ValueError(f"weight must be a finite real number, got {value!r}")
+        raise ValueError(f"weight must be a finite real number, got {brief(value)}")
     return float(value)
 
 
@@ -95,7 +96,7 @@ class RerankDecoder(Decoder):
                 )
             except (TypeError, ValueError) as error:
                 raise type(error)(
-                    f"rescorer {self.rescorer!r} cannot score the hypotheses: {error}"
+                    f"rescorer {brief(self.rescorer)} cannot score the hypotheses: {error}"
                 ) from None
             rescored_N = np.array([math.fsum(s.tolist()) for s in scores])
             logprob_N = logprob_N + self.weight * rescored_N

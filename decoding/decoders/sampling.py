@@ -7,7 +7,7 @@ import operator
 import attrs
 import numpy as np
 
-from decoding._checks import eos_ids, is_int, positive_int
+from decoding._checks import brief, eos_ids, is_int, positive_int
 from decoding.decoders._rows import Noise, RowDecoder, RowState
 from decoding.decoders.beam import eos_setting
 from decoding.processors import (
@@ -27,9 +27,9 @@ def _seed(value: object) -> int | None:
     if value is None:
         return None
     if not is_int(value):
-        raise TypeError(f"seed must be None or an int >= 0, got {value!r}")
+        raise TypeError(f"seed must be None or an int >= 0, got {brief(value)}")
     if value < 0:
-        raise ValueError(f"seed must be None or an int >= 0, got {value!r}")
+        raise ValueError(f"seed must be None or an int >= 0, got {brief(value)}")
     return operator.index(value)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from decoding._checks import positive_int
+from decoding._checks import brief, positive_int
 from decoding.model import LanguageModel
 
 __all__ = ["ScriptedLM"]
@@ -45,7 +45,7 @@ class ScriptedLM(LanguageModel):
         if isinstance(vocab_size, Mapping) and not isinstance(table, Mapping):
             table, vocab_size = vocab_size, table  # also accept ScriptedLM(vocab_size, table)
         if not isinstance(table, Mapping) or not table:
-            raise TypeError(f"table must be a non-empty mapping, got {table!r}")
+            raise TypeError(f"table must be a non-empty mapping, got {brief(table)}")
         if vocab_size is None:
             vocab_size = self._infer_vocab_size(table)
         self.vocab_size = positive_int("vocab_size", vocab_size)
@@ -70,7 +70,7 @@ class ScriptedLM(LanguageModel):
             for token, logprob in row.items():
                 if not 0 <= int(token) < self.vocab_size:
                     raise ValueError(
-                        f"table[{tuple(key)!r}] lists token {token!r}, out of range "
+                        f"table[{brief(tuple(key))}] lists token {brief(token)}, out of range "
                         f"[0, {self.vocab_size})"
                     )
                 array[int(token)] = logprob
@@ -78,7 +78,8 @@ class ScriptedLM(LanguageModel):
             array = np.array(row, dtype=np.float64)
             if array.shape != (self.vocab_size,):
                 raise ValueError(
-                    f"table[{tuple(key)!r}] has shape {array.shape}, expected ({self.vocab_size},)"
+                    f"table[{brief(tuple(key))}] has shape {array.shape}, "
+                    f"expected ({self.vocab_size},)"
                 )
         array.setflags(write=False)
         return array
