@@ -75,7 +75,9 @@ class LengthPenalty(Scorer):
         logprob = np.asarray(logprob, dtype=np.float64)
         length = np.asarray(length)
         divisor = _divisors(self.alpha, int(length.max(initial=0)))[length]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # A huge |logprob| over a divisor that underflowed towards 0 (a hugely negative alpha)
+        # overflows to -inf: that is the IEEE answer, not a warning.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             score = logprob / divisor
         # Only 0 / 0 is NaN (length ** alpha underflowed to 0 for a hugely negative alpha);
         # a certain hypothesis stays at the best possible score, 0.
