@@ -97,11 +97,14 @@ class BeamState:
 class Archive:
     """The finished hypotheses of ``finished="archive"`` beam search, per prompt best first.
 
-    Slot ``[b, k]`` holds prompt b's k-th best archived hypothesis; an empty slot has score
-    ``-inf``. Arrays are read-only.
+    Slot ``[b, k]`` holds prompt b's k-th best archived hypothesis; ``present_BK`` marks the
+    slots in use (the held ones come first). A held hypothesis may score ``-inf`` (``length **
+    alpha`` underflowed to 0 for a hugely negative alpha), so the score does not mark an empty
+    slot. Arrays are read-only.
     """
 
-    score_BK: np.ndarray  # float64 ranking score; -inf marks an empty slot
+    score_BK: np.ndarray  # float64 ranking score (unused in an empty slot)
+    present_BK: np.ndarray  # bool: the slot holds a hypothesis
     logprob_BK: np.ndarray  # float64
     length_BK: np.ndarray  # int64
     tokens_BKT: np.ndarray  # int64, valid up to length_BK
@@ -111,13 +114,14 @@ class Archive:
     @property
     def full_B(self) -> np.ndarray:
         """Whether each prompt's archive holds K hypotheses."""
-        return np.asarray((self.score_BK > -np.inf).all(axis=1))
+        return np.asarray(self.present_BK.all(axis=1))
 
     @classmethod
     def empty(cls, batch: int, width: int) -> Archive:
         """An archive with nothing in it; every prompt open."""
         return cls(
             score_BK=_readonly(np.full((batch, width), -np.inf)),
+            present_BK=_readonly(np.zeros((batch, width), dtype=bool)),
             logprob_BK=_readonly(np.full((batch, width), -np.inf)),
             length_BK=_readonly(np.zeros((batch, width), dtype=np.int64)),
             tokens_BKT=_readonly(np.zeros((batch, width, 0), dtype=np.int64)),
@@ -442,7 +446,7 @@ class BeamSearchDecoder(Decoder):
             keep=count,
         )
         present_BW = top.logprob_BK > -np.inf
-        had_nothing_B = ~(archive.score_BK > -np.inf).any(axis=1)
+        had_nothing_B = ~archive.present_BK.any(axis=1)
         self._stuck(
             np.asarray(live_BK.any(axis=1) & ~present_BW.any(axis=1) & had_nothing_B), new_length
         )
@@ -469,8 +473,17 @@ class BeamSearchDecoder(Decoder):
         enter_BW = ends_BW & (rank_W < width) & archive.open_B[:, None]
         enter_BW &= ~(archive.full_B & (self.early_stopping is True))[:, None]
         score_BW = np.where(enter_BW, self.ranker.score(top.logprob_BK, new_length), -np.inf)
+        # Held and entering hypotheses best first (stable: held ones win ties), then the empty
+        # slots and the candidates that do not enter. Occupancy is tracked apart from the
+        # score: a hypothesis may legitimately score -inf.
         merged_score_BX = np.concatenate([archive.score_BK, score_BW], axis=1)
-        order_BK = np.argsort(-merged_score_BX, axis=1, kind="stable")[:, :width]
+        merged_present_BX = np.concatenate([archive.present_BK, enter_BW], axis=1)
+        by_score_BX = np.argsort(-merged_score_BX, axis=1, kind="stable")
+        absent_BX = ~np.take_along_axis(merged_present_BX, by_score_BX, axis=1)
+        order_BX = np.take_along_axis(
+            by_score_BX, np.argsort(absent_BX, axis=1, kind="stable"), axis=1
+        )
+        order_BK = order_BX[:, :width]
 
         def merged(old_BK: np.ndarray, new_BW: np.ndarray) -> np.ndarray:
             both = np.concatenate([old_BK, new_BW], axis=1)
@@ -480,6 +493,7 @@ class BeamSearchDecoder(Decoder):
         pad_BK1 = np.full((batch, width, 1), CARRIED)
         new_archive = Archive(
             score_BK=merged(archive.score_BK, score_BW),
+            present_BK=merged(archive.present_BK, enter_BW),
             logprob_BK=merged(archive.logprob_BK, top.logprob_BK),
             length_BK=merged(archive.length_BK, np.full((batch, count), new_length)),
             tokens_BKT=merged(
@@ -524,7 +538,7 @@ class BeamSearchDecoder(Decoder):
                 finished_BK = np.isin(last_BK, self.eos_token_ids) & (held.length_BK > 0)
             logprob_BK, length_BK = held.logprob_BK, held.length_BK
             tokens_BKT, token_logprob_BKT = held.tokens_BKT, held.token_logprob_BKT
-            present_BK = score_BK > -np.inf
+            present_BK = held.present_BK
         else:
             logprob_BK, length_BK, finished_BK = (
                 state.logprob_BK,
