@@ -14,6 +14,7 @@ __all__ = [
     "check_prompts",
     "float_dtype",
     "int_array",
+    "is_sequence",
     "model_vocab_size",
     "optional_token_id",
     "positive_int",
@@ -26,6 +27,16 @@ def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     return isinstance(value, int | np.integer) and not isinstance(
         value, bool | np.bool_ | np.timedelta64
     )
+
+
+def is_sequence(value: object) -> TypeGuard[Sequence[Any] | np.ndarray]:
+    """Whether ``value`` is a sequence of items: a ``Sequence`` or an array of at least one
+    dimension, but not a string, bytes or a 0-d array (a scalar, which has no ``len``)."""
+    if isinstance(value, str | bytes):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Sequence)
 
 
 def brief(value: object, limit: int = 80) -> str:
@@ -63,7 +74,7 @@ def float_dtype(name: str, value: object) -> np.dtype:
         raise TypeError(f"{name} must be float32 or float64, got None")
     try:
         dtype: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    except Exception:  # numpy raises KeyError (and others) for some odd inputs, e.g. dicts
         raise TypeError(f"{name} must be float32 or float64, got {brief(value)}") from None
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"{name} must be float32 or float64, got {brief(value)}")
@@ -106,11 +117,7 @@ def optional_token_id(name: str, value: object, vocab_size: int | None) -> int |
 
 def check_prompts(prompts: object, vocab_size: int) -> tuple[tuple[int, ...], ...]:
     """Validate ``prompts`` (a sequence of non-empty int sequences) -> tuple of int tuples."""
-    if (
-        isinstance(prompts, str | bytes)
-        or not isinstance(prompts, Sequence | np.ndarray)
-        or (isinstance(prompts, np.ndarray) and prompts.ndim == 0)
-    ):
+    if not is_sequence(prompts):
         raise TypeError(f"prompts must be a list of token-id sequences, got {brief(prompts)}")
     checked = []
     for i, prompt in enumerate(prompts):
@@ -172,16 +179,18 @@ def eos_ids(value: object) -> tuple[int, ...]:
     if _is_int(value):
         optional_token_id("eos_token_id", value, vocab_size=None)
         return (operator.index(value),)
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+    if not is_sequence(value):
         raise TypeError(
             f"eos_token_id must be None, an int or a sequence of ints, got {brief(value)}"
         )
     if len(value) == 0:
         raise ValueError("eos_token_id must not be an empty sequence; use None for no EOS")
-    ids = tuple(
-        operator.index(optional_token_id(f"eos_token_id[{i}]", v, vocab_size=None))  # type: ignore[arg-type]
-        for i, v in enumerate(value)
-    )
+    checked = []
+    for i, v in enumerate(value):
+        if v is None:  # None means "no EOS" for the whole argument, not for one entry
+            raise TypeError(f"eos_token_id[{i}] must be an int token id, got None")
+        checked.append(operator.index(optional_token_id(f"eos_token_id[{i}]", v, None)))  # type: ignore[arg-type]
+    ids = tuple(checked)
     if len(set(ids)) != len(ids):
         raise ValueError(f"eos_token_id has duplicate ids: {brief(list(ids))}")
     return ids

@@ -25,7 +25,7 @@ from numbers import Real
 import attrs
 import numpy as np
 
-from decoding._checks import brief, is_int
+from decoding._checks import brief, is_int, is_sequence
 from decoding.decoders._select import log_softmax
 
 __all__ = [
@@ -186,7 +186,7 @@ def probability(name: str, value: object) -> float:
 
 
 def _token_ids(value: object) -> tuple[int, ...]:
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+    if not is_sequence(value):
         raise TypeError(f"token_ids must be a sequence of int token ids, got {brief(value)}")
     return tuple(_non_negative_int(f"token_ids[{i}]", t) for i, t in enumerate(value))
 

@@ -175,7 +175,8 @@ def _finished(value: object) -> str:
 
 
 def _early_stopping(value: object) -> bool | str | None:
-    if value is None or isinstance(value, bool) or value == "never":
+    # Only a str is compared with "never": an array would compare elementwise.
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "never"):
         return value
     raise ValueError(f"early_stopping must be False, True or 'never', got {brief(value)}")
 
