@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
+from numbers import Real
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -12,12 +14,14 @@ __all__ = [
     "brief",
     "check_logits",
     "check_prompts",
+    "finite_real",
     "float_dtype",
     "int_array",
     "is_sequence",
     "model_vocab_size",
     "optional_token_id",
     "positive_int",
+    "real",
     "seed_int",
 ]
 
@@ -47,6 +51,33 @@ def brief(value: object, limit: int = 80) -> str:
         return text
     half = (limit - 20) // 2
     return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
+
+
+def real(name: str, value: object, rule: str) -> float:
+    """``value`` as a float if it is a real number (bool and np.timedelta64 refused); a real
+    beyond the float range (``10**400``, ``Fraction(-10**400)``) becomes ``inf`` (refused by
+    any range check).
+    Messages say ``name must be {rule}``."""
+    # np.timedelta64 registers as a Real but is a duration, not a number.
+    if isinstance(value, bool | np.bool_ | np.timedelta64) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be {rule}, got {brief(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {rule}, got {brief(value)}") from None
+
+
+def finite_real(name: str, value: object) -> float:
+    """``value`` as a float if it is a real number that converts to a finite float; a real
+    beyond the float range is refused like an infinity."""
+    number = real(name, value, "a finite real number")
+    if not math.isfinite(number):
+        raise ValueError(
+            f"{name} must be a finite real number (within the float range), got {brief(value)}"
+        )
+    return number
 
 
 def positive_int(name: str, value: object) -> int:

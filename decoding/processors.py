@@ -20,12 +20,11 @@ import functools
 import math
 import operator
 from collections.abc import Sequence
-from numbers import Real
 
 import attrs
 import numpy as np
 
-from decoding._checks import brief, is_int, is_sequence
+from decoding._checks import brief, is_int, is_sequence, real
 from decoding.decoders._select import log_softmax
 
 __all__ = [
@@ -156,22 +155,9 @@ def _positive_int(name: str, value: object) -> int:
     return operator.index(value)
 
 
-def _real(name: str, value: object, rule: str) -> float:
-    """``value`` as a float if it is a real number (bool and np.timedelta64 refused); a real
-    beyond the float range becomes ``inf``. Messages say ``name must be {rule}``."""
-    if isinstance(value, bool | np.timedelta64) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be {rule}, got {brief(value)}")
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be {rule}, got {brief(value)}") from None
-
-
 def positive_real(name: str, value: object) -> float:
     """A finite number > 0 as a float; otherwise an error naming ``name``."""
-    number = _real(name, value, "a finite number > 0")
+    number = real(name, value, "a finite number > 0")
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {brief(value)}")
     return number
@@ -179,7 +165,7 @@ def positive_real(name: str, value: object) -> float:
 
 def probability(name: str, value: object) -> float:
     """A number in (0, 1] as a float; otherwise an error naming ``name``."""
-    number = _real(name, value, "a number in (0, 1]")
+    number = real(name, value, "a number in (0, 1]")
     if not 0.0 < number <= 1.0:
         raise ValueError(f"{name} must be a number in (0, 1], got {brief(value)}")
     return number

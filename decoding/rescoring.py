@@ -38,6 +38,17 @@ def score_continuations(
     Raises:
         TypeError, ValueError: mismatched lengths or bad ids, before any model call.
     """
+    checked, conts = check_pairs(model, prompts, continuations)
+    return score_checked(model, checked, conts)
+
+
+def check_pairs(
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+) -> tuple[tuple[tuple[int, ...], ...], list[tuple[int, ...]]]:
+    """`score_continuations`'s argument checks, before any model call ->
+    ``(prompts, continuations)`` as int tuples."""
     if not is_sequence(continuations):
         raise TypeError(
             f"continuations must be a list of token-id sequences, got {brief(continuations)}"
@@ -59,6 +70,15 @@ def score_continuations(
                 f"tokens; the model would need {len(prompt) + len(continuation) - 1} "
                 f"positions, more than its max_sequence_length {limit}"
             )
+    return checked, conts
+
+
+def score_checked(
+    model: LanguageModel,
+    checked: Sequence[tuple[int, ...]],
+    conts: Sequence[tuple[int, ...]],
+) -> list[np.ndarray]:
+    """`score_continuations` on pairs `check_pairs` accepted."""
     scores = [np.zeros(len(c)) for c in conts]
     rows_M = np.array([i for i, c in enumerate(conts) if c], dtype=np.int64)
     if not len(rows_M):
