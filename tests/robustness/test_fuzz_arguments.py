@@ -277,12 +277,13 @@ SPECS = {
         "max_new_tokens", lambda v, m: _decode(S(v, eos_token_id=EOS, seed=0), m), positive),
     "Sampling.eos_token_id": ("eos_token_id", lambda v, m: _decode(S(3, eos_token_id=v, seed=0), m),
                               eos),
-    # A huge num_samples is not decoded here: see test_huge_num_samples_is_a_named_error.
+    # A large num_samples is not decoded here (beyond MAX_NUM_SAMPLES it is refused when the
+    # decoder is made): see test_huge_num_samples_is_a_named_error.
     "Sampling.num_samples": (
         "num_samples",
         lambda v, m: S(3, num_samples=v, seed=0) if positive(v) and v > 64
         else _decode(S(3, num_samples=v, seed=0), m),
-        positive,
+        lambda v: positive(v, decoding.MAX_NUM_SAMPLES),
     ),
     "Sampling.temperature": ("temperature", lambda v, m: _decode(S(3, temperature=v, seed=0), m),
                              positive_real),
@@ -470,8 +471,9 @@ def test_every_public_callable_with_arguments_is_fuzzed():
     (Beam, TraceEntry, StepContext, states), abstract bases, and the loaders (which need files
     and are tested in tests/test_loading.py)."""
     skipped = {
-        "MAX_BEAM_WIDTH", "Beam", "BeamState", "RowState", "Trace", "TraceEntry", "StepContext",
-        "Decoder", "LanguageModel", "LogitsProcessor", "Scorer", "NumpyLlamaLM", "Tokenizer",
+        "MAX_BEAM_WIDTH", "MAX_NUM_SAMPLES", "Beam", "BeamState", "RowState", "Trace",
+        "TraceEntry", "StepContext", "Decoder", "LanguageModel", "LogitsProcessor", "Scorer",
+        "NumpyLlamaLM", "Tokenizer",
         "load_model", "load_tokenizer", "__version__",
     }  # fmt: skip
     covered = {name.split(".")[0] for name in SPECS}
@@ -590,11 +592,6 @@ def test_huge_values_are_cut_in_messages(case):
     assert len(str(info.value)) < 400, len(str(info.value))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SamplingDecoder(num_samples=2**40 / 2**62 / 10**20).decode raises MemoryError, "
-    "numpy's unnamed 'array is too big' ValueError, or OverflowError: rows B*S are never bounded",
-)
 @pytest.mark.parametrize("samples", [2**40, 2**62, 10**20])
 def test_huge_num_samples_is_a_named_error(samples):
     model = Recording()
