@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, float_dtype, positive_int, seed_int
+from decoding._checks import brief, check_model_bytes, float_dtype, positive_int, seed_int
 from decoding.models.transformer import (
     NumpyTransformerLM,
     chunked_attention,
@@ -212,6 +212,12 @@ class NumpyLlamaLM(NumpyTransformerLM):
         if not isinstance(tied, bool):
             raise TypeError(f"tied must be a bool, got {brief(tied)}")
         self.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)
+        d, v, x = d_model, self.vocab_size, d_model // n_heads * (n_heads + n_kv_heads)
+        check_model_bytes(
+            "NumpyLlamaLM",
+            {"vocab_size": v, "d_model": d, "n_layers": n_layers, "d_ff": d_ff},
+            v * d * (1 if tied else 2) + n_layers * (2 * d * x + 3 * d * d_ff + 2 * d) + d,
+        )
         self.seed = seed_int("seed", seed)
         weights = init_llama_weights(
             self.vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, self.seed, tied

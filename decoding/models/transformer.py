@@ -19,7 +19,15 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, check_prompts, float_dtype, int_array, positive_int, seed_int
+from decoding._checks import (
+    brief,
+    check_model_bytes,
+    check_prompts,
+    float_dtype,
+    int_array,
+    positive_int,
+    seed_int,
+)
 from decoding.model import LanguageModel
 
 __all__ = ["BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
@@ -567,6 +575,12 @@ class NumpyTransformerLM(LanguageModel):
             )
         n_layers = positive_int("n_layers", n_layers)
         self.max_sequence_length: int = positive_int("n_ctx", n_ctx)
+        d, v, c = d_model, self.vocab_size, self.max_sequence_length
+        check_model_bytes(
+            "NumpyTransformerLM",
+            {"vocab_size": v, "d_model": d, "n_layers": n_layers, "n_ctx": c},
+            v * d + c * d + n_layers * (12 * d * d + 13 * d) + 2 * d,
+        )
         self.seed: int | None = seed_int("seed", seed)
         dtype = float_dtype("dtype", dtype)
         self._load(

@@ -11,8 +11,8 @@ valid for that argument. For any generated value:
 - when an error is raised the model was never called, and the value is not mutated;
 - nothing warns under ``warnings.simplefilter("error")``, and no other exception escapes.
 
-Known bugs are listed in ``KNOWN_BUG`` (skipped by the fuzz) and each has a strict xfail test
-at the end of this file.
+Sizes too large to build in a test are skipped by the fuzz (``known_bug``); the former bugs
+each keep a regression test at the end of this file.
 """
 
 from __future__ import annotations
@@ -387,19 +387,19 @@ SPECS = {
         lambda v: v is None or positive(v)),
 }  # fmt: skip
 
-# NumpyTransformerLM sizes a model cannot hold; ScriptedLM's table: see the xfails below.
+# Sizes too large to build in a test (up to decoding._checks.MAX_MODEL_BYTES they are valid and
+# would be built); beyond the bound they are refused: test_model_sizes_beyond_memory_....
 SIZE_CAP = {"vocab_size": 4096, "d_model": 64, "n_heads": 8, "n_layers": 4, "n_ctx": 4096}
 
 
 def known_bug(name, value):
-    """Values that hit a bug with its own strict xfail test below (skipped by the fuzz)."""
+    """Values skipped by the fuzz: sizes too large to build in a test (those beyond the bound
+    are refused by name in test_model_sizes_beyond_memory_are_named_errors)."""
     arg = SPECS[name][0]
     if name.startswith("NumpyTransformerLM.") and arg in SIZE_CAP:
-        return is_int(value) and value > SIZE_CAP[arg]  # test_model_sizes_beyond_memory...
+        return is_int(value) and value > SIZE_CAP[arg]
     if name == "ScriptedLM.vocab_size":
-        return is_int(value) and value > 10**5  # same: no bound on the table row size
-    if name == "ScriptedLM.table":
-        return isinstance(value, dict) and bool(value)  # test_scripted_table_contents...
+        return is_int(value) and value > 10**5
     return False
 
 
@@ -529,7 +529,7 @@ def test_valid_extreme_values_work_warning_free(make):
             assert math.isfinite(beam.logprob) or beam.logprob == -math.inf
 
 
-# -- known bugs: strict xfails ---------------------------------------------------------------
+# -- former bugs: regression tests ----------------------------------------------------------
 
 HUGE = 10**400
 LONG = "x" * 1000
@@ -629,12 +629,6 @@ def test_ensemble_weights_are_checked_by_name(weights):
         assert _decode(G(3), ensemble) == _decode(G(3), Other())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ScriptedLM does not check its table's contents: a key of strings or a "
-    "non-iterable key, a row of strings or None give Python's/numpy's unnamed errors, and "
-    "float keys or float token ids in a dict row (1.7, 1.5) are silently truncated",
-)
 @pytest.mark.parametrize(
     "table",
     [
@@ -659,13 +653,6 @@ def test_scripted_table_contents_are_checked_by_name(table):
 MEMORY_LIMIT = 640 << 20  # the child process may use 640 MiB of address space at most
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: NumpyTransformerLM (and ScriptedLM's vocab_size) have no upper bound on "
-    "their sizes: vocab_size/d_model/n_ctx = 10**20 give numpy's unnamed 'Maximum allowed "
-    "dimension exceeded', 10**12 a MemoryError, and n_layers = 10**20 builds layers until the "
-    "process is killed for memory",
-)
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
