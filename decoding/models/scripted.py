@@ -31,7 +31,8 @@ class ScriptedLM(LanguageModel):
             ``KeyError``.
         vocab_size: the vocabulary size; by default the length of the full rows or, if every
             row is a dict, one more than the largest listed token. ``ScriptedLM(vocab_size,
-            table)`` (the other order) is accepted too.
+            table)`` (the other order) is accepted too. The rows (``vocab_size`` float64 each)
+            may take at most ``decoding._checks.MAX_MODEL_BYTES`` (16 GiB).
 
     The rows are returned as logits; the decoder's log-softmax leaves a normalised row (its
     probabilities sum to 1) unchanged, so scripted log-probs come out exactly as written.

@@ -554,6 +554,9 @@ class NumpyTransformerLM(LanguageModel):
 
     Model math runs in ``dtype`` (float32 by default, for speed; float64 for near-exact
     comparisons); logits come out in ``dtype`` and decoders accumulate log-probs in float64.
+
+    Sizes whose float64 parameters would need more than ``decoding._checks.MAX_MODEL_BYTES``
+    (16 GiB) are refused with a ``ValueError`` naming them, before anything is allocated.
     """
 
     def __init__(
