@@ -25,7 +25,7 @@ from decoding.decoders.beam import (
 )
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.rerank import RerankDecoder
-from decoding.decoders.sampling import SamplingDecoder
+from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
 from decoding.model import LanguageModel
 from decoding.models.ensemble import Ensemble
 from decoding.models.llama import NumpyLlamaLM
@@ -54,6 +54,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = [
     "MAX_BEAM_WIDTH",
+    "MAX_NUM_SAMPLES",
     "BanTokens",
     "Beam",
     "BeamSearchDecoder",

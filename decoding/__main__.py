@@ -22,7 +22,7 @@ from decoding.beam import Beam
 from decoding.decoders.base import Decoder
 from decoding.decoders.beam import BeamSearchDecoder
 from decoding.decoders.greedy import GreedyDecoder
-from decoding.decoders.sampling import SamplingDecoder
+from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
 from decoding.model import LanguageModel
 from decoding.models.loading import Tokenizer, load_model, load_tokenizer
 from decoding.models.transformer import NumpyTransformerLM
@@ -98,6 +98,15 @@ def _positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive int, got {_shown(text)}")
+    return value
+
+
+def _num_samples(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_NUM_SAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_NUM_SAMPLES} (decoding.MAX_NUM_SAMPLES), got {_shown(text)}"
+        )
     return value
 
 
@@ -249,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample = parser.add_argument_group("sampling (--decoder sample)")
     sample.add_argument(
-        "--num-samples", type=_positive_int, metavar="S", help="samples per prompt (1)"
+        "--num-samples", type=_num_samples, metavar="S", help="samples per prompt (1)"
     )
     sample.add_argument("--temperature", type=_positive_float, help="divide logits by this (1.0)")
     sample.add_argument("--top-k", type=_positive_int, metavar="K", help="keep the K likeliest")
@@ -420,6 +429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.trace_dot is not None and not args.trace_dot.strip():
         parser.error("--trace-dot needs a file path, got ''")
+    if args.trace_dot is not None and "\0" in args.trace_dot:  # only via main(argv): no shell
+        parser.error(
+            f"--trace-dot: a file path cannot hold a NUL byte, got {_shown(args.trace_dot)}"
+        )
     recorded: Trace | None = None
     try:
         if args.model is None:
@@ -433,15 +446,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as error:  # the library names the argument and the value
         parser.error((str(error) or type(error).__name__).splitlines()[0])
     except MemoryError:
-        parser.error("out of memory; try a smaller --beam-width or --max-new-tokens")
+        width = {"beam": "--beam-width or ", "sample": "--num-samples or "}.get(args.decoder, "")
+        parser.error(f"out of memory; try a smaller {width}--max-new-tokens")
 
     if recorded is not None and args.trace_dot is not None:
         for b, path in enumerate(dot_paths(args.trace_dot, len(prompts))):
             try:
                 with open(path, "w", encoding="utf-8") as file:
                     file.write(recorded.to_dot(b))
-            except OSError as error:
-                parser.error(f"--trace-dot: cannot write {_shown(path)}: {error.strerror or error}")
+            except (OSError, ValueError) as error:  # ValueError: a path open() cannot take
+                reason = getattr(error, "strerror", None) or error
+                parser.error(f"--trace-dot: cannot write {_shown(path)}: {reason}")
     settings |= {"seed": args.seed, "model": repr(model)}
     if args.model is not None:
         settings["checkpoint"] = args.model

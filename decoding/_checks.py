@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
+from numbers import Real
 from typing import Any, TypeGuard
 
 import numpy as np
 
 __all__ = [
     "brief",
+    "MAX_MODEL_BYTES",
     "check_logits",
+    "check_model_bytes",
     "check_prompts",
+    "finite_real",
     "float_dtype",
     "int_array",
+    "is_sequence",
     "model_vocab_size",
     "optional_token_id",
     "positive_int",
+    "real",
     "seed_int",
 ]
 
@@ -26,6 +33,16 @@ def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     return isinstance(value, int | np.integer) and not isinstance(
         value, bool | np.bool_ | np.timedelta64
     )
+
+
+def is_sequence(value: object) -> TypeGuard[Sequence[Any] | np.ndarray]:
+    """Whether ``value`` is a sequence of items: a ``Sequence`` or an array of at least one
+    dimension, but not a string, bytes or a 0-d array (a scalar, which has no ``len``)."""
+    if isinstance(value, str | bytes):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Sequence)
 
 
 def brief(value: object, limit: int = 80) -> str:
@@ -38,12 +55,64 @@ def brief(value: object, limit: int = 80) -> str:
     return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
 
 
+def real(name: str, value: object, rule: str) -> float:
+    """``value`` as a float if it is a real number (bool and np.timedelta64 refused); a real
+    beyond the float range (``10**400``, ``Fraction(-10**400)``) becomes ``inf`` (refused by
+    any range check).
+    Messages say ``name must be {rule}``."""
+    # np.timedelta64 registers as a Real but is a duration, not a number.
+    if isinstance(value, bool | np.bool_ | np.timedelta64) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be {rule}, got {brief(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {rule}, got {brief(value)}") from None
+
+
+def finite_real(name: str, value: object) -> float:
+    """``value`` as a float if it is a real number that converts to a finite float; a real
+    beyond the float range is refused like an infinity."""
+    number = real(name, value, "a finite real number")
+    if not math.isfinite(number):
+        raise ValueError(
+            f"{name} must be a finite real number (within the float range), got {brief(value)}"
+        )
+    return number
+
+
+#: The most bytes of float64 parameters a model built from sizes (`NumpyTransformerLM`,
+#: `NumpyLlamaLM`, `ScriptedLM` rows) may need: 16 GiB, far beyond any model a pure-NumPy
+#: decoder is meant for. Larger sizes are refused before anything is allocated: they are a
+#: typo, and would end in numpy's unnamed errors, a MemoryError or the out-of-memory killer.
+MAX_MODEL_BYTES = 16 << 30
+
+
+def check_model_bytes(model: str, sizes: dict[str, int], parameters: int) -> None:
+    """Refuse sizes whose ``parameters`` float64 numbers would need more than
+    `MAX_MODEL_BYTES`; the message names every size (``model(vocab_size=..., ...)``)."""
+    need = 8 * parameters
+    if need <= MAX_MODEL_BYTES:
+        return
+    shown = ", ".join(f"{name}={brief(value, 40)}" for name, value in sizes.items())
+    amount = (
+        f"{need / 2**30:.3g} GiB"
+        if need.bit_length() < 1000
+        else f"more than 2**{need.bit_length() - 1} bytes"
+    )
+    raise ValueError(
+        f"{model}({shown}) would need {amount} of float64 parameters, more than the "
+        f"{MAX_MODEL_BYTES >> 30} GiB bound (decoding._checks.MAX_MODEL_BYTES); use smaller sizes"
+    )
+
+
 def positive_int(name: str, value: object) -> int:
     """``value`` as an int if it is a positive int (bool and float refused)."""
     if not _is_int(value):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
+        raise TypeError(f"{name} must be a positive int, got {brief(value)}")
     if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be a positive int, got {brief(value)}")
     return operator.index(value)
 
 
@@ -63,7 +132,7 @@ def float_dtype(name: str, value: object) -> np.dtype:
         raise TypeError(f"{name} must be float32 or float64, got None")
     try:
         dtype: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    except Exception:  # numpy raises KeyError (and others) for some odd inputs, e.g. dicts
         raise TypeError(f"{name} must be float32 or float64, got {brief(value)}") from None
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"{name} must be float32 or float64, got {brief(value)}")
@@ -96,35 +165,35 @@ def optional_token_id(name: str, value: object, vocab_size: int | None) -> int |
     if value is None:
         return None
     if not _is_int(value):
-        raise TypeError(f"{name} must be None or an int token id, got {value!r}")
+        raise TypeError(f"{name} must be None or an int token id, got {brief(value)}")
     if value < 0:
-        raise ValueError(f"{name} must be None or a token id >= 0, got {value!r}")
+        raise ValueError(f"{name} must be None or a token id >= 0, got {brief(value)}")
     if vocab_size is not None and value >= vocab_size:
-        raise ValueError(f"{name} must be in [0, {vocab_size}) for this model, got {value!r}")
+        raise ValueError(f"{name} must be in [0, {vocab_size}) for this model, got {brief(value)}")
     return operator.index(value)
 
 
 def check_prompts(prompts: object, vocab_size: int) -> tuple[tuple[int, ...], ...]:
     """Validate ``prompts`` (a sequence of non-empty int sequences) -> tuple of int tuples."""
-    if (
-        isinstance(prompts, str | bytes)
-        or not isinstance(prompts, Sequence | np.ndarray)
-        or (isinstance(prompts, np.ndarray) and prompts.ndim == 0)
-    ):
+    if not is_sequence(prompts):
         raise TypeError(f"prompts must be a list of token-id sequences, got {brief(prompts)}")
     checked = []
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, str | bytes) or not isinstance(prompt, Sequence | np.ndarray):
-            raise TypeError(f"prompts[{i}] must be a sequence of int token ids, got {prompt!r}")
+            raise TypeError(
+                f"prompts[{i}] must be a sequence of int token ids, got {brief(prompt)}"
+            )
         if isinstance(prompt, np.ndarray) and prompt.ndim != 1:
             raise ValueError(f"prompts[{i}] must be 1-D, got an array of shape {prompt.shape}")
         if len(prompt) == 0:
             raise ValueError(f"prompts[{i}] is empty; every prompt needs at least one token")
         for j, token in enumerate(prompt):
             if not _is_int(token):
-                raise TypeError(f"prompts[{i}][{j}] must be an int token id, got {token!r}")
+                raise TypeError(f"prompts[{i}][{j}] must be an int token id, got {brief(token)}")
             if not 0 <= token < vocab_size:
-                raise ValueError(f"prompts[{i}][{j}] = {token!r} is out of range [0, {vocab_size})")
+                raise ValueError(
+                    f"prompts[{i}][{j}] = {brief(token)} is out of range [0, {vocab_size})"
+                )
         checked.append(tuple(int(t) for t in prompt))
     return tuple(checked)
 
@@ -168,16 +237,20 @@ def eos_ids(value: object) -> tuple[int, ...]:
     if _is_int(value):
         optional_token_id("eos_token_id", value, vocab_size=None)
         return (operator.index(value),)
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(f"eos_token_id must be None, an int or a sequence of ints, got {value!r}")
+    if not is_sequence(value):
+        raise TypeError(
+            f"eos_token_id must be None, an int or a sequence of ints, got {brief(value)}"
+        )
     if len(value) == 0:
         raise ValueError("eos_token_id must not be an empty sequence; use None for no EOS")
-    ids = tuple(
-        operator.index(optional_token_id(f"eos_token_id[{i}]", v, vocab_size=None))  # type: ignore[arg-type]
-        for i, v in enumerate(value)
-    )
+    checked = []
+    for i, v in enumerate(value):
+        if v is None:  # None means "no EOS" for the whole argument, not for one entry
+            raise TypeError(f"eos_token_id[{i}] must be an int token id, got None")
+        checked.append(operator.index(optional_token_id(f"eos_token_id[{i}]", v, None)))  # type: ignore[arg-type]
+    ids = tuple(checked)
     if len(set(ids)) != len(ids):
-        raise ValueError(f"eos_token_id has duplicate ids: {list(ids)}")
+        raise ValueError(f"eos_token_id has duplicate ids: {brief(list(ids))}")
     return ids
 
 
@@ -186,5 +259,5 @@ def check_eos_range(ids: tuple[int, ...], vocab_size: int) -> None:
     for token in ids:
         if token >= vocab_size:
             raise ValueError(
-                f"eos_token_id must be in [0, {vocab_size}) for this model, got {token}"
+                f"eos_token_id must be in [0, {vocab_size}) for this model, got {brief(token)}"
             )

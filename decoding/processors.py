@@ -20,12 +20,11 @@ import functools
 import math
 import operator
 from collections.abc import Sequence
-from numbers import Real
 
 import attrs
 import numpy as np
 
-from decoding._checks import brief, is_int
+from decoding._checks import brief, is_int, is_sequence, real
 from decoding.decoders._select import log_softmax
 
 __all__ = [
@@ -95,11 +94,13 @@ class LogitsProcessor(abc.ABC):
 def check_processors(value: object) -> tuple[LogitsProcessor, ...]:
     """A list or tuple of `LogitsProcessor` -> tuple; anything else is a ``TypeError``."""
     if not isinstance(value, list | tuple):
-        raise TypeError(f"processors must be a list or tuple of LogitsProcessor, got {value!r}")
+        raise TypeError(
+            f"processors must be a list or tuple of LogitsProcessor, got {brief(value)}"
+        )
     for i, processor in enumerate(value):
         if not isinstance(processor, LogitsProcessor):
             raise TypeError(
-                f"processors[{i}] must be a decoding.LogitsProcessor, got {processor!r}"
+                f"processors[{i}] must be a decoding.LogitsProcessor, got {brief(processor)}"
             )
     return tuple(value)
 
@@ -115,17 +116,17 @@ def apply_processors(
         logits_MV = np.asarray(processor(logits_MV, context))
         if logits_MV.shape != shape:
             raise ValueError(
-                f"processor {processor!r} returned logits of shape {logits_MV.shape} at step "
+                f"processor {brief(processor)} returned logits of shape {logits_MV.shape} at step "
                 f"{step}; expected {shape}"
             )
         if logits_MV.dtype.kind != "f":
             raise TypeError(
-                f"processor {processor!r} returned logits of dtype {logits_MV.dtype} at step "
+                f"processor {brief(processor)} returned logits of dtype {logits_MV.dtype} at step "
                 f"{step}; expected floats"
             )
         _check_finite(
             logits_MV,
-            f"processor {processor!r} made logits {{}} at step {step} (an argument too "
+            f"processor {brief(processor)} made logits {{}} at step {step} (an argument too "
             "extreme for the logits' float type?)",
         )
     return logits_MV
@@ -140,36 +141,23 @@ def _check_finite(logits_MV: np.ndarray, message: str) -> None:
 
 def _non_negative_int(name: str, value: object) -> int:
     if not is_int(value):
-        raise TypeError(f"{name} must be a non-negative int, got {value!r}")
+        raise TypeError(f"{name} must be a non-negative int, got {brief(value)}")
     if value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        raise ValueError(f"{name} must be a non-negative int, got {brief(value)}")
     return operator.index(value)
 
 
 def _positive_int(name: str, value: object) -> int:
     if not is_int(value):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
+        raise TypeError(f"{name} must be a positive int, got {brief(value)}")
     if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be a positive int, got {brief(value)}")
     return operator.index(value)
-
-
-def _real(name: str, value: object, rule: str) -> float:
-    """``value`` as a float if it is a real number (bool and np.timedelta64 refused); a real
-    beyond the float range becomes ``inf``. Messages say ``name must be {rule}``."""
-    if isinstance(value, bool | np.timedelta64) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be {rule}, got {brief(value)}")
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be {rule}, got {brief(value)}") from None
 
 
 def positive_real(name: str, value: object) -> float:
     """A finite number > 0 as a float; otherwise an error naming ``name``."""
-    number = _real(name, value, "a finite number > 0")
+    number = real(name, value, "a finite number > 0")
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {brief(value)}")
     return number
@@ -177,15 +165,15 @@ def positive_real(name: str, value: object) -> float:
 
 def probability(name: str, value: object) -> float:
     """A number in (0, 1] as a float; otherwise an error naming ``name``."""
-    number = _real(name, value, "a number in (0, 1]")
+    number = real(name, value, "a number in (0, 1]")
     if not 0.0 < number <= 1.0:
         raise ValueError(f"{name} must be a number in (0, 1], got {brief(value)}")
     return number
 
 
 def _token_ids(value: object) -> tuple[int, ...]:
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(f"token_ids must be a sequence of int token ids, got {value!r}")
+    if not is_sequence(value):
+        raise TypeError(f"token_ids must be a sequence of int token ids, got {brief(value)}")
     return tuple(_non_negative_int(f"token_ids[{i}]", t) for i, t in enumerate(value))
 
 
@@ -246,7 +234,8 @@ class BanTokens(LogitsProcessor):
         for token in self.token_ids:
             if token >= vocab_size:
                 raise ValueError(
-                    f"BanTokens token_ids must be in [0, {vocab_size}) for this model, got {token}"
+                    f"BanTokens token_ids must be in [0, {vocab_size}) for this model, "
+                    f"got {brief(token)}"
                 )
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from decoding._checks import check_logits, check_prompts
+from decoding._checks import brief, check_logits, check_prompts, is_sequence
 from decoding.decoders._select import checked_log_softmax
 from decoding.decoders.base import check_request
 from decoding.model import LanguageModel
@@ -38,15 +38,22 @@ def score_continuations(
     Raises:
         TypeError, ValueError: mismatched lengths or bad ids, before any model call.
     """
-    if (
-        isinstance(continuations, str | bytes)
-        or not isinstance(continuations, Sequence | np.ndarray)
-        or (isinstance(continuations, np.ndarray) and continuations.ndim == 0)
-    ):
+    checked, conts = check_pairs(model, prompts, continuations)
+    return score_checked(model, checked, conts)
+
+
+def check_pairs(
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+) -> tuple[tuple[tuple[int, ...], ...], list[tuple[int, ...]]]:
+    """`score_continuations`'s argument checks, before any model call ->
+    ``(prompts, continuations)`` as int tuples."""
+    if not is_sequence(continuations):
         raise TypeError(
-            f"continuations must be a list of token-id sequences, got {continuations!r}"
+            f"continuations must be a list of token-id sequences, got {brief(continuations)}"
         )
-    if not isinstance(prompts, str | bytes) and isinstance(prompts, Sequence | np.ndarray):
+    if is_sequence(prompts):
         if len(prompts) != len(continuations):
             raise ValueError(
                 f"prompts and continuations must have the same length, got {len(prompts)} "
@@ -63,6 +70,15 @@ def score_continuations(
                 f"tokens; the model would need {len(prompt) + len(continuation) - 1} "
                 f"positions, more than its max_sequence_length {limit}"
             )
+    return checked, conts
+
+
+def score_checked(
+    model: LanguageModel,
+    checked: Sequence[tuple[int, ...]],
+    conts: Sequence[tuple[int, ...]],
+) -> list[np.ndarray]:
+    """`score_continuations` on pairs `check_pairs` accepted."""
     scores = [np.zeros(len(c)) for c in conts]
     rows_M = np.array([i for i, c in enumerate(conts) if c], dtype=np.int64)
     if not len(rows_M):
@@ -89,10 +105,15 @@ def _check_continuations(continuations: object, vocab_size: int) -> list[tuple[i
     """Like prompts, but an empty continuation is allowed (its score array is empty)."""
     checked: list[tuple[int, ...]] = []
     for i, continuation in enumerate(continuations):  # type: ignore[arg-type, var-annotated]
+        if isinstance(continuation, np.ndarray) and continuation.ndim != 1:
+            raise ValueError(
+                f"continuations[{i}] must be 1-D, got an array of shape {continuation.shape}"
+            )
         if isinstance(continuation, Sequence | np.ndarray) and len(continuation) == 0:
             if isinstance(continuation, str | bytes):
                 raise TypeError(
-                    f"continuations[{i}] must be a sequence of int token ids, got {continuation!r}"
+                    f"continuations[{i}] must be a sequence of int token ids, "
+                    f"got {brief(continuation)}"
                 )
             checked.append(())
             continue

@@ -5,12 +5,11 @@ from __future__ import annotations
 import abc
 import functools
 import math
-from numbers import Real
 
 import attrs
 import numpy as np
 
-from decoding._checks import brief
+from decoding._checks import finite_real
 
 __all__ = ["LengthPenalty", "Scorer"]
 
@@ -40,20 +39,7 @@ def finite_alpha(value: object) -> float:
     """Validate a length-penalty exponent: any real that converts to a finite float (bool
     refused) -> float. A real beyond the float range (``10**400``, ``Fraction(10**400)``) is
     refused like an infinity: it is not a finite float."""
-    # np.timedelta64 registers as a Real but is a duration, not a number.
-    if isinstance(value, bool | np.timedelta64) or not isinstance(value, Real):
-        raise TypeError(f"alpha must be a finite real number, got {brief(value)}")
-    try:
-        alpha = float(value)
-    except OverflowError:
-        alpha = math.inf
-    except (TypeError, ValueError):
-        raise TypeError(f"alpha must be a finite real number, got {brief(value)}") from None
-    if not math.isfinite(alpha):
-        raise ValueError(
-            f"alpha must be a finite real number (within the float range), got {brief(value)}"
-        )
-    return alpha
+    return finite_real("alpha", value)
 
 
 @attrs.frozen
@@ -75,7 +61,9 @@ class LengthPenalty(Scorer):
         logprob = np.asarray(logprob, dtype=np.float64)
         length = np.asarray(length)
         divisor = _divisors(self.alpha, int(length.max(initial=0)))[length]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # A huge |logprob| over a divisor that underflowed towards 0 (a hugely negative alpha)
+        # overflows to -inf: that is the IEEE answer, not a warning.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             score = logprob / divisor
         # Only 0 / 0 is NaN (length ** alpha underflowed to 0 for a hugely negative alpha);
         # a certain hypothesis stays at the best possible score, 0.

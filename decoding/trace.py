@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import is_int
+from decoding._checks import brief, is_int
 from decoding.beam import Beam
 from decoding.decoders._rows import RowDecoder, RowState
 from decoding.decoders._select import CARRIED, log_softmax, top_tokens_exact
@@ -76,9 +76,11 @@ class Trace:
 
     def _check_b(self, b: object) -> int:
         if not is_int(b):
-            raise TypeError(f"b must be an int prompt index, got {b!r}")
+            raise TypeError(f"b must be an int prompt index, got {brief(b)}")
         if not 0 <= b < len(self.prompts):
-            raise ValueError(f"b must be a prompt index in [0, {len(self.prompts)}), got {b!r}")
+            raise ValueError(
+                f"b must be a prompt index in [0, {len(self.prompts)}), got {brief(b)}"
+            )
         return int(b)
 
     def to_text(self, b: int = 0) -> str:
@@ -245,7 +247,7 @@ def trace(decoder: Decoder, model: LanguageModel, prompts: Sequence[Sequence[int
         checked = tuple(tuple(int(t) for t in p) for p in prompts)
         return Trace(checked, results, (), max([len(r) for r in results] + [1]))
     else:
-        raise TypeError(f"decoder must be a decoding.Decoder, got {decoder!r}")
+        raise TypeError(f"decoder must be a decoding.Decoder, got {brief(decoder)}")
     state: Any = decoder.init(model, prompts)  # BeamState or RowState, by the decoder
     steps = []
     while not decoder.done(state):

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import check_logits
+from decoding._checks import brief, check_logits
 from decoding.beam import Beam
 from decoding.decoders._select import checked_log_softmax
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
@@ -179,7 +179,7 @@ class RowDecoder(Decoder):
 
     def _check_state(self, state: object) -> RowState:
         if not isinstance(state, RowState):
-            raise TypeError(f"state must be a RowState from init() or step(), got {state!r}")
+            raise TypeError(f"state must be a RowState from init() or step(), got {brief(state)}")
         if state.samples != self.samples:
             raise ValueError(
                 f"state holds {state.samples} rows per prompt but this decoder makes {self.samples}"
@@ -204,7 +204,7 @@ class RowDecoder(Decoder):
             row = int(rows_M[np.flatnonzero(blocked_M)[0]])
             raise ValueError(
                 f"at step {new_length}, prompt {row // state.samples} has no token left to "
-                f"choose: the processors {list(self.all_processors)!r} (or the model) gave "
+                f"choose: the processors {brief(list(self.all_processors))} (or the model) gave "
                 f"every token the logit -inf"
             )
         token_M = self.choose(logprobs_MV, state, rows_M)

@@ -28,6 +28,7 @@ import functools
 import attrs
 import numpy as np
 
+from decoding._checks import brief
 from decoding.scoring import Scorer
 
 __all__ = [
@@ -244,7 +245,7 @@ def _score(
     score = np.asarray(scorer.score(logprob, length))
     if np.isnan(score[present]).any():
         raise ValueError(
-            f"scorer {scorer!r} returned NaN at step {step} for a hypothesis with a finite "
+            f"scorer {brief(scorer)} returned NaN at step {step} for a hypothesis with a finite "
             "logprob; a Scorer must give a number for every finite logprob <= 0 and length >= 1"
         )
     return score

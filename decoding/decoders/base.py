@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import check_eos_range, check_logits, check_prompts, model_vocab_size
+from decoding._checks import brief, check_eos_range, check_logits, check_prompts, model_vocab_size
 from decoding.beam import Beam
 from decoding.model import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, apply_processors
@@ -65,7 +65,7 @@ def check_request(
     vocabulary, the prompts, and that no sequence can outgrow ``model.max_sequence_length``.
     """
     if not isinstance(model, LanguageModel):
-        raise TypeError(f"model must be a decoding.LanguageModel, got {model!r}")
+        raise TypeError(f"model must be a decoding.LanguageModel, got {brief(model, 200)}")
     vocab_size = model_vocab_size(model)
     check_eos_range(eos_token_ids, vocab_size)
     for processor in processors:
@@ -109,6 +109,7 @@ def check_same_model(model: object, expected: object) -> None:
     state's cache and logits belong to that model."""
     if model is not expected:
         raise ValueError(
-            f"model {model!r} is not the model this state was started with ({expected!r}); "
+            f"model {brief(model)} is not the model this state was started with "
+            f"({brief(expected)}); "
             "step a state with the model passed to init()"
         )

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import eos_ids, is_int, positive_int
+from decoding._checks import brief, eos_ids, is_int, positive_int
 from decoding.beam import Beam
 from decoding.decoders._select import CARRIED, Selection, select
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
@@ -97,11 +97,14 @@ class BeamState:
 class Archive:
     """The finished hypotheses of ``finished="archive"`` beam search, per prompt best first.
 
-    Slot ``[b, k]`` holds prompt b's k-th best archived hypothesis; an empty slot has score
-    ``-inf``. Arrays are read-only.
+    Slot ``[b, k]`` holds prompt b's k-th best archived hypothesis; ``present_BK`` marks the
+    slots in use (the held ones come first). A held hypothesis may score ``-inf`` (``length **
+    alpha`` underflowed to 0 for a hugely negative alpha), so the score does not mark an empty
+    slot. Arrays are read-only.
     """
 
-    score_BK: np.ndarray  # float64 ranking score; -inf marks an empty slot
+    score_BK: np.ndarray  # float64 ranking score (unused in an empty slot)
+    present_BK: np.ndarray  # bool: the slot holds a hypothesis
     logprob_BK: np.ndarray  # float64
     length_BK: np.ndarray  # int64
     tokens_BKT: np.ndarray  # int64, valid up to length_BK
@@ -111,13 +114,14 @@ class Archive:
     @property
     def full_B(self) -> np.ndarray:
         """Whether each prompt's archive holds K hypotheses."""
-        return np.asarray((self.score_BK > -np.inf).all(axis=1))
+        return np.asarray(self.present_BK.all(axis=1))
 
     @classmethod
     def empty(cls, batch: int, width: int) -> Archive:
         """An archive with nothing in it; every prompt open."""
         return cls(
             score_BK=_readonly(np.full((batch, width), -np.inf)),
+            present_BK=_readonly(np.zeros((batch, width), dtype=bool)),
             logprob_BK=_readonly(np.full((batch, width), -np.inf)),
             length_BK=_readonly(np.zeros((batch, width), dtype=np.int64)),
             tokens_BKT=_readonly(np.zeros((batch, width, 0), dtype=np.int64)),
@@ -153,7 +157,8 @@ def _beam_width(value: object) -> int:
     width = positive_int("beam_width", value)
     if width > MAX_BEAM_WIDTH:
         raise ValueError(
-            f"beam_width must be at most decoding.MAX_BEAM_WIDTH = {MAX_BEAM_WIDTH}, got {value!r}"
+            f"beam_width must be at most decoding.MAX_BEAM_WIDTH = {MAX_BEAM_WIDTH}, "
+            f"got {brief(value)}"
         )
     return width
 
@@ -163,21 +168,22 @@ FINISHED_POLICIES = ("pool", "archive")
 
 def _finished(value: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"finished must be 'pool' or 'archive', got {value!r}")
+        raise TypeError(f"finished must be 'pool' or 'archive', got {brief(value)}")
     if value not in FINISHED_POLICIES:
-        raise ValueError(f"finished must be 'pool' or 'archive', got {value!r}")
+        raise ValueError(f"finished must be 'pool' or 'archive', got {brief(value)}")
     return value
 
 
 def _early_stopping(value: object) -> bool | str | None:
-    if value is None or isinstance(value, bool) or value == "never":
+    # Only a str is compared with "never": an array would compare elementwise.
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "never"):
         return value
-    raise ValueError(f"early_stopping must be False, True or 'never', got {value!r}")
+    raise ValueError(f"early_stopping must be False, True or 'never', got {brief(value)}")
 
 
 def _scorer(value: object) -> Scorer | None:
     if value is not None and not isinstance(value, Scorer):
-        raise TypeError(f"scorer must be a decoding.Scorer or None, got {value!r}")
+        raise TypeError(f"scorer must be a decoding.Scorer or None, got {brief(value)}")
     return value
 
 
@@ -229,12 +235,13 @@ class BeamSearchDecoder(Decoder):
     def __attrs_post_init__(self) -> None:
         if self.scorer is not None and self.alpha != 0.6:
             raise ValueError(
-                f"alpha={self.alpha!r} would be ignored: a scorer ({self.scorer!r}) ranks "
+                f"alpha={brief(self.alpha)} would be ignored: a scorer "
+                f"({brief(self.scorer)}) ranks "
                 "instead of LengthPenalty(alpha); give one or the other"
             )
         if self.finished == "pool" and self.early_stopping is not None:
             raise ValueError(
-                f"early_stopping={self.early_stopping!r} only applies to finished='archive' "
+                f"early_stopping={brief(self.early_stopping)} only applies to finished='archive' "
                 "(the pool policy stops when every held beam is finished)"
             )
         if self.finished == "archive" and self.early_stopping is None:
@@ -302,11 +309,11 @@ class BeamSearchDecoder(Decoder):
 
     def _check_state(self, state: object) -> BeamState:
         if not isinstance(state, BeamState):
-            raise TypeError(f"state must be a BeamState from init() or step(), got {state!r}")
+            raise TypeError(f"state must be a BeamState from init() or step(), got {brief(state)}")
         if (state.archive is None) != (self.finished == "pool"):
             raise ValueError(
                 f"state was made by a decoder with another finished-beam policy than this "
-                f"one's finished={self.finished!r}"
+                f"one's finished={brief(self.finished)}"
             )
         if state.logprob_BK.shape[1] != self.beam_width:
             raise ValueError(
@@ -379,7 +386,8 @@ class BeamSearchDecoder(Decoder):
         if self.processors and stuck_B.any():
             raise ValueError(
                 f"at step {step}, prompt {int(np.flatnonzero(stuck_B)[0])} has no "
-                f"candidate and no finished beam left: the processors {list(self.processors)!r} "
+                f"candidate and no finished beam left: the processors "
+                f"{brief(list(self.processors))} "
                 f"(or the model) gave every token of its live beams the logit -inf"
             )
 
@@ -439,7 +447,7 @@ class BeamSearchDecoder(Decoder):
             keep=count,
         )
         present_BW = top.logprob_BK > -np.inf
-        had_nothing_B = ~(archive.score_BK > -np.inf).any(axis=1)
+        had_nothing_B = ~archive.present_BK.any(axis=1)
         self._stuck(
             np.asarray(live_BK.any(axis=1) & ~present_BW.any(axis=1) & had_nothing_B), new_length
         )
@@ -466,8 +474,17 @@ class BeamSearchDecoder(Decoder):
         enter_BW = ends_BW & (rank_W < width) & archive.open_B[:, None]
         enter_BW &= ~(archive.full_B & (self.early_stopping is True))[:, None]
         score_BW = np.where(enter_BW, self.ranker.score(top.logprob_BK, new_length), -np.inf)
+        # Held and entering hypotheses best first (stable: held ones win ties), then the empty
+        # slots and the candidates that do not enter. Occupancy is tracked apart from the
+        # score: a hypothesis may legitimately score -inf.
         merged_score_BX = np.concatenate([archive.score_BK, score_BW], axis=1)
-        order_BK = np.argsort(-merged_score_BX, axis=1, kind="stable")[:, :width]
+        merged_present_BX = np.concatenate([archive.present_BK, enter_BW], axis=1)
+        by_score_BX = np.argsort(-merged_score_BX, axis=1, kind="stable")
+        absent_BX = ~np.take_along_axis(merged_present_BX, by_score_BX, axis=1)
+        order_BX = np.take_along_axis(
+            by_score_BX, np.argsort(absent_BX, axis=1, kind="stable"), axis=1
+        )
+        order_BK = order_BX[:, :width]
 
         def merged(old_BK: np.ndarray, new_BW: np.ndarray) -> np.ndarray:
             both = np.concatenate([old_BK, new_BW], axis=1)
@@ -477,6 +494,7 @@ class BeamSearchDecoder(Decoder):
         pad_BK1 = np.full((batch, width, 1), CARRIED)
         new_archive = Archive(
             score_BK=merged(archive.score_BK, score_BW),
+            present_BK=merged(archive.present_BK, enter_BW),
             logprob_BK=merged(archive.logprob_BK, top.logprob_BK),
             length_BK=merged(archive.length_BK, np.full((batch, count), new_length)),
             tokens_BKT=merged(
@@ -521,7 +539,7 @@ class BeamSearchDecoder(Decoder):
                 finished_BK = np.isin(last_BK, self.eos_token_ids) & (held.length_BK > 0)
             logprob_BK, length_BK = held.logprob_BK, held.length_BK
             tokens_BKT, token_logprob_BKT = held.tokens_BKT, held.token_logprob_BKT
-            present_BK = score_BK > -np.inf
+            present_BK = held.present_BK
         else:
             logprob_BK, length_BK, finished_BK = (
                 state.logprob_BK,

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
 
 import attrs
 import numpy as np
 
+from decoding._checks import brief, finite_real
 from decoding.beam import Beam
 from decoding.decoders.base import Decoder
 from decoding.model import LanguageModel
-from decoding.rescoring import score_continuations
+from decoding.rescoring import check_pairs, score_checked
 from decoding.scoring import LengthPenalty, finite_alpha
 
 __all__ = ["RerankDecoder"]
@@ -23,22 +23,26 @@ __all__ = ["RerankDecoder"]
 
 def _base(value: object) -> Decoder:
     if not isinstance(value, Decoder):
-        raise TypeError(f"base must be a decoding.Decoder, got {value!r}")
+        raise TypeError(f"base must be a decoding.Decoder, got {brief(value)}")
     return value
 
 
 def _rescorer(value: object) -> LanguageModel:
     if not isinstance(value, LanguageModel):
-        raise TypeError(f"rescorer must be a decoding.LanguageModel, got {value!r}")
+        raise TypeError(f"rescorer must be a decoding.LanguageModel, got {brief(value)}")
     return value
 
 
 def _weight(value: object) -> float:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
-        raise TypeError(f"weight must be a finite real number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"weight must be a finite real number, got {value!r}")
-    return float(value)
+    return finite_real("weight", value)
+
+
+def _sum(logprobs: np.ndarray) -> float:
+    """The exact sum of the log-probs; ``-inf`` when it lies beyond the float range."""
+    try:
+        return math.fsum(logprobs.tolist())
+    except OverflowError:
+        return -math.inf
 
 
 @attrs.frozen
@@ -74,6 +78,8 @@ class RerankDecoder(Decoder):
         Raises:
             TypeError, ValueError: bad arguments (from the base), or hypotheses the rescorer
                 cannot score (its vocabulary or ``max_sequence_length`` is too small).
+                Whatever the rescorer raises while scoring propagates unchanged (the same
+                exception, with a note naming the rescorer).
         """
         return self.rerank(prompts, self.base.decode(model, prompts))
 
@@ -87,18 +93,29 @@ class RerankDecoder(Decoder):
         logprob_N = np.array([beam.logprob for _, beam in flat])
         length_N = np.array([len(beam.tokens) for _, beam in flat], dtype=np.int64)
         if self.weight != 0.0:
+            where = f"rescorer {brief(self.rescorer)} cannot score the hypotheses"
             try:
-                scores = score_continuations(
+                pairs = check_pairs(
                     self.rescorer,
                     [tuple(int(t) for t in prompts[b]) for b, _ in flat],
                     [beam.tokens for _, beam in flat],
                 )
             except (TypeError, ValueError) as error:
-                raise type(error)(
-                    f"rescorer {self.rescorer!r} cannot score the hypotheses: {error}"
-                ) from None
-            rescored_N = np.array([math.fsum(s.tolist()) for s in scores])
-            logprob_N = logprob_N + self.weight * rescored_N
+                if type(error) not in (TypeError, ValueError):  # raised by the rescorer itself
+                    error.add_note(where)
+                    raise
+                raise type(error)(f"{where}: {error}") from None
+            try:
+                scores = score_checked(self.rescorer, *pairs)
+            except (TypeError, ValueError) as error:
+                # The rescorer's own exception (or its refused output) goes on unchanged: the
+                # same object, its traceback kept; the note says where it happened.
+                error.add_note(where)
+                raise
+            rescored_N = np.array([_sum(s) for s in scores])
+            # A huge weight may overflow to -inf (or +inf): the IEEE answer, not a warning.
+            with np.errstate(over="ignore"):
+                logprob_N = logprob_N + self.weight * rescored_N
         score_N = LengthPenalty(self.alpha).score(logprob_N, length_N).tolist()
         reranked: list[list[Beam]] = [[] for _ in results]
         for (b, beam), score in zip(flat, score_N, strict=True):

@@ -7,7 +7,7 @@ import operator
 import attrs
 import numpy as np
 
-from decoding._checks import eos_ids, is_int, positive_int
+from decoding._checks import brief, eos_ids, is_int, positive_int
 from decoding.decoders._rows import Noise, RowDecoder, RowState
 from decoding.decoders.beam import eos_setting
 from decoding.processors import (
@@ -20,16 +20,16 @@ from decoding.processors import (
     probability,
 )
 
-__all__ = ["SamplingDecoder"]
+__all__ = ["MAX_NUM_SAMPLES", "SamplingDecoder"]
 
 
 def _seed(value: object) -> int | None:
     if value is None:
         return None
     if not is_int(value):
-        raise TypeError(f"seed must be None or an int >= 0, got {value!r}")
+        raise TypeError(f"seed must be None or an int >= 0, got {brief(value)}")
     if value < 0:
-        raise ValueError(f"seed must be None or an int >= 0, got {value!r}")
+        raise ValueError(f"seed must be None or an int >= 0, got {brief(value)}")
     return operator.index(value)
 
 
@@ -50,9 +50,21 @@ def _max_new_tokens_positive_int(value: object) -> int:
     return positive_int("max_new_tokens", value)
 
 
+#: The most samples per prompt `SamplingDecoder` accepts (as `MAX_BEAM_WIDTH` bounds the beams).
+#: More are refused before any work: each sample is a row of every model call, so the memory
+#: of a step grows with prompts x samples x vocabulary.
+MAX_NUM_SAMPLES = 65_536
+
+
 def _num_samples_positive_int(value: object) -> int:
     """The ``num_samples`` converter."""
-    return positive_int("num_samples", value)
+    samples = positive_int("num_samples", value)
+    if samples > MAX_NUM_SAMPLES:
+        raise ValueError(
+            f"num_samples must be at most decoding.MAX_NUM_SAMPLES = {MAX_NUM_SAMPLES}, "
+            f"got {brief(value)}"
+        )
+    return samples
 
 
 @attrs.frozen
@@ -63,8 +75,8 @@ class SamplingDecoder(RowDecoder):
         max_new_tokens: the most tokens generated per sample (a positive int).
         eos_token_id: the token (an int) or tokens (a sequence of ints) that end a sample, or
             ``None`` for none.
-        num_samples: samples per prompt (a positive int). All prompts' live samples go to the
-            model in one call per step.
+        num_samples: samples per prompt (a positive int, at most `MAX_NUM_SAMPLES` = 65,536).
+            All prompts' live samples go to the model in one call per step.
         temperature, top_k, top_p: shorthand for the processors `Temperature`, `TopK` and
             `TopP`, applied after ``processors`` in that order (1.0 and None: not applied).
         seed: an int >= 0 or None (fresh entropy). The same seed and inputs give the same

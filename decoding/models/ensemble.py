@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
 from typing import Any
 
 import numpy as np
 
-from decoding._checks import positive_int
+from decoding._checks import brief, is_sequence, positive_int, real
 from decoding.decoders._select import log_softmax
 from decoding.model import LanguageModel
 
@@ -21,12 +20,12 @@ __all__ = ["Ensemble"]
 
 def _members(models: object) -> tuple[LanguageModel, ...]:
     if isinstance(models, str | bytes) or not isinstance(models, Sequence):
-        raise TypeError(f"models must be a sequence of decoding.LanguageModel, got {models!r}")
+        raise TypeError(f"models must be a sequence of decoding.LanguageModel, got {brief(models)}")
     if not models:
         raise ValueError("models must hold at least one decoding.LanguageModel, got []")
     for j, model in enumerate(models):
         if not isinstance(model, LanguageModel):
-            raise TypeError(f"models[{j}] must be a decoding.LanguageModel, got {model!r}")
+            raise TypeError(f"models[{j}] must be a decoding.LanguageModel, got {brief(model)}")
     return tuple(models)
 
 
@@ -34,22 +33,27 @@ def _log_weights(weights: object, count: int) -> np.ndarray:
     """``weights`` (None: equal) -> ``[J]`` float64 log of the normalised weights."""
     if weights is None:
         return np.full(count, -math.log(count))
-    if isinstance(weights, str | bytes) or not isinstance(weights, Sequence | np.ndarray):
-        raise TypeError(f"weights must be None or a sequence of real numbers, got {weights!r}")
+    if not is_sequence(weights):
+        raise TypeError(f"weights must be None or a sequence of real numbers, got {brief(weights)}")
     values = list(weights)
     if len(values) != count:
         raise ValueError(
-            f"weights must have one entry per model ({count}), got {len(values)}: {values!r}"
+            f"weights must have one entry per model ({count}), got {len(values)}: {brief(values)}"
         )
-    for w in values:
-        if isinstance(w, bool | np.bool_) or not isinstance(w, Real):
-            raise TypeError(f"weights must be real numbers, got {values!r}")
-    array_J = np.array(values, dtype=np.float64)
+    # A real beyond the float range (10**400) becomes inf, refused below like inf itself.
+    numbers = [real(f"weights[{j}]", w, "a finite real number >= 0") for j, w in enumerate(values)]
+    array_J = np.array(numbers, dtype=np.float64)
     if not np.isfinite(array_J).all() or (array_J < 0).any():
-        raise ValueError(f"weights must be finite and >= 0, got {values!r}")
-    total = math.fsum(array_J.tolist())
+        raise ValueError(f"weights must be finite and >= 0, got {brief(values)}")
+    try:
+        total = math.fsum(numbers)
+    except OverflowError:  # finite weights whose sum is beyond the float range ([1e308, 1e308])
+        total = math.inf
     if total == 0:
-        raise ValueError(f"weights must not all be zero, got {values!r}")
+        raise ValueError(f"weights must not all be zero, got {brief(values)}")
+    if not math.isfinite(total):
+        array_J = array_J / array_J.max()  # the same proportions, a sum within the range
+        total = math.fsum(array_J.tolist())
     with np.errstate(divide="ignore"):
         return np.log(array_J / total)
 

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import float_dtype, positive_int, seed_int
+from decoding._checks import brief, check_model_bytes, float_dtype, positive_int, seed_int
 from decoding.models.transformer import (
     NumpyTransformerLM,
     chunked_attention,
@@ -205,13 +205,22 @@ class NumpyLlamaLM(NumpyTransformerLM):
         d_ff = 4 * d_model if d_ff is None else positive_int("d_ff", d_ff)
         if d_model % n_heads or (d_model // n_heads) % 2:
             raise ValueError(
-                f"d_model ({d_model}) must split into n_heads ({n_heads}) heads of even width"
+                f"d_model ({brief(d_model)}) must split into n_heads ({brief(n_heads)}) heads "
+                "of even width"
             )
         if n_heads % n_kv_heads:
-            raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+            raise ValueError(
+                f"n_heads ({brief(n_heads)}) must be a multiple of n_kv_heads ({brief(n_kv_heads)})"
+            )
         if not isinstance(tied, bool):
-            raise TypeError(f"tied must be a bool, got {tied!r}")
+            raise TypeError(f"tied must be a bool, got {brief(tied)}")
         self.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)
+        d, v, x = d_model, self.vocab_size, d_model // n_heads * (n_heads + n_kv_heads)
+        check_model_bytes(
+            "NumpyLlamaLM",
+            {"vocab_size": v, "d_model": d, "n_layers": n_layers, "d_ff": d_ff},
+            v * d * (1 if tied else 2) + n_layers * (2 * d * x + 3 * d * d_ff + 2 * d) + d,
+        )
         self.seed = seed_int("seed", seed)
         dtype = float_dtype("dtype", dtype)
         weights = init_llama_weights(
@@ -228,7 +237,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
     ) -> NumpyLlamaLM:
         """A model with the given weights (Llama layout, ``[in, out]`` linear weights)."""
         if not isinstance(weights, LlamaWeights):
-            raise TypeError(f"weights must be a LlamaWeights, got {type(weights)!r}")
+            raise TypeError(f"weights must be a LlamaWeights, got {brief(type(weights))}")
         model = cls.__new__(cls)
         model.vocab_size = weights.embed_VD.shape[0]
         model.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import float_dtype
+from decoding._checks import brief, float_dtype
 from decoding.model import LanguageModel
 from decoding.models.llama import LlamaBlock, LlamaWeights, NumpyLlamaLM
 from decoding.models.transformer import BlockWeights, NumpyTransformerLM, TransformerWeights
@@ -79,11 +79,11 @@ class _Tensors:
     def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """Tensor ``name`` as ``dtype``, checked against ``shape``."""
         if name not in self.files:
-            raise ValueError(f"checkpoint is missing tensor {name!r}")
+            raise ValueError(f"checkpoint is missing tensor {brief(name)}")
         tensor = self.open(self.files[name]).get_tensor(name)
         if tuple(tensor.shape) != shape:
             raise ValueError(
-                f"checkpoint tensor {name!r} has shape {tuple(tensor.shape)}, expected {shape}"
+                f"checkpoint tensor {brief(name)} has shape {tuple(tensor.shape)}, expected {shape}"
             )
         return np.asarray(tensor, dtype=dtype)
 
@@ -108,7 +108,7 @@ def _int(config: dict[str, Any], *names: str, default: int | None = None) -> int
         if name in config:
             value = config[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"config.json: {name} must be a positive int, got {value!r}")
+                raise ValueError(f"config.json: {name} must be a positive int, got {brief(value)}")
             return value
     if default is not None:
         return default
@@ -118,7 +118,7 @@ def _int(config: dict[str, Any], *names: str, default: int | None = None) -> int
 def _float(config: dict[str, Any], name: str, default: float) -> float:
     value = config.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"config.json: {name} must be a positive number, got {value!r}")
+        raise ValueError(f"config.json: {name} must be a positive number, got {brief(value)}")
     return float(value)
 
 
@@ -151,7 +151,7 @@ def load_model(path: str | Path, dtype: str | type[np.floating] = "float32") -> 
     }
     if model_type not in loaders:
         raise ValueError(
-            f"unsupported model_type {model_type!r} in {folder / 'config.json'}; "
+            f"unsupported model_type {brief(model_type)} in {folder / 'config.json'}; "
             f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     with ExitStack() as stack:
@@ -171,7 +171,9 @@ def _gpt2(config: dict[str, Any], tensors: _Tensors, dtype: np.dtype) -> Languag
     ctx = _int(config, "n_positions", "max_position_embeddings")
     eps = _float(config, "layer_norm_epsilon", 1e-5)
     if d % heads:
-        raise ValueError(f"config.json: n_embd ({d}) must be divisible by n_head ({heads})")
+        raise ValueError(
+            f"config.json: n_embd ({brief(d)}) must be divisible by n_head ({brief(heads)})"
+        )
     prefix = "transformer." if "transformer.wte.weight" in tensors.names() else ""
     inner = 4 * d if config.get("n_inner") is None else _int(config, "n_inner")
 
@@ -216,11 +218,13 @@ def _llama(config: dict[str, Any], tensors: _Tensors, dtype: np.dtype) -> Langua
             continue
         kind = scaling.get("rope_type", scaling.get("type")) if isinstance(scaling, dict) else None
         if kind != "default":
-            raise ValueError(f"config.json: {key} type {kind!r} is not supported (plain RoPE only)")
+            raise ValueError(
+                f"config.json: {key} type {brief(kind)} is not supported (plain RoPE only)"
+            )
     theta = _float(rope if "rope_theta" in rope else config, "rope_theta", 10000.0)
     act = config.get("hidden_act", "silu")
     if act != "silu":
-        raise ValueError(f"config.json: hidden_act {act!r} is not supported (silu only)")
+        raise ValueError(f"config.json: hidden_act {brief(act)} is not supported (silu only)")
     vocab = _int(config, "vocab_size")
     d = _int(config, "hidden_size")
     heads = _int(config, "num_attention_heads")
@@ -301,7 +305,7 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """``text`` -> token ids (no special tokens added)."""
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {text!r}")
+            raise TypeError(f"text must be a str, got {brief(text)}")
         return list(self._inner.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: Sequence[int]) -> str:

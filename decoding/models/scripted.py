@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from decoding._checks import positive_int
+from decoding._checks import brief, check_model_bytes, is_int, is_sequence, positive_int, real
 from decoding.model import LanguageModel
 
 __all__ = ["ScriptedLM"]
@@ -31,7 +31,8 @@ class ScriptedLM(LanguageModel):
             ``KeyError``.
         vocab_size: the vocabulary size; by default the length of the full rows or, if every
             row is a dict, one more than the largest listed token. ``ScriptedLM(vocab_size,
-            table)`` (the other order) is accepted too.
+            table)`` (the other order) is accepted too. The rows (``vocab_size`` float64 each)
+            may take at most ``decoding._checks.MAX_MODEL_BYTES`` (16 GiB).
 
     The rows are returned as logits; the decoder's log-softmax leaves a normalised row (its
     probabilities sum to 1) unchanged, so scripted log-probs come out exactly as written.
@@ -45,40 +46,46 @@ class ScriptedLM(LanguageModel):
         if isinstance(vocab_size, Mapping) and not isinstance(table, Mapping):
             table, vocab_size = vocab_size, table  # also accept ScriptedLM(vocab_size, table)
         if not isinstance(table, Mapping) or not table:
-            raise TypeError(f"table must be a non-empty mapping, got {table!r}")
+            raise TypeError(f"table must be a non-empty mapping, got {brief(table)}")
+        raw = [(_key(key), _raw_row(key, row)) for key, row in table.items()]
         if vocab_size is None:
-            vocab_size = self._infer_vocab_size(table)
+            vocab_size = self._infer_vocab_size([row for _, row in raw])
         self.vocab_size = positive_int("vocab_size", vocab_size)
+        check_model_bytes(
+            "ScriptedLM",
+            {"vocab_size": self.vocab_size, "rows": len(raw)},
+            len(raw) * self.vocab_size,
+        )
         rows = {}
-        for key, row in table.items():
-            rows[tuple(int(t) for t in key)] = self._row(key, row)
+        for key, row in raw:
+            rows[key] = self._row(key, row)
         self.table = rows
         self._longest_key = max(len(key) for key in rows)
 
     @staticmethod
-    def _infer_vocab_size(table: Mapping[Sequence[int], Row]) -> int:
-        sizes = {len(row) for row in table.values() if not isinstance(row, Mapping)}
+    def _infer_vocab_size(rows: list[dict[int, float] | np.ndarray]) -> int:
+        sizes = {len(row) for row in rows if not isinstance(row, dict)}
         if len(sizes) > 1:
             raise ValueError(f"table rows have different lengths {sorted(sizes)}")
         if sizes:
             return sizes.pop()
-        return 1 + max((int(t) for row in table.values() for t in row), default=0)
+        return 1 + max((t for row in rows for t in row), default=0)
 
-    def _row(self, key: Sequence[int], row: Row) -> np.ndarray:
-        if isinstance(row, Mapping):
+    def _row(self, key: tuple[int, ...], row: dict[int, float] | np.ndarray) -> np.ndarray:
+        if isinstance(row, dict):
             array = np.full(self.vocab_size, -np.inf)
             for token, logprob in row.items():
-                if not 0 <= int(token) < self.vocab_size:
+                if not token < self.vocab_size:
                     raise ValueError(
-                        f"table[{tuple(key)!r}] lists token {token!r}, out of range "
+                        f"table[{brief(key)}] lists token {brief(token)}, out of range "
                         f"[0, {self.vocab_size})"
                     )
-                array[int(token)] = logprob
+                array[token] = logprob
         else:
-            array = np.array(row, dtype=np.float64)
+            array = row
             if array.shape != (self.vocab_size,):
                 raise ValueError(
-                    f"table[{tuple(key)!r}] has shape {array.shape}, expected ({self.vocab_size},)"
+                    f"table[{brief(key)}] has shape {array.shape}, expected ({self.vocab_size},)"
                 )
         array.setflags(write=False)
         return array
@@ -127,6 +134,51 @@ class ScriptedLM(LanguageModel):
             )
         )
         return self._rows([self.lookup(t) for t in tails]), tails
+
+
+def _key(key: object) -> tuple[int, ...]:
+    """A table key as a tuple of int token ids; anything else names the key."""
+    if not is_sequence(key):
+        raise TypeError(f"table keys must be sequences of int token ids, got key {brief(key)}")
+    for token in key:
+        if not is_int(token):
+            raise TypeError(
+                f"table keys must be sequences of int token ids, got key {brief(key)} holding "
+                f"{brief(token)}"
+            )
+    return tuple(int(t) for t in key)
+
+
+def _raw_row(key: object, row: object) -> dict[int, float] | np.ndarray:
+    """A table row checked on its own: ``{token id >= 0: real log-prob}`` or a 1-D array of
+    reals (float64); its size is checked against ``vocab_size`` later."""
+    if isinstance(row, Mapping):
+        checked: dict[int, float] = {}
+        for token, logprob in row.items():
+            if not is_int(token):
+                raise TypeError(
+                    f"table[{brief(key)}] must map int token ids to log-probs, got token "
+                    f"{brief(token)}"
+                )
+            if token < 0:
+                raise ValueError(
+                    f"table[{brief(key)}] lists token {brief(token)}, a token id must be >= 0"
+                )
+            checked[int(token)] = real(
+                f"table[{brief(key)}][{brief(token)}]", logprob, "a real log-prob"
+            )
+        return checked
+    if not is_sequence(row):
+        raise TypeError(
+            f"table[{brief(key)}] must be a row of log-probs or a {{token: log-prob}} dict, "
+            f"got {brief(row)}"
+        )
+    array = np.asarray(row)
+    if array.ndim != 1 or array.dtype.kind not in "fiu":
+        raise TypeError(
+            f"table[{brief(key)}] must be a 1-D row of real log-probs, got {brief(row)}"
+        )
+    return np.array(array, dtype=np.float64)
 
 
 def normalised(vocab_size: int, logprobs: Mapping[int, float]) -> np.ndarray:

@@ -19,7 +19,15 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import check_prompts, float_dtype, int_array, positive_int, seed_int
+from decoding._checks import (
+    brief,
+    check_model_bytes,
+    check_prompts,
+    float_dtype,
+    int_array,
+    positive_int,
+    seed_int,
+)
 from decoding.model import LanguageModel
 
 __all__ = ["BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
@@ -570,6 +578,9 @@ class NumpyTransformerLM(LanguageModel):
 
     Model math runs in ``dtype`` (float32 by default, for speed; float64 for near-exact
     comparisons); logits come out in ``dtype`` and decoders accumulate log-probs in float64.
+
+    Sizes whose float64 parameters would need more than ``decoding._checks.MAX_MODEL_BYTES``
+    (16 GiB) are refused with a ``ValueError`` naming them, before anything is allocated.
     """
 
     def __init__(
@@ -586,9 +597,17 @@ class NumpyTransformerLM(LanguageModel):
         d_model = positive_int("d_model", d_model)
         n_heads = positive_int("n_heads", n_heads)
         if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+            raise ValueError(
+                f"d_model ({brief(d_model)}) must be divisible by n_heads ({brief(n_heads)})"
+            )
         n_layers = positive_int("n_layers", n_layers)
         self.max_sequence_length: int = positive_int("n_ctx", n_ctx)
+        d, v, c = d_model, self.vocab_size, self.max_sequence_length
+        check_model_bytes(
+            "NumpyTransformerLM",
+            {"vocab_size": v, "d_model": d, "n_layers": n_layers, "n_ctx": c},
+            v * d + c * d + n_layers * (12 * d * d + 13 * d) + 2 * d,
+        )
         self.seed: int | None = seed_int("seed", seed)
         dtype = float_dtype("dtype", dtype)
         self._load(
@@ -613,7 +632,7 @@ class NumpyTransformerLM(LanguageModel):
         """A model with the given weights (GPT-2 layout, e.g. converted from a checkpoint);
         ``vocab_size`` and ``n_ctx`` come from the embedding tables."""
         if not isinstance(weights, TransformerWeights):
-            raise TypeError(f"weights must be a TransformerWeights, got {type(weights)!r}")
+            raise TypeError(f"weights must be a TransformerWeights, got {brief(type(weights))}")
         model = cls.__new__(cls)
         model.vocab_size, _ = weights.wte_VD.shape
         model.max_sequence_length = weights.wpe_PD.shape[0]

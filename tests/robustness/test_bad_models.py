@@ -231,13 +231,6 @@ def test_a_model_exception_propagates_unchanged(error, entry, at):
     assert info.value is raised
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RerankDecoder.rerank catches the rescorer's own TypeError/ValueError and "
-    "raises type(error)(f'rescorer ... cannot score the hypotheses: {error}') from None: the "
-    "model's exception is replaced (traceback lost), and a subclass whose constructor takes "
-    "other arguments (CodedError(code, detail)) turns into a TypeError from its __init__",
-)
 @pytest.mark.parametrize("error", ["ValueError", "TypeError", "coded"])
 def test_a_rescorer_exception_propagates_unchanged(error):
     raised = ERRORS[error]()

@@ -225,12 +225,6 @@ def test_malformed_invocation_exits_2_with_one_line(argv, word, capsys, tmp_path
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --decoder sample --num-samples 100000000000 ends in the MemoryError handler, "
-    "whose one line says 'try a smaller --beam-width or --max-new-tokens': it names neither "
-    "--num-samples nor the value (and --beam-width does not apply to sampling)",
-)
 def test_huge_num_samples_names_num_samples(capsys):
     with pytest.raises(SystemExit) as info:
         main([*S, "--num-samples", "100000000000", "--max-new-tokens", "2"])
@@ -238,11 +232,6 @@ def test_huge_num_samples_names_num_samples(capsys):
     assert "--num-samples" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (main(argv) only: a shell cannot pass NUL): a path holding a NUL byte escapes "
-    "as ValueError('embedded null byte') from open() instead of a one-line error",
-)
 def test_nul_in_the_trace_dot_path_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as info:

@@ -111,32 +111,10 @@ def shape(results):
     return [[(b.tokens, b.finished) for b in beams] for beams in results]
 
 
-# Cells where a known bug shows; each is a strict xfail (the bug is in the reason).
-OVERFLOW = (
-    "BUG: LengthPenalty.score divides under np.errstate(divide='ignore', invalid='ignore') but "
-    "not over='ignore': logprob / length**alpha overflows for a negative alpha and a large "
-    "|logprob| (RuntimeWarning 'overflow encountered in divide', an error under -W error)"
-)
-ARCHIVE_INF = (
-    "BUG: the archive policy uses score -inf to mark an empty archive slot, so a hypothesis "
-    "whose score is -inf (length**alpha underflowed to 0, alpha=-500) is dropped: fewer "
-    "than K hypotheses where reference_archive_search returns K"
-)
-KNOWN = {
-    **{("pool", s, a): OVERFLOW for s in ("f64-1e308", "f64-max") for a in (-500, -5)},
-    **{("pool", s, -500): OVERFLOW for s in ("f64-1e30", "f32-3e38", "f32-max", "f32-1e30")},
-    **{("archive", s, a): OVERFLOW for s in ("f64-1e308", "f64-max") for a in (-500, -5)},
-    **{("archive", s, -500): OVERFLOW for s in ("f64-1e30", "f32-3e38", "f32-max", "f32-1e30")},
-    **{("archive", s, -500): ARCHIVE_INF for s in ("f64-1e4", "f32-1e4")},
-}
-
-
 def cells(policy):
     for scale in SCALES:
         for alpha in ALPHAS:
-            reason = KNOWN.get((policy, scale.id, alpha))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            yield pytest.param(*scale.values, alpha, id=f"{scale.id}-alpha{alpha}", marks=marks)
+            yield pytest.param(*scale.values, alpha, id=f"{scale.id}-alpha{alpha}")
 
 
 @pytest.mark.parametrize(("dtype", "scale", "alpha"), list(cells("pool")))
