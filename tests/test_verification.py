@@ -14,6 +14,7 @@ import pytest
 import decoding
 from decoding.decoders._select import log_softmax
 from decoding.models.scripted import normalised
+from decoding.testing import archive_beam_search
 
 log = math.log
 
@@ -158,3 +159,35 @@ def test_length_penalty_scores_float32_logprobs_in_float64():
     score = decoding.LengthPenalty(0.5).score(logprob32, np.array([3]))
     assert score.dtype == np.float64
     assert score[0] == np.float64(logprob32[0]) / 3**0.5
+
+
+def test_archive_looks_at_one_more_candidate_per_extra_eos_id():
+    """HF's archive policy ranks ``max(2, 1 + #EOS) * K`` candidates a step: with two EOS ids
+    and K=2 that is 6, so two candidates behind four EOS endings still run.
+
+    Worked by hand (alpha 2, early_stopping "never", so HF bounds a running beam by the
+    longest length, 3). Step 1: (3,) and (4,) run. Step 2 ranks (3,1) .25, (3,2) .2,
+    (4,1) .15, (4,2) .12, (3,5) .05, (4,5) .03: the first two enter the archive with scores
+    log .25 / 4 = -0.347 and log .2 / 4 = -0.402; (3,5) and (4,5) run, since log .05 / 3**2 =
+    -0.333 could still beat -0.402. Step 3 (the last) ends (3,5,1) with log .05 / 9 = -0.333
+    and (4,5,1) with log .03 / 9 = -0.390: the archive keeps (3,5,1) and (3,1). Looking at
+    only 4 candidates, step 2 would have nothing left to run: (3,1), (3,2).
+    """
+    lm = decoding.ScriptedLM(
+        {
+            (0,): {3: math.log(0.5), 4: math.log(0.3), 1: math.log(0.1), 2: math.log(0.1)},
+            (3,): {1: math.log(0.5), 2: math.log(0.4), 5: math.log(0.1)},
+            (4,): {1: math.log(0.5), 2: math.log(0.4), 5: math.log(0.1)},
+            (5,): {1: 0.0},
+        },
+        vocab_size=6,
+    )
+    decoder = decoding.BeamSearchDecoder(
+        2, 3, alpha=2.0, eos_token_id=(1, 2), finished="archive", early_stopping="never"
+    )
+    (beams,) = decoder.decode(lm, [[0]])
+    assert [b.tokens for b in beams] == [(3, 5, 1), (3, 1)]
+    assert [b.logprob for b in beams] == pytest.approx([math.log(0.05), math.log(0.25)])
+    assert [b.score for b in beams] == pytest.approx([math.log(0.05) / 9, math.log(0.25) / 4])
+    reference = archive_beam_search(lm, [0], 2, 3, 2.0, (1, 2), "never")
+    assert [b.tokens for b in reference] == [(3, 5, 1), (3, 1)]
