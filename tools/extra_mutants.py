@@ -46,6 +46,7 @@ COMPARE = {"Lt": "<=", "LtE": "<", "Gt": ">=", "GtE": ">", "Eq": "!=", "NotEq": 
 COMPARE |= {"Is": "is not", "IsNot": "is", "In": "not in", "NotIn": "in"}
 BINOP = {"Add": "-", "Sub": "+", "Mult": "/", "Div": "*", "FloorDiv": "/"}
 BOOLOP = {"And": "or", "Or": "and"}
+SWAP = COMPARE | BINOP | BOOLOP
 # Each operator as it appears between its operands (only delimiters surround it there).
 TOKEN = {"IsNot": r"is\s+not", "NotIn": r"not\s+in", "FloorDiv": "//", "And": "and", "Or": "or"}
 
@@ -172,14 +173,12 @@ class _Finder:
             elif isinstance(sub, ast.Compare):
                 for i, op in enumerate(sub.ops):
                     left = sub.left if i == 0 else sub.comparators[i - 1]
-                    self.swap(
-                        sub, left, sub.comparators[i], type(op).__name__, COMPARE, key, "compare"
-                    )
+                    self.swap(sub, left, sub.comparators[i], type(op).__name__, f"{key}:compare")
             elif isinstance(sub, ast.BinOp) and kind in BINOP:
-                self.swap(sub, sub.left, sub.right, kind, BINOP, key, "binop")
+                self.swap(sub, sub.left, sub.right, kind, f"{key}:binop")
             elif isinstance(sub, ast.BoolOp):
                 for a, b in zip(sub.values, sub.values[1:], strict=False):
-                    self.swap(sub, a, b, kind, BOOLOP, key, "boolop")
+                    self.swap(sub, a, b, kind, f"{key}:boolop")
             elif isinstance(sub, ast.UnaryOp) and kind == "Not":
                 start, _ = self.span(sub)
                 end, _ = self.span(sub.operand)
@@ -189,25 +188,14 @@ class _Finder:
                 if not (isinstance(sub.value, ast.Constant) and sub.value.value is None):
                     self.add(f"{key}:return", sub, *self.span(sub.value), "None")
 
-    def swap(
-        self,
-        node: ast.AST,
-        left: ast.AST,
-        right: ast.AST,
-        op: str,
-        table: dict[str, str],
-        key: str,
-        label: str,
-    ) -> None:
-        """Replace the operator between ``left`` and ``right`` by ``table[op]``."""
-        if op not in table:
+    def swap(self, node: ast.AST, left: ast.AST, right: ast.AST, op: str, key: str) -> None:
+        """Replace the operator ``op`` between ``left`` and ``right`` by its ``SWAP``."""
+        if op not in SWAP:
             return
         _, start = self.span(left)
         end, _ = self.span(right)
-        gap = self.source[start:end]
         token = TOKEN.get(op, re.escape(_SYMBOLS.get(op, op.lower())))
-        new_gap = re.sub(token, table[op], gap, count=1)
-        self.add(f"{key}:{label}", node, start, end, new_gap)
+        self.add(key, node, start, end, re.sub(token, SWAP[op], self.source[start:end], count=1))
 
 
 _SYMBOLS = {"Lt": "<", "LtE": "<=", "Gt": ">", "GtE": ">=", "Eq": "==", "NotEq": "!="}
