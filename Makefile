@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-peers bench mutate clean
+.PHONY: demo test test-peers bench mutate mutate-extra clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ mutate: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/python -m tools.mutation_report
 
+# What mutmut skips (decorated functions' bodies, attrs field defaults, signature defaults,
+# module constants): tools/extra_mutants.py, survivors in extra-mutation-survivors.txt.
+# EXTRA_ARGS="--list" lists the mutants; "--modules decoding/scoring.py --tests tests/..." narrows.
+EXTRA_ARGS ?=
+mutate-extra: $(STAMP)
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m tools.extra_mutants $(EXTRA_ARGS)
+
 # The docs site (mkdocs, material theme, API reference from the docstrings) into site/.
 DOCS_STAMP := $(VENV)/.installed-docs
 
@@ -79,4 +86,5 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis site mutants mutation-survivors.txt
+	rm -rf $(VENV) .pytest_cache .hypothesis site mutants mutation-survivors.txt \
+		extra-mutation-survivors.txt

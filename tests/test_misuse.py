@@ -105,6 +105,13 @@ def test_alpha_and_a_scorer_together_are_refused():
     assert decoder.ranker == decoding.LengthPenalty(1.5)
 
 
+def test_the_widest_beam_search_is_65_536_as_documented():
+    """docs/guarantees.md: ``beam_width`` is at most 65,536; one more is a ValueError."""
+    assert decoding.BeamSearchDecoder(65_536, 3).beam_width == 65_536
+    with pytest.raises(ValueError, match=r"at most decoding.MAX_BEAM_WIDTH = 65536, got 65537"):
+        decoding.BeamSearchDecoder(65_537, 3)
+
+
 @pytest.mark.parametrize("width", [decoding.MAX_BEAM_WIDTH + 1, 2**31, 2**62, 10**20])
 def test_a_huge_beam_width_is_refused_before_any_model_call(width):
     assert decoding.MAX_BEAM_WIDTH >= 65_536

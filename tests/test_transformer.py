@@ -85,6 +85,17 @@ def test_default_shape_is_the_task_model(model):
     assert w.lnf_g_D.shape == (64,)
 
 
+def test_from_weights_runs_in_float32_by_default_like_the_constructor(model):
+    """The class docstring: model math runs in ``dtype``, float32 by default; ``from_weights``
+    with the default model's weights and no dtype is the default model."""
+    again = decoding.NumpyTransformerLM.from_weights(model.weights)
+    assert again.dtype == np.float32
+    got, _ = again.prefill([[1, 2, 3], [4]])
+    want, _ = model.prefill([[1, 2, 3], [4]])
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
 def _weight_arrays(m):
     w = m.weights
     arrays = [w.wte_VD, w.wpe_PD, w.lnf_g_D, w.lnf_b_D]

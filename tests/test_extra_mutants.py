@@ -1,0 +1,104 @@
+"""tools/extra_mutants.py: the mutants of what mutmut skips, on a small synthetic module."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import textwrap
+from pathlib import Path
+
+from tools.extra_mutants import find_mutants, modules
+
+SOURCE = textwrap.dedent(
+    '''\
+    """A module docstring: not mutated."""
+
+    import attrs
+
+    LIMIT = 3
+    OFFSET = -1
+    __all__ = ["Box"]
+
+
+    @attrs.frozen
+    class Box:
+        """A box."""
+
+        size: int = attrs.field(default=2)
+        label: str = "box"
+
+        @property
+        def big(self) -> bool:
+            """Whether the box is big."""
+            return self.size > LIMIT and not self.label
+
+
+    def grow(box: Box, by: float = 0.5, *, loud: bool = False) -> float:
+        """Undecorated: mutmut's job, only the defaults are ours."""
+        if box.size < 10 and loud:
+            return box.size * by + 1
+        return -1.0
+    '''
+)
+
+EXPECTED = [
+    ("pkg/mod.py:LIMIT:constant:1", "line 5: 3 -> 4"),
+    ("pkg/mod.py:OFFSET:constant:1", "line 6: -1 -> -2"),
+    ("pkg/mod.py:Box.size:default:1", "line 14: 2 -> 3"),
+    ("pkg/mod.py:Box.label:default:1", "line 15: \"box\" -> 'XXboxXX'"),
+    (
+        "pkg/mod.py:Box.big:property:return:1",
+        "line 20: return self.size > LIMIT and not self.label -> return None",
+    ),
+    (
+        "pkg/mod.py:Box.big:property:boolop:1",
+        "line 20: self.size > LIMIT and not self.label -> self.size > LIMIT or not self.label",
+    ),
+    ("pkg/mod.py:Box.big:property:compare:1", "line 20: self.size > LIMIT -> self.size >= LIMIT"),
+    ("pkg/mod.py:Box.big:property:not:1", "line 20: not self.label -> self.label"),
+    ("pkg/mod.py:grow.by:default:1", "line 23: 0.5 -> 1.5"),
+    ("pkg/mod.py:grow.loud:default:1", "line 23: False -> True"),
+]
+
+
+def _mutants(tmp_path: Path) -> list:
+    path = tmp_path / "pkg" / "mod.py"
+    path.parent.mkdir()
+    path.write_text(SOURCE)
+    return find_mutants(path, root=tmp_path)
+
+
+def test_finds_exactly_the_mutants_mutmut_skips(tmp_path: Path) -> None:
+    mutants = _mutants(tmp_path)
+    assert [(m.name, m.description) for m in mutants] == EXPECTED
+    # Nothing in the undecorated function's body (lines 24-28), nor in any docstring.
+    assert all(m.line < 24 for m in mutants)
+
+
+def test_each_mutant_is_one_edit_that_compiles(tmp_path: Path) -> None:
+    original = SOURCE.splitlines()
+    for m in _mutants(tmp_path):
+        mutated = m.apply(SOURCE)
+        compile(mutated, m.path, "exec")
+        assert ast.dump(ast.parse(mutated)) != ast.dump(ast.parse(SOURCE)), m.name
+        changes = difflib.SequenceMatcher(None, original, mutated.splitlines()).get_opcodes()
+        changed = [(tag, i1, i2) for tag, i1, i2, _, _ in changes if tag != "equal"]
+        assert changed == [("replace", m.line - 1, m.line)], m.name
+
+
+def test_operators_swap_exactly_one_operator(tmp_path: Path) -> None:
+    by_name = {m.name.rsplit(":", 2)[-2]: m for m in _mutants(tmp_path) if "Box.big:" in m.name}
+    returned = {
+        op: ast.parse(m.apply(SOURCE)).body[5].body[3].body[1].value
+        for op, m in by_name.items()
+        if op != "return"
+    }
+    assert isinstance(returned["boolop"].op, ast.Or)
+    assert isinstance(returned["compare"].values[0].ops[0], ast.GtE)
+    assert ast.unparse(returned["not"].values[1]) == "self.label"
+
+
+def test_default_modules_leave_out_the_test_kit() -> None:
+    found = [p.as_posix() for p in modules(None)]
+    assert any(p.endswith("decoding/scoring.py") for p in found)
+    assert not any("/decoding/testing/" in p for p in found)
