@@ -539,6 +539,8 @@ CONFIG_EOS = {
     "a list of one": (([5],), [5]),
     "a list, bad ids dropped": (([0, V - 1, V, -1, "x", 2.0],), [0, V - 1]),
     "a list of bad ids": (([V, -1],), None),
+    "true": ((True,), None),
+    "a list holding true": (([True, 3],), [3]),
 }
 
 
@@ -573,3 +575,14 @@ def test_a_checkpoint_run_shows_the_decoded_text_of_prompts_and_beams(checkpoint
     assert texts == [f"  text: {json.dumps(tokenizer.decode([2, 3, 5]))}"] + [
         " " * 40 + f"text: {json.dumps(tokenizer.decode(b['tokens']))}" for b in entry["beams"]
     ]
+
+
+@pytest.mark.parametrize("error", [ValueError(), OSError(), ImportError()], ids=repr)
+def test_a_loading_error_without_a_message_is_named_by_its_type(error, capsys, monkeypatch):
+    def load_model(folder):
+        raise error
+
+    monkeypatch.setattr("decoding.__main__.load_model", load_model)
+    message = error_line(capsys, "--model", "ckpt", "--text", "the cat")
+    name = type(error).__name__
+    assert message == (name if name == "ImportError" else f"--model 'ckpt': {name}")
