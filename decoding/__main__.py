@@ -479,15 +479,25 @@ def _checkpoint(
         tokenizer = load_tokenizer(folder)
         config = json.loads((Path(folder) / "config.json").read_text())
     except ImportError as error:
-        parser.error(str(error).splitlines()[0])
+        parser.error(_first_line(error))
     except (OSError, ValueError, TypeError) as error:
-        parser.error(f"--model {_shown(folder)}: {str(error).splitlines()[0]}")
+        parser.error(f"--model {_shown(folder)}: {_first_line(error)}")
     eos = config.get("eos_token_id")
     if isinstance(eos, list):
-        eos = [int(e) for e in eos if isinstance(e, int) and 0 <= e < model.vocab_size] or None
-    elif not (isinstance(eos, int) and 0 <= eos < model.vocab_size):
+        eos = [e for e in eos if _token_id(e, model.vocab_size)] or None
+    elif not _token_id(eos, model.vocab_size):
         eos = None
     return model, tokenizer, eos
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name if the message is empty."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _token_id(value: object, vocab_size: int) -> bool:
+    """Whether a ``config.json`` value is a token id of the model (an int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < vocab_size
 
 
 def dot_paths(pattern: str, count: int) -> list[str]:
