@@ -133,16 +133,46 @@ def test_attention_is_stable_for_large_activations():
 # -- 8. empty slots are pinned; extend refuses negative parents and tokens -------------------
 
 
-def test_empty_slots_hold_no_parent_no_token_and_no_length():
+@pytest.mark.parametrize("finished", ["pool", "archive"])
+def test_empty_slots_hold_no_parent_no_token_and_no_length(finished):
     # One prompt, K = 3, but only two tokens are possible: after step 1 slot 2 stays empty.
     model = decoding.ScriptedLM({(): {1: log(0.6), 2: log(0.4)}}, vocab_size=3)
-    decoder = decoding.BeamSearchDecoder(3, 2)
+    decoder = decoding.BeamSearchDecoder(3, 2, finished=finished)
     state = decoder.step(model, decoder.init(model, [[0]]))
     source_BK, token_BK = state.history[-1]
     assert state.logprob_BK[0, 2] == -math.inf
     assert (source_BK[0, 2], token_BK[0, 2], state.length_BK[0, 2]) == (0, -1, 0)
+    assert state.length_BK.dtype == np.int64 and token_BK.dtype == np.int64
+    assert state.token_logprob_BKT[0, 2, 0] == 0.0 and state.token_logprob_BKT.dtype == np.float64
     assert not state.finished_BK[0, 2]
     assert [int(t) for t in token_BK[0, :2]] == [1, 2]
+    assert state.token_logprob_BKT[0, :2, 0] == pytest.approx([log(0.6), log(0.4)])
+
+
+def test_archive_names_the_prompt_its_processors_leave_with_nothing():
+    """Prompt [0] runs on; prompt [2]'s only token is banned, and it has archived nothing."""
+    model = decoding.ScriptedLM({(0,): {1: 0.0}, (2,): {2: 0.0}, (1,): {1: 0.0}}, vocab_size=3)
+    decoder = decoding.BeamSearchDecoder(
+        2, 3, finished="archive", processors=[decoding.BanTokens([2])]
+    )
+    with pytest.raises(ValueError, match=r"^at step 1, prompt 1 has no candidate and no finished"):
+        decoder.decode(model, [[0], [2]])
+    assert [b.tokens for b in decoder.decode(model, [[0]])[0]] == [(1, 1, 1)]
+
+
+def test_archive_names_a_stuck_prompt_while_another_prompt_has_archived_hypotheses():
+    """Step 1: prompt [0] archives (1,) (EOS 1) and runs (3,); prompt [2] runs (4,). Step 2:
+    (4,)'s only token, 5, is banned and prompt [2] has archived nothing: an error naming it,
+    whatever prompt [0] holds."""
+    model = decoding.ScriptedLM(
+        {(0,): {1: log(0.6), 3: log(0.4)}, (3,): {3: 0.0}, (2,): {4: 0.0}, (4,): {5: 0.0}},
+        vocab_size=6,
+    )
+    decoder = decoding.BeamSearchDecoder(
+        2, 3, eos_token_id=1, finished="archive", processors=[decoding.BanTokens([5])]
+    )
+    with pytest.raises(ValueError, match=r"^at step 2, prompt 1 has no candidate"):
+        decoder.decode(model, [[0], [2]])
 
 
 @pytest.mark.parametrize(("parents", "tokens"), [([-1], [3]), ([0], [-1]), ([2], [3]), ([0], [50])])
