@@ -55,6 +55,15 @@ def brief(value: object, limit: int = 80) -> str:
     return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
 
 
+def named_list(values: Sequence[object], shown: int = 4) -> str:
+    """``[a, b, ...]`` with each item `brief`, at most ``shown`` of them (then a count): names
+    a list of user objects, e.g. processors, in a message of bounded length."""
+    items = [brief(v) for v in values[:shown]]
+    if len(values) > shown:
+        items.append(f"... ({len(values)} in all)")
+    return f"[{', '.join(items)}]"
+
+
 def real(name: str, value: object, rule: str) -> float:
     """``value`` as a float if it is a real number (bool and np.timedelta64 refused); a real
     beyond the float range (``10**400``, ``Fraction(-10**400)``) becomes ``inf`` (refused by

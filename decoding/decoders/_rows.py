@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, check_logits
+from decoding._checks import brief, check_logits, named_list
 from decoding.beam import Beam
 from decoding.decoders._select import checked_log_softmax
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
@@ -204,8 +204,8 @@ class RowDecoder(Decoder):
             row = int(rows_M[np.flatnonzero(blocked_M)[0]])
             raise ValueError(
                 f"at step {new_length}, prompt {row // state.samples} has no token left to "
-                f"choose: the processors {brief(list(self.all_processors))} (or the model) gave "
-                f"every token the logit -inf"
+                f"choose: the processors {named_list(list(self.all_processors))} (or the model) "
+                f"gave every token the logit -inf"
             )
         token_M = self.choose(logprobs_MV, state, rows_M)
         token_logprob_M = logprobs_MV[np.arange(len(rows_M)), token_M]

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, eos_ids, is_int, positive_int
+from decoding._checks import brief, eos_ids, is_int, named_list, positive_int
 from decoding.beam import Beam
 from decoding.decoders._select import CARRIED, Selection, select
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
@@ -387,7 +387,7 @@ class BeamSearchDecoder(Decoder):
             raise ValueError(
                 f"at step {step}, prompt {int(np.flatnonzero(stuck_B)[0])} has no "
                 f"candidate and no finished beam left: the processors "
-                f"{brief(list(self.processors))} "
+                f"{named_list(list(self.processors))} "
                 f"(or the model) gave every token of its live beams the logit -inf"
             )
 

@@ -20,7 +20,13 @@ import numpy as np
 from decoding._checks import brief, float_dtype
 from decoding.model import LanguageModel
 from decoding.models.llama import LlamaBlock, LlamaWeights, NumpyLlamaLM
-from decoding.models.transformer import BlockWeights, NumpyTransformerLM, TransformerWeights
+from decoding.models.transformer import (
+    BlockWeights,
+    NumpyTransformerLM,
+    TransformerWeights,
+    out_in,
+    shared_embedding,
+)
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "Tokenizer", "load_model", "load_tokenizer"]
 
@@ -184,21 +190,21 @@ def _gpt2(config: dict[str, Any], tensors: _Tensors, dtype: np.dtype) -> Languag
         BlockWeights(
             ln1_g_D=get(f"h.{i}.ln_1.weight", d),
             ln1_b_D=get(f"h.{i}.ln_1.bias", d),
-            qkv_w_D3D=get(f"h.{i}.attn.c_attn.weight", d, 3 * d),  # Conv1D: [in, out]
+            qkv_w_D3D=out_in(get(f"h.{i}.attn.c_attn.weight", d, 3 * d)),  # Conv1D: [in, out]
             qkv_b_3D=get(f"h.{i}.attn.c_attn.bias", 3 * d),
-            out_w_DD=get(f"h.{i}.attn.c_proj.weight", d, d),
+            out_w_DD=out_in(get(f"h.{i}.attn.c_proj.weight", d, d)),
             out_b_D=get(f"h.{i}.attn.c_proj.bias", d),
             ln2_g_D=get(f"h.{i}.ln_2.weight", d),
             ln2_b_D=get(f"h.{i}.ln_2.bias", d),
-            fc_w_DF=get(f"h.{i}.mlp.c_fc.weight", d, inner),
+            fc_w_DF=out_in(get(f"h.{i}.mlp.c_fc.weight", d, inner)),
             fc_b_F=get(f"h.{i}.mlp.c_fc.bias", inner),
-            proj_w_FD=get(f"h.{i}.mlp.c_proj.weight", inner, d),
+            proj_w_FD=out_in(get(f"h.{i}.mlp.c_proj.weight", inner, d)),
             proj_b_D=get(f"h.{i}.mlp.c_proj.bias", d),
         )
         for i in range(layers)
     )
     weights = TransformerWeights(
-        wte_VD=get("wte.weight", vocab, d),
+        wte_VD=shared_embedding(get("wte.weight", vocab, d)),  # the head's layout: one copy
         wpe_PD=get("wpe.weight", ctx, d),
         blocks=blocks,
         lnf_g_D=get("ln_f.weight", d),

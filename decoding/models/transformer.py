@@ -177,6 +177,9 @@ def init_weights(
     def normal(std: float, *shape: int) -> np.ndarray:
         return _readonly(rng.normal(0.0, std, size=shape).astype(dtype, copy=False))
 
+    def linear(std: float, inputs: int, outputs: int) -> np.ndarray:
+        return out_in(normal(std, inputs, outputs))  # stored [out, in]: see `out_in`
+
     def ones(n: int) -> np.ndarray:
         return _readonly(np.ones(n, dtype))
 
@@ -189,15 +192,15 @@ def init_weights(
         BlockWeights(
             ln1_g_D=ones(d),
             ln1_b_D=zeros(d),
-            qkv_w_D3D=normal(d**-0.5, d, 3 * d),
+            qkv_w_D3D=linear(d**-0.5, d, 3 * d),
             qkv_b_3D=zeros(3 * d),
-            out_w_DD=normal(d**-0.5, d, d),
+            out_w_DD=linear(d**-0.5, d, d),
             out_b_D=zeros(d),
             ln2_g_D=ones(d),
             ln2_b_D=zeros(d),
-            fc_w_DF=normal(d**-0.5, d, f),
+            fc_w_DF=linear(d**-0.5, d, f),
             fc_b_F=zeros(f),
-            proj_w_FD=normal(f**-0.5, f, d),
+            proj_w_FD=linear(f**-0.5, f, d),
             proj_b_D=zeros(d),
         )
         for _ in range(n_layers)
@@ -351,6 +354,20 @@ def shared_embedding(wte_VD: np.ndarray) -> np.ndarray:
     head_DV = np.ascontiguousarray(wte_VD.T)
     head_DV.setflags(write=False)
     return np.asarray(head_DV.T)
+
+
+def out_in(w_IO: np.ndarray) -> np.ndarray:
+    """``w_IO`` (a linear weight ``[in, out]``) as the transposed view of a C-contiguous
+    ``[out, in]`` array (copied once if it is not one already), read-only: the layout `linear_t`
+    streams fastest at decoding sizes."""
+    if w_IO.T.flags.c_contiguous:
+        return w_IO
+    w_OI = np.ascontiguousarray(w_IO.T)
+    w_OI.setflags(write=False)
+    return np.asarray(w_OI.T)
+
+
+_LINEAR = ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD")  # BlockWeights' [in, out] arrays
 
 
 def affine(x: np.ndarray, g: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
@@ -645,7 +662,11 @@ class NumpyTransformerLM(LanguageModel):
     ) -> None:
         self.dtype = float_dtype("dtype", dtype)
         if weights.wte_VD.dtype == self.dtype:  # held as it is (not folded): one copy
-            weights = attrs.evolve(weights, wte_VD=shared_embedding(weights.wte_VD))
+            blocks = tuple(
+                attrs.evolve(b, **{name: out_in(getattr(b, name)) for name in _LINEAR})
+                for b in weights.blocks
+            )
+            weights = attrs.evolve(weights, wte_VD=shared_embedding(weights.wte_VD), blocks=blocks)
         self.weights = weights
         self._folded = fold(weights, self.dtype)
 
