@@ -80,6 +80,18 @@ def test_archive_divides_by_the_length_including_eos_and_stops_by_the_heuristic(
 @pytest.mark.parametrize("early_stopping", [False, True, "never"])
 @given(problem=problems(max_beam_width=4, max_new_tokens=4))
 def test_archive_equals_the_literal_reference(problem, early_stopping):
+    check_archive_against_reference(problem, early_stopping)
+
+
+@pytest.mark.parametrize("early_stopping", [False, "never"])
+@given(problem=problems(min_beam_width=8, max_beam_width=12, max_new_tokens=4, max_prompts=2))
+def test_archive_equals_the_literal_reference_at_wide_beams(problem, early_stopping):
+    """K >= 8: the archive merges K held and 2K+ new entries per step (more than a short sort's
+    16), so only a stable order keeps equal-scored hypotheses as the reference has them."""
+    check_archive_against_reference(problem, early_stopping)
+
+
+def check_archive_against_reference(problem, early_stopping):
     decoder = decoding.BeamSearchDecoder(
         *problem.settings(), finished="archive", early_stopping=early_stopping
     )
