@@ -221,3 +221,45 @@ def test_archive_looks_at_one_more_candidate_per_extra_eos_id():
     assert [b.score for b in beams] == pytest.approx([math.log(0.05) / 9, math.log(0.25) / 4])
     reference = archive_beam_search(lm, [0], 2, 3, 2.0, (1, 2), "never")
     assert [b.tokens for b in reference] == [(3, 5, 1), (3, 1)]
+
+
+TIE_MODEL = {
+    (0,): {1: log(0.3), 2: log(0.3), 3: log(0.2), 4: log(0.2)},
+    (2,): {1: log(0.5), 5: log(0.5)},
+    (3,): {1: log(0.5), 5: log(0.5)},
+    (5,): {1: 0.0},
+}
+
+
+def test_archive_closes_when_the_best_running_beam_only_ties_the_worst_archived():
+    """HF's heuristic continues only if the best running beam could score strictly better than
+    the worst archived hypothesis. Worked by hand (K=2, EOS 1, alpha 0.5): step 1 archives (1,)
+    (score log .3 = -1.204) and runs (2,), (3,); step 2 archives (2,1) with log .15 / sqrt 2 =
+    -1.342, filling the archive, and the best running beam (2,5) scores exactly the same sum over
+    the same divisor: a tie, so the prompt closes. Going on would have ended (2,5,1) with
+    log .15 / sqrt 3 = -1.095 and changed the answer."""
+    lm = decoding.ScriptedLM(TIE_MODEL, vocab_size=6)
+    decoder = decoding.BeamSearchDecoder(2, 3, alpha=0.5, eos_token_id=1, finished="archive")
+    (beams,) = decoder.decode(lm, [[0]])
+    assert [b.tokens for b in beams] == [(1,), (2, 1)]
+    assert [b.score for b in beams] == pytest.approx([log(0.3), log(0.15) / 2**0.5])
+    reference = archive_beam_search(lm, [0], 2, 3, 0.5, (1,), False)
+    assert [b.tokens for b in reference] == [(1,), (2, 1)]
+
+
+def test_archive_with_one_beam_is_greedy_search_whatever_early_stopping_says():
+    """HF runs num_beams=1 as greedy search: the first hypothesis that ends is the answer, even
+    with early_stopping="never" and an alpha that would make a longer one win ((3, 1): log .18 /
+    4 = -0.43 against (1,): log .5 = -0.69). With K=2 the same search goes on."""
+    lm = decoding.ScriptedLM(
+        {(): {1: log(0.5), 3: log(0.5)}, (3,): {1: log(0.9), 4: log(0.1)}}, vocab_size=5
+    )
+    for early_stopping in (False, True, "never"):
+        one = decoding.BeamSearchDecoder(
+            1, 2, alpha=2.0, eos_token_id=1, finished="archive", early_stopping=early_stopping
+        )
+        assert [b.tokens for b in one.decode(lm, [[0]])[0]] == [(1,)]
+    two = decoding.BeamSearchDecoder(
+        2, 2, alpha=2.0, eos_token_id=1, finished="archive", early_stopping="never"
+    )
+    assert [b.tokens for b in two.decode(lm, [[0]])[0]][0] == (3, 1)
