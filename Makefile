@@ -47,7 +47,7 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-# Mutation testing (about an hour on 2 cores; not part of `make test`): mutmut over decoding/,
+# Mutation testing (hours on 2 cores for the whole package; not part of `make test`): mutmut over decoding/,
 # then a per-module score table and mutation-survivors.txt (docs/testing.md explains both).
 # MUTANTS="decoding.scoring*" limits the run to matching mutants.
 MUTANTS ?=
