@@ -137,15 +137,21 @@ def hf_copy(model: decoding.NumpyTransformerLM, torch: Any, transformers: Any) -
             p + "mlp.c_proj.weight": b.proj_w_FD,
             p + "mlp.c_proj.bias": b.proj_b_D,
         }
+    return _filled(hf, values, torch, hf.transformer.wte)
+
+
+def _filled(hf: Any, values: dict[str, Any], torch: Any, embedding: Any) -> Any:
+    """``hf`` with every parameter but the tied ``lm_head.weight`` copied from ``values``
+    (float32), checked to cover them all and to leave the head tied to ``embedding``."""
     params = dict(hf.named_parameters())
     missing = set(params) - set(values) - {"lm_head.weight"}
     if missing:
         raise BenchmarkError(f"hf: no value for parameters {sorted(missing)[:3]}")
     with torch.no_grad():
         for name, value in values.items():
-            params[name].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
-    if hf.lm_head.weight.data_ptr() != hf.transformer.wte.weight.data_ptr():
-        raise BenchmarkError("hf: lm_head is not tied to wte")
+            params[name].copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
+    if hf.lm_head.weight.data_ptr() != embedding.weight.data_ptr():
+        raise BenchmarkError("hf: lm_head is not tied to the token embedding")
     return hf
 
 
@@ -189,16 +195,7 @@ def hf_llama_copy(model: decoding.NumpyLlamaLM, torch: Any, transformers: Any) -
             p + "mlp.up_proj.weight": b.up_w_DF.T,
             p + "mlp.down_proj.weight": b.down_w_FD.T,
         }
-    params = dict(hf.named_parameters())
-    missing = set(params) - set(values) - {"lm_head.weight"}
-    if missing:
-        raise BenchmarkError(f"hf: no value for parameters {sorted(missing)[:3]}")
-    with torch.no_grad():
-        for name, value in values.items():
-            params[name].copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
-    if hf.lm_head.weight.data_ptr() != hf.model.embed_tokens.weight.data_ptr():
-        raise BenchmarkError("hf: lm_head is not tied to embed_tokens")
-    return hf
+    return _filled(hf, values, torch, hf.model.embed_tokens)
 
 
 def hf_system(hf: Any, torch: Any, prompts: list[list[int]], k: int, n: int) -> System:

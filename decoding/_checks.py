@@ -55,6 +55,17 @@ def brief(value: object, limit: int = 80) -> str:
     return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
 
 
+def bounded_int(name: str, value: object, limit: int, limit_name: str) -> int:
+    """``value`` as a positive int at most ``limit`` (the public constant ``limit_name``);
+    a `ValueError` naming both otherwise."""
+    number = positive_int(name, value)
+    if number > limit:
+        raise ValueError(
+            f"{name} must be at most decoding.{limit_name} = {limit}, got {brief(value)}"
+        )
+    return number
+
+
 def named_list(values: Sequence[object], shown: int = 4) -> str:
     """``[a, b, ...]`` with each item `brief`, at most ``shown`` of them (then a count): names
     a list of user objects, e.g. processors, in a message of bounded length."""

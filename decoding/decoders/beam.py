@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, eos_ids, is_int, named_list, positive_int
+from decoding._checks import bounded_int, brief, eos_ids, is_int, named_list, positive_int
 from decoding.beam import Beam
 from decoding.decoders._select import CARRIED, Selection, select
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
@@ -154,13 +154,7 @@ MAX_BEAM_WIDTH = 65_536
 
 
 def _beam_width(value: object) -> int:
-    width = positive_int("beam_width", value)
-    if width > MAX_BEAM_WIDTH:
-        raise ValueError(
-            f"beam_width must be at most decoding.MAX_BEAM_WIDTH = {MAX_BEAM_WIDTH}, "
-            f"got {brief(value)}"
-        )
-    return width
+    return bounded_int("beam_width", value, MAX_BEAM_WIDTH, "MAX_BEAM_WIDTH")
 
 
 FINISHED_POLICIES = ("pool", "archive")

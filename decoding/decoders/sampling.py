@@ -7,7 +7,7 @@ import operator
 import attrs
 import numpy as np
 
-from decoding._checks import brief, eos_ids, is_int, positive_int
+from decoding._checks import bounded_int, brief, eos_ids, is_int, positive_int
 from decoding.decoders._rows import Noise, RowDecoder, RowState
 from decoding.decoders.beam import eos_setting
 from decoding.processors import (
@@ -58,13 +58,7 @@ MAX_NUM_SAMPLES = 65_536
 
 def _num_samples_positive_int(value: object) -> int:
     """The ``num_samples`` converter."""
-    samples = positive_int("num_samples", value)
-    if samples > MAX_NUM_SAMPLES:
-        raise ValueError(
-            f"num_samples must be at most decoding.MAX_NUM_SAMPLES = {MAX_NUM_SAMPLES}, "
-            f"got {brief(value)}"
-        )
-    return samples
+    return bounded_int("num_samples", value, MAX_NUM_SAMPLES, "MAX_NUM_SAMPLES")
 
 
 @attrs.frozen
