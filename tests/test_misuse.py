@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import decoding
+from decoding.models.scripted import normalised
 
 log = math.log
 
@@ -95,6 +96,39 @@ class NaNScorer(decoding.Scorer):
 def test_a_scorer_returning_nan_is_refused_with_the_step():
     with pytest.raises(ValueError, match=r"scorer .*NaN at step 1"):
         decoding.BeamSearchDecoder(2, 3, scorer=NaNScorer()).decode(FreshLM(), [[1]])
+
+
+class NaNForHeldBeamsScorer(decoding.Scorer):
+    """``logprob / length``, but NaN for a hypothesis shorter than the longest it is scored
+    with: within one call only a finished beam held in the pool is."""
+
+    def __repr__(self):
+        return "NaNForHeldBeamsScorer()"
+
+    def score(self, logprob, length):
+        length = np.asarray(length)
+        return np.where(length < length.max(), np.nan, np.asarray(logprob) / np.maximum(length, 1))
+
+
+@pytest.mark.parametrize(
+    "after_1",
+    [{1: log(0.9), 2: log(0.06)}, {1: log(0.9)}],
+    ids=["fast path", "exact path"],  # the other 34 tokens tie: more than K blocks reach the bound
+)
+def test_a_scorer_returning_nan_for_a_held_finished_beam_is_named_with_its_step(after_1):
+    """V = 36, EOS = 0, K = 2: EOS ends a beam at step 1 (log 0.5 against 0.4 for token 1); at
+    step 2 that beam is held in the pool beside candidates of length 2, and the scorer returns
+    NaN for it."""
+    row = {t: log(0.1 / 34) for t in range(2, 36)} | {0: log(0.5), 1: log(0.4)}
+    model = decoding.ScriptedLM({(): row, (1,): normalised(36, after_1)}, vocab_size=36)
+    decoder = decoding.BeamSearchDecoder(2, 3, eos_token_id=0, scorer=NaNForHeldBeamsScorer())
+    message = (
+        "scorer NaNForHeldBeamsScorer() returned NaN at step 2 for a hypothesis with a finite "
+        "logprob; a Scorer must give a number for every finite logprob <= 0 and length >= 1"
+    )
+    with pytest.raises(ValueError) as raised:
+        decoder.decode(model, [[3]])
+    assert str(raised.value) == message
 
 
 def test_alpha_and_a_scorer_together_are_refused():
