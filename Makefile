@@ -53,7 +53,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 MUTANTS ?=
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
-	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m tools.mutate $(MUTANTS) || true
 	$(BIN)/python -m tools.mutation_report
 
 # What mutmut skips (decorated functions' bodies, attrs field defaults, signature defaults,

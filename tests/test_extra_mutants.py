@@ -102,3 +102,23 @@ def test_default_modules_leave_out_the_test_kit() -> None:
     found = [p.as_posix() for p in modules(None)]
     assert any(p.endswith("decoding/scoring.py") for p in found)
     assert not any("/decoding/testing/" in p for p in found)
+
+
+def test_make_mutate_hands_mutmut_only_the_mutants_without_a_result() -> None:
+    from tools.mutate import _pending_only
+
+    data = object()
+    judged = [(data, "m.x_f__mutmut_1", 1), (data, "m.x_f__mutmut_2", 0)]
+    pending = [(data, "m.x_f__mutmut_3", None), (data, "m.x_g__mutmut_1", None)]
+    seen: list[object] = []
+
+    def collect(
+        *, mutant_names: tuple[str, ...]
+    ) -> tuple[list[tuple[object, str, int | None]], dict[str, object]]:
+        seen.append(mutant_names)
+        return judged[:1] + pending[:1] + judged[1:] + pending[1:], {"m.py": data}
+
+    mutants, by_path = _pending_only(collect)(mutant_names=("m.x_*",))
+    assert mutants == pending
+    assert by_path == {"m.py": data}
+    assert seen == [("m.x_*",)]

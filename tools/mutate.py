@@ -1,0 +1,51 @@
+"""Run mutmut over mutants that have no result yet: ``python -m tools.mutate [PATTERN ...]``.
+
+``make mutate MUTANTS="decoding.decoders._select*"`` runs this. mutmut 3.8.1 re-runs every
+mutant a name or pattern matches, even those it already judged, so continuing a long run
+module by module would redo hours of work. This wrapper lets mutmut generate its mutants as
+usual (a function whose code changed gets its results reset there) and then hands it only
+the matching mutants without a result. ``--again`` runs the matching ones anyway. With no
+pattern, mutmut's own behaviour already skips judged mutants, so nothing is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("patterns", nargs="*", help="mutant names or fnmatch patterns")
+    parser.add_argument("--again", action="store_true", help="re-run judged mutants too")
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args(argv)
+    import mutmut.__main__ as mutmut_main  # a dev tool: installed by `make mutate` only
+
+    if args.patterns and not args.again:
+        mutmut_main.collect_source_file_mutation_data = _pending_only(
+            mutmut_main.collect_source_file_mutation_data
+        )
+    run = ["run", "--max-children", str(args.max_children), *args.patterns]
+    try:
+        mutmut_main.cli(run, standalone_mode=False)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
+
+
+def _pending_only(collect: Any) -> Any:
+    """mutmut's collector, keeping only the mutants that have no exit code yet."""
+
+    def collect_pending(*, mutant_names: tuple[str, ...] | list[str]) -> Any:
+        mutants, data_by_path = collect(mutant_names=mutant_names)
+        pending = [mutant for mutant in mutants if mutant[2] is None]
+        print(f"{len(pending)} of {len(mutants)} matching mutants have no result yet")
+        return pending, data_by_path
+
+    return collect_pending
+
+
+if __name__ == "__main__":
+    sys.exit(main())
