@@ -109,7 +109,7 @@ def test_make_mutate_hands_mutmut_only_the_mutants_without_a_result() -> None:
 
     data = object()
     judged = [(data, "m.x_f__mutmut_1", 1), (data, "m.x_f__mutmut_2", 0)]
-    pending = [(data, "m.x_f__mutmut_3", None), (data, "m.x_g__mutmut_1", None)]
+    pending = [(data, "m.x_f__mutmut_3", None), (data, "m.x_g__mutmut_1", 33)]  # 33: no tests
     seen: list[object] = []
 
     def collect(
