@@ -263,3 +263,15 @@ def test_archive_with_one_beam_is_greedy_search_whatever_early_stopping_says():
         2, 2, alpha=2.0, eos_token_id=1, finished="archive", early_stopping="never"
     )
     assert [b.tokens for b in two.decode(lm, [[0]])[0]][0] == (3, 1)
+
+
+@pytest.mark.parametrize("eos", [None, 0])
+def test_finalizing_before_the_first_step_gives_what_each_policy_holds(eos):
+    """Before any step the pool policy holds one empty running beam per prompt (log-prob 0,
+    score 0, not finished); the archive policy holds no finished hypothesis yet, so nothing."""
+    lm = decoding.ScriptedLM({(): {0: log(0.5), 1: log(0.5)}}, vocab_size=3)
+    pool = decoding.BeamSearchDecoder(2, 3, eos_token_id=eos)
+    empty = decoding.Beam(tokens=(), logprob=0.0, score=0.0, finished=False)
+    assert pool.finalize(pool.init(lm, [[1], [2, 2]])) == [[empty], [empty]]
+    archive = decoding.BeamSearchDecoder(2, 3, eos_token_id=eos, finished="archive")
+    assert archive.finalize(archive.init(lm, [[1], [2, 2]])) == [[], []]
