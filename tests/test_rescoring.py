@@ -203,3 +203,12 @@ def test_each_pair_is_checked_against_its_own_continuation():
     together = score_continuations(model, prompts, continuations)
     for a, t in zip(alone, together, strict=True):
         assert t == pytest.approx(a, rel=1e-5)
+
+
+@pytest.mark.parametrize(("text", "shown"), [("", "''"), (b"", "b''"), ("ab", "'ab'")])
+def test_a_string_continuation_is_refused_with_its_index_and_value(text, shown):
+    """A str or bytes is a sequence, but not of token ids, even when empty."""
+    model = decoding.ScriptedLM({(): {0: -0.5, 1: -1.0}}, vocab_size=3)
+    with pytest.raises(TypeError) as raised:
+        score_continuations(model, [[1], [2]], [[0], text])
+    assert str(raised.value) == f"continuations[1] must be a sequence of int token ids, got {shown}"
