@@ -245,7 +245,11 @@ def test_the_defaults_are_the_documented_ones():
     """vocab_size, d_model, n_heads, n_layers as `NumpyTransformerLM`; one KV head per query
     head, d_ff 4 * d_model, max_sequence_length 2048, seed 0, untied, float32."""
     model, gpt = decoding.NumpyLlamaLM(), decoding.NumpyTransformerLM()
-    assert (model.vocab_size, model.d_model, model.n_heads) == (gpt.vocab_size, 64, 4)
+    assert (model.vocab_size, model.d_model, model.n_heads) == (
+        gpt.vocab_size,
+        gpt.d_model,
+        gpt.n_heads,
+    )
     assert len(model.weights.blocks) == gpt.n_layers == 1
     assert model.n_kv_heads == model.n_heads
     assert model.weights.blocks[0].gate_w_DF.shape == (64, 256)
