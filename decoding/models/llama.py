@@ -75,7 +75,10 @@ def init_llama_weights(
     dtype: np.dtype[Any] | type[np.floating[Any]] = np.float64,
 ) -> LlamaWeights:
     """Random weights from ``np.random.default_rng(seed)``, drawn in a fixed order (in float64,
-    each array cast to ``dtype`` as it is drawn)."""
+    each array cast to ``dtype`` as it is drawn, so a float32 model never holds float64 ones).
+
+    Linear weights are normal with mean 0 and std ``fan_in ** -0.5``, token embeddings
+    standard normal, RMSNorm gains ones; ``tied`` leaves ``head_DV`` None."""
     rng = np.random.default_rng(seed)
     e = d_model // n_heads
 
@@ -178,8 +181,10 @@ class NumpyLlamaLM(NumpyTransformerLM):
         vocab_size, d_model, n_heads, n_layers: as `NumpyTransformerLM`.
         n_kv_heads: key/value heads (``n_heads`` must be a multiple); defaults to ``n_heads``.
         d_ff: MLP width (default ``4 * d_model``).
-        max_sequence_length: the longest sequence accepted (RoPE has no table).
-        tied: whether the output head is the token embedding.
+        max_sequence_length: the longest sequence accepted (RoPE has no table); default 2048.
+        seed: seeds `init_llama_weights`; default 0.
+        tied: whether the output head is the token embedding; default False.
+        dtype: float32 (default) or float64.
     """
 
     weights: LlamaWeights  # type: ignore[assignment]  # the Llama layout, not GPT-2's
@@ -235,7 +240,9 @@ class NumpyLlamaLM(NumpyTransformerLM):
         dtype: np.dtype[Any] | type[np.floating[Any]] | str = "float32",
         max_sequence_length: int = 2048,
     ) -> NumpyLlamaLM:
-        """A model with the given weights (Llama layout, ``[in, out]`` linear weights)."""
+        """A model with the given weights (Llama layout, ``[in, out]`` linear weights), held in
+        ``dtype`` (default float32); ``max_sequence_length`` defaults to 2048 as in the
+        constructor."""
         if not isinstance(weights, LlamaWeights):
             raise TypeError(f"weights must be a LlamaWeights, got {brief(type(weights))}")
         model = cls.__new__(cls)
