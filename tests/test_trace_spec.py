@@ -66,12 +66,12 @@ def test_sampling_trace_follows_each_row_until_it_finishes():
     assert [e.logprob for e in first] == pytest.approx([log(0.5)] * 4, rel=1e-15)
     assert len(recorded.steps) == 3
     for t, token in ((1, 2), (2, EOS)):
-        assert [(e.parent, e.token, e.slot, e.rank, e.kept, e.finished) for e in
-                recorded.steps[t][0]] == [
+        entries = recorded.steps[t][0]
+        assert [(e.parent, e.token, e.slot, e.rank, e.kept, e.finished) for e in entries] == [
             (0, token, 0, 0, True, token == EOS),
             (2, token, 2, 1, True, token == EOS),
-        ]  # fmt: skip
-        assert [e.score for e in recorded.steps[t][0]] == pytest.approx([log(0.5)] * 2)
+        ]
+        assert [e.score for e in entries] == pytest.approx([log(0.5)] * 2)
 
 
 def test_identical_samples_are_drawn_apart_each_with_its_own_rank():
