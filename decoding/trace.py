@@ -232,6 +232,9 @@ def trace(decoder: Decoder, model: LanguageModel, prompts: Sequence[Sequence[int
 
     Raises:
         TypeError, ValueError: what ``decoder.decode`` raises for these arguments.
+        RuntimeError: beam search kept entries other than the best of the recorded pool
+            (only a scorer that breaks the `Scorer` contract can cause it), so the pool cannot
+            be recorded as the decoder ranked it.
     """
     if isinstance(decoder, RerankDecoder):
         inner = trace(decoder.base, model, prompts)

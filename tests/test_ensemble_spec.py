@@ -1,0 +1,199 @@
+"""Ensemble, specified by hand-worked mixtures and its exact argument messages.
+
+The contract (the class docstring): ``log p(v) = log sum_j w_j p_j(v)`` with the weights
+normalised to sum to 1, a stable log-sum-exp in float64; weights finite, >= 0, not all zero;
+a member of weight 0 is run but cannot change the mixture.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import decoding
+
+log = math.log
+
+
+def pair() -> tuple[decoding.ScriptedLM, decoding.ScriptedLM]:
+    """Two 3-token models: after any sequence, a gives [0.5, 0.3, 0.2], b gives [0.1, 0.1, 0.8]."""
+    a = decoding.ScriptedLM({(): [log(0.5), log(0.3), log(0.2)]})
+    b = decoding.ScriptedLM({(): [log(0.1), log(0.1), log(0.8)]})
+    return a, b
+
+
+def raises_exactly(error: type[Exception], message: str):
+    """`pytest.raises` for the whole message, taken literally."""
+    return pytest.raises(error, match=f"^{re.escape(message)}$")
+
+
+class Fixed(decoding.LanguageModel):
+    """A model that returns ``logits`` (whatever they are) for every call; named ``Fixed()``."""
+
+    def __init__(self, logits, vocab_size=3):
+        self.logits, self.vocab_size = logits, vocab_size
+
+    def next_token_logits(self, sequences):
+        return self.logits
+
+    def __repr__(self) -> str:
+        return "Fixed()"
+
+
+# -- weights ---------------------------------------------------------------------------------
+
+
+def test_a_member_of_weight_zero_is_accepted_and_changes_nothing():
+    """Weights [1, 0]: the mixture is a's distribution exactly; the weights read (1.0, 0.0).
+    Building it and running it raise no warning (log 0 = -inf is the intended log-weight)."""
+    a, b = pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mixed = decoding.Ensemble([a, b], weights=[1, 0])
+        got = mixed.next_token_logits([(0,), (1, 2)])
+    assert mixed.weights == (1.0, 0.0)
+    np.testing.assert_allclose(got, [[log(0.5), log(0.3), log(0.2)]] * 2, rtol=1e-15)
+
+
+def test_the_weights_handed_out_cannot_be_edited():
+    """The log-weights array is read-only: writing to it fails and the mixture is unchanged."""
+    a, b = pair()
+    mixed = decoding.Ensemble([a, b], weights=[3, 1])
+    with pytest.raises(ValueError, match="read-only"):
+        mixed.log_weight_J[0] = 0.0
+    assert mixed.weights == pytest.approx((0.75, 0.25), rel=1e-15)
+
+
+BAD_WEIGHTS = {
+    "not a sequence": (3, TypeError, "weights must be None or a sequence of real numbers, got 3"),
+    "text": ("12", TypeError, "weights must be None or a sequence of real numbers, got '12'"),
+    "too short": ([1.0], ValueError, "weights must have one entry per model (2), got 1: [1.0]"),
+    "too long": (
+        [1, 2, 3],
+        ValueError,
+        "weights must have one entry per model (2), got 3: [1, 2, 3]",
+    ),
+    "text entry": ([1, "1"], TypeError, "weights[1] must be a finite real number >= 0, got '1'"),
+    "bool entry": ([True, 1], TypeError, "weights[0] must be a finite real number >= 0, got True"),
+    "negative": ([1.0, -1.0], ValueError, "weights must be finite and >= 0, got [1.0, -1.0]"),
+    "infinite": ([math.inf, 1], ValueError, "weights must be finite and >= 0, got [inf, 1]"),
+    "all zero": ([0, 0.0], ValueError, "weights must not all be zero, got [0, 0.0]"),
+}
+
+
+@pytest.mark.parametrize("weights, error, message", BAD_WEIGHTS.values(), ids=BAD_WEIGHTS.keys())
+def test_bad_weights_are_refused_with_their_whole_message(weights, error, message):
+    with raises_exactly(error, message):
+        decoding.Ensemble(list(pair()), weights=weights)
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+def test_bad_models_are_refused_with_their_whole_message():
+    a, _ = pair()
+    with raises_exactly(ValueError, "models must hold at least one decoding.LanguageModel, got []"):
+        decoding.Ensemble([])
+    with raises_exactly(TypeError, "models must be a sequence of decoding.LanguageModel, got 'ab'"):
+        decoding.Ensemble("ab")
+    with raises_exactly(TypeError, "models[1] must be a decoding.LanguageModel, got 'gpt'"):
+        decoding.Ensemble([a, "gpt"])
+    with raises_exactly(ValueError, "models[1].vocab_size must be a positive int, got 0"):
+        decoding.Ensemble([a, Fixed(np.zeros((1, 0)), vocab_size=0)])
+
+
+def test_a_state_from_another_ensemble_is_refused():
+    """``extend`` pairs each member with its own state: a state with one entry too few (from
+    a two-member ensemble, given to a three-member one) is an error, not a mixture of two."""
+    a, b = pair()
+    _, state = decoding.Ensemble([a, b]).prefill([(0,)])
+    with pytest.raises(ValueError):
+        decoding.Ensemble([a, b, a]).extend(state, np.array([0]), np.array([1]))
+
+
+# -- the members' logits ---------------------------------------------------------------------
+
+
+BAD_LOGITS = {
+    "wrong width": (
+        np.zeros((1, 4)),
+        "models[1] returned logits of shape (1, 4) and dtype float64; expected real numbers "
+        "of shape (1, 3)",
+    ),
+    "wrong rows": (
+        np.zeros((2, 3), dtype=np.float32),
+        "models[1] returned logits of shape (2, 3) and dtype float32; expected real numbers "
+        "of shape (1, 3)",
+    ),
+    "not real": (
+        np.zeros((1, 3), dtype=complex),
+        "models[1] returned logits of shape (1, 3) and dtype complex128; expected real numbers "
+        "of shape (1, 3)",
+    ),
+    "+inf": (
+        np.array([[0.0, np.inf, 0.0]]),
+        "models[1] returned logits containing NaN or +inf",
+    ),
+    "NaN": (
+        np.array([[0.0, np.nan, 0.0]]),
+        "models[1] returned logits containing NaN or +inf",
+    ),
+}
+
+
+@pytest.mark.parametrize("logits, message", BAD_LOGITS.values(), ids=BAD_LOGITS.keys())
+def test_a_members_bad_logits_are_refused_naming_it(logits, message):
+    a, _ = pair()
+    with raises_exactly(ValueError, message):
+        decoding.Ensemble([a, Fixed(logits)]).next_token_logits([(0,)])
+
+
+# -- the mixture -----------------------------------------------------------------------------
+
+
+def test_tiny_probabilities_survive_the_mixture():
+    """The log-sum-exp runs per token, so a log-prob far below exp's range stays exact.
+
+    a's logits [0, -800, -inf] are log-probs (exp(-800) is negligible next to 1), b's
+    [0, -801, -inf] too. With weights 0.5 each:
+    token 0: log(0.5 + 0.5) = 0;
+    token 1: log(0.5 e^-800 + 0.5 e^-801) = -800 + log(0.5 (1 + e^-1));
+    token 2: ruled out by both, -inf.
+    And with a alone allowing token 1 (b's row [0, -inf, -inf]): log(0.5) - 800.
+    """
+    a = decoding.ScriptedLM({(): [0.0, -800.0, -np.inf]})
+    b = decoding.ScriptedLM({(): [0.0, -801.0, -np.inf]})
+    only = decoding.ScriptedLM({(): [0.0, -np.inf, -np.inf]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # token 2's log(0) is -inf, no divide warning
+        both = decoding.Ensemble([a, b]).next_token_logits([(0,)])
+        one = decoding.Ensemble([a, only]).next_token_logits([(0,)])
+    np.testing.assert_allclose(
+        both, [[0.0, -800.0 + log(0.5 * (1 + math.exp(-1))), -np.inf]], rtol=1e-15, atol=0
+    )
+    np.testing.assert_allclose(one, [[0.0, log(0.5) - 800.0, -np.inf]], rtol=1e-15, atol=0)
+
+
+def test_each_row_is_mixed_on_its_own():
+    """A row's mixture does not depend on the other rows of the batch: row (1,) is the same
+    alone and next to row (0,), whose distribution is far more peaked.
+
+    After (1,) a and b both give token 2 log-prob -745.8 (the others share the rest), so the
+    mixture gives -745.8 too (up to the subnormal exp's rounding, but identically alone
+    or in a batch); after (0,) both are certain of token 0.
+    """
+    rest = log((1 - math.exp(-745.8)) / 3)
+    row = [rest, rest, rest, -745.8]
+    a = decoding.ScriptedLM({(0,): [0.0, -np.inf, -np.inf, -np.inf], (1,): row})
+    b = decoding.ScriptedLM({(0,): [0.0, -np.inf, -np.inf, -np.inf], (1,): row})
+    mixed = decoding.Ensemble([a, b], weights=[1, 2])
+    alone = mixed.next_token_logits([(1,)])
+    together = mixed.next_token_logits([(0,), (1,)])
+    np.testing.assert_array_equal(together[1], alone[0])
+    assert np.isfinite(alone).all()
+    np.testing.assert_allclose(alone[0, :3], [rest] * 3, rtol=1e-15)
+    np.testing.assert_allclose(together[0], [0.0, -np.inf, -np.inf, -np.inf], atol=1e-15)
