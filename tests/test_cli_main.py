@@ -154,3 +154,13 @@ def test_parser_errors_are_one_line_of_at_most_300_characters_then_dots(capsys, 
         parser.error(message)
     assert info.value.code == 2
     assert capsys.readouterr().err == f"{parser.prog}: error: {line}\n"
+
+
+def test_num_samples_goes_up_to_max_num_samples_exactly(capsys):
+    """65536 (decoding.MAX_NUM_SAMPLES) is accepted; one more is refused, with its value."""
+    assert decoding.MAX_NUM_SAMPLES == 65536
+    args = build_parser().parse_args(["--decoder", "sample", "--num-samples", "65536"])
+    assert args.num_samples == 65536
+    assert error_line(capsys, ["--decoder", "sample", "--num-samples", "65537"]) == (
+        "argument --num-samples: must be at most 65536 (decoding.MAX_NUM_SAMPLES), got '65537'"
+    )

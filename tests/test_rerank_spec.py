@@ -82,3 +82,14 @@ def test_the_rescorers_own_exception_while_checked_goes_on_unchanged_with_a_note
     assert caught.value is raised
     assert str(caught.value) == "no limit known yet"
     assert caught.value.__notes__ == ["rescorer Named() cannot score the hypotheses"]
+
+
+def test_a_rescorer_log_prob_sum_beyond_the_float_range_is_minus_infinity():
+    """The rescorer gives [1 0] two log-probs near -1e308: their exact sum, -2e308, is below
+    the float range, so the hypothesis's rescored log-prob is -inf and it ranks last, after
+    [0] (rescored log 0.5)."""
+    rescorer = decoding.ScriptedLM({(): [0.0, -1e308, 0.0], (1,): [-1e308, 0.0, 0.0]})
+    beams = decoding.RerankDecoder(SEARCH, rescorer, alpha=0.0).decode(BASE, [[2]])[0]
+    assert [b.tokens for b in beams] == [(0,), (1, 0)]
+    assert beams[0].score == pytest.approx(log(0.6) + log(0.5))
+    assert beams[1].score == -math.inf
