@@ -322,3 +322,45 @@ def test_a_float32_model_holds_one_float32_copy_of_its_weights(build, params):
     held = _held_arrays(tuple(vars(model).values()), {})
     assert {a.dtype for a in held.values()} == {np.dtype(np.float32)}
     assert sum(a.nbytes for a in held.values()) == 4 * params
+
+
+def _arrays(record):
+    """Every array in a weights record (attrs records, tuples of them, numbers skipped)."""
+    if isinstance(record, np.ndarray):
+        return [record]
+    if isinstance(record, tuple):
+        return [a for item in record for a in _arrays(item)]
+    if attrs.has(type(record)):
+        return [a for f in attrs.fields(type(record)) for a in _arrays(getattr(record, f.name))]
+    return []
+
+
+def _writable_copy(record):
+    if isinstance(record, np.ndarray):
+        return np.array(record, dtype=np.float32)
+    if isinstance(record, tuple):
+        return tuple(_writable_copy(item) for item in record)
+    if attrs.has(type(record)):
+        fields = attrs.fields(type(record))
+        return attrs.evolve(
+            record, **{f.name: _writable_copy(getattr(record, f.name)) for f in fields}
+        )
+    return record
+
+
+@pytest.mark.parametrize(
+    "cls", [decoding.NumpyTransformerLM, decoding.NumpyLlamaLM], ids=["gpt2", "llama"]
+)
+def test_from_weights_shares_the_callers_arrays_without_touching_them(cls):
+    """Weights already in the model's dtype are held without a copy, as read-only views: the
+    caller's own arrays stay writable (from_weights mutates nothing it is given)."""
+    small = cls(vocab_size=40, d_model=16, n_heads=4, seed=3)
+    given = _writable_copy(small.weights)
+    model = cls.from_weights(given, dtype="float32")
+    assert all(a.flags.writeable for a in _arrays(given))
+    held = _arrays(model.weights)
+    assert held and not any(a.flags.writeable for a in held)
+    assert all(any(np.shares_memory(h, g) for g in _arrays(given)) for h in held)
+    np.testing.assert_array_equal(
+        model.next_token_logits([(1, 2, 3)]), small.next_token_logits([(1, 2, 3)])
+    )

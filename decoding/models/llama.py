@@ -22,6 +22,7 @@ import numpy as np
 from decoding._checks import brief, check_model_bytes, float_dtype, positive_int, seed_int
 from decoding.models.transformer import (
     NumpyTransformerLM,
+    _readonly,
     chunked_attention,
     linear,
     shared_embedding,
@@ -258,9 +259,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
         def cast(array: np.ndarray | None) -> np.ndarray | None:
             if array is None:
                 return None
-            out = np.ascontiguousarray(array, dtype=dtype)
-            out.setflags(write=False)
-            return out
+            return _readonly(np.ascontiguousarray(array, dtype=dtype))
 
         self.dtype = dtype
         blocks = tuple(

@@ -151,8 +151,11 @@ class KVCache:
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
+    """A read-only view of ``array`` (no copy; the array itself, perhaps a caller's, keeps
+    its flags)."""
+    view = array.view()
+    view.setflags(write=False)
+    return view
 
 
 def init_weights(
@@ -344,13 +347,31 @@ def unfolded(weights: TransformerWeights, dtype: np.dtype) -> FoldedWeights:
     )
 
 
+def _readonly_record(record: Any) -> Any:
+    """``record`` (an attrs record of arrays, tuples of records and numbers) with every array
+    replaced by a read-only view of it."""
+    if isinstance(record, np.ndarray):
+        return _readonly(record)
+    if isinstance(record, tuple):
+        return tuple(_readonly_record(item) for item in record)
+    if attrs.has(type(record)):
+        return attrs.evolve(
+            record,
+            **{
+                f.name: _readonly_record(getattr(record, f.name))
+                for f in attrs.fields(type(record))
+            },
+        )
+    return record
+
+
 def shared_embedding(wte_VD: np.ndarray) -> np.ndarray:
     """``wte_VD`` as the transposed view of a C-contiguous ``[D, V]`` array (copied once if it
     is not one already), read-only. The output head multiplies by that ``[D, V]`` array: about
     1.4x faster than by ``wte_VD.T`` of a row-major ``wte_VD`` (GPT-2 small, 32 rows, one
     thread). The embedding lookup gathers strided rows, a negligible cost per step."""
     if wte_VD.T.flags.c_contiguous:
-        return wte_VD
+        return _readonly(wte_VD)
     head_DV = np.ascontiguousarray(wte_VD.T)
     head_DV.setflags(write=False)
     return np.asarray(head_DV.T)
@@ -361,7 +382,7 @@ def out_in(w_IO: np.ndarray) -> np.ndarray:
     ``[out, in]`` array (copied once if it is not one already), read-only: the layout `linear_t`
     streams fastest at decoding sizes."""
     if w_IO.T.flags.c_contiguous:
-        return w_IO
+        return _readonly(w_IO)
     w_OI = np.ascontiguousarray(w_IO.T)
     w_OI.setflags(write=False)
     return np.asarray(w_OI.T)
@@ -667,7 +688,7 @@ class NumpyTransformerLM(LanguageModel):
                 for b in weights.blocks
             )
             weights = attrs.evolve(weights, wte_VD=shared_embedding(weights.wte_VD), blocks=blocks)
-        self.weights = weights
+        self.weights: TransformerWeights = _readonly_record(weights)
         self._folded = fold(weights, self.dtype)
 
     @property
