@@ -574,3 +574,21 @@ def test_processors_see_the_decoders_own_writable_array():
     (beam,) = GreedyDecoder(1, processors=[Writes()]).decode(Shared(), [[0]])[0]
     assert beam.tokens == (2,)
     assert buffer.tolist() == [[0.0, 1.0, 2.0, 3.0]]
+
+
+def test_no_repeat_ngram_bans_per_row_after_a_row_too_short_to_ban():
+    """Two rows in one call (prompts of different lengths): row 0, (1,), is too short for a
+    trigram; row 1, (5, 6, 5, 6), ends with "5 6", which was followed by 5: 5 is banned there."""
+    context = StepContext(
+        np.zeros((2, 0), dtype=np.int64), (), 0, ((1,), (5, 6, 5, 6)), np.arange(2)
+    )
+    logits = np.zeros((2, 8))
+    out = NoRepeatNGram(3)(logits, context)
+    assert out[0].tolist() == [0.0] * 8
+    assert out[1].tolist() == [0.0] * 5 + [-inf] + [0.0] * 2
+
+
+def test_min_new_tokens_names_n_in_its_error():
+    with pytest.raises(ValueError) as raised:
+        MinNewTokens(-1)
+    assert str(raised.value) == "n must be a non-negative int, got -1"

@@ -135,3 +135,11 @@ def test_vocab_size_may_come_first():
     a, b = decoding.ScriptedLM(3, table), decoding.ScriptedLM(table, 3)
     assert a.vocab_size == b.vocab_size == 3
     np.testing.assert_array_equal(a.next_token_logits([(0,)]), b.next_token_logits([(0,)]))
+
+
+def test_a_table_listing_no_token_has_a_vocabulary_of_one():
+    """The inferred vocabulary is one more than the largest listed token; with none listed it
+    is the smallest there is, one token (impossible everywhere)."""
+    model = decoding.ScriptedLM({(): {}})
+    assert model.vocab_size == 1
+    assert model.next_token_logits([(0,)]).tolist() == [[-math.inf]]

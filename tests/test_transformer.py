@@ -364,3 +364,26 @@ def test_from_weights_shares_the_callers_arrays_without_touching_them(cls):
     np.testing.assert_array_equal(
         model.next_token_logits([(1, 2, 3)]), small.next_token_logits([(1, 2, 3)])
     )
+
+
+def test_a_float32_cache_grows_in_float32():
+    """Extending a float32 model far past its first cache chunk keeps every chunk and every
+    step's logits float32, equal to a full recompute of the sequence."""
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, n_ctx=128, seed=2)
+    sequence = [1, 2]
+    logits, state = model.prefill([sequence])
+    for step in range(40):
+        token = (7 * step) % 50
+        logits, state = model.extend(state, np.array([0]), np.array([token]))
+        sequence.append(token)
+        assert logits.dtype == np.float32, step
+    assert len(state.slab.k_chunks) > 2
+    assert {c.dtype for c in state.slab.k_chunks + state.slab.v_chunks} == {np.dtype(np.float32)}
+    np.testing.assert_allclose(logits, model.next_token_logits([sequence]), rtol=1e-4, atol=1e-4)
+
+
+def test_from_weights_refuses_another_record_and_has_no_seed(model):
+    with pytest.raises(TypeError) as raised:
+        decoding.NumpyTransformerLM.from_weights({"wte_VD": model.weights.wte_VD})
+    assert str(raised.value) == "weights must be a TransformerWeights, got <class 'dict'>"
+    assert decoding.NumpyTransformerLM.from_weights(model.weights).seed is None
