@@ -387,3 +387,18 @@ def test_from_weights_refuses_another_record_and_has_no_seed(model):
         decoding.NumpyTransformerLM.from_weights({"wte_VD": model.weights.wte_VD})
     assert str(raised.value) == "weights must be a TransformerWeights, got <class 'dict'>"
     assert decoding.NumpyTransformerLM.from_weights(model.weights).seed is None
+
+
+def test_float64_weights_folded_into_a_float32_model_run_in_float32():
+    """Weights in another dtype than the model's are folded (LayerNorm affines and the query
+    scale merged into the linear layers) and converted: the model then holds and computes in
+    float32 only, and agrees with the float64 model to float32 precision."""
+    exact = decoding.NumpyTransformerLM(
+        vocab_size=40, d_model=16, n_heads=4, seed=5, dtype="float64"
+    )
+    model = decoding.NumpyTransformerLM.from_weights(exact.weights, dtype="float32")
+    folded = [a for a in _arrays(model._folded) if a.dtype.kind == "f"]
+    assert folded and {a.dtype for a in folded} == {np.dtype(np.float32)}
+    logits = model.next_token_logits([(1, 2, 3)])
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, exact.next_token_logits([(1, 2, 3)]), rtol=1e-4, atol=1e-4)
