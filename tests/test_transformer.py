@@ -35,9 +35,9 @@ def small() -> decoding.NumpyTransformerLM:
 # -- an independent GPT-2 forward pass for one unpadded sequence (picoGPT style) --------------
 
 
-def _ln(x, g, b):
+def _ln(x, g, b, eps=1e-5):
     mu = x.mean(-1, keepdims=True)
-    return g * (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5) + b
+    return g * (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) + b
 
 
 def _gelu(x):
@@ -49,9 +49,9 @@ def reference_logits(weights, sequence) -> np.ndarray:
     tokens = np.asarray(sequence)
     t = len(tokens)
     x = weights.wte_VD[tokens] + weights.wpe_PD[np.arange(t)]
-    h = weights.n_heads
+    h, eps = weights.n_heads, weights.layer_norm_eps
     for w in weights.blocks:
-        q, k, v = np.split(_ln(x, w.ln1_g_D, w.ln1_b_D) @ w.qkv_w_D3D + w.qkv_b_3D, 3, axis=-1)
+        q, k, v = np.split(_ln(x, w.ln1_g_D, w.ln1_b_D, eps) @ w.qkv_w_D3D + w.qkv_b_3D, 3, axis=-1)
         heads = []
         for qh, kh, vh in zip(
             np.split(q, h, -1), np.split(k, h, -1), np.split(v, h, -1), strict=True
@@ -61,9 +61,9 @@ def reference_logits(weights, sequence) -> np.ndarray:
             att = np.exp(att - att.max(-1, keepdims=True))
             heads.append((att / att.sum(-1, keepdims=True)) @ vh)
         x = x + np.hstack(heads) @ w.out_w_DD + w.out_b_D
-        hidden = _gelu(_ln(x, w.ln2_g_D, w.ln2_b_D) @ w.fc_w_DF + w.fc_b_F)
+        hidden = _gelu(_ln(x, w.ln2_g_D, w.ln2_b_D, eps) @ w.fc_w_DF + w.fc_b_F)
         x = x + hidden @ w.proj_w_FD + w.proj_b_D
-    return _ln(x[-1], weights.lnf_g_D, weights.lnf_b_D) @ weights.wte_VD.T
+    return _ln(x[-1], weights.lnf_g_D, weights.lnf_b_D, eps) @ weights.wte_VD.T
 
 
 # -- shape and weights ------------------------------------------------------------------------
@@ -251,9 +251,12 @@ def test_default_incremental_path_is_overridden_by_a_cache():
     assert isinstance(state, decoding.models.transformer.KVCache)
 
 
-def test_folding_keeps_nonzero_layer_norms_and_biases(exact):
+@pytest.mark.parametrize(("dtype", "tol"), [("float64", 1e-9), ("float32", 2e-4)])
+def test_folding_keeps_nonzero_layer_norms_and_biases(exact, dtype, tol):
     # The default init has unit LayerNorm gains and zero biases, which folding could get wrong
-    # unnoticed; random ones must still match the textbook forward pass.
+    # unnoticed; random ones (and a LayerNorm epsilon of 0.25) must still match the textbook
+    # forward pass. float64 weights are held as they are by a float64 model (affines applied
+    # at run time) and folded into the linear layers by a float32 one: both paths.
     rng = np.random.default_rng(7)
 
     def jitter(array):
@@ -264,14 +267,17 @@ def test_folding_keeps_nonzero_layer_norms_and_biases(exact):
         attrs.evolve(b, **{f.name: jitter(getattr(b, f.name)) for f in attrs.fields(type(b))})
         for b in w.blocks
     )
-    weights = attrs.evolve(w, blocks=blocks, lnf_g_D=jitter(w.lnf_g_D), lnf_b_D=jitter(w.lnf_b_D))
-    m = decoding.NumpyTransformerLM.from_weights(weights, dtype="float64")
+    weights = attrs.evolve(
+        w, blocks=blocks, lnf_g_D=jitter(w.lnf_g_D), lnf_b_D=jitter(w.lnf_b_D), layer_norm_eps=0.25
+    )
+    m = decoding.NumpyTransformerLM.from_weights(weights, dtype=dtype)
     assert (m.vocab_size, m.max_sequence_length) == (exact.vocab_size, exact.max_sequence_length)
     for seq in ([5, 999, 0, 17, 17, 3], [42]):
-        np.testing.assert_allclose(
-            m.next_token_logits([seq])[0], reference_logits(weights, seq), rtol=0, atol=1e-9
-        )
-    _extend_and_compare(m, [[1, 2, 3], [4]], [([1, 0, 0], [7, 8, 9]), ([2, 2, 1], [3, 4, 5])])
+        got = m.next_token_logits([seq])[0]
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, reference_logits(weights, seq), rtol=tol, atol=tol)
+    steps = [([1, 0, 0], [7, 8, 9]), ([2, 2, 1], [3, 4, 5])]
+    _extend_and_compare(m, [[1, 2, 3], [4]], steps, tol=tol)
 
 
 def test_shape_attributes(model):
