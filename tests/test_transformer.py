@@ -341,15 +341,17 @@ def _arrays(record):
     return []
 
 
-def _writable_copy(record):
+def _writable_copy(record, order="K"):
+    """A writable float32 copy of a weights record, each array in the same memory layout
+    (``order="K"``) or row-major (``"C"``)."""
     if isinstance(record, np.ndarray):
-        return np.array(record, dtype=np.float32)
+        return np.array(record, dtype=np.float32, order=order)
     if isinstance(record, tuple):
-        return tuple(_writable_copy(item) for item in record)
+        return tuple(_writable_copy(item, order) for item in record)
     if attrs.has(type(record)):
         fields = attrs.fields(type(record))
         return attrs.evolve(
-            record, **{f.name: _writable_copy(getattr(record, f.name)) for f in fields}
+            record, **{f.name: _writable_copy(getattr(record, f.name), order) for f in fields}
         )
     return record
 
@@ -408,3 +410,24 @@ def test_float64_weights_folded_into_a_float32_model_run_in_float32():
     logits = model.next_token_logits([(1, 2, 3)])
     assert logits.dtype == np.float32
     np.testing.assert_allclose(logits, exact.next_token_logits([(1, 2, 3)]), rtol=1e-4, atol=1e-4)
+
+
+def test_from_weights_names_a_bad_dtype(model):
+    with pytest.raises(ValueError) as raised:
+        decoding.NumpyTransformerLM.from_weights(model.weights, dtype="int8")
+    assert str(raised.value) == "dtype must be float32 or float64, got 'int8'"
+
+
+def test_weights_in_the_models_dtype_are_held_in_the_fast_layouts():
+    """GPT-2 weights arrive ``[in, out]`` row-major; a model holds each linear weight as the
+    transposed view of a C-contiguous ``[out, in]`` array and the tied embedding as that of a
+    C-contiguous ``[D, V]`` one (the layouts its products stream fastest; README,
+    Performance), converting each once."""
+    source = decoding.NumpyTransformerLM(vocab_size=40, d_model=16, n_heads=4)
+    given = _writable_copy(source.weights, order="C")
+    assert given.blocks[0].qkv_w_D3D.flags.c_contiguous and given.wte_VD.flags.c_contiguous
+    held = decoding.NumpyTransformerLM.from_weights(given, dtype="float32").weights
+    assert held.wte_VD.T.flags.c_contiguous
+    for block in held.blocks:
+        for name in ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD"):
+            assert getattr(block, name).T.flags.c_contiguous, name
