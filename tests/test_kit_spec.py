@@ -118,6 +118,14 @@ def test_check_model_random_parents_drop_and_duplicate_and_tokens_cover_the_voca
     assert all(0 <= q < rows for rows, p, _ in nonempty for q in p)
     tokens = {x for _, _, t in nonempty for x in t}
     assert tokens == {0, 1, 2, 3}
+    for seed in range(4):  # the steps' own tokens (not only the older states' ones) take 0
+        model = Sequences()
+        check_model(model, PROMPTS, seed=seed)
+        fresh, _ = schedule(model.log)
+        if any(0 in tokens for _, _, tokens, _ in fresh):
+            break
+    else:
+        raise AssertionError("no step drew token 0")
 
 
 # -- max_sequence_length: never extended past it, and every step still made -------------------
@@ -146,6 +154,7 @@ def test_check_model_at_the_limit_only_extends_by_empty_steps():
     model = Sequences(limit=2)
     check_model(model, [[0, 1], [2, 3]], steps=6)
     assert all(parents == [] for _, parents, _, _ in model.log)
+    assert len(model.log) == 2  # the empty step (extend #3) and its repeat are still made
 
 
 # -- tolerances: the given tol is used at every comparison ------------------------------------
@@ -362,3 +371,37 @@ def test_check_results_best_first_message_names_both_scores():
     with pytest.raises(AssertionError) as raised:
         check_results([beams], [[0]], 3, 1, 0.0, None)
     assert str(raised.value) == "prompt 0, beam 1: best first: score -1.0 after -2.0"
+
+
+def test_check_model_is_reproducible_and_its_default_seed_is_0():
+    runs = []
+    for kwargs in ({}, {}, {"seed": 0}):
+        model = Sequences()
+        check_model(model, PROMPTS, **kwargs)
+        runs.append(model.log)
+    assert runs[0] == runs[1] == runs[2]
+    other = Sequences()
+    check_model(other, PROMPTS, seed=1)
+    assert other.log != runs[0]
+
+
+def test_check_model_continues_the_newest_state_and_every_third_step_a_random_one():
+    older = 0
+    for seed in range(8):
+        model = Sequences()
+        check_model(model, PROMPTS, seed=seed)
+        newest, step, i = 0, 0, 0
+        while i < len(model.log):
+            tag, parents, tokens, _ = model.log[i]
+            if i + 1 < len(model.log) and model.log[i + 1][:3] == (tag, parents, tokens):
+                step += 1
+                if step % 3:
+                    assert tag == newest, (seed, step)
+                else:
+                    older += tag != newest
+                if parents:
+                    newest = i + 1  # the state this call made (calls count from 1)
+                i += 2
+            else:
+                i += 1
+    assert older
