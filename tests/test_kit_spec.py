@@ -405,3 +405,12 @@ def test_check_model_continues_the_newest_state_and_every_third_step_a_random_on
             else:
                 i += 1
     assert older
+
+
+def test_check_model_older_states_are_extended_with_any_token():
+    drawn = set()
+    for seed in range(6):
+        model = Sequences()
+        check_model(model, PROMPTS, seed=seed)
+        drawn |= {t for _, _, tokens, _ in schedule(model.log)[1] for t in tokens}
+    assert drawn == {0, 1, 2, 3}
