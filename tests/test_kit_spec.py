@@ -88,10 +88,17 @@ def test_check_model_defaults_to_8_steps_and_extends_older_states_again():
     # again, with new tokens.
     older = [(j, call) for j, call in enumerate(model.log) if call in others]
     assert len(older) == 2
-    for j, (tag, parents, _, _) in older:
-        newest = j - 1  # the tag of the state the step just before made (calls count from 1)
-        assert parents == list(range(len(parents))) and parents
-        assert tag < newest
+    # The states made so far (the prefill's, then each non-empty step's), in order: an older
+    # state extended again is the one before the newest.
+    made, redone = [0], []
+    for j, (tag, parents, tokens, _) in enumerate(model.log):
+        if (tag, parents, tokens, _) in others:
+            assert parents == list(range(len(parents))) and parents
+            redone.append(tag)
+            assert tag == made[-2], (j, made)
+        elif parents and (j == 0 or model.log[j - 1][:3] != (tag, parents, tokens)):
+            made.append(j + 1)  # a fresh step's call made state j + 1 (calls count from 1)
+    assert len(redone) == 2
 
 
 def random_steps(seeds, steps=8):
