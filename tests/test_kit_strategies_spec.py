@@ -118,3 +118,10 @@ def test_processor_lists_ban_distinct_ids_never_the_whole_vocabulary():
         processor_lists(5),
         lambda ps: any(len(set(ids)) != len(ids) or len(ids) > 4 for ids in got(ps)),
     )
+
+
+def test_processor_lists_top_k_goes_one_past_a_one_token_vocabulary():
+    got = values(TopK, "k")
+    reaches(processor_lists(1), lambda ps: 1 in got(ps))
+    reaches(processor_lists(1), lambda ps: 2 in got(ps))
+    never(processor_lists(1), lambda ps: any(v < 1 or v > 2 for v in got(ps)))
