@@ -107,7 +107,8 @@ def check_model(
         # The same call on the same state again: extend must not have mutated it.
         again, _ = model.extend(state, parents, tokens)
         _compare(f"{where}, repeated on the same state", again, new_sequences, model, tol)
-        history.append((new_state, new_sequences))
+        if new_sequences:  # the empty step's state is a dead end: later steps skip it
+            history.append((new_state, new_sequences))
         if len(history) >= 2 and call % 4 == 0:
             old_state, old_sequences = history[-2]
             if old_sequences and (limit is None or max(map(len, old_sequences)) < limit):
@@ -149,13 +150,12 @@ class CheckedLM(LanguageModel):
     ) -> tuple[np.ndarray, Any]:
         """The inner extend, checked against the sequences the new rows stand for."""
         inner, sequences, step = state
-        logits, new_inner = self.model.extend(inner, parents_M, tokens_M)
-        new_sequences = tuple(
-            sequences[p].append(t)
-            for p, t in zip(
-                np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist(), strict=True
-            )
+        parents, tokens = np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist()
+        assert len(parents) == len(tokens), (
+            f"step {step + 1} (extend): {len(parents)} parents but {len(tokens)} tokens"
         )
+        logits, new_inner = self.model.extend(inner, parents_M, tokens_M)
+        new_sequences = tuple(sequences[p].append(t) for p, t in zip(parents, tokens, strict=True))
         _compare(f"step {step + 1} (extend)", logits, new_sequences, self.model, self.tol)
         return logits, (new_inner, new_sequences, step + 1)
 

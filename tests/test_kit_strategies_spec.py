@@ -1,0 +1,127 @@
+"""decoding.testing.strategies draw what they document: each range's ends are reached and never
+passed (hypothesis.find for the ends, NoSuchExample for just beyond them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import find, settings
+from hypothesis.errors import NoSuchExample
+
+from decoding import (
+    BanTokens,
+    MinNewTokens,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+)
+from decoding.testing.strategies import processor_lists, prompts, transformer, transformers
+
+FIND = settings(max_examples=120, database=None, derandomize=True)
+
+
+def reaches(strategy, condition):
+    find(strategy, condition, settings=FIND)
+
+
+def never(strategy, condition):
+    with pytest.raises(NoSuchExample):
+        find(strategy, condition, settings=FIND)
+
+
+def test_prompts_default_to_1_to_4_prompts_of_1_to_6_ids():
+    batches = prompts(5)
+    reaches(batches, lambda b: len(b) == 1)
+    reaches(batches, lambda b: len(b) == 4)
+    never(batches, lambda b: len(b) > 4 or not b)
+    reaches(batches, lambda b: any(len(p) == 6 for p in b))
+    never(batches, lambda b: any(len(p) > 6 or not p for p in b))
+
+
+def signature(model):
+    return np.asarray(model.next_token_logits([[1, 2, 3]]))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_transformers_draw_the_seed_0_to_3_models_of_the_dtype(dtype):
+    known = [signature(transformer(seed, dtype)) for seed in range(4)]
+
+    def seed_of(model):
+        got = signature(model)
+        return next(
+            (s for s, k in enumerate(known) if got.dtype == k.dtype and np.array_equal(got, k)),
+            None,
+        )
+
+    strategy = transformers() if dtype == "float64" else transformers(dtype)
+    for seed in range(4):
+        reaches(strategy, lambda m, seed=seed: seed_of(m) == seed)
+    never(strategy, lambda m: seed_of(m) is None)
+
+
+def kinds(vocab):
+    return processor_lists(vocab)
+
+
+def values(kind, attribute):
+    return lambda ps: [getattr(p, attribute) for p in ps if isinstance(p, kind)]
+
+
+def test_processor_lists_hold_0_to_3_processors():
+    reaches(processor_lists(5), lambda ps: len(ps) == 0)
+    reaches(processor_lists(5), lambda ps: len(ps) == 3)
+    never(processor_lists(5), lambda ps: len(ps) > 3)
+
+
+@pytest.mark.parametrize(
+    ("kind", "attribute", "lowest", "highest"),
+    [
+        (MinNewTokens, "n", 0, 4),
+        (NoRepeatNGram, "n", 1, 3),
+        (TopK, "k", 1, 6),  # vocab + 1
+    ],
+)
+def test_processor_lists_integer_settings_reach_both_ends(kind, attribute, lowest, highest):
+    got = values(kind, attribute)
+    reaches(processor_lists(5), lambda ps: lowest in got(ps))
+    reaches(processor_lists(5), lambda ps: highest in got(ps))
+    never(processor_lists(5), lambda ps: any(v < lowest or v > highest for v in got(ps)))
+
+
+@pytest.mark.parametrize(
+    ("kind", "attribute", "lowest", "highest"),
+    [(RepetitionPenalty, "penalty", 0.25, 4.0), (Temperature, "t", 0.2, 5.0)],
+)
+def test_processor_lists_float_settings_span_their_range(kind, attribute, lowest, highest):
+    got = values(kind, attribute)
+    reaches(processor_lists(5), lambda ps: any(v < 0.5 for v in got(ps)))
+    reaches(processor_lists(5), lambda ps: any(v > highest - 1 for v in got(ps)))
+    reaches(processor_lists(5), lambda ps: any(v not in (0.5, 1.0, 2.0) for v in got(ps)))
+    never(processor_lists(5), lambda ps: any(v < lowest or v > highest for v in got(ps)))
+
+
+def test_processor_lists_top_p_is_in_0_01_exclusive_to_1():
+    got = values(TopP, "p")
+    reaches(processor_lists(5), lambda ps: 1.0 in got(ps))
+    reaches(processor_lists(5), lambda ps: any(v not in (0.1, 0.5, 0.9, 1.0) for v in got(ps)))
+    never(processor_lists(5), lambda ps: any(v <= 0.01 or v > 1.0 for v in got(ps)))
+
+
+def test_processor_lists_ban_distinct_ids_never_the_whole_vocabulary():
+    got = values(BanTokens, "token_ids")
+    reaches(processor_lists(5), lambda ps: any(len(ids) == 4 for ids in got(ps)))
+    reaches(processor_lists(5), lambda ps: any(0 in ids for ids in got(ps)))
+    reaches(processor_lists(5), lambda ps: any(4 in ids for ids in got(ps)))
+    never(
+        processor_lists(5),
+        lambda ps: any(len(set(ids)) != len(ids) or len(ids) > 4 for ids in got(ps)),
+    )
+
+
+def test_processor_lists_top_k_goes_one_past_a_one_token_vocabulary():
+    got = values(TopK, "k")
+    reaches(processor_lists(1), lambda ps: 1 in got(ps))
+    reaches(processor_lists(1), lambda ps: 2 in got(ps))
+    never(processor_lists(1), lambda ps: any(v < 1 or v > 2 for v in got(ps)))
