@@ -93,3 +93,18 @@ def test_a_rescorer_log_prob_sum_beyond_the_float_range_is_minus_infinity():
     assert [b.tokens for b in beams] == [(0,), (1, 0)]
     assert beams[0].score == pytest.approx(log(0.6) + log(0.5))
     assert beams[1].score == -math.inf
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"base": "beam"}, TypeError, "base must be a decoding.Decoder, got 'beam'"),
+        ({"rescorer": 3}, TypeError, "rescorer must be a decoding.LanguageModel, got 3"),
+        ({"weight": "x"}, TypeError, "weight must be a finite real number, got 'x'"),
+    ],
+)
+def test_bad_arguments_are_named_with_their_values(kwargs, error, message):
+    arguments = {"base": SEARCH, "rescorer": BASE} | kwargs
+    with pytest.raises(error) as raised:
+        decoding.RerankDecoder(**arguments)
+    assert str(raised.value) == message
