@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+import types
 from pathlib import Path
 
 import numpy as np
@@ -894,3 +895,25 @@ def test_no_prompts_means_no_results_and_no_model_call(decoder):
             raise AssertionError("the model was called")
 
     assert decoder.decode(Never(), []) == []
+
+
+class _FixedNoise:
+    """Stands in for a sampling state's noise: every row draws the same uniform."""
+
+    def __init__(self, uniform):
+        self.uniform = uniform
+
+    def at(self, rows_M, step):
+        return np.full(len(rows_M), self.uniform)
+
+
+@pytest.mark.parametrize(("uniform", "token"), [(0.0, 1), (0.5, 2), (1.0, 3)])
+def test_sampling_never_draws_a_token_of_probability_zero_at_either_end(uniform, token):
+    """Inverse-CDF sampling over probabilities [0, .25, .5, .25, 0]: a uniform of exactly 0
+    takes the first token of positive probability, and a target at the very top of the
+    cumulative sum (what rounding can produce, forced here with a uniform of 1) the last."""
+    decoder = decoding.SamplingDecoder(2, seed=0)
+    with np.errstate(divide="ignore"):
+        logprobs = np.log(np.array([[0.0, 0.25, 0.5, 0.25, 0.0]]))
+    state = types.SimpleNamespace(noise=_FixedNoise(uniform), step=0)
+    assert decoder.choose(logprobs, state, np.array([0])).tolist() == [token]
