@@ -917,3 +917,21 @@ def test_sampling_never_draws_a_token_of_probability_zero_at_either_end(uniform,
         logprobs = np.log(np.array([[0.0, 0.25, 0.5, 0.25, 0.0]]))
     state = types.SimpleNamespace(noise=_FixedNoise(uniform), step=0)
     assert decoder.choose(logprobs, state, np.array([0])).tolist() == [token]
+
+
+def test_sampling_takes_each_rows_own_last_possible_token_at_the_top():
+    """Two rows whose targets both land at the top of the cumulative sum: each takes its own
+    last token of positive probability (3 and 1)."""
+    decoder = decoding.SamplingDecoder(2, seed=0)
+    with np.errstate(divide="ignore"):
+        logprobs = np.log(np.array([[0.0, 0.25, 0.5, 0.25, 0.0], [0.5, 0.5, 0.0, 0.0, 0.0]]))
+    state = types.SimpleNamespace(noise=_FixedNoise(1.0), step=0)
+    assert decoder.choose(logprobs, state, np.array([0, 1])).tolist() == [3, 1]
+
+
+def test_num_samples_above_max_num_samples_is_named():
+    with pytest.raises(ValueError) as raised:
+        decoding.SamplingDecoder(2, num_samples=65537)
+    assert str(raised.value) == (
+        "num_samples must be at most decoding.MAX_NUM_SAMPLES = 65536, got 65537"
+    )
