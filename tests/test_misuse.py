@@ -153,3 +153,27 @@ def test_a_huge_beam_width_is_refused_before_any_model_call(width):
         decoding.BeamSearchDecoder(width, 3)
     with pytest.raises(ValueError, match="beam_width"):
         decoding.batched_beam_search([[1]], width, 3, model=FreshLM())
+
+
+class NamedLM(FreshLM):
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def __repr__(self):
+        return f"NamedLM({self.name!r})"
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [decoding.BeamSearchDecoder(2, 3), decoding.GreedyDecoder(3), decoding.SamplingDecoder(3)],
+    ids=["beam", "greedy", "sample"],
+)
+def test_stepping_with_another_model_names_both_models(decoder):
+    state = decoder.init(NamedLM("a"), [[1]])
+    with pytest.raises(ValueError) as raised:
+        decoder.step(NamedLM("b"), state)
+    assert str(raised.value) == (
+        "model NamedLM('b') is not the model this state was started with (NamedLM('a')); "
+        "step a state with the model passed to init()"
+    )
