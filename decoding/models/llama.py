@@ -243,7 +243,11 @@ class NumpyLlamaLM(NumpyTransformerLM):
     ) -> NumpyLlamaLM:
         """A model with the given weights (Llama layout, ``[in, out]`` linear weights), held in
         ``dtype`` (default float32); ``max_sequence_length`` defaults to 2048 as in the
-        constructor."""
+        constructor.
+
+        Arrays already in ``dtype`` (and layout) are shared, not copied: the model holds
+        read-only views of them and leaves the arrays themselves as they are, so writing to
+        them afterwards changes the model."""
         if not isinstance(weights, LlamaWeights):
             raise TypeError(f"weights must be a LlamaWeights, got {brief(type(weights))}")
         model = cls.__new__(cls)

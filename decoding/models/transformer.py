@@ -668,7 +668,11 @@ class NumpyTransformerLM(LanguageModel):
         dtype: np.dtype[Any] | type[np.floating[Any]] | str = "float32",
     ) -> NumpyTransformerLM:
         """A model with the given weights (GPT-2 layout, e.g. converted from a checkpoint);
-        ``vocab_size`` and ``n_ctx`` come from the embedding tables."""
+        ``vocab_size`` and ``n_ctx`` come from the embedding tables.
+
+        Arrays already in ``dtype`` (and layout) are shared, not copied: the model holds
+        read-only views of them and leaves the arrays themselves as they are, so writing to
+        them afterwards changes the model."""
         if not isinstance(weights, TransformerWeights):
             raise TypeError(f"weights must be a TransformerWeights, got {brief(type(weights))}")
         model = cls.__new__(cls)
