@@ -370,22 +370,22 @@ def shared_embedding(wte_VD: np.ndarray) -> np.ndarray:
     is not one already), read-only. The output head multiplies by that ``[D, V]`` array: about
     1.4x faster than by ``wte_VD.T`` of a row-major ``wte_VD`` (GPT-2 small, 32 rows, one
     thread). The embedding lookup gathers strided rows, a negligible cost per step."""
-    if wte_VD.T.flags.c_contiguous:
-        return _readonly(wte_VD)
-    head_DV = np.ascontiguousarray(wte_VD.T)
-    head_DV.setflags(write=False)
-    return np.asarray(head_DV.T)
+    return _transposed_contiguous(wte_VD)
 
 
 def out_in(w_IO: np.ndarray) -> np.ndarray:
     """``w_IO`` (a linear weight ``[in, out]``) as the transposed view of a C-contiguous
     ``[out, in]`` array (copied once if it is not one already), read-only: the layout `linear_t`
     streams fastest at decoding sizes."""
-    if w_IO.T.flags.c_contiguous:
-        return _readonly(w_IO)
-    w_OI = np.ascontiguousarray(w_IO.T)
-    w_OI.setflags(write=False)
-    return np.asarray(w_OI.T)
+    return _transposed_contiguous(w_IO)
+
+
+def _transposed_contiguous(array_XY: np.ndarray) -> np.ndarray:
+    """A read-only ``[X, Y]`` view of a C-contiguous ``[Y, X]`` array: ``array_XY`` itself
+    when its transpose already is one, else a transposed copy (made once)."""
+    if array_XY.T.flags.c_contiguous:
+        return _readonly(array_XY)
+    return _readonly(np.ascontiguousarray(array_XY.T)).T
 
 
 _LINEAR = ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD")  # BlockWeights' [in, out] arrays
