@@ -195,15 +195,16 @@ def test_check_model_uses_the_given_tol_at_every_comparison():
 
 
 class OffFrom(Sequences):
-    """Correct, except that from the ``first``-th extend call on its logits are off by 1e-6."""
+    """Correct, except that from the ``first``-th extend call on its logits are off by
+    ``offset`` (1e-6 by default: within a loose tol, beyond the float64 one)."""
 
-    def __init__(self, first):
+    def __init__(self, first, offset=1e-6):
         super().__init__()
-        self.first = first
+        self.first, self.offset = first, offset
 
     def extend(self, state, parents_M, tokens_M):
         logits, new = super().extend(state, parents_M, tokens_M)
-        return logits + (1e-6 if self.calls >= self.first else 0.0), new
+        return logits + (self.offset if self.calls >= self.first else 0.0), new
 
 
 @pytest.mark.parametrize("first", range(1, 16))
@@ -228,23 +229,11 @@ def test_checked_lm_uses_its_tol():
 # -- messages name the call -------------------------------------------------------------------
 
 
-class WrongFrom(Sequences):
-    """Its logits are +1 from the ``first``-th extend call on."""
-
-    def __init__(self, first):
-        super().__init__()
-        self.first = first
-
-    def extend(self, state, parents_M, tokens_M):
-        logits, new = super().extend(state, parents_M, tokens_M)
-        return logits + (1.0 if self.calls >= self.first else 0.0), new
-
-
 def test_check_model_names_an_older_state_extended_again():
     """The 9th call is the older state extended again after step 4 (step 1..4 are two calls
     each); a model wrong from then on is caught there, by that name."""
     with pytest.raises(AssertionError) as raised:
-        check_model(WrongFrom(9), PROMPTS)
+        check_model(OffFrom(9, offset=1.0), PROMPTS)
     assert str(raised.value).startswith(
         "extend #4, an older state extended again: row 0 (sequence "
     )
@@ -309,7 +298,7 @@ def test_check_model_catches_a_sorted_parents_assumption_at_the_first_step():
 @pytest.mark.parametrize("first", [1, 2, 3])
 def test_checked_lm_numbers_extend_steps_from_1(first):
     with pytest.raises(AssertionError, match=rf"^step {first} \(extend\): row 0 "):
-        BeamSearchDecoder(2, 4, 0.6, None).decode(CheckedLM(WrongFrom(first)), [[0, 1]])
+        BeamSearchDecoder(2, 4, 0.6, None).decode(CheckedLM(OffFrom(first, offset=1.0)), [[0, 1]])
 
 
 def test_checked_lm_rejects_parents_and_tokens_of_different_lengths():
