@@ -119,8 +119,9 @@ class KVCache:
 
     Extending the newest state of a slab reuses it in place: a row whose parent has no other
     child keeps the parent's slot (no copy); only extra children of a parent are copied into
-    slots freed by parents that left no child. Extending an older state still works: its
-    sequences are rebuilt from ``prompts`` and ``history`` and prefilled into a new slab.
+    slots freed by parents that left no child. Extending an older state still works: it is
+    rebuilt into a new slab by replaying ``prompts`` and ``history`` (the same calls, so the
+    same arithmetic: bit-identical logits).
     """
 
     slab: _Slab
@@ -802,11 +803,23 @@ class NumpyTransformerLM(LanguageModel):
                 return self._extend_current(state, parents_M, tokens_M)
         if rows == 0:  # an older empty state: nothing to rebuild, nothing to run
             return np.empty((0, self.vocab_size), dtype=self.dtype), state
-        # An older state (a later extend wrote its slab): rebuild its rows into a new slab,
-        # which no other thread can see yet.
-        state = self.prefill(state.sequences())[1]
+        # An older state (a later extend wrote its slab): rebuild it into a new slab, which no
+        # other thread can see yet, then extend that.
+        state = self._replay(state)
         with state.slab.lock:
             return self._extend_current(state, parents_M, tokens_M)
+
+    def _replay(self, state: KVCache) -> KVCache:
+        """``state`` rebuilt into a new slab by the very calls that made it: a prefill of its
+        prompts, then one extend per step of its history. Each call has the shapes the original
+        had, so BLAS takes the same kernels and blockings and every cache entry, and so every
+        later logit, is bit-identical to the original's (a single prefill of the full sequences
+        would agree only to float tolerance). It costs what the original steps cost."""
+        replayed = self.prefill(state.prompts)[1]
+        for parents_M, tokens_M in state.history:
+            with replayed.slab.lock:
+                replayed = self._extend_current(replayed, parents_M, tokens_M)[1]
+        return replayed
 
     def _extend_current(
         self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
