@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-peers bench mutate mutate-extra clean
+.PHONY: demo test test-noise test-peers bench mutate mutate-extra clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --ignore=tests/peers
+
+# The suite again as another CPU would run it (tools/blas_noise.py): every NumPy model's logits
+# get about one ulp of noise keyed by the shapes of the call, so a test that compares two
+# different computation paths exactly fails here, not first on someone else's machine.
+test-noise: $(STAMP)
+	$(BIN)/python -m pytest -q -p tools.blas_noise --ignore=tests/peers
 
 # Peer tests: the same weights in HF transformers (torch CPU) and here. pip takes the local CPU
 # wheel for torch 2.13.0; unlike `make bench`, a failed install fails the target.

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tracemalloc
 import types
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -401,6 +402,7 @@ for beams in decoder.decode(model, [[1, 2, 3], [7]]):
 """
 
 
+@pytest.mark.no_blas_noise
 def test_sampling_is_deterministic_across_fresh_processes():
     def run(hash_seed: str) -> str:
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
@@ -498,16 +500,36 @@ def test_batch_independence_on_the_transformer(dtype, prompts, seed, data):
     index, others = data.draw(batch_variations(50, prompts))
     decoder = SamplingDecoder(4, eos_token_id=[0, 1], num_samples=3, temperature=2.0, seed=seed)
     together, apart = decoder.decode(model, prompts)[index], decoder.decode(model, others)[index]
-    # float32 log-probs move by ~1e-6 with the batch's shape: compare tokens there. The order
-    # of samples is by logprob, so compare them as multisets of token sequences.
-    assert sorted(b.tokens for b in together) == sorted(b.tokens for b in apart)
-    if dtype == "float64":
-        for t, a in zip(
-            sorted(together, key=lambda b: b.tokens),
-            sorted(apart, key=lambda b: b.tokens),
-            strict=True,
-        ):
-            assert close(t.logprob, a.logprob)
+    # The prompt draws the same uniforms in both batches, but its logits are computed in
+    # differently shaped products (other rows, other padding), so they agree to the dtype's
+    # tolerance, not to the bit: float64 logits move by ~1e-15, float32 ones by ~1e-6. A
+    # sample changes only if a uniform falls that close to a boundary of the cumulative
+    # distribution (about once in 60,000 float32 draws; never seen in float64). The order of
+    # samples is by logprob, so compare them as multisets of token sequences.
+    changed = Counter(b.tokens for b in together) - Counter(b.tokens for b in apart)
+    assert changed.total() <= (dtype == "float32")
+    logprob_apart = {b.tokens: b.logprob for b in apart}
+    for t in together:
+        if t.tokens in logprob_apart:
+            assert close(t.logprob, logprob_apart[t.tokens], 1e-9 if dtype == "float64" else 1e-4)
+
+
+def test_a_float32_prompts_logits_beside_a_long_prompt_agree_within_rounding():
+    """What batch independence means for a batched float32 model: a 30-token neighbour pads
+    the prompt's row and changes the shapes BLAS multiplies, so its logits move in the last
+    bits (about 1e-6 measured here; how much, and whether at all, depends on the CPU's BLAS
+    kernels), never by more than float32 rounding; its samples, drawn from its own stream,
+    agree wherever its logits do (`test_batch_independence_on_the_transformer`, and exactly
+    for models that score each row alone, `test_a_prompts_samples_do_not_depend_on_...`)."""
+    model = decoding.NumpyTransformerLM()
+    neighbour = list(range(100, 130))
+    alone, _ = model.prefill([[3, 1, 4]])
+    beside, _ = model.prefill([[3, 1, 4], neighbour])
+    np.testing.assert_allclose(beside[0], alone[0], rtol=0, atol=1e-5)
+    decoder = SamplingDecoder(8, num_samples=200, seed=11)
+    got = Counter(b.tokens for b in decoder.decode(model, [[3, 1, 4]])[0])
+    expected = Counter(b.tokens for b in decoder.decode(model, [[3, 1, 4], neighbour])[0])
+    assert (got - expected).total() <= 2  # of 200 samples
 
 
 # -- sampling frequencies: chi-square ------------------------------------------------------------

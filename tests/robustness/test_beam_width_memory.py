@@ -44,6 +44,7 @@ def peak_of(decode):
         pytest.param(Flat, 256 * MiB, id="all-logits-equal"),
     ],
 )
+@pytest.mark.no_blas_noise
 def test_beam_width_2000_over_vocab_1000(make, bound):
     model = make()
     peak, results = peak_of(lambda: decoding.BeamSearchDecoder(2000, 3).decode(model, [[1, 2]]))

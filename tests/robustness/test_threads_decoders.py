@@ -149,15 +149,24 @@ def test_threads_on_one_ensemble_instance_equal_a_sequential_run():
     check_concurrent_equals_sequential(tasks_for(model, eos=3)[:16])
 
 
+def big_transformer():
+    """Large enough that a prefill of whole sequences and the step-by-step cache differ in the
+    last bits of float32 logits (BLAS blocks the two differently), on every CPU tried."""
+    return decoding.NumpyTransformerLM(vocab_size=2000, d_model=128, n_layers=2, seed=1)
+
+
 @pytest.mark.parametrize("make", [lambda: decoding.NumpyTransformerLM(vocab_size=60, d_model=16,
-                                                                      n_heads=2), scripted],
-                         ids=["transformer", "scripted"])  # fmt: skip
+                                                                      n_heads=2),
+                                  big_transformer, scripted],
+                         ids=["transformer", "big-transformer", "scripted"])  # fmt: skip
 @pytest.mark.parametrize("kind", ["pool", "archive", "sampling"])
 def test_threads_stepping_one_fresh_state_equal_a_sequential_run(make, kind):
     """A state is a value: THREADS threads step the same, still current state to the end,
     each with its own decoder (same width and policy, a different banned token, so each
     extends the state with other parents and tokens; the transformer's cache extends it in
-    place for one of them). Each thread gets its decoder's sequential result."""
+    place for one of them and the others rebuild it). Each thread gets its decoder's
+    sequential result, floats included: a rebuild replays the calls that made the state, so
+    its arithmetic is the sequential run's (a prefill of the whole sequences would not be)."""
     model = make()
     prompts = [[1, 2, 3], [4, 5]]
 
