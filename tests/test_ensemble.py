@@ -55,6 +55,7 @@ def test_an_ensemble_of_one_gives_the_models_log_probs():
     model = decoding.NumpyTransformerLM(vocab_size=41, d_model=16, n_heads=2, seed=4)
     sequences = [(1, 2, 3), (7,), (40, 0)]
     alone = log_softmax(np.asarray(model.next_token_logits(sequences), dtype=np.float64))
+    # Exact: the ensemble makes the same call and the same row-wise log-softmax.
     np.testing.assert_array_equal(decoding.Ensemble([model]).next_token_logits(sequences), alone)
     decoder = decoding.BeamSearchDecoder(3, 5, eos_token_id=0)
     prompts = [[1, 2, 3], [7]]

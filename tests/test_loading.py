@@ -191,6 +191,7 @@ def test_sharded_checkpoints_load(tmp_path):
     one = decoding.load_model(tmp_path / "one", dtype="float64")
     two = decoding.load_model(sharded, dtype="float64")
     prompts = [(1, 2, 3)]
+    # Exact: the same weights in the same layout through the same calls.
     np.testing.assert_array_equal(one.next_token_logits(prompts), two.next_token_logits(prompts))
 
 

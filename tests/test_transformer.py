@@ -93,6 +93,7 @@ def test_from_weights_runs_in_float32_by_default_like_the_constructor(model):
     got, _ = again.prefill([[1, 2, 3], [4]])
     want, _ = model.prefill([[1, 2, 3], [4]])
     assert got.dtype == np.float32
+    # Exact: both hold the same float32 arrays in the same layout and run the same calls.
     np.testing.assert_array_equal(got, want)
 
 
