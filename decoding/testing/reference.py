@@ -39,14 +39,22 @@ def log_softmax(logits: Sequence[float]) -> list[float]:
     """One row of logits -> its float64 log-probabilities; an all ``-inf`` row stays ``-inf``.
 
     ``(x - max) - log(sum(exp(x - max)))``: the usual stable form, so equal logits give
-    bit-equal log-probs (the tie tests depend on that).
+    bit-equal log-probs (the tie tests depend on that). The numerics are the documented ones
+    (docs/guarantees.md, Numerics): the exp-sum runs in the logits' own float type (float32
+    logits are summed in float32), its log and everything after in float64. A float64 sum of
+    float32 logits would move every log-prob of the row by a last-bit amount, and sums of
+    such log-probs can then split ties that the decoder's arithmetic keeps exact, or the
+    reverse.
     """
-    row = np.asarray(logits, dtype=np.float64)
+    row = np.asarray(logits)
+    if row.dtype not in (np.float32, np.float64):
+        row = row.astype(np.float64)
     peak = row.max()
     if peak == -math.inf:
         return [-math.inf] * len(row)
-    shifted = row - peak
-    return list((shifted - np.log(np.exp(shifted).sum())).tolist())
+    total = np.exp(row - peak).sum()  # in the row's dtype
+    shifted = row.astype(np.float64) - np.float64(peak)
+    return list((shifted - np.log(total, dtype=np.float64)).tolist())
 
 
 def next_logprobs(model: LanguageModel, sequence: Sequence[int]) -> list[float]:
@@ -208,7 +216,7 @@ def processed_logprobs(
 ) -> list[float]:
     """One row's next-token log-probs: the model's logits for ``prompt + generated``, each
     processor applied in order to that single row (its own one-row `decoding.StepContext`),
-    then a float64 log-softmax."""
+    then `log_softmax` (float64 log-probs)."""
     from decoding import StepContext
 
     prompt = tuple(int(t) for t in prompt)
