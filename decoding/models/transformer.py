@@ -770,8 +770,14 @@ class NumpyTransformerLM(LanguageModel):
                 f"position table (n_ctx={self.max_sequence_length})"
             )
         pad_N = width - lengths_N
-        tokens_NT = np.zeros((len(checked), width), dtype=np.int64)
+        # Padding repeats each row's first token at position 0. A padding query sees only
+        # itself, so it computes exactly what the row's first real position computes: its keys
+        # and values are finite whenever the row's own are. (Padding with a fixed token would
+        # let a NaN or inf in that token's embedding reach the row through 0 * NaN in the
+        # masked columns of the attention.)
+        tokens_NT = np.empty((len(checked), width), dtype=np.int64)
         for i, prompt in enumerate(checked):
+            tokens_NT[i, : pad_N[i]] = prompt[0]
             tokens_NT[i, pad_N[i] :] = prompt
         slab = self._new_slab(len(checked), self._capacity(width, width, pad_N), pad_N)
         positions_NT = np.maximum(np.arange(width) - pad_N[:, None], 0)
