@@ -14,6 +14,7 @@ Quick use::
 
 from importlib import metadata as _metadata
 
+from decoding._memory import MAX_ROWS, memory_limit, set_memory_limit
 from decoding.beam import Beam
 from decoding.decoders._rows import RowState
 from decoding.decoders.base import Decoder
@@ -55,6 +56,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "MAX_BEAM_WIDTH",
     "MAX_NUM_SAMPLES",
+    "MAX_ROWS",
     "BanTokens",
     "Beam",
     "BeamSearchDecoder",
@@ -85,6 +87,8 @@ __all__ = [
     "batched_beam_search",
     "load_model",
     "load_tokenizer",
+    "memory_limit",
     "score_continuations",
+    "set_memory_limit",
     "trace",
 ]

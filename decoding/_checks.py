@@ -12,9 +12,7 @@ import numpy as np
 
 __all__ = [
     "brief",
-    "MAX_MODEL_BYTES",
     "check_logits",
-    "check_model_bytes",
     "check_prompts",
     "finite_real",
     "float_dtype",
@@ -100,31 +98,6 @@ def finite_real(name: str, value: object) -> float:
             f"{name} must be a finite real number (within the float range), got {brief(value)}"
         )
     return number
-
-
-#: The most bytes of float64 parameters a model built from sizes (`NumpyTransformerLM`,
-#: `NumpyLlamaLM`, `ScriptedLM` rows) may need: 16 GiB, far beyond any model a pure-NumPy
-#: decoder is meant for. Larger sizes are refused before anything is allocated: they are a
-#: typo, and would end in numpy's unnamed errors, a MemoryError or the out-of-memory killer.
-MAX_MODEL_BYTES = 16 << 30
-
-
-def check_model_bytes(model: str, sizes: dict[str, int], parameters: int) -> None:
-    """Refuse sizes whose ``parameters`` float64 numbers would need more than
-    `MAX_MODEL_BYTES`; the message names every size (``model(vocab_size=..., ...)``)."""
-    need = 8 * parameters
-    if need <= MAX_MODEL_BYTES:
-        return
-    shown = ", ".join(f"{name}={brief(value, 40)}" for name, value in sizes.items())
-    amount = (
-        f"{need / 2**30:.3g} GiB"
-        if need.bit_length() < 1000
-        else f"more than 2**{need.bit_length() - 1} bytes"
-    )
-    raise ValueError(
-        f"{model}({shown}) would need {amount} of float64 parameters, more than the "
-        f"{MAX_MODEL_BYTES >> 30} GiB bound (decoding._checks.MAX_MODEL_BYTES); use smaller sizes"
-    )
 
 
 def positive_int(name: str, value: object) -> int:

@@ -205,6 +205,17 @@ class LanguageModel(abc.ABC):
             cannot follow; NaN and ``+inf`` are errors. Decoders apply a log-softmax.
         """
 
+    def memory_estimate(self, rows: int, length: int, positions: int = 1) -> int:
+        """Estimated bytes, beyond the weights, that one call running ``positions`` new
+        positions for each of ``rows`` rows needs, with the state kept for rows of up to
+        ``length`` tokens (a KV cache). Decoders add their own arrays and refuse a request
+        whose estimate exceeds `decoding.memory_limit` before the first model call.
+
+        The default counts the logits (``[rows, V]`` float64, twice); a model that keeps a
+        state per row or builds large temporaries overrides it.
+        """
+        return 2 * 8 * rows * self.vocab_size
+
     def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, Any]:
         """Score each prompt once: ``[M prompts] -> (logits [M, V], state)``.
 

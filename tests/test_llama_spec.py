@@ -359,14 +359,24 @@ SIZES = [
 
 
 @pytest.mark.parametrize("sizes", SIZES, ids=str)
-def test_the_size_bound_counts_exactly_the_parameters_held(sizes, monkeypatch):
-    """A bound of exactly the model's float64 parameter bytes builds it; one byte less is a
-    `ValueError` naming every size."""
-    count = sum(a.size for a in weight_arrays(decoding.NumpyLlamaLM(**sizes).weights))
-    monkeypatch.setattr(decoding._checks, "MAX_MODEL_BYTES", 8 * count)
-    decoding.NumpyLlamaLM(**sizes)
-    monkeypatch.setattr(decoding._checks, "MAX_MODEL_BYTES", 8 * count - 1)
-    with pytest.raises(ValueError) as info:
+def test_the_size_bound_counts_exactly_the_parameters_held(sizes):
+    """A memory limit of exactly what the held arrays take (in the model's dtype, plus the
+    float64 draw of the largest, the per-layer and the base overhead) builds the model; one
+    byte less is a `ValueError` naming every size."""
+    arrays = weight_arrays(decoding.NumpyLlamaLM(**sizes).weights)
+    need = (
+        sum(a.nbytes for a in arrays)
+        + 8 * max(a.size for a in arrays)
+        + sizes["n_layers"] * decoding._memory.LAYER_OVERHEAD["NumpyLlamaLM"]
+        + decoding._memory.BASE_OVERHEAD
+    )
+    previous = decoding.set_memory_limit(need)
+    try:
         decoding.NumpyLlamaLM(**sizes)
+        decoding.set_memory_limit(need - 1)
+        with pytest.raises(ValueError) as info:
+            decoding.NumpyLlamaLM(**sizes)
+    finally:
+        decoding.set_memory_limit(previous)
     named = ", ".join(f"{k}={sizes[k]}" for k in ("vocab_size", "d_model", "n_layers", "d_ff"))
     assert str(info.value).startswith(f"NumpyLlamaLM({named}) would need "), str(info.value)

@@ -138,7 +138,14 @@ class RowDecoder(Decoder):
             TypeError, ValueError: bad arguments; nothing is decoded.
         """
         processors = self.all_processors
-        checked = check_request(model, prompts, self.max_new_tokens, self.eos_token_ids, processors)
+        checked = check_request(
+            model,
+            prompts,
+            self.max_new_tokens,
+            self.eos_token_ids,
+            processors,
+            per_prompt=("num_samples", self.samples) if self.samples > 1 else None,
+        )
         batch, samples = len(checked), self.samples
         rows = batch * samples
         prompt_index_R = np.repeat(np.arange(batch), samples)

@@ -261,7 +261,13 @@ class BeamSearchDecoder(Decoder):
             TypeError, ValueError: bad arguments; nothing is decoded.
         """
         checked = check_request(
-            model, prompts, self.max_new_tokens, self.eos_token_ids, self.processors
+            model,
+            prompts,
+            self.max_new_tokens,
+            self.eos_token_ids,
+            self.processors,
+            per_prompt=("beam_width", self.beam_width),
+            candidates=max(2, 1 + len(self.eos_token_ids)) * self.beam_width,
         )
         batch, width = len(checked), self.beam_width
         logprob_BK = np.full((batch, width), -np.inf)

@@ -19,7 +19,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, check_model_bytes, float_dtype, positive_int, seed_int
+from decoding._checks import brief, float_dtype, positive_int, seed_int
+from decoding._memory import check_model_bytes, model_bytes
 from decoding.models.transformer import (
     NumpyTransformerLM,
     _readonly,
@@ -222,13 +223,21 @@ class NumpyLlamaLM(NumpyTransformerLM):
             raise TypeError(f"tied must be a bool, got {brief(tied)}")
         self.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)
         d, v, x = d_model, self.vocab_size, d_model // n_heads * (n_heads + n_kv_heads)
+        dtype = float_dtype("dtype", dtype)
         check_model_bytes(
             "NumpyLlamaLM",
             {"vocab_size": v, "d_model": d, "n_layers": n_layers, "d_ff": d_ff},
-            v * d * (1 if tied else 2) + n_layers * (2 * d * x + 3 * d * d_ff + 2 * d) + d,
+            model_bytes(
+                parameters=v * d * (1 if tied else 2)
+                + n_layers * (2 * d * x + 3 * d * d_ff + 2 * d)
+                + d,
+                itemsize=dtype.itemsize,
+                largest=max(v * d, d * d_ff, d * d_model),
+                layers=n_layers,
+                kind="NumpyLlamaLM",
+            ),
         )
         self.seed = seed_int("seed", seed)
-        dtype = float_dtype("dtype", dtype)
         weights = init_llama_weights(
             self.vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, self.seed, tied, dtype
         )
@@ -308,6 +317,9 @@ class NumpyLlamaLM(NumpyTransformerLM):
             f"n_heads={w.n_heads}, n_kv_heads={w.n_kv_heads}, n_layers={len(w.blocks)}, "
             f"tied={w.head_DV is None}, seed={self.seed}, dtype={self.dtype.name})"
         )
+
+    def _mlp_width(self) -> int:
+        return int(self.weights.blocks[0].gate_w_DF.shape[1]) if self.weights.blocks else 0
 
     def _cache_shape(self) -> tuple[int, int, int]:
         w = self.weights

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from decoding._checks import brief, check_model_bytes, is_int, is_sequence, positive_int, real
+from decoding._checks import brief, is_int, is_sequence, positive_int, real
+from decoding._memory import check_model_bytes, model_bytes
 from decoding.model import LanguageModel
 
 __all__ = ["ScriptedLM"]
@@ -32,7 +33,7 @@ class ScriptedLM(LanguageModel):
         vocab_size: the vocabulary size; by default the length of the full rows or, if every
             row is a dict, one more than the largest listed token. ``ScriptedLM(vocab_size,
             table)`` (the other order) is accepted too. The rows (``vocab_size`` float64 each)
-            may take at most ``decoding._checks.MAX_MODEL_BYTES`` (16 GiB).
+            may take at most `decoding.memory_limit` (4 GiB by default).
 
     The rows are returned as logits; the decoder's log-softmax leaves a normalised row (its
     probabilities sum to 1) unchanged, so scripted log-probs come out exactly as written.
@@ -54,7 +55,7 @@ class ScriptedLM(LanguageModel):
         check_model_bytes(
             "ScriptedLM",
             {"vocab_size": self.vocab_size, "rows": len(raw)},
-            len(raw) * self.vocab_size,
+            model_bytes(len(raw) * self.vocab_size, 8, self.vocab_size, 0),
         )
         rows = {}
         for key, row in raw:

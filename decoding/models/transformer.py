@@ -21,13 +21,13 @@ import numpy as np
 
 from decoding._checks import (
     brief,
-    check_model_bytes,
     check_prompts,
     float_dtype,
     int_array,
     positive_int,
     seed_int,
 )
+from decoding._memory import check_model_bytes, model_bytes
 from decoding.model import LanguageModel
 
 __all__ = ["BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
@@ -436,6 +436,10 @@ def linear_t(x: np.ndarray, wt: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     return np.asarray(y.reshape(*x.shape[:-1], wt.shape[0]))
 
 
+#: The most bytes one chunk of attention scores may take (`chunked_attention` splits the
+#: queries of a long prefill into chunks of at most this many scores).
+ATTENTION_BYTES = 64 << 20
+
 _FEW_ROWS = 128  # above this, `linear_t` computes ``x @ wt.T`` (crossover measured at ~128)
 
 
@@ -618,8 +622,9 @@ class NumpyTransformerLM(LanguageModel):
     Model math runs in ``dtype`` (float32 by default, for speed; float64 for near-exact
     comparisons); logits come out in ``dtype`` and decoders accumulate log-probs in float64.
 
-    Sizes whose float64 parameters would need more than ``decoding._checks.MAX_MODEL_BYTES``
-    (16 GiB) are refused with a ``ValueError`` naming them, before anything is allocated.
+    Sizes that would need more than `decoding.memory_limit` (4 GiB by default; parameters in
+    ``dtype``, each drawn in float64 first, and the per-layer overhead) are refused with a
+    ``ValueError`` naming them, before anything is allocated.
     """
 
     def __init__(
@@ -642,13 +647,19 @@ class NumpyTransformerLM(LanguageModel):
         n_layers = positive_int("n_layers", n_layers)
         self.max_sequence_length: int = positive_int("n_ctx", n_ctx)
         d, v, c = d_model, self.vocab_size, self.max_sequence_length
+        dtype = float_dtype("dtype", dtype)
         check_model_bytes(
             "NumpyTransformerLM",
             {"vocab_size": v, "d_model": d, "n_layers": n_layers, "n_ctx": c},
-            v * d + c * d + n_layers * (12 * d * d + 13 * d) + 2 * d,
+            model_bytes(
+                parameters=v * d + c * d + n_layers * (12 * d * d + 13 * d) + 2 * d,
+                itemsize=dtype.itemsize,
+                largest=max(v * d, c * d, 4 * d * d),
+                layers=n_layers,
+                kind="NumpyTransformerLM",
+            ),
         )
         self.seed: int | None = seed_int("seed", seed)
-        dtype = float_dtype("dtype", dtype)
         self._load(
             init_weights(
                 self.vocab_size,
@@ -739,6 +750,24 @@ class NumpyTransformerLM(LanguageModel):
         return forward(
             self._folded, tokens_NT, positions_NT, bias_NTS, k_chunks, v_chunks, start, rows
         )
+
+    def memory_estimate(self, rows: int, length: int, positions: int = 1) -> int:
+        """Estimated bytes of one call over ``rows`` rows running ``positions`` positions, with
+        a KV cache for ``length`` tokens: the cache (columns grow to at most 1.5x the length
+        + 8), the activations of the new positions, a chunk of attention scores (at most
+        `ATTENTION_BYTES`, see `chunked_attention`) and the logits."""
+        layers, heads, width = self._cache_shape()
+        item = self.dtype.itemsize
+        columns = min(length + length // 2 + 8, self.max_sequence_length + length)
+        cache = 2 * layers * rows * heads * width * columns * item
+        activations = rows * positions * (8 * self.d_model + 3 * self._mlp_width()) * item
+        scores = min(rows * self.n_heads * positions * (length + 8) * item, ATTENTION_BYTES)
+        logits = 2 * rows * self.vocab_size * item
+        return cache + activations + 3 * scores + logits
+
+    def _mlp_width(self) -> int:
+        """The MLP's hidden width F."""
+        return 4 * self.d_model
 
     def _cache_shape(self) -> tuple[int, int, int]:
         """``(layers, cached heads, head width)`` of the KV cache."""

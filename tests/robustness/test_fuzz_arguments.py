@@ -244,6 +244,11 @@ def _tiny_transformer(**override):
     return G(2).decode(lm, [[1, 2]])
 
 
+def _set_and_restore(limit):
+    previous = decoding.set_memory_limit(limit)
+    decoding.set_memory_limit(previous)
+
+
 SPECS = {
     # name: (argument name in the message, builder(value, model), valid(value))
     "Beam.beam_width": ("beam_width", lambda v, m: _decode(B(v, 2), m),
@@ -338,6 +343,8 @@ SPECS = {
         "continuations", lambda v, m: decoding.score_continuations(m, PROMPTS, v),
         lambda v: prompts_ok(v, empty_ok=True) and len(v) == 2),
     "trace.decoder": ("decoder", lambda v, m: decoding.trace(v, m, PROMPTS), never),
+    "set_memory_limit.limit": ("limit", lambda v, m: _set_and_restore(v),
+                               lambda v: v is None or positive(v)),
     "trace.model": ("model", lambda v, m: decoding.trace(B(2, 3), v, PROMPTS), never),
     "trace.prompts": ("prompts", lambda v, m: decoding.trace(B(2, 3), m, v), prompts_ok),
     "Trace.to_text.b": ("b", lambda v, m: decoding.trace(G(2), Other(), PROMPTS).to_text(v),
@@ -471,8 +478,9 @@ def test_every_public_callable_with_arguments_is_fuzzed():
     (Beam, TraceEntry, StepContext, states), abstract bases, and the loaders (which need files
     and are tested in tests/test_loading.py)."""
     skipped = {
-        "MAX_BEAM_WIDTH", "MAX_NUM_SAMPLES", "Beam", "BeamState", "RowState", "Trace",
-        "TraceEntry", "StepContext", "Decoder", "LanguageModel", "LogitsProcessor", "Scorer",
+        "MAX_BEAM_WIDTH", "MAX_NUM_SAMPLES", "MAX_ROWS", "memory_limit", "Beam", "BeamState",
+        "RowState", "Trace", "TraceEntry", "StepContext", "Decoder", "LanguageModel",
+        "LogitsProcessor", "Scorer",
         "NumpyLlamaLM", "Tokenizer",
         "load_model", "load_tokenizer", "__version__",
     }  # fmt: skip
