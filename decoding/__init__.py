@@ -47,8 +47,8 @@ from decoding.rescoring import score_continuations
 from decoding.scoring import LengthPenalty, Scorer
 from decoding.trace import Trace, TraceEntry, trace
 
-try:  # the version lives in pyproject.toml only
-    __version__ = _metadata.version("decoding")
+try:  # the version lives in pyproject.toml only; the distribution is numpy-decoding
+    __version__ = _metadata.version("numpy-decoding")
 except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 

@@ -7,7 +7,7 @@
 - `check_model`: a model's `prefill`/`extend` against its `next_token_logits`.
 - `CheckedLM`: the same check on every call a decoder makes.
 - `model_state_machine` and `decoding.testing.strategies`: hypothesis tools (they need
-  ``pip install decoding[testing]``; the rest needs only NumPy).
+  ``pip install 'numpy-decoding[testing]'``; the rest needs only NumPy).
 
 See docs/testing.md.
 """

@@ -1,6 +1,6 @@
 """Hypothesis strategies: small random models, prompts and decoder settings.
 
-Needs hypothesis (``pip install decoding[testing]``). Everything is bounded and NaN-free.
+Needs hypothesis (``pip install 'numpy-decoding[testing]'``). Everything is bounded and NaN-free.
 Scripted log-probs are drawn partly from a few round values (``-inf, -2, -1, 0, 0.5``) so that
 exact ties and impossible tokens turn up often.
 """
