@@ -9,7 +9,7 @@
 - `model_state_machine` and `decoding.testing.strategies`: hypothesis tools (they need
   ``pip install 'numpy-decoding[testing]'``; the rest needs only NumPy).
 
-See docs/testing.md.
+See [docs/testing.md][testing-your-model-and-decoder].
 """
 
 from __future__ import annotations
