@@ -1,5 +1,5 @@
-"""Threads: one cache state extended from several threads, and the shared default model
-(issue 10, item 9). Results must equal a sequential run."""
+"""Threads: one cache state extended from several threads, and the shared default model.
+Results must equal a sequential run."""
 
 from __future__ import annotations
 
