@@ -176,7 +176,7 @@ def rescore(model: LanguageModel, prompt: Sequence[int], tokens: Sequence[int]) 
     return total
 
 
-# -- strategies (issue 6): processors, several EOS ids, per-token log-probs ---------------------
+# -- strategies: processors, several EOS ids, per-token log-probs ------------------------------
 
 
 class Stuck(ValueError):

@@ -179,7 +179,7 @@ def transformers(dtype: str = "float64") -> st.SearchStrategy[NumpyTransformerLM
     return st.integers(0, 3).map(lambda seed: transformer(seed, dtype))
 
 
-# -- strategies (issue 6): EOS settings and logits processors ----------------------------------
+# -- strategies: EOS settings and logits processors --------------------------------------------
 
 
 def eos_settings(vocab: int) -> st.SearchStrategy[int | list[int] | None]:
