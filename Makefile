@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-noise test-peers bench mutate mutate-extra clean
+.PHONY: demo test test-noise test-peers bench mutate mutate-extra docs lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

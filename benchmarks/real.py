@@ -449,7 +449,7 @@ def run_workload(
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets, evaluated on these rows."""
+    """The real-size targets (benchmarks/README.md), evaluated on these rows."""
     by = {(r["shape"], r["B"], r["K"], r["N"], r["prompt"]): r for r in rows}
     out = []
 

@@ -65,7 +65,7 @@ SCALING_B = (1, 2, 4, 8, 16, 32, 64, 128)  # at K=4, N=64
 MEMORY_WORKLOAD = (64, 4, 128)
 MEMORY_TARGET_MIB = 64.0
 PROMPT_LENGTHS = (8, 16)  # inclusive range of prompt lengths
-#: Memory bounds (issue 10): peak traced MiB of the project at (B, K, N) on short prompts.
+#: Memory bounds: peak traced MiB of the project at (B, K, N) on short prompts.
 MEMORY_BOUNDS: tuple[tuple[tuple[int, int, int], float], ...] = (
     ((10000, 4, 8), 800.0),
     ((256, 8, 64), 128.0),

@@ -5,11 +5,14 @@ per prompt, ``N``/``M`` flattened rows, ``C`` candidates per beam, ``P`` pool en
 time, ``V`` vocabulary, ``D`` model width, ``H`` heads, ``E`` head width, ``F`` MLP width,
 ``L`` layers, ``J`` ensemble members.
 
-Quick use::
+Quick use:
 
-    import decoding
-    results = decoding.batched_beam_search([[1, 2, 3]], beam_width=3, max_new_tokens=10)
-    best = results[0][0]          # a decoding.Beam: tokens, logprob, score, finished
+```python
+import decoding
+
+results = decoding.batched_beam_search([[1, 2, 3]], beam_width=3, max_new_tokens=10)
+best = results[0][0]  # a decoding.Beam: tokens, logprob, score, finished, token_logprobs
+```
 """
 
 from importlib import metadata as _metadata
@@ -48,8 +51,8 @@ from decoding.rescoring import score_continuations
 from decoding.scoring import LengthPenalty, Scorer
 from decoding.trace import Trace, TraceEntry, trace
 
-try:  # the version lives in pyproject.toml only
-    __version__ = _metadata.version("decoding")
+try:  # the version lives in pyproject.toml only; the distribution is numpy-decoding
+    __version__ = _metadata.version("numpy-decoding")
 except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 

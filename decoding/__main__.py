@@ -174,7 +174,7 @@ def _prompt(text: str) -> tuple[int, ...]:
 def _prog() -> str:
     """How the user ran us: the console script or ``python -m decoding``."""
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return "decoding-demo" if script.startswith("decoding-demo") else "python -m decoding"
+    return "numpy-decoding" if script.startswith("numpy-decoding") else "python -m decoding"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of tables"
     )
-    real = parser.add_argument_group("a real checkpoint (needs pip install 'decoding[hf]')")
+    real = parser.add_argument_group("a real checkpoint (needs pip install 'numpy-decoding[hf]')")
     real.add_argument(
         "--model",
         metavar="DIR",

@@ -20,6 +20,16 @@ def _float_tuple(values: Iterable[SupportsFloat]) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _float(value: SupportsFloat) -> float:
+    """A log-prob or score -> a Python float (``float(value)``)."""
+    return float(value)
+
+
+def _bool(value: bool) -> bool:
+    """A flag -> a Python bool (``bool(value)``; NumPy bools too)."""
+    return bool(value)
+
+
 @attrs.frozen
 class Beam:
     """A generated continuation and its scores.
@@ -36,9 +46,9 @@ class Beam:
     """
 
     tokens: tuple[int, ...] = attrs.field(converter=_int_tuple)
-    logprob: float = attrs.field(converter=float)
-    score: float = attrs.field(converter=float)
-    finished: bool = attrs.field(converter=bool)
+    logprob: float = attrs.field(converter=_float)
+    score: float = attrs.field(converter=_float)
+    finished: bool = attrs.field(converter=_bool)
     # Not part of equality: two beams are the same hypothesis when tokens and scores agree, so
     # a Beam built by hand (without per-token log-probs) compares equal to a decoder's.
     token_logprobs: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple, eq=False)

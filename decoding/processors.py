@@ -91,7 +91,9 @@ class LogitsProcessor(abc.ABC):
         """Raise ``ValueError`` if this processor cannot work with a ``vocab_size`` model."""
 
 
-def check_processors(value: object) -> tuple[LogitsProcessor, ...]:
+def check_processors(
+    value: list[LogitsProcessor] | tuple[LogitsProcessor, ...],
+) -> tuple[LogitsProcessor, ...]:
     """A list or tuple of `LogitsProcessor` -> tuple; anything else is a ``TypeError``."""
     if not isinstance(value, list | tuple):
         raise TypeError(
@@ -171,7 +173,7 @@ def probability(name: str, value: object) -> float:
     return number
 
 
-def _token_ids(value: object) -> tuple[int, ...]:
+def _token_ids(value: Sequence[int]) -> tuple[int, ...]:
     if not is_sequence(value):
         raise TypeError(f"token_ids must be a sequence of int token ids, got {brief(value)}")
     return tuple(_non_negative_int(f"token_ids[{i}]", t) for i, t in enumerate(value))
@@ -182,32 +184,32 @@ def _ranked(logits_MV: np.ndarray) -> np.ndarray:
     return np.argsort(-log_softmax(logits_MV), axis=1, kind="stable")
 
 
-def _n_non_negative_int(value: object) -> int:
+def _n_non_negative_int(value: int) -> int:
     """The ``n`` converter."""
     return _non_negative_int("n", value)
 
 
-def _n_positive_int(value: object) -> int:
+def _n_positive_int(value: int) -> int:
     """The ``n`` converter."""
     return _positive_int("n", value)
 
 
-def _penalty_positive_real(value: object) -> float:
+def _penalty_positive_real(value: float) -> float:
     """The ``penalty`` converter."""
     return positive_real("penalty", value)
 
 
-def _t_positive_real(value: object) -> float:
+def _t_positive_real(value: float) -> float:
     """The ``t`` converter."""
     return positive_real("t", value)
 
 
-def _k_positive_int(value: object) -> int:
+def _k_positive_int(value: int) -> int:
     """The ``k`` converter."""
     return _positive_int("k", value)
 
 
-def _p_probability(value: object) -> float:
+def _p_probability(value: float) -> float:
     """The ``p`` converter."""
     return probability("p", value)
 

@@ -35,7 +35,7 @@ class Scorer(abc.ABC):
         """``[...], [...] -> [...]`` ranking scores, higher is better."""
 
 
-def finite_alpha(value: object) -> float:
+def finite_alpha(value: float) -> float:
     """Validate a length-penalty exponent: any real that converts to a finite float (bool
     refused) -> float. A real beyond the float range (``10**400``, ``Fraction(10**400)``) is
     refused like an infinity: it is not a finite float."""

@@ -10,7 +10,7 @@ candidates per live beam (``min(2K, V)``), ``P`` pool entries of one prompt.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import attrs
 import numpy as np
@@ -25,6 +25,16 @@ from decoding.decoders.rerank import RerankDecoder
 from decoding.model import LanguageModel
 
 __all__ = ["Trace", "TraceEntry", "trace"]
+
+
+def _float(value: SupportsFloat) -> float:
+    """A log-prob or score -> a Python float (``float(value)``)."""
+    return float(value)
+
+
+def _bool(value: bool) -> bool:
+    """A flag -> a Python bool (``bool(value)``; NumPy bools too)."""
+    return bool(value)
 
 
 @attrs.frozen
@@ -45,10 +55,10 @@ class TraceEntry:
 
     parent: int | None
     token: int | None
-    logprob: float = attrs.field(converter=float)
-    score: float = attrs.field(converter=float)
-    finished: bool = attrs.field(converter=bool)
-    kept: bool = attrs.field(converter=bool)
+    logprob: float = attrs.field(converter=_float)
+    score: float = attrs.field(converter=_float)
+    finished: bool = attrs.field(converter=_bool)
+    kept: bool = attrs.field(converter=_bool)
     rank: int
     slot: int | None = None
 

@@ -354,8 +354,8 @@ def test_each_log_probability_sits_under_its_token_and_no_line_ends_in_a_space()
 @pytest.mark.parametrize(
     ("argv0", "prog"),
     [
-        (["/usr/local/bin/decoding-demo"], "decoding-demo"),
-        (["C:/Python/Scripts/decoding-demo.exe"], "decoding-demo"),
+        (["/usr/local/bin/numpy-decoding"], "numpy-decoding"),
+        (["C:/Python/Scripts/numpy-decoding.exe"], "numpy-decoding"),
         (["/repo/decoding/__main__.py"], "python -m decoding"),
         ([""], "python -m decoding"),
         ([], "python -m decoding"),
@@ -374,7 +374,7 @@ def test_errors_are_prefixed_with_how_the_program_was_run(argv0, prog, capsys, m
 # -- --help --------------------------------------------------------------------------------------
 
 SECTIONS = {
-    "a real checkpoint (needs pip install 'decoding[hf]'):": ["--model", "--text"],
+    "a real checkpoint (needs pip install 'numpy-decoding[hf]'):": ["--model", "--text"],
     "beam search:": ["--beam-width", "--alpha"],
     "sampling (--decoder sample):": [
         "--num-samples",

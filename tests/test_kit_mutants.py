@@ -276,9 +276,9 @@ def test_without_hypothesis_the_kit_imports_and_the_hypothesis_parts_say_what_to
         monkeypatch.delitem(sys.modules, name)
     kit = importlib.import_module("decoding.testing")
     assert kit.check_model is not None and kit.reference_beam_search is not None
-    with pytest.raises(ImportError, match=r"pip install decoding\[testing\]"):
+    with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[testing\]'"):
         importlib.import_module("decoding.testing.strategies")
-    with pytest.raises(ImportError, match=r"pip install decoding\[testing\]"):
+    with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[testing\]'"):
         kit.model_state_machine(good)
 
 
@@ -348,5 +348,5 @@ def test_without_hypothesis_model_state_machine_names_itself(monkeypatch):
         model_state_machine(good)
     assert str(raised.value) == (
         "decoding.testing.model_state_machine needs hypothesis, which is not installed: "
-        "pip install decoding[testing]"
+        "pip install 'numpy-decoding[testing]'"
     )

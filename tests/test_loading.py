@@ -297,10 +297,10 @@ def test_a_tokenizer_trained_offline_round_trips_text(tmp_path):
 def test_missing_optional_package_names_the_install(tmp_path, monkeypatch):
     write_gpt2(tmp_path / "g", np.random.default_rng(0))
     monkeypatch.setitem(sys.modules, "safetensors", None)
-    with pytest.raises(ImportError, match=r"pip install 'decoding\[hf\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[hf\]'"):
         decoding.load_model(tmp_path / "g")
     monkeypatch.setitem(sys.modules, "tokenizers", None)
-    with pytest.raises(ImportError, match=r"pip install 'decoding\[hf\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[hf\]'"):
         decoding.Tokenizer.from_file(tmp_path / "tokenizer.json")
 
 
@@ -390,4 +390,4 @@ def test_cli_names_the_install_when_the_optional_package_is_missing(tmp_path, ca
         main(["--model", str(tmp_path / "ckpt"), "--text", "the cat"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "pip install 'decoding[hf]'" in err
+    assert len(err.splitlines()) == 1 and "pip install 'numpy-decoding[hf]'" in err

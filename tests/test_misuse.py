@@ -1,7 +1,5 @@
-"""Misusing the step API, broken scorers and buffer-reusing models: named errors or right answers.
-
-Issue "Hardening" items 1, 7 (decoder side) and 8.
-"""
+"""Misusing the step API, broken scorers and buffer-reusing models: named errors or right
+answers."""
 
 from __future__ import annotations
 

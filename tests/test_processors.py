@@ -1,4 +1,4 @@
-"""Issue 6, logits processors: each built-in by hand and against a literal per-row rule, their
+"""Logits processors: each built-in by hand and against a literal per-row rule, their
 guarantees in all three decoders, `StepContext`, custom processors, and rows left with nothing.
 
 Expected values are worked out by hand in the comments; ``p(.x)`` means ``log(x)``.

@@ -141,10 +141,10 @@ def test_equals_literal_reference_on_a_default_size_transformer(problem: Problem
         assert_same_beams(got, reference.beam_search(problem.model, prompt, *problem.settings()))
 
 
-def test_reference_without_finished_beams_is_the_issue_bug() -> None:
-    """The issue's EOS example (K=2, alpha=0): the decoder and the reference return the -3.0
-    EOS beam first; the reference with keep_finished=False returns the -5.0 beam. Guards the
-    flag that other tests use to show the bug."""
+def test_reference_without_finished_beams_returns_the_worse_beam() -> None:
+    """The EOS example (K=2, alpha=0): the decoder and the reference return the -3.0 EOS beam
+    first; the reference with keep_finished=False (finished beams dropped from the pool)
+    returns the -5.0 beam. Guards the flag that other tests use to show the bug it models."""
     eos, live, vocab = 0, 1, 60  # the other 58 tokens share the rest, each below -4.0
     model = ScriptedLM(
         {(): normalised(vocab, {eos: -3.0, live: -4.0}), (live,): normalised(vocab, {2: -1.0})}

@@ -1,4 +1,4 @@
-"""Issue 6, rescoring: `decoding.score_continuations` by hand, against the decoders' beams and
+"""Rescoring: `decoding.score_continuations` by hand, against the decoders' beams and
 the literal one-row reference, and its model calls (one per position)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Issue 6, the strategies: `GreedyDecoder`, `SamplingDecoder`, `BeamSearchDecoder` with logits
+"""The strategies: `GreedyDecoder`, `SamplingDecoder`, `BeamSearchDecoder` with logits
 processors, the `Decoder` driver, several EOS ids and ``Beam.token_logprobs``.
 
-Comparisons are against the literal references in tests/reference.py (one row at a time,
+Comparisons are against the literal references in decoding/testing/reference.py (one row at a time,
 ``model.next_token_logits`` plus a float64 log-softmax). Expected values in the scripted
 examples are worked out by hand in the comments; ``p(.x)`` means ``log(x)``.
 """

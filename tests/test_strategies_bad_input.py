@@ -1,5 +1,6 @@
-"""Issue 6, bad input: every new argument is refused with a TypeError or ValueError naming the
-argument and the value, before any model call, without touching the caller's lists.
+"""Bad input to `GreedyDecoder`, `SamplingDecoder`, the logits processors, lists of EOS ids
+and `score_continuations`: each bad argument is refused with a TypeError or ValueError naming
+the argument and the value, before any model call, without touching the caller's lists.
 """
 
 from __future__ import annotations

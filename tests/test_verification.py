@@ -1,5 +1,5 @@
-"""Specifications that kill the mutants a mutation-testing run found surviving (issue
-"Verification depth"): defaults, the fast path's tie check, stale KV states, float64 log-sums,
+"""Behaviours that mutation testing found no other test pinned down: defaults, the fast path's
+tie check, stale KV states, float64 log-sums,
 certain hypotheses at extreme alpha, large attention activations, empty slots, extend's ranges.
 Each is a behaviour, worked out by hand or checked against a second computation."""
 

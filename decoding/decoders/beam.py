@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
@@ -59,38 +59,6 @@ __all__ = [
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
-
-
-@attrs.frozen(eq=False)
-class BeamState:
-    """Search state after ``step`` selection steps. Arrays are read-only.
-
-    Slot ``[b, k]`` holds prompt b's k-th best beam; an empty slot has logprob ``-inf``.
-    """
-
-    logprob_BK: np.ndarray  # float64, raw sum of token log-probs; -inf marks an empty slot
-    length_BK: np.ndarray  # int64, generated tokens (EOS included)
-    finished_BK: np.ndarray  # bool
-    # One (source_BK, token_BK) pair per step: the slot each beam came from in the previous
-    # state and the token it appended (CARRIED for a finished beam kept as it was).
-    history: tuple[tuple[np.ndarray, np.ndarray], ...]
-    logits_MV: np.ndarray | None  # processed logits of the live rows; None when the search is over
-    model_state: Any
-    tokens_BKT: np.ndarray  # int64, each slot's generated tokens (valid up to length_BK)
-    token_logprob_BKT: np.ndarray  # float64, the log-prob of each of those tokens
-    prompts: tuple[tuple[int, ...], ...]
-    archive: Archive | None = None  # finished="archive" only: the finished hypotheses
-    model: object = None  # the model the search runs on (a state belongs to it)
-
-    @property
-    def step(self) -> int:
-        """Number of selection steps taken (= the longest generated length)."""
-        return len(self.history)
-
-    @property
-    def live_BK(self) -> np.ndarray:
-        """Held, unfinished beams: the ones the next step expands."""
-        return np.asarray((self.logprob_BK > -np.inf) & ~self.finished_BK)
 
 
 @attrs.frozen(eq=False)
@@ -130,6 +98,38 @@ class Archive:
         )
 
 
+@attrs.frozen(eq=False)
+class BeamState:
+    """Search state after ``step`` selection steps. Arrays are read-only.
+
+    Slot ``[b, k]`` holds prompt b's k-th best beam; an empty slot has logprob ``-inf``.
+    """
+
+    logprob_BK: np.ndarray  # float64, raw sum of token log-probs; -inf marks an empty slot
+    length_BK: np.ndarray  # int64, generated tokens (EOS included)
+    finished_BK: np.ndarray  # bool
+    # One (source_BK, token_BK) pair per step: the slot each beam came from in the previous
+    # state and the token it appended (CARRIED for a finished beam kept as it was).
+    history: tuple[tuple[np.ndarray, np.ndarray], ...]
+    logits_MV: np.ndarray | None  # processed logits of the live rows; None when the search is over
+    model_state: Any
+    tokens_BKT: np.ndarray  # int64, each slot's generated tokens (valid up to length_BK)
+    token_logprob_BKT: np.ndarray  # float64, the log-prob of each of those tokens
+    prompts: tuple[tuple[int, ...], ...]
+    archive: Archive | None = None  # finished="archive" only: the finished hypotheses
+    model: LanguageModel | None = None  # the model the search runs on (a state belongs to it)
+
+    @property
+    def step(self) -> int:
+        """Number of selection steps taken (= the longest generated length)."""
+        return len(self.history)
+
+    @property
+    def live_BK(self) -> np.ndarray:
+        """Held, unfinished beams: the ones the next step expands."""
+        return np.asarray((self.logprob_BK > -np.inf) & ~self.finished_BK)
+
+
 _RAW = LengthPenalty(0.0)  # ranks by raw log-prob
 
 
@@ -139,7 +139,7 @@ def _follow(past_BKT: np.ndarray, source_BK: np.ndarray, new_BK: np.ndarray) -> 
     return np.concatenate([parent_BKT, new_BK[:, :, None]], axis=2)
 
 
-def eos_setting(value: object) -> int | tuple[int, ...] | None:
+def eos_setting(value: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
     """Validate ``eos_token_id``: None, an int, or a sequence of distinct ints (kept as a
     tuple). The upper bound is checked against the model when decoding."""
     ids = eos_ids(value)
@@ -153,14 +153,14 @@ def eos_setting(value: object) -> int | tuple[int, ...] | None:
 MAX_BEAM_WIDTH = 65_536
 
 
-def _beam_width(value: object) -> int:
+def _beam_width(value: int) -> int:
     return bounded_int("beam_width", value, MAX_BEAM_WIDTH, "MAX_BEAM_WIDTH")
 
 
 FINISHED_POLICIES = ("pool", "archive")
 
 
-def _finished(value: object) -> str:
+def _finished(value: Literal["pool", "archive"]) -> str:
     if not isinstance(value, str):
         raise TypeError(f"finished must be 'pool' or 'archive', got {brief(value)}")
     if value not in FINISHED_POLICIES:
@@ -168,20 +168,20 @@ def _finished(value: object) -> str:
     return value
 
 
-def _early_stopping(value: object) -> bool | str | None:
+def _early_stopping(value: bool | Literal["never"] | None) -> bool | str | None:
     # Only a str is compared with "never": an array would compare elementwise.
     if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "never"):
         return value
     raise ValueError(f"early_stopping must be False, True or 'never', got {brief(value)}")
 
 
-def _scorer(value: object) -> Scorer | None:
+def _scorer(value: Scorer | None) -> Scorer | None:
     if value is not None and not isinstance(value, Scorer):
         raise TypeError(f"scorer must be a decoding.Scorer or None, got {brief(value)}")
     return value
 
 
-def _max_new_tokens_positive_int(value: object) -> int:
+def _max_new_tokens_positive_int(value: int) -> int:
     """The ``max_new_tokens`` converter."""
     return positive_int("max_new_tokens", value)
 
@@ -204,12 +204,13 @@ class BeamSearchDecoder(Decoder):
         finished: the finished-beam policy (keyword only). ``"pool"`` (default): a finished
             beam stays among the K held beams and competes with live ones until K better
             entries exist. ``"archive"``: HF transformers' policy; finished hypotheses move to a
-            separate list of the best K, and K beams keep running (see docs/policies.md).
-        early_stopping: with ``finished="archive"`` only (keyword only; default ``False``), as
-            HF's: ``False`` stops a prompt when its archive is full and the best running beam,
-            scored at its current length, cannot beat the archive's worst; ``True`` as soon as
-            the archive is full; ``"never"`` scores the running beam at ``max_new_tokens``
-            when that is more favourable.
+            separate list of the best K, and K beams keep running (see
+            [docs/policies.md][finished-beam-policies-pool-and-archive]).
+        early_stopping: with ``finished="archive"`` only (keyword only; ``None``, the default,
+            is ``False`` there), as HF's: ``False`` stops a prompt when its archive is full and
+            the best running beam, scored at its current length, cannot beat the archive's
+            worst; ``True`` as soon as the archive is full; ``"never"`` scores the running beam
+            at ``max_new_tokens`` when that is more favourable.
 
     ``decode`` is ``init``, then ``step`` until ``done``, then ``finalize``; each piece is public
     so tests and tools can watch a search step by step.

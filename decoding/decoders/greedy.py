@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 import numpy as np
 
@@ -13,9 +15,14 @@ from decoding.processors import LogitsProcessor, check_processors
 __all__ = ["GreedyDecoder"]
 
 
-def _max_new_tokens_positive_int(value: object) -> int:
+def _max_new_tokens_positive_int(value: int) -> int:
     """The ``max_new_tokens`` converter."""
     return positive_int("max_new_tokens", value)
+
+
+def _eos_token_id(value: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
+    """The ``eos_token_id`` converter."""
+    return eos_setting(value)
 
 
 @attrs.frozen
@@ -34,7 +41,7 @@ class GreedyDecoder(RowDecoder):
     """
 
     max_new_tokens: int = attrs.field(converter=_max_new_tokens_positive_int)
-    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
+    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=_eos_token_id)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
 
     @property

@@ -21,19 +21,19 @@ from decoding.scoring import LengthPenalty, finite_alpha
 __all__ = ["RerankDecoder"]
 
 
-def _base(value: object) -> Decoder:
+def _base(value: Decoder) -> Decoder:
     if not isinstance(value, Decoder):
         raise TypeError(f"base must be a decoding.Decoder, got {brief(value)}")
     return value
 
 
-def _rescorer(value: object) -> LanguageModel:
+def _rescorer(value: LanguageModel) -> LanguageModel:
     if not isinstance(value, LanguageModel):
         raise TypeError(f"rescorer must be a decoding.LanguageModel, got {brief(value)}")
     return value
 
 
-def _weight(value: object) -> float:
+def _weight(value: float) -> float:
     return finite_real("weight", value)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 
 import attrs
 import numpy as np
@@ -23,7 +24,7 @@ from decoding.processors import (
 __all__ = ["MAX_NUM_SAMPLES", "SamplingDecoder"]
 
 
-def _seed(value: object) -> int | None:
+def _seed(value: int | None) -> int | None:
     if value is None:
         return None
     if not is_int(value):
@@ -33,21 +34,26 @@ def _seed(value: object) -> int | None:
     return operator.index(value)
 
 
-def _temperature(value: object) -> float:
+def _temperature(value: float) -> float:
     return positive_real("temperature", value)
 
 
-def _top_k(value: object) -> int | None:
+def _top_k(value: int | None) -> int | None:
     return None if value is None else positive_int("top_k", value)
 
 
-def _top_p(value: object) -> float | None:
+def _top_p(value: float | None) -> float | None:
     return None if value is None else probability("top_p", value)
 
 
-def _max_new_tokens_positive_int(value: object) -> int:
+def _max_new_tokens_positive_int(value: int) -> int:
     """The ``max_new_tokens`` converter."""
     return positive_int("max_new_tokens", value)
+
+
+def _eos_token_id(value: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
+    """The ``eos_token_id`` converter."""
+    return eos_setting(value)
 
 
 #: The most samples per prompt `SamplingDecoder` accepts (as `MAX_BEAM_WIDTH` bounds the beams).
@@ -56,7 +62,7 @@ def _max_new_tokens_positive_int(value: object) -> int:
 MAX_NUM_SAMPLES = 65_536
 
 
-def _num_samples_positive_int(value: object) -> int:
+def _num_samples_positive_int(value: int) -> int:
     """The ``num_samples`` converter."""
     return bounded_int("num_samples", value, MAX_NUM_SAMPLES, "MAX_NUM_SAMPLES")
 
@@ -71,8 +77,12 @@ class SamplingDecoder(RowDecoder):
             ``None`` for none.
         num_samples: samples per prompt (a positive int, at most `MAX_NUM_SAMPLES` = 65,536).
             All prompts' live samples go to the model in one call per step.
-        temperature, top_k, top_p: shorthand for the processors `Temperature`, `TopK` and
-            `TopP`, applied after ``processors`` in that order (1.0 and None: not applied).
+        temperature: shorthand for a `Temperature` processor, applied after ``processors``
+            (1.0: not applied).
+        top_k: shorthand for a `TopK` processor, applied after ``processors`` and
+            ``temperature`` (None: not applied).
+        top_p: shorthand for a `TopP` processor, applied after ``processors``, ``temperature``
+            and ``top_k`` (None: not applied).
         seed: an int >= 0 or None (fresh entropy). The same seed and inputs give the same
             samples in any process. Prompt ``b`` draws from its own stream,
             ``np.random.SeedSequence(seed).spawn(B)[b]``, a fixed number of numbers per
@@ -86,7 +96,7 @@ class SamplingDecoder(RowDecoder):
     """
 
     max_new_tokens: int = attrs.field(converter=_max_new_tokens_positive_int)
-    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
+    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=_eos_token_id)
     num_samples: int = attrs.field(default=1, converter=_num_samples_positive_int)
     temperature: float = attrs.field(default=1.0, converter=_temperature)
     top_k: int | None = attrs.field(default=None, converter=_top_k)

@@ -180,7 +180,10 @@ class NumpyLlamaLM(NumpyTransformerLM):
     `decoding.load_model` / `from_weights`.
 
     Args:
-        vocab_size, d_model, n_heads, n_layers: as `NumpyTransformerLM`.
+        vocab_size: V, the vocabulary size.
+        d_model: D, the model width; it splits into ``n_heads`` heads of even width.
+        n_heads: the query heads.
+        n_layers: the decoder blocks.
         n_kv_heads: key/value heads (``n_heads`` must be a multiple); defaults to ``n_heads``.
         d_ff: MLP width (default ``4 * d_model``).
         max_sequence_length: the longest sequence accepted (RoPE has no table); default 2048.

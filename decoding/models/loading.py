@@ -4,7 +4,7 @@
 ``model.safetensors.index.json``) with the ``safetensors`` package's NumPy API, converting each
 tensor once to the model's dtype, and dispatches on ``config["model_type"]``. `Tokenizer` wraps
 a ``tokenizer.json`` through the ``tokenizers`` package. Both packages are the optional extra
-``decoding[hf]``; nothing else in ``decoding`` needs them.
+``numpy-decoding[hf]``; nothing else in ``decoding`` needs them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from decoding.models.transformer import (
 __all__ = ["SUPPORTED_MODEL_TYPES", "Tokenizer", "load_model", "load_tokenizer"]
 
 SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "qwen2")
-INSTALL = "pip install 'decoding[hf]'"
+INSTALL = "pip install 'numpy-decoding[hf]'"
 
 
 def _require(package: str) -> Any:
@@ -143,7 +143,7 @@ def load_model(path: str | Path, dtype: str | type[np.floating] = "float32") -> 
     Raises:
         FileNotFoundError: a missing folder, config or weights file.
         ValueError: an unsupported model type, a bad config, missing or misshaped tensors.
-        ImportError: ``safetensors`` is not installed (``pip install 'decoding[hf]'``).
+        ImportError: ``safetensors`` is not installed (``pip install 'numpy-decoding[hf]'``).
     """
     folder = Path(path)
     model_dtype = float_dtype("dtype", dtype)

@@ -7,9 +7,9 @@
 - `check_model`: a model's `prefill`/`extend` against its `next_token_logits`.
 - `CheckedLM`: the same check on every call a decoder makes.
 - `model_state_machine` and `decoding.testing.strategies`: hypothesis tools (they need
-  ``pip install decoding[testing]``; the rest needs only NumPy).
+  ``pip install 'numpy-decoding[testing]'``; the rest needs only NumPy).
 
-See docs/testing.md.
+See [docs/testing.md][testing-your-model-and-decoder].
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from types import ModuleType
 
 MESSAGE = (
     "decoding.testing.{what} needs hypothesis, which is not installed: "
-    "pip install decoding[testing]"
+    "pip install 'numpy-decoding[testing]'"
 )
 
 

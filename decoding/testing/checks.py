@@ -2,7 +2,7 @@
 
 Each raises ``AssertionError`` naming what broke (the call, step, prompt, row or beam). They need
 only NumPy: the reference for a model is its own `LanguageModel.next_token_logits` on whole
-sequences, and the reference for a result is the invariants of docs/algorithm.md.
+sequences, and the reference for a result is the invariants of [docs/algorithm.md][the-search].
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Slow, literal references: one prompt at a time, plain loops.
 
-Written from docs/algorithm.md (the pool semantics and its tie rule), sharing no code with
-``decoding/decoders/``: every beam asks the model about its own full sequence
+Written from [docs/algorithm.md][the-search] (the pool semantics and its tie rule), sharing no
+code with ``decoding/decoders/``: every beam asks the model about its own full sequence
 (``next_token_logits``), and every candidate is a Python object in a Python list. The public
 entry points are `reference_beam_search` and `best_sequences`; the rest are the per-prompt
 pieces the project's own tests use.
@@ -184,7 +184,7 @@ def rescore(model: LanguageModel, prompt: Sequence[int], tokens: Sequence[int]) 
     return total
 
 
-# -- strategies (issue 6): processors, several EOS ids, per-token log-probs ---------------------
+# -- strategies: processors, several EOS ids, per-token log-probs ------------------------------
 
 
 class Stuck(ValueError):
@@ -347,8 +347,8 @@ def reference_beam_search(
 
     Calls only ``model.next_token_logits``; ``processors`` are applied to each row (with that
     row's own `decoding.StepContext`) before a float64 log-softmax. Ties break as in
-    docs/algorithm.md "Ties". Slow by design. Raises `Stuck` (a ValueError) where the decoder
-    raises ValueError: processors left a prompt with no candidate and no finished beam.
+    [docs/algorithm.md, "Ties"][ties]. Slow by design. Raises `Stuck` (a ValueError) where the
+    decoder raises ValueError: processors left a prompt with no candidate and no finished beam.
     """
     return [
         beam_search_processed(

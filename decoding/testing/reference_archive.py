@@ -1,8 +1,9 @@
 """A slow, literal reference for ``BeamSearchDecoder(finished="archive")``: HF transformers'
 beam search rules, one prompt at a time, in plain Python lists.
 
-Written from HF's ``_beam_search`` (transformers 5.x) as documented in docs/policies.md, sharing
-no code with ``decoding/decoders/``: every beam asks the model about its own full sequence.
+Written from HF's ``_beam_search`` (transformers 5.x) as documented in
+[docs/policies.md][finished-beam-policies-pool-and-archive], sharing no code with
+``decoding/decoders/``: every beam asks the model about its own full sequence.
 Tokens of log-prob ``-inf`` are never candidates (where HF would carry ``-1e9`` placeholders).
 """
 

@@ -26,7 +26,7 @@ def model_state_machine(
     random parents (reorders, duplicates, dropped rows, empty) and tokens; every row's logits
     must equal ``next_token_logits`` of the sequence it stands for. Run it with
     ``TestMyModel = model_state_machine(MyModel).TestCase`` at a test module's top level.
-    Needs hypothesis (``pip install decoding[testing]``).
+    Needs hypothesis (``pip install 'numpy-decoding[testing]'``).
     """
     require("model_state_machine")
     from hypothesis import strategies as st

@@ -1,6 +1,6 @@
 """Hypothesis strategies: small random models, prompts and decoder settings.
 
-Needs hypothesis (``pip install decoding[testing]``). Everything is bounded and NaN-free.
+Needs hypothesis (``pip install 'numpy-decoding[testing]'``). Everything is bounded and NaN-free.
 Scripted log-probs are drawn partly from a few round values (``-inf, -2, -1, 0, 0.5``) so that
 exact ties and impossible tokens turn up often.
 """
@@ -179,7 +179,7 @@ def transformers(dtype: str = "float64") -> st.SearchStrategy[NumpyTransformerLM
     return st.integers(0, 3).map(lambda seed: transformer(seed, dtype))
 
 
-# -- strategies (issue 6): EOS settings and logits processors ----------------------------------
+# -- strategies: EOS settings and logits processors --------------------------------------------
 
 
 def eos_settings(vocab: int) -> st.SearchStrategy[int | list[int] | None]:

@@ -1,4 +1,4 @@
-"""Generated badly behaved models (issue 10, the permanent suite).
+"""Generated badly behaved models.
 
 - Bad output (wrong shape or dtype, NaN or ``+inf`` at a generated step and position, ragged
   rows, ``None``, a scalar): a ``TypeError``/``ValueError`` naming the step of the bad call.
@@ -377,8 +377,8 @@ def test_integer_logits_equal_the_same_values_as_floats(decoder, prompts):
 
 @pytest.mark.parametrize("decoder", ["beam", "beam-archive", "greedy", "sampling"])
 def test_restepping_an_older_state_with_a_buffer_reusing_model(decoder):
-    """Issue 10 item 1: step an older state again after the model has overwritten its buffer;
-    each branch equals the twin's."""
+    """Step an older state again after the model has overwritten its buffer; each branch
+    equals the twin's."""
 
     def branches(model):
         d = DECODERS[decoder]()

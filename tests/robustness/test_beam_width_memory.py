@@ -1,9 +1,9 @@
-"""Memory of a wide beam (issue 10, item 3): K = 2000 over V = 1000 stays bounded.
+"""Memory of a wide beam: K = 2000 over V = 1000 stays bounded.
 
 Selection builds candidates over the beams that exist, not over ``beam_width``. The peak
 depends on the logits: with a model's usual, varied rows (the default ``NumpyTransformerLM``)
 it is about 34 MiB; in the worst case, every logit equal (every candidate tied with the K-th),
-about 225 MiB, still under the issue's 256 MiB. Traced with ``tracemalloc`` (numpy reports its
+about 225 MiB, still under the 256 MiB bound. Traced with ``tracemalloc`` (numpy reports its
 allocations to it).
 """
 

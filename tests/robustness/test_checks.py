@@ -1,6 +1,6 @@
 """Argument and model-output checks: every misuse is a named TypeError/ValueError.
 
-Issue 10, items 4 and 6: values that slipped through or produced an unnamed error.
+Each case is a value a looser check would let through or turn into an unnamed error.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CLI never tracebacks (issue 10, the permanent suite).
+"""The CLI never tracebacks.
 
 A table of malformed invocations of ``decoding.__main__.main(argv)``: each exits with status 2,
 prints nothing on stdout and exactly one stderr line, ``python -m decoding: error: ...``, under

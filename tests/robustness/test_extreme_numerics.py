@@ -1,4 +1,4 @@
-"""Extreme numerics under ``warnings.simplefilter("error")`` (issue 10, the permanent suite).
+"""Extreme numerics under ``warnings.simplefilter("error")``.
 
 Logits drawn at scales 1e4, 1e30, 1e308 and the float64 maximum, and float32 at 1e4, 1e30,
 3e38 and the float32 maximum, in two patterns (uniform in [-s, s]; each entry one of -s, 0, s,

@@ -1,5 +1,5 @@
 """Hypothesis-generated arguments for every public callable and constructor in
-``decoding.__all__`` that takes arguments (issue 10, the permanent suite).
+``decoding.__all__`` that takes arguments.
 
 One table, ``SPECS``, lists each (callable, argument) pair with a builder that makes the whole
 call (construct, then decode with a recording model) and a classifier of the values that are

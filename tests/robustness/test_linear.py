@@ -1,5 +1,5 @@
-"""A cheap model stays cheap: per-step work does not grow with the sequence length
-(issue 10, item 11). Work is measured as bytes a step allocates, never as wall-clock time."""
+"""A cheap model stays cheap: per-step work does not grow with the sequence length. Work is
+measured as bytes a step allocates, never as wall-clock time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The transformer's KV cache is sized by what the search needs (issue 10, item 2).
+"""The transformer's KV cache is sized by what the search needs.
 
 Rows follow the live rows (``B * K`` after the first step), never more; columns follow the
 longest sequence so far, growing geometrically only when they run out, never because the row

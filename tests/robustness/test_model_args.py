@@ -1,4 +1,4 @@
-"""`NumpyTransformerLM` misuse is a named error (issue 10, item 7, model side)."""
+"""`NumpyTransformerLM` misuse is a named error."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Extreme but finite logits: the log-softmax is warning-free and right (issue 10, item 5).
+"""Extreme but finite logits: the log-softmax is warning-free and right.
 
 A log-prob below the float range (e.g. ``-1e308 - 1e308``) rounds to ``-inf``, as IEEE
 arithmetic would round it; nothing overflows with a warning on the way.

@@ -1,4 +1,4 @@
-"""Threads running whole decodes at once (issue 10, the permanent suite): on the shared default
+"""Threads running whole decodes at once: on the shared default
 model of ``batched_beam_search``, and on one ``NumpyTransformerLM`` / ``ScriptedLM`` /
 ``Ensemble`` instance, with every decoder (both beam policies, greedy, seeded sampling,
 reranking) and ``score_continuations``. Each thread's results equal a sequential run's.
