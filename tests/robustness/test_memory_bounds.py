@@ -1,0 +1,221 @@
+"""Memory is bounded per call and checked before anything is allocated.
+
+One limit, `decoding.memory_limit` (4 GiB unless `decoding.set_memory_limit` changes it), bounds
+what a model built from sizes really allocates and the estimated peak of one decode call (the
+model's `memory_estimate` for the prefill and the steps, plus the decoder's own arrays); a call
+holds at most `decoding.MAX_ROWS` rows. Beyond them: a `ValueError` naming the arguments and
+the estimate, before the model is called.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+import decoding
+from decoding._memory import BASE_OVERHEAD, model_bytes
+
+
+class Counting(decoding.LanguageModel):
+    """The default transformer, counting its calls."""
+
+    def __init__(self, model=None):
+        self.model = model or decoding.NumpyTransformerLM()
+        self.vocab_size = self.model.vocab_size
+        self.max_sequence_length = self.model.max_sequence_length
+        self.calls = 0
+
+    def memory_estimate(self, rows, length, positions=1):
+        return self.model.memory_estimate(rows, length, positions)
+
+    def next_token_logits(self, sequences):
+        self.calls += 1
+        return self.model.next_token_logits(sequences)
+
+
+@pytest.fixture
+def limit():
+    """Set the memory limit inside a test; the previous one is restored after it."""
+    previous = decoding.memory_limit()
+    yield decoding.set_memory_limit
+    decoding.set_memory_limit(previous)
+
+
+def test_the_default_limit_is_4_gib_and_set_memory_limit_returns_the_previous(limit):
+    assert decoding.memory_limit() == 4 << 30
+    assert limit(1 << 20) == 4 << 30
+    assert decoding.memory_limit() == 1 << 20
+    assert limit(None) == 1 << 20
+    assert decoding.memory_limit() is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "1", True, np.float64(3.0)])
+def test_set_memory_limit_names_a_bad_limit_and_keeps_the_old_one(bad):
+    before = decoding.memory_limit()
+    with pytest.raises((TypeError, ValueError), match="limit must be a positive int"):
+        decoding.set_memory_limit(bad)
+    assert decoding.memory_limit() == before
+
+
+@pytest.mark.parametrize("prompts", [1, 2])
+def test_a_huge_beam_is_refused_before_the_model_is_called(prompts):
+    """``BeamSearchDecoder(65536, 3)`` peaked at 7.6 GB on one prompt and failed mid-search with
+    more: now each is a named error, with the estimate, before any model call (with 4 prompts
+    the rows alone are too many: `test_rows_beyond_max_rows_are_refused_by_name`)."""
+    model = Counting()
+    with pytest.raises(ValueError) as info:
+        decoding.BeamSearchDecoder(65536, 3).decode(model, [[1, 2, 3]] * prompts)
+    message = str(info.value)
+    assert f"beam_width=65536 x {prompts} prompts" in message
+    assert "would need an estimated" in message and "GiB" in message
+    assert "memory limit of 4 GiB" in message and "decoding.set_memory_limit" in message
+    assert model.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("decoder", "name"),
+    [
+        (decoding.SamplingDecoder(2, num_samples=65536), "num_samples"),
+        (decoding.BeamSearchDecoder(65536, 3), "beam_width"),
+    ],
+)
+def test_rows_beyond_max_rows_are_refused_by_name(decoder, name):
+    """``SamplingDecoder(2, num_samples=65536)`` on 4 prompts took 7.4 GB: per prompt it is
+    within `MAX_NUM_SAMPLES`, but the call holds 262,144 rows."""
+    model = Counting()
+    with pytest.raises(ValueError) as info:
+        decoder.decode(model, [[1, 2, 3]] * 4)
+    assert str(info.value).startswith(
+        f"{name}=65536 x 4 prompts = 262144 rows, more than decoding.MAX_ROWS = {decoding.MAX_ROWS}"
+    )
+    assert model.calls == 0
+
+
+def test_raising_the_limit_lets_a_refused_decode_run(limit):
+    model = Counting(decoding.NumpyTransformerLM(vocab_size=50, d_model=8, n_heads=2))
+    decoder = decoding.BeamSearchDecoder(4, 3)
+    limit(10_000)
+    with pytest.raises(ValueError, match="more than the memory limit of 9.31e-06 GiB"):
+        decoder.decode(model, [[1, 2, 3]])
+    assert model.calls == 0
+    limit(None)
+    assert len(decoder.decode(model, [[1, 2, 3]])[0]) == 4
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: decoding.BeamSearchDecoder(512, 4),
+        lambda: decoding.BeamSearchDecoder(128, 4, finished="archive"),
+        lambda: decoding.GreedyDecoder(8),
+        lambda: decoding.SamplingDecoder(4, num_samples=512, seed=0),
+    ],
+    ids=["beam", "archive", "greedy", "sampling"],
+)
+@pytest.mark.parametrize(
+    "model",
+    [
+        decoding.NumpyTransformerLM(),
+        decoding.NumpyLlamaLM(vocab_size=500, d_model=64, n_layers=2),
+        decoding.ScriptedLM({(): [0.0] * 1000}),  # every token ties: the exact selection path
+    ],
+    ids=["transformer", "llama", "ties"],
+)
+def test_the_estimate_bounds_the_traced_peak(make, model, monkeypatch):
+    """The estimate a decode is checked against is an upper bound of its traced peak."""
+    from decoding.decoders import base
+
+    estimates = []
+    check = base.check_memory
+
+    def spy(what, need, advice):
+        estimates.append(need)
+        return check(what, need, advice)
+
+    monkeypatch.setattr(base, "check_memory", spy)
+    decoder = make()
+    tracemalloc.start()
+    try:
+        decoder.decode(model, [[1, 2, 3], [4, 5, 6, 7, 8]] * 4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    (estimate,) = estimates
+    assert peak <= estimate
+
+
+SHAPES = [
+    (decoding.NumpyTransformerLM, {"vocab_size": 2, "d_model": 2, "n_heads": 1, "n_layers": 500}),
+    (decoding.NumpyTransformerLM, {"vocab_size": 5000, "d_model": 64, "n_layers": 2}),
+    (decoding.NumpyTransformerLM, {"d_model": 128, "n_layers": 3, "dtype": "float64"}),
+    (decoding.NumpyLlamaLM, {"vocab_size": 2, "d_model": 2, "n_heads": 1, "n_layers": 500}),
+    (decoding.NumpyLlamaLM, {"vocab_size": 5000, "d_model": 128, "n_layers": 3, "tied": True}),
+]
+
+
+@pytest.mark.parametrize(("cls", "sizes"), SHAPES, ids=str)
+def test_the_size_check_counts_what_is_really_allocated(cls, sizes, monkeypatch):
+    """Building a model from sizes allocates at most what the check counts (the arrays in their
+    dtype, the float64 draw, the per-layer and base overheads), and at least half of it."""
+    from decoding.models import llama, transformer
+
+    counted = []
+
+    def spy(model, shown, need):
+        counted.append(need)
+
+    monkeypatch.setattr(transformer, "check_model_bytes", spy)
+    monkeypatch.setattr(llama, "check_model_bytes", spy)
+    tracemalloc.start()
+    try:
+        cls(**sizes)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    (need,) = counted
+    assert peak <= need <= 2 * peak + BASE_OVERHEAD
+
+
+def test_a_million_layers_are_refused_before_anything_is_allocated():
+    """``NumpyTransformerLM(n_layers=10**6)`` passed a check that counted parameters only, then
+    took 5.7 GB and two minutes to fail; the per-layer overhead puts it beyond the limit."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            decoding.NumpyTransformerLM(vocab_size=2, d_model=2, n_heads=1, n_layers=10**6)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value).startswith(
+        "NumpyTransformerLM(vocab_size=2, d_model=2, n_layers=1000000, n_ctx=1024) would need "
+        "an estimated 6.9"
+    )
+    assert peak < 1 << 20
+    assert model_bytes(0, 4, 0, 10**6, "NumpyTransformerLM") > decoding.memory_limit()
+
+
+class Untouchable(Sequence):
+    """A prompt of ``length`` tokens whose tokens must not be read."""
+
+    def __init__(self, length):
+        self.length = length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        raise AssertionError("a token was read before the length was checked")
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [decoding.BeamSearchDecoder(2, 3), decoding.GreedyDecoder(3), decoding.SamplingDecoder(3)],
+    ids=["beam", "greedy", "sampling"],
+)
+def test_a_prompt_beyond_the_models_length_is_refused_before_its_tokens_are_read(decoder):
+    """A 10**7-token prompt took 7.4 s (every id checked first); its length alone refuses it."""
+    with pytest.raises(ValueError, match=r"prompts\[1\] has 10000000 tokens"):
+        decoder.decode(decoding.NumpyTransformerLM(), [[1, 2], Untouchable(10**7)])
