@@ -87,9 +87,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {line}\n")
 
 
+# Python's int() and float() also take other scripts' digits ("٣", "１") and underscores
+# ("1_000"); a command line takes plain ASCII numbers only.
+_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)",
+                    re.ASCII | re.IGNORECASE)  # fmt: skip
+
+
+def _parse_int(text: str) -> int:
+    """``text`` as an int if it is an ASCII decimal integer (surrounding spaces allowed)."""
+    if not _INT.fullmatch(text.strip()):
+        raise ValueError(text)
+    return int(text)
+
+
 def _int(text: str) -> int:
     try:
-        return int(text)
+        return _parse_int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an int, got {_shown(text)}") from None
 
@@ -119,6 +133,8 @@ def _non_negative_int(text: str) -> int:
 
 def _float(text: str) -> float:
     try:
+        if not _FLOAT.fullmatch(text.strip()):
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}") from None
@@ -148,7 +164,7 @@ def _eos(text: str) -> int | None:
     if text.strip().lower() == "none":
         return None
     try:
-        value = int(text)
+        value = _parse_int(text)
     except ValueError:
         value = -1
     if value < 0:
@@ -158,13 +174,13 @@ def _eos(text: str) -> int | None:
 
 def _prompt(text: str) -> tuple[int, ...]:
     """``"1 2 3"`` (or ``"1,2,3"``) -> ``(1, 2, 3)``."""
-    words = [w for w in re.split(r"[\s,]+", text) if w]
+    words = [w for w in re.split(r"[ \t\n\r\f\v,]+", text) if w]
     if not words:
         raise argparse.ArgumentTypeError(
             f"empty prompt {_shown(text)}; give at least one token id, e.g. '1 2 3'"
         )
     try:
-        return tuple(int(w) for w in words)
+        return tuple(_parse_int(w) for w in words)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{_shown(text)} is not a list of int token ids, e.g. '1 2 3'"
@@ -221,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the model's random weights (0)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON document instead of tables"
+        "--json",
+        action="store_true",
+        help="print one JSON document instead of tables (RFC 8259: a score or log-prob beyond "
+        "the float range, such as -inf, is null)",
     )
     real = parser.add_argument_group("a real checkpoint (needs pip install 'numpy-decoding[hf]')")
     real.add_argument(
@@ -372,13 +391,19 @@ def _decoder(
     return decoder, settings
 
 
+def _number(value: float) -> float | None:
+    """``value``, or ``None`` (JSON ``null``) if it is not finite: JSON (RFC 8259) has no
+    infinities, and a score can overflow to ``-inf`` (a very negative ``--alpha``)."""
+    return float(value) if math.isfinite(value) else None
+
+
 def _beam_json(beam: Beam) -> dict[str, object]:
     return {
         "tokens": list(beam.tokens),
-        "logprob": beam.logprob,
-        "score": beam.score,
+        "logprob": _number(beam.logprob),
+        "score": _number(beam.score),
         "finished": beam.finished,
-        "token_logprobs": list(beam.token_logprobs),
+        "token_logprobs": [_number(lp) for lp in beam.token_logprobs],
     }
 
 
@@ -403,9 +428,22 @@ def _table(beams: Sequence[Beam], tokenizer: Tokenizer | None = None) -> list[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
+    """Run the demo; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status: 0, 1 (the
+    output could not be written), 2 (bad flags, one line on stderr) or 130 (interrupted with
+    Ctrl-C, one line on stderr, as shells report SIGINT)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if sys.stderr is not None:
+            sys.stderr.write(f"{_prog()}: interrupted\n")
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
+    if args.model is not None and not args.model.strip():
+        parser.error("--model needs a checkpoint folder or .gguf file, got ''")
     tokenizer = None
     args.default_eos = DEFAULT_EOS
     if args.text and args.model is None:
@@ -433,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             f"--trace-dot: a file path cannot hold a NUL byte, got {_shown(args.trace_dot)}"
         )
+    if args.trace_dot is not None:
+        _check_dot_paths(args.trace_dot, len(prompts), parser)
     recorded: Trace | None = None
     try:
         if args.model is None:
@@ -450,13 +490,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"out of memory; try a smaller {width}--max-new-tokens")
 
     if recorded is not None and args.trace_dot is not None:
-        for b, path in enumerate(dot_paths(args.trace_dot, len(prompts))):
+        paths = dot_paths(args.trace_dot, len(prompts))
+        for b, path in enumerate(paths):
             try:
                 with open(path, "w", encoding="utf-8") as file:
                     file.write(recorded.to_dot(b))
             except (OSError, ValueError) as error:  # ValueError: a path open() cannot take
                 reason = getattr(error, "strerror", None) or error
                 parser.error(f"--trace-dot: cannot write {_shown(path)}: {reason}")
+        if sys.stderr is not None:
+            sys.stderr.write(f"{parser.prog}: wrote {', '.join(paths)}\n")
     settings |= {"seed": args.seed, "model": repr(model)}
     if args.model is not None:
         settings["checkpoint"] = args.model
@@ -511,6 +554,19 @@ def dot_paths(pattern: str, count: int) -> list[str]:
     return [pattern.replace("{b}", str(b)) for b in range(count)]
 
 
+def _check_dot_paths(pattern: str, count: int, parser: argparse.ArgumentParser) -> None:
+    """Refuse, before decoding, a ``--trace-dot`` that names a folder, a device, a FIFO or a
+    socket (``/tmp`` would otherwise become ``/tmp-0``, ``/tmp-1``... beside it)."""
+    for path in dict.fromkeys([pattern, *dot_paths(pattern, count)]):
+        if "{b}" in path or not os.path.lexists(path) or os.path.isfile(path):
+            continue
+        kind = "a folder" if os.path.isdir(path) else "not a regular file"
+        parser.error(
+            f"--trace-dot: {_shown(path)} is {kind}; give a file path such as 'tree.dot' "
+            "(several prompts: tree-0.dot, tree-1.dot, ...)"
+        )
+
+
 def _write(text: str, prog: str) -> int:
     """Print ``text``; a closed pipe ends quietly, any other failure to write is one line."""
     try:
@@ -541,13 +597,14 @@ def _json(
             _beam_json(b) | ({} if tokenizer is None else {"text": tokenizer.decode(b.tokens)})
             for b in beams
         ]
-        rows = ",\n".join(f"        {json.dumps(b)}" for b in shown)
+        rows = ",\n".join(f"        {json.dumps(b, allow_nan=False)}" for b in shown)
         head = f'"prompt": {json.dumps(list(prompt))}'
         if tokenizer is not None:
             head += f', "prompt_text": {json.dumps(tokenizer.decode(prompt))}'
         entries.append(f'    {{{head}, "beams": [\n{rows}\n    ]}}')
     body = ",\n".join(entries)
-    return f'{{\n  "settings": {json.dumps(settings)},\n  "results": [\n{body}\n  ]\n}}\n'
+    head = json.dumps(settings, allow_nan=False)
+    return f'{{\n  "settings": {head},\n  "results": [\n{body}\n  ]\n}}\n'
 
 
 def _tables(

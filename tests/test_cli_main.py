@@ -107,7 +107,10 @@ def test_a_dot_file_that_cannot_be_written_is_one_line_with_the_reason(
     assert line == "--trace-dot: cannot write 'no-such-folder/tree.dot': No such file or directory"
     (tmp_path / "folder").mkdir()
     line = error_line(capsys, ["--prompt", "1 2", "--trace-dot", "folder"])
-    assert line == "--trace-dot: cannot write 'folder': Is a directory"
+    assert line == (
+        "--trace-dot: 'folder' is a folder; give a file path such as 'tree.dot' (several "
+        "prompts: tree-0.dot, tree-1.dot, ...)"
+    )
 
 
 def test_json_records_the_checkpoint_and_every_prompt_in_order(capsys, ckpt):

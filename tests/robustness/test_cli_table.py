@@ -201,6 +201,31 @@ TABLE = {
     "model a file": (["--model", "/etc/passwd"], "--model"),
     "model no config": (["--model", "/"], "--model"),
     "model path with NUL": (["--model", "a\x00b"], "--model"),
+    "model empty path": (["--model", "", "--text", "hi"], "--model"),
+    "model blank path": (["--model", "  ", "--text", "hi"], "--model"),
+    # numbers are ASCII: other scripts' digits and underscores are refused, not converted
+    "prompt fullwidth digits": (["--prompt", "\uff11 \uff12"], "--prompt"),
+    "prompt arabic-indic digit": (["--prompt", "1 \u0663"], "--prompt"),
+    "prompt underscore": (["--prompt", "1_000"], "--prompt"),
+    "prompt ideographic space": (["--prompt", "1\u30002"], "--prompt"),
+    "max-new-tokens arabic-indic": (["--max-new-tokens", "\u0663"], "--max-new-tokens"),
+    "max-new-tokens underscore": (["--max-new-tokens", "1_0"], "--max-new-tokens"),
+    "beam-width fullwidth": (["--beam-width", "\uff14"], "--beam-width"),
+    "eos devanagari": (["--eos", "\u0967"], "--eos"),
+    "seed underscore": (["--seed", "1_2"], "--seed"),
+    "alpha fullwidth": (["--alpha", "\uff10.\uff15"], "--alpha"),
+    "alpha underscore": (["--alpha", "0.6_0"], "--alpha"),
+    "temperature arabic-indic": ([*S, "--temperature", "\u0661"], "--temperature"),
+    # --trace-dot naming a folder or a device with several prompts (was: /tmp-0, /dev/full-0)
+    "trace-dot a folder, two prompts": (
+        ["--prompt", "1", "--prompt", "2", "--trace-dot", "/tmp"],
+        "--trace-dot",
+    ),
+    "trace-dot /dev/full, two prompts": (
+        ["--prompt", "1", "--prompt", "2", "--trace-dot", "/dev/full"],
+        "--trace-dot",
+    ),
+    "trace-dot /dev/null": (["--prompt", "1", "--trace-dot", "/dev/null"], "--trace-dot"),
 }
 
 
@@ -286,3 +311,51 @@ def test_closed_stdout_and_stderr_still_exit_non_zero(tmp_path):
             check=False,
         )
         assert proc.returncode == expected, (args, proc.returncode)
+
+
+def test_json_has_no_infinities(capsys):
+    """A very negative alpha overflows a score to -inf; JSON (RFC 8259) has no -Infinity, so
+    the document says null there, and a strict parser reads it."""
+    import json
+    import math
+
+    assert main(["--prompt", "1 2", "--alpha", "-800", "--max-new-tokens", "4", "--json"]) == 0
+    text = capsys.readouterr().out
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    document = json.loads(text, parse_constant=refuse)
+    scores = [b["score"] for b in document["results"][0]["beams"]]
+    assert None in scores
+    assert all(s is None or math.isfinite(s) for s in scores)
+
+
+def test_trace_dot_names_the_files_it_wrote(capsys, tmp_path):
+    argv = ["--prompt", "1", "--prompt", "2", "--max-new-tokens", "2"]
+    assert main([*argv, "--trace-dot", str(tmp_path / "tree.dot")]) == 0
+    written = [str(tmp_path / "tree-0.dot"), str(tmp_path / "tree-1.dot")]
+    assert capsys.readouterr().err == f"python -m decoding: wrote {written[0]}, {written[1]}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree-0.dot", "tree-1.dot"]
+
+
+def test_ctrl_c_exits_130_with_one_line():
+    """SIGINT during a long decode: status 130 (as shells report it), one stderr line, no
+    traceback (it used to print 25 lines)."""
+    import signal
+    import time
+
+    argv = ["--beam-width", "64", "--max-new-tokens", "1000", "--eos", "none", "--prompt", "1 2"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "decoding", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # past start-up, inside the decode
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert out == ""
+    assert err == "python -m decoding: interrupted\n"
