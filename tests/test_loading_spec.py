@@ -177,9 +177,12 @@ def test_gpt2_width_not_divisible_by_heads_is_refused_naming_both(tmp_path):
 # -- Llama, Mistral, Qwen2 -----------------------------------------------------------------------
 
 
-def llama_tensors(rng, vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, head=True, biases=False):
-    """Random Llama tensors in HF's layout (linear weights ``[out, in]``)."""
-    e = d // heads
+def llama_tensors(
+    rng, vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, head=True, biases=False, e=None
+):
+    """Random Llama tensors in HF's layout (linear weights ``[out, in]``); heads of width ``e``
+    (default ``d // heads``)."""
+    e = d // heads if e is None else e
     tensors = {"model.embed_tokens.weight": rng.normal(size=(vocab, d)),
                "model.norm.weight": 1 + 0.3 * rng.normal(size=d)}  # fmt: skip
     if head:
@@ -232,8 +235,7 @@ def llama_reference(tensors, tokens, heads, kv, theta, eps, tied):
     query head ``h`` reads key/value head ``h // (heads // kv)`` (HF's ``repeat_kv``)."""
     w, t = tensors, len(tokens)
     x = w["model.embed_tokens.weight"][list(tokens)]
-    d = x.shape[1]
-    e = d // heads
+    e = w["model.layers.0.self_attn.q_proj.weight"].shape[0] // heads
     layers = len({k.split(".")[2] for k in w if k.startswith("model.layers.")})
 
     def project(h, name, n):
@@ -248,7 +250,7 @@ def llama_reference(tensors, tokens, heads, kv, theta, eps, tied):
         v = project(h, p + "self_attn.v_proj", kv)
         share = heads // kv
         a = causal_attention(q, np.repeat(k, share, axis=0), np.repeat(v, share, axis=0))
-        x = x + a.transpose(1, 0, 2).reshape(t, d) @ w[p + "self_attn.o_proj.weight"].T
+        x = x + a.transpose(1, 0, 2).reshape(t, heads * e) @ w[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
         gate = h @ w[p + "mlp.gate_proj.weight"].T
         up = h @ w[p + "mlp.up_proj.weight"].T
@@ -310,19 +312,21 @@ def test_rope_theta_is_read_from_rope_parameters_before_the_top_level(tmp_path):
         np.testing.assert_allclose(logits(folder), expected(theta), rtol=0, atol=1e-10)
 
 
-def test_rope_scaling_that_is_not_plain_rope_is_refused_naming_its_type(tmp_path):
+def test_rope_types_not_implemented_are_refused_naming_the_type(tmp_path):
     tensors = llama_tensors(np.random.default_rng(13))
+    supported = "(supported: default, linear, llama3, yarn)"
     cases = [
-        ({"rope_scaling": {"type": "linear", "factor": 2.0}}, "rope_scaling type 'linear'"),
+        ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling type 'dynamic'"),
         ({"rope_scaling": {"factor": 2.0}}, "rope_scaling type None"),
         ({"rope_scaling": "default"}, "rope_scaling type None"),
         ({"rope_parameters": {"rope_type": "DEFAULT"}}, "rope_parameters type 'DEFAULT'"),
+        ({"rope_parameters": {"rope_type": "longrope"}}, "rope_parameters type 'longrope'"),
     ]
     for i, (extra, named) in enumerate(cases):
         folder = save(tmp_path / str(i), llama_config(**extra), tensors)
         with pytest.raises(ValueError) as info:
             decoding.load_model(folder)
-        assert str(info.value) == f"config.json: {named} is not supported (plain RoPE only)"
+        assert str(info.value) == f"config.json: {named} is not supported {supported}"
 
 
 def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path):
@@ -347,21 +351,22 @@ def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path)
         np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
 
 
-def test_head_dim_must_give_hidden_size(tmp_path):
-    """``head_dim`` is accepted when ``head_dim * num_attention_heads == hidden_size``, and
-    refused (naming the sizes) otherwise: heads of another width are not supported."""
-    tensors = llama_tensors(np.random.default_rng(15))
-    folder = save(tmp_path / "ok", llama_config(head_dim=4), tensors)
-    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    for i, head_dim in enumerate([2, 8]):
-        folder = save(tmp_path / str(i), llama_config(head_dim=head_dim), tensors)
-        with pytest.raises(ValueError) as info:
-            decoding.load_model(folder)
-        assert str(info.value) == (
-            "config.json: hidden_size 16, num_attention_heads 4, num_key_value_heads 2 do not "
-            "make heads of one even width shared by whole groups"
-        )
+def test_an_explicit_head_dim_sets_the_head_width(tmp_path):
+    """``head_dim`` is the width of every head, whatever ``hidden_size / num_attention_heads``
+    is (Mistral, Qwen3-style configs): q/k/v project to ``heads * head_dim``, o_proj back."""
+    for e in (2, 4, 8):
+        tensors = llama_tensors(np.random.default_rng(15), e=e)
+        folder = save(tmp_path / str(e), llama_config(head_dim=e), tensors)
+        expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+        np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    tensors = llama_tensors(np.random.default_rng(15), e=8)
+    folder = save(tmp_path / "odd", llama_config(head_dim=3), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        "config.json: hidden_size 16, num_attention_heads 4, num_key_value_heads 2 do not "
+        "make heads of one even width shared by whole groups"
+    )
     folder = save(tmp_path / "zero", llama_config(head_dim=0), tensors)
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
@@ -476,13 +481,15 @@ def tokenizer_file(tmp_path):
     return path
 
 
-def test_encode_adds_no_special_tokens_and_decode_drops_them(tokenizer_file):
+def test_encode_adds_the_special_tokens_the_tokenizer_adds_and_decode_keeps_them(tokenizer_file):
     for tokenizer in (
         decoding.load_tokenizer(tokenizer_file),  # a file path
         decoding.load_tokenizer(tokenizer_file.parent),  # the checkpoint folder
     ):
-        assert tokenizer.encode("the cat sat") == [3, 4, 5]
-        assert tokenizer.decode([1, 3, 4, 2, 5, 2]) == "the cat sat"
+        assert tokenizer.encode("the cat sat") == [1, 3, 4, 5]
+        assert tokenizer.encode("the cat sat", add_special_tokens=False) == [3, 4, 5]
+        assert tokenizer.decode([1, 3, 4, 2, 5, 2]) == "<s> the cat </s> sat </s>"
+        assert tokenizer.decode([1, 3, 4, 2, 5, 2], skip_special_tokens=True) == "the cat sat"
         assert tokenizer.decode(np.array([3, 5])) == "the sat"
         assert tokenizer.vocab_size == 6
 
