@@ -352,3 +352,38 @@ def test_a_quantised_file_without_the_gguf_package_names_the_install(tmp_path, m
     monkeypatch.setitem(__import__("sys").modules, "gguf", None)
     with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[hf\]'"):
         decoding.load_model(path)
+
+
+def test_the_command_line_runs_a_gguf_with_its_tokenizer_and_eos(tmp_path, capsys):
+    """``python -m decoding --model FILE.gguf --text ...``: the file's model, its byte-level
+    tokenizer and its EOS id (``tokenizer.ggml.eos_token_id``)."""
+    from decoding.__main__ import main
+
+    tokens = [*"abcdefghijklmnopqrstuvwxyz", "Ġ", ".", "ab", "Ġa", *"ABCDEFGHIJKLMNO", "<eos>"]
+    cfg = config(d=64, ff=96, vocab=len(tokens))
+    string, array, u32 = (
+        gguf.GGUFValueType.STRING,
+        gguf.GGUFValueType.ARRAY,
+        gguf.GGUFValueType.UINT32,
+    )
+    metadata = [
+        ("tokenizer.ggml.model", ("gpt2", string)),
+        ("tokenizer.ggml.pre", ("gpt-2", string)),
+        ("tokenizer.ggml.tokens", (tokens, array)),
+        ("tokenizer.ggml.token_type", ([1] * (len(tokens) - 1) + [3], array)),
+        ("tokenizer.ggml.merges", (["a b", "Ġ a"], array)),
+        ("tokenizer.ggml.eos_token_id", (len(tokens) - 1, u32)),
+    ]
+    path = tmp_path / "m.gguf"
+    write(path, "llama", cfg, tensors(cfg, np.random.default_rng(4)), metadata=metadata)
+    assert main(["--model", str(path), "--text", "ab a.", "--decoder", "greedy", "--json",
+                 "--max-new-tokens", "5"]) == 0  # fmt: skip
+    document = json.loads(capsys.readouterr().out)
+    prompt = [tokens.index(t) for t in ("ab", "Ġa", ".")]
+    assert document["results"][0]["prompt"] == prompt
+    assert document["settings"]["eos_token_id"] == len(tokens) - 1
+    model = decoding.load_model(path)
+    (beam,) = decoding.GreedyDecoder(5, eos_token_id=len(tokens) - 1).decode(model, [prompt])[0]
+    assert document["results"][0]["beams"][0]["tokens"] == list(beam.tokens)
+    text = decoding.load_tokenizer(path).decode(beam.tokens, skip_special_tokens=True)
+    assert document["results"][0]["beams"][0]["text"] == text

@@ -391,3 +391,51 @@ def test_cli_names_the_install_when_the_optional_package_is_missing(tmp_path, ca
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "pip install 'numpy-decoding[hf]'" in err
+
+
+def test_cli_prompts_chat_messages_through_the_template_with_generation_eos(tmp_path, capsys):
+    """--chat renders each message (after --system) with the checkpoint's chat template; the
+    EOS ids come from generation_config.json, before config.json's."""
+    from decoding.__main__ import main
+
+    words = word_checkpoint(tmp_path / "ckpt")
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}a {{ m['content'] }} "
+        "{% else %}the {{ m['content'] }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %} on{% endif %}"
+    )
+    (tmp_path / "ckpt" / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": template})
+    )
+    (tmp_path / "ckpt" / "generation_config.json").write_text(json.dumps({"eos_token_id": [9, 10]}))
+    argv = ["--model", str(tmp_path / "ckpt"), "--chat", "cat sat", "--system", "dog"]
+    assert main([*argv, "--chat", "mat", "--max-new-tokens", "3", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    index = {w: i for i, w in enumerate(words)}
+    prompts = [[index[w] for w in "a dog the cat sat on".split()],
+               [index[w] for w in "a dog the mat on".split()]]  # fmt: skip
+    assert [entry["prompt"] for entry in document["results"]] == prompts
+    assert document["settings"]["eos_token_id"] == [9, 10]
+    model = decoding.load_model(tmp_path / "ckpt")
+    expected = decoding.BeamSearchDecoder(4, 3, 0.6, [9, 10]).decode(model, prompts)
+    for entry, beams in zip(document["results"], expected, strict=True):
+        assert [b["tokens"] for b in entry["beams"]] == [list(b.tokens) for b in beams]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--chat", "hi"], ["--chat needs --model PATH"]),
+        (["--model", "{d}/ckpt", "--text", "the cat", "--system", "x"], ["--system needs --chat"]),
+        (["--model", "{d}/ckpt", "--chat", "the cat"], ["--chat:", "has no chat template"]),
+    ],
+)
+def test_cli_chat_errors_are_one_line(tmp_path, capsys, argv, words):
+    from decoding.__main__ import main
+
+    word_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(SystemExit) as info:
+        main([a.replace("{d}", str(tmp_path)) for a in argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 import decoding
@@ -127,7 +126,12 @@ def test_the_chat_template_renders_as_transformers_renders_it(tmp_path, trained)
     # trim_blocks drops the newline after each {% %} tag (not after {{ }}), lstrip_blocks the
     # indentation before one (not before text); tojson keeps '<' and non-ASCII as they are
     # (transformers' filter, not Jinja's); the second message with role 'skip' is skipped.
-    lines = ['<s>', '    [user] "Say \\"<b>hi</b>\\""', '    [assistant] "héllo"', '    [user] "again"']
+    lines = [
+        "<s>",
+        '    [user] "Say \\"<b>hi</b>\\""',
+        '    [assistant] "héllo"',
+        '    [user] "again"',
+    ]
     want = "\n".join(lines) + "\n[assistant]"
     assert tok.render_chat_template(messages) == want
     assert (
