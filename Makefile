@@ -64,8 +64,8 @@ BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
-	@echo '$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers'
-	@if $(BIN)/python -m pip install --quiet "torch==2.13.0" transformers; then touch $@; \
+	@echo '$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers accelerate'
+	@if $(BIN)/python -m pip install --quiet "torch==2.13.0" transformers accelerate; then touch $@; \
 	else echo "bench: could not install torch==2.13.0 + transformers; HF will be skipped" >&2; fi
 	@echo '$(BIN)/python -m pip install --quiet ctranslate2'
 	@$(BIN)/python -m pip install --quiet ctranslate2 || \

@@ -28,7 +28,9 @@ MAX_HEADER = 100 << 20  # the safetensors package's own limit
 
 def widen_bf16(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (uint16) -> float32, exactly (the top half of a float32)."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    wide = bits.astype(np.uint32)
+    wide <<= 16
+    return wide.view(np.float32)
 
 
 class _Entry:
