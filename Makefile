@@ -45,17 +45,8 @@ test-real: $(STAMP) $(REAL_STAMP)
 	$(REAL_ENV) $(BIN)/python -m pytest -q tests/real
 
 # The README's "Real models" commands, on SmolLM2 (greedy, beam, sampling, chat).
-SMOLLM2 = $$($(BIN)/python -m tools.smollm2)
-DEMO := $(REAL_ENV) $(BIN)/python -m decoding --model "$(SMOLLM2)"
 demo-real: $(STAMP)
-	$(BIN)/python -m tools.smollm2
-	$(DEMO) --text "The capital of France is" --decoder greedy --max-new-tokens 20
-	$(DEMO) --text "The capital of France is" --beam-width 4 --max-new-tokens 12 | grep text:
-	$(DEMO) --text "Once upon a time" --decoder sample --num-samples 3 --temperature 0.8 \
-		--top-p 0.9 --sampling-seed 0 --max-new-tokens 24 | grep text:
-	$(DEMO) --chat "What is the capital of France?" --decoder greedy --max-new-tokens 40 | grep text:
-	$(DEMO) --system "You are a poet." --chat "Write a haiku about the sea." \
-		--decoder sample --sampling-seed 1 --temperature 0.7 --max-new-tokens 40 | grep text:
+	$(REAL_ENV) $(BIN)/python -m tools.demo_real
 
 # Benchmarks: BLAS pinned to one thread. torch + transformers (the HF comparison) and ctranslate2
 # are optional: pip takes the local CPU wheel for torch 2.13.0; if an install fails, the runner
