@@ -35,7 +35,7 @@ def settings(gguf_path):
     return decoding.load_generation_config(gguf_path)
 
 
-def test_the_file_is_the_model_the_issue_describes(model, settings, tokenizer):
+def test_the_file_holds_smollm2_135m_with_its_eos(model, settings, tokenizer):
     assert repr(model) == (
         "NumpyLlamaLM(vocab_size=49152, d_model=576, n_heads=9, n_kv_heads=3, n_layers=30, "
         "tied=True, seed=None, dtype=float32)"
