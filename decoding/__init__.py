@@ -33,7 +33,13 @@ from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
 from decoding.model import LanguageModel
 from decoding.models.ensemble import Ensemble
 from decoding.models.llama import NumpyLlamaLM
-from decoding.models.loading import Tokenizer, load_model, load_tokenizer
+from decoding.models.loading import (
+    GenerationConfig,
+    Tokenizer,
+    load_generation_config,
+    load_model,
+    load_tokenizer,
+)
 from decoding.models.scripted import ScriptedLM
 from decoding.models.transformer import NumpyTransformerLM
 from decoding.processors import (
@@ -66,6 +72,7 @@ __all__ = [
     "BeamState",
     "Decoder",
     "Ensemble",
+    "GenerationConfig",
     "GreedyDecoder",
     "LanguageModel",
     "LengthPenalty",
@@ -88,6 +95,7 @@ __all__ = [
     "Trace",
     "TraceEntry",
     "batched_beam_search",
+    "load_generation_config",
     "load_model",
     "load_tokenizer",
     "memory_limit",

@@ -24,7 +24,12 @@ from decoding.decoders.beam import BeamSearchDecoder
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
 from decoding.model import LanguageModel
-from decoding.models.loading import Tokenizer, load_model, load_tokenizer
+from decoding.models.loading import (
+    Tokenizer,
+    load_generation_config,
+    load_model,
+    load_tokenizer,
+)
 from decoding.models.transformer import NumpyTransformerLM
 from decoding.processors import (
     BanTokens,
@@ -65,7 +70,7 @@ VALUE_OPTIONS = frozenset(
     (
         "--prompt --beam-width --max-new-tokens --alpha --eos --seed --decoder --num-samples "
         "--temperature --top-k --top-p --sampling-seed --min-new-tokens --ban --no-repeat-ngram "
-        "--repetition-penalty --trace-dot"
+        "--repetition-penalty --trace-dot --model --text --chat --system"
     ).split()
 )
 SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "sampling_seed")
@@ -245,15 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     real = parser.add_argument_group("a real checkpoint (needs pip install 'numpy-decoding[hf]')")
     real.add_argument(
         "--model",
-        metavar="DIR",
+        metavar="PATH",
         help="a local HF-format checkpoint folder (config.json, model.safetensors, "
-        "tokenizer.json) instead of the random default model",
+        "tokenizer.json) or a .gguf file, instead of the random default model; EOS ids from "
+        "its generation settings unless --eos is given",
     )
     real.add_argument(
         "--text",
         action="append",
         metavar='"..."',
-        help="a text prompt, encoded with the checkpoint's tokenizer; repeat for several",
+        help="a text prompt, encoded with the checkpoint's tokenizer (with the special tokens "
+        "it adds, e.g. BOS); repeat for several",
+    )
+    real.add_argument(
+        "--chat",
+        action="append",
+        metavar='"..."',
+        help="a user message, prompted through the checkpoint's chat template (with the "
+        "assistant's header after it); repeat for several prompts",
+    )
+    real.add_argument(
+        "--system",
+        metavar='"..."',
+        help="a system message before each --chat message",
     )
     parser.add_argument(
         "--trace",
@@ -423,7 +442,7 @@ def _table(beams: Sequence[Beam], tokenizer: Tokenizer | None = None) -> list[st
             lps = "  ".join(lp.ljust(w) for lp, w in zip(logprobs, widths, strict=True))
             lines.append(indent + lps.rstrip())
         if tokenizer is not None:
-            lines.append(indent + "text: " + json.dumps(tokenizer.decode(beam.tokens)))
+            lines.append(indent + "text: " + json.dumps(_text(tokenizer, beam.tokens)))
     return lines
 
 
@@ -446,8 +465,11 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--model needs a checkpoint folder or .gguf file, got ''")
     tokenizer = None
     args.default_eos = DEFAULT_EOS
-    if args.text and args.model is None:
-        parser.error("--text needs --model DIR (a checkpoint with a tokenizer.json)")
+    for flag in ("text", "chat"):
+        if getattr(args, flag) and args.model is None:
+            parser.error(f"--{flag} needs --model PATH (a checkpoint folder or a .gguf file)")
+    if args.system is not None and not args.chat:
+        parser.error("--system needs --chat (it comes before each chat message)")
     if args.model is not None:
         model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
         prompts = list(args.prompt or [])
@@ -455,8 +477,18 @@ def _main(argv: Sequence[str] | None) -> int:
             prompts += [tuple(tokenizer.encode(text)) for text in args.text or []]
         except Exception as error:  # noqa: BLE001 - the tokenizer library's own errors
             parser.error(f"--text: the tokenizer failed: {error}")
+        system = [] if args.system is None else [{"role": "system", "content": args.system}]
+        try:
+            prompts += [
+                tuple(tokenizer.apply_chat_template([*system, {"role": "user", "content": text}]))
+                for text in args.chat or []
+            ]
+        except ImportError as error:
+            parser.error(_first_line(error))
+        except (ValueError, TypeError) as error:
+            parser.error(f"--chat: {_first_line(error)}")
         if not prompts:
-            parser.error("--model needs at least one --text (or --prompt)")
+            parser.error("--model needs at least one --text or --chat (or --prompt)")
         if not all(prompts):
             parser.error("--text: a text encodes to no tokens; give some text")
     else:
@@ -514,23 +546,43 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _checkpoint(
-    folder: str, parser: argparse.ArgumentParser
+    path: str, parser: argparse.ArgumentParser
 ) -> tuple[LanguageModel, Tokenizer, int | list[int] | None]:
-    """``(model, tokenizer, EOS ids from config.json)`` of ``--model``; one line on failure."""
+    """``(model, tokenizer, EOS ids)`` of ``--model`` (a folder or a .gguf file), the EOS ids
+    from `load_generation_config` (those that are token ids of the model); one line on
+    failure."""
     try:
-        model = load_model(folder)
-        tokenizer = load_tokenizer(folder)
-        config = json.loads((Path(folder) / "config.json").read_text())
+        model = load_model(path)
+        tokenizer = load_tokenizer(path)
+        settings = load_generation_config(path)
     except ImportError as error:
         parser.error(_first_line(error))
     except (OSError, ValueError, TypeError) as error:
-        parser.error(f"--model {_shown(folder)}: {_first_line(error)}")
-    eos = config.get("eos_token_id")
-    if isinstance(eos, list):
-        eos = [e for e in eos if _token_id(e, model.vocab_size)] or None
-    elif not _token_id(eos, model.vocab_size):
-        eos = None
+        parser.error(f"--model {_shown(path)}: {_first_line(error)}")
+    ids = [e for e in settings.eos_token_ids if _token_id(e, model.vocab_size)]
+    eos: int | list[int] | None = None
+    if ids:
+        eos = ids if len(ids) > 1 or _listed(path) else ids[0]
     return model, tokenizer, eos
+
+
+def _listed(path: str) -> bool:
+    """Whether a checkpoint folder's EOS setting is a JSON list (shown as a list even when it
+    holds one id): the first of generation_config.json and config.json that sets one."""
+    for name in ("generation_config.json", "config.json"):
+        file = Path(path) / name
+        try:
+            value = json.loads(file.read_text()).get("eos_token_id") if file.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            return False
+        if value is not None:
+            return isinstance(value, list)
+    return False
+
+
+def _text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    """The text of ``ids``, special tokens (BOS, EOS, chat markers) left out."""
+    return tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def _first_line(error: BaseException) -> str:
@@ -594,13 +646,13 @@ def _json(
     entries = []
     for prompt, beams in zip(prompts, results, strict=True):
         shown = [
-            _beam_json(b) | ({} if tokenizer is None else {"text": tokenizer.decode(b.tokens)})
+            _beam_json(b) | ({} if tokenizer is None else {"text": _text(tokenizer, b.tokens)})
             for b in beams
         ]
         rows = ",\n".join(f"        {json.dumps(b, allow_nan=False)}" for b in shown)
         head = f'"prompt": {json.dumps(list(prompt))}'
         if tokenizer is not None:
-            head += f', "prompt_text": {json.dumps(tokenizer.decode(prompt))}'
+            head += f', "prompt_text": {json.dumps(_text(tokenizer, prompt))}'
         entries.append(f'    {{{head}, "beams": [\n{rows}\n    ]}}')
     body = ",\n".join(entries)
     head = json.dumps(settings, allow_nan=False)
@@ -626,7 +678,7 @@ def _tables(
     for i, (prompt, beams) in enumerate(zip(prompts, results, strict=True), start=1):
         lines += ["", f"prompt {i}/{len(prompts)}: {' '.join(str(t) for t in prompt)}"]
         if tokenizer is not None:
-            lines.append(f"  text: {json.dumps(tokenizer.decode(prompt))}")
+            lines.append(f"  text: {json.dumps(_text(tokenizer, prompt))}")
         lines += _table(beams, tokenizer)
         if trees is not None:
             lines += ["", "  search tree:"]

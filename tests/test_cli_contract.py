@@ -374,7 +374,12 @@ def test_errors_are_prefixed_with_how_the_program_was_run(argv0, prog, capsys, m
 # -- --help --------------------------------------------------------------------------------------
 
 SECTIONS = {
-    "a real checkpoint (needs pip install 'numpy-decoding[hf]'):": ["--model", "--text"],
+    "a real checkpoint (needs pip install 'numpy-decoding[hf]'):": [
+        "--model",
+        "--text",
+        "--chat",
+        "--system",
+    ],
     "beam search:": ["--beam-width", "--alpha"],
     "sampling (--decoder sample):": [
         "--num-samples",

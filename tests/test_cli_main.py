@@ -37,7 +37,7 @@ def ckpt(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--text", "hi"], "--text needs --model DIR (a checkpoint with a tokenizer.json)"),
+        (["--text", "hi"], "--text needs --model PATH (a checkpoint folder or a .gguf file)"),
         (
             ["--trace", "--json"],
             "--trace prints text trees and cannot be combined with --json; use --trace-dot PATH",
@@ -45,7 +45,7 @@ def ckpt(tmp_path):
         (["--trace-dot", ""], "--trace-dot needs a file path, got ''"),
         (["--trace-dot", "  "], "--trace-dot needs a file path, got ''"),
         (["--trace-dot", "a\0b"], "--trace-dot: a file path cannot hold a NUL byte, got 'a\\x00b'"),
-        (["--model", "{ckpt}"], "--model needs at least one --text (or --prompt)"),
+        (["--model", "{ckpt}"], "--model needs at least one --text or --chat (or --prompt)"),
         (
             ["--model", "{ckpt}", "--text", ""],
             "--text: a text encodes to no tokens; give some text",

@@ -5,6 +5,7 @@ model's own full recompute, the weights written, and one prompt at a time."""
 from __future__ import annotations
 
 import json
+import mmap
 import sys
 import tracemalloc
 
@@ -294,11 +295,12 @@ def test_a_tokenizer_trained_offline_round_trips_text(tmp_path):
         decoding.load_tokenizer(tmp_path)
 
 
-def test_missing_optional_package_names_the_install(tmp_path, monkeypatch):
+def test_weights_need_numpy_alone_and_tokenizers_name_the_install(tmp_path, monkeypatch):
+    """Safetensors files are read with NumPy: no optional package is needed for the weights;
+    the tokenizer needs ``tokenizers`` and says how to install it."""
     write_gpt2(tmp_path / "g", np.random.default_rng(0))
     monkeypatch.setitem(sys.modules, "safetensors", None)
-    with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[hf\]'"):
-        decoding.load_model(tmp_path / "g")
+    assert decoding.load_model(tmp_path / "g").vocab_size == 40
     monkeypatch.setitem(sys.modules, "tokenizers", None)
     with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[hf\]'"):
         decoding.Tokenizer.from_file(tmp_path / "tokenizer.json")
@@ -385,9 +387,196 @@ def test_cli_names_the_install_when_the_optional_package_is_missing(tmp_path, ca
     from decoding.__main__ import main
 
     word_checkpoint(tmp_path / "ckpt")
-    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
     with pytest.raises(SystemExit) as info:
         main(["--model", str(tmp_path / "ckpt"), "--text", "the cat"])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "pip install 'numpy-decoding[hf]'" in err
+
+
+def test_cli_prompts_chat_messages_through_the_template_with_generation_eos(tmp_path, capsys):
+    """--chat renders each message (after --system) with the checkpoint's chat template; the
+    EOS ids come from generation_config.json, before config.json's."""
+    from decoding.__main__ import main
+
+    words = word_checkpoint(tmp_path / "ckpt")
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}a {{ m['content'] }} "
+        "{% else %}the {{ m['content'] }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %} on{% endif %}"
+    )
+    (tmp_path / "ckpt" / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": template})
+    )
+    (tmp_path / "ckpt" / "generation_config.json").write_text(json.dumps({"eos_token_id": [9, 10]}))
+    argv = ["--model", str(tmp_path / "ckpt"), "--chat", "cat sat", "--system", "dog"]
+    assert main([*argv, "--chat", "mat", "--max-new-tokens", "3", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    index = {w: i for i, w in enumerate(words)}
+    prompts = [[index[w] for w in "a dog the cat sat on".split()],
+               [index[w] for w in "a dog the mat on".split()]]  # fmt: skip
+    assert [entry["prompt"] for entry in document["results"]] == prompts
+    assert document["settings"]["eos_token_id"] == [9, 10]
+    model = decoding.load_model(tmp_path / "ckpt")
+    expected = decoding.BeamSearchDecoder(4, 3, 0.6, [9, 10]).decode(model, prompts)
+    for entry, beams in zip(document["results"], expected, strict=True):
+        assert [b["tokens"] for b in entry["beams"]] == [list(b.tokens) for b in beams]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--chat", "hi"], ["--chat needs --model PATH"]),
+        (["--model", "{d}/ckpt", "--text", "the cat", "--system", "x"], ["--system needs --chat"]),
+        (["--model", "{d}/ckpt", "--chat", "the cat"], ["--chat:", "has no chat template"]),
+    ],
+)
+def test_cli_chat_errors_are_one_line(tmp_path, capsys, argv, words):
+    from decoding.__main__ import main
+
+    word_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(SystemExit) as info:
+        main([a.replace("{d}", str(tmp_path)) for a in argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+# -- safetensors files: dtypes, layouts, malformed headers ----------------------------------------
+
+
+def write_raw_safetensors(path, entries, pad=True):
+    """A safetensors file written by hand (``entries``: name -> (dtype, shape, raw bytes)), the
+    format's way: an 8-byte little-endian header length, the JSON header, the data."""
+    header, offset, blobs = {}, 0, []
+    for name, (dtype, shape, raw) in entries.items():
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        offset += len(raw)
+        blobs.append(raw)
+    text = json.dumps(header).encode()
+    if pad:
+        text += b" " * (-(8 + len(text)) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def bf16(values):
+    """float64 values -> (bfloat16 bit patterns, the float32 values they encode): the top 16
+    bits of each float32, i.e. rounded towards zero."""
+    bits = (np.asarray(values, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return bits, (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bfloat16_and_float16_checkpoints_load_exactly(tmp_path, dtype):
+    """Every weight is the stored half-precision value, widened exactly: a bfloat16 file is
+    written by hand here (the NumPy API of safetensors cannot), a float16 one by safetensors."""
+    rng = np.random.default_rng(31)
+    tensors = write_llama(tmp_path / "f32", rng, dtype=np.float32)
+    config = (tmp_path / "f32" / "config.json").read_text()
+    for name in ("bf16", "f16"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(config)
+    entries, exact_bf16 = {}, {}
+    for name, value in tensors.items():
+        bits, exact_bf16[name] = bf16(value)
+        entries[name] = ("BF16", value.shape, bits.tobytes())
+    write_raw_safetensors(tmp_path / "bf16" / "model.safetensors", entries)
+    exact_f16 = {k: v.astype(np.float16) for k, v in tensors.items()}
+    safetensors_numpy.save_file(exact_f16, str(tmp_path / "f16" / "model.safetensors"))
+    for name, exact in (("bf16", exact_bf16), ("f16", exact_f16)):
+        model = decoding.load_model(tmp_path / name, dtype=dtype)
+        block = model.weights.blocks[1]
+        q = exact["model.layers.1.self_attn.q_proj.weight"].astype(dtype)
+        np.testing.assert_array_equal(block.q_w_DX, q.T)
+        np.testing.assert_array_equal(
+            model.weights.embed_VD, exact["model.embed_tokens.weight"].astype(dtype)
+        )
+        np.testing.assert_array_equal(
+            model.weights.head_DV, exact["lm_head.weight"].astype(dtype).T
+        )
+        assert block.q_w_DX.dtype == np.dtype(dtype)
+        # The same values from a float64 file: the same model.
+        same = tmp_path / f"{name}-as-f64-{dtype}"
+        same.mkdir()
+        (same / "config.json").write_text(config)
+        safetensors_numpy.save_file({k: v.astype(np.float64) for k, v in exact.items()},
+                                    str(same / "model.safetensors"))  # fmt: skip
+        np.testing.assert_array_equal(
+            model.next_token_logits([(1, 2, 3)]),
+            decoding.load_model(same, dtype=dtype).next_token_logits([(1, 2, 3)]),
+        )
+
+
+def test_weights_in_the_model_dtype_and_layout_stay_in_the_mapped_file(tmp_path):
+    """A float32 Llama checkpoint loaded as float32: the linear weights are read-only views of
+    the file (no copy); the tied head's [D, V] layout and float64 are copies."""
+    tensors = write_llama(tmp_path / "m", np.random.default_rng(32), dtype=np.float32)
+    model = decoding.load_model(tmp_path / "m", dtype="float32")
+    q = model.weights.blocks[0].q_w_DX
+    base = q
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    assert not base.flags.owndata and not q.flags.writeable
+    assert isinstance(base.base, memoryview) and isinstance(base.base.obj, mmap.mmap)
+    np.testing.assert_array_equal(
+        q, tensors["model.layers.0.self_attn.q_proj.weight"].astype(np.float32).T
+    )
+    copy = decoding.load_model(tmp_path / "m", dtype="float64").weights.blocks[0].q_w_DX
+    base = copy
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    assert copy.T.flags.c_contiguous and base.flags.owndata  # a float64 array of its own
+
+
+def test_unaligned_and_unpadded_files_load_too(tmp_path):
+    """A header not padded to 8 bytes leaves float32 data unaligned: it is copied, not viewed."""
+    tensors = write_llama(tmp_path / "m", np.random.default_rng(33), dtype=np.float32)
+    entries = {k: ("F32", v.shape, v.astype(np.float32).tobytes()) for k, v in tensors.items()}
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "config.json").write_text((tmp_path / "m" / "config.json").read_text())
+    for pad in (False, True):
+        write_raw_safetensors(folder / "model.safetensors", entries, pad=pad)
+        np.testing.assert_array_equal(
+            decoding.load_model(folder).next_token_logits([(1, 2)]),
+            decoding.load_model(tmp_path / "m").next_token_logits([(1, 2)]),
+        )
+
+
+def test_malformed_safetensors_files_are_refused_naming_the_file_and_tensor(tmp_path):
+    write_llama(tmp_path / "m", np.random.default_rng(34))
+    path = tmp_path / "m" / "model.safetensors"
+    raw = 3 * np.ones(4, np.int8)
+    cases = [
+        (b"abc", "is not a safetensors file (only 3 bytes)"),
+        ((10**9).to_bytes(8, "little") + b"{}", "is not a safetensors file (header length"),
+        ((4).to_bytes(8, "little") + b"[1] ", "its header is not a JSON object"),
+        ((3).to_bytes(8, "little") + b"{x}", "is not a safetensors file: Expecting"),
+    ]
+    for content, words in cases:
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as info:
+            decoding.load_model(tmp_path / "m")
+        assert str(info.value).startswith(str(path)) and words in str(info.value), info.value
+    write_raw_safetensors(path, {"model.norm.weight": ("I8", (4,), raw.tobytes())})
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == (
+        f"{path}: tensor 'model.norm.weight' has dtype 'I8', which is not supported "
+        "(supported: F64, F32, F16, BF16)"
+    )
+    write_raw_safetensors(path, {"model.norm.weight": ("F32", (4,), raw.tobytes())})
+    with pytest.raises(ValueError, match=r"tensor 'model.norm.weight' has a malformed entry"):
+        decoding.load_model(tmp_path / "m")
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[:-2]))
+    write_raw_safetensors(path, {"model.norm.weight": ("F32", (1,), b"\x00" * 4)})
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(ValueError, match="lies past the end of the file"):
+        decoding.load_model(tmp_path / "m")

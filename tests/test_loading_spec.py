@@ -79,15 +79,24 @@ def softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def causal_attention(q_HTE, k_HTE, v_HTE):
+def causal_attention(q_HTE, k_HTE, v_HTE, scale=None, window=None):
+    """Softmax attention, each query over itself and the keys before it (the last ``window``
+    positions only, if given); scores times ``scale`` (default ``1 / sqrt(E)``)."""
     t, e = q_HTE.shape[1:]
-    scores = q_HTE @ k_HTE.transpose(0, 2, 1) / np.sqrt(e)
-    scores = np.where(np.tril(np.ones((t, t), bool)), scores, -np.inf)
+    scores = q_HTE @ k_HTE.transpose(0, 2, 1) * (e**-0.5 if scale is None else scale)
+    visible = np.tril(np.ones((t, t), bool))
+    if window is not None:
+        visible &= ~np.tril(np.ones((t, t), bool), -window)
+    scores = np.where(visible, scores, -np.inf)
     return softmax(scores) @ v_HTE
 
 
-def gpt2_reference(tensors, tokens, heads, eps, prefix="transformer."):
-    """Last position's logits of GPT-2, computed literally from the checkpoint tensors."""
+def gpt2_reference(
+    tensors, tokens, heads, eps, prefix="transformer.", tied=True, scaled=True, inverse=False
+):
+    """Last position's logits of GPT-2, computed literally from the checkpoint tensors: the
+    head is ``wte`` (``tied``) or ``lm_head.weight``; layer i's scores are divided by
+    ``sqrt(E)`` if ``scaled`` and by ``i + 1`` if ``inverse``."""
     w = {k.removeprefix(prefix): v for k, v in tensors.items()}
     t, d = len(tokens), w["wte.weight"].shape[1]
     x = w["wte.weight"][list(tokens)] + w["wpe.weight"][:t]
@@ -97,12 +106,15 @@ def gpt2_reference(tensors, tokens, heads, eps, prefix="transformer."):
         h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
         qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
         q, k, v = (m.reshape(t, heads, d // heads).transpose(1, 0, 2) for m in np.split(qkv, 3, 1))
-        a = causal_attention(q, k, v).transpose(1, 0, 2).reshape(t, d)
+        scale = (d // heads) ** -0.5 if scaled else 1.0
+        scale /= i + 1 if inverse else 1
+        a = causal_attention(q, k, v, scale).transpose(1, 0, 2).reshape(t, d)
         x = x + a @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
         h = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
         m = gelu_new(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
         x = x + m @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
-    return layer_norm(x[-1], w["ln_f.weight"], w["ln_f.bias"], eps) @ w["wte.weight"].T
+    head = w["wte.weight"] if tied else tensors["lm_head.weight"]
+    return layer_norm(x[-1], w["ln_f.weight"], w["ln_f.bias"], eps) @ head.T
 
 
 def test_gpt2_logits_equal_the_reference_with_every_bias_and_the_configured_epsilon(tmp_path):
@@ -110,6 +122,50 @@ def test_gpt2_logits_equal_the_reference_with_every_bias_and_the_configured_epsi
     folder = save(tmp_path, gpt2_config(layer_norm_epsilon=0.25), tensors)
     expected = gpt2_reference(tensors, PROMPT, heads=2, eps=0.25)
     np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("settings", "reference"),
+    [
+        ({"tie_word_embeddings": False}, {"tied": False}),
+        ({"scale_attn_weights": False}, {"scaled": False}),
+        ({"scale_attn_by_inverse_layer_idx": True}, {"inverse": True}),
+        ({"tie_word_embeddings": False, "scale_attn_weights": False,
+          "scale_attn_by_inverse_layer_idx": True},
+         {"tied": False, "scaled": False, "inverse": True}),
+        ({"tie_word_embeddings": True}, {}),  # lm_head.weight ignored, as HF does
+    ],
+)  # fmt: skip
+def test_gpt2_head_and_attention_scales_are_as_config_json_says(tmp_path, settings, reference):
+    """An untied head reads ``lm_head.weight``; ``scale_attn_weights=false`` leaves scores
+    undivided by sqrt(E); ``scale_attn_by_inverse_layer_idx`` divides layer i's by i + 1."""
+    rng = np.random.default_rng(4)
+    tensors = gpt2_tensors(rng, layers=3)
+    tensors["lm_head.weight"] = rng.normal(size=(20, 8))
+    folder = save(tmp_path, gpt2_config(layers=3, **settings), tensors)
+    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5, **reference)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    if reference:  # the setting matters on these weights
+        plain = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5)
+        assert np.abs(plain - expected).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"add_cross_attention": True},
+         "config.json: add_cross_attention true is not supported (a decoder-only GPT-2)"),
+        ({"scale_attn_weights": "yes"},
+         "config.json: scale_attn_weights must be true or false, got 'yes'"),
+        ({"quantization_config": {"quant_method": "gptq"}},
+         "config.json: quantization_config ('gptq') is not supported: give a float checkpoint"),
+    ],
+)  # fmt: skip
+def test_gpt2_settings_not_implemented_are_refused_by_name(tmp_path, setting, message):
+    folder = save(tmp_path, gpt2_config(**setting), gpt2_tensors(np.random.default_rng(5)))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == message
 
 
 def test_gpt2_defaults_layer_norm_epsilon_and_activation_as_hf_does(tmp_path):
@@ -177,9 +233,12 @@ def test_gpt2_width_not_divisible_by_heads_is_refused_naming_both(tmp_path):
 # -- Llama, Mistral, Qwen2 -----------------------------------------------------------------------
 
 
-def llama_tensors(rng, vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, head=True, biases=False):
-    """Random Llama tensors in HF's layout (linear weights ``[out, in]``)."""
-    e = d // heads
+def llama_tensors(
+    rng, vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, head=True, biases=False, e=None
+):
+    """Random Llama tensors in HF's layout (linear weights ``[out, in]``); heads of width ``e``
+    (default ``d // heads``)."""
+    e = d // heads if e is None else e
     tensors = {"model.embed_tokens.weight": rng.normal(size=(vocab, d)),
                "model.norm.weight": 1 + 0.3 * rng.normal(size=d)}  # fmt: skip
     if head:
@@ -218,22 +277,31 @@ def rms_norm(x, g, eps):
     return x / np.sqrt((x**2).mean(-1, keepdims=True) + eps) * g
 
 
-def rotary(x_HTE, theta):
-    """HF's rotate-half RoPE at positions 0 .. T-1."""
+def rotary(x_HTE, theta, positions=None, frequency=None, scale=1.0):
+    """HF's rotate-half RoPE at ``positions`` (default 0 .. T-1), frequency ``i`` being
+    ``frequency(i, theta ** (-2i / E))`` (default the latter), cos and sin times ``scale``."""
     t, e = x_HTE.shape[1:]
-    angles = np.arange(t)[:, None] * theta ** (-np.arange(0, e, 2) / e)
+    positions = np.arange(t) if positions is None else positions
+    base = theta ** (-np.arange(0, e, 2) / e)
+    if frequency is not None:
+        base = np.array([frequency(i, f) for i, f in enumerate(base)])
+    angles = positions[:, None] * base
     angles = np.concatenate([angles, angles], axis=-1)
     rotated = np.concatenate([-x_HTE[..., e // 2 :], x_HTE[..., : e // 2]], axis=-1)
-    return x_HTE * np.cos(angles) + rotated * np.sin(angles)
+    return scale * (x_HTE * np.cos(angles) + rotated * np.sin(angles))
 
 
-def llama_reference(tensors, tokens, heads, kv, theta, eps, tied):
-    """Last position's logits of a Llama model, computed literally from the checkpoint tensors;
-    query head ``h`` reads key/value head ``h // (heads // kv)`` (HF's ``repeat_kv``)."""
+def llama_reference(
+    tensors, tokens, heads, kv, theta, eps, tied, windows=None, positions=None, frequency=None,
+    rope_scale=1.0,
+):  # fmt: skip
+    """Last position's logits of a Llama model, computed literally from the checkpoint tensors
+    (every bias it holds); query head ``h`` reads key/value head ``h // (heads // kv)`` (HF's
+    ``repeat_kv``); layer i attends within ``windows[i]`` positions if given; `rotary` takes
+    ``positions`` and ``frequency``."""
     w, t = tensors, len(tokens)
     x = w["model.embed_tokens.weight"][list(tokens)]
-    d = x.shape[1]
-    e = d // heads
+    e = w["model.layers.0.self_attn.q_proj.weight"].shape[0] // heads
     layers = len({k.split(".")[2] for k in w if k.startswith("model.layers.")})
 
     def project(h, name, n):
@@ -243,16 +311,24 @@ def llama_reference(tensors, tokens, heads, kv, theta, eps, tied):
     for i in range(layers):
         p = f"model.layers.{i}."
         h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = rotary(project(h, p + "self_attn.q_proj", heads), theta)
-        k = rotary(project(h, p + "self_attn.k_proj", kv), theta)
+        rope = (theta, positions, frequency, rope_scale)
+        q = rotary(project(h, p + "self_attn.q_proj", heads), *rope)
+        k = rotary(project(h, p + "self_attn.k_proj", kv), *rope)
         v = project(h, p + "self_attn.v_proj", kv)
         share = heads // kv
-        a = causal_attention(q, np.repeat(k, share, axis=0), np.repeat(v, share, axis=0))
-        x = x + a.transpose(1, 0, 2).reshape(t, d) @ w[p + "self_attn.o_proj.weight"].T
+        window = None if windows is None else windows[i]
+        a = causal_attention(
+            q, np.repeat(k, share, axis=0), np.repeat(v, share, axis=0), window=window
+        )
+        a = a.transpose(1, 0, 2).reshape(t, heads * e)
+        x = x + a @ w[p + "self_attn.o_proj.weight"].T + w.get(p + "self_attn.o_proj.bias", 0.0)
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
-        gate = h @ w[p + "mlp.gate_proj.weight"].T
-        up = h @ w[p + "mlp.up_proj.weight"].T
-        x = x + (gate / (1 + np.exp(-gate)) * up) @ w[p + "mlp.down_proj.weight"].T
+
+        def mlp(name, h, p=p):
+            return h @ w[p + f"mlp.{name}.weight"].T + w.get(p + f"mlp.{name}.bias", 0.0)
+
+        gate, up = mlp("gate_proj", h), mlp("up_proj", h)
+        x = x + mlp("down_proj", gate / (1 + np.exp(-gate)) * up)
     head = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
     return rms_norm(x[-1], w["model.norm.weight"], eps) @ head.T
 
@@ -310,19 +386,177 @@ def test_rope_theta_is_read_from_rope_parameters_before_the_top_level(tmp_path):
         np.testing.assert_allclose(logits(folder), expected(theta), rtol=0, atol=1e-10)
 
 
-def test_rope_scaling_that_is_not_plain_rope_is_refused_naming_its_type(tmp_path):
+def test_rope_types_not_implemented_are_refused_naming_the_type(tmp_path):
     tensors = llama_tensors(np.random.default_rng(13))
+    supported = "(supported: default, linear, llama3, yarn)"
     cases = [
-        ({"rope_scaling": {"type": "linear", "factor": 2.0}}, "rope_scaling type 'linear'"),
+        ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling type 'dynamic'"),
         ({"rope_scaling": {"factor": 2.0}}, "rope_scaling type None"),
         ({"rope_scaling": "default"}, "rope_scaling type None"),
         ({"rope_parameters": {"rope_type": "DEFAULT"}}, "rope_parameters type 'DEFAULT'"),
+        ({"rope_parameters": {"rope_type": "longrope"}}, "rope_parameters type 'longrope'"),
     ]
     for i, (extra, named) in enumerate(cases):
         folder = save(tmp_path / str(i), llama_config(**extra), tensors)
         with pytest.raises(ValueError) as info:
             decoding.load_model(folder)
-        assert str(info.value) == f"config.json: {named} is not supported (plain RoPE only)"
+        assert str(info.value) == f"config.json: {named} is not supported {supported}"
+
+
+def test_llama_attention_and_mlp_biases_are_read_when_the_config_asks(tmp_path):
+    """``attention_bias``: q, k, v and o biases; ``mlp_bias``: gate, up and down biases."""
+    rng = np.random.default_rng(20)
+    tensors = llama_tensors(rng, biases=True)
+    for i in range(2):
+        p = f"model.layers.{i}."
+        tensors[p + "self_attn.o_proj.bias"] = rng.normal(size=16)
+        tensors[p + "mlp.gate_proj.bias"] = rng.normal(size=12)
+        tensors[p + "mlp.up_proj.bias"] = rng.normal(size=12)
+        tensors[p + "mlp.down_proj.bias"] = rng.normal(size=16)
+    folder = save(tmp_path, llama_config(attention_bias=True, mlp_bias=True), tensors)
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    del tensors["model.layers.1.mlp.up_proj.bias"]
+    folder = save(tmp_path / "missing", llama_config(mlp_bias=True), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == "checkpoint is missing tensor 'model.layers.1.mlp.up_proj.bias'"
+
+
+def test_a_tensor_the_configuration_does_not_use_is_refused_naming_it(tmp_path):
+    tensors = llama_tensors(np.random.default_rng(21))
+    tensors["model.layers.0.self_attn.q_norm.weight"] = np.ones(4)
+    tensors["model.layers.1.self_attn.rotary_emb.inv_freq"] = np.ones(2)  # HF's old buffer
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(save(tmp_path, llama_config(), tensors))
+    assert str(info.value) == (
+        "config.json: the checkpoint has tensors this configuration does not use: "
+        "'model.layers.0.self_attn.q_norm.weight'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model_type", "settings", "windows"),
+    [
+        ("mistral", {"sliding_window": 3}, (3, 3)),
+        ("mistral", {}, (4096, 4096)),  # transformers' default
+        ("mistral", {"sliding_window": None}, None),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1},
+         (None, 3)),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 5, "max_window_layers": 0},
+         (5, 5)),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 4,
+                   "layer_types": ["sliding_attention", "full_attention"]}, (4, None)),
+        ("qwen2", {"use_sliding_window": False, "sliding_window": 3}, None),
+        ("llama", {"sliding_window": 3}, None),  # HF's Llama has no window
+    ],
+)  # fmt: skip
+def test_attention_windows_are_as_hf_sets_them(tmp_path, model_type, settings, windows):
+    """A windowed layer's query sees itself and the ``window - 1`` positions before it."""
+    tensors = llama_tensors(np.random.default_rng(22), biases=model_type == "qwen2")
+    folder = save(tmp_path, llama_config(model_type) | settings, tensors)  # null kept
+    model = decoding.load_model(folder, dtype="float64")
+    assert model.weights.sliding_windows == windows
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False,
+                               windows=windows)  # fmt: skip
+    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+    if windows is not None and min(w or 99 for w in windows) < len(PROMPT):
+        plain = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+        assert np.abs(plain - expected).max() > 1e-3
+
+
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 6}  # fmt: skip
+
+
+def llama3_frequency(i, f):
+    """Llama 3.1: short wavelengths kept, long ones divided by 8, a linear blend between."""
+    wavelength = 2 * np.pi / f
+    if wavelength < 6 / 4.0:
+        return f
+    if wavelength > 6 / 1.0:
+        return f / 8.0
+    smooth = (6 / wavelength - 1.0) / (4.0 - 1.0)
+    return (1 - smooth) * f / 8.0 + smooth * f
+
+
+def test_rope_scaling_linear_and_llama3_are_as_hf_computes_them(tmp_path):
+    """Linear scaling by 3 is RoPE at positions / 3; Llama 3 rescales each frequency."""
+    tensors = llama_tensors(np.random.default_rng(23))
+
+    def expected(**kwargs):
+        return llama_reference(tensors, PROMPT, heads=4, kv=2, theta=50.0, eps=1e-6,
+                               tied=False, **kwargs)  # fmt: skip
+
+    cases = [
+        ({"rope_scaling": {"type": "linear", "factor": 3.0}},
+         {"positions": np.arange(len(PROMPT)) / 3.0}),
+        ({"rope_parameters": {"rope_type": "linear", "factor": 3.0, "rope_theta": 50.0}},
+         {"positions": np.arange(len(PROMPT)) / 3.0}),
+        ({"rope_scaling": LLAMA3}, {"frequency": llama3_frequency}),
+        ({"rope_parameters": LLAMA3 | {"rope_theta": 50.0}}, {"frequency": llama3_frequency}),
+    ]  # fmt: skip
+    for i, (settings, reference) in enumerate(cases):
+        folder = save(tmp_path / str(i), llama_config(rope_theta=50.0, **settings), tensors)
+        np.testing.assert_allclose(logits(folder), expected(**reference), rtol=0, atol=1e-10)
+        assert np.abs(expected(**reference) - expected()).max() > 1e-3
+
+
+def test_rope_scaling_yarn_is_as_hf_computes_it(tmp_path):
+    """YaRN, factor 4 over 8 original positions, theta 50, E 4: frequency i keeps its value
+    below the ramp, is divided by 4 above it, blended on it (dimensions floor(low) ..
+    ceil(high) of HF's correction range, clamped to [0, E - 1]); cos and sin are multiplied
+    by 0.1 ln 4 + 1."""
+    tensors = llama_tensors(np.random.default_rng(25))
+    e, theta, factor, original = 4, 50.0, 4.0, 8
+
+    def correction(rotations):
+        return e * np.log(original / (rotations * 2 * np.pi)) / (2 * np.log(theta))
+
+    low, high = max(np.floor(correction(32)), 0), min(np.ceil(correction(1)), e - 1)
+    high = high + 0.001 if low == high else high
+
+    def frequency(i, f):
+        ramp = min(max((i - low) / (high - low), 0.0), 1.0)
+        return f / factor * ramp + f * (1 - ramp)
+
+    scaling = {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": original}
+    folder = save(tmp_path, llama_config(rope_theta=theta, rope_scaling=scaling), tensors)
+    expected = llama_reference(
+        tensors, PROMPT, heads=4, kv=2, theta=theta, eps=1e-6, tied=False,
+        frequency=frequency, rope_scale=0.1 * np.log(factor) + 1,
+    )  # fmt: skip
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported (1 only)"),
+        ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
+         "rope_scaling type 'llama3' needs a positive number low_freq_factor, got None"),
+        ({"rope_parameters": {"rope_type": "linear"}},
+         "rope_parameters type 'linear' needs a positive number factor, got None"),
+        ({"hidden_act": "gelu_pytorch_tanh"},
+         "hidden_act 'gelu_pytorch_tanh' is not supported (silu only)"),
+        ({"quantization_config": {"quant_method": "awq"}},
+         "quantization_config ('awq') is not supported: give a float checkpoint"),
+        ({"model_type": "qwen2", "use_sliding_window": True, "layer_types": ["full_attention"]},
+         "layer_types must list full_attention or sliding_attention for each of the 2 layers, "
+         "got ['full_attention']"),
+        ({"model_type": "qwen2", "use_sliding_window": True, "max_window_layers": -1},
+         "max_window_layers must be an int >= 0, got -1"),
+        ({"model_type": "mistral", "sliding_window": 0},
+         "sliding_window must be a positive int, got 0"),
+        ({"attention_bias": 1}, "attention_bias must be true or false, got 1"),
+    ],
+)  # fmt: skip
+def test_llama_settings_not_implemented_are_refused_by_name(tmp_path, settings, message):
+    model_type = settings.pop("model_type", "llama")
+    tensors = llama_tensors(np.random.default_rng(24), biases=model_type == "qwen2")
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(save(tmp_path, llama_config(model_type, **settings), tensors))
+    assert str(info.value) == f"config.json: {message}"
 
 
 def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path):
@@ -347,21 +581,22 @@ def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path)
         np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
 
 
-def test_head_dim_must_give_hidden_size(tmp_path):
-    """``head_dim`` is accepted when ``head_dim * num_attention_heads == hidden_size``, and
-    refused (naming the sizes) otherwise: heads of another width are not supported."""
-    tensors = llama_tensors(np.random.default_rng(15))
-    folder = save(tmp_path / "ok", llama_config(head_dim=4), tensors)
-    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    for i, head_dim in enumerate([2, 8]):
-        folder = save(tmp_path / str(i), llama_config(head_dim=head_dim), tensors)
-        with pytest.raises(ValueError) as info:
-            decoding.load_model(folder)
-        assert str(info.value) == (
-            "config.json: hidden_size 16, num_attention_heads 4, num_key_value_heads 2 do not "
-            "make heads of one even width shared by whole groups"
-        )
+def test_an_explicit_head_dim_sets_the_head_width(tmp_path):
+    """``head_dim`` is the width of every head, whatever ``hidden_size / num_attention_heads``
+    is (Mistral, Qwen3-style configs): q/k/v project to ``heads * head_dim``, o_proj back."""
+    for e in (2, 4, 8):
+        tensors = llama_tensors(np.random.default_rng(15), e=e)
+        folder = save(tmp_path / str(e), llama_config(head_dim=e), tensors)
+        expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+        np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    tensors = llama_tensors(np.random.default_rng(15), e=8)
+    folder = save(tmp_path / "odd", llama_config(head_dim=3), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        "config.json: hidden_size 16, num_attention_heads 4, num_key_value_heads 2 do not "
+        "make heads of one even width shared by whole groups"
+    )
     folder = save(tmp_path / "zero", llama_config(head_dim=0), tensors)
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
@@ -476,13 +711,15 @@ def tokenizer_file(tmp_path):
     return path
 
 
-def test_encode_adds_no_special_tokens_and_decode_drops_them(tokenizer_file):
+def test_encode_adds_the_special_tokens_the_tokenizer_adds_and_decode_keeps_them(tokenizer_file):
     for tokenizer in (
         decoding.load_tokenizer(tokenizer_file),  # a file path
         decoding.load_tokenizer(tokenizer_file.parent),  # the checkpoint folder
     ):
-        assert tokenizer.encode("the cat sat") == [3, 4, 5]
-        assert tokenizer.decode([1, 3, 4, 2, 5, 2]) == "the cat sat"
+        assert tokenizer.encode("the cat sat") == [1, 3, 4, 5]
+        assert tokenizer.encode("the cat sat", add_special_tokens=False) == [3, 4, 5]
+        assert tokenizer.decode([1, 3, 4, 2, 5, 2]) == "<s> the cat </s> sat </s>"
+        assert tokenizer.decode([1, 3, 4, 2, 5, 2], skip_special_tokens=True) == "the cat sat"
         assert tokenizer.decode(np.array([3, 5])) == "the sat"
         assert tokenizer.vocab_size == 6
 

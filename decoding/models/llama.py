@@ -5,10 +5,16 @@ heads, ``G`` key/value heads (grouped-query attention: ``H / G`` query heads sha
 ``E`` head width, ``F`` MLP width, ``L`` layers, ``V`` vocabulary.
 
 The block is pre-RMSNorm attention with rotary position embeddings (HF's rotate-half
-convention) and grouped-query attention, then a SwiGLU MLP; the head is tied to the embedding
-or not. Only the forward pass differs from `NumpyTransformerLM`: the KV-cache driver (batched,
-left-padded prefill; `extend` with reordering by parent) is inherited, the cache holding ``G``
-heads per layer.
+convention, with the inverse frequencies given: plain, or scaled as Llama 3, linear or YaRN
+scaling make them) and grouped-query attention, optionally within a sliding window, then a SwiGLU
+MLP; every linear layer may have a bias; the head is tied to the embedding or not. Only the
+forward pass differs from `NumpyTransformerLM`: the KV-cache driver (batched, left-padded
+prefill; `extend` with reordering by parent) is inherited, the cache holding ``G`` heads per
+layer.
+
+Linear weights are held as ``[in, out]`` views of C-contiguous ``[out, in]`` arrays (the layout
+HF checkpoints store and `linear_t` streams fastest), so a checkpoint in the model's dtype is
+used where it lies, memory-mapped, without a copy.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from decoding.models.transformer import (
     _readonly,
     chunked_attention,
     linear,
+    linear_t,
+    out_in,
     shared_embedding,
     write_cache,
 )
@@ -35,7 +43,7 @@ __all__ = ["LlamaBlock", "LlamaWeights", "NumpyLlamaLM"]
 
 @attrs.frozen(eq=False)
 class LlamaBlock:
-    """One decoder layer; linear weights stored ``[in, out]``."""
+    """One decoder layer; linear weights ``[in, out]`` (held as views of ``[out, in]`` arrays)."""
 
     attn_norm_D: np.ndarray
     q_w_DX: np.ndarray  # X = H * E
@@ -46,14 +54,25 @@ class LlamaBlock:
     gate_w_DF: np.ndarray
     up_w_DF: np.ndarray
     down_w_FD: np.ndarray
-    q_b_X: np.ndarray | None = None  # Qwen2 has attention biases
+    q_b_X: np.ndarray | None = None  # Qwen2, and Llama's attention_bias
     k_b_Y: np.ndarray | None = None
     v_b_Y: np.ndarray | None = None
+    o_b_D: np.ndarray | None = None  # Llama's attention_bias
+    gate_b_F: np.ndarray | None = None  # Llama's mlp_bias
+    up_b_F: np.ndarray | None = None
+    down_b_D: np.ndarray | None = None
 
 
 @attrs.frozen(eq=False)
 class LlamaWeights:
-    """All weights and the shape settings the forward pass needs."""
+    """All weights and the settings the forward pass needs.
+
+    ``head_dim`` is the head width E (None: ``d_model // n_heads``); ``rope_inverse_E2`` the
+    rotary inverse frequencies, float64 ``[E / 2]`` (None: ``rope_theta ** (-2i / E)``), and
+    ``rope_scale`` a factor on the rotary cos and sin (YaRN's attention factor);
+    ``sliding_windows`` one entry per layer, the number of most recent positions a query sees
+    (itself included), or None for all (None: no window anywhere).
+    """
 
     embed_VD: np.ndarray
     blocks: tuple[LlamaBlock, ...]
@@ -63,6 +82,21 @@ class LlamaWeights:
     n_kv_heads: int
     rope_theta: float = 10000.0
     rms_eps: float = 1e-6
+    head_dim: int | None = None
+    rope_inverse_E2: np.ndarray | None = None
+    rope_scale: float = 1.0
+    sliding_windows: tuple[int | None, ...] | None = None
+
+    @property
+    def head_width(self) -> int:
+        """E: ``head_dim``, or ``d_model // n_heads``."""
+        return self.head_dim or self.embed_VD.shape[1] // self.n_heads
+
+    def inverse_frequencies(self) -> np.ndarray:
+        """``[E / 2]`` rotary inverse frequencies, float64."""
+        if self.rope_inverse_E2 is not None:
+            return np.asarray(self.rope_inverse_E2, dtype=np.float64)
+        return rope_frequencies(self.head_width, self.rope_theta)
 
 
 def init_llama_weights(
@@ -87,17 +121,21 @@ def init_llama_weights(
     def normal(fan_in: int, *shape: int) -> np.ndarray:
         return rng.normal(0.0, fan_in**-0.5, size=shape).astype(dtype, copy=False)
 
+    def lin(fan_in: int, outputs: int) -> np.ndarray:
+        """``[in, out]``, held as a view of ``[out, in]`` (see `out_in`), drawn ``[in, out]``."""
+        return out_in(normal(fan_in, fan_in, outputs))
+
     blocks = tuple(
         LlamaBlock(
             attn_norm_D=np.ones(d_model, dtype),
-            q_w_DX=normal(d_model, d_model, n_heads * e),
-            k_w_DY=normal(d_model, d_model, n_kv_heads * e),
-            v_w_DY=normal(d_model, d_model, n_kv_heads * e),
-            o_w_XD=normal(n_heads * e, n_heads * e, d_model),
+            q_w_DX=lin(d_model, n_heads * e),
+            k_w_DY=lin(d_model, n_kv_heads * e),
+            v_w_DY=lin(d_model, n_kv_heads * e),
+            o_w_XD=lin(n_heads * e, d_model),
             mlp_norm_D=np.ones(d_model, dtype),
-            gate_w_DF=normal(d_model, d_model, d_ff),
-            up_w_DF=normal(d_model, d_model, d_ff),
-            down_w_FD=normal(d_ff, d_ff, d_model),
+            gate_w_DF=lin(d_model, d_ff),
+            up_w_DF=lin(d_model, d_ff),
+            down_w_FD=lin(d_ff, d_model),
         )
         for _ in range(n_layers)
     )
@@ -124,14 +162,34 @@ def rope(x_NHTE: np.ndarray, cos_NTE: np.ndarray, sin_NTE: np.ndarray) -> np.nda
     return np.asarray(x_NHTE * cos_NTE[:, None] + rotated * sin_NTE[:, None])
 
 
+def rope_frequencies(width: int, theta: float) -> np.ndarray:
+    """``[E / 2]`` plain rotary inverse frequencies ``theta ** (-2i / E)``, float64."""
+    return np.asarray(1.0 / theta ** (np.arange(0, width, 2, dtype=np.float64) / width))
+
+
 def rope_tables(
-    positions_NT: np.ndarray, width: int, theta: float, dtype: np.dtype
+    positions_NT: np.ndarray, inverse_E2: np.ndarray, dtype: np.dtype, scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(cos, sin)`` of shape ``[N, T, E]`` for the given positions (angles in float64)."""
-    inverse_E2 = 1.0 / theta ** (np.arange(0, width, 2, dtype=np.float64) / width)
+    """``(cos, sin)`` of shape ``[N, T, E]`` for the given positions, times ``scale`` (angles
+    in float64)."""
     angles_NTE2 = positions_NT[..., None].astype(np.float64) * inverse_E2
     angles_NTE = np.concatenate([angles_NTE2, angles_NTE2], axis=-1)
-    return np.cos(angles_NTE).astype(dtype), np.sin(angles_NTE).astype(dtype)
+    cos_NTE, sin_NTE = np.cos(angles_NTE), np.sin(angles_NTE)
+    if scale != 1.0:
+        cos_NTE *= scale
+        sin_NTE *= scale
+    return cos_NTE.astype(dtype), sin_NTE.astype(dtype)
+
+
+def window_bias(bias_NTS: np.ndarray, start: int, window: int) -> np.ndarray:
+    """``bias_NTS`` with the keys more than ``window - 1`` columns before each query masked
+    (query ``t`` sits at column ``start + t``; rows are left-padded, so a column difference is a
+    position difference)."""
+    t, s = bias_NTS.shape[-2:]
+    outside_TS = (start + np.arange(t))[:, None] - np.arange(s) >= window
+    if not outside_TS.any():
+        return bias_NTS
+    return np.where(outside_TS, bias_NTS.dtype.type(-np.inf), bias_NTS)
 
 
 def silu(x: np.ndarray) -> np.ndarray:
@@ -151,14 +209,15 @@ def llama_block(
     bias_NTS: np.ndarray,
 ) -> np.ndarray:
     """``[N, T, D] -> [N, T, D]``; writes this layer's keys/values into cache columns
-    ``[start, start + T)`` (chunks ``[N, G, S_i, E]``) and attends over ``[0, start + T)``."""
+    ``[start, start + T)`` (chunks ``[N, G, S_i, E]``) and attends over ``[0, start + T)``
+    (``bias_NTS`` holds this layer's mask: causal, padding and any window)."""
     n, t, _ = x_NTD.shape
     heads, groups = weights.n_heads, weights.n_kv_heads
     e = cos_NTE.shape[-1]
     h_NTD = rms_norm(x_NTD, w.attn_norm_D, weights.rms_eps)
-    q_NHTE = linear(h_NTD, w.q_w_DX, w.q_b_X).reshape(n, t, heads, e).transpose(0, 2, 1, 3)
-    k_NGTE = linear(h_NTD, w.k_w_DY, w.k_b_Y).reshape(n, t, groups, e).transpose(0, 2, 1, 3)
-    v_NGTE = linear(h_NTD, w.v_w_DY, w.v_b_Y).reshape(n, t, groups, e).transpose(0, 2, 1, 3)
+    q_NHTE = linear_t(h_NTD, w.q_w_DX.T, w.q_b_X).reshape(n, t, heads, e).transpose(0, 2, 1, 3)
+    k_NGTE = linear_t(h_NTD, w.k_w_DY.T, w.k_b_Y).reshape(n, t, groups, e).transpose(0, 2, 1, 3)
+    v_NGTE = linear_t(h_NTD, w.v_w_DY.T, w.v_b_Y).reshape(n, t, groups, e).transpose(0, 2, 1, 3)
     q_NHTE = rope(q_NHTE, cos_NTE, sin_NTE) * x_NTD.dtype.type(e**-0.5)
     k_NGTE = rope(k_NGTE, cos_NTE, sin_NTE)
     keys, values = write_cache(k_chunks, v_chunks, k_NGTE, v_NGTE, start)
@@ -168,10 +227,12 @@ def llama_block(
     q_NGQE = q_NHTE.reshape(n, groups, share * t, e)
     bias_NQS = np.tile(bias_NTS, (1, share, 1))
     out_NHTE = chunked_attention(q_NGQE, keys, values, bias_NQS).reshape(n, heads, t, e)
-    x_NTD = x_NTD + linear(out_NHTE.transpose(0, 2, 1, 3).reshape(n, t, heads * e), w.o_w_XD, None)
+    out_NTX = out_NHTE.transpose(0, 2, 1, 3).reshape(n, t, heads * e)
+    x_NTD = x_NTD + linear_t(out_NTX, w.o_w_XD.T, w.o_b_D)
     h_NTD = rms_norm(x_NTD, w.mlp_norm_D, weights.rms_eps)
-    gated_NTF = silu(linear(h_NTD, w.gate_w_DF, None)) * linear(h_NTD, w.up_w_DF, None)
-    return np.asarray(x_NTD + linear(gated_NTF, w.down_w_FD, None))
+    gated_NTF = silu(linear_t(h_NTD, w.gate_w_DF.T, w.gate_b_F))
+    gated_NTF *= linear_t(h_NTD, w.up_w_DF.T, w.up_b_F)
+    return np.asarray(x_NTD + linear_t(gated_NTF, w.down_w_FD.T, w.down_b_D))
 
 
 class NumpyLlamaLM(NumpyTransformerLM):
@@ -270,13 +331,25 @@ class NumpyLlamaLM(NumpyTransformerLM):
         return model
 
     def _load_llama(self, weights: LlamaWeights, dtype: np.dtype) -> None:
-        """Keep the weights in ``dtype`` only (each converted once)."""
+        """Keep the weights in ``dtype`` only (each converted once), linear weights as
+        ``[in, out]`` views of C-contiguous ``[out, in]`` arrays (see `out_in`)."""
 
         def cast(array: np.ndarray | None) -> np.ndarray | None:
             if array is None:
                 return None
+            if array.ndim == 2:
+                return out_in(np.asarray(array, dtype=dtype))
             return _readonly(np.ascontiguousarray(array, dtype=dtype))
 
+        windows = weights.sliding_windows
+        if windows is not None and (
+            len(windows) != len(weights.blocks)
+            or not all(w is None or (isinstance(w, int) and w > 0) for w in windows)
+        ):
+            raise ValueError(
+                f"sliding_windows must hold one positive int or None per layer "
+                f"({len(weights.blocks)}), got {brief(windows)}"
+            )
         self.dtype = dtype
         blocks = tuple(
             LlamaBlock(**{f.name: cast(getattr(b, f.name)) for f in attrs.fields(LlamaBlock)})  # type: ignore[arg-type]
@@ -285,15 +358,17 @@ class NumpyLlamaLM(NumpyTransformerLM):
         if weights.head_DV is None:  # tied: the head reads a C-contiguous embed_VD.T
             embed: np.ndarray | None = shared_embedding(np.asarray(weights.embed_VD, dtype))
         else:
-            embed = cast(weights.embed_VD)
+            embed = _readonly(np.ascontiguousarray(weights.embed_VD, dtype=dtype))
         norm = cast(weights.norm_D)
         assert embed is not None and norm is not None
+        head = weights.head_DV
         self.weights = attrs.evolve(
             weights,
             embed_VD=embed,
             blocks=blocks,
             norm_D=norm,
-            head_DV=cast(weights.head_DV),
+            # [D, V] row-major: the layout the head multiplies fastest.
+            head_DV=None if head is None else _readonly(np.ascontiguousarray(head, dtype=dtype)),
         )
         head = self.weights.head_DV
         self._head_DV: np.ndarray = head if head is not None else embed.T
@@ -326,7 +401,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
 
     def _cache_shape(self) -> tuple[int, int, int]:
         w = self.weights
-        return len(w.blocks), w.n_kv_heads, self.d_model // w.n_heads
+        return len(w.blocks), w.n_kv_heads, w.head_width
 
     def _forward(
         self,
@@ -341,9 +416,14 @@ class NumpyLlamaLM(NumpyTransformerLM):
         w = self.weights
         x_NTD = w.embed_VD[tokens_NT]
         cos_NTE, sin_NTE = rope_tables(
-            positions_NT, self.d_model // w.n_heads, w.rope_theta, self.dtype
+            positions_NT, w.inverse_frequencies(), self.dtype, w.rope_scale
         )
-        for layer, block in enumerate(w.blocks):
+        windows = w.sliding_windows or (None,) * len(w.blocks)
+        biases = {
+            window: bias_NTS if window is None else window_bias(bias_NTS, start, window)
+            for window in set(windows)
+        }
+        for layer, (block, window) in enumerate(zip(w.blocks, windows, strict=True)):
             x_NTD = llama_block(
                 x_NTD,
                 block,
@@ -353,7 +433,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
                 [k[layer] for k in k_chunks],
                 [v[layer] for v in v_chunks],
                 start,
-                bias_NTS,
+                biases[window],
             )
         last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
         return linear(rms_norm(last_MD, w.norm_D, w.rms_eps), self._head_DV, None)

@@ -53,7 +53,10 @@ class BlockWeights:
 
 @attrs.frozen(eq=False)
 class TransformerWeights:
-    """All weights; the output projection is tied to ``wte_VD``."""
+    """All weights and the attention settings (HF GPT-2's names): the output projection is
+    ``head_DV``, or tied to ``wte_VD`` when that is None; attention scores are divided by
+    ``sqrt(E)`` if ``scale_attn_weights`` and by ``layer + 1`` (layers counted from 0) if
+    ``scale_attn_by_inverse_layer_idx``."""
 
     wte_VD: np.ndarray
     wpe_PD: np.ndarray
@@ -62,6 +65,14 @@ class TransformerWeights:
     lnf_b_D: np.ndarray
     n_heads: int
     layer_norm_eps: float = 1e-5
+    head_DV: np.ndarray | None = None
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+
+    def query_scale(self, layer: int) -> float:
+        """The factor on layer ``layer``'s attention scores (folded into its queries)."""
+        scale = (self.wte_VD.shape[1] // self.n_heads) ** -0.5 if self.scale_attn_weights else 1.0
+        return scale / (layer + 1) if self.scale_attn_by_inverse_layer_idx else scale
 
 
 class _Slab:
@@ -272,12 +283,16 @@ def fold(
         return cast(array) if array is not None and array.any() else None
 
     d = weights.wte_VD.shape[1]
-    scale_3D = np.ones(3 * d)
-    scale_3D[:d] = (d // weights.n_heads) ** -0.5
+
+    def scales(layer: int) -> np.ndarray:
+        scale_3D = np.ones(3 * d)
+        scale_3D[:d] = weights.query_scale(layer)
+        return scale_3D
+
     blocks = tuple(
         FoldedBlock(
-            qkv_wt_3DD=cast((w.ln1_g_D[:, None] * w.qkv_w_D3D * scale_3D).T),
-            qkv_b_3D=bias((w.ln1_b_D @ w.qkv_w_D3D + w.qkv_b_3D) * scale_3D),
+            qkv_wt_3DD=cast((w.ln1_g_D[:, None] * w.qkv_w_D3D * scales(i)).T),
+            qkv_b_3D=bias((w.ln1_b_D @ w.qkv_w_D3D + w.qkv_b_3D) * scales(i)),
             out_wt_DD=cast(w.out_w_DD.T),
             out_b_D=bias(w.out_b_D),
             fc_wt_FD=cast((w.ln2_g_D[:, None] * w.fc_w_DF).T),
@@ -286,14 +301,15 @@ def fold(
             proj_b_D=bias(w.proj_b_D),
             eps=weights.layer_norm_eps,
         )
-        for w in weights.blocks
+        for i, w in enumerate(weights.blocks)
     )
+    head_DV = weights.wte_VD.T if weights.head_DV is None else weights.head_DV
     return FoldedWeights(
         wte_VD=cast(weights.wte_VD),
         wpe_PD=cast(weights.wpe_PD),
         blocks=blocks,
-        head_w_DV=cast(weights.lnf_g_D[:, None] * weights.wte_VD.T),
-        head_b_V=bias(weights.lnf_b_D @ weights.wte_VD.T),
+        head_w_DV=cast(weights.lnf_g_D[:, None] * head_DV),
+        head_b_V=bias(weights.lnf_b_D @ head_DV),
         n_heads=weights.n_heads,
         eps=weights.layer_norm_eps,
     )
@@ -313,7 +329,6 @@ def unfolded(weights: TransformerWeights, dtype: np.dtype) -> FoldedWeights:
     def gain(array: np.ndarray) -> np.ndarray | None:
         return None if np.all(array == 1) else same(array)
 
-    d = weights.wte_VD.shape[1]
     blocks = tuple(
         FoldedBlock(
             # Transposed views of the [in, out] arrays: no copy (BLAS reads them as they are).
@@ -330,16 +345,17 @@ def unfolded(weights: TransformerWeights, dtype: np.dtype) -> FoldedWeights:
             ln1_b_D=bias(w.ln1_b_D),
             ln2_g_D=gain(w.ln2_g_D),
             ln2_b_D=bias(w.ln2_b_D),
-            q_scale=(d // weights.n_heads) ** -0.5,
+            q_scale=weights.query_scale(i),
         )
-        for w in weights.blocks
+        for i, w in enumerate(weights.blocks)
     )
     wte = same(weights.wte_VD)
     return FoldedWeights(
         wte_VD=wte,
         wpe_PD=same(weights.wpe_PD),
         blocks=blocks,
-        head_w_DV=wte.T,  # a view: the head shares the embedding
+        # Tied: a view, the head shares the embedding.
+        head_w_DV=wte.T if weights.head_DV is None else same(weights.head_DV),
         head_b_V=None,
         n_heads=weights.n_heads,
         eps=weights.layer_norm_eps,
@@ -703,7 +719,13 @@ class NumpyTransformerLM(LanguageModel):
                 attrs.evolve(b, **{name: out_in(getattr(b, name)) for name in _LINEAR})
                 for b in weights.blocks
             )
-            weights = attrs.evolve(weights, wte_VD=shared_embedding(weights.wte_VD), blocks=blocks)
+            if weights.head_DV is None:
+                weights = attrs.evolve(
+                    weights, wte_VD=shared_embedding(weights.wte_VD), blocks=blocks
+                )
+            else:  # the head's own [D, V] layout; the embedding stays row-major for lookups
+                head_DV = np.ascontiguousarray(weights.head_DV, dtype=self.dtype)
+                weights = attrs.evolve(weights, head_DV=head_DV, blocks=blocks)
         self.weights: TransformerWeights = _readonly_record(weights)
         self._folded = fold(weights, self.dtype)
 

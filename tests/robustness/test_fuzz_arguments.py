@@ -475,14 +475,13 @@ def test_generated_arguments_are_refused_by_name_or_work(name, value):
 
 def test_every_public_callable_with_arguments_is_fuzzed():
     """The table covers every name in ``decoding.__all__`` that takes arguments, except records
-    (Beam, TraceEntry, StepContext, states), abstract bases, and the loaders (which need files
-    and are tested in tests/test_loading.py)."""
+    (Beam, TraceEntry, StepContext, states, GenerationConfig), abstract bases, and the loaders
+    (which need files and are tested in tests/test_loading*.py and tests/test_gguf.py)."""
     skipped = {
         "MAX_BEAM_WIDTH", "MAX_NUM_SAMPLES", "MAX_ROWS", "memory_limit", "Beam", "BeamState",
         "RowState", "Trace", "TraceEntry", "StepContext", "Decoder", "LanguageModel",
-        "LogitsProcessor", "Scorer",
-        "NumpyLlamaLM", "Tokenizer",
-        "load_model", "load_tokenizer", "__version__",
+        "LogitsProcessor", "Scorer", "NumpyLlamaLM", "Tokenizer", "GenerationConfig",
+        "load_model", "load_tokenizer", "load_generation_config", "__version__",
     }  # fmt: skip
     covered = {name.split(".")[0] for name in SPECS}
     aliases = {"Beam": "BeamSearchDecoder", "Greedy": "GreedyDecoder",

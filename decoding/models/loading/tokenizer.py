@@ -1,0 +1,405 @@
+"""`Tokenizer`: text to token ids and back, special tokens, and chat templates, from a checkpoint
+folder (``tokenizer.json`` through the ``tokenizers`` package, ``tokenizer_config.json``) or a
+GGUF file (a byte-level BPE built from its tokens, merges and pre-tokenizer type).
+
+Chat templates are rendered the way transformers renders them: a sandboxed Jinja environment
+(``jinja2``) with ``trim_blocks`` and ``lstrip_blocks``, the ``loopcontrols`` extension,
+``raise_exception``, ``strftime_now`` and a ``tojson`` that does not escape HTML, given
+``messages``, ``add_generation_prompt``, ``tools=None``, ``documents=None`` and the special
+tokens (``bos_token``, ``eos_token``, ...) as variables; the text is then tokenized without
+adding special tokens (the template writes them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from decoding._checks import brief
+from decoding.models.loading._common import read_json, require
+from decoding.models.loading.gguf_files import GGUFFile
+
+__all__ = ["GGUF_PRE_TOKENIZERS", "Tokenizer", "load_tokenizer"]
+
+SPECIAL_NAMES = (
+    "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+)  # fmt: skip
+
+# GPT-2's split (HF's ByteLevel regex); the others as llama.cpp's `llama-vocab.cpp` states them.
+_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+_LLAMA3 = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2 = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# tokenizer.ggml.pre -> (splits applied in turn, BPE ignore_merges as llama.cpp sets it).
+GGUF_PRE_TOKENIZERS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "gpt-2": ((_GPT2,), False),
+    "gpt2": ((_GPT2,), False),
+    "smollm": ((r"\p{N}", _GPT2), False),
+    "starcoder": ((r"\p{N}", _GPT2), False),
+    "refact": ((r"\p{N}", _GPT2), False),
+    "llama3": ((_LLAMA3,), True),
+    "llama-v3": ((_LLAMA3,), True),
+    "llama-bpe": ((_LLAMA3,), True),
+    "qwen2": ((_QWEN2,), False),
+    "deepseek-r1-qwen": ((_QWEN2,), False),
+}
+
+
+def _token_text(value: Any) -> str | None:
+    """A special token as ``tokenizer_config.json`` writes it: a string or an AddedToken dict."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("content"), str):
+        return str(value["content"])
+    return None
+
+
+class Tokenizer:
+    """Text to token ids and back (the ``tokenizers`` package), with the checkpoint's special
+    tokens and chat template. Build one with `load_tokenizer`."""
+
+    def __init__(
+        self,
+        inner: Any,
+        special_tokens: Mapping[str, str] | None = None,
+        chat_template: str | None = None,
+        source: str = "the tokenizer",
+    ) -> None:
+        self._inner = inner
+        self.special_tokens: dict[str, str] = dict(special_tokens or {})
+        self.chat_template = chat_template
+        self._source = source
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Tokenizer:
+        """Read a ``tokenizer.json`` alone (no special-token names, no chat template)."""
+        tokenizers = require("tokenizers")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"tokenizer file {path} does not exist")
+        return cls(tokenizers.Tokenizer.from_file(str(path)), source=str(path))
+
+    @property
+    def vocab_size(self) -> int:
+        """Tokens the tokenizer knows (added tokens included)."""
+        return int(self._inner.get_vocab_size(with_added_tokens=True))
+
+    def token_id(self, token: str | None) -> int | None:
+        """The id of ``token`` (None for None or an unknown token)."""
+        if token is None:
+            return None
+        found = self._inner.token_to_id(token)
+        return None if found is None else int(found)
+
+    @property
+    def bos_token(self) -> str | None:
+        """The beginning-of-sequence token, or None."""
+        return self.special_tokens.get("bos_token")
+
+    @property
+    def eos_token(self) -> str | None:
+        """The end-of-sequence token, or None."""
+        return self.special_tokens.get("eos_token")
+
+    @property
+    def bos_token_id(self) -> int | None:
+        """The id of `bos_token`, or None."""
+        return self.token_id(self.bos_token)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        """The id of `eos_token`, or None."""
+        return self.token_id(self.eos_token)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """``text`` -> token ids; with ``add_special_tokens`` the checkpoint's BOS/EOS are added
+        where its tokenizer says (as ``AutoTokenizer.encode`` does)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {brief(text)}")
+        if not isinstance(add_special_tokens, bool):
+            raise TypeError(f"add_special_tokens must be a bool, got {brief(add_special_tokens)}")
+        return list(self._inner.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        """Token ids -> text; special tokens kept unless ``skip_special_tokens``."""
+        if not isinstance(skip_special_tokens, bool):
+            raise TypeError(f"skip_special_tokens must be a bool, got {brief(skip_special_tokens)}")
+        try:
+            values = [int(i) for i in ids]
+        except (TypeError, ValueError):
+            raise TypeError(f"ids must be a sequence of ints, got {brief(ids)}") from None
+        if any(not 0 <= i < self.vocab_size for i in values):
+            raise ValueError(f"ids must be in [0, {self.vocab_size}), got {brief(values)}")
+        return str(self._inner.decode(values, skip_special_tokens=skip_special_tokens))
+
+    def render_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
+    ) -> str:
+        """The text `apply_chat_template` tokenizes."""
+        if self.chat_template is None:
+            raise ValueError(
+                f"{self._source} has no chat template (none in tokenizer_config.json, "
+                "chat_template.jinja, chat_template.json or the GGUF's tokenizer.chat_template)"
+            )
+        if (
+            not isinstance(messages, Sequence)
+            or isinstance(messages, str)
+            or not all(isinstance(m, Mapping) for m in messages)
+        ):
+            raise TypeError(f"messages must be a sequence of dicts, got {brief(messages)}")
+        if not isinstance(add_generation_prompt, bool):
+            raise TypeError(
+                f"add_generation_prompt must be a bool, got {brief(add_generation_prompt)}"
+            )
+        jinja2 = require("jinja2")
+        template = _compile(jinja2, self.chat_template)
+        try:
+            return str(
+                template.render(
+                    messages=[dict(m) for m in messages],
+                    tools=None,
+                    documents=None,
+                    add_generation_prompt=add_generation_prompt,
+                    **self.special_tokens,
+                )
+            )
+        except jinja2.TemplateError as error:
+            raise ValueError(f"the chat template refused the messages: {error}") from None
+
+    def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
+    ) -> list[int]:
+        """The token ids of ``messages`` (dicts with ``role`` and ``content``) rendered by the
+        checkpoint's chat template, with the assistant's header when ``add_generation_prompt``.
+
+        Raises:
+            ValueError: the checkpoint has no chat template, or the template refuses the
+                messages (its ``raise_exception``).
+            TypeError: ``messages`` is not a sequence of dicts.
+        """
+        text = self.render_chat_template(messages, add_generation_prompt)
+        return self.encode(text, add_special_tokens=False)
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _compile(jinja2: Any, source: str) -> Any:
+    """``source`` compiled in transformers' chat-template environment (cached)."""
+    if source not in _COMPILED:
+        sandbox = __import__("jinja2.sandbox", fromlist=["ImmutableSandboxedEnvironment"])
+
+        def raise_exception(message: str) -> None:
+            raise jinja2.exceptions.TemplateError(message)
+
+        def tojson(
+            value: Any,
+            ensure_ascii: bool = False,
+            indent: int | None = None,
+            separators: Any = None,
+            sort_keys: bool = False,
+        ) -> str:
+            return json.dumps(
+                value,
+                ensure_ascii=ensure_ascii,
+                indent=indent,
+                separators=separators,
+                sort_keys=sort_keys,
+            )
+
+        def strftime_now(format: str) -> str:
+            return datetime.now().strftime(format)
+
+        env = sandbox.ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
+        env.filters["tojson"] = tojson
+        env.globals["raise_exception"] = raise_exception
+        env.globals["strftime_now"] = strftime_now
+        try:
+            _COMPILED[source] = env.from_string(source)
+        except jinja2.TemplateError as error:
+            raise ValueError(f"the chat template does not compile: {error}") from None
+    return _COMPILED[source]
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """The `Tokenizer` of a checkpoint: a folder (its ``tokenizer.json``, with the special
+    tokens and chat template of ``tokenizer_config.json``, ``special_tokens_map.json``,
+    ``chat_template.jinja`` or ``chat_template.json``), a ``.gguf`` file, or a
+    ``tokenizer.json`` file.
+
+    Raises:
+        FileNotFoundError: no such folder or file, or a folder without ``tokenizer.json``.
+        ValueError: a GGUF whose tokenizer model or pre-tokenizer type is not implemented.
+        ImportError: ``tokenizers`` is not installed (``pip install 'numpy-decoding[hf]'``).
+    """
+    if not isinstance(path, str | Path):
+        raise TypeError(f"path must be a str or Path, got {brief(path)}")
+    path = Path(path)
+    if path.is_dir():
+        return _folder_tokenizer(path)
+    if path.is_file() and _is_gguf(path):
+        return gguf_tokenizer(GGUFFile(path))
+    if path.is_file():
+        return Tokenizer.from_file(path)
+    raise FileNotFoundError(f"tokenizer file {path} does not exist")
+
+
+def _is_gguf(path: Path) -> bool:
+    if path.suffix.lower() == ".gguf":
+        return True
+    with open(path, "rb") as file:
+        return file.read(4) == b"GGUF"
+
+
+def _folder_tokenizer(folder: Path) -> Tokenizer:
+    tokenizers = require("tokenizers")
+    file = folder / "tokenizer.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"tokenizer file {file} does not exist")
+    inner = tokenizers.Tokenizer.from_file(str(file))
+    config = (
+        read_json(folder / "tokenizer_config.json")
+        if (folder / "tokenizer_config.json").is_file()
+        else {}
+    )
+    mapped = (
+        read_json(folder / "special_tokens_map.json")
+        if (folder / "special_tokens_map.json").is_file()
+        else {}
+    )
+    special = {}
+    for name in SPECIAL_NAMES:
+        text = _token_text(config.get(name)) or _token_text(mapped.get(name))
+        if text is not None:
+            special[name] = text
+    add_bos, add_eos = bool(config.get("add_bos_token")), bool(config.get("add_eos_token"))
+    if inner.post_processor is None and (add_bos or add_eos):
+        # No post-processor in tokenizer.json: the config's flags say what to add.
+        _set_post_processor(tokenizers, inner, special, add_bos, add_eos)
+    return Tokenizer(inner, special, _folder_template(folder, config), str(folder))
+
+
+def _folder_template(folder: Path, config: dict[str, Any]) -> str | None:
+    """The default chat template: ``chat_template.jinja``, then ``chat_template.json``, then
+    ``tokenizer_config.json`` (a string, or a list of named templates)."""
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if (folder / "chat_template.json").is_file():
+        template = read_json(folder / "chat_template.json").get("chat_template", template)
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, Mapping)}
+        template = named.get("default")
+    return template if isinstance(template, str) else None
+
+
+def _set_post_processor(
+    tokenizers: Any, inner: Any, special: Mapping[str, str], bos: bool, eos: bool
+) -> None:
+    """Add BOS before and/or EOS after each sequence (transformers' ``update_post_processor``)."""
+    bos_token, eos_token = special.get("bos_token", ""), special.get("eos_token", "")
+    bos = bos and inner.token_to_id(bos_token) is not None
+    eos = eos and inner.token_to_id(eos_token) is not None
+    if not (bos or eos):
+        return
+    first, last = f"{bos_token}:0 " if bos else "", f" {eos_token}:0" if eos else ""
+    single = f"{first}$A:0{last}"
+    second, end = f" {bos_token}:1" if bos else "", f" {eos_token}:1" if eos else ""
+    pair = f"{single}{second} $B:1{end}"
+    pairs = [(t, inner.token_to_id(t)) for t, on in ((bos_token, bos), (eos_token, eos)) if on]
+    inner.post_processor = tokenizers.processors.TemplateProcessing(
+        single=single, pair=pair, special_tokens=pairs
+    )
+
+
+def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
+    """A byte-level BPE tokenizer from a GGUF's ``tokenizer.ggml.*`` metadata: its tokens,
+    merges, pre-tokenizer type (`GGUF_PRE_TOKENIZERS`), control tokens (special) and
+    user-defined ones (added), BOS/EOS as its ``add_bos_token`` / ``add_eos_token`` say."""
+    tokenizers = require("tokenizers")
+    path = gguf.path
+    model = gguf.get("tokenizer.ggml.model")
+    if model != "gpt2":
+        raise ValueError(
+            f"{path}: tokenizer.ggml.model {brief(model)} is not supported "
+            "(byte-level BPE, 'gpt2', only)"
+        )
+    pre = gguf.get("tokenizer.ggml.pre", "default")
+    if pre not in GGUF_PRE_TOKENIZERS:
+        raise ValueError(
+            f"{path}: tokenizer.ggml.pre {brief(pre)} is not supported "
+            f"(supported: {', '.join(GGUF_PRE_TOKENIZERS)})"
+        )
+    splits, ignore_merges = GGUF_PRE_TOKENIZERS[pre]
+    tokens = gguf.get("tokenizer.ggml.tokens")
+    merges = gguf.get("tokenizer.ggml.merges")
+    if not isinstance(tokens, list) or not isinstance(merges, list):
+        raise ValueError(f"{path}: tokenizer.ggml.tokens or tokenizer.ggml.merges is missing")
+    types = gguf.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    alphabet = set(_bytes_to_unicode().values())
+    spelled = _bytes_to_unicode()
+    vocab = {
+        t if set(t) <= alphabet else "".join(spelled[b] for b in t.encode("utf-8")): i
+        for i, t in enumerate(tokens)
+    }
+    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    bpe = tokenizers.models.BPE(
+        vocab, pairs, dropout=None, fuse_unk=False, ignore_merges=ignore_merges
+    )
+    inner = tokenizers.Tokenizer(bpe)
+    steps = [
+        tokenizers.pre_tokenizers.Split(tokenizers.Regex(s), behavior="isolated") for s in splits
+    ]
+    steps.append(tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.Sequence(steps)
+    inner.decoder = tokenizers.decoders.ByteLevel()
+    control = [
+        tokenizers.AddedToken(t, normalized=False, special=True)
+        for t, kind in zip(tokens, types, strict=False)
+        if kind == 3 and set(t) <= alphabet
+    ]
+    inner.add_special_tokens(control)
+    user = [
+        tokenizers.AddedToken(t, normalized=False, special=False)
+        for t, kind in zip(tokens, types, strict=False)
+        if kind == 4 and t in vocab
+    ]
+    inner.add_tokens(user)
+    special = {}
+    for name, key in (("bos_token", "bos"), ("eos_token", "eos"), ("unk_token", "unknown"),
+                      ("pad_token", "padding")):  # fmt: skip
+        index = gguf.get(f"tokenizer.ggml.{key}_token_id")
+        if isinstance(index, int) and 0 <= index < len(tokens):
+            special[name] = tokens[index]
+    _set_post_processor(
+        tokenizers,
+        inner,
+        special,
+        bool(gguf.get("tokenizer.ggml.add_bos_token", False)),
+        bool(gguf.get("tokenizer.ggml.add_eos_token", False)),
+    )
+    template = gguf.get("tokenizer.chat_template")
+    return Tokenizer(inner, special, template if isinstance(template, str) else None, str(path))
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (the byte-level BPE alphabet)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + extra)
+            extra += 1
+    return table
