@@ -28,6 +28,7 @@ import numpy as np
 from decoding._checks import brief, float_dtype, positive_int, seed_int
 from decoding._memory import check_model_bytes, model_bytes
 from decoding.models.transformer import (
+    AttentionMask,
     NumpyTransformerLM,
     _readonly,
     chunked_attention,
@@ -181,17 +182,6 @@ def rope_tables(
     return cos_NTE.astype(dtype), sin_NTE.astype(dtype)
 
 
-def window_bias(bias_NTS: np.ndarray, start: int, window: int) -> np.ndarray:
-    """``bias_NTS`` with the keys more than ``window - 1`` columns before each query masked
-    (query ``t`` sits at column ``start + t``; rows are left-padded, so a column difference is a
-    position difference)."""
-    t, s = bias_NTS.shape[-2:]
-    outside_TS = (start + np.arange(t))[:, None] - np.arange(s) >= window
-    if not outside_TS.any():
-        return bias_NTS
-    return np.where(outside_TS, bias_NTS.dtype.type(-np.inf), bias_NTS)
-
-
 def silu(x: np.ndarray) -> np.ndarray:
     """``x * sigmoid(x)``."""
     return np.asarray(x / (1.0 + np.exp(-x)))
@@ -206,11 +196,11 @@ def llama_block(
     k_chunks: Sequence[np.ndarray],
     v_chunks: Sequence[np.ndarray],
     start: int,
-    bias_NTS: np.ndarray,
+    mask: AttentionMask,
 ) -> np.ndarray:
     """``[N, T, D] -> [N, T, D]``; writes this layer's keys/values into cache columns
     ``[start, start + T)`` (chunks ``[N, G, S_i, E]``) and attends over ``[0, start + T)``
-    (``bias_NTS`` holds this layer's mask: causal, padding and any window)."""
+    (``mask`` is this layer's: causal, padding and any window)."""
     n, t, _ = x_NTD.shape
     heads, groups = weights.n_heads, weights.n_kv_heads
     e = cos_NTE.shape[-1]
@@ -225,8 +215,7 @@ def llama_block(
     # axis against the group's keys.
     share = heads // groups
     q_NGQE = q_NHTE.reshape(n, groups, share * t, e)
-    bias_NQS = np.tile(bias_NTS, (1, share, 1))
-    out_NHTE = chunked_attention(q_NGQE, keys, values, bias_NQS).reshape(n, heads, t, e)
+    out_NHTE = chunked_attention(q_NGQE, keys, values, mask, share).reshape(n, heads, t, e)
     out_NTX = out_NHTE.transpose(0, 2, 1, 3).reshape(n, t, heads * e)
     x_NTD = x_NTD + linear_t(out_NTX, w.o_w_XD.T, w.o_b_D)
     h_NTD = rms_norm(x_NTD, w.mlp_norm_D, weights.rms_eps)
@@ -407,7 +396,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
         self,
         tokens_NT: np.ndarray,
         positions_NT: np.ndarray,
-        bias_NTS: np.ndarray,
+        mask: AttentionMask,
         k_chunks: Sequence[np.ndarray],
         v_chunks: Sequence[np.ndarray],
         start: int,
@@ -419,10 +408,6 @@ class NumpyLlamaLM(NumpyTransformerLM):
             positions_NT, w.inverse_frequencies(), self.dtype, w.rope_scale
         )
         windows = w.sliding_windows or (None,) * len(w.blocks)
-        biases = {
-            window: bias_NTS if window is None else window_bias(bias_NTS, start, window)
-            for window in set(windows)
-        }
         for layer, (block, window) in enumerate(zip(w.blocks, windows, strict=True)):
             x_NTD = llama_block(
                 x_NTD,
@@ -433,7 +418,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
                 [k[layer] for k in k_chunks],
                 [v[layer] for v in v_chunks],
                 start,
-                biases[window],
+                mask.windowed(window),
             )
         last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
         return linear(rms_norm(last_MD, w.norm_D, w.rms_eps), self._head_DV, None)

@@ -30,7 +30,7 @@ from decoding._checks import (
 from decoding._memory import check_model_bytes, model_bytes
 from decoding.model import LanguageModel
 
-__all__ = ["BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
+__all__ = ["AttentionMask", "BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
 
 
 @attrs.frozen(eq=False)
@@ -491,15 +491,10 @@ def attention(
 ) -> np.ndarray:
     """Softmax attention, ``-> [N, H, T, E]``; ``bias`` is 0 where a key is visible and
     ``-inf`` where not, and every query sees at least one key. ``q`` is pre-scaled."""
-    scores_NHTS = q_NHTE @ k_NHSE.swapaxes(-1, -2)
-    scores_NHTS += bias_NTS[:, None]
-    scores_NHTS -= scores_NHTS.max(axis=-1, keepdims=True)
-    np.exp(scores_NHTS, out=scores_NHTS)
-    scores_NHTS /= np.add.reduce(scores_NHTS, axis=-1, keepdims=True)
-    return np.asarray(scores_NHTS @ v_NHSE)
+    return _attend(q_NHTE, [k_NHSE], [v_NHSE], bias_NTS)
 
 
-def chunked_attention(
+def _attend(
     q_NHTE: np.ndarray,
     k_chunks: Sequence[np.ndarray],
     v_chunks: Sequence[np.ndarray],
@@ -507,18 +502,102 @@ def chunked_attention(
 ) -> np.ndarray:
     """`attention` over keys and values split along ``S`` into chunks ``[N, H, S_i, E]``."""
     if len(k_chunks) == 1:
-        return attention(q_NHTE, k_chunks[0], v_chunks[0], bias_NTS)
-    scores_NHTS = np.concatenate([q_NHTE @ k.swapaxes(-1, -2) for k in k_chunks], axis=-1)
+        scores_NHTS = q_NHTE @ k_chunks[0].swapaxes(-1, -2)
+    else:
+        scores_NHTS = np.concatenate([q_NHTE @ k.swapaxes(-1, -2) for k in k_chunks], axis=-1)
     scores_NHTS += bias_NTS[:, None]
     scores_NHTS -= scores_NHTS.max(axis=-1, keepdims=True)
     np.exp(scores_NHTS, out=scores_NHTS)
     scores_NHTS /= np.add.reduce(scores_NHTS, axis=-1, keepdims=True)
+    if len(v_chunks) == 1:
+        return np.asarray(scores_NHTS @ v_chunks[0])
     out_NHTE = scores_NHTS[..., : v_chunks[0].shape[2]] @ v_chunks[0]
     offset = v_chunks[0].shape[2]
     for v in v_chunks[1:]:
         out_NHTE += scores_NHTS[..., offset : offset + v.shape[2]] @ v
         offset += v.shape[2]
     return np.asarray(out_NHTE)
+
+
+@attrs.frozen(eq=False)
+class AttentionMask:
+    """Which cache columns each query of a call sees, as an additive bias built a block of
+    queries at a time, so a long prefill never holds an ``[N, T, S]`` mask (nor ``[N, H, T, S]``
+    scores) at once.
+
+    Query ``t`` of the call sits at column ``start + t`` (rows are left-padded, so a difference
+    of columns is a difference of positions). It sees the keys at or after its row's padding
+    (``pad_N`` columns) and not after itself; a padding query sees only itself, so no row of
+    the softmax is empty. With a ``window``, only the ``window`` most recent positions (itself
+    included). ``keys_N1S`` is the padding part for one query per row, kept by the cache so a
+    decoding step does not rebuild it.
+    """
+
+    pad_N: np.ndarray
+    start: int
+    window: int | None = None
+    keys_N1S: np.ndarray | None = None
+
+    def windowed(self, window: int | None) -> AttentionMask:
+        """This mask limited to the ``window`` most recent positions (None: no limit)."""
+        return self if window == self.window else attrs.evolve(self, window=window)
+
+    def bias(self, first: int, last: int, columns: int, dtype: np.dtype) -> np.ndarray:
+        """``[N, last - first, columns]``: 0 where query ``first .. last - 1`` sees a key,
+        ``-inf`` where not."""
+        query_T1 = (self.start + np.arange(first, last))[:, None]
+        key_S = np.arange(columns)
+        if self.keys_N1S is not None and last - first == 1 and self.start + first == columns - 1:
+            bias_NTS = self.keys_N1S[:, :, :columns]
+        else:
+            visible_NTS = (key_S <= query_T1) & (key_S >= self.pad_N[:, None, None])
+            visible_NTS |= key_S == query_T1
+            bias_NTS = np.where(visible_NTS, dtype.type(0.0), dtype.type(-np.inf))
+        if self.window is not None:
+            outside_TS = query_T1 - key_S >= self.window
+            if outside_TS.any():
+                bias_NTS = np.where(outside_TS, dtype.type(-np.inf), bias_NTS)
+        return np.asarray(bias_NTS, dtype=dtype)
+
+
+def chunked_attention(
+    q_NHQE: np.ndarray,
+    k_chunks: Sequence[np.ndarray],
+    v_chunks: Sequence[np.ndarray],
+    mask: AttentionMask,
+    share: int = 1,
+) -> np.ndarray:
+    """Softmax attention of pre-scaled queries over keys and values split along ``S`` into
+    chunks ``[N, H, S_i, E]``, ``-> [N, H, Q, E]``.
+
+    The query axis holds ``share`` groups of the call's ``T`` queries, group-major (query
+    ``r * T + t`` is query ``t`` of group ``r``: grouped-query attention lets several query
+    heads share one key head). Queries are taken in blocks whose scores fit in
+    `ATTENTION_BYTES`, each with its slice of ``mask``: a decoding step, or a prefill that
+    fits, is one block; a long prefill is several, so its temporaries are bounded whatever T.
+    """
+    n, h, length, e = q_NHQE.shape
+    t = length // share
+    columns = sum(k.shape[2] for k in k_chunks)
+    dtype = q_NHQE.dtype
+    per_query = max(1, n * h * share * columns * dtype.itemsize)
+    block = max(1, ATTENTION_BYTES // per_query)
+
+    def bias(first: int, last: int) -> np.ndarray:
+        bias_NTS = mask.bias(first, last, columns, dtype)
+        return np.tile(bias_NTS, (1, share, 1)) if share > 1 else bias_NTS
+
+    if block >= t:
+        return _attend(q_NHQE, k_chunks, v_chunks, bias(0, t))
+    width = v_chunks[0].shape[3]
+    q_NHRTE = q_NHQE.reshape(n, h, share, t, e)
+    out_NHRTE = np.empty((n, h, share, t, width), dtype)
+    for first in range(0, t, block):
+        last = min(t, first + block)
+        q_block = q_NHRTE[:, :, :, first:last].reshape(n, h, share * (last - first), e)
+        out = _attend(q_block, k_chunks, v_chunks, bias(first, last))
+        out_NHRTE[:, :, :, first:last] = out.reshape(n, h, share, last - first, width)
+    return out_NHRTE.reshape(n, h, length, width)
 
 
 def write_cache(
@@ -551,11 +630,12 @@ def block(
     k_NHSE: np.ndarray | Sequence[np.ndarray],
     v_NHSE: np.ndarray | Sequence[np.ndarray],
     start: int,
-    bias_NTS: np.ndarray,
+    mask: AttentionMask,
 ) -> np.ndarray:
     """``[N, T, D] -> [N, T, D]``; writes this block's keys/values into cache columns
-    ``[start, start + T)`` and attends over ``[0, start + T)``. The cache may be one array or a
-    list of chunks split along ``S``; the columns written must lie in one chunk."""
+    ``[start, start + T)`` and attends over ``[0, start + T)`` as ``mask`` says. The cache may
+    be one array or a list of chunks split along ``S``; the columns written must lie in one
+    chunk."""
     n, t, d = x_NTD.shape
     qkv_NT3D = linear_t(
         affine(normalize(x_NTD, w.eps), w.ln1_g_D, w.ln1_b_D), w.qkv_wt_3DD, w.qkv_b_3D
@@ -566,7 +646,7 @@ def block(
     k_chunks = [k_NHSE] if isinstance(k_NHSE, np.ndarray) else k_NHSE
     v_chunks = [v_NHSE] if isinstance(v_NHSE, np.ndarray) else v_NHSE
     keys, values = write_cache(k_chunks, v_chunks, qkv_3NHTE[1], qkv_3NHTE[2], start)
-    heads_NHTE = chunked_attention(qkv_3NHTE[0], keys, values, bias_NTS)
+    heads_NHTE = chunked_attention(qkv_3NHTE[0], keys, values, mask)
     heads_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d)
     x_NTD = x_NTD + linear_t(heads_NTD, w.out_wt_DD, w.out_b_D)
     hidden_NTF = gelu(
@@ -580,7 +660,7 @@ def forward(
     weights: FoldedWeights,
     tokens_NT: np.ndarray,
     positions_NT: np.ndarray,
-    bias_NTS: np.ndarray,
+    mask: AttentionMask,
     k_LNHSE: np.ndarray | Sequence[np.ndarray],
     v_LNHSE: np.ndarray | Sequence[np.ndarray],
     start: int,
@@ -588,9 +668,8 @@ def forward(
 ) -> np.ndarray:
     """Run ``tokens_NT`` at cache columns ``[start, start + T)``; ``-> logits [M, V]`` of the
     last position of ``rows`` (default: all N). Fills those cache columns. The cache is one
-    array per K and V or a list of chunks split along ``S`` (see `block`).
-
-    ``bias_NTS`` masks keys ``[0, start + T)``: 0 where visible, ``-inf`` where not.
+    array per K and V or a list of chunks split along ``S`` (see `block`); ``mask`` says which
+    of the keys ``[0, start + T)`` each query sees.
     """
     x_NTD = weights.wte_VD[tokens_NT]
     x_NTD += weights.wpe_PD[positions_NT]
@@ -604,7 +683,7 @@ def forward(
             [k[layer] for k in k_chunks],
             [v[layer] for v in v_chunks],
             start,
-            bias_NTS,
+            mask,
         )
     last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
     normed_MD = affine(normalize(last_MD, weights.eps), weights.lnf_g_D, weights.lnf_b_D)
@@ -615,15 +694,6 @@ def key_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
     """``[N, 1, S]``: 0 for a row's keys at or after its padding, ``-inf`` before."""
     visible_NS = np.arange(columns) >= pad_N[:, None]
     return np.asarray(np.where(visible_NS, dtype.type(0.0), dtype.type(-np.inf))[:, None, :])
-
-
-def causal_bias(pad_N: np.ndarray, columns: int, dtype: np.dtype) -> np.ndarray:
-    """``[N, S, S]``: `key_bias` plus causality; a padding query sees itself, so no row of the
-    softmax is empty."""
-    key_S = np.arange(columns)
-    visible_NSS = (key_S <= key_S[:, None]) & (key_S >= pad_N[:, None, None])
-    visible_NSS |= key_S == key_S[:, None]
-    return np.asarray(np.where(visible_NSS, dtype.type(0.0), dtype.type(-np.inf)))
 
 
 class NumpyTransformerLM(LanguageModel):
@@ -761,7 +831,7 @@ class NumpyTransformerLM(LanguageModel):
         self,
         tokens_NT: np.ndarray,
         positions_NT: np.ndarray,
-        bias_NTS: np.ndarray,
+        mask: AttentionMask,
         k_chunks: Sequence[np.ndarray],
         v_chunks: Sequence[np.ndarray],
         start: int,
@@ -769,9 +839,7 @@ class NumpyTransformerLM(LanguageModel):
     ) -> np.ndarray:
         """The architecture's forward pass over the cache (`forward`); the cache driver
         (`prefill`, `extend`) is shared with subclasses that override this and `_cache_shape`."""
-        return forward(
-            self._folded, tokens_NT, positions_NT, bias_NTS, k_chunks, v_chunks, start, rows
-        )
+        return forward(self._folded, tokens_NT, positions_NT, mask, k_chunks, v_chunks, start, rows)
 
     def memory_estimate(self, rows: int, length: int, positions: int = 1) -> int:
         """Estimated bytes of one call over ``rows`` rows running ``positions`` positions, with
@@ -832,9 +900,8 @@ class NumpyTransformerLM(LanguageModel):
             tokens_NT[i, pad_N[i] :] = prompt
         slab = self._new_slab(len(checked), self._capacity(width, width, pad_N), pad_N)
         positions_NT = np.maximum(np.arange(width) - pad_N[:, None], 0)
-        bias_NTT = causal_bias(pad_N, width, self.dtype)
         logits_NV = self._forward(
-            tokens_NT, positions_NT, bias_NTT, slab.k_chunks, slab.v_chunks, 0, None
+            tokens_NT, positions_NT, AttentionMask(pad_N, 0), slab.k_chunks, slab.v_chunks, 0, None
         )
         slots_N = _readonly(np.arange(len(checked)))
         return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, ())
@@ -909,7 +976,7 @@ class NumpyTransformerLM(LanguageModel):
             # Rows of no current sequence are computed too (and discarded): keep their
             # positions inside the table.
             np.minimum(start - slab.pad_R, self.max_sequence_length - 1)[:, None],
-            slab.bias_R1S[:, :, : start + 1],
+            AttentionMask(slab.pad_R, start, keys_N1S=slab.bias_R1S),
             slab.k_chunks,
             slab.v_chunks,
             start,

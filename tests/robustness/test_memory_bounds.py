@@ -12,6 +12,7 @@ from __future__ import annotations
 import tracemalloc
 from collections.abc import Sequence
 
+import attrs
 import numpy as np
 import pytest
 
@@ -219,3 +220,59 @@ def test_a_prompt_beyond_the_models_length_is_refused_before_its_tokens_are_read
     """A 10**7-token prompt took 7.4 s (every id checked first); its length alone refuses it."""
     with pytest.raises(ValueError, match=r"prompts\[1\] has 10000000 tokens"):
         decoder.decode(decoding.NumpyTransformerLM(), [[1, 2], Untouchable(10**7)])
+
+
+# -- a long prefill attends in blocks ------------------------------------------------------------
+
+
+def llama_with_windows(dtype="float64"):
+    """A Llama whose layers see 3 positions, then all: grouped-query attention (2 query heads
+    per key head) and a sliding window, both sliced per block of queries."""
+    model = decoding.NumpyLlamaLM(
+        vocab_size=50, d_model=16, n_heads=4, n_kv_heads=2, n_layers=2, dtype=dtype
+    )
+    weights = attrs.evolve(model.weights, sliding_windows=(3, None))
+    return decoding.NumpyLlamaLM.from_weights(weights, dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=2, dtype="float64"),
+        llama_with_windows,
+    ],
+    ids=["gpt2", "llama-gqa-window"],
+)
+def test_a_prefill_in_blocks_of_queries_gives_the_one_block_logits(make, monkeypatch):
+    """With the budget so small that every query is its own block, padded prompts of several
+    lengths give the logits (and then the steps) of one block, to float64 rounding."""
+    from decoding.models import transformer
+
+    model = make()
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
+    whole, state = model.prefill(prompts)
+    step, _ = model.extend(state, np.array([0, 1, 2, 2]), np.array([1, 2, 3, 4]))
+    monkeypatch.setattr(transformer, "ATTENTION_BYTES", 1)
+    blocks, state = model.prefill(prompts)
+    np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-12)
+    again, _ = model.extend(state, np.array([0, 1, 2, 2]), np.array([1, 2, 3, 4]))
+    np.testing.assert_allclose(again, step, rtol=0, atol=1e-12)
+
+
+def test_a_long_prefill_holds_no_t_by_t_scores():
+    """20 prompts of 1,000 tokens: the [20, 4, 1000, 1000] float32 scores alone would be 305
+    MiB (the prefill peaked at 417 MiB traced, 100 prompts at 2.1 GB); in blocks of at most
+    `ATTENTION_BYTES` the whole prefill stays under 160 MiB (cache and activations included)."""
+    from decoding.models.transformer import ATTENTION_BYTES
+
+    model = decoding.NumpyTransformerLM()
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(0, 1000, 1000).tolist() for _ in range(20)]
+    tracemalloc.start()
+    try:
+        model.prefill(prompts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ATTENTION_BYTES == 64 << 20
+    assert peak < 160 << 20, peak / 2**20
