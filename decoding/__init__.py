@@ -18,10 +18,8 @@ best = results[0][0]  # a decoding.Beam: tokens, logprob, score, finished, token
 from importlib import metadata as _metadata
 
 from decoding._memory import MAX_ROWS, memory_limit, set_memory_limit
-from decoding.beam import Beam
-from decoding.decoders._rows import RowState
 from decoding.decoders.base import Decoder
-from decoding.decoders.beam import (
+from decoding.decoders.beam.search import (
     MAX_BEAM_WIDTH,
     BeamSearchDecoder,
     BeamState,
@@ -29,19 +27,20 @@ from decoding.decoders.beam import (
 )
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.rerank import RerankDecoder
+from decoding.decoders.rows import RowState
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
-from decoding.model import LanguageModel
-from decoding.models.ensemble import Ensemble
-from decoding.models.llama import NumpyLlamaLM
-from decoding.models.loading import (
+from decoding.lm.base import LanguageModel
+from decoding.lm.ensemble import Ensemble
+from decoding.lm.gpt2 import NumpyTransformerLM
+from decoding.lm.llama import NumpyLlamaLM
+from decoding.lm.loading import (
     GenerationConfig,
     Tokenizer,
     load_generation_config,
     load_model,
     load_tokenizer,
 )
-from decoding.models.scripted import ScriptedLM
-from decoding.models.transformer import NumpyTransformerLM
+from decoding.lm.scripted import ScriptedLM
 from decoding.processors import (
     BanTokens,
     LogitsProcessor,
@@ -54,6 +53,7 @@ from decoding.processors import (
     TopP,
 )
 from decoding.rescoring import score_continuations
+from decoding.results import Beam
 from decoding.scoring import LengthPenalty, Scorer
 from decoding.trace import Trace, TraceEntry, trace
 

@@ -18,19 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from decoding.beam import Beam
 from decoding.decoders.base import Decoder
-from decoding.decoders.beam import BeamSearchDecoder
+from decoding.decoders.beam.search import BeamSearchDecoder
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
-from decoding.model import LanguageModel
-from decoding.models.loading import (
+from decoding.lm.base import LanguageModel
+from decoding.lm.gpt2 import NumpyTransformerLM
+from decoding.lm.loading import (
     Tokenizer,
     load_generation_config,
     load_model,
     load_tokenizer,
 )
-from decoding.models.transformer import NumpyTransformerLM
 from decoding.processors import (
     BanTokens,
     LogitsProcessor,
@@ -38,6 +37,7 @@ from decoding.processors import (
     NoRepeatNGram,
     RepetitionPenalty,
 )
+from decoding.results import Beam
 from decoding.trace import Trace, trace
 
 __all__ = ["main"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from decoding._checks import _is_int, brief
+from decoding._validate import _is_int, brief
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",

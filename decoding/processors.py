@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import attrs
 import numpy as np
 
-from decoding._checks import brief, is_int, is_sequence, real
-from decoding.decoders._select import log_softmax
+from decoding._validate import brief, is_int, is_sequence, real
+from decoding.decoders.beam.select import log_softmax
 
 __all__ = [
     "BanTokens",

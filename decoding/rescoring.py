@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from decoding._checks import brief, check_logits, check_prompts, is_sequence
-from decoding.decoders._select import checked_log_softmax
+from decoding._validate import brief, check_logits, check_prompts, is_sequence
 from decoding.decoders.base import check_request
-from decoding.model import LanguageModel
+from decoding.decoders.beam.select import checked_log_softmax
+from decoding.lm.base import LanguageModel
 
 __all__ = ["score_continuations"]
 

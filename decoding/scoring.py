@@ -9,7 +9,7 @@ import math
 import attrs
 import numpy as np
 
-from decoding._checks import finite_real
+from decoding._validate import finite_real
 
 __all__ = ["LengthPenalty", "Scorer"]
 

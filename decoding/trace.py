@@ -15,14 +15,14 @@ from typing import Any, SupportsFloat
 import attrs
 import numpy as np
 
-from decoding._checks import brief, is_int
-from decoding.beam import Beam
-from decoding.decoders._rows import RowDecoder, RowState
-from decoding.decoders._select import CARRIED, log_softmax, top_tokens_exact
+from decoding._validate import brief, is_int
 from decoding.decoders.base import Decoder
-from decoding.decoders.beam import BeamSearchDecoder, BeamState
+from decoding.decoders.beam.search import BeamSearchDecoder, BeamState
+from decoding.decoders.beam.select import CARRIED, log_softmax, top_tokens_exact
 from decoding.decoders.rerank import RerankDecoder
-from decoding.model import LanguageModel
+from decoding.decoders.rows import RowDecoder, RowState
+from decoding.lm.base import LanguageModel
+from decoding.results import Beam
 
 __all__ = ["Trace", "TraceEntry", "trace"]
 

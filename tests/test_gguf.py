@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.models.loading.gguf_files import GGUFFile
+from decoding.lm.loading.gguf_files import GGUFFile
 
 gguf = pytest.importorskip("gguf")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")

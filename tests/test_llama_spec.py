@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import decoding
-import decoding._checks
-from decoding.models.llama import LlamaBlock, LlamaWeights, init_llama_weights
+import decoding._validate
+from decoding.lm.llama import LlamaBlock, LlamaWeights, init_llama_weights
 
 # -- the reference ---------------------------------------------------------------------------------
 
@@ -344,8 +344,7 @@ def test_from_weights_refuses_other_records_by_type():
     with pytest.raises(TypeError) as info:
         decoding.NumpyLlamaLM.from_weights(gpt)
     assert str(info.value) == (
-        "weights must be a LlamaWeights, "
-        "got <class 'decoding.models.transformer.TransformerWeights'>"
+        "weights must be a LlamaWeights, got <class 'decoding.lm.gpt2.TransformerWeights'>"
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.models.scripted import normalised
+from decoding.lm.scripted import normalised
 
 log = math.log
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import decoding
 from decoding import Beam, ScriptedLM
-from decoding.models.scripted import normalised
+from decoding.lm.scripted import normalised
 from decoding.testing import reference
 from decoding.testing.strategies import (
     Problem,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.models.scripted import normalised
+from decoding.lm.scripted import normalised
 
 NEG = -np.inf
 

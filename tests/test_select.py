@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decoding import BeamSearchDecoder, ScriptedLM
-from decoding.decoders._select import _block_size, log_softmax, top_tokens_exact
+from decoding.decoders.beam.select import _block_size, log_softmax, top_tokens_exact
 from decoding.testing.reference import beam_search
 from decoding.testing.strategies import ShownScriptedLM, problems
 

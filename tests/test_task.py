@@ -17,7 +17,7 @@ import pytest
 
 import decoding
 from decoding import Beam, ScriptedLM
-from decoding.models.scripted import normalised
+from decoding.lm.scripted import normalised
 
 log = math.log
 TOL = 1e-12  # scripted models: only float rounding separates the output from the hand value

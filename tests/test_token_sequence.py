@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from decoding.model import LanguageModel, TokenSequence
+from decoding.lm.base import LanguageModel, TokenSequence
 
 tokens = st.integers(0, 9)
 

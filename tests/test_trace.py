@@ -16,7 +16,7 @@ import pytest
 
 import decoding
 from decoding.__main__ import dot_paths, main
-from decoding.models.scripted import normalised
+from decoding.lm.scripted import normalised
 
 V, EOS = 100, 0
 

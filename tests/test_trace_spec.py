@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.models.scripted import normalised
+from decoding.lm.scripted import normalised
 
 log = math.log
 EOS = 0

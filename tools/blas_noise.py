@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from decoding.models.llama import NumpyLlamaLM
-from decoding.models.transformer import NumpyTransformerLM
+from decoding.lm.gpt2 import NumpyTransformerLM
+from decoding.lm.llama import NumpyLlamaLM
 
 
 def _noisy(forward: Any) -> Any:

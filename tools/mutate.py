@@ -1,6 +1,6 @@
 """Run mutmut over mutants that have no result yet: ``python -m tools.mutate [PATTERN ...]``.
 
-``make mutate MUTANTS="decoding.decoders._select*"`` runs this. mutmut 3.8.1 re-runs every
+``make mutate MUTANTS="decoding.decoders.beam.select*"`` runs this. mutmut 3.8.1 re-runs every
 mutant a name or pattern matches, even those it already judged, so continuing a long run
 module by module would redo hours of work. This wrapper lets mutmut generate its mutants as
 usual (a function whose code changed gets its results reset there) and then hands it only

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import (
+from decoding._memory import check_memory, check_rows
+from decoding._validate import (
     brief,
     check_eos_range,
     check_logits,
@@ -15,10 +16,9 @@ from decoding._checks import (
     is_sequence,
     model_vocab_size,
 )
-from decoding._memory import check_memory, check_rows
-from decoding.beam import Beam
-from decoding.model import LanguageModel
+from decoding.lm.base import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, apply_processors
+from decoding.results import Beam
 
 __all__ = ["Decoder", "check_request", "check_same_model", "owned_logits"]
 

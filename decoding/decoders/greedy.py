@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import attrs
 import numpy as np
 
-from decoding._checks import eos_ids, positive_int
-from decoding.decoders._rows import RowDecoder, RowState
-from decoding.decoders.beam import eos_setting
+from decoding._validate import eos_ids, positive_int
+from decoding.decoders.beam.search import eos_setting
+from decoding.decoders.rows import RowDecoder, RowState
 from decoding.processors import LogitsProcessor, check_processors
 
 __all__ = ["GreedyDecoder"]

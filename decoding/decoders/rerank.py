@@ -11,11 +11,11 @@ from collections.abc import Sequence
 import attrs
 import numpy as np
 
-from decoding._checks import brief, finite_real
-from decoding.beam import Beam
+from decoding._validate import brief, finite_real
 from decoding.decoders.base import Decoder
-from decoding.model import LanguageModel
+from decoding.lm.base import LanguageModel
 from decoding.rescoring import check_pairs, score_checked
+from decoding.results import Beam
 from decoding.scoring import LengthPenalty, finite_alpha
 
 __all__ = ["RerankDecoder"]

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import attrs
 import numpy as np
 
-from decoding._checks import bounded_int, brief, eos_ids, is_int, positive_int
-from decoding.decoders._rows import Noise, RowDecoder, RowState
-from decoding.decoders.beam import eos_setting
+from decoding._validate import bounded_int, brief, eos_ids, is_int, positive_int
+from decoding.decoders.beam.search import eos_setting
+from decoding.decoders.rows import Noise, RowDecoder, RowState
 from decoding.processors import (
     LogitsProcessor,
     Temperature,

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from decoding.beam import Beam
-from decoding.model import LanguageModel, TokenSequence
+from decoding.lm.base import LanguageModel, TokenSequence
+from decoding.results import Beam
 
 __all__ = ["CheckedLM", "check_model", "check_results", "default_tol"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from decoding.model import LanguageModel
+from decoding.lm.base import LanguageModel
 from decoding.testing._hypothesis import require
 from decoding.testing.checks import _compare
 

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch", reason="peer tests need torch (make test-pe
 transformers = pytest.importorskip("transformers", reason="peer tests need transformers")
 
 import decoding  # noqa: E402
-from decoding.models.transformer import BlockWeights, TransformerWeights  # noqa: E402
+from decoding.lm.gpt2 import BlockWeights, TransformerWeights  # noqa: E402
 
 VOCAB, WIDTH, LAYERS, HEADS, CONTEXT = 96, 32, 2, 4, 64
 PAD = VOCAB - 1  # never a prompt token; masked out by the attention mask

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding import _checks
+from decoding import _validate as _checks
 from decoding.scoring import LengthPenalty
 
 V = 5

@@ -97,7 +97,7 @@ def test_scripted_suffix_state_gives_the_results_of_whole_sequence_lookup():
 def test_token_sequence_behaves_as_the_tuple_of_its_ids(prompt, appended, start, stop, step):
     """len, indexing, slicing, iteration, equality, hashing, + and membership agree with the
     plain tuple; appending leaves the parent unchanged."""
-    from decoding.model import TokenSequence
+    from decoding.lm.base import TokenSequence
 
     seq = TokenSequence(prompt)
     parent = seq
@@ -144,7 +144,7 @@ def test_default_extend_accepts_a_state_of_plain_tuples():
 def test_long_branching_token_sequences_equal_their_tuples():
     """Past several checkpoints (where ids are kept once read), with branches sharing
     ancestors and read in different orders, every sequence still equals its tuple."""
-    from decoding.model import TokenSequence
+    from decoding.lm.base import TokenSequence
 
     rng = np.random.default_rng(3)
     nodes, tuples = [TokenSequence([5, 6])], [(5, 6)]

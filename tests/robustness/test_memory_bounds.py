@@ -161,7 +161,8 @@ SHAPES = [
 def test_the_size_check_counts_what_is_really_allocated(cls, sizes, monkeypatch):
     """Building a model from sizes allocates at most what the check counts (the arrays in their
     dtype, the float64 draw, the per-layer and base overheads), and at least half of it."""
-    from decoding.models import llama, transformer
+    from decoding.lm import gpt2 as transformer
+    from decoding.lm import llama
 
     counted = []
 
@@ -246,7 +247,7 @@ def llama_with_windows(dtype="float64"):
 def test_a_prefill_in_blocks_of_queries_gives_the_one_block_logits(make, monkeypatch):
     """With the budget so small that every query is its own block, padded prompts of several
     lengths give the logits (and then the steps) of one block, to float64 rounding."""
-    from decoding.models import transformer
+    from decoding.lm import gpt2 as transformer
 
     model = make()
     prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
@@ -263,7 +264,7 @@ def test_a_long_prefill_holds_no_t_by_t_scores():
     """20 prompts of 1,000 tokens: the [20, 4, 1000, 1000] float32 scores alone would be 305
     MiB (the prefill peaked at 417 MiB traced, 100 prompts at 2.1 GB); in blocks of at most
     `ATTENTION_BYTES` the whole prefill stays under 160 MiB (cache and activations included)."""
-    from decoding.models.transformer import ATTENTION_BYTES
+    from decoding.lm.gpt2 import ATTENTION_BYTES
 
     model = decoding.NumpyTransformerLM()
     rng = np.random.default_rng(0)

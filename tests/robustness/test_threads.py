@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.decoders import beam as beam_module
-from decoding.models import transformer
-from decoding.models.transformer import NumpyTransformerLM
+from decoding.decoders.beam import search as beam_module
+from decoding.lm import gpt2 as transformer
+from decoding.lm.gpt2 import NumpyTransformerLM
 
 THREADS = 6
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import brief
-from decoding.models.loading._common import MappedFile, TensorSource, build, require
-from decoding.models.loading.safetensors_files import widen_bf16
+from decoding._validate import brief
+from decoding.lm.loading._common import MappedFile, TensorSource, build, require
+from decoding.lm.loading.safetensors_files import widen_bf16
 
 __all__ = ["GGUF_ARCHITECTURES", "GGUF_TENSOR_TYPES", "GGUFFile", "GGUFSource", "gguf_config"]
 

@@ -19,7 +19,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import (
+from decoding._memory import check_model_bytes, model_bytes
+from decoding._validate import (
     brief,
     check_prompts,
     float_dtype,
@@ -27,8 +28,7 @@ from decoding._checks import (
     positive_int,
     seed_int,
 )
-from decoding._memory import check_model_bytes, model_bytes
-from decoding.model import LanguageModel
+from decoding.lm.base import LanguageModel
 
 __all__ = ["AttentionMask", "BlockWeights", "KVCache", "NumpyTransformerLM", "TransformerWeights"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import brief
+from decoding._validate import brief
 
 __all__ = ["INSTALL", "MappedFile", "TensorSource", "read_json", "require"]
 

@@ -14,25 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
-from decoding._checks import brief, float_dtype
-from decoding.model import LanguageModel
-from decoding.models.loading._common import INSTALL, read_json
-from decoding.models.loading.architectures import (
+from decoding._validate import brief, float_dtype
+from decoding.lm.base import LanguageModel
+from decoding.lm.loading._common import INSTALL, read_json
+from decoding.lm.loading.architectures import (
     ROPE_TYPES,
     SUPPORTED_MODEL_TYPES,
     Config,
     build_model,
 )
-from decoding.models.loading.generation import GenerationConfig, load_generation_config
-from decoding.models.loading.gguf_files import (
+from decoding.lm.loading.generation import GenerationConfig, load_generation_config
+from decoding.lm.loading.gguf_files import (
     GGUF_ARCHITECTURES,
     GGUF_TENSOR_TYPES,
     GGUFFile,
     GGUFSource,
     gguf_config,
 )
-from decoding.models.loading.safetensors_files import SafetensorsSource
-from decoding.models.loading.tokenizer import GGUF_PRE_TOKENIZERS, Tokenizer, load_tokenizer
+from decoding.lm.loading.safetensors_files import SafetensorsSource
+from decoding.lm.loading.tokenizer import GGUF_PRE_TOKENIZERS, Tokenizer, load_tokenizer
 
 __all__ = [
     "GGUF_ARCHITECTURES",

@@ -7,9 +7,9 @@ from typing import Any
 
 import attrs
 
-from decoding._checks import brief
-from decoding.models.loading._common import read_json
-from decoding.models.loading.gguf_files import GGUFFile
+from decoding._validate import brief
+from decoding.lm.loading._common import read_json
+from decoding.lm.loading.gguf_files import GGUFFile
 
 __all__ = ["GenerationConfig", "load_generation_config"]
 
@@ -82,7 +82,7 @@ def load_generation_config(path: str | Path) -> GenerationConfig:
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     eos = _ids(generation.get("eos_token_id")) or _ids(config.get("eos_token_id"))
     if not eos and (path / "tokenizer.json").is_file():
-        from decoding.models.loading.tokenizer import load_tokenizer
+        from decoding.lm.loading.tokenizer import load_tokenizer
 
         token = load_tokenizer(path).eos_token_id
         eos = () if token is None else (token,)

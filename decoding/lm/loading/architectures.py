@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import brief
-from decoding.model import LanguageModel
-from decoding.models.llama import LlamaBlock, LlamaWeights, NumpyLlamaLM, rope_frequencies
-from decoding.models.loading._common import TensorSource
-from decoding.models.transformer import BlockWeights, NumpyTransformerLM, TransformerWeights
+from decoding._validate import brief
+from decoding.lm.base import LanguageModel
+from decoding.lm.gpt2 import BlockWeights, NumpyTransformerLM, TransformerWeights
+from decoding.lm.llama import LlamaBlock, LlamaWeights, NumpyLlamaLM, rope_frequencies
+from decoding.lm.loading._common import TensorSource
 
 __all__ = ["ROPE_TYPES", "SUPPORTED_MODEL_TYPES", "build_model"]
 

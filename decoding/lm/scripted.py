@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from decoding._checks import brief, is_int, is_sequence, positive_int, real
 from decoding._memory import check_model_bytes, model_bytes
-from decoding.model import LanguageModel
+from decoding._validate import brief, is_int, is_sequence, positive_int, real
+from decoding.lm.base import LanguageModel
 
 __all__ = ["ScriptedLM"]
 

@@ -14,12 +14,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, check_logits, named_list
-from decoding.beam import Beam
-from decoding.decoders._select import checked_log_softmax
+from decoding._validate import brief, check_logits, named_list
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
-from decoding.model import LanguageModel
+from decoding.decoders.beam.select import checked_log_softmax
+from decoding.lm.base import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext
+from decoding.results import Beam
 
 __all__ = ["Noise", "RowDecoder", "RowState"]
 

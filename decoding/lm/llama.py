@@ -25,9 +25,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._checks import brief, float_dtype, positive_int, seed_int
 from decoding._memory import check_model_bytes, model_bytes
-from decoding.models.transformer import (
+from decoding._validate import brief, float_dtype, positive_int, seed_int
+from decoding.lm.gpt2 import (
     AttentionMask,
     NumpyTransformerLM,
     _readonly,

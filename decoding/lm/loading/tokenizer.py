@@ -18,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from decoding._checks import brief
-from decoding.models.loading._common import read_json, require
-from decoding.models.loading.gguf_files import GGUFFile
+from decoding._validate import brief
+from decoding.lm.loading._common import read_json, require
+from decoding.lm.loading.gguf_files import GGUFFile
 
 __all__ = ["GGUF_PRE_TOKENIZERS", "Tokenizer", "load_tokenizer"]
 

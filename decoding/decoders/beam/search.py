@@ -37,12 +37,12 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
-from decoding._checks import bounded_int, brief, eos_ids, is_int, named_list, positive_int
-from decoding.beam import Beam
-from decoding.decoders._select import CARRIED, Selection, select
+from decoding._validate import bounded_int, brief, eos_ids, is_int, named_list, positive_int
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
-from decoding.model import LanguageModel
+from decoding.decoders.beam.select import CARRIED, Selection, select
+from decoding.lm.base import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, check_processors
+from decoding.results import Beam
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
 
 __all__ = [
@@ -578,7 +578,7 @@ def _default_model() -> LanguageModel:
 
 @functools.cache
 def _cached_default_model() -> LanguageModel:
-    from decoding.models.transformer import NumpyTransformerLM
+    from decoding.lm.gpt2 import NumpyTransformerLM
 
     return NumpyTransformerLM()
 

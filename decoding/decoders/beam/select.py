@@ -2,7 +2,7 @@
 
 `select` returns, for every prompt, the best ``K`` entries of its pool: the finished beams it
 holds plus each live beam extended by each of its top ``C = min(2K, V)`` tokens, ranked by score
-with ties in pool order (see `decoding.decoders.beam`). Two paths give the same answer:
+with ties in pool order (see `decoding.decoders.beam.search`). Two paths give the same answer:
 
 - The exact path builds that pool literally: per live row the top ``C`` tokens
   (`top_tokens_exact` of `log_softmax`), then a lexicographic sort of the pool.
@@ -28,7 +28,7 @@ import functools
 import attrs
 import numpy as np
 
-from decoding._checks import brief
+from decoding._validate import brief
 from decoding.scoring import Scorer
 
 __all__ = [

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import brief, is_sequence, positive_int, real
-from decoding.decoders._select import log_softmax
-from decoding.model import LanguageModel
+from decoding._validate import brief, is_sequence, positive_int, real
+from decoding.decoders.beam.select import log_softmax
+from decoding.lm.base import LanguageModel
 
 __all__ = ["Ensemble"]
 

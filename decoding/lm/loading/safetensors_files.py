@@ -4,7 +4,7 @@ The format is an 8-byte little-endian header length, a JSON header naming each t
 shape and byte range, then the raw little-endian data. The files are memory-mapped: float32 and
 float64 tensors are views of the mapping when the model wants that dtype and layout; float16,
 bfloat16 (widened exactly, ``uint16 << 16``) and every other conversion or transposition are
-built chunk by chunk (see `decoding.models.loading._common`).
+built chunk by chunk (see `decoding.lm.loading._common`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from decoding._checks import brief
-from decoding.models.loading._common import MappedFile, TensorSource, build, read_json
+from decoding._validate import brief
+from decoding.lm.loading._common import MappedFile, TensorSource, build, read_json
 
 __all__ = ["SafetensorsSource"]
 

@@ -1,0 +1,1 @@
+"""Beam search: the search (`search`), the pool rule (`select`)."""
