@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 
 from decoding._validate import brief, is_int, is_sequence, real
-from decoding.decoders.beam.select import log_softmax
+from decoding.numerics import log_softmax
 
 __all__ = [
     "BanTokens",

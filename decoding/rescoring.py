@@ -8,8 +8,8 @@ import numpy as np
 
 from decoding._validate import brief, check_logits, check_prompts, is_sequence
 from decoding.decoders.base import check_request
-from decoding.decoders.beam.select import checked_log_softmax
 from decoding.lm.base import LanguageModel
+from decoding.numerics import checked_log_softmax
 
 __all__ = ["score_continuations"]
 

@@ -18,10 +18,11 @@ import numpy as np
 from decoding._validate import brief, is_int
 from decoding.decoders.base import Decoder
 from decoding.decoders.beam.search import BeamSearchDecoder, BeamState
-from decoding.decoders.beam.select import CARRIED, log_softmax, top_tokens_exact
+from decoding.decoders.beam.select import CARRIED
 from decoding.decoders.rerank import RerankDecoder
 from decoding.decoders.rows import RowDecoder, RowState
 from decoding.lm.base import LanguageModel
+from decoding.numerics import log_softmax, top_tokens_exact
 from decoding.results import Beam
 
 __all__ = ["Trace", "TraceEntry", "trace"]

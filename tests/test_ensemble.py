@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.decoders.beam.select import log_softmax
+from decoding.numerics import log_softmax
 
 log = math.log
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decoding import BeamSearchDecoder, ScriptedLM
-from decoding.decoders.beam.select import _block_size, log_softmax, top_tokens_exact
+from decoding.decoders.beam.select import _block_size
+from decoding.numerics import log_softmax, top_tokens_exact
 from decoding.testing.reference import beam_search
 from decoding.testing.strategies import ShownScriptedLM, problems
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.decoders.beam.select import log_softmax
 from decoding.lm.scripted import normalised
+from decoding.numerics import log_softmax
 from decoding.testing import archive_beam_search
 
 log = math.log

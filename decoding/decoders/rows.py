@@ -16,8 +16,8 @@ import numpy as np
 
 from decoding._validate import brief, check_logits, named_list
 from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
-from decoding.decoders.beam.select import checked_log_softmax
 from decoding.lm.base import LanguageModel
+from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext
 from decoding.results import Beam
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from decoding._validate import brief, is_sequence, positive_int, real
-from decoding.decoders.beam.select import log_softmax
 from decoding.lm.base import LanguageModel
+from decoding.numerics import log_softmax
 
 __all__ = ["Ensemble"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.decoders.beam.select import log_softmax
+from decoding.numerics import log_softmax
 
 EXTREMES = [
     pytest.param(np.float64, [1e308, -1e308, 0.0], [0.0, -np.inf, -1e308], id="float64"),
