@@ -15,7 +15,7 @@ pytestmark = pytest.mark.no_blas_noise
 
 
 def noisy(cls):
-    return type(f"Noisy{cls.__name__}", (cls,), {"_forward": _noisy(cls.__dict__["_forward"])})
+    return type(f"Noisy{cls.__name__}", (cls,), {"_forward": _noisy(cls._forward)})
 
 
 @pytest.mark.parametrize("cls", [NumpyTransformerLM, NumpyLlamaLM])

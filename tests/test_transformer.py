@@ -249,7 +249,7 @@ def test_default_incremental_path_is_overridden_by_a_cache():
     # The transformer's state is a KV cache, not the base class's tuple of sequences.
     m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)
     _, state = m.prefill([[1, 2]])
-    assert isinstance(state, decoding.lm.gpt2.KVCache)
+    assert isinstance(state, decoding.lm.cache.KVCache)
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [("float64", 1e-9), ("float32", 2e-4)])

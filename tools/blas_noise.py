@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from decoding.lm.gpt2 import NumpyTransformerLM
-from decoding.lm.llama import NumpyLlamaLM
+from decoding.lm.cache import CachedLM
 
 
 def _noisy(forward: Any) -> Any:
@@ -47,8 +46,7 @@ def _noisy(forward: Any) -> Any:
 
 
 def pytest_configure(config: Any) -> None:
-    for cls in (NumpyTransformerLM, NumpyLlamaLM):
-        cls._forward = _noisy(cls.__dict__["_forward"])  # type: ignore[method-assign]
+    CachedLM._forward = _noisy(CachedLM.__dict__["_forward"])  # type: ignore[method-assign]
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:

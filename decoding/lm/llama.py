@@ -1,4 +1,5 @@
-"""A Llama-family LM in NumPy (Llama, Mistral, Qwen2 layouts) sharing the transformer's KV cache.
+"""The Llama family in NumPy (Llama, Mistral, Qwen2 layouts): weights records, random
+initialisation, the block, and `NumpyLlamaLM`, a `decoding.lm.cache.CachedLM` that runs them.
 
 Shapes: ``N`` rows, ``T`` new positions, ``S`` cached positions, ``D`` model width, ``H`` query
 heads, ``G`` key/value heads (grouped-query attention: ``H / G`` query heads share one),
@@ -7,10 +8,9 @@ heads, ``G`` key/value heads (grouped-query attention: ``H / G`` query heads sha
 The block is pre-RMSNorm attention with rotary position embeddings (HF's rotate-half
 convention, with the inverse frequencies given: plain, or scaled as Llama 3, linear or YaRN
 scaling make them) and grouped-query attention, optionally within a sliding window, then a SwiGLU
-MLP; every linear layer may have a bias; the head is tied to the embedding or not. Only the
-forward pass differs from `NumpyTransformerLM`: the KV-cache driver (batched, left-padded
-prefill; `extend` with reordering by parent) is inherited, the cache holding ``G`` heads per
-layer.
+MLP; every linear layer may have a bias; the head is tied to the embedding or not. The KV-cache
+driver (batched, left-padded prefill; `extend` with reordering by parent) is `CachedLM`'s, the
+cache holding ``G`` heads per layer.
 
 Linear weights are held as ``[in, out]`` views of C-contiguous ``[out, in]`` arrays (the layout
 HF checkpoints store and `linear_t` streams fastest), so a checkpoint in the model's dtype is
@@ -27,19 +27,24 @@ import numpy as np
 
 from decoding._memory import check_model_bytes, model_bytes
 from decoding._validate import brief, float_dtype, positive_int, seed_int
-from decoding.lm.gpt2 import (
+from decoding.lm.cache import CachedLM
+from decoding.lm.layers import (
     AttentionMask,
-    NumpyTransformerLM,
-    _readonly,
     chunked_attention,
     linear,
     linear_t,
     out_in,
+    readonly,
+    rms_norm,
+    rope,
+    rope_frequencies,
+    rope_tables,
     shared_embedding,
+    silu,
     write_cache,
 )
 
-__all__ = ["LlamaBlock", "LlamaWeights", "NumpyLlamaLM"]
+__all__ = ["LlamaBlock", "LlamaWeights", "NumpyLlamaLM", "init_llama_weights", "llama_block"]
 
 
 @attrs.frozen(eq=False)
@@ -148,45 +153,6 @@ def init_llama_weights(
 # -- the forward pass --------------------------------------------------------------------------
 
 
-def rms_norm(x: np.ndarray, gain_D: np.ndarray, eps: float) -> np.ndarray:
-    """``[..., D] -> [..., D]``: ``x / sqrt(mean(x ** 2) + eps) * gain``."""
-    scale = np.vecdot(x, x)[..., None]
-    scale /= x.shape[-1]
-    scale += eps
-    return np.asarray(x / np.sqrt(scale) * gain_D)
-
-
-def rope(x_NHTE: np.ndarray, cos_NTE: np.ndarray, sin_NTE: np.ndarray) -> np.ndarray:
-    """Rotary embedding, HF's rotate-half convention: ``x cos + rotate_half(x) sin``."""
-    half = x_NHTE.shape[-1] // 2
-    rotated = np.concatenate([-x_NHTE[..., half:], x_NHTE[..., :half]], axis=-1)
-    return np.asarray(x_NHTE * cos_NTE[:, None] + rotated * sin_NTE[:, None])
-
-
-def rope_frequencies(width: int, theta: float) -> np.ndarray:
-    """``[E / 2]`` plain rotary inverse frequencies ``theta ** (-2i / E)``, float64."""
-    return np.asarray(1.0 / theta ** (np.arange(0, width, 2, dtype=np.float64) / width))
-
-
-def rope_tables(
-    positions_NT: np.ndarray, inverse_E2: np.ndarray, dtype: np.dtype, scale: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(cos, sin)`` of shape ``[N, T, E]`` for the given positions, times ``scale`` (angles
-    in float64)."""
-    angles_NTE2 = positions_NT[..., None].astype(np.float64) * inverse_E2
-    angles_NTE = np.concatenate([angles_NTE2, angles_NTE2], axis=-1)
-    cos_NTE, sin_NTE = np.cos(angles_NTE), np.sin(angles_NTE)
-    if scale != 1.0:
-        cos_NTE *= scale
-        sin_NTE *= scale
-    return cos_NTE.astype(dtype), sin_NTE.astype(dtype)
-
-
-def silu(x: np.ndarray) -> np.ndarray:
-    """``x * sigmoid(x)``."""
-    return np.asarray(x / (1.0 + np.exp(-x)))
-
-
 def llama_block(
     x_NTD: np.ndarray,
     w: LlamaBlock,
@@ -224,7 +190,7 @@ def llama_block(
     return np.asarray(x_NTD + linear_t(gated_NTF, w.down_w_FD.T, w.down_b_D))
 
 
-class NumpyLlamaLM(NumpyTransformerLM):
+class NumpyLlamaLM(CachedLM):
     """Llama-family LM: RMSNorm, rotary position embeddings, grouped-query attention, SwiGLU
     MLP, tied or untied head. Random weights from a seed, or a checkpoint's via
     `decoding.load_model` / `from_weights`.
@@ -242,7 +208,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
         dtype: float32 (default) or float64.
     """
 
-    weights: LlamaWeights  # type: ignore[assignment]  # the Llama layout, not GPT-2's
+    weights: LlamaWeights
 
     def __init__(
         self,
@@ -290,14 +256,14 @@ class NumpyLlamaLM(NumpyTransformerLM):
                 kind="NumpyLlamaLM",
             ),
         )
-        self.seed = seed_int("seed", seed)
+        self.seed: int | None = seed_int("seed", seed)
         weights = init_llama_weights(
             self.vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, self.seed, tied, dtype
         )
         self._load_llama(weights, dtype)
 
     @classmethod
-    def from_weights(  # type: ignore[override]
+    def from_weights(
         cls,
         weights: LlamaWeights,
         dtype: np.dtype[Any] | type[np.floating[Any]] | str = "float32",
@@ -328,7 +294,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
                 return None
             if array.ndim == 2:
                 return out_in(np.asarray(array, dtype=dtype))
-            return _readonly(np.ascontiguousarray(array, dtype=dtype))
+            return readonly(np.ascontiguousarray(array, dtype=dtype))
 
         windows = weights.sliding_windows
         if windows is not None and (
@@ -347,7 +313,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
         if weights.head_DV is None:  # tied: the head reads a C-contiguous embed_VD.T
             embed: np.ndarray | None = shared_embedding(np.asarray(weights.embed_VD, dtype))
         else:
-            embed = _readonly(np.ascontiguousarray(weights.embed_VD, dtype=dtype))
+            embed = readonly(np.ascontiguousarray(weights.embed_VD, dtype=dtype))
         norm = cast(weights.norm_D)
         assert embed is not None and norm is not None
         head = weights.head_DV
@@ -357,7 +323,7 @@ class NumpyLlamaLM(NumpyTransformerLM):
             blocks=blocks,
             norm_D=norm,
             # [D, V] row-major: the layout the head multiplies fastest.
-            head_DV=None if head is None else _readonly(np.ascontiguousarray(head, dtype=dtype)),
+            head_DV=None if head is None else readonly(np.ascontiguousarray(head, dtype=dtype)),
         )
         head = self.weights.head_DV
         self._head_DV: np.ndarray = head if head is not None else embed.T
@@ -392,33 +358,29 @@ class NumpyLlamaLM(NumpyTransformerLM):
         w = self.weights
         return len(w.blocks), w.n_kv_heads, w.head_width
 
-    def _forward(
+    def _embed(self, tokens_NT: np.ndarray, positions_NT: np.ndarray) -> tuple[np.ndarray, Any]:
+        w = self.weights
+        tables = rope_tables(positions_NT, w.inverse_frequencies(), self.dtype, w.rope_scale)
+        return w.embed_VD[tokens_NT], tables
+
+    def _block(
         self,
-        tokens_NT: np.ndarray,
-        positions_NT: np.ndarray,
-        mask: AttentionMask,
+        layer: int,
+        x_NTD: np.ndarray,
+        positional: Any,
         k_chunks: Sequence[np.ndarray],
         v_chunks: Sequence[np.ndarray],
         start: int,
-        rows: np.ndarray | None,
+        mask: AttentionMask,
     ) -> np.ndarray:
         w = self.weights
-        x_NTD = w.embed_VD[tokens_NT]
-        cos_NTE, sin_NTE = rope_tables(
-            positions_NT, w.inverse_frequencies(), self.dtype, w.rope_scale
-        )
-        windows = w.sliding_windows or (None,) * len(w.blocks)
-        for layer, (block, window) in enumerate(zip(w.blocks, windows, strict=True)):
-            x_NTD = llama_block(
-                x_NTD,
-                block,
-                w,
-                cos_NTE,
-                sin_NTE,
-                [k[layer] for k in k_chunks],
-                [v[layer] for v in v_chunks],
-                start,
-                mask.windowed(window),
-            )
-        last_MD = x_NTD[:, -1] if rows is None else x_NTD[rows, -1]
+        window = w.sliding_windows[layer] if w.sliding_windows else None
+        cos_NTE, sin_NTE = positional
+        return llama_block(
+            x_NTD, w.blocks[layer], w, cos_NTE, sin_NTE, k_chunks, v_chunks, start,
+            mask.windowed(window),
+        )  # fmt: skip
+
+    def _head(self, last_MD: np.ndarray) -> np.ndarray:
+        w = self.weights
         return linear(rms_norm(last_MD, w.norm_D, w.rms_eps), self._head_DV, None)

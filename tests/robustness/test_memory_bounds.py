@@ -247,13 +247,13 @@ def llama_with_windows(dtype="float64"):
 def test_a_prefill_in_blocks_of_queries_gives_the_one_block_logits(make, monkeypatch):
     """With the budget so small that every query is its own block, padded prompts of several
     lengths give the logits (and then the steps) of one block, to float64 rounding."""
-    from decoding.lm import gpt2 as transformer
+    from decoding.lm import layers
 
     model = make()
     prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
     whole, state = model.prefill(prompts)
     step, _ = model.extend(state, np.array([0, 1, 2, 2]), np.array([1, 2, 3, 4]))
-    monkeypatch.setattr(transformer, "ATTENTION_BYTES", 1)
+    monkeypatch.setattr(layers, "ATTENTION_BYTES", 1)
     blocks, state = model.prefill(prompts)
     np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-12)
     again, _ = model.extend(state, np.array([0, 1, 2, 2]), np.array([1, 2, 3, 4]))
@@ -264,7 +264,7 @@ def test_a_long_prefill_holds_no_t_by_t_scores():
     """20 prompts of 1,000 tokens: the [20, 4, 1000, 1000] float32 scores alone would be 305
     MiB (the prefill peaked at 417 MiB traced, 100 prompts at 2.1 GB); in blocks of at most
     `ATTENTION_BYTES` the whole prefill stays under 160 MiB (cache and activations included)."""
-    from decoding.lm.gpt2 import ATTENTION_BYTES
+    from decoding.lm.layers import ATTENTION_BYTES
 
     model = decoding.NumpyTransformerLM()
     rng = np.random.default_rng(0)

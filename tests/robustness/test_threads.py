@@ -11,7 +11,7 @@ import pytest
 
 import decoding
 from decoding.decoders.beam import search as beam_module
-from decoding.lm import gpt2 as transformer
+from decoding.lm import cache
 from decoding.lm.gpt2 import NumpyTransformerLM
 
 THREADS = 6
@@ -58,21 +58,21 @@ def test_threads_extending_one_cache_state_agree_with_a_sequential_run(monkeypat
         for parents, tokens in moves
     ]
 
-    is_current = transformer.KVCache.is_current
+    is_current = cache.KVCache.is_current
 
     def slow_is_current(self):
         current = is_current.fget(self)
         threading.Event().wait(0.01)  # widen the check-then-act window
         return current
 
-    forward = transformer.forward
+    forward = cache.CachedLM._forward
 
     def slow_forward(*args, **kwargs):
         threading.Event().wait(0.01)
         return forward(*args, **kwargs)
 
-    monkeypatch.setattr(transformer.KVCache, "is_current", property(slow_is_current))
-    monkeypatch.setattr(transformer, "forward", slow_forward)
+    monkeypatch.setattr(cache.KVCache, "is_current", property(slow_is_current))
+    monkeypatch.setattr(cache.CachedLM, "_forward", slow_forward)
     got = run_together(lambda i: model.extend(base, *moves[i])[0])
     for i in range(THREADS):
         np.testing.assert_allclose(got[i], expected[i], rtol=1e-9, atol=1e-9)

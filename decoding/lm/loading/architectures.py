@@ -18,7 +18,8 @@ import numpy as np
 from decoding._validate import brief
 from decoding.lm.base import LanguageModel
 from decoding.lm.gpt2 import BlockWeights, NumpyTransformerLM, TransformerWeights
-from decoding.lm.llama import LlamaBlock, LlamaWeights, NumpyLlamaLM, rope_frequencies
+from decoding.lm.layers import rope_frequencies
+from decoding.lm.llama import LlamaBlock, LlamaWeights, NumpyLlamaLM
 from decoding.lm.loading._common import TensorSource
 
 __all__ = ["ROPE_TYPES", "SUPPORTED_MODEL_TYPES", "build_model"]
