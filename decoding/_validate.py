@@ -254,3 +254,17 @@ def check_eos_range(ids: tuple[int, ...], vocab_size: int) -> None:
             raise ValueError(
                 f"eos_token_id must be in [0, {vocab_size}) for this model, got {brief(token)}"
             )
+
+
+def eos_setting(value: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
+    """The ``eos_token_id`` converter of every decoder: None, an int, or a sequence of distinct
+    ints (kept as a tuple). The upper bound is checked against the model when decoding."""
+    ids = eos_ids(value)
+    if value is None:
+        return None
+    return ids[0] if _is_int(value) else ids
+
+
+def max_new_tokens(value: int) -> int:
+    """The ``max_new_tokens`` converter of every decoder: a positive int."""
+    return positive_int("max_new_tokens", value)

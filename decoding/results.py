@@ -1,13 +1,14 @@
-"""`Beam`: one returned hypothesis."""
+"""The records decoders return: `Beam` (one hypothesis) and, for `decoding.trace`, a step's
+ranked pool as `TraceEntry` records gathered into a `Recording`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import SupportsFloat, SupportsInt
+from typing import NamedTuple, SupportsFloat, SupportsInt
 
 import attrs
 
-__all__ = ["Beam"]
+__all__ = ["Beam", "Recording", "Steps", "TraceEntry"]
 
 
 def _int_tuple(values: Iterable[SupportsInt]) -> tuple[int, ...]:
@@ -52,3 +53,41 @@ class Beam:
     # Not part of equality: two beams are the same hypothesis when tokens and scores agree, so
     # a Beam built by hand (without per-token log-probs) compares equal to a decoder's.
     token_logprobs: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple, eq=False)
+
+
+@attrs.frozen
+class TraceEntry:
+    """One pool entry of one prompt at one step.
+
+    Attributes:
+        parent: the slot (beam search) or row (greedy, sampling) it extends, in the previous
+            step's state; ``None`` at step 0 (the prompt itself).
+        token: the token it appends; ``None`` for a held finished beam carried over as it was.
+        logprob: its raw log-probability (the parent's plus the token's).
+        score: its ranking score (the decoder's scorer; ``logprob`` for greedy and sampling).
+        finished: whether it ends with an EOS id.
+        kept: whether the decoder kept it (it is in the next state).
+        rank: its place in the pool, 0-based; kept entries come first, in slot order.
+        slot: the slot (or row) a kept entry holds in the next state; ``None`` if not kept.
+    """
+
+    parent: int | None
+    token: int | None
+    logprob: float = attrs.field(converter=_float)
+    score: float = attrs.field(converter=_float)
+    finished: bool = attrs.field(converter=_bool)
+    kept: bool = attrs.field(converter=_bool)
+    rank: int
+    slot: int | None = None
+
+
+Steps = tuple[tuple[tuple[TraceEntry, ...], ...], ...]
+
+
+class Recording(NamedTuple):
+    """What a decoder records of a search for `decoding.trace` (see `Decoder.record`)."""
+
+    prompts: tuple[tuple[int, ...], ...]
+    results: list[list[Beam]]
+    steps: Steps  # steps[t][b]: prompt b's ranked pool at step t
+    width: int  # hypotheses kept per prompt (beams or rows)

@@ -1,7 +1,8 @@
 """Recording a search step by step (`trace`) and drawing it as a tree (`Trace.to_text`, `to_dot`).
 
-`trace` drives a decoder's public ``init``/``step``/``done``/``finalize`` and reads the states
-between steps, so `Decoder.decode` itself carries no hook and costs nothing extra.
+`trace` asks the decoder to record itself (`decoding.Decoder.record`): it drives the public
+``init``/``step``/``done``/``finalize`` and the decoder's `explain` of each step, so
+`Decoder.decode` itself carries no hook and costs nothing extra.
 
 Shapes: ``B`` prompts, ``K`` beams per prompt, ``M`` live rows, ``V`` vocabulary, ``C``
 candidates per live beam (``min(2K, V)``), ``P`` pool entries of one prompt.
@@ -10,61 +11,15 @@ candidates per live beam (``min(2K, V)``), ``P`` pool entries of one prompt.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, SupportsFloat
 
 import attrs
-import numpy as np
 
 from decoding._validate import brief, is_int
 from decoding.decoders.base import Decoder
-from decoding.decoders.beam.search import BeamSearchDecoder, BeamState
-from decoding.decoders.beam.select import CARRIED
-from decoding.decoders.rerank import RerankDecoder
-from decoding.decoders.rows import RowDecoder, RowState
 from decoding.lm.base import LanguageModel
-from decoding.numerics import log_softmax, top_tokens_exact
-from decoding.results import Beam
+from decoding.results import Beam, Steps, TraceEntry
 
 __all__ = ["Trace", "TraceEntry", "trace"]
-
-
-def _float(value: SupportsFloat) -> float:
-    """A log-prob or score -> a Python float (``float(value)``)."""
-    return float(value)
-
-
-def _bool(value: bool) -> bool:
-    """A flag -> a Python bool (``bool(value)``; NumPy bools too)."""
-    return bool(value)
-
-
-@attrs.frozen
-class TraceEntry:
-    """One pool entry of one prompt at one step.
-
-    Attributes:
-        parent: the slot (beam search) or row (greedy, sampling) it extends, in the previous
-            step's state; ``None`` at step 0 (the prompt itself).
-        token: the token it appends; ``None`` for a held finished beam carried over as it was.
-        logprob: its raw log-probability (the parent's plus the token's).
-        score: its ranking score (the decoder's scorer; ``logprob`` for greedy and sampling).
-        finished: whether it ends with an EOS id.
-        kept: whether the decoder kept it (it is in the next state).
-        rank: its place in the pool, 0-based; kept entries come first, in slot order.
-        slot: the slot (or row) a kept entry holds in the next state; ``None`` if not kept.
-    """
-
-    parent: int | None
-    token: int | None
-    logprob: float = attrs.field(converter=_float)
-    score: float = attrs.field(converter=_float)
-    finished: bool = attrs.field(converter=_bool)
-    kept: bool = attrs.field(converter=_bool)
-    rank: int
-    slot: int | None = None
-
-
-Steps = tuple[tuple[tuple[TraceEntry, ...], ...], ...]
 
 
 @attrs.frozen(eq=False)
@@ -231,11 +186,14 @@ def _tree(recorded: Trace, b: int) -> tuple[_Node, int]:
 def trace(decoder: Decoder, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> Trace:
     """Run ``decoder`` on ``prompts`` and record every step's ranked pool.
 
-    Works for `BeamSearchDecoder` (the pool: held finished beams plus each live beam's top
-    ``C = min(2K, V)`` tokens, ranked as the decoder ranks them), `GreedyDecoder` and
-    `SamplingDecoder` (one entry per live row: its chosen token), and `RerankDecoder` (the
-    base's steps, the re-ranked results). Any other `Decoder` gives its results and no steps.
-    ``Trace.results`` equals ``decoder.decode(model, prompts)`` (for sampling, with a seed).
+    The decoder records itself (`Decoder.record`): each step's pool comes from its `explain`.
+    `BeamSearchDecoder` gives the pool (held finished beams plus each live beam's top ``C =
+    min(2K, V)`` tokens, ranked by the rule it keeps the best K of), `GreedyDecoder` and
+    `SamplingDecoder` one entry per live row (its chosen token), `RerankDecoder` the base's
+    steps and the re-ranked results, any other decoder with ``init``/``step``/``finalize`` the
+    hypotheses it holds after each step, and one that overrides ``decode`` alone its results
+    and no steps. ``Trace.results`` equals ``decoder.decode(model, prompts)`` (for sampling,
+    with a seed).
 
     With ``finished="archive"`` beam search, the recorded pool is the candidates ranked by
     score; the kept entries are the running beams in their slots, and hypotheses that move to
@@ -243,131 +201,10 @@ def trace(decoder: Decoder, model: LanguageModel, prompts: Sequence[Sequence[int
 
     Raises:
         TypeError, ValueError: what ``decoder.decode`` raises for these arguments.
-        RuntimeError: beam search kept entries other than the best of the recorded pool
-            (only a scorer that breaks the `Scorer` contract can cause it), so the pool cannot
-            be recorded as the decoder ranked it.
+        RuntimeError: beam search kept entries other than the best of its ranked pool (only a
+            scorer that breaks the `Scorer` contract can cause it), so the pool cannot be
+            recorded as the decoder ranked it.
     """
-    if isinstance(decoder, RerankDecoder):
-        inner = trace(decoder.base, model, prompts)
-        return attrs.evolve(inner, results=decoder.rerank(inner.prompts, inner.results))
-    if isinstance(decoder, BeamSearchDecoder):
-        record = _beam_step
-        width = decoder.beam_width
-    elif isinstance(decoder, RowDecoder):
-        record = _row_step  # type: ignore[assignment]
-        width = decoder.samples
-    elif isinstance(decoder, Decoder):
-        results = decoder.decode(model, prompts)
-        checked = tuple(tuple(int(t) for t in p) for p in prompts)
-        return Trace(checked, results, (), max([len(r) for r in results] + [1]))
-    else:
+    if not isinstance(decoder, Decoder):
         raise TypeError(f"decoder must be a decoding.Decoder, got {brief(decoder)}")
-    state: Any = decoder.init(model, prompts)  # BeamState or RowState, by the decoder
-    steps = []
-    while not decoder.done(state):
-        new = decoder.step(model, state)
-        steps.append(record(decoder, state, new))  # type: ignore[arg-type]
-        state = new
-    return Trace(state.prompts, decoder.finalize(state), tuple(steps), width)
-
-
-def _row_step(
-    decoder: RowDecoder, old: RowState, new: RowState
-) -> tuple[tuple[TraceEntry, ...], ...]:
-    """One greedy/sampling step: per prompt, one kept entry per row that was live."""
-    samples = old.samples
-    pools = []
-    for b in range(len(old.prompts)):
-        entries: list[TraceEntry] = []
-        for s in range(samples):
-            r = b * samples + s
-            if old.finished_R[r]:
-                continue
-            entries.append(
-                TraceEntry(
-                    parent=None if old.step == 0 else s,
-                    token=int(new.tokens_RT[r, -1]),
-                    logprob=new.logprob_R[r],
-                    score=new.logprob_R[r],
-                    finished=new.finished_R[r],
-                    kept=True,
-                    rank=len(entries),
-                    slot=s,
-                )
-            )
-        pools.append(tuple(entries))
-    return tuple(pools)
-
-
-def _beam_step(
-    decoder: BeamSearchDecoder, old: BeamState, new: BeamState
-) -> tuple[tuple[TraceEntry, ...], ...]:
-    """One beam-search step: per prompt, the pool ranked as the decoder ranks it, with the
-    entries the decoder kept (read from ``new.history[-1]``) first, in slot order."""
-    assert old.logits_MV is not None
-    batch, width = old.logprob_BK.shape
-    count = min(2 * width, old.logits_MV.shape[1])
-    tokens_MC, token_logprob_MC = top_tokens_exact(log_softmax(old.logits_MV), count)
-    live_BK = old.live_BK
-    row_BK = np.cumsum(live_BK.ravel()).reshape(batch, width) - 1
-    source_BK, token_BK = new.history[-1]
-    new_length = old.step + 1
-    eos = set(decoder.eos_token_ids)
-    # Only the pool policy ranks exactly this pool; other policies (finished="archive") keep
-    # what they keep, and we record it.
-    exact = decoder.finished == "pool"
-    pools = []
-    for b in range(batch):
-        pool: list[tuple[int, int | None, float, int, bool]] = []
-        for k in range(width):
-            if old.finished_BK[b, k] and old.logprob_BK[b, k] > -np.inf:
-                pool.append((k, None, old.logprob_BK[b, k], int(old.length_BK[b, k]), True))
-        for k in np.flatnonzero(live_BK[b]).tolist():
-            r = row_BK[b, k]
-            for token, token_logprob in zip(
-                tokens_MC[r].tolist(), token_logprob_MC[r].tolist(), strict=True
-            ):
-                if token_logprob > -np.inf:
-                    total = old.logprob_BK[b, k] + token_logprob
-                    pool.append((k, token, total, new_length, token in eos))
-        logprob_P = np.array([e[2] for e in pool], dtype=np.float64)
-        length_P = np.array([e[3] for e in pool], dtype=np.int64)
-        score_P = decoder.ranker.score(logprob_P, length_P) if pool else np.zeros(0)
-        order_P = np.argsort(-score_P, kind="stable").tolist()
-        where = {(e[0], e[1]): i for i, e in enumerate(pool)}
-        kept: dict[int, int] = {}  # pool index -> slot
-        for k in range(width):
-            if new.logprob_BK[b, k] == -np.inf:
-                continue
-            token = int(token_BK[b, k])
-            key = (int(source_BK[b, k]), None if token == CARRIED else token)
-            if key not in where:  # not in this pool (another policy): record the state's
-                where[key] = len(pool)
-                logprob, length = new.logprob_BK[b, k], int(new.length_BK[b, k])
-                finished = bool(new.finished_BK[b, k]) or token in eos
-                pool.append((*key, logprob, length, finished))
-                score_P = np.append(score_P, decoder.ranker.score(logprob, length))
-                order_P.append(len(pool) - 1)
-            kept[where[key]] = k
-        if exact and order_P[: len(kept)] != list(kept):
-            raise RuntimeError(
-                f"trace: at step {new_length}, prompt {b}, the decoder kept pool entries "
-                f"{list(kept)} but ranking the pool gives {order_P[: len(kept)]}"
-            )
-        ranked = list(kept) + [i for i in order_P if i not in kept]
-        pools.append(
-            tuple(
-                TraceEntry(
-                    parent=None if old.step == 0 else pool[i][0],
-                    token=pool[i][1],
-                    logprob=pool[i][2],
-                    score=score_P[i],
-                    finished=pool[i][4],
-                    kept=i in kept,
-                    rank=rank,
-                    slot=kept.get(i),
-                )
-                for rank, i in enumerate(ranked)
-            )
-        )
-    return tuple(pools)
+    return Trace(*decoder.record(model, prompts))

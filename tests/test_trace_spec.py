@@ -202,16 +202,16 @@ class Reversed(decoding.Scorer):
 def test_trace_refuses_a_search_its_pool_cannot_explain():
     """With V = 4 and K = 1 the decoder bounds every token by its own score and keeps the
     least likely, 3 (log 0.1). The recorded pool is the top C = 2 tokens, 0 and 1, ranked by
-    this scorer as [1, 0]; the kept entry is recorded as pool entry 2. The decoder kept [2]
-    where ranking gives [1]: trace says so instead of recording a ranking that is not the
-    decoder's."""
+    this scorer as [1, 0] (ranks 0 and 1); the kept entry, token 3, is not in it and is
+    recorded at rank 2. The decoder kept rank 2 where the best is rank 0: trace says so
+    instead of recording a ranking that is not the decoder's."""
     model = decoding.ScriptedLM({(): [log(0.4), log(0.3), log(0.2), log(0.1)]})
     decoder = decoding.BeamSearchDecoder(1, 1, scorer=Reversed())
     assert [b.tokens for b in decoder.decode(model, [(3,)])[0]] == [(3,)]
     with raises_exactly(
         RuntimeError,
-        "trace: at step 1, prompt 0, the decoder kept pool entries [2] but ranking the pool "
-        "gives [1]",
+        "trace: at step 1, prompt 0, the decoder kept the pool entries ranked [2], not the "
+        "best 1 (ranks [0]): its scorer breaks the Scorer contract",
     ):
         decoding.trace(decoder, model, [(3,)])
 

@@ -1,10 +1,14 @@
-"""`Decoder`, the driver every strategy shares: ``init``, ``step`` until ``done``, ``finalize``."""
+"""`Decoder`, the driver every strategy shares (``init``, ``step`` until ``done``,
+``finalize``; `Decoder.record` for `decoding.trace`), and what decoders share around it:
+checking a request against the model (`check_request`), owning the model's logits
+(`owned_logits`), the EOS setting (`EosSetting`), read-only state arrays (`frozen`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from decoding._memory import check_memory, check_rows
@@ -13,14 +17,40 @@ from decoding._validate import (
     check_eos_range,
     check_logits,
     check_prompts,
+    eos_ids,
     is_sequence,
     model_vocab_size,
 )
 from decoding.lm.base import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, apply_processors
-from decoding.results import Beam
+from decoding.results import Beam, Recording, TraceEntry
 
-__all__ = ["Decoder", "check_request", "check_same_model", "owned_logits"]
+__all__ = [
+    "Decoder",
+    "EosSetting",
+    "check_request",
+    "check_same_model",
+    "frozen",
+    "owned_logits",
+]
+
+
+def frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` (one the decoder made and owns) made read-only in place, and returned."""
+    array.setflags(write=False)
+    return array
+
+
+class EosSetting:
+    """For decoders with an ``eos_token_id`` setting (None, an id, or a tuple of ids):
+    ``eos_token_ids``, the same as a tuple."""
+
+    eos_token_id: int | tuple[int, ...] | None
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """The EOS ids as a tuple (empty for none)."""
+        return eos_ids(self.eos_token_id)
 
 
 class Decoder:
@@ -58,6 +88,69 @@ class Decoder:
     def finalize(self, state: Any) -> list[list[Beam]]:
         """The results held by ``state``: one list of `Beam` per prompt, best first."""
         raise NotImplementedError(f"{type(self).__name__} does not implement finalize()")
+
+    @property
+    def width(self) -> int | None:
+        """The hypotheses held per prompt when the decoder fixes it (beams, samples), else
+        None (the trace then takes the most a prompt returned)."""
+        return None
+
+    def explain(self, old: Any, new: Any) -> tuple[tuple[TraceEntry, ...], ...]:
+        """Per prompt, the step from state ``old`` to ``new`` as a ranked pool of `TraceEntry`
+        records, the entries ``new`` holds first in slot order (`decoding.trace` draws them).
+
+        The default reads what `finalize` returns for each state: every hypothesis of ``new``
+        is a kept entry, its parent the hypothesis of ``old`` it extends by one token (or
+        carries over as it was). A decoder that knows more (the candidates it pruned) says so.
+        """
+        pools = []
+        for before, after in zip(self.finalize(old), self.finalize(new), strict=True):
+            entries: list[TraceEntry] = []
+            for slot, beam in enumerate(after):
+                parent, token = None, beam.tokens[-1] if beam.tokens else None
+                for j, prev in enumerate(before):
+                    if prev.tokens == beam.tokens:
+                        parent, token = j, None
+                        break
+                    if prev.tokens == beam.tokens[:-1] and parent is None:
+                        parent = j
+                entries.append(
+                    TraceEntry(
+                        parent=parent,
+                        token=token,
+                        logprob=beam.logprob,
+                        score=beam.score,
+                        finished=beam.finished,
+                        kept=True,
+                        rank=slot,
+                        slot=slot,
+                    )
+                )
+            pools.append(tuple(entries))
+        return tuple(pools)
+
+    def record(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> Recording:
+        """Run the search as `decode` does, and `explain` every step (see `decoding.trace`).
+        A decoder that overrides `decode` alone records its results and no steps."""
+        if type(self).init is Decoder.init:
+            results = self.decode(model, prompts)
+            checked = tuple(tuple(int(t) for t in p) for p in prompts)
+            return Recording(checked, results, (), max([len(r) for r in results] + [1]))
+        state = self.init(model, prompts)
+        checked = tuple(tuple(int(t) for t in p) for p in prompts)
+        steps: list[tuple[tuple[TraceEntry, ...], ...]] = []
+        while not self.done(state):
+            new = self.step(model, state)
+            pools = self.explain(state, new)
+            if not steps:  # the first step extends the prompts themselves
+                pools = tuple(tuple(attrs.evolve(e, parent=None) for e in pool) for pool in pools)
+            steps.append(pools)
+            state = new
+        results = self.finalize(state)
+        width = self.width
+        if width is None:
+            width = max([len(r) for r in results] + [len(p) for s in steps for p in s] + [1])
+        return Recording(checked, results, tuple(steps), width)
 
 
 def check_request(

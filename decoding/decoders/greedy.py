@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+# attrs copies the converters' annotations (strings) into __init__: their names resolve here.
+from collections.abc import Sequence  # noqa: F401
 
 import attrs
 import numpy as np
 
-from decoding._validate import eos_ids, positive_int
-from decoding.decoders.beam.search import eos_setting
+from decoding._validate import eos_setting, max_new_tokens
 from decoding.decoders.rows import RowDecoder, RowState
 from decoding.processors import LogitsProcessor, check_processors
 
 __all__ = ["GreedyDecoder"]
-
-
-def _max_new_tokens_positive_int(value: int) -> int:
-    """The ``max_new_tokens`` converter."""
-    return positive_int("max_new_tokens", value)
-
-
-def _eos_token_id(value: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
-    """The ``eos_token_id`` converter."""
-    return eos_setting(value)
 
 
 @attrs.frozen
@@ -40,14 +30,9 @@ class GreedyDecoder(RowDecoder):
     raw ``logprob`` (one hypothesis per prompt has nothing to be ranked against).
     """
 
-    max_new_tokens: int = attrs.field(converter=_max_new_tokens_positive_int)
-    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=_eos_token_id)
+    max_new_tokens: int = attrs.field(converter=max_new_tokens)
+    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
-
-    @property
-    def eos_token_ids(self) -> tuple[int, ...]:  # type: ignore[override]
-        """The EOS ids as a tuple (empty for none)."""
-        return eos_ids(self.eos_token_id)
 
     @property
     def all_processors(self) -> tuple[LogitsProcessor, ...]:

@@ -15,7 +15,7 @@ from decoding._validate import brief, finite_real
 from decoding.decoders.base import Decoder
 from decoding.lm.base import LanguageModel
 from decoding.rescoring import check_pairs, score_checked
-from decoding.results import Beam
+from decoding.results import Beam, Recording
 from decoding.scoring import LengthPenalty, finite_alpha
 
 __all__ = ["RerankDecoder"]
@@ -82,6 +82,11 @@ class RerankDecoder(Decoder):
                 exception, with a note naming the rescorer).
         """
         return self.rerank(prompts, self.base.decode(model, prompts))
+
+    def record(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> Recording:
+        """The base's recording (its steps), with the re-ranked results."""
+        inner = self.base.record(model, prompts)
+        return inner._replace(results=self.rerank(inner.prompts, inner.results))
 
     def rerank(
         self, prompts: Sequence[Sequence[int]], results: Sequence[Sequence[Beam]]

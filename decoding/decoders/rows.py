@@ -15,20 +15,22 @@ import attrs
 import numpy as np
 
 from decoding._validate import brief, check_logits, named_list
-from decoding.decoders.base import Decoder, check_request, check_same_model, owned_logits
+from decoding.decoders.base import (
+    Decoder,
+    EosSetting,
+    check_request,
+    check_same_model,
+    frozen,
+    owned_logits,
+)
 from decoding.lm.base import LanguageModel
 from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext
-from decoding.results import Beam
+from decoding.results import Beam, TraceEntry
 
 __all__ = ["Noise", "RowDecoder", "RowState"]
 
 PAD = -1  # token slot of a row that had already finished
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
 
 
 @attrs.frozen(eq=False)
@@ -101,13 +103,12 @@ class RowState:
         return np.asarray(np.count_nonzero(self.tokens_RT != PAD, axis=1))
 
 
-class RowDecoder(Decoder):
+class RowDecoder(EosSetting, Decoder):
     """Base of decoders whose rows never interact: each live row appends one chosen token per
     step. Subclasses give `samples`, `all_processors`, `choose` and, to draw random numbers,
     `noise` (a `Noise` the driver advances before each step)."""
 
     max_new_tokens: int
-    eos_token_ids: tuple[int, ...]
 
     @property
     def samples(self) -> int:
@@ -169,14 +170,14 @@ class RowDecoder(Decoder):
         return RowState(
             prompts=checked,
             samples=samples,
-            tokens_RT=_readonly(np.zeros((rows, 0), dtype=np.int64)),
-            token_logprob_RT=_readonly(np.zeros((rows, 0))),
-            logprob_R=_readonly(np.zeros(rows)),
-            finished_R=_readonly(np.zeros(rows, dtype=bool)),
+            tokens_RT=frozen(np.zeros((rows, 0), dtype=np.int64)),
+            token_logprob_RT=frozen(np.zeros((rows, 0))),
+            logprob_R=frozen(np.zeros(rows)),
+            finished_R=frozen(np.zeros(rows, dtype=bool)),
             logits_MV=logits_MV,
             model_state=model_state,
             noise=None if not checked else self.noise(batch),
-            model_row_M=_readonly(prompt_index_R),
+            model_row_M=frozen(prompt_index_R),
             model=model,
         )
 
@@ -240,7 +241,7 @@ class RowDecoder(Decoder):
                 new_length + 1,
                 self.all_processors,
                 lambda: StepContext(
-                    _readonly(tokens_RT[next_rows_M]),
+                    frozen(tokens_RT[next_rows_M]),
                     self.eos_token_ids,
                     new_length,
                     state.prompts,
@@ -249,15 +250,15 @@ class RowDecoder(Decoder):
             )
         return attrs.evolve(
             state,
-            tokens_RT=_readonly(tokens_RT),
-            token_logprob_RT=_readonly(
+            tokens_RT=frozen(tokens_RT),
+            token_logprob_RT=frozen(
                 np.concatenate([state.token_logprob_RT, token_logprob_R[:, None]], axis=1)
             ),
-            logprob_R=_readonly(logprob_R),
-            finished_R=_readonly(finished_R),
+            logprob_R=frozen(logprob_R),
+            finished_R=frozen(finished_R),
             logits_MV=logits_MV,
             model_state=model_state,
-            model_row_M=_readonly(np.arange(0 if logits_MV is None else len(logits_MV))),
+            model_row_M=frozen(np.arange(0 if logits_MV is None else len(logits_MV))),
         )
 
     def finalize(self, state: RowState) -> list[list[Beam]]:
@@ -280,3 +281,34 @@ class RowDecoder(Decoder):
             sorted(beams[b * samples : (b + 1) * samples], key=lambda beam: -beam.score)
             for b in range(len(state.prompts))
         ]
+
+    @property
+    def width(self) -> int:
+        """``samples``: the rows per prompt."""
+        return self.samples
+
+    def explain(self, old: RowState, new: RowState) -> tuple[tuple[TraceEntry, ...], ...]:
+        """Per prompt, one kept entry per row that was live: its chosen token, in its row's
+        slot (a row's parent is its own row the step before)."""
+        samples = old.samples
+        pools = []
+        for b in range(len(old.prompts)):
+            entries: list[TraceEntry] = []
+            for s in range(samples):
+                r = b * samples + s
+                if old.finished_R[r]:
+                    continue
+                entries.append(
+                    TraceEntry(
+                        parent=s,
+                        token=int(new.tokens_RT[r, -1]),
+                        logprob=new.logprob_R[r],
+                        score=new.logprob_R[r],
+                        finished=new.finished_R[r],
+                        kept=True,
+                        rank=len(entries),
+                        slot=s,
+                    )
+                )
+            pools.append(tuple(entries))
+        return tuple(pools)

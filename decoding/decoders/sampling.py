@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+
+# attrs copies the converters' annotations (strings) into __init__: their names resolve here.
+from collections.abc import Sequence  # noqa: F401
 
 import attrs
 import numpy as np
 
-from decoding._validate import bounded_int, brief, eos_ids, is_int, positive_int
-from decoding.decoders.beam.search import eos_setting
+from decoding._validate import bounded_int, brief, eos_setting, is_int, max_new_tokens, positive_int
 from decoding.decoders.rows import Noise, RowDecoder, RowState
 from decoding.processors import (
     LogitsProcessor,
@@ -44,16 +45,6 @@ def _top_k(value: int | None) -> int | None:
 
 def _top_p(value: float | None) -> float | None:
     return None if value is None else probability("top_p", value)
-
-
-def _max_new_tokens_positive_int(value: int) -> int:
-    """The ``max_new_tokens`` converter."""
-    return positive_int("max_new_tokens", value)
-
-
-def _eos_token_id(value: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
-    """The ``eos_token_id`` converter."""
-    return eos_setting(value)
 
 
 #: The most samples per prompt `SamplingDecoder` accepts (as `MAX_BEAM_WIDTH` bounds the beams).
@@ -95,19 +86,14 @@ class SamplingDecoder(RowDecoder):
     each token was drawn from.
     """
 
-    max_new_tokens: int = attrs.field(converter=_max_new_tokens_positive_int)
-    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=_eos_token_id)
+    max_new_tokens: int = attrs.field(converter=max_new_tokens)
+    eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     num_samples: int = attrs.field(default=1, converter=_num_samples_positive_int)
     temperature: float = attrs.field(default=1.0, converter=_temperature)
     top_k: int | None = attrs.field(default=None, converter=_top_k)
     top_p: float | None = attrs.field(default=None, converter=_top_p)
     seed: int | None = attrs.field(default=None, converter=_seed)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
-
-    @property
-    def eos_token_ids(self) -> tuple[int, ...]:  # type: ignore[override]
-        """The EOS ids as a tuple (empty for none)."""
-        return eos_ids(self.eos_token_id)
 
     @property
     def samples(self) -> int:

@@ -32,7 +32,7 @@ from decoding._validate import brief
 from decoding.numerics import check_peak, log_normaliser, top_tokens_exact
 from decoding.scoring import Scorer
 
-__all__ = ["CARRIED", "Selection", "select"]
+__all__ = ["CARRIED", "Selection", "ranked_pool", "select"]
 
 CARRIED = -1  # token of a finished beam kept as it was, or of an empty slot
 
@@ -286,43 +286,10 @@ def _select_pools(
     if exact_B.any():
         exact_E = np.flatnonzero(exact_B)
         count = min(max(2 * width, keep), vocab)
-        rows_R = row_BK[exact_E][live_BK[exact_E]]
-        logprobs_RV = (logits_MV[rows_R] - peak_M1[rows_R]) - log_total_M1[rows_R]
-        tokens_RC, token_logprob_RC = top_tokens_exact(logprobs_RV, count)
-        # Candidates [E, L, C] over each prompt's L live beams only (in slot order), so memory
-        # follows the beams that exist, not beam_width.
-        live_EK = live_BK[exact_E]
-        e_R, k_R = np.nonzero(live_EK)
-        l_R = (np.cumsum(live_EK, axis=1) - 1)[e_R, k_R]
-        shape = (len(exact_E), max(int(live_EK.sum(axis=1).max(initial=0)), 1), count)
-        total_ELC = np.full(shape, -np.inf)
-        total_ELC[e_R, l_R] = logprob_BK[exact_E][e_R, k_R][:, None] + token_logprob_RC
-        tokens_ELC = np.zeros(shape, dtype=np.int64)
-        tokens_ELC[e_R, l_R] = tokens_RC
-        token_lp_ELC = np.zeros(shape)
-        token_lp_ELC[e_R, l_R] = token_logprob_RC
-        source_ELC = np.zeros(shape, dtype=np.int64)
-        source_ELC[e_R, l_R] = k_R[:, None]
-        exact = _pool(
-            held_logprob_BK[exact_E],
-            length_BK[exact_E],
-            total_ELC.reshape(len(exact_E), -1),
-            source_ELC.reshape(len(exact_E), -1),
-            tokens_ELC.reshape(len(exact_E), -1),
-            new_length,
-            token_lp_ELC.reshape(len(exact_E), -1),
-        )
-        # Pool order spelled out: held finished beams by slot, then candidates by parent slot,
-        # token log-prob (higher first) and token id (lower first). lexsort: last key first.
-        order_EP = np.lexsort(
-            (
-                exact.token_BP,
-                -exact.token_logprob_BP,
-                exact.source_BP + np.where(exact.token_BP == CARRIED, 0, width),
-                -_scores(exact, scorer, step),
-            ),
-            axis=-1,
-        )
+        exact, order_EP = _ranked(
+            logits_MV, (peak_M1, log_total_M1), live_BK, logprob_BK, length_BK,
+            held_logprob_BK, new_length, scorer, step, count, exact_E,
+        )  # fmt: skip
         if order_EP.shape[1] < keep:  # a pool smaller than asked for: pad with empty entries
             exact = _pad(exact, keep)
             order_EP = np.concatenate(
@@ -331,3 +298,89 @@ def _select_pools(
             )
         out.put(exact_E, exact.take(order_EP[:, :keep]))
     return out
+
+
+def ranked_pool(
+    logits_MV: np.ndarray,
+    live_BK: np.ndarray,
+    logprob_BK: np.ndarray,
+    length_BK: np.ndarray,
+    finished_BK: np.ndarray,
+    new_length: int,
+    scorer: Scorer,
+    step: int,
+) -> Selection:
+    """Every prompt's whole pool, ranked: the held finished beams and each live beam's top
+    ``C = min(2K, V)`` tokens, best first (empty entries, logprob ``-inf``, last). The best
+    ``K`` are what `select` keeps; `decoding.trace` shows the rest as pruned."""
+    batch, width = live_BK.shape
+    with np.errstate(over="ignore"):
+        peak_M1 = check_peak(logits_MV.max(axis=1, keepdims=True, initial=-np.inf), step)
+        normaliser = log_normaliser(logits_MV, peak_M1)
+        pool, order_BP = _ranked(
+            logits_MV, normaliser, live_BK, logprob_BK, length_BK,
+            np.where(finished_BK, logprob_BK, -np.inf), new_length, scorer, step,
+            min(2 * width, logits_MV.shape[1]), np.arange(batch),
+        )  # fmt: skip
+    return pool.take(order_BP)
+
+
+def _ranked(
+    logits_MV: np.ndarray,
+    normaliser: tuple[np.ndarray, np.ndarray],
+    live_BK: np.ndarray,
+    logprob_BK: np.ndarray,
+    length_BK: np.ndarray,
+    held_logprob_BK: np.ndarray,
+    new_length: int,
+    scorer: Scorer,
+    step: int,
+    count: int,
+    prompts_E: np.ndarray,
+) -> tuple[_Pool, np.ndarray]:
+    """The pool rule, literally, for prompts ``prompts_E``: per live row its top ``count``
+    tokens (`top_tokens_exact`), the pool (held finished beams, then the candidates), and its
+    order ``[E, P]``: by score, ties in pool order. The one definition both `select` (its exact
+    path) and `ranked_pool` use."""
+    width = live_BK.shape[1]
+    peak_M1, log_total_M1 = normaliser
+    row_BK = np.full(live_BK.shape, -1)
+    row_BK[live_BK] = np.arange(int(live_BK.sum()))
+    rows_R = row_BK[prompts_E][live_BK[prompts_E]]
+    logprobs_RV = (logits_MV[rows_R] - peak_M1[rows_R]) - log_total_M1[rows_R]
+    tokens_RC, token_logprob_RC = top_tokens_exact(logprobs_RV, count)
+    # Candidates [E, L, C] over each prompt's L live beams only (in slot order), so memory
+    # follows the beams that exist, not beam_width.
+    live_EK = live_BK[prompts_E]
+    e_R, k_R = np.nonzero(live_EK)
+    l_R = (np.cumsum(live_EK, axis=1) - 1)[e_R, k_R]
+    shape = (len(prompts_E), max(int(live_EK.sum(axis=1).max(initial=0)), 1), count)
+    total_ELC = np.full(shape, -np.inf)
+    total_ELC[e_R, l_R] = logprob_BK[prompts_E][e_R, k_R][:, None] + token_logprob_RC
+    tokens_ELC = np.zeros(shape, dtype=np.int64)
+    tokens_ELC[e_R, l_R] = tokens_RC
+    token_lp_ELC = np.zeros(shape)
+    token_lp_ELC[e_R, l_R] = token_logprob_RC
+    source_ELC = np.zeros(shape, dtype=np.int64)
+    source_ELC[e_R, l_R] = k_R[:, None]
+    pool = _pool(
+        held_logprob_BK[prompts_E],
+        length_BK[prompts_E],
+        total_ELC.reshape(len(prompts_E), -1),
+        source_ELC.reshape(len(prompts_E), -1),
+        tokens_ELC.reshape(len(prompts_E), -1),
+        new_length,
+        token_lp_ELC.reshape(len(prompts_E), -1),
+    )
+    # Pool order spelled out: held finished beams by slot, then candidates by parent slot,
+    # token log-prob (higher first) and token id (lower first). lexsort: last key first.
+    order_EP = np.lexsort(
+        (
+            pool.token_BP,
+            -pool.token_logprob_BP,
+            pool.source_BP + np.where(pool.token_BP == CARRIED, 0, width),
+            -_scores(pool, scorer, step),
+        ),
+        axis=-1,
+    )
+    return pool, order_EP
