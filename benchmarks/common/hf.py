@@ -254,14 +254,14 @@ def llama_to_hf(model: decoding.NumpyLlamaLM, torch: Any, transformers: Any) -> 
 
 def _filled(hf: Any, values: dict[str, Any], torch: Any, embedding: Any) -> Any:
     """``hf`` with every parameter but the tied ``lm_head.weight`` copied from ``values``
-    (float32), checked to cover them all and to leave the head tied to ``embedding``."""
+    (float32 copies), checked to cover them all and to leave the head tied to ``embedding``."""
     params = dict(hf.named_parameters())
     missing = set(params) - set(values) - {"lm_head.weight"}
     if missing:
         raise BenchmarkError(f"hf: no value for parameters {sorted(missing)[:3]}")
     with torch.no_grad():
         for name, value in values.items():
-            params[name].copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
+            params[name].copy_(torch.from_numpy(np.array(value, dtype=np.float32, order="C")))
     if hf.lm_head.weight.data_ptr() != embedding.weight.data_ptr():
         raise BenchmarkError("hf: lm_head is not tied to the token embedding")
     return hf
