@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import fmt, log, table
+from benchmarks.common.report import fmt, log, table
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RSS = 1.1  # peak RSS during load / model bytes

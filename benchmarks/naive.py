@@ -19,7 +19,7 @@ What makes it naive, on purpose:
 - hypotheses are Python tuples, the pool a Python list sorted with ``sorted``.
 
 It is the "before" of the benchmark, not a second implementation to maintain; it is only run
-on small workloads (see benchmarks/run.py).
+on small workloads (see benchmarks/toy.py).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 the same weights.
 
 For each shape, one set of random weights (``NumpyTransformerLM(V, D, H, L, seed=0)``'s, so the
-toy shape is exactly the model `benchmarks.run` times) is copied into an HF
-``GPT2LMHeadModel`` (float32) and converted from it to CTranslate2 (`benchmarks.ct2`). Each
-system runs once untimed and must return the project's beams (same hypotheses in the same
+toy shape is exactly the model `benchmarks.toy` times) is copied into an HF
+``GPT2LMHeadModel`` (float32) and converted from it to CTranslate2 (`benchmarks.common.ct2`).
+Each system runs once untimed and must return the project's beams (same hypotheses in the same
 order; where they differ, the differing hypotheses must score within ``TOLERANCE`` of each other
 under the NumPy model: a near-tie that float32 rounding may order either way); a system that
 returns other beams is not timed and its row says why. Then ``repeats`` interleaved, rotated
@@ -37,8 +37,18 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import decoding
-from benchmarks import run
-from benchmarks.run import ALPHA, BenchmarkError, System, figures, fmt, log, table, time_systems
+from benchmarks.common.ct2 import CT2BeamSearch, CT2Unavailable
+from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, left_padded, llama_to_hf, load
+from benchmarks.common.report import fmt, log, table
+from benchmarks.common.systems import ALPHA, floor_system, make_prompts, project_system
+from benchmarks.common.timing import (
+    BenchmarkError,
+    System,
+    figures,
+    peak_traced_bytes,
+    ratio,
+    time_systems,
+)
 
 TOLERANCE = 1e-4  # near-tie: |score difference| <= TOLERANCE * max(1, |score|)
 FLOOR_TARGET = 1.3  # project / floor where B*K >= 32
@@ -56,13 +66,19 @@ class Shape(NamedTuple):
     n_kv_heads: int | None = None  # llama only
     d_ff: int | None = None  # llama only
 
+    @property
+    def kv_floats(self) -> int:
+        """Floats one position of one row holds in the KV cache: keys and values, all layers."""
+        heads = self.n_kv_heads or self.n_heads
+        return 2 * self.n_layers * heads * (self.d_model // self.n_heads)
+
 
 class Workload(NamedTuple):
     shape: str
     B: int
     K: int
     N: int
-    prompt: int | None = None  # every prompt this long; None: lengths 8..16 (as run.py)
+    prompt: int | None = None  # every prompt this long; None: lengths 8..16 (as the toy part)
 
     @property
     def label(self) -> str:
@@ -91,7 +107,7 @@ SYSTEMS = ("project", "floor", "hf", "ct2")
 
 def prompts_for(w: Workload, vocab: int) -> list[list[int]]:
     if w.prompt is None:
-        return run.make_prompts(w.B)
+        return make_prompts(w.B)
     rng = np.random.default_rng([2, w.B, w.prompt])
     return rng.integers(0, vocab, size=(w.B, w.prompt)).tolist()
 
@@ -99,112 +115,11 @@ def prompts_for(w: Workload, vocab: int) -> list[list[int]]:
 # -- the same weights in three systems ---------------------------------------------------------
 
 
-def hf_copy(model: decoding.NumpyTransformerLM, torch: Any, transformers: Any) -> Any:
-    """An HF ``GPT2LMHeadModel`` (float32) holding ``model``'s weights (Conv1D: [in, out])."""
-    w = model.weights
-    config = transformers.GPT2Config(
-        vocab_size=model.vocab_size,
-        n_embd=model.d_model,
-        n_layer=model.n_layers,
-        n_head=model.n_heads,
-        n_positions=model.n_ctx,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=0,
-    )
-    hf = transformers.GPT2LMHeadModel(config).eval()
-    hf.generation_config.eos_token_id = None
-    hf.generation_config.pad_token_id = 0
-    values = {
-        "transformer.wte.weight": w.wte_VD,
-        "transformer.wpe.weight": w.wpe_PD,
-        "transformer.ln_f.weight": w.lnf_g_D,
-        "transformer.ln_f.bias": w.lnf_b_D,
-    }
-    for i, b in enumerate(w.blocks):
-        p = f"transformer.h.{i}."
-        values |= {
-            p + "ln_1.weight": b.ln1_g_D,
-            p + "ln_1.bias": b.ln1_b_D,
-            p + "attn.c_attn.weight": b.qkv_w_D3D,
-            p + "attn.c_attn.bias": b.qkv_b_3D,
-            p + "attn.c_proj.weight": b.out_w_DD,
-            p + "attn.c_proj.bias": b.out_b_D,
-            p + "ln_2.weight": b.ln2_g_D,
-            p + "ln_2.bias": b.ln2_b_D,
-            p + "mlp.c_fc.weight": b.fc_w_DF,
-            p + "mlp.c_fc.bias": b.fc_b_F,
-            p + "mlp.c_proj.weight": b.proj_w_FD,
-            p + "mlp.c_proj.bias": b.proj_b_D,
-        }
-    return _filled(hf, values, torch, hf.transformer.wte)
-
-
-def _filled(hf: Any, values: dict[str, Any], torch: Any, embedding: Any) -> Any:
-    """``hf`` with every parameter but the tied ``lm_head.weight`` copied from ``values``
-    (float32), checked to cover them all and to leave the head tied to ``embedding``."""
-    params = dict(hf.named_parameters())
-    missing = set(params) - set(values) - {"lm_head.weight"}
-    if missing:
-        raise BenchmarkError(f"hf: no value for parameters {sorted(missing)[:3]}")
-    with torch.no_grad():
-        for name, value in values.items():
-            params[name].copy_(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
-    if hf.lm_head.weight.data_ptr() != embedding.weight.data_ptr():
-        raise BenchmarkError("hf: lm_head is not tied to the token embedding")
-    return hf
-
-
-def hf_llama_copy(model: decoding.NumpyLlamaLM, torch: Any, transformers: Any) -> Any:
-    """An HF ``LlamaForCausalLM`` (float32, tied head) holding ``model``'s weights (HF stores
-    linear weights ``[out, in]``)."""
-    w = model.weights
-    block0 = w.blocks[0]
-    config = transformers.LlamaConfig(
-        vocab_size=model.vocab_size,
-        hidden_size=model.d_model,
-        intermediate_size=block0.gate_w_DF.shape[1],
-        num_hidden_layers=len(w.blocks),
-        num_attention_heads=w.n_heads,
-        num_key_value_heads=w.n_kv_heads,
-        max_position_embeddings=model.max_sequence_length,
-        rms_norm_eps=w.rms_eps,
-        rope_theta=w.rope_theta,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=0,
-        architectures=["LlamaForCausalLM"],
-    )
-    if w.head_DV is not None:
-        raise BenchmarkError("hf: the benchmark's Llama shape has a tied head")
-    hf = transformers.LlamaForCausalLM(config).eval()
-    hf.generation_config.eos_token_id = None
-    hf.generation_config.pad_token_id = 0
-    values = {"model.embed_tokens.weight": w.embed_VD, "model.norm.weight": w.norm_D}
-    for i, b in enumerate(w.blocks):
-        p = f"model.layers.{i}."
-        values |= {
-            p + "input_layernorm.weight": b.attn_norm_D,
-            p + "self_attn.q_proj.weight": b.q_w_DX.T,
-            p + "self_attn.k_proj.weight": b.k_w_DY.T,
-            p + "self_attn.v_proj.weight": b.v_w_DY.T,
-            p + "self_attn.o_proj.weight": b.o_w_XD.T,
-            p + "post_attention_layernorm.weight": b.mlp_norm_D,
-            p + "mlp.gate_proj.weight": b.gate_w_DF.T,
-            p + "mlp.up_proj.weight": b.up_w_DF.T,
-            p + "mlp.down_proj.weight": b.down_w_FD.T,
-        }
-    return _filled(hf, values, torch, hf.model.embed_tokens)
-
-
 def hf_system(hf: Any, torch: Any, prompts: list[list[int]], k: int, n: int) -> System:
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros((len(prompts), width), dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, prompt in enumerate(prompts):
-        ids[i, width - len(prompt) :] = torch.tensor(prompt)
-        mask[i, width - len(prompt) :] = 1
+    """``generate(num_beams=K)`` on the left-padded prompts; a run returns, per prompt, its K
+    hypotheses (generated ids only), best first."""
+    ids, mask = left_padded(torch, prompts, 0)
+    width = ids.shape[1]
 
     def generate() -> list[list[tuple[int, ...]]]:
         with torch.inference_mode():
@@ -227,42 +142,13 @@ def hf_system(hf: Any, torch: Any, prompts: list[list[int]], k: int, n: int) -> 
 
 
 def ct2_system(ct2: Any, prompts: list[list[int]], k: int, n: int) -> System:
+    """`CT2BeamSearch.generate`; a run returns, per prompt, its K hypotheses, best first."""
+
     def check(out: list[list[tuple[int, ...]]]) -> None:
         if any(len(beams) != k or any(len(t) != n for t in beams) for beams in out):
             raise BenchmarkError(f"ct2: not {k} hypotheses of {n} tokens per prompt")
 
     return System("ct2", lambda: ct2.generate(prompts, k, n, ALPHA), check)
-
-
-def project_system(model: Any, prompts: list[list[int]], k: int, n: int) -> System:
-    def search() -> list[list[tuple[int, ...]]]:
-        results = decoding.batched_beam_search(
-            prompts, k, n, alpha=ALPHA, eos_token_id=None, model=model
-        )
-        run.check_beams("project", results, len(prompts), k, n)
-        return [[b.tokens for b in beams] for beams in results]
-
-    return System("project", search, lambda out: None)
-
-
-def floor_system(model: Any, prompts: list[list[int]], k: int, n: int) -> System:
-    """As `run.floor_system`: ``prefill`` then ``n - 1`` ``extend`` calls, no selection."""
-    batch, rows = len(prompts), len(prompts) * k
-    first, parents = np.repeat(np.arange(batch), k), np.arange(rows)
-    tokens = np.random.default_rng([1, batch, k, n]).integers(0, 999, size=(max(n - 1, 1), rows))
-
-    def forward() -> tuple[int, Any]:
-        logits, cache = model.prefill(prompts)
-        for t in range(n - 1):
-            logits, cache = model.extend(cache, first if t == 0 else parents, tokens[t])
-        return n, logits.shape
-
-    def check(out: tuple[int, Any]) -> None:
-        want = (rows if n > 1 else batch, model.vocab_size)
-        if out != (n, want):
-            raise BenchmarkError(f"floor: {out}, expected {(n, want)}")
-
-    return System("floor", forward, check)
 
 
 # -- agreement ---------------------------------------------------------------------------------
@@ -324,16 +210,15 @@ def weight_count(weights: Any) -> int:
     return 0
 
 
-def memory(model: Any, prompts: list[list[int]], w: Workload) -> dict[str, Any]:
+def memory(model: Any, shape: Shape, prompts: list[list[int]], w: Workload) -> dict[str, Any]:
     """Peak of one untimed project run (tracemalloc) plus the model's arrays, against its
     weights (in the compute dtype) and the KV cache the search needs."""
     search = project_system(model, prompts, w.K, w.N)
-    run_peak = run.peak_traced_bytes(search.run)
+    run_peak = peak_traced_bytes(search.run)
     itemsize = model.dtype.itemsize
     weight_bytes = weight_count(model.weights) * itemsize
     positions = max(len(p) for p in prompts) + w.N - 1
-    layers, heads, width = model._cache_shape()
-    kv_bytes = 2 * layers * w.B * w.K * positions * heads * width * itemsize
+    kv_bytes = shape.kv_floats * w.B * w.K * positions * itemsize
     held = held_bytes(model)
     return {
         "weights_bytes": weight_bytes,
@@ -367,12 +252,10 @@ def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
         model = decoding.NumpyTransformerLM(
             shape.vocab, shape.d_model, shape.n_heads, shape.n_layers, shape.n_ctx, seed=0
         )
-    out: dict[str, Any] = {"model": model, "hf": None, "ct2": None, "versions": {}}
+    out: dict[str, Any] = {"shape": shape, "model": model, "hf": None, "ct2": None, "versions": {}}
     if not want_hf:
         out["hf_skip"] = out["ct2_skip"] = "--skip-hf"
         return out
-    from benchmarks.hf import HFUnavailable, load
-
     try:
         torch, transformers = load()
     except HFUnavailable as error:
@@ -382,11 +265,9 @@ def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
     torch.set_num_threads(threads)
     transformers.logging.set_verbosity_error()
     out["torch"] = torch
-    copy = hf_llama_copy if shape.arch == "llama" else hf_copy
+    copy = llama_to_hf if shape.arch == "llama" else gpt2_to_hf
     out["hf"] = copy(model, torch, transformers)
     out["versions"] |= {"torch": torch.__version__, "transformers": transformers.__version__}
-    from benchmarks.ct2 import CT2BeamSearch, CT2Unavailable
-
     try:
         out["ct2"] = CT2BeamSearch(out["hf"], threads)
         out["versions"]["ctranslate2"] = out["ct2"].version
@@ -397,7 +278,7 @@ def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
 
 
 def run_workload(
-    built: dict[str, Any], w: Workload, repeats: int, quick: bool = False
+    built: dict[str, Any], w: Workload, repeats: int, quick: bool = False, clock: str = "wall"
 ) -> dict[str, Any]:
     model = built["model"]
     prompts = prompts_for(w, model.vocab_size)
@@ -419,6 +300,7 @@ def run_workload(
         system.keep_sample = True
         first[system.name] = system.once()
         samples[system.name], system.sample, system.keep_sample = system.sample, None, False
+    samples["project"] = [[beam.tokens for beam in beams] for beams in samples["project"]]
     timed = []
     for system in systems:
         if system.name in ("hf", "ct2"):
@@ -436,15 +318,15 @@ def run_workload(
         times = time_systems(timed, repeats, False, w.label)
     tokens = w.B * w.K * w.N
     for name, seconds in times.items():
-        row["systems"][name] = figures(seconds, tokens, w.N)
+        row["systems"][name] = figures(seconds, tokens, w.N, clock)
     s = row["systems"]
     row["ratios"] = {
-        f"project/{other}": run.ratio(s.get("project"), s.get(other))
+        f"project/{other}": ratio(s.get("project"), s.get(other))
         for other in ("floor", "hf", "ct2")
     }
     if not quick:
         log(f"  {w.label}: peak memory (tracemalloc, untimed)")
-        row["memory"] = memory(model, prompts, w)
+        row["memory"] = memory(model, built["shape"], prompts, w)
     return row
 
 
@@ -492,9 +374,11 @@ def run_real(
     want_hf: bool = True,
     workloads: Sequence[Workload] = WORKLOADS,
     quick: bool = False,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Every workload of ``workloads``, shape by shape; ``quick``: the checked run is the one
-    timed run (no warm-up, no repeats), and the long-prompt workloads are left out."""
+    timed run (no warm-up, no repeats), and the long-prompt workloads are left out; ``clock``:
+    figures by ``"wall"`` or ``"cpu"`` time."""
     started = time.perf_counter()
     if quick:  # the long-prompt workload alone takes about two minutes of HF and CT2
         workloads = [w for w in workloads if w.prompt is None]
@@ -505,7 +389,7 @@ def run_real(
         versions |= built["versions"]
         for w in workloads:
             if w.shape == shape:
-                rows.append(run_workload(built, w, repeats, quick))
+                rows.append(run_workload(built, w, repeats, quick, clock))
         del built
     return {
         "threads": threads,

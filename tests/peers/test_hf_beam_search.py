@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch", reason="peer tests need torch (make test-pe
 transformers = pytest.importorskip("transformers", reason="peer tests need transformers")
 
 import decoding  # noqa: E402
-from decoding.lm.gpt2 import BlockWeights, TransformerWeights  # noqa: E402
+from benchmarks.common.hf import hf_to_gpt2  # noqa: E402
 
 VOCAB, WIDTH, LAYERS, HEADS, CONTEXT = 96, 32, 2, 4, 64
 PAD = VOCAB - 1  # never a prompt token; masked out by the attention mask
@@ -47,38 +47,7 @@ def models():
         hf.transformer.wte.weight.mul_(20.0)
     hf.generation_config.eos_token_id = None
     hf.generation_config.pad_token_id = PAD
-    return hf, decoding.NumpyTransformerLM.from_weights(_weights(hf), dtype="float64")
-
-
-def _weights(hf) -> TransformerWeights:
-    """The GPT-2 state dict as `TransformerWeights` (HF's Conv1D stores [in, out])."""
-    sd = {k: v.detach().numpy().astype(np.float64) for k, v in hf.state_dict().items()}
-
-    def block(i: int) -> BlockWeights:
-        p = f"transformer.h.{i}."
-        return BlockWeights(
-            ln1_g_D=sd[p + "ln_1.weight"],
-            ln1_b_D=sd[p + "ln_1.bias"],
-            qkv_w_D3D=sd[p + "attn.c_attn.weight"],
-            qkv_b_3D=sd[p + "attn.c_attn.bias"],
-            out_w_DD=sd[p + "attn.c_proj.weight"],
-            out_b_D=sd[p + "attn.c_proj.bias"],
-            ln2_g_D=sd[p + "ln_2.weight"],
-            ln2_b_D=sd[p + "ln_2.bias"],
-            fc_w_DF=sd[p + "mlp.c_fc.weight"],
-            fc_b_F=sd[p + "mlp.c_fc.bias"],
-            proj_w_FD=sd[p + "mlp.c_proj.weight"],
-            proj_b_D=sd[p + "mlp.c_proj.bias"],
-        )
-
-    return TransformerWeights(
-        wte_VD=sd["transformer.wte.weight"],
-        wpe_PD=sd["transformer.wpe.weight"],
-        blocks=tuple(block(i) for i in range(LAYERS)),
-        lnf_g_D=sd["transformer.ln_f.weight"],
-        lnf_b_D=sd["transformer.ln_f.bias"],
-        n_heads=HEADS,
-    )
+    return hf, hf_to_gpt2(hf, dtype="float64")
 
 
 def generate(hf, prompts, k, n, alpha, eos, early_stopping):
