@@ -22,7 +22,10 @@ __all__ = [
     "optional_token_id",
     "positive_int",
     "real",
-    "seed_int",
+    "non_negative_int",
+    "optional_seed",
+    "positive_real",
+    "probability",
 ]
 
 
@@ -109,8 +112,9 @@ def positive_int(name: str, value: object) -> int:
     return operator.index(value)
 
 
-def seed_int(name: str, value: object) -> int:
-    """``value`` as an int if it is a non-negative int (what ``np.random.default_rng`` takes)."""
+def non_negative_int(name: str, value: object) -> int:
+    """``value`` as an int if it is a non-negative int (a count, an id, or a seed for
+    ``np.random.default_rng``)."""
     if not _is_int(value):
         raise TypeError(f"{name} must be a non-negative int, got {brief(value)}")
     if value < 0:
@@ -268,3 +272,30 @@ def eos_setting(value: int | Sequence[int] | None) -> int | tuple[int, ...] | No
 def max_new_tokens(value: int) -> int:
     """The ``max_new_tokens`` converter of every decoder: a positive int."""
     return positive_int("max_new_tokens", value)
+
+
+def positive_real(name: str, value: object) -> float:
+    """A finite number > 0 as a float; otherwise an error naming ``name``."""
+    number = real(name, value, "a finite number > 0")
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {brief(value)}")
+    return number
+
+
+def probability(name: str, value: object) -> float:
+    """A number in (0, 1] as a float; otherwise an error naming ``name``."""
+    number = real(name, value, "a number in (0, 1]")
+    if not 0.0 < number <= 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1], got {brief(value)}")
+    return number
+
+
+def optional_seed(value: int | None) -> int | None:
+    """A sampling ``seed``: None (fresh entropy) or a non-negative int."""
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise TypeError(f"seed must be None or an int >= 0, got {brief(value)}")
+    if value < 0:
+        raise ValueError(f"seed must be None or an int >= 0, got {brief(value)}")
+    return operator.index(value)

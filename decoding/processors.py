@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import abc
 import functools
-import math
-import operator
 from collections.abc import Sequence
 
 import attrs
 import numpy as np
 
-from decoding._validate import brief, is_int, is_sequence, real
+from decoding._validate import (
+    brief,
+    is_sequence,
+    non_negative_int,
+    positive_int,
+    positive_real,
+    probability,
+)
 from decoding.numerics import log_softmax
 
 __all__ = [
@@ -141,42 +146,10 @@ def _check_finite(logits_MV: np.ndarray, message: str) -> None:
         raise ValueError(message.format("NaN" if np.isnan(peak_M).any() else "+inf"))
 
 
-def _non_negative_int(name: str, value: object) -> int:
-    if not is_int(value):
-        raise TypeError(f"{name} must be a non-negative int, got {brief(value)}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {brief(value)}")
-    return operator.index(value)
-
-
-def _positive_int(name: str, value: object) -> int:
-    if not is_int(value):
-        raise TypeError(f"{name} must be a positive int, got {brief(value)}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {brief(value)}")
-    return operator.index(value)
-
-
-def positive_real(name: str, value: object) -> float:
-    """A finite number > 0 as a float; otherwise an error naming ``name``."""
-    number = real(name, value, "a finite number > 0")
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {brief(value)}")
-    return number
-
-
-def probability(name: str, value: object) -> float:
-    """A number in (0, 1] as a float; otherwise an error naming ``name``."""
-    number = real(name, value, "a number in (0, 1]")
-    if not 0.0 < number <= 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1], got {brief(value)}")
-    return number
-
-
 def _token_ids(value: Sequence[int]) -> tuple[int, ...]:
     if not is_sequence(value):
         raise TypeError(f"token_ids must be a sequence of int token ids, got {brief(value)}")
-    return tuple(_non_negative_int(f"token_ids[{i}]", t) for i, t in enumerate(value))
+    return tuple(non_negative_int(f"token_ids[{i}]", t) for i, t in enumerate(value))
 
 
 def _ranked(logits_MV: np.ndarray) -> np.ndarray:
@@ -186,12 +159,12 @@ def _ranked(logits_MV: np.ndarray) -> np.ndarray:
 
 def _n_non_negative_int(value: int) -> int:
     """The ``n`` converter."""
-    return _non_negative_int("n", value)
+    return non_negative_int("n", value)
 
 
 def _n_positive_int(value: int) -> int:
     """The ``n`` converter."""
-    return _positive_int("n", value)
+    return positive_int("n", value)
 
 
 def _penalty_positive_real(value: float) -> float:
@@ -206,7 +179,7 @@ def _t_positive_real(value: float) -> float:
 
 def _k_positive_int(value: int) -> int:
     """The ``k`` converter."""
-    return _positive_int("k", value)
+    return positive_int("k", value)
 
 
 def _p_probability(value: float) -> float:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from decoding._request import check_request
 from decoding._validate import brief, check_logits, check_prompts, is_sequence
-from decoding.decoders.base import check_request
 from decoding.lm.base import LanguageModel
 from decoding.numerics import checked_log_softmax
 

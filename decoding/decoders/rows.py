@@ -14,11 +14,11 @@ from typing import Any
 import attrs
 import numpy as np
 
+from decoding._request import check_request
 from decoding._validate import brief, check_logits, named_list
 from decoding.decoders.base import (
     Decoder,
     EosSetting,
-    check_request,
     check_same_model,
     frozen,
     owned_logits,

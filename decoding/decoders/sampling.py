@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import operator
-
 # attrs copies the converters' annotations (strings) into __init__: their names resolve here.
 from collections.abc import Sequence  # noqa: F401
 
 import attrs
 import numpy as np
 
-from decoding._validate import bounded_int, brief, eos_setting, is_int, max_new_tokens, positive_int
-from decoding.decoders.rows import Noise, RowDecoder, RowState
-from decoding.processors import (
-    LogitsProcessor,
-    Temperature,
-    TopK,
-    TopP,
-    check_processors,
+from decoding._validate import (
+    bounded_int,
+    eos_setting,
+    max_new_tokens,
+    optional_seed,
+    positive_int,
     positive_real,
     probability,
 )
+from decoding.decoders.rows import Noise, RowDecoder, RowState
+from decoding.processors import LogitsProcessor, Temperature, TopK, TopP, check_processors
 
 __all__ = ["MAX_NUM_SAMPLES", "SamplingDecoder"]
-
-
-def _seed(value: int | None) -> int | None:
-    if value is None:
-        return None
-    if not is_int(value):
-        raise TypeError(f"seed must be None or an int >= 0, got {brief(value)}")
-    if value < 0:
-        raise ValueError(f"seed must be None or an int >= 0, got {brief(value)}")
-    return operator.index(value)
 
 
 def _temperature(value: float) -> float:
@@ -92,7 +80,7 @@ class SamplingDecoder(RowDecoder):
     temperature: float = attrs.field(default=1.0, converter=_temperature)
     top_k: int | None = attrs.field(default=None, converter=_top_k)
     top_p: float | None = attrs.field(default=None, converter=_top_p)
-    seed: int | None = attrs.field(default=None, converter=_seed)
+    seed: int | None = attrs.field(default=None, converter=optional_seed)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
 
     @property

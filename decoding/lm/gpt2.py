@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from decoding._memory import check_model_bytes, model_bytes
-from decoding._validate import brief, float_dtype, positive_int, seed_int
+from decoding._validate import brief, float_dtype, non_negative_int, positive_int
 from decoding.lm.cache import CachedLM
 from decoding.lm.layers import (
     AttentionMask,
@@ -371,7 +371,7 @@ class NumpyTransformerLM(CachedLM):
                 kind="NumpyTransformerLM",
             ),
         )
-        self.seed: int | None = seed_int("seed", seed)
+        self.seed: int | None = non_negative_int("seed", seed)
         self._load(
             init_weights(
                 self.vocab_size,

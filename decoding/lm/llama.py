@@ -26,7 +26,7 @@ import attrs
 import numpy as np
 
 from decoding._memory import check_model_bytes, model_bytes
-from decoding._validate import brief, float_dtype, positive_int, seed_int
+from decoding._validate import brief, float_dtype, non_negative_int, positive_int
 from decoding.lm.cache import CachedLM
 from decoding.lm.layers import (
     AttentionMask,
@@ -256,7 +256,7 @@ class NumpyLlamaLM(CachedLM):
                 kind="NumpyLlamaLM",
             ),
         )
-        self.seed: int | None = seed_int("seed", seed)
+        self.seed: int | None = non_negative_int("seed", seed)
         weights = init_llama_weights(
             self.vocab_size, d_model, n_heads, n_kv_heads, n_layers, d_ff, self.seed, tied, dtype
         )

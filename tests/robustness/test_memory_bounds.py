@@ -127,7 +127,7 @@ def test_raising_the_limit_lets_a_refused_decode_run(limit):
 )
 def test_the_estimate_bounds_the_traced_peak(make, model, monkeypatch):
     """The estimate a decode is checked against is an upper bound of its traced peak."""
-    from decoding.decoders import base
+    from decoding import _request as base
 
     estimates = []
     check = base.check_memory

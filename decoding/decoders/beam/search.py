@@ -37,11 +37,11 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
+from decoding._request import check_request
 from decoding._validate import bounded_int, brief, eos_setting, max_new_tokens
 from decoding.decoders.base import (
     Decoder,
     EosSetting,
-    check_request,
     check_same_model,
     frozen,
     owned_logits,
