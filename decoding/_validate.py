@@ -1,4 +1,6 @@
-"""Argument checks shared by decoders and models. Each error names the argument and the value."""
+"""Every argument check, once: the rules (`positive_int`, `probability`, `eos_ids`, ...) and the
+attrs converters built on them, shared by decoders, processors, models, loaders and the CLI.
+Each error names the argument and the value, cut to a readable length (`brief`)."""
 
 from __future__ import annotations
 

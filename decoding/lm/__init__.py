@@ -1,1 +1,3 @@
-"""Language models that ship with the package: the NumPy transformer and the scripted test model."""
+"""Language models: the protocol (`base`), the KV cache and the driver on it (`cache`), the
+layers (`layers`), GPT-2 (`gpt2`) and the Llama family (`llama`) in NumPy, ensembles
+(`ensemble`), scripted test models (`scripted`), and loading checkpoints (`loading`)."""

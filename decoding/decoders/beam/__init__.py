@@ -1,1 +1,2 @@
-"""Beam search: the search (`search`), the pool rule (`select`)."""
+"""Beam search: the search and its state (`search`), the pool rule (`select`), the
+finished-beam policies (`policies`)."""
