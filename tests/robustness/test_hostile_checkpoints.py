@@ -18,7 +18,7 @@ import pytest
 import decoding
 from decoding.models.loading import Tokenizer
 
-from .hostile_files import WORDS, build, gguf_bytes, good_folder
+from .hostile_files import WORDS, gguf_bytes, good_folder
 
 pytest.importorskip("tokenizers")
 pytest.importorskip("jinja2")
@@ -30,12 +30,6 @@ LOADERS = {
 }
 SECONDS = 20  # a case that takes longer has hung (each takes milliseconds)
 MEMORY = 64 << 20  # traced bytes a refusal may allocate
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile")
-    return root, build(root / "cases")
 
 
 @pytest.fixture
@@ -71,17 +65,19 @@ def test_the_good_folder_and_gguf_load(tmp_path):
     assert decoding.load_generation_config(tmp_path / "good.gguf").eos_token_ids == (1,)
 
 
-def test_there_are_at_least_190_cases(hostile):
-    _, table = hostile
+def test_there_are_at_least_190_cases(hostile_cases):
+    table = hostile_cases
     calls = sum(len(case[1]) for case in table.values())
     assert len(table) >= 190 and calls >= 250, (len(table), calls)
 
 
-def test_every_hostile_case_is_a_named_error_without_hang_or_big_allocation(hostile, deadline):
+def test_every_hostile_case_is_a_named_error_without_hang_or_big_allocation(
+    hostile_cases, deadline
+):
     """All cases in one test (their folders are built once): each call raises the case's error
     type, a ValueError or OSError, with a one-line message under 400 characters holding the
     case's words; traced memory stays under 64 MiB per call."""
-    _, table = hostile
+    table = hostile_cases
     failures = []
     worst = 0
     for name, (path, loaders, error, words) in table.items():
@@ -289,3 +285,27 @@ def test_the_cli_shows_ids_the_tokenizer_does_not_know(tmp_path, capsys, monkeyp
     inner.save(str(tmp_path / "tokenizer.json"))
     tok = Tokenizer.from_file(tmp_path / "tokenizer.json")
     assert _text(tok, [0, 5, 3, 0, 77]) == "a b[unknown id 3]a[unknown id 77]"
+
+
+def test_every_hostile_case_is_one_line_through_the_cli(hostile_cases, capsys, deadline):
+    """``python -m decoding --model PATH --text ...`` on every case: status 2, nothing on
+    stdout, one stderr line naming ``--model`` and the problem, no traceback."""
+    from decoding.__main__ import main
+
+    failures = []
+    for name, (path, _, _, words) in hostile_cases.items():
+        try:
+            main(["--model", str(path), "--text", "the cat", "--max-new-tokens", "2"])
+            failures.append(f"{name}: exit 0")
+        except SystemExit as info:
+            if info.code != 2:
+                failures.append(f"{name}: exit {info.code}")
+        captured = capsys.readouterr()
+        lines = captured.err.splitlines()
+        if captured.out or len(lines) != 1 or len(lines[0]) >= 400:
+            failures.append(f"{name}: {captured.out[:100]!r} {captured.err[:300]!r}")
+        elif not lines[0].startswith("python -m decoding: error: --model "):
+            failures.append(f"{name}: {lines[0]}")
+        elif words and not any(w.lower() in lines[0].lower() for w in words):
+            failures.append(f"{name}: {lines[0]}")
+    assert not failures, "\n".join(failures)
