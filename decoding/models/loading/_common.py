@@ -54,7 +54,7 @@ MAX_CONFIG_BYTES = 16 << 20
 # ... and tokenizer.json (real ones: up to about 35 MiB).
 MAX_TOKENIZER_BYTES = 64 << 20
 
-CHUNK_BYTES = 1 << 22  # float32 bytes converted at a time when a tensor is built by chunks
+CHUNK_BYTES = 1 << 20  # float32 bytes converted at a time when a tensor is built by chunks
 TILE = 512  # columns transposed at a time
 SHOWN_PATH = 120  # longest path shown whole in a message
 
@@ -295,6 +295,24 @@ class MappedFile:
 RowReader = Callable[[int, int], np.ndarray]  # (first, stop) -> float rows [stop - first, C]
 
 
+def widen_bf16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> float32, exactly (the top half of a float32)."""
+    wide = bits.astype(np.uint32)
+    wide <<= 16
+    return wide.view(np.float32)
+
+
+def _put(out: np.ndarray, values: np.ndarray, bf16: bool) -> None:
+    """``out[...] = values``; with ``bf16``, ``values`` are bfloat16 bits, widened straight into
+    a float32 ``out`` (no temporary)."""
+    if not bf16:
+        out[...] = values
+    elif out.dtype == np.float32:
+        np.left_shift(values, 16, out=out.view(np.uint32), dtype=np.uint32)
+    else:
+        out[...] = widen_bf16(values)
+
+
 def build(
     rows: int,
     columns: int,
@@ -302,20 +320,23 @@ def build(
     dtype: np.dtype,
     transpose: bool,
     release: Callable[[int, int], None],
+    bf16: bool = False,
 ) -> np.ndarray:
     """A new ``[rows, columns]`` array in ``dtype`` (``[columns, rows]``, C-contiguous, when
-    ``transpose``) filled from ``read`` chunk by chunk, each chunk's source released after use."""
+    ``transpose``) filled from ``read`` chunk by chunk, each chunk's source released after use
+    (``bf16``: ``read`` returns bfloat16 bits)."""
     out = np.empty((columns, rows) if transpose else (rows, columns), dtype)
     step = max(1, CHUNK_BYTES // (4 * max(columns, 1)))
     for first in range(0, rows, step):
         stop = min(rows, first + step)
         chunk = read(first, stop)
         if not transpose:
-            out[first:stop] = chunk
+            _put(out[first:stop], chunk, bf16)
         for column in range(0, columns if transpose else 0, TILE):
             # Tile by tile: a whole-chunk transposed copy thrashes the cache (7x slower for a
             # GPT-2 embedding).
-            out[column : column + TILE, first:stop] = chunk[:, column : column + TILE].T
+            _put(out[column : column + TILE, first:stop], chunk[:, column : column + TILE].T, bf16)
+        del chunk  # before the next one is read: one chunk's temporaries alive at a time
         release(first, stop)
     return out
 

@@ -29,7 +29,6 @@ from decoding.models.loading._common import (
     require,
     shown,
 )
-from decoding.models.loading.safetensors_files import widen_bf16
 
 __all__ = [
     "GGUF_ARCHITECTURES",
@@ -365,14 +364,17 @@ class GGUFSource(TensorSource):
         rows, columns = math.prod(t.shape[:-1]), t.shape[-1]
         row_bytes = columns // block * size
         heads = self._permuted_heads(name)
+        bf16 = kind == "BF16"
         if kind in ("F32", "F16", "BF16"):
             stored = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[kind]
             raw = file.array(t.offset, np.dtype(stored), rows * columns).reshape(rows, columns)
             if kind == "F32" and dtype == np.float32 and heads is None and not transpose:
-                return raw.reshape(t.shape)  # read-only view of the mapping
+                if len(t.shape) == 2:
+                    return raw.reshape(t.shape)  # read-only view of the mapping
+                return np.array(raw.reshape(t.shape))  # small: copied (see safetensors_files)
 
             def read(first: int, stop: int) -> np.ndarray:
-                return widen_bf16(raw[first:stop]) if kind == "BF16" else raw[first:stop]
+                return raw[first:stop]  # bfloat16 bits are widened as they are put
 
         else:
             quants = require("gguf").quants
@@ -388,12 +390,12 @@ class GGUFSource(TensorSource):
 
         if heads is not None:
             # Whole tensor at once (query/key weights are small): rows move across chunks.
-            full = build(rows, columns, read, np.dtype(np.float32), False, release)
+            full = build(rows, columns, read, np.dtype(np.float32), False, release, bf16)
             if len(t.shape) == 1:
                 full = full.reshape(-1)
             restored = _unpermute(full if full.ndim == 2 else full[:, None], heads)
             restored = restored.reshape(t.shape)
             out = restored.T if transpose else restored
             return np.ascontiguousarray(out, dtype=dtype)
-        out = build(rows, columns, read, dtype, transpose, release)
+        out = build(rows, columns, read, dtype, transpose, release, bf16)
         return out.reshape(t.shape[::-1] if transpose else t.shape)

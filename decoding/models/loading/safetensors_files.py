@@ -24,6 +24,7 @@ from decoding.models.loading._common import (
     parse_json,
     read_json,
     shown,
+    widen_bf16,
 )
 
 __all__ = ["MAX_SAFETENSORS_HEADER_BYTES", "SafetensorsSource"]
@@ -32,13 +33,6 @@ __all__ = ["MAX_SAFETENSORS_HEADER_BYTES", "SafetensorsSource"]
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
 # Largest JSON header read (the safetensors package's own limit).
 MAX_SAFETENSORS_HEADER_BYTES = 100 << 20
-
-
-def widen_bf16(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 bit patterns (uint16) -> float32, exactly (the top half of a float32)."""
-    wide = bits.astype(np.uint32)
-    wide <<= 16
-    return wide.view(np.float32)
 
 
 class _Entry:
@@ -195,18 +189,21 @@ class SafetensorsSource(TensorSource):
         entry = self.entries[name]
         raw = entry.file.array(entry.offset, entry.stored, math.prod(entry.shape))
         raw = raw.reshape(entry.shape)
-        if entry.stored == dtype and not transpose and raw.flags.aligned:
+        if entry.stored == dtype and not transpose and raw.flags.aligned and raw.ndim == 2:
             return raw  # read-only view of the mapping
         widen = entry.dtype == "BF16"
         if raw.ndim != 2:
+            # Copied, even in the model's dtype: norms and biases are small, and reading a view
+            # of them later would map the file around them (Linux maps files in large folios,
+            # up to 2 MiB, so a 3 KiB bias can bring 2 MiB of other tensors' pages with it).
             flat = widen_bf16(raw) if widen else raw
             return np.array(flat, dtype=dtype)
         row_bytes = entry.shape[1] * entry.stored.itemsize
 
         def read(first: int, stop: int) -> np.ndarray:
-            return widen_bf16(raw[first:stop]) if widen else raw[first:stop]
+            return raw[first:stop]
 
         def release(first: int, stop: int) -> None:
             entry.file.release(entry.offset + first * row_bytes, entry.offset + stop * row_bytes)
 
-        return build(raw.shape[0], raw.shape[1], read, dtype, transpose, release)
+        return build(raw.shape[0], raw.shape[1], read, dtype, transpose, release, widen)
