@@ -31,8 +31,9 @@ __all__ = ["MAX_SAFETENSORS_HEADER_BYTES", "SafetensorsSource"]
 
 # safetensors dtype -> stored NumPy dtype; bfloat16 is read as its raw bits.
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
-# Largest JSON header read (the safetensors package's own limit).
-MAX_SAFETENSORS_HEADER_BYTES = 100 << 20
+# Largest JSON header read. The safetensors package allows 100 MB; real headers take about
+# 100 bytes per tensor (a few KiB to a few MiB), and parsing hostile JSON can take 22x its size.
+MAX_SAFETENSORS_HEADER_BYTES = 16 << 20
 
 
 class _Entry:
