@@ -309,3 +309,38 @@ def test_every_hostile_case_is_one_line_through_the_cli(hostile_cases, capsys, d
         elif words and not any(w.lower() in lines[0].lower() for w in words):
             failures.append(f"{name}: {lines[0]}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+         "the chat template failed: RecursionError: maximum recursion depth exceeded"),
+        ("{{ 1 / 0 }}", "the chat template failed: ZeroDivisionError: division by zero"),
+        ("{{ strftime_now(3) }}", "the chat template failed: TypeError: strftime() argument 1"),
+        ("{{ 'a' * 10 ** 15 }}", "the chat template failed: MemoryError"),
+        ("{{" * 3000 + "1" + "}}" * 3000,
+         "the chat template does not compile: RecursionError: maximum recursion depth"),
+        ("{% if %}", "the chat template does not compile: Expected an expression"),
+        ("{{ raise_exception('no system role') }}",
+         "the chat template refused the messages: no system role"),
+    ],
+)  # fmt: skip
+def test_a_chat_template_that_fails_is_a_named_error_and_one_cli_line(
+    tmp_path, capsys, template, message
+):
+    """The template is code from the checkpoint: whatever it raises (recursion, a division by
+    zero, a type error, memory) is a ValueError saying the template failed, and one CLI line."""
+    from decoding.__main__ import main
+
+    folder = good_folder(tmp_path / "m")
+    (folder / "chat_template.jinja").write_text(template)
+    tokenizer = decoding.load_tokenizer(folder)
+    with pytest.raises(ValueError) as info:
+        tokenizer.apply_chat_template([{"role": "user", "content": "the cat"}])
+    assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(folder), "--chat", "the cat"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

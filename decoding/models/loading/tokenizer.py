@@ -207,6 +207,9 @@ class Tokenizer:
             )
         except jinja2.TemplateError as error:
             raise ValueError(f"the chat template refused the messages: {error}") from None
+        except (Exception, RecursionError, MemoryError) as error:  # noqa: BLE001
+            # The template is code from the checkpoint: whatever it raises is its failure.
+            raise ValueError(f"the chat template failed: {_first(error)}") from None
 
     def apply_chat_template(
         self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
@@ -262,6 +265,8 @@ def _compile(jinja2: Any, source: str) -> Any:
             _COMPILED[source] = env.from_string(source)
         except jinja2.TemplateError as error:
             raise ValueError(f"the chat template does not compile: {error}") from None
+        except (Exception, RecursionError, MemoryError) as error:  # noqa: BLE001
+            raise ValueError(f"the chat template does not compile: {_first(error)}") from None
     return _COMPILED[source]
 
 
@@ -299,6 +304,12 @@ def _read_tokenizer(tokenizers: Any, path: Path) -> Any:
         lambda: tokenizers.Tokenizer.from_str(text),
         f"{shown(path)} is not a tokenizer file the tokenizers package can read",
     )
+
+
+def _first(error: BaseException) -> str:
+    """``Type: message``, the message's first line cut at 200 characters."""
+    line = (str(error).splitlines() or [""])[0][:200]
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
 
 
 def _built(make: Any, what: str) -> Any:
