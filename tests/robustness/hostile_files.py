@@ -293,6 +293,13 @@ def build(
     c.add(
         "link config.json to /dev/zero", f, "model generation", ValueError, "/dev/zero", "outside"
     )
+    for file, loader in [("config.json", "model"), ("model.safetensors", "model"),
+                         ("tokenizer_config.json", "tokenizer")]:  # fmt: skip
+        name = f"dangling link {file}"
+        f = c.folder(name)
+        (f / file).unlink()
+        (f / file).symlink_to("gone.json")
+        c.add(name, f, loader, FileNotFoundError, file, "a symbolic link to nothing")
     f = c.folder("link tokenizer.json to /dev/urandom")
     (f / "tokenizer.json").unlink()
     (f / "tokenizer.json").symlink_to("/dev/urandom")
