@@ -30,6 +30,7 @@ from decoding.lm.loading import (
     load_model,
     load_tokenizer,
 )
+from decoding.lm.loading._common import Folder, read_json
 from decoding.processors import (
     BanTokens,
     LogitsProcessor,
@@ -559,6 +560,8 @@ def _checkpoint(
         parser.error(_first_line(error))
     except (OSError, ValueError, TypeError) as error:
         parser.error(f"--model {_shown(path)}: {_first_line(error)}")
+    except MemoryError:
+        parser.error(f"--model {_shown(path)}: out of memory loading the checkpoint")
     ids = [e for e in settings.eos_token_ids if _token_id(e, model.vocab_size)]
     eos: int | list[int] | None = None
     if ids:
@@ -570,10 +573,10 @@ def _listed(path: str) -> bool:
     """Whether a checkpoint folder's EOS setting is a JSON list (shown as a list even when it
     holds one id): the first of generation_config.json and config.json that sets one."""
     for name in ("generation_config.json", "config.json"):
-        file = Path(path) / name
         try:
-            value = json.loads(file.read_text()).get("eos_token_id") if file.is_file() else None
-        except (OSError, ValueError, AttributeError):
+            file = Folder(Path(path)).file(name)
+            value = None if file is None else read_json(file).get("eos_token_id")
+        except (OSError, ValueError):
             return False
         if value is not None:
             return isinstance(value, list)
@@ -581,8 +584,20 @@ def _listed(path: str) -> bool:
 
 
 def _text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
-    """The text of ``ids``, special tokens (BOS, EOS, chat markers) left out."""
-    return tokenizer.decode(ids, skip_special_tokens=True)
+    """The text of ``ids``, special tokens (BOS, EOS, chat markers) left out; an id the
+    tokenizer has no token for (a model's vocabulary can be larger than its tokenizer's) shows
+    as ``[unknown id N]``, not nothing."""
+    pieces, run = [], []
+    for token in [*ids, None]:
+        if token is not None and tokenizer.id_to_token(token) is not None:
+            run.append(token)
+            continue
+        if run:
+            pieces.append(tokenizer.decode(run, skip_special_tokens=True))
+            run = []
+        if token is not None:
+            pieces.append(f"[unknown id {token}]")
+    return "".join(pieces)
 
 
 def _first_line(error: BaseException) -> str:

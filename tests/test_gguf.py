@@ -324,7 +324,8 @@ def test_files_that_are_not_gguf_are_refused_naming_them(tmp_path):
     with pytest.raises(ValueError) as info:
         decoding.load_model(other)
     assert str(info.value) == (
-        f"{other} is a file but not a GGUF file: give a checkpoint folder or a .gguf file"
+        f"{other} is neither a checkpoint folder nor a GGUF file (it does not start with "
+        "'GGUF'): give a checkpoint folder or a .gguf file"
     )
     with pytest.raises(FileNotFoundError) as info:
         decoding.load_model(tmp_path / "absent.gguf")

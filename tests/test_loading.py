@@ -557,7 +557,7 @@ def test_malformed_safetensors_files_are_refused_naming_the_file_and_tensor(tmp_
         (b"abc", "is not a safetensors file (only 3 bytes)"),
         ((10**9).to_bytes(8, "little") + b"{}", "is not a safetensors file (header length"),
         ((4).to_bytes(8, "little") + b"[1] ", "its header is not a JSON object"),
-        ((3).to_bytes(8, "little") + b"{x}", "is not a safetensors file: Expecting"),
+        ((3).to_bytes(8, "little") + b"{x}", "its header is not valid JSON: Expecting"),
     ]
     for content, words in cases:
         path.write_bytes(content)

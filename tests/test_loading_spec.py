@@ -420,7 +420,9 @@ def test_llama_attention_and_mlp_biases_are_read_when_the_config_asks(tmp_path):
     folder = save(tmp_path / "missing", llama_config(mlp_bias=True), tensors)
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
-    assert str(info.value) == "checkpoint is missing tensor 'model.layers.1.mlp.up_proj.bias'"
+    assert str(info.value) == (
+        f"{folder / 'model.safetensors'} is missing tensor 'model.layers.1.mlp.up_proj.bias'"
+    )
 
 
 def test_a_tensor_the_configuration_does_not_use_is_refused_naming_it(tmp_path):
@@ -534,9 +536,10 @@ def test_rope_scaling_yarn_is_as_hf_computes_it(tmp_path):
     [
         ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported (1 only)"),
         ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
-         "rope_scaling type 'llama3' needs a positive number low_freq_factor, got None"),
+         "rope_scaling type 'llama3''s low_freq_factor must be a positive finite number, "
+         "got None"),
         ({"rope_parameters": {"rope_type": "linear"}},
-         "rope_parameters type 'linear' needs a positive number factor, got None"),
+         "rope_parameters type 'linear''s factor must be a positive finite number, got None"),
         ({"hidden_act": "gelu_pytorch_tanh"},
          "hidden_act 'gelu_pytorch_tanh' is not supported (silu only)"),
         ({"quantization_config": {"quant_method": "awq"}},
@@ -610,8 +613,8 @@ def test_a_misshaped_tensor_is_named_with_both_shapes(tmp_path):
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
     assert str(info.value) == (
-        "checkpoint tensor 'model.layers.1.self_attn.q_proj.weight' has shape (12, 16), "
-        "expected (16, 16)"
+        f"{folder / 'model.safetensors'}: tensor 'model.layers.1.self_attn.q_proj.weight' has "
+        "shape (12, 16), expected (16, 16)"
     )
 
 
@@ -641,11 +644,14 @@ def test_a_float64_checkpoint_loaded_as_float32_is_converted_tensor_by_tensor(tm
         ("hidden_size", 16.0, "config.json: hidden_size must be a positive int, got 16.0"),
         ("num_hidden_layers", True,
          "config.json: num_hidden_layers must be a positive int, got True"),
-        ("rms_norm_eps", 0, "config.json: rms_norm_eps must be a positive number, got 0"),
-        ("rms_norm_eps", -1e-6, "config.json: rms_norm_eps must be a positive number, got -1e-06"),
-        ("rms_norm_eps", "1e-6", "config.json: rms_norm_eps must be a positive number, got '1e-6'"),
-        ("rms_norm_eps", True, "config.json: rms_norm_eps must be a positive number, got True"),
-        ("rope_theta", 0.0, "config.json: rope_theta must be a positive number, got 0.0"),
+        ("rms_norm_eps", 0, "config.json: rms_norm_eps must be a positive finite number, got 0"),
+        ("rms_norm_eps", -1e-6,
+         "config.json: rms_norm_eps must be a positive finite number, got -1e-06"),
+        ("rms_norm_eps", "1e-6",
+         "config.json: rms_norm_eps must be a positive finite number, got '1e-6'"),
+        ("rms_norm_eps", True,
+         "config.json: rms_norm_eps must be a positive finite number, got True"),
+        ("rope_theta", 0.0, "config.json: rope_theta must be a positive finite number, got 0.0"),
     ],
 )  # fmt: skip
 def test_a_bad_config_value_is_refused_naming_the_key_and_the_value(tmp_path, key, value, message):
@@ -659,7 +665,7 @@ def test_a_config_that_is_not_an_object_is_refused_naming_the_file(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError) as info:
         decoding.load_model(tmp_path)
-    assert str(info.value) == f"{tmp_path / 'config.json'} must hold a JSON object"
+    assert str(info.value) == f"{tmp_path / 'config.json'} must hold a JSON object, not list"
 
 
 def test_an_unknown_model_type_is_refused_listing_the_supported_ones(tmp_path):
@@ -685,7 +691,10 @@ def test_a_safetensors_index_without_a_weight_map_is_refused_naming_the_file(tmp
     index.write_text(json.dumps({"metadata": {}}))
     with pytest.raises(ValueError) as info:
         decoding.load_model(tmp_path)
-    assert str(info.value) == f"{index} is not a safetensors index: 'weight_map'"
+    assert str(info.value) == (
+        f"{index} is not a safetensors index: its weight_map must be a JSON object (tensor "
+        "name -> shard file), got None"
+    )
 
 
 # -- Tokenizer -----------------------------------------------------------------------------------

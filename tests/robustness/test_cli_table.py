@@ -226,6 +226,86 @@ TABLE = {
         "--trace-dot",
     ),
     "trace-dot /dev/null": (["--prompt", "1", "--trace-dot", "/dev/null"], "--trace-dot"),
+    # hostile checkpoints: "{case:NAME}" is the path of `hostile_files` case NAME
+    **{
+        f"checkpoint: {name}": (["--model", f"{{case:{name}}}", "--text", "the cat"], word)
+        for name, word in [
+            ("index shard ../", "not a file inside the checkpoint folder"),
+            ("index shard absolute", "not a file inside the checkpoint folder"),
+            ("index shard ../../../etc/passwd", "not a file inside the checkpoint folder"),
+            ("index shard empty", "is not a file name"),
+            ("link config.json outside", "outside the checkpoint folder"),
+            ("link model.safetensors outside", "outside the checkpoint folder"),
+            ("link tokenizer.json outside", "outside the checkpoint folder"),
+            ("link shard outside", "outside the checkpoint folder"),
+            ("link config.json to /dev/zero", "outside the checkpoint folder"),
+            ("link chat_template.jinja outside", "outside the checkpoint folder"),
+            ("FIFO config.json", "a FIFO, not a regular file"),
+            ("FIFO model.safetensors", "a FIFO, not a regular file"),
+            ("FIFO model.safetensors.index.json", "a FIFO, not a regular file"),
+            ("FIFO tokenizer.json", "a FIFO, not a regular file"),
+            ("FIFO generation_config.json", "a FIFO, not a regular file"),
+            ("FIFO shard", "a FIFO, not a regular file"),
+            ("FIFO as the .gguf file", "a FIFO"),
+            ("FIFO as the checkpoint", "neither a checkpoint folder nor a .gguf file"),
+            ("link .gguf to /dev/zero", "a character device"),
+            ("folder config.json", "is a folder, not a file"),
+            ("folder model.safetensors", "is a folder, not a file"),
+            ("huge config.json", "MAX_CONFIG_BYTES"),
+            ("huge tokenizer.json", "MAX_TOKENIZER_BYTES"),
+            ("huge safetensors header length", "MAX_SAFETENSORS_HEADER_BYTES"),
+            ("safetensors empty", "is empty"),
+            ("safetensors 3 bytes", "only 3 bytes"),
+            ("safetensors truncated header", "header length"),
+            ("safetensors truncated data", "lies past the end of the file"),
+            ("safetensors header length 2**64-1", "header length"),
+            ("safetensors garbage", "not a safetensors file"),
+            ("safetensors header not JSON", "not valid JSON"),
+            ("safetensors header nested deep", "nested too deeply"),
+            ("safetensors offsets reversed", "malformed entry"),
+            ("safetensors overlapping tensors", "overlap"),
+            ("safetensors float8 tensor", "'F8_E4M3'"),
+            ("safetensors I8 tensor", "'I8'"),
+            ("safetensors U8 tensor", "'U8'"),
+            ("safetensors I32 tensor", "'I32'"),
+            ("safetensors I64 tensor", "'I64'"),
+            ("safetensors BOOL tensor", "'BOOL'"),
+            ("index weight_map a list", "weight_map must be a JSON object"),
+            ("index weight_map null", "weight_map must be a JSON object"),
+            ("index shard name an int", "must be a file name, got 3"),
+            ("index shard missing a tensor", "which does not hold it"),
+            ("index tensor in two shards", "holds tensor"),
+            ("config a list", "must hold a JSON object"),
+            ("config nested deep", "nested too deeply"),
+            ("model_type a list", "unsupported model_type ['llama']"),
+            ("rms_norm_eps Infinity", "rms_norm_eps must be a positive finite number"),
+            ("rope_theta Infinity", "rope_theta must be a positive finite number"),
+            ("rms_norm_eps NaN", "rms_norm_eps must be a positive finite number"),
+            ("hidden_size true", "hidden_size must be a positive int"),
+            ("yarn beta_fast negative", "beta_fast"),
+            ("tokenizer.json not JSON", "tokenizers package can read"),
+            ("tokenizer.json {}", "tokenizers package can read"),
+            ("chat_template.jinja not UTF-8", "not UTF-8"),
+            ("generation temperature NaN", "temperature must be a finite number"),
+            ("a text file", "neither a checkpoint folder nor a GGUF file"),
+            ("gguf empty", "is empty"),
+            ("gguf bad magic", "does not start with 'GGUF'"),
+            ("gguf version 1", "GGUF version 1"),
+            ("gguf truncated metadata", "ends inside its header"),
+            ("gguf tensor count 2**63", "MAX_GGUF_ITEMS"),
+            ("gguf array count 2**62", "MAX_GGUF_ITEMS"),
+            ("gguf value type 13", "unknown metadata value type 13"),
+            ("gguf tensor type I8", "has type I8"),
+            ("gguf head count 0", "head_count must be positive"),
+            ("gguf block count 2**32-1", "is missing tensor"),
+            ("gguf merges out of vocabulary", "merges"),
+        ]
+    },
+    "model 2000-character path": (
+        ["--model", "/" + "/".join(["d" * 199] * 10), "--text", "hi"],
+        "does not exist",
+    ),
+    "model /dev/zero": (["--model", "/dev/zero", "--text", "hi"], "a character device"),
 }
 
 
@@ -234,7 +314,12 @@ def test_the_table_has_at_least_60_distinct_invocations():
 
 
 @pytest.mark.parametrize(("argv", "word"), TABLE.values(), ids=TABLE.keys())
-def test_malformed_invocation_exits_2_with_one_line(argv, word, capsys, tmp_path, monkeypatch):
+def test_malformed_invocation_exits_2_with_one_line(
+    argv, word, capsys, tmp_path, monkeypatch, request
+):
+    if any(a.startswith("{case:") for a in argv):  # a hostile checkpoint, built once
+        cases = request.getfixturevalue("hostile_cases")
+        argv = [str(cases[a[6:-1]][0]) if a.startswith("{case:") else a for a in argv]
     monkeypatch.chdir(tmp_path)  # nothing may be written into the worktree
     with pytest.raises(SystemExit) as info:
         main(argv)

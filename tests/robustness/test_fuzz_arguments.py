@@ -237,6 +237,12 @@ def _with_processor(processor, model):
     return G(3, eos_token_id=EOS, processors=[processor]).decode(model, PROMPTS)
 
 
+def _tiny_transformer_one_position(**override):
+    kwargs = {"vocab_size": 8, "d_model": 8, "n_heads": 2, "n_layers": 1, "n_ctx": 16}
+    kwargs.update(override)
+    return G(1).decode(decoding.NumpyTransformerLM(**kwargs), [[1]])
+
+
 def _tiny_transformer(**override):
     kwargs = {"vocab_size": 8, "d_model": 8, "n_heads": 2, "n_layers": 1, "n_ctx": 16}
     kwargs.update(override)
@@ -383,8 +389,9 @@ SPECS = {
                                    lambda v: positive(v) and 8 % v == 0),
     "NumpyTransformerLM.n_layers": ("n_layers", lambda v, m: _tiny_transformer(n_layers=v),
                                     positive),
-    "NumpyTransformerLM.n_ctx": ("n_ctx", lambda v, m: _tiny_transformer(n_ctx=v),
-                                 lambda v: positive(v) and v >= 2),
+    # One prompt token, one new token: one position, so every positive n_ctx works.
+    "NumpyTransformerLM.n_ctx": ("n_ctx", lambda v, m: _tiny_transformer_one_position(n_ctx=v),
+                                 positive),
     "NumpyTransformerLM.seed": ("seed", lambda v, m: _tiny_transformer(seed=v), non_negative),
     "NumpyTransformerLM.dtype": ("dtype", lambda v, m: _tiny_transformer(dtype=v), float_dtype),
     "ScriptedLM.table": ("table", lambda v, m: _decode(G(3), decoding.ScriptedLM(v)),

@@ -42,6 +42,17 @@ class Config:
         value = self.values.get(name, default)
         return default if value is None else value
 
+    def positive(self, name: str, value: Any, what: str = "") -> float:
+        """``value`` as a float if it is a positive finite number (bool refused); the error
+        names ``what`` (or ``name``)."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 < value < math.inf
+        ):
+            raise self.error(f"{what or name} must be a positive finite number, got {brief(value)}")
+        return float(value)
+
     def int(self, *names: str, default: int | None = None) -> int:
         """The first of ``names`` present (a positive int), else ``default``."""
         for name in names:
@@ -55,13 +66,10 @@ class Config:
         raise self.error(f"missing {names[0]!r}")
 
     def float(self, name: str, default: float, within: dict[str, Any] | None = None) -> float:
-        """A positive number (from ``within`` if given, else the top level)."""
+        """A positive finite number (from ``within`` if given, else the top level)."""
         source = self.values if within is None else within
         value = source.get(name, default)
-        value = default if value is None else value
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise self.error(f"{name} must be a positive number, got {brief(value)}")
-        return float(value)
+        return self.positive(name, default if value is None else value)
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.get(name, default)
@@ -106,6 +114,8 @@ def gpt2(config: Config, tensors: TensorSource, dtype: np.dtype) -> NumpyTransfo
     prefix = "transformer." if "transformer.wte.weight" in tensors.names() else ""
     inner = 4 * d if config.values.get("n_inner") is None else config.int("n_inner")
     tied = config.flag("tie_word_embeddings", True) or "lm_head.weight" not in tensors.names()
+    scale_weights = config.flag("scale_attn_weights", True)
+    scale_by_layer = config.flag("scale_attn_by_inverse_layer_idx", False)
 
     def get(name: str, *shape: int) -> np.ndarray:
         return tensors.get(prefix + name, shape, dtype)
@@ -145,8 +155,8 @@ def gpt2(config: Config, tensors: TensorSource, dtype: np.dtype) -> NumpyTransfo
         n_heads=heads,
         layer_norm_eps=eps,
         head_DV=head,
-        scale_attn_weights=config.flag("scale_attn_weights", True),
-        scale_attn_by_inverse_layer_idx=config.flag("scale_attn_by_inverse_layer_idx", False),
+        scale_attn_weights=scale_weights,
+        scale_attn_by_inverse_layer_idx=scale_by_layer,
     )
     _refuse_unused(
         config,
@@ -181,10 +191,13 @@ def llama(config: Config, tensors: TensorSource, dtype: np.dtype) -> NumpyLlamaL
             "make heads of one even width shared by whole groups"
         )
     inverse_E2, scale, theta = rope(config, e)
+    rms_eps = config.float("rms_norm_eps", 1e-6)
+    windows = sliding_windows(config, layers)  # every setting checked before any tensor is read
+    names = tensors.names()
+    tied = config.flag("tie_word_embeddings", False) or "lm_head.weight" not in names
     model_type = config.values.get("model_type")
     attention_bias = config.flag("attention_bias", False) and model_type == "llama"
     mlp_bias = config.flag("mlp_bias", False) and model_type == "llama"
-    names = tensors.names()
 
     def get(name: str, *shape: int) -> np.ndarray:
         return tensors.get(name, shape, dtype)
@@ -224,7 +237,6 @@ def llama(config: Config, tensors: TensorSource, dtype: np.dtype) -> NumpyLlamaL
         )
     if "rope_freqs.weight" in names:  # a GGUF's per-frequency divisors (Llama 3 scaling)
         inverse_E2 = inverse_E2 / tensors.get("rope_freqs.weight", (e // 2,), np.dtype(np.float64))
-    tied = config.flag("tie_word_embeddings", False) or "lm_head.weight" not in names
     if tied:  # the head reads the embedding as a C-contiguous [D, V] array
         embed = tensors.get_transposed("model.embed_tokens.weight", (vocab, d), dtype).T
         head = None
@@ -239,11 +251,11 @@ def llama(config: Config, tensors: TensorSource, dtype: np.dtype) -> NumpyLlamaL
         n_heads=heads,
         n_kv_heads=groups,
         rope_theta=theta,
-        rms_eps=config.float("rms_norm_eps", 1e-6),
+        rms_eps=rms_eps,
         head_dim=e,
         rope_inverse_E2=inverse_E2,
         rope_scale=scale,
-        sliding_windows=sliding_windows(config, layers),
+        sliding_windows=windows,
     )
     _refuse_unused(
         config,
@@ -286,12 +298,9 @@ def rope(config: Config, width: int) -> tuple[np.ndarray, float, float]:
         return inverse_E2, 1.0, theta
 
     def setting(name: str, default: Any = None) -> float:
-        value = chosen.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise config.error(
-                f"{chosen_key} type {kind!r} needs a positive number {name}, got {brief(value)}"
-            )
-        return float(value)
+        return config.positive(
+            name, chosen.get(name, default), f"{chosen_key} type {kind!r}'s {name}"
+        )
 
     original = chosen.get("original_max_position_embeddings")
     if original is None:
@@ -299,12 +308,18 @@ def rope(config: Config, width: int) -> tuple[np.ndarray, float, float]:
     if kind == "linear":
         return inverse_E2 / setting("factor"), 1.0, theta
     if kind == "llama3":
+        low, high = setting("low_freq_factor"), setting("high_freq_factor")
+        if not high > low:
+            raise config.error(
+                f"{chosen_key} type 'llama3' needs high_freq_factor ({brief(high)}) greater "
+                f"than low_freq_factor ({brief(low)})"
+            )
         return (
             llama3_frequencies(
                 inverse_E2,
                 setting("factor"),
-                setting("low_freq_factor"),
-                setting("high_freq_factor"),
+                low,
+                high,
                 setting("original_max_position_embeddings", original),
             ),
             1.0,
@@ -339,22 +354,41 @@ def yarn_frequencies(
     """YaRN: extrapolated high frequencies, interpolated low ones, a linear ramp between, and
     an attention factor on cos and sin (HF's ``_compute_yarn_parameters``)."""
 
-    def number(name: str) -> float | None:
+    def number(name: str, positive: bool = False) -> float | None:
         value = settings.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise config.error(f"{key} type 'yarn' needs a number {name}, got {brief(value)}")
+        if positive:
+            return config.positive(name, value, f"{key} type 'yarn''s {name}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise config.error(
+                f"{key} type 'yarn''s {name} must be a finite number, got {brief(value)}"
+            )
         return float(value)
 
     def mscale(scale: float, m: float = 1.0) -> float:
         return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
 
-    attention = number("attention_factor")
+    attention = number("attention_factor", positive=True)
     m, m_all = number("mscale"), number("mscale_all_dim")
     if attention is None:
-        attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
-    fast, slow = number("beta_fast") or 32.0, number("beta_slow") or 1.0
+        try:
+            attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
+        except ZeroDivisionError:
+            attention = math.inf
+        if not 0 < attention < math.inf:
+            raise config.error(
+                f"{key} type 'yarn''s mscale {m} and mscale_all_dim {m_all} give the attention "
+                f"factor {attention}; it must be a positive finite number"
+            )
+    fast = number("beta_fast", positive=True) or 32.0
+    slow = number("beta_slow", positive=True) or 1.0
+    if theta <= 1:
+        raise config.error(f"rope_theta must be greater than 1 for rope type 'yarn', got {theta}")
 
     def correction(rotations: float) -> float:
         return width * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
@@ -395,7 +429,7 @@ def sliding_windows(config: Config, layers: int) -> tuple[int | None, ...] | Non
     if (
         not isinstance(kinds, list)
         or len(kinds) != layers
-        or not set(kinds) <= {"full_attention", "sliding_attention"}
+        or not all(kind in ("full_attention", "sliding_attention") for kind in kinds)
     ):
         raise config.error(
             f"layer_types must list full_attention or sliding_attention for each of the "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from decoding._validate import brief
-from decoding.lm.loading._common import read_json
+from decoding.lm.loading._common import Folder, checkpoint_kind, read_json, shown
 from decoding.lm.loading.gguf_files import GGUFFile
 
 __all__ = ["GenerationConfig", "load_generation_config"]
@@ -47,9 +48,13 @@ def _id(value: Any) -> int | None:
     return found[0] if len(found) == 1 and not isinstance(value, list | tuple) else None
 
 
-def _number(value: Any, kind: type) -> Any:
+def _number(value: Any, kind: type, label: str, key: str) -> Any:
+    """``value`` as a ``kind``, or None when it is not a number of that kind; an infinity or
+    NaN (JSON has neither; Python's reader takes ``Infinity`` and ``NaN``) is a ValueError."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if not math.isfinite(value):
+        raise ValueError(f"{label}: {key} must be a finite number, got {brief(value)}")
     if kind is int:
         return value if isinstance(value, int) else None
     return float(value)
@@ -67,25 +72,24 @@ def load_generation_config(path: str | Path) -> GenerationConfig:
     end-of-turn ids ``eot``/``eom`` llama.cpp also stops on), ``bos``/``padding`` ids and the
     ``general.sampling.*`` keys.
     """
-    if not isinstance(path, str | Path):
-        raise TypeError(f"path must be a str or Path, got {brief(path)}")
-    path = Path(path)
-    if path.is_file():
+    kind, path = checkpoint_kind(path)
+    if kind == "file":
         return _gguf(GGUFFile(path))
-    if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    generation = (
-        read_json(path / "generation_config.json")
-        if (path / "generation_config.json").is_file()
-        else {}
-    )
-    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    folder = Folder(path)
+    found = folder.file("generation_config.json")
+    generation = {} if found is None else read_json(found)
+    label = shown(found)
+    found = folder.file("config.json")
+    config = {} if found is None else read_json(found)
     eos = _ids(generation.get("eos_token_id")) or _ids(config.get("eos_token_id"))
-    if not eos and (path / "tokenizer.json").is_file():
+    if not eos and folder.file("tokenizer.json") is not None:
         from decoding.lm.loading.tokenizer import load_tokenizer
 
         token = load_tokenizer(path).eos_token_id
         eos = () if token is None else (token,)
+
+    def number(key: str, kind: type) -> Any:
+        return _number(generation.get(key), kind, label, key)
 
     def first_id(name: str) -> int | None:
         for source in (generation, config):
@@ -97,11 +101,11 @@ def load_generation_config(path: str | Path) -> GenerationConfig:
         eos_token_ids=eos,
         bos_token_id=first_id("bos_token_id"),
         pad_token_id=first_id("pad_token_id"),
-        temperature=_number(generation.get("temperature"), float),
-        top_k=_number(generation.get("top_k"), int),
-        top_p=_number(generation.get("top_p"), float),
-        repetition_penalty=_number(generation.get("repetition_penalty"), float),
-        max_new_tokens=_number(generation.get("max_new_tokens"), int),
+        temperature=number("temperature", float),
+        top_k=number("top_k", int),
+        top_p=number("top_p", float),
+        repetition_penalty=number("repetition_penalty", float),
+        max_new_tokens=number("max_new_tokens", int),
     )
 
 
@@ -109,13 +113,17 @@ def _gguf(gguf: GGUFFile) -> GenerationConfig:
     def token(name: str) -> int | None:
         return _id(gguf.get(f"tokenizer.ggml.{name}_token_id"))
 
+    def number(name: str, kind: type) -> Any:
+        key = f"general.sampling.{name}"
+        return _number(gguf.get(key), kind, shown(gguf.path), key)
+
     eos = tuple(t for t in (token("eos"), token("eot"), token("eom")) if t is not None)
     return GenerationConfig(
         eos_token_ids=tuple(dict.fromkeys(eos)),
         bos_token_id=token("bos"),
         pad_token_id=token("padding"),
-        temperature=_number(gguf.get("general.sampling.temp"), float),
-        top_k=_number(gguf.get("general.sampling.top_k"), int),
-        top_p=_number(gguf.get("general.sampling.top_p"), float),
-        repetition_penalty=_number(gguf.get("general.sampling.penalty_repeat"), float),
+        temperature=number("temp", float),
+        top_k=number("top_k", int),
+        top_p=number("top_p", float),
+        repetition_penalty=number("penalty_repeat", float),
     )

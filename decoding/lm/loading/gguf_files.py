@@ -21,12 +21,30 @@ from typing import Any
 import numpy as np
 
 from decoding._validate import brief
-from decoding.lm.loading._common import MappedFile, TensorSource, build, require
-from decoding.lm.loading.safetensors_files import widen_bf16
+from decoding.lm.loading._common import (
+    MappedFile,
+    TensorSource,
+    build,
+    open_file,
+    require,
+    shown,
+)
 
-__all__ = ["GGUF_ARCHITECTURES", "GGUF_TENSOR_TYPES", "GGUFFile", "GGUFSource", "gguf_config"]
+__all__ = [
+    "GGUF_ARCHITECTURES",
+    "GGUF_TENSOR_TYPES",
+    "MAX_GGUF_ITEMS",
+    "GGUFFile",
+    "GGUFSource",
+    "gguf_config",
+    "is_gguf",
+]
 
 GGUF_ARCHITECTURES = ("llama", "qwen2")
+# Most metadata entries, array items (all arrays together) and tensors a GGUF may declare (a
+# real one: about a million, its vocabulary's tokens, types, scores and merges).
+MAX_GGUF_ITEMS = 1 << 22
+MAX_DIMS = 4  # ggml's GGML_MAX_DIMS
 
 # ggml type id -> (name, values per block, bytes per block), for the types read here.
 GGUF_TENSOR_TYPES = {
@@ -63,13 +81,24 @@ def type_name(ggml_type: int) -> str:
 
 
 class _Cursor:
-    """Reads GGUF values from a buffer, front to back."""
+    """Reads GGUF values from a buffer, front to back, counting the items it is asked for."""
 
     def __init__(self, path: Path, buffer: Any) -> None:
-        self.path, self.buffer, self.at = path, buffer, 0
+        self.path, self.buffer, self.at, self.items = path, buffer, 0, 0
 
     def fail(self, what: str) -> ValueError:
-        return ValueError(f"{self.path} is not a readable GGUF file: {what}")
+        return ValueError(f"{shown(self.path)} is not a readable GGUF file: {what}")
+
+    def count(self, what: str) -> int:
+        """A u64 count of ``what``, added to the items read so far, at most `MAX_GGUF_ITEMS`."""
+        number = int(self.scalar("<Q"))
+        self.items += number
+        if self.items > MAX_GGUF_ITEMS:
+            raise self.fail(
+                f"{what} count {number} takes it past "
+                f"decoding.lm.loading.MAX_GGUF_ITEMS = {MAX_GGUF_ITEMS} items"
+            )
+        return number
 
     def scalar(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
@@ -93,7 +122,10 @@ class _Cursor:
         if kind == 8:
             return self.string()
         if kind == 9:
-            inner, count = self.scalar("<I"), self.scalar("<Q")
+            inner = self.scalar("<I")
+            if inner not in SCALARS and inner not in (8, 9):
+                raise self.fail(f"unknown metadata array item type {inner}")
+            count = self.count("array")
             if inner in NUMPY:
                 size = np.dtype(NUMPY[inner]).itemsize * count
                 if self.at + size > len(self.buffer):
@@ -122,42 +154,58 @@ class _Tensor:
         return math.prod(self.dims[1:]) * (self.dims[0] // block) * size
 
 
+def is_gguf(path: Path) -> bool:
+    """Whether regular file ``path`` is to be read as a GGUF: named ``.gguf``, or starting with
+    the GGUF magic."""
+    if path.suffix.lower() == ".gguf":
+        return True
+    with open_file(path) as file:
+        return file.read(4) == b"GGUF"
+
+
 class GGUFFile:
     """A GGUF file's metadata (``metadata``: key -> value) and tensors, memory-mapped."""
 
     def __init__(self, path: Path) -> None:
-        if not path.is_file():
-            raise FileNotFoundError(f"GGUF file {path} does not exist")
         self.path = path
         self.file = MappedFile(path)
         cursor = _Cursor(path, self.file.map)
         if self.file.size < 4 or self.file.map[:4] != b"GGUF":
-            raise ValueError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
+            raise ValueError(f"{shown(path)} is not a GGUF file (it does not start with 'GGUF')")
         cursor.at = 4
         version = cursor.scalar("<I")
         if version not in (2, 3):
-            raise ValueError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
-        tensor_count, kv_count = cursor.scalar("<Q"), cursor.scalar("<Q")
+            raise ValueError(
+                f"{shown(path)}: GGUF version {version} is not supported (2 and 3 are)"
+            )
+        tensor_count, kv_count = cursor.count("tensor"), cursor.count("metadata entry")
         self.metadata: dict[str, Any] = {}
         for _ in range(kv_count):
             key = cursor.string()
+            if key in self.metadata:
+                raise cursor.fail(f"metadata key {brief(key)} appears twice")
             self.metadata[key] = cursor.value(cursor.scalar("<I"))
-        tensors = []
+        self.tensors: dict[str, _Tensor] = {}
         for _ in range(tensor_count):
             name = cursor.string()
             n_dims = cursor.scalar("<I")
+            if n_dims > MAX_DIMS:
+                raise cursor.fail(
+                    f"tensor {brief(name)} has {n_dims} dimensions (ggml allows {MAX_DIMS})"
+                )
             dims = tuple(cursor.scalar("<Q") for _ in range(n_dims))
-            tensors.append(_Tensor(name, dims, cursor.scalar("<I"), cursor.scalar("<Q")))
+            if name in self.tensors:
+                raise cursor.fail(f"tensor {brief(name)} appears twice")
+            self.tensors[name] = _Tensor(name, dims, cursor.scalar("<I"), cursor.scalar("<Q"))
         alignment = self.metadata.get("general.alignment", 32)
-        if not isinstance(alignment, int) or alignment < 1:
-            raise cursor.fail(f"general.alignment is {brief(alignment)}")
+        if type(alignment) is not int or alignment < 1 or alignment & (alignment - 1):
+            raise cursor.fail(f"general.alignment is {brief(alignment)}, not a power of 2")
         data = -(-cursor.at // alignment) * alignment
-        self.tensors = {t.name: t for t in tensors}
-        for t in tensors:  # every type and size checked before any tensor is read
+        for t in self.tensors.values():  # every type and size checked before any tensor is read
             if t.ggml_type not in GGUF_TENSOR_TYPES:
                 supported = ", ".join(name for name, _, _ in GGUF_TENSOR_TYPES.values())
                 raise ValueError(
-                    f"{path}: tensor {brief(t.name)} has type {type_name(t.ggml_type)}, "
+                    f"{shown(path)}: tensor {brief(t.name)} has type {type_name(t.ggml_type)}, "
                     f"which is not supported (supported: {supported})"
                 )
             if not t.dims or t.dims[0] % GGUF_TENSOR_TYPES[t.ggml_type][1]:
@@ -175,7 +223,7 @@ class GGUFFile:
         arch = self.get("general.architecture")
         if arch not in GGUF_ARCHITECTURES:
             raise ValueError(
-                f"{self.path}: GGUF architecture {brief(arch)} is not supported "
+                f"{shown(self.path)}: GGUF architecture {brief(arch)} is not supported "
                 f"(supported: {', '.join(GGUF_ARCHITECTURES)})"
             )
         return str(arch)
@@ -212,14 +260,14 @@ def hf_name(path: Path, name: str) -> str:
     match = re.fullmatch(r"blk\.(\d+)\.(.+)", name)
     if match and match.group(2) in _LAYER_NAMES:
         return f"model.layers.{match.group(1)}.{_LAYER_NAMES[match.group(2)]}"
-    raise ValueError(f"{path}: tensor {brief(name)} is not one this loader knows")
+    raise ValueError(f"{shown(path)}: tensor {brief(name)} is not one this loader knows")
 
 
 def gguf_config(gguf: GGUFFile) -> dict[str, Any]:
     """The HF ``config.json`` equivalent of a ``llama`` or ``qwen2`` GGUF's metadata; keys
     that would change the computation and have no equivalent here are refused by name."""
     arch = gguf.architecture()
-    path = gguf.path
+    path = shown(gguf.path)
 
     def key(name: str, default: Any = None, kind: type = int) -> Any:
         value = gguf.get(f"{arch}.{name}", default)
@@ -240,13 +288,19 @@ def gguf_config(gguf: GGUFFile) -> dict[str, Any]:
     width = key("embedding_length")
     if heads is None or width is None:
         raise ValueError(f"{path}: {arch}.attention.head_count or embedding_length is missing")
+    for name, value in (("attention.head_count", heads), ("embedding_length", width)):
+        if value < 1:
+            raise ValueError(f"{path}: {arch}.{name} must be positive, got {brief(value)}")
     head_dim = key("attention.key_length", width // heads)
     if key("attention.value_length", head_dim) != head_dim:
         raise refuse("attention.value_length", key("attention.value_length"))
     if key("rope.dimension_count", head_dim) != head_dim:
         raise refuse("rope.dimension_count", key("rope.dimension_count"))
     embed = gguf.tensors.get("token_embd.weight")
-    vocab = len(gguf.get("tokenizer.ggml.tokens", ())) if embed is None else embed.shape[0]
+    tokens = gguf.get("tokenizer.ggml.tokens")
+    vocab = (
+        embed.shape[0] if embed is not None else len(tokens) if isinstance(tokens, list) else None
+    )
     config: dict[str, Any] = {
         "model_type": arch,
         "vocab_size": vocab,
@@ -283,19 +337,19 @@ class GGUFSource(TensorSource):
     """A GGUF file's tensors under HF names, dequantised to the dtype asked for."""
 
     def __init__(self, gguf: GGUFFile, config: dict[str, Any]) -> None:
-        super().__init__()
+        super().__init__(shown(gguf.path))
         self.gguf = gguf
         self.by_hf = {hf_name(gguf.path, name): t for name, t in gguf.tensors.items()}
-        # llama.cpp permutes the query and key rows of `llama` files, per head.
-        self.permuted: dict[str, int] = {}
-        if config["model_type"] == "llama":
-            for i in range(config["num_hidden_layers"]):
-                for proj, heads in (
-                    ("q_proj", config["num_attention_heads"]),
-                    ("k_proj", config["num_key_value_heads"]),
-                ):
-                    for kind in ("weight", "bias"):
-                        self.permuted[f"model.layers.{i}.self_attn.{proj}.{kind}"] = heads
+        self.config = config
+
+    def _permuted_heads(self, name: str) -> int | None:
+        """The heads whose rows llama.cpp permuted in tensor ``name`` (query and key weights and
+        biases of ``llama`` files), else None. Read once the configuration is checked."""
+        match = re.fullmatch(r"model\.layers\.\d+\.self_attn\.([qk])_proj\.(weight|bias)", name)
+        if self.config["model_type"] != "llama" or match is None:
+            return None
+        key = "num_attention_heads" if match.group(1) == "q" else "num_key_value_heads"
+        return int(self.config[key])
 
     def names(self) -> set[str]:
         return set(self.by_hf)
@@ -309,15 +363,18 @@ class GGUFSource(TensorSource):
         file = self.gguf.file
         rows, columns = math.prod(t.shape[:-1]), t.shape[-1]
         row_bytes = columns // block * size
-        heads = self.permuted.get(name)
+        heads = self._permuted_heads(name)
+        bf16 = kind == "BF16"
         if kind in ("F32", "F16", "BF16"):
             stored = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[kind]
             raw = file.array(t.offset, np.dtype(stored), rows * columns).reshape(rows, columns)
             if kind == "F32" and dtype == np.float32 and heads is None and not transpose:
-                return raw.reshape(t.shape)  # read-only view of the mapping
+                if len(t.shape) == 2:
+                    return raw.reshape(t.shape)  # read-only view of the mapping
+                return np.array(raw.reshape(t.shape))  # small: copied (see safetensors_files)
 
             def read(first: int, stop: int) -> np.ndarray:
-                return widen_bf16(raw[first:stop]) if kind == "BF16" else raw[first:stop]
+                return raw[first:stop]  # bfloat16 bits are widened as they are put
 
         else:
             quants = require("gguf").quants
@@ -333,12 +390,12 @@ class GGUFSource(TensorSource):
 
         if heads is not None:
             # Whole tensor at once (query/key weights are small): rows move across chunks.
-            full = build(rows, columns, read, np.dtype(np.float32), False, release)
+            full = build(rows, columns, read, np.dtype(np.float32), False, release, bf16)
             if len(t.shape) == 1:
                 full = full.reshape(-1)
             restored = _unpermute(full if full.ndim == 2 else full[:, None], heads)
             restored = restored.reshape(t.shape)
             out = restored.T if transpose else restored
             return np.ascontiguousarray(out, dtype=dtype)
-        out = build(rows, columns, read, dtype, transpose, release)
+        out = build(rows, columns, read, dtype, transpose, release, bf16)
         return out.reshape(t.shape[::-1] if transpose else t.shape)

@@ -9,7 +9,6 @@ built chunk by chunk (see `decoding.lm.loading._common`).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,24 @@ from typing import Any
 import numpy as np
 
 from decoding._validate import brief
-from decoding.lm.loading._common import MappedFile, TensorSource, build, read_json
+from decoding.lm.loading._common import (
+    Folder,
+    MappedFile,
+    TensorSource,
+    build,
+    parse_json,
+    read_json,
+    shown,
+    widen_bf16,
+)
 
-__all__ = ["SafetensorsSource"]
+__all__ = ["MAX_SAFETENSORS_HEADER_BYTES", "SafetensorsSource"]
 
-# safetensors dtype -> (stored NumPy dtype, item size); bfloat16 is read as its raw bits.
+# safetensors dtype -> stored NumPy dtype; bfloat16 is read as its raw bits.
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
-MAX_HEADER = 100 << 20  # the safetensors package's own limit
-
-
-def widen_bf16(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 bit patterns (uint16) -> float32, exactly (the top half of a float32)."""
-    wide = bits.astype(np.uint32)
-    wide <<= 16
-    return wide.view(np.float32)
+# Largest JSON header read. The safetensors package allows 100 MB; real headers take about
+# 100 bytes per tensor (a few KiB to a few MiB), and parsing hostile JSON can take 22x its size.
+MAX_SAFETENSORS_HEADER_BYTES = 16 << 20
 
 
 class _Entry:
@@ -44,77 +47,138 @@ class _Entry:
 
 
 def _entries(path: Path) -> dict[str, _Entry]:
-    """Every tensor of one safetensors file, its header checked against the file's size."""
+    """Every tensor of one safetensors file, its header checked against the file's size: each
+    tensor's bytes inside the data, no two tensors sharing a byte."""
     file = MappedFile(path)
+    name = shown(path)
     if file.size < 8:
-        raise ValueError(f"{path} is not a safetensors file (only {file.size} bytes)")
+        raise ValueError(f"{name} is not a safetensors file (only {file.size} bytes)")
     length = int.from_bytes(file.map[:8], "little")
-    if length > min(MAX_HEADER, file.size - 8):
-        raise ValueError(f"{path} is not a safetensors file (header length {length})")
-    try:
-        header = json.loads(bytes(file.map[8 : 8 + length]))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a safetensors file: {error}") from None
+    if length > MAX_SAFETENSORS_HEADER_BYTES:
+        raise ValueError(
+            f"{name} is not a safetensors file (header length {length} is more than "
+            f"decoding.lm.loading.MAX_SAFETENSORS_HEADER_BYTES = "
+            f"{MAX_SAFETENSORS_HEADER_BYTES})"
+        )
+    if length > file.size - 8:
+        raise ValueError(
+            f"{name} is not a safetensors file (header length {length}, but the file has "
+            f"{file.size} bytes)"
+        )
+    with memoryview(file.map)[8 : 8 + length] as view:  # decoded where it lies, not copied
+        try:
+            text = str(view, "utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{name} is not a safetensors file: its header is not UTF-8: {error}"
+            ) from None
+    header = parse_json(text, f"{name} is not a safetensors file: its header")
     if not isinstance(header, dict):
-        raise ValueError(f"{path} is not a safetensors file: its header is not a JSON object")
+        raise ValueError(f"{name} is not a safetensors file: its header is not a JSON object")
     data = 8 + length
-    entries = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        entries[name] = _entry(path, file, data, name, info)
+    entries = {
+        key: _entry(path, file, data, key, info)
+        for key, info in header.items()
+        if key != "__metadata__"
+    }
+    previous: tuple[int, str] = (data, "")
+    for key, entry in sorted(entries.items(), key=lambda item: item[1].offset):
+        stop = entry.offset + math.prod(entry.shape) * entry.stored.itemsize
+        if entry.offset < previous[0] and stop > entry.offset:
+            raise ValueError(
+                f"{name}: tensors {brief(previous[1])} and {brief(key)} overlap in the file"
+            )
+        previous = max(previous, (stop, key))
     return entries
 
 
 def _entry(path: Path, file: MappedFile, data: int, name: str, info: Any) -> _Entry:
-    try:
-        dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        sizes_ok = all(isinstance(v, int) and v >= 0 for v in (*shape, begin, end))
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(
-            f"{path}: tensor {brief(name)} has a malformed entry {brief(info)}"
-        ) from None
+    def malformed() -> ValueError:
+        return ValueError(
+            f"{shown(path)}: tensor {brief(name)} has a malformed entry {brief(info)}"
+        )
+
+    if not isinstance(info, dict):
+        raise malformed()
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise malformed()
     if dtype not in DTYPES:
         raise ValueError(
-            f"{path}: tensor {brief(name)} has dtype {brief(dtype)}, which is not supported "
-            f"(supported: {', '.join(DTYPES)})"
+            f"{shown(path)}: tensor {brief(name)} has dtype {brief(dtype)}, which is not "
+            f"supported (supported: {', '.join(DTYPES)})"
         )
+    if (
+        not isinstance(shape, list)
+        or not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(v) is int and v >= 0 for v in (*shape, *offsets))
+    ):
+        raise malformed()
+    begin, end = offsets
     stored = DTYPES[dtype]
-    if not sizes_ok or end - begin != math.prod(shape) * np.dtype(stored).itemsize:
-        raise ValueError(f"{path}: tensor {brief(name)} has a malformed entry {brief(info)}")
+    if end - begin != math.prod(shape) * np.dtype(stored).itemsize:
+        raise malformed()
     if data + end > file.size:
-        raise ValueError(f"{path}: tensor {brief(name)} lies past the end of the file")
-    return _Entry(file, data + begin, shape, dtype, stored)
+        raise ValueError(f"{shown(path)}: tensor {brief(name)} lies past the end of the file")
+    return _Entry(file, data + begin, tuple(shape), dtype, stored)
 
 
 class SafetensorsSource(TensorSource):
-    """The tensors of a checkpoint folder's safetensors file(s)."""
+    """The tensors of a checkpoint folder's safetensors file(s): ``model.safetensors``, or the
+    shards ``model.safetensors.index.json`` lists, each tensor in the shard the index names."""
 
-    def __init__(self, folder: Path) -> None:
-        super().__init__()
-        single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
-        if index.exists():
-            try:
-                weight_map = read_json(index)["weight_map"]
-                shards = {folder / shard for shard in weight_map.values()}
-            except (KeyError, TypeError) as error:
-                raise ValueError(f"{index} is not a safetensors index: {error}") from None
-            for shard in sorted(shards):
-                if not shard.exists():
-                    raise FileNotFoundError(f"checkpoint shard {shard} is missing")
-            self.entries: dict[str, _Entry] = {}
-            for shard in sorted(shards):
-                self.entries |= _entries(shard)
-            listed = set(weight_map)
-            if listed != set(self.entries):
-                odd = sorted(listed ^ set(self.entries))
-                raise ValueError(f"{index} does not match its shards: {brief(odd[:3])}")
-        elif single.exists():
-            self.entries = _entries(single)
-        else:
+    def __init__(self, folder: Folder) -> None:
+        self.entries: dict[str, _Entry]
+        index = folder.file("model.safetensors.index.json")
+        if index is not None:
+            super().__init__(shown(index))
+            self.entries = self._sharded(folder, index)
+            return
+        single = folder.file("model.safetensors")
+        super().__init__(shown(single))
+        if single is None:
             raise FileNotFoundError(
-                f"{folder} has neither model.safetensors nor model.safetensors.index.json"
+                f"{shown(folder.path)} has neither model.safetensors nor "
+                "model.safetensors.index.json"
             )
+        self.entries = _entries(single)
+
+    @staticmethod
+    def _sharded(folder: Folder, index: Path) -> dict[str, _Entry]:
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(
+                f"{shown(index)} is not a safetensors index: its weight_map must be a JSON "
+                f"object (tensor name -> shard file), got {brief(weight_map)}"
+            )
+        shards: dict[str, dict[str, _Entry]] = {}
+        for tensor, shard in weight_map.items():
+            if not isinstance(shard, str):
+                raise ValueError(
+                    f"{shown(index)}: the shard of tensor {brief(tensor)} must be a file name, "
+                    f"got {brief(shard)}"
+                )
+            if shard not in shards:
+                shards[shard] = _entries(folder.entry(shard, index, "shard"))
+        entries: dict[str, _Entry] = {}
+        for tensor, shard in weight_map.items():
+            if tensor not in shards[shard]:
+                raise ValueError(
+                    f"{shown(index)} lists tensor {brief(tensor)} in shard {brief(shard)}, "
+                    "which does not hold it"
+                )
+            entries[tensor] = shards[shard][tensor]
+        for shard, held in shards.items():
+            for tensor in held:
+                if weight_map.get(tensor) != shard:
+                    where = weight_map.get(tensor)
+                    said = "does not list it" if where is None else f"lists it in {brief(where)}"
+                    raise ValueError(
+                        f"shard {brief(shard)} holds tensor {brief(tensor)}, but "
+                        f"{shown(index)} {said}"
+                    )
+        return entries
 
     def names(self) -> set[str]:
         return set(self.entries)
@@ -126,18 +190,21 @@ class SafetensorsSource(TensorSource):
         entry = self.entries[name]
         raw = entry.file.array(entry.offset, entry.stored, math.prod(entry.shape))
         raw = raw.reshape(entry.shape)
-        if entry.stored == dtype and not transpose and raw.flags.aligned:
+        if entry.stored == dtype and not transpose and raw.flags.aligned and raw.ndim == 2:
             return raw  # read-only view of the mapping
         widen = entry.dtype == "BF16"
         if raw.ndim != 2:
+            # Copied, even in the model's dtype: norms and biases are small, and reading a view
+            # of them later would map the file around them (Linux maps files in large folios,
+            # up to 2 MiB, so a 3 KiB bias can bring 2 MiB of other tensors' pages with it).
             flat = widen_bf16(raw) if widen else raw
             return np.array(flat, dtype=dtype)
         row_bytes = entry.shape[1] * entry.stored.itemsize
 
         def read(first: int, stop: int) -> np.ndarray:
-            return widen_bf16(raw[first:stop]) if widen else raw[first:stop]
+            return raw[first:stop]
 
         def release(first: int, stop: int) -> None:
             entry.file.release(entry.offset + first * row_bytes, entry.offset + stop * row_bytes)
 
-        return build(raw.shape[0], raw.shape[1], read, dtype, transpose, release)
+        return build(raw.shape[0], raw.shape[1], read, dtype, transpose, release, widen)

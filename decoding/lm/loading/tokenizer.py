@@ -18,9 +18,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from decoding._validate import brief
-from decoding.lm.loading._common import read_json, require
-from decoding.lm.loading.gguf_files import GGUFFile
+from decoding._validate import brief, is_int, is_sequence
+from decoding.lm.loading._common import (
+    MAX_TOKENIZER_BYTES,
+    Folder,
+    checkpoint_kind,
+    read_json,
+    read_text,
+    require,
+    shown,
+)
+from decoding.lm.loading.gguf_files import GGUFFile, is_gguf
 
 __all__ = ["GGUF_PRE_TOKENIZERS", "Tokenizer", "load_tokenizer"]
 
@@ -82,9 +90,10 @@ class Tokenizer:
     def from_file(cls, path: str | Path) -> Tokenizer:
         """Read a ``tokenizer.json`` alone (no special-token names, no chat template)."""
         tokenizers = require("tokenizers")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"tokenizer file {path} does not exist")
-        return cls(tokenizers.Tokenizer.from_file(str(path)), source=str(path))
+        kind, path = checkpoint_kind(path, "tokenizer file")
+        if kind == "folder":
+            raise IsADirectoryError(f"{shown(path)} is a folder, not a tokenizer.json file")
+        return cls(_read_tokenizer(tokenizers, path), source=str(path))
 
     @property
     def vocab_size(self) -> int:
@@ -95,8 +104,20 @@ class Tokenizer:
         """The id of ``token`` (None for None or an unknown token)."""
         if token is None:
             return None
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str or None, got {brief(token)}")
         found = self._inner.token_to_id(token)
         return None if found is None else int(found)
+
+    def id_to_token(self, id: int) -> str | None:
+        """The token of ``id``, or None for an int the tokenizer has no token for (negative, too
+        large, or a gap in its vocabulary)."""
+        if not is_int(id):
+            raise TypeError(f"id must be an int token id, got {brief(id)}")
+        if not 0 <= id <= _MAX_ID:
+            return None
+        found = self._inner.id_to_token(int(id))
+        return None if found is None else str(found)
 
     @property
     def bos_token(self) -> str | None:
@@ -128,15 +149,29 @@ class Tokenizer:
         return list(self._inner.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        """Token ids -> text; special tokens kept unless ``skip_special_tokens``."""
+        """Token ids -> text; special tokens kept unless ``skip_special_tokens``.
+
+        Raises:
+            TypeError: ``ids`` is not a sequence of ints (floats and bools are refused, not
+                truncated).
+            ValueError: an id the tokenizer has no token for (negative, too large, or a gap in
+                its vocabulary), named; the ``tokenizers`` package would leave it out of the
+                text without a word.
+        """
         if not isinstance(skip_special_tokens, bool):
             raise TypeError(f"skip_special_tokens must be a bool, got {brief(skip_special_tokens)}")
-        try:
-            values = [int(i) for i in ids]
-        except (TypeError, ValueError):
-            raise TypeError(f"ids must be a sequence of ints, got {brief(ids)}") from None
-        if any(not 0 <= i < self.vocab_size for i in values):
-            raise ValueError(f"ids must be in [0, {self.vocab_size}), got {brief(values)}")
+        if not is_sequence(ids):
+            raise TypeError(f"ids must be a sequence of ints, got {brief(ids)}")
+        values = []
+        for j, i in enumerate(ids):
+            if not is_int(i):
+                raise TypeError(f"ids[{j}] must be an int token id, got {brief(i)}")
+            if self.id_to_token(int(i)) is None:
+                raise ValueError(
+                    f"ids[{j}] = {brief(i)} is not a token id of this tokenizer (it has "
+                    f"{self.vocab_size} tokens)"
+                )
+            values.append(int(i))
         return str(self._inner.decode(values, skip_special_tokens=skip_special_tokens))
 
     def render_chat_template(
@@ -172,6 +207,9 @@ class Tokenizer:
             )
         except jinja2.TemplateError as error:
             raise ValueError(f"the chat template refused the messages: {error}") from None
+        except (Exception, RecursionError, MemoryError) as error:  # noqa: BLE001
+            # The template is code from the checkpoint: whatever it raises is its failure.
+            raise ValueError(f"the chat template failed: {_first(error)}") from None
 
     def apply_chat_template(
         self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
@@ -227,6 +265,8 @@ def _compile(jinja2: Any, source: str) -> Any:
             _COMPILED[source] = env.from_string(source)
         except jinja2.TemplateError as error:
             raise ValueError(f"the chat template does not compile: {error}") from None
+        except (Exception, RecursionError, MemoryError) as error:  # noqa: BLE001
+            raise ValueError(f"the chat template does not compile: {_first(error)}") from None
     return _COMPILED[source]
 
 
@@ -237,45 +277,65 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     ``tokenizer.json`` file.
 
     Raises:
+        TypeError: ``path`` is not a str or Path.
         FileNotFoundError: no such folder or file, or a folder without ``tokenizer.json``.
-        ValueError: a GGUF whose tokenizer model or pre-tokenizer type is not implemented.
+        ValueError: a GGUF whose tokenizer model or pre-tokenizer type is not implemented; a
+            malformed file (a ``tokenizer.json`` the ``tokenizers`` package cannot read, ...),
+            a file that is not a regular file, resolves outside the folder or is over its size
+            cap, each named.
         ImportError: ``tokenizers`` is not installed (``pip install 'numpy-decoding[hf]'``).
     """
-    if not isinstance(path, str | Path):
-        raise TypeError(f"path must be a str or Path, got {brief(path)}")
-    path = Path(path)
-    if path.is_dir():
-        return _folder_tokenizer(path)
-    if path.is_file() and _is_gguf(path):
+    kind, path = checkpoint_kind(path, "tokenizer file")
+    if kind == "folder":
+        return _folder_tokenizer(Folder(path))
+    if is_gguf(path):
         return gguf_tokenizer(GGUFFile(path))
-    if path.is_file():
-        return Tokenizer.from_file(path)
-    raise FileNotFoundError(f"tokenizer file {path} does not exist")
+    return Tokenizer.from_file(path)
 
 
-def _is_gguf(path: Path) -> bool:
-    if path.suffix.lower() == ".gguf":
-        return True
-    with open(path, "rb") as file:
-        return file.read(4) == b"GGUF"
+_MAX_ID = 2**32 - 1  # the tokenizers package's ids are u32
 
 
-def _folder_tokenizer(folder: Path) -> Tokenizer:
+def _read_tokenizer(tokenizers: Any, path: Path) -> Any:
+    """The ``tokenizers.Tokenizer`` in ``path`` (at most `MAX_TOKENIZER_BYTES`); a ValueError
+    naming the file when the package cannot read it (it raises a bare ``Exception``)."""
+    text = read_text(path, MAX_TOKENIZER_BYTES, "MAX_TOKENIZER_BYTES")
+    return _built(
+        lambda: tokenizers.Tokenizer.from_str(text),
+        f"{shown(path)} is not a tokenizer file the tokenizers package can read",
+    )
+
+
+def _first(error: BaseException) -> str:
+    """``Type: message``, the message's first line cut at 200 characters."""
+    line = (str(error).splitlines() or [""])[0][:200]
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+def _built(make: Any, what: str) -> Any:
+    """``make()``, whose errors (the tokenizers package raises bare ``Exception``, and a Rust
+    panic, a ``BaseException``) become a ValueError starting with ``what``."""
+    try:
+        return make()
+    except (KeyboardInterrupt, SystemExit, MemoryError, GeneratorExit):
+        raise
+    except BaseException as error:  # noqa: BLE001 - the tokenizers package's own errors
+        line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{what}: {line[:200]}") from None
+
+
+def _folder_tokenizer(folder: Folder) -> Tokenizer:
     tokenizers = require("tokenizers")
-    file = folder / "tokenizer.json"
-    if not file.is_file():
-        raise FileNotFoundError(f"tokenizer file {file} does not exist")
-    inner = tokenizers.Tokenizer.from_file(str(file))
-    config = (
-        read_json(folder / "tokenizer_config.json")
-        if (folder / "tokenizer_config.json").is_file()
-        else {}
-    )
-    mapped = (
-        read_json(folder / "special_tokens_map.json")
-        if (folder / "special_tokens_map.json").is_file()
-        else {}
-    )
+    file = folder.file("tokenizer.json")
+    if file is None:
+        raise FileNotFoundError(
+            f"tokenizer file {shown(folder.path / 'tokenizer.json')} does not exist"
+        )
+    inner = _read_tokenizer(tokenizers, file)
+    found = folder.file("tokenizer_config.json")
+    config = {} if found is None else read_json(found)
+    found = folder.file("special_tokens_map.json")
+    mapped = {} if found is None else read_json(found)
     special = {}
     for name in SPECIAL_NAMES:
         text = _token_text(config.get(name)) or _token_text(mapped.get(name))
@@ -285,19 +345,25 @@ def _folder_tokenizer(folder: Path) -> Tokenizer:
     if inner.post_processor is None and (add_bos or add_eos):
         # No post-processor in tokenizer.json: the config's flags say what to add.
         _set_post_processor(tokenizers, inner, special, add_bos, add_eos)
-    return Tokenizer(inner, special, _folder_template(folder, config), str(folder))
+    return Tokenizer(inner, special, _folder_template(folder, config), str(folder.path))
 
 
-def _folder_template(folder: Path, config: dict[str, Any]) -> str | None:
+def _folder_template(folder: Folder, config: dict[str, Any]) -> str | None:
     """The default chat template: ``chat_template.jinja``, then ``chat_template.json``, then
     ``tokenizer_config.json`` (a string, or a list of named templates)."""
-    if (folder / "chat_template.jinja").is_file():
-        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    jinja = folder.file("chat_template.jinja")
+    if jinja is not None:
+        return read_text(jinja)
     template = config.get("chat_template")
-    if (folder / "chat_template.json").is_file():
-        template = read_json(folder / "chat_template.json").get("chat_template", template)
+    found = folder.file("chat_template.json")
+    if found is not None:
+        template = read_json(found).get("chat_template", template)
     if isinstance(template, list):
-        named = {t.get("name"): t.get("template") for t in template if isinstance(t, Mapping)}
+        named = {
+            t.get("name"): t.get("template")
+            for t in template
+            if isinstance(t, Mapping) and isinstance(t.get("name"), str)
+        }
         template = named.get("default")
     return template if isinstance(template, str) else None
 
@@ -316,8 +382,11 @@ def _set_post_processor(
     second, end = f" {bos_token}:1" if bos else "", f" {eos_token}:1" if eos else ""
     pair = f"{single}{second} $B:1{end}"
     pairs = [(t, inner.token_to_id(t)) for t, on in ((bos_token, bos), (eos_token, eos)) if on]
-    inner.post_processor = tokenizers.processors.TemplateProcessing(
-        single=single, pair=pair, special_tokens=pairs
+    inner.post_processor = _built(
+        lambda: tokenizers.processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=pairs
+        ),
+        f"the special tokens {brief(bos_token)} and {brief(eos_token)} do not make a template",
     )
 
 
@@ -326,7 +395,7 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
     merges, pre-tokenizer type (`GGUF_PRE_TOKENIZERS`), control tokens (special) and
     user-defined ones (added), BOS/EOS as its ``add_bos_token`` / ``add_eos_token`` say."""
     tokenizers = require("tokenizers")
-    path = gguf.path
+    path = shown(gguf.path)
     model = gguf.get("tokenizer.ggml.model")
     if model != "gpt2":
         raise ValueError(
@@ -344,7 +413,18 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
     merges = gguf.get("tokenizer.ggml.merges")
     if not isinstance(tokens, list) or not isinstance(merges, list):
         raise ValueError(f"{path}: tokenizer.ggml.tokens or tokenizer.ggml.merges is missing")
-    types = gguf.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    if not all(isinstance(t, str) for t in tokens):
+        raise ValueError(f"{path}: tokenizer.ggml.tokens must be a list of strings")
+    if not all(isinstance(m, str) and " " in m for m in merges):
+        raise ValueError(f"{path}: tokenizer.ggml.merges must be a list of strings 'left right'")
+    types = gguf.get("tokenizer.ggml.token_type")
+    if types is None:
+        types = [1] * len(tokens)
+    if not isinstance(types, list) or len(types) != len(tokens):
+        raise ValueError(
+            f"{path}: tokenizer.ggml.token_type must list one type per token "
+            f"({len(tokens)}), got {brief(types)}"
+        )
     alphabet = set(_bytes_to_unicode().values())
     spelled = _bytes_to_unicode()
     vocab = {
@@ -352,8 +432,11 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
         for i, t in enumerate(tokens)
     }
     pairs = [tuple(m.split(" ", 1)) for m in merges]
-    bpe = tokenizers.models.BPE(
-        vocab, pairs, dropout=None, fuse_unk=False, ignore_merges=ignore_merges
+    bpe = _built(
+        lambda: tokenizers.models.BPE(
+            vocab, pairs, dropout=None, fuse_unk=False, ignore_merges=ignore_merges
+        ),
+        f"{path}: its tokens and merges do not make a BPE tokenizer",
     )
     inner = tokenizers.Tokenizer(bpe)
     steps = [
@@ -388,7 +471,9 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
         bool(gguf.get("tokenizer.ggml.add_eos_token", False)),
     )
     template = gguf.get("tokenizer.chat_template")
-    return Tokenizer(inner, special, template if isinstance(template, str) else None, str(path))
+    return Tokenizer(
+        inner, special, template if isinstance(template, str) else None, str(gguf.path)
+    )
 
 
 def _bytes_to_unicode() -> dict[int, str]:

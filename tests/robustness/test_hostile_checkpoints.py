@@ -1,0 +1,335 @@
+"""Hostile checkpoints (`hostile_files`) through the loaders: every one is refused at once with
+a `ValueError` or `OSError` (the case's type) whose one-line message names the file and the
+problem, under 400 characters; nothing hangs (a FIFO is never opened), nothing is read
+outside the checkpoint folder, nothing is read past its documented cap, and the traced memory
+of any refusal stays small. The good folder and GGUF they are made from load.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import decoding
+from decoding.lm.loading import Tokenizer
+
+from .hostile_files import (
+    WORDS,
+    float_entries,
+    gguf_bytes,
+    good_folder,
+    llama_tensors,
+    rewrite_json,
+    safetensors_bytes,
+)
+
+pytest.importorskip("tokenizers")
+pytest.importorskip("jinja2")
+
+LOADERS = {
+    "model": decoding.load_model,
+    "tokenizer": decoding.load_tokenizer,
+    "generation": decoding.load_generation_config,
+}
+SECONDS = 20  # a case that takes longer has hung (each takes milliseconds)
+MEMORY = 64 << 20  # traced bytes a refusal may allocate
+
+
+@pytest.fixture
+def deadline():
+    """Fail, rather than hang, a call that blocks (on a FIFO) for SECONDS."""
+
+    def hung(signum, frame):
+        raise TimeoutError(f"hung for {SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_good_folder_and_gguf_load(tmp_path):
+    """The control: the files every case breaks load and decode."""
+    folder = good_folder(tmp_path / "good")
+    model = decoding.load_model(folder)
+    tokenizer = decoding.load_tokenizer(folder)
+    assert decoding.load_generation_config(folder).eos_token_ids == (1,)
+    prompt = tokenizer.encode("the cat sat")
+    assert prompt == [WORDS.index(w) for w in ("the", "cat", "sat")]
+    beams = decoding.BeamSearchDecoder(2, 3, eos_token_id=1).decode(model, [prompt])[0]
+    assert all(isinstance(tokenizer.decode(b.tokens), str) for b in beams)
+    (tmp_path / "good.gguf").write_bytes(gguf_bytes())
+    gguf = decoding.load_model(tmp_path / "good.gguf")
+    assert gguf.vocab_size == len(WORDS)
+    # The same tensors, written by hand in both formats.
+    np.testing.assert_array_equal(gguf.weights.embed_VD, model.weights.embed_VD)
+    assert decoding.load_tokenizer(tmp_path / "good.gguf").encode("ab") == [11]
+    assert decoding.load_generation_config(tmp_path / "good.gguf").eos_token_ids == (1,)
+
+
+def test_there_are_at_least_190_cases(hostile_cases):
+    table = hostile_cases
+    calls = sum(len(case[1]) for case in table.values())
+    assert len(table) >= 190 and calls >= 250, (len(table), calls)
+
+
+def test_every_hostile_case_is_a_named_error_without_hang_or_big_allocation(
+    hostile_cases, deadline
+):
+    """All cases in one test (their folders are built once): each call raises the case's error
+    type, a ValueError or OSError, with a one-line message under 400 characters holding the
+    case's words; traced memory stays under 64 MiB per call."""
+    table = hostile_cases
+    failures = []
+    worst = 0
+    for name, (path, loaders, error, words) in table.items():
+        for loader in loaders:
+            tracemalloc.start()
+            try:
+                LOADERS[loader](path)
+            except (ValueError, OSError) as raised:
+                message = str(raised)
+                problems = [
+                    f"type {type(raised).__name__}" * (not isinstance(raised, error)),
+                    "several lines" * ("\n" in message),
+                    f"{len(message)} characters" * (len(message) >= 400),
+                    *(f"no {w!r}" for w in words if w.lower() not in message.lower()),
+                ]
+                if any(problems):
+                    failures.append(f"{name} [{loader}]: {[p for p in problems if p]}: {message}")
+            except Exception as raised:  # noqa: BLE001 - the point is to list them all
+                failures.append(f"{name} [{loader}]: {type(raised).__name__}: {raised}"[:300])
+            else:
+                failures.append(f"{name} [{loader}]: accepted")
+            finally:
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+            worst = max(worst, peak)
+            if peak > MEMORY:
+                failures.append(f"{name} [{loader}]: traced {peak} bytes")
+    assert not failures, "\n".join(failures)
+    assert worst < MEMORY
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("../x.safetensors", "is not a file inside the checkpoint folder"),
+        ("/abs/x.safetensors", "is not a file inside the checkpoint folder"),
+        ("../../../etc/passwd", "is not a file inside the checkpoint folder"),
+        ("a/../../x.safetensors", "is not a file inside the checkpoint folder"),
+    ],
+)
+def test_an_index_entry_outside_the_folder_is_refused_naming_the_entry(tmp_path, entry, expected):
+    folder = good_folder(tmp_path / "m")
+    (folder / "model.safetensors").rename(tmp_path / "x.safetensors")
+    index = folder / "model.safetensors.index.json"
+    index.write_text(f'{{"weight_map": {{"model.norm.weight": "{entry}"}}}}')
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == f"{index}: shard {entry!r} {expected}"
+
+
+def test_links_inside_the_folder_and_to_a_hub_cache_blob_are_followed(tmp_path):
+    """A link to a file inside the folder is fine, and so is HF's hub cache layout:
+    ``snapshots/<revision>/*`` are links to ``../../blobs/<hash>``."""
+    folder = good_folder(tmp_path / "m")
+    (folder / "weights.bin").write_bytes((folder / "model.safetensors").read_bytes())
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to("weights.bin")
+    assert decoding.load_model(folder).vocab_size == len(WORDS)
+    repo = tmp_path / "models--x--y"
+    snapshot = repo / "snapshots" / "0123abc"
+    good_folder(repo / "blobs-source")
+    (repo / "blobs").mkdir()
+    snapshot.mkdir(parents=True)
+    for i, file in enumerate(sorted((repo / "blobs-source").iterdir())):
+        file.rename(repo / "blobs" / f"hash{i}")
+        (snapshot / file.name).symlink_to(f"../../blobs/hash{i}")
+    assert decoding.load_model(snapshot).vocab_size == len(WORDS)
+    assert decoding.load_tokenizer(snapshot).encode("the cat") == [2, 3]
+    assert decoding.load_generation_config(snapshot).eos_token_ids == (1,)
+    (repo / "elsewhere.json").write_text("{}")
+    (snapshot / "config.json").unlink()
+    (snapshot / "config.json").symlink_to("../../elsewhere.json")
+    with pytest.raises(ValueError, match="outside the checkpoint folder"):
+        decoding.load_model(snapshot)
+
+
+def test_a_fifo_is_never_opened(tmp_path, monkeypatch, deadline):
+    """The check comes before the open: with ``os.open`` refusing FIFOs outright, a FIFO
+    config is still a named error, not whatever opening it would do."""
+    folder = good_folder(tmp_path / "m")
+    (folder / "config.json").unlink()
+    os.mkfifo(folder / "config.json")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(
+        os, "open", lambda path, *a, **k: opened.append(path) or real_open(path, *a, **k)
+    )
+    with pytest.raises(ValueError, match="config.json is a FIFO, not a regular file"):
+        decoding.load_model(folder)
+    assert not any(str(p).endswith("config.json") for p in opened)
+
+
+def test_permission_denied_says_so(tmp_path, monkeypatch):
+    """An unreadable file or folder says "permission denied", not that the file is missing.
+    (Simulated: chmod 000 does not stop root.)"""
+    folder = good_folder(tmp_path / "m")
+    real_open, real_stat = os.open, os.stat
+
+    def denied_open(path, *args, **kwargs):
+        if str(path).endswith("config.json"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied_open)
+    with pytest.raises(PermissionError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == f"{folder / 'config.json'}: permission denied"
+    monkeypatch.setattr(os, "open", real_open)
+
+    def denied_stat(path, *args, **kwargs):
+        if str(path).startswith(str(folder)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", denied_stat)
+    for load in LOADERS.values():
+        with pytest.raises(PermissionError) as info:
+            load(folder)
+        assert str(info.value) == f"{folder}: permission denied"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="chmod does not stop root")
+def test_an_unreadable_file_says_permission_denied(tmp_path):
+    folder = good_folder(tmp_path / "m")
+    (folder / "config.json").chmod(0)
+    with pytest.raises(PermissionError, match="config.json: permission denied"):
+        decoding.load_model(folder)
+
+
+@pytest.mark.parametrize("load", LOADERS.values(), ids=LOADERS.keys())
+@pytest.mark.parametrize("path", [None, 3, b"folder", ["a"]], ids=repr)
+def test_a_path_that_is_not_a_str_or_path_is_a_type_error_naming_path(load, path):
+    with pytest.raises(TypeError) as info:
+        load(path)
+    assert str(info.value).startswith("path must be a str or Path, got ")
+
+
+@pytest.mark.parametrize("load", LOADERS.values(), ids=LOADERS.keys())
+def test_a_2000_character_path_is_cut_in_the_message(load, tmp_path):
+    path = tmp_path / "/".join(["d" * 199] * 10)
+    with pytest.raises(FileNotFoundError) as info:
+        load(path)
+    message = str(info.value)
+    assert len(message) < 400 and "does not exist" in message and "characters)" in message
+
+
+# -- Tokenizer.decode ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return decoding.load_tokenizer(good_folder(tmp_path_factory.mktemp("tok") / "m"))
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ([1.7], "ids[0] must be an int token id, got 1.7"),
+        ([2, True], "ids[1] must be an int token id, got True"),
+        ([np.float64(2.0)], "ids[0] must be an int token id, got np.float64(2.0)"),
+        ([np.bool_(True)], "ids[0] must be an int token id, got np.True_"),
+        (np.array([1.0, 2.0]), "ids[0] must be an int token id, got np.float64(1.0)"),
+        ("the", "ids must be a sequence of ints, got 'the'"),
+        (None, "ids must be a sequence of ints, got None"),
+        (3, "ids must be a sequence of ints, got 3"),
+    ],
+)
+def test_decode_refuses_what_is_not_an_int_id_naming_ids(tokenizer, ids, message):
+    with pytest.raises(TypeError) as info:
+        tokenizer.decode(ids)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("bad", [-1, 12, 10**6, 2**32, 2**64, -(2**70)])
+def test_decode_refuses_ids_the_tokenizer_has_no_token_for_naming_the_id(tokenizer, bad):
+    with pytest.raises(ValueError) as info:
+        tokenizer.decode([2, bad])
+    assert str(info.value) == (
+        f"ids[1] = {bad} is not a token id of this tokenizer (it has {len(WORDS)} tokens)"
+    )
+    assert tokenizer.id_to_token(bad) is None
+
+
+def test_decode_refuses_a_gap_in_the_vocabulary_and_keeps_ids_past_the_count(tmp_path):
+    """A vocabulary ``{a: 0, b: 5}`` has two tokens: 5 decodes, 3 is refused (the tokenizers
+    package would drop it from the text)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    inner = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "b": 5}, unk_token="a"))
+    inner.save(str(tmp_path / "tokenizer.json"))
+    tok = Tokenizer.from_file(tmp_path / "tokenizer.json")
+    assert tok.decode([5, 0]) == "b a"
+    assert inner.decode([5, 3, 0]) == "b a"  # what the package alone does
+    with pytest.raises(ValueError, match=r"ids\[1\] = 3 is not a token id"):
+        tok.decode([5, 3, 0])
+
+
+def test_the_cli_shows_ids_the_tokenizer_does_not_know(tmp_path, capsys):
+    """A model's vocabulary can be larger than its tokenizer's: an id without a token shows as
+    ``[unknown id N]`` in the printed text, not nothing (and not a traceback)."""
+    from decoding.__main__ import main
+
+    folder = good_folder(tmp_path / "m")
+    tensors = llama_tensors()
+    extra = np.full((1, tensors["model.embed_tokens.weight"].shape[1]), 0.1, np.float32)
+    tensors["model.embed_tokens.weight"] = np.vstack([tensors["model.embed_tokens.weight"], extra])
+    (folder / "model.safetensors").write_bytes(safetensors_bytes(float_entries(tensors)))
+    rewrite_json(folder / "config.json", vocab_size=len(WORDS) + 1)
+    argv = ["--model", str(folder), "--prompt", f"2 {len(WORDS)} 3", "--max-new-tokens", "1"]
+    assert main([*argv, "--json", "--decoder", "greedy"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["results"][0]["prompt_text"] == f"the[unknown id {len(WORDS)}]cat"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+         "the chat template failed: RecursionError: maximum recursion depth exceeded"),
+        ("{{ 1 / 0 }}", "the chat template failed: ZeroDivisionError: division by zero"),
+        ("{{ strftime_now(3) }}", "the chat template failed: TypeError: strftime() argument 1"),
+        ("{{ 'a' * 10 ** 15 }}", "the chat template failed: MemoryError"),
+        ("{{" * 3000 + "1" + "}}" * 3000,
+         "the chat template does not compile: RecursionError: maximum recursion depth"),
+        ("{% if %}", "the chat template does not compile: Expected an expression"),
+        ("{{ raise_exception('no system role') }}",
+         "the chat template refused the messages: no system role"),
+    ],
+)  # fmt: skip
+def test_a_chat_template_that_fails_is_a_named_error_and_one_cli_line(
+    tmp_path, capsys, template, message
+):
+    """The template is code from the checkpoint: whatever it raises (recursion, a division by
+    zero, a type error, memory) is a ValueError saying the template failed, and one CLI line."""
+    from decoding.__main__ import main
+
+    folder = good_folder(tmp_path / "m")
+    (folder / "chat_template.jinja").write_text(template)
+    tokenizer = decoding.load_tokenizer(folder)
+    with pytest.raises(ValueError) as info:
+        tokenizer.apply_chat_template([{"role": "user", "content": "the cat"}])
+    assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(folder), "--chat", "the cat"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

@@ -1,0 +1,146 @@
+"""What `load_model` allocates, per architecture and file type, against the bytes of the
+float32 model it returns (traced with tracemalloc; memory-mapped file pages are not
+allocations, and are handed back as conversions read them).
+
+A tensor already float32 in the layout the model reads stays in the mapped file; any other is
+built once in its final dtype and layout, one 1 MiB chunk at a time. So the peak is what the
+model keeps outside the file plus one chunk's temporaries: at most 1.1x the model's bytes, and
+the temporaries at most 4 MiB whatever the model's size (docs/guarantees.md, "Memory").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tracemalloc
+
+import attrs
+import numpy as np
+import pytest
+
+import decoding
+
+from .hostile_files import float_entries, safetensors_bytes
+
+gguf_files = pytest.importorskip("gguf_files")  # tests/gguf_files.py (needs the gguf package)
+Q = gguf_files.Q
+
+V, D, H, G, F, L = 8000, 256, 4, 2, 768, 4  # a 29 MB float32 Llama (21 MB tied)
+
+
+def llama(tied):
+    rng = np.random.default_rng(0)
+    shapes = {"model.embed_tokens.weight": (V, D), "model.norm.weight": (D,)}
+    if not tied:
+        shapes["lm_head.weight"] = (V, D)
+    for i in range(L):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "input_layernorm.weight": (D,), p + "post_attention_layernorm.weight": (D,),
+            p + "self_attn.q_proj.weight": (D, D), p + "self_attn.k_proj.weight": (D // 2, D),
+            p + "self_attn.v_proj.weight": (D // 2, D), p + "self_attn.o_proj.weight": (D, D),
+            p + "mlp.gate_proj.weight": (F, D), p + "mlp.up_proj.weight": (F, D),
+            p + "mlp.down_proj.weight": (D, F),
+        }  # fmt: skip
+    tensors = {k: (rng.normal(size=s) * 0.05).astype(np.float32) for k, s in shapes.items()}
+    config = {
+        "model_type": "llama", "vocab_size": V, "hidden_size": D, "intermediate_size": F,
+        "num_hidden_layers": L, "num_attention_heads": H, "num_key_value_heads": G,
+        "max_position_embeddings": 64, "tie_word_embeddings": tied,
+    }  # fmt: skip
+    return config, tensors
+
+
+def gpt2():
+    rng = np.random.default_rng(1)
+    shapes = {"wte.weight": (V, D), "wpe.weight": (256, D), "ln_f.weight": (D,),
+              "ln_f.bias": (D,)}  # fmt: skip
+    for i in range(L):
+        shapes |= {
+            f"h.{i}.{k}": s
+            for k, s in {
+                "ln_1.weight": (D,), "ln_1.bias": (D,), "attn.c_attn.weight": (D, 3 * D),
+                "attn.c_attn.bias": (3 * D,), "attn.c_proj.weight": (D, D),
+                "attn.c_proj.bias": (D,), "ln_2.weight": (D,), "ln_2.bias": (D,),
+                "mlp.c_fc.weight": (D, 4 * D), "mlp.c_fc.bias": (4 * D,),
+                "mlp.c_proj.weight": (4 * D, D), "mlp.c_proj.bias": (D,),
+            }.items()
+        }  # fmt: skip
+    tensors = {k: (rng.normal(size=s) * 0.05).astype(np.float32) for k, s in shapes.items()}
+    config = {"model_type": "gpt2", "vocab_size": V, "n_embd": D, "n_head": H, "n_layer": L,
+              "n_positions": 256}  # fmt: skip
+    return config, tensors
+
+
+def bf16_entries(tensors):
+    bits = {k: (v.view(np.uint32) >> 16).astype(np.uint16) for k, v in tensors.items()}
+    return {k: ("BF16", v.shape, v.tobytes()) for k, v in bits.items()}
+
+
+def folder(path, config, entries):
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "model.safetensors").write_bytes(safetensors_bytes(entries))
+    return path
+
+
+def _with(config_and_tensors, entries):
+    config, tensors = config_and_tensors
+    return config, entries(tensors)
+
+
+def _gguf(path, qtype):
+    config, tensors = llama(False)
+    config |= {"rms_norm_eps": 1e-6, "rope_theta": 10000.0}
+    gguf_files.write(path.with_suffix(".gguf"), "llama", config, tensors, qtype)
+    return path.with_suffix(".gguf")
+
+
+CASES = {
+    "gpt2 folder float32": lambda p: folder(p, *_with(gpt2(), float_entries)),
+    "llama folder float32": lambda p: folder(p, *_with(llama(False), float_entries)),
+    "llama folder float32 tied": lambda p: folder(p, *_with(llama(True), float_entries)),
+    "llama folder bfloat16": lambda p: folder(p, *_with(llama(False), bf16_entries)),
+    "llama folder bfloat16 tied": lambda p: folder(p, *_with(llama(True), bf16_entries)),
+    **{
+        f"gguf {q.name}": functools.partial(_gguf, qtype=q)
+        for q in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_K)
+    },
+}
+
+
+@pytest.mark.no_blas_noise
+@pytest.mark.parametrize("case", CASES)
+def test_a_load_allocates_at_most_1_1x_the_model_and_4_mib_of_temporaries(case, tmp_path):
+    path = CASES[case](tmp_path / "m")
+    tracemalloc.start()
+    model = decoding.load_model(path)
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    size = sum(a.nbytes for a in _arrays(model.weights))  # the float32 model's bytes
+    assert model.dtype == np.float32
+    assert peak <= 1.1 * size, (peak / size, size)
+    assert peak - kept <= 4 << 20, (peak - kept) / 2**20
+
+
+def _arrays(record):
+    """Every distinct array base in a weights record (a tied head shares the embedding)."""
+    seen, out = set(), []
+
+    def visit(value):
+        if isinstance(value, np.ndarray):
+            base = value
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            if id(base) not in seen:
+                seen.add(id(base))
+                out.append(base)
+        elif attrs.has(type(value)):
+            for field in attrs.fields(type(value)):
+                visit(getattr(value, field.name))
+        elif isinstance(value, tuple):
+            for item in value:
+                visit(item)
+
+    visit(record)
+    return out
