@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import decoding
-from decoding.__main__ import DEFAULT_EOS, DEFAULT_PROMPTS, main
+from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@ defaults it fills in, that every flag reaches the decoder, the exact one-line er
 the table header and layout, the EOS it takes from a checkpoint's ``config.json``, the program
 name, the ``--help`` sections, the DOT file names, and what a failed write leaves behind.
 
-Each case calls ``decoding.__main__.main(argv)`` in-process and checks exact output."""
+Each case calls ``decoding.cli.main(argv)`` in-process and checks exact output."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.__main__ import DEFAULT_EOS, EPILOG, _table, dot_paths, main
+from decoding.cli import DEFAULT_EOS, EPILOG, _table, dot_paths, main
 
 PREFIX = "python -m decoding: error: "
 MODEL = repr(decoding.NumpyTransformerLM(seed=0))
@@ -587,7 +587,7 @@ def test_a_loading_error_without_a_message_is_named_by_its_type(error, capsys, m
     def load_model(folder):
         raise error
 
-    monkeypatch.setattr("decoding.__main__.load_model", load_model)
+    monkeypatch.setattr("decoding.cli.load_model", load_model)
     message = error_line(capsys, "--model", "ckpt", "--text", "the cat")
     name = type(error).__name__
     assert message == (name if name == "ImportError" else f"--model 'ckpt': {name}")

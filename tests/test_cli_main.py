@@ -12,7 +12,7 @@ import pytest
 from test_loading import word_checkpoint
 
 import decoding
-from decoding.__main__ import build_parser, main
+from decoding.cli import build_parser, main
 
 
 def error_line(capsys, argv) -> str:

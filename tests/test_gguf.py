@@ -358,7 +358,7 @@ def test_a_quantised_file_without_the_gguf_package_names_the_install(tmp_path, m
 def test_the_command_line_runs_a_gguf_with_its_tokenizer_and_eos(tmp_path, capsys):
     """``python -m decoding --model FILE.gguf --text ...``: the file's model, its byte-level
     tokenizer and its EOS id (``tokenizer.ggml.eos_token_id``)."""
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     tokens = [*"abcdefghijklmnopqrstuvwxyz", "Ġ", ".", "ab", "Ġa", *"ABCDEFGHIJKLMNO", "<eos>"]
     cfg = config(d=64, ff=96, vocab=len(tokens))

@@ -336,7 +336,7 @@ def word_checkpoint(folder):
 
 
 def test_cli_decodes_text_prompts_with_a_checkpoint(tmp_path, capsys):
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     words = word_checkpoint(tmp_path / "ckpt")
     argv = ["--model", str(tmp_path / "ckpt"), "--text", "the cat sat", "--text", "a dog"]
@@ -368,7 +368,7 @@ def test_cli_decodes_text_prompts_with_a_checkpoint(tmp_path, capsys):
     ],
 )
 def test_cli_checkpoint_errors_are_one_line(tmp_path, capsys, setup, argv, words):
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     if setup is not None:
         word_checkpoint(tmp_path / "ckpt")
@@ -384,7 +384,7 @@ def test_cli_checkpoint_errors_are_one_line(tmp_path, capsys, setup, argv, words
 
 
 def test_cli_names_the_install_when_the_optional_package_is_missing(tmp_path, capsys, monkeypatch):
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     word_checkpoint(tmp_path / "ckpt")
     monkeypatch.setitem(sys.modules, "tokenizers", None)
@@ -398,7 +398,7 @@ def test_cli_names_the_install_when_the_optional_package_is_missing(tmp_path, ca
 def test_cli_prompts_chat_messages_through_the_template_with_generation_eos(tmp_path, capsys):
     """--chat renders each message (after --system) with the checkpoint's chat template; the
     EOS ids come from generation_config.json, before config.json's."""
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     words = word_checkpoint(tmp_path / "ckpt")
     template = (
@@ -433,7 +433,7 @@ def test_cli_prompts_chat_messages_through_the_template_with_generation_eos(tmp_
     ],
 )
 def test_cli_chat_errors_are_one_line(tmp_path, capsys, argv, words):
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     word_checkpoint(tmp_path / "ckpt")
     with pytest.raises(SystemExit) as info:

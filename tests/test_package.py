@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import decoding
-from decoding.__main__ import main
+from decoding.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -24,6 +24,6 @@ def test_version_is_the_installed_distributions():
 
 
 def test_the_console_script_is_named_after_the_distribution_and_runs_the_cli():
-    assert PROJECT["scripts"] == {"numpy-decoding": "decoding.__main__:main"}
+    assert PROJECT["scripts"] == {"numpy-decoding": "decoding.cli:main"}
     (script,) = metadata.entry_points(group="console_scripts", name="numpy-decoding")
     assert script.load() is main

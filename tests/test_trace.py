@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.__main__ import dot_paths, main
+from decoding.cli import dot_paths, main
 from decoding.lm.scripted import normalised
 
 V, EOS = 100, 0

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import decoding
-from decoding.__main__ import main
+from decoding.cli import main
 
 BAD_VALUES = st.one_of(
     st.none(),

@@ -1,6 +1,6 @@
 """The CLI never tracebacks.
 
-A table of malformed invocations of ``decoding.__main__.main(argv)``: each exits with status 2,
+A table of malformed invocations of ``decoding.cli.main(argv)``: each exits with status 2,
 prints nothing on stdout and exactly one stderr line, ``python -m decoding: error: ...``, under
 400 characters, that mentions what is wrong (the flag, or the value, or the argument). Values
 thousands of characters long are cut, not echoed.
@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from decoding.__main__ import main
+from decoding.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DIGITS = "9" * 5000

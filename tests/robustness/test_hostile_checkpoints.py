@@ -286,7 +286,7 @@ def test_decode_refuses_a_gap_in_the_vocabulary_and_keeps_ids_past_the_count(tmp
 def test_the_cli_shows_ids_the_tokenizer_does_not_know(tmp_path, capsys):
     """A model's vocabulary can be larger than its tokenizer's: an id without a token shows as
     ``[unknown id N]`` in the printed text, not nothing (and not a traceback)."""
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     folder = good_folder(tmp_path / "m")
     tensors = llama_tensors()
@@ -320,7 +320,7 @@ def test_a_chat_template_that_fails_is_a_named_error_and_one_cli_line(
 ):
     """The template is code from the checkpoint: whatever it raises (recursion, a division by
     zero, a type error, memory) is a ValueError saying the template failed, and one CLI line."""
-    from decoding.__main__ import main
+    from decoding.cli import main
 
     folder = good_folder(tmp_path / "m")
     (folder / "chat_template.jinja").write_text(template)

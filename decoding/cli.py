@@ -1,0 +1,704 @@
+"""The command line, ``python -m decoding`` (and the ``numpy-decoding`` script): decode a few
+prompts with the default model, or a checkpoint, and print the hypotheses.
+
+Prints, per prompt, the held beams best first as a table (rank, score, logprob, finished,
+tokens), or with ``--json`` one JSON document. ``--trace`` adds each prompt's search tree under
+its table; ``--trace-dot PATH`` writes the trees as Graphviz DOT files. Bad flags exit with
+status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from decoding._validate import (
+    finite_real,
+    non_negative_int,
+    positive_int,
+    positive_real,
+    probability,
+)
+from decoding.decoders.base import Decoder
+from decoding.decoders.beam.search import BeamSearchDecoder
+from decoding.decoders.greedy import GreedyDecoder
+from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
+from decoding.lm.base import LanguageModel
+from decoding.lm.gpt2 import NumpyTransformerLM
+from decoding.lm.loading import (
+    Tokenizer,
+    load_generation_config,
+    load_model,
+    load_tokenizer,
+)
+from decoding.lm.loading._common import Folder, read_json
+from decoding.processors import (
+    BanTokens,
+    LogitsProcessor,
+    MinNewTokens,
+    NoRepeatNGram,
+    RepetitionPenalty,
+)
+from decoding.results import Beam
+from decoding.trace import Trace, trace
+
+__all__ = ["main"]
+
+DEFAULT_PROMPTS = ("1 2 3", "10 20 30 40 50", "3 1 4 1 5 9 2 6")
+
+# Token 49 is one the seed-0 model ranks high in many contexts (in its top 8 for about one
+# random context in eight, more often than any token but one), so with the default prompts the
+# demo shows finished beams competing with unfinished ones.
+DEFAULT_EOS = 49
+
+DESCRIPTION = """\
+Decode each prompt with the default NumpyTransformerLM (random weights, token ids 0..999) and
+print its hypotheses best first, with each token's log-probability. The default decoder is beam
+search, in which finished beams stay in the pool and compete with live ones by length-penalised
+score; --decoder greedy and --decoder sample choose the other strategies.
+"""
+
+EPILOG = f"""\
+--eos defaults to {DEFAULT_EOS}: a token the seed-0 model often ranks high, so the default run
+shows finished beams (short ones can outrank long ones). The vocabulary has no real EOS;
+pass --eos none to let every beam run to --max-new-tokens, or --eos several times for several
+EOS ids.
+"""
+
+SHOWN = 40  # longest piece of a bad value echoed back in an error message
+
+# Options that take a value: their value may start with "-" (a negative number).
+VALUE_OPTIONS = frozenset(
+    (
+        "--prompt --beam-width --max-new-tokens --alpha --eos --seed --decoder --num-samples "
+        "--temperature --top-k --top-p --sampling-seed --min-new-tokens --ban --no-repeat-ngram "
+        "--repetition-penalty --trace-dot --model --text --chat --system"
+    ).split()
+)
+SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "sampling_seed")
+BEAM_FLAGS = ("beam_width", "alpha")
+
+
+def _shown(text: str) -> str:
+    """``repr(text)``, cut to a readable length."""
+    return repr(text) if len(text) <= SHOWN else repr(text[:SHOWN]) + f"... ({len(text)} chars)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        line = (message.splitlines() or [""])[0]
+        if len(line) > 300:
+            line = line[:300] + "..."
+        self.exit(2, f"{self.prog}: error: {line}\n")
+
+
+# Python's int() and float() also take other scripts' digits ("٣", "１") and underscores
+# ("1_000"); a command line takes plain ASCII numbers only.
+_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)",
+                    re.ASCII | re.IGNORECASE)  # fmt: skip
+
+
+def _parse_int(text: str) -> int:
+    """``text`` as an int if it is an ASCII decimal integer (surrounding spaces allowed)."""
+    if not _INT.fullmatch(text.strip()):
+        raise ValueError(text)
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    """``text`` as a float if it is an ASCII decimal number (or inf, nan)."""
+    if not _FLOAT.fullmatch(text.strip()):
+        raise ValueError(text)
+    return float(text)
+
+
+def _flag(
+    parse: Callable[[str], Any], rule: Callable[[str, Any], Any], what: str
+) -> Callable[[str], Any]:
+    """An argparse ``type``: ``parse`` the text (ASCII numbers only), then check the number with
+    the library's own ``rule`` (`decoding._validate`), so a flag accepts what the API accepts.
+    Text that is no number is ``must be an int`` (or ``a finite number``); a number the rule
+    refuses is ``must be {what}``; both name the text as given."""
+    kind = "an int" if parse is _parse_int else "a finite number"
+
+    def convert(text: str) -> Any:
+        try:
+            number = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {_shown(text)}") from None
+        try:
+            return rule("value", number)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {_shown(text)}") from None
+
+    return convert
+
+
+def _any(name: str, value: Any) -> Any:
+    return value
+
+
+_int = _flag(_parse_int, _any, "an int")
+_positive_int = _flag(_parse_int, positive_int, "a positive int")
+_non_negative_int = _flag(_parse_int, non_negative_int, "a non-negative int")
+_float = _flag(_parse_float, finite_real, "a finite number")
+_positive_float = _flag(_parse_float, positive_real, "a finite number > 0")
+_probability = _flag(_parse_float, probability, "a number in (0, 1]")
+
+
+def _num_samples(text: str) -> int:
+    value: int = _positive_int(text)
+    if value > MAX_NUM_SAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_NUM_SAMPLES} (decoding.MAX_NUM_SAMPLES), got {_shown(text)}"
+        )
+    return value
+
+
+def _eos(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = _parse_int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a token id >= 0 or 'none', got {_shown(text)}")
+    return value
+
+
+def _prompt(text: str) -> tuple[int, ...]:
+    """``"1 2 3"`` (or ``"1,2,3"``) -> ``(1, 2, 3)``."""
+    words = [w for w in re.split(r"[ \t\n\r\f\v,]+", text) if w]
+    if not words:
+        raise argparse.ArgumentTypeError(
+            f"empty prompt {_shown(text)}; give at least one token id, e.g. '1 2 3'"
+        )
+    try:
+        return tuple(_parse_int(w) for w in words)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)} is not a list of int token ids, e.g. '1 2 3'"
+        ) from None
+
+
+def _prog() -> str:
+    """How the user ran us: the console script or ``python -m decoding``."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "numpy-decoding" if script.startswith("numpy-decoding") else "python -m decoding"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's command-line parser."""
+    parser = _Parser(
+        prog=_prog(),
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--prompt",
+        action="append",
+        type=_prompt,
+        metavar='"1 2 3"',
+        help="token ids of one prompt, space- or comma-separated; repeat for several "
+        f"(default: {' | '.join(DEFAULT_PROMPTS)})",
+    )
+    parser.add_argument(
+        "--decoder",
+        choices=("beam", "greedy", "sample"),
+        default="beam",
+        help="decoding strategy (beam)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        default=12,
+        metavar="N",
+        help="most tokens generated per hypothesis (12)",
+    )
+    parser.add_argument(
+        "--eos",
+        action="append",
+        type=_eos,
+        metavar="ID",
+        help=f"token id that finishes a hypothesis, or 'none'; repeat for several "
+        f"({DEFAULT_EOS}; see below)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the model's random weights (0)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document instead of tables (RFC 8259: a score or log-prob beyond "
+        "the float range, such as -inf, is null)",
+    )
+    real = parser.add_argument_group("a real checkpoint (needs pip install 'numpy-decoding[hf]')")
+    real.add_argument(
+        "--model",
+        metavar="PATH",
+        help="a local HF-format checkpoint folder (config.json, model.safetensors, "
+        "tokenizer.json) or a .gguf file, instead of the random default model; EOS ids from "
+        "its generation settings unless --eos is given",
+    )
+    real.add_argument(
+        "--text",
+        action="append",
+        metavar='"..."',
+        help="a text prompt, encoded with the checkpoint's tokenizer (with the special tokens "
+        "it adds, e.g. BOS); repeat for several",
+    )
+    real.add_argument(
+        "--chat",
+        action="append",
+        metavar='"..."',
+        help="a user message, prompted through the checkpoint's chat template (with the "
+        "assistant's header after it); repeat for several prompts",
+    )
+    real.add_argument(
+        "--system",
+        metavar='"..."',
+        help="a system message before each --chat message",
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print each prompt's search tree under its table (* finished, x pruned, "
+        "#n returned rank)",
+    )
+    parser.add_argument(
+        "--trace-dot",
+        metavar="PATH",
+        help="write each prompt's search tree as Graphviz DOT to PATH; '{b}' in PATH becomes "
+        "the prompt's index (0-based); with several prompts and no '{b}', '-{b}' is added "
+        "before the extension (tree.dot: tree-0.dot, tree-1.dot, ...)",
+    )
+    beam = parser.add_argument_group("beam search")
+    beam.add_argument("--beam-width", type=_positive_int, metavar="K", help="beams per prompt (4)")
+    beam.add_argument(
+        "--alpha",
+        type=_float,
+        help="length-penalty exponent: score = logprob / len(tokens) ** alpha (0.6)",
+    )
+    sample = parser.add_argument_group("sampling (--decoder sample)")
+    sample.add_argument(
+        "--num-samples", type=_num_samples, metavar="S", help="samples per prompt (1)"
+    )
+    sample.add_argument("--temperature", type=_positive_float, help="divide logits by this (1.0)")
+    sample.add_argument("--top-k", type=_positive_int, metavar="K", help="keep the K likeliest")
+    sample.add_argument(
+        "--top-p", type=_probability, metavar="P", help="keep the likeliest tokens up to mass P"
+    )
+    sample.add_argument(
+        "--sampling-seed", type=_non_negative_int, metavar="SEED", help="seed of the draws"
+    )
+    processors = parser.add_argument_group("logits processors (every decoder)")
+    processors.add_argument(
+        "--min-new-tokens", type=_non_negative_int, metavar="N", help="no EOS before N tokens"
+    )
+    processors.add_argument(
+        "--ban", action="append", type=_non_negative_int, metavar="ID", help="never emit ID"
+    )
+    processors.add_argument(
+        "--no-repeat-ngram", type=_positive_int, metavar="N", help="never repeat an N-gram"
+    )
+    processors.add_argument(
+        "--repetition-penalty",
+        type=_positive_float,
+        metavar="P",
+        help="penalise tokens already seen (HF's repetition_penalty)",
+    )
+    return parser
+
+
+def _joined(argv: Sequence[str]) -> list[str]:
+    """``--alpha -1e-3`` -> ``--alpha=-1e-3``: argparse would take ``-1e-3`` for a flag."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] in VALUE_OPTIONS and i + 1 < len(args) and args[i + 1].startswith("-"):
+            if args[i + 1] not in VALUE_OPTIONS and not args[i + 1].startswith("--"):
+                out.append(f"{args[i]}={args[i + 1]}")
+                i += 2
+                continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def _processors(args: argparse.Namespace) -> list[LogitsProcessor]:
+    processors: list[LogitsProcessor] = []
+    if args.min_new_tokens is not None:
+        processors.append(MinNewTokens(args.min_new_tokens))
+    if args.ban:
+        processors.append(BanTokens(args.ban))
+    if args.no_repeat_ngram is not None:
+        processors.append(NoRepeatNGram(args.no_repeat_ngram))
+    if args.repetition_penalty is not None:
+        processors.append(RepetitionPenalty(args.repetition_penalty))
+    return processors
+
+
+def _eos_setting(
+    values: list[int | None] | None, default: int | list[int] | None = DEFAULT_EOS
+) -> int | list[int] | None:
+    if values is None:
+        return default
+    ids = [v for v in values if v is not None]
+    if len(ids) < len(values) and ids:
+        raise ValueError("--eos none cannot be combined with token ids")
+    if not ids:
+        return None
+    return ids[0] if len(ids) == 1 else ids
+
+
+def _decoder(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[Decoder, dict[str, object]]:
+    """The decoder the flags ask for, and the settings to report."""
+
+    def refuse(flags: Sequence[str], needs: str) -> None:
+        for flag in flags:
+            if getattr(args, flag) is not None:
+                parser.error(f"--{flag.replace('_', '-')} applies only to --decoder {needs}")
+
+    eos = _eos_setting(args.eos, args.default_eos)
+    processors = _processors(args)
+    settings: dict[str, object] = {}
+    decoder: Decoder
+    if args.decoder == "beam":
+        refuse(SAMPLING_FLAGS, "sample")
+        width = 4 if args.beam_width is None else args.beam_width
+        alpha = 0.6 if args.alpha is None else args.alpha
+        decoder = BeamSearchDecoder(width, args.max_new_tokens, alpha, eos, processors=processors)
+        settings |= {"beam_width": width, "max_new_tokens": args.max_new_tokens, "alpha": alpha}
+    else:
+        refuse(BEAM_FLAGS, "beam")
+        settings["decoder"] = args.decoder
+        settings["max_new_tokens"] = args.max_new_tokens
+        if args.decoder == "greedy":
+            refuse(SAMPLING_FLAGS, "sample")
+            decoder = GreedyDecoder(args.max_new_tokens, eos, processors=processors)
+        else:
+            sampling = {
+                "num_samples": 1 if args.num_samples is None else args.num_samples,
+                "temperature": 1.0 if args.temperature is None else args.temperature,
+                "top_k": args.top_k,
+                "top_p": args.top_p,
+                "seed": 0 if args.sampling_seed is None else args.sampling_seed,
+            }
+            decoder = SamplingDecoder(args.max_new_tokens, eos, processors=processors, **sampling)
+            settings |= {k if k != "seed" else "sampling_seed": v for k, v in sampling.items()}
+    settings["eos_token_id"] = eos
+    if processors:
+        settings["processors"] = [repr(p) for p in processors]
+    return decoder, settings
+
+
+def _number(value: float) -> float | None:
+    """``value``, or ``None`` (JSON ``null``) if it is not finite: JSON (RFC 8259) has no
+    infinities, and a score can overflow to ``-inf`` (a very negative ``--alpha``)."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _beam_json(beam: Beam) -> dict[str, object]:
+    return {
+        "tokens": list(beam.tokens),
+        "logprob": _number(beam.logprob),
+        "score": _number(beam.score),
+        "finished": beam.finished,
+        "token_logprobs": [_number(lp) for lp in beam.token_logprobs],
+    }
+
+
+def _table(beams: Sequence[Beam], tokenizer: Tokenizer | None = None) -> list[str]:
+    """Rank, score, logprob, finished and tokens per beam; under each row, each token's
+    log-probability aligned with it (and, given a tokenizer, the decoded text)."""
+    lines = [f"  {'rank':>4}  {'score':>9}  {'logprob':>9}  {'finished':<8}  tokens"]
+    indent = " " * 40
+    for rank, beam in enumerate(beams, start=1):
+        tokens = [str(t) for t in beam.tokens]
+        logprobs = [f"{lp:.3f}" for lp in beam.token_logprobs]
+        widths = [max(len(t), len(lp)) for t, lp in zip(tokens, logprobs, strict=True)]
+        finished = "yes" if beam.finished else "no"
+        row = "  ".join(t.ljust(w) for t, w in zip(tokens, widths, strict=True)).rstrip()
+        lines.append(f"  {rank:>4}  {beam.score:>9.4f}  {beam.logprob:>9.4f}  {finished:<8}  {row}")
+        if logprobs:
+            lps = "  ".join(lp.ljust(w) for lp, w in zip(logprobs, widths, strict=True))
+            lines.append(indent + lps.rstrip())
+        if tokenizer is not None:
+            lines.append(indent + "text: " + json.dumps(_text(tokenizer, beam.tokens)))
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status: 0, 1 (the
+    output could not be written), 2 (bad flags, one line on stderr) or 130 (interrupted with
+    Ctrl-C, one line on stderr, as shells report SIGINT)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if sys.stderr is not None:
+            sys.stderr.write(f"{_prog()}: interrupted\n")
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
+    if args.model is not None and not args.model.strip():
+        parser.error("--model needs a checkpoint folder or .gguf file, got ''")
+    tokenizer = None
+    args.default_eos = DEFAULT_EOS
+    for flag in ("text", "chat"):
+        if getattr(args, flag) and args.model is None:
+            parser.error(f"--{flag} needs --model PATH (a checkpoint folder or a .gguf file)")
+    if args.system is not None and not args.chat:
+        parser.error("--system needs --chat (it comes before each chat message)")
+    if args.model is not None:
+        model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
+        prompts = list(args.prompt or [])
+        try:
+            prompts += [tuple(tokenizer.encode(text)) for text in args.text or []]
+        except Exception as error:  # noqa: BLE001 - the tokenizer library's own errors
+            parser.error(f"--text: the tokenizer failed: {error}")
+        system = [] if args.system is None else [{"role": "system", "content": args.system}]
+        try:
+            prompts += [
+                tuple(tokenizer.apply_chat_template([*system, {"role": "user", "content": text}]))
+                for text in args.chat or []
+            ]
+        except ImportError as error:
+            parser.error(_first_line(error))
+        except (ValueError, TypeError) as error:
+            parser.error(f"--chat: {_first_line(error)}")
+        if not prompts:
+            parser.error("--model needs at least one --text or --chat (or --prompt)")
+        if not all(prompts):
+            parser.error("--text: a text encodes to no tokens; give some text")
+    else:
+        prompts = args.prompt if args.prompt else [_prompt(p) for p in DEFAULT_PROMPTS]
+    if args.trace and args.json:
+        parser.error(
+            "--trace prints text trees and cannot be combined with --json; use --trace-dot PATH"
+        )
+    if args.trace_dot is not None and not args.trace_dot.strip():
+        parser.error("--trace-dot needs a file path, got ''")
+    if args.trace_dot is not None and "\0" in args.trace_dot:  # only via main(argv): no shell
+        parser.error(
+            f"--trace-dot: a file path cannot hold a NUL byte, got {_shown(args.trace_dot)}"
+        )
+    if args.trace_dot is not None:
+        _check_dot_paths(args.trace_dot, len(prompts), parser)
+    recorded: Trace | None = None
+    try:
+        if args.model is None:
+            model = NumpyTransformerLM(seed=args.seed)
+        decoder, settings = _decoder(args, parser)
+        if args.trace or args.trace_dot is not None:
+            recorded = trace(decoder, model, prompts)
+            results = recorded.results
+        else:
+            results = decoder.decode(model, prompts)
+    except (ValueError, TypeError) as error:  # the library names the argument and the value
+        parser.error((str(error) or type(error).__name__).splitlines()[0])
+    except MemoryError:
+        width = {"beam": "--beam-width or ", "sample": "--num-samples or "}.get(args.decoder, "")
+        parser.error(f"out of memory; try a smaller {width}--max-new-tokens")
+
+    if recorded is not None and args.trace_dot is not None:
+        paths = dot_paths(args.trace_dot, len(prompts))
+        for b, path in enumerate(paths):
+            try:
+                with open(path, "w", encoding="utf-8") as file:
+                    file.write(recorded.to_dot(b))
+            except (OSError, ValueError) as error:  # ValueError: a path open() cannot take
+                reason = getattr(error, "strerror", None) or error
+                parser.error(f"--trace-dot: cannot write {_shown(path)}: {reason}")
+        if sys.stderr is not None:
+            sys.stderr.write(f"{parser.prog}: wrote {', '.join(paths)}\n")
+    settings |= {"seed": args.seed, "model": repr(model)}
+    if args.model is not None:
+        settings["checkpoint"] = args.model
+    if args.json:
+        text = _json(settings, prompts, results, tokenizer)
+    else:
+        trees = None
+        if args.trace and recorded is not None:
+            trees = [recorded.to_text(b) for b in range(len(prompts))]
+        text = _tables(settings, prompts, results, trees, tokenizer)
+    return _write(text, parser.prog)
+
+
+def _checkpoint(
+    path: str, parser: argparse.ArgumentParser
+) -> tuple[LanguageModel, Tokenizer, int | list[int] | None]:
+    """``(model, tokenizer, EOS ids)`` of ``--model`` (a folder or a .gguf file), the EOS ids
+    from `load_generation_config` (those that are token ids of the model); one line on
+    failure."""
+    try:
+        model = load_model(path)
+        tokenizer = load_tokenizer(path)
+        settings = load_generation_config(path)
+    except ImportError as error:
+        parser.error(_first_line(error))
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"--model {_shown(path)}: {_first_line(error)}")
+    except MemoryError:
+        parser.error(f"--model {_shown(path)}: out of memory loading the checkpoint")
+    ids = [e for e in settings.eos_token_ids if _token_id(e, model.vocab_size)]
+    eos: int | list[int] | None = None
+    if ids:
+        eos = ids if len(ids) > 1 or _listed(path) else ids[0]
+    return model, tokenizer, eos
+
+
+def _listed(path: str) -> bool:
+    """Whether a checkpoint folder's EOS setting is a JSON list (shown as a list even when it
+    holds one id): the first of generation_config.json and config.json that sets one."""
+    for name in ("generation_config.json", "config.json"):
+        try:
+            file = Folder(Path(path)).file(name)
+            value = None if file is None else read_json(file).get("eos_token_id")
+        except (OSError, ValueError):
+            return False
+        if value is not None:
+            return isinstance(value, list)
+    return False
+
+
+def _text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    """The text of ``ids``, special tokens (BOS, EOS, chat markers) left out; an id the
+    tokenizer has no token for (a model's vocabulary can be larger than its tokenizer's) shows
+    as ``[unknown id N]``, not nothing."""
+    pieces, run = [], []
+    for token in [*ids, None]:
+        if token is not None and tokenizer.id_to_token(token) is not None:
+            run.append(token)
+            continue
+        if run:
+            pieces.append(tokenizer.decode(run, skip_special_tokens=True))
+            run = []
+        if token is not None:
+            pieces.append(f"[unknown id {token}]")
+    return "".join(pieces)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name if the message is empty."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _token_id(value: object, vocab_size: int) -> bool:
+    """Whether a ``config.json`` value is a token id of the model (an int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < vocab_size
+
+
+def dot_paths(pattern: str, count: int) -> list[str]:
+    """The DOT file of each of ``count`` prompts: ``{b}`` in ``pattern`` becomes the index;
+    with several prompts and no ``{b}``, ``-{b}`` goes before the extension."""
+    if "{b}" not in pattern and count > 1:
+        stem, dot, extension = pattern.rpartition(".")
+        if not dot or "/" in extension or os.sep in extension:
+            stem, extension = pattern, ""
+        pattern = f"{stem}-{{b}}" + (f".{extension}" if extension else "")
+    return [pattern.replace("{b}", str(b)) for b in range(count)]
+
+
+def _check_dot_paths(pattern: str, count: int, parser: argparse.ArgumentParser) -> None:
+    """Refuse, before decoding, a ``--trace-dot`` that names a folder, a device, a FIFO or a
+    socket (``/tmp`` would otherwise become ``/tmp-0``, ``/tmp-1``... beside it)."""
+    for path in dict.fromkeys([pattern, *dot_paths(pattern, count)]):
+        if "{b}" in path or not os.path.lexists(path) or os.path.isfile(path):
+            continue
+        kind = "a folder" if os.path.isdir(path) else "not a regular file"
+        parser.error(
+            f"--trace-dot: {_shown(path)} is {kind}; give a file path such as 'tree.dot' "
+            "(several prompts: tree-0.dot, tree-1.dot, ...)"
+        )
+
+
+def _write(text: str, prog: str) -> int:
+    """Print ``text``; a closed pipe ends quietly, any other failure to write is one line."""
+    try:
+        if sys.stdout is None:
+            raise OSError("standard output is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `python -m decoding | head`: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+    except (OSError, ValueError) as error:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+        if sys.stderr is not None:
+            sys.stderr.write(f"{prog}: error: cannot write the output: {error}\n")
+        return 1
+    return 0
+
+
+def _json(
+    settings: dict[str, object],
+    prompts: Sequence[Sequence[int]],
+    results: Sequence[Sequence[Beam]],
+    tokenizer: Tokenizer | None = None,
+) -> str:
+    """One JSON document, one line per beam (with its decoded ``text`` given a tokenizer)."""
+    entries = []
+    for prompt, beams in zip(prompts, results, strict=True):
+        shown = [
+            _beam_json(b) | ({} if tokenizer is None else {"text": _text(tokenizer, b.tokens)})
+            for b in beams
+        ]
+        rows = ",\n".join(f"        {json.dumps(b, allow_nan=False)}" for b in shown)
+        head = f'"prompt": {json.dumps(list(prompt))}'
+        if tokenizer is not None:
+            head += f', "prompt_text": {json.dumps(_text(tokenizer, prompt))}'
+        entries.append(f'    {{{head}, "beams": [\n{rows}\n    ]}}')
+    body = ",\n".join(entries)
+    head = json.dumps(settings, allow_nan=False)
+    return f'{{\n  "settings": {head},\n  "results": [\n{body}\n  ]\n}}\n'
+
+
+def _tables(
+    settings: dict[str, object],
+    prompts: Sequence[Sequence[int]],
+    results: Sequence[Sequence[Beam]],
+    trees: Sequence[str] | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> str:
+    """A settings header, then per prompt a header line and a table of its beams (and its
+    search tree, if ``trees`` are given; each beam's decoded text, given a tokenizer)."""
+    shown = {k: v for k, v in settings.items() if k not in ("model", "seed")}
+    eos = shown.pop("eos_token_id")
+    shown["eos"] = (
+        "none" if eos is None else (" ".join(map(str, eos)) if isinstance(eos, list) else eos)
+    )
+    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()]
+    lines = [str(settings["model"]), "  ".join(parts)]
+    for i, (prompt, beams) in enumerate(zip(prompts, results, strict=True), start=1):
+        lines += ["", f"prompt {i}/{len(prompts)}: {' '.join(str(t) for t in prompt)}"]
+        if tokenizer is not None:
+            lines.append(f"  text: {json.dumps(_text(tokenizer, prompt))}")
+        lines += _table(beams, tokenizer)
+        if trees is not None:
+            lines += ["", "  search tree:"]
+            lines += [f"  {line}" for line in trees[i - 1].splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
