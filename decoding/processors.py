@@ -17,31 +17,41 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 import numpy as np
 
 from decoding._validate import (
     brief,
+    finite_real,
     is_sequence,
     non_negative_int,
     positive_int,
     positive_real,
     probability,
+    real,
 )
 from decoding.numerics import log_softmax
 
 __all__ = [
+    "BanSequences",
     "BanTokens",
+    "EpsilonCutoff",
+    "EtaCutoff",
+    "FrequencyPenalty",
+    "LogitBias",
     "LogitsProcessor",
     "MinNewTokens",
+    "MinP",
     "NoRepeatNGram",
+    "PresencePenalty",
     "RepetitionPenalty",
     "StepContext",
     "Temperature",
     "TopK",
     "TopP",
+    "TypicalP",
     "apply_processors",
     "check_processors",
     "positive_real",
@@ -317,4 +327,277 @@ class TopP(LogitsProcessor):
         keep_M1 = np.count_nonzero(cumulative_MV < self.p, axis=1)[:, None] + 1
         drop_MV = np.arange(vocab) >= keep_M1
         logits_MV[rows_M1, order_MV] = np.where(drop_MV, -np.inf, logits_MV[rows_M1, order_MV])
+        return logits_MV
+
+
+# -- truncation by probability: HF's min_p, typical_p, epsilon and eta cutoffs -------------------
+
+
+def _probabilities(logits_MV: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``-> (log-probs [M, V], probabilities [M, V])``, float64, by the decoders' log-softmax."""
+    logprobs_MV = log_softmax(logits_MV)
+    return logprobs_MV, np.exp(logprobs_MV)
+
+
+def _forbid(logits_MV: np.ndarray, drop_MV: np.ndarray) -> np.ndarray:
+    """``logits_MV`` with ``drop_MV`` set to ``-inf`` (in place)."""
+    logits_MV[drop_MV] = -np.inf
+    return logits_MV
+
+
+def _keep_top(logits_MV: np.ndarray, drop_MV: np.ndarray) -> np.ndarray:
+    """``drop_MV`` without the tokens tied with each row's largest logit (HF keeps at least
+    ``min_tokens_to_keep = 1``: every token whose logit equals the top one)."""
+    return np.asarray(drop_MV & (logits_MV < logits_MV.max(axis=1, keepdims=True, initial=-np.inf)))
+
+
+def _unit_closed(value: float) -> float:
+    """The ``p`` converter of `MinP`: a number in [0, 1]."""
+    number = real("p", value, "a number in [0, 1]")
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"p must be a number in [0, 1], got {brief(value)}")
+    return number
+
+
+def _mass(value: float) -> float:
+    """The ``mass`` converter of `TypicalP`."""
+    return probability("mass", value)
+
+
+def _epsilon(value: float) -> float:
+    """The ``epsilon`` converter of `EpsilonCutoff` and `EtaCutoff`: a number in (0, 1)."""
+    number = real("epsilon", value, "a number in (0, 1)")
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"epsilon must be a number in (0, 1), got {brief(value)}")
+    return number
+
+
+@attrs.frozen
+class MinP(LogitsProcessor):
+    """Min-p filtering (HF ``min_p``): forbid the tokens whose probability is below ``p`` times
+    the row's most likely token's; that token always stays. ``p = 0`` keeps everything."""
+
+    p: float = attrs.field(converter=_unit_closed)
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if logits_MV.size == 0 or self.p == 0.0:
+            return logits_MV
+        _, probs_MV = _probabilities(logits_MV)
+        threshold_M1 = self.p * probs_MV.max(axis=1, keepdims=True)
+        return _forbid(logits_MV, _keep_top(logits_MV, probs_MV < threshold_M1))
+
+
+@attrs.frozen
+class TypicalP(LogitsProcessor):
+    """Locally typical sampling (Meister et al. 2022; HF ``typical_p``): rank tokens by how far
+    their surprisal lies from the row's entropy, keep the closest until their probability
+    reaches ``mass`` (every token tied with the last one kept too), forbid the rest.
+    ``mass = 1`` keeps everything."""
+
+    mass: float = attrs.field(converter=_mass)
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        rows, vocab = logits_MV.shape
+        if rows == 0 or self.mass == 1.0:
+            return logits_MV
+        logprobs_MV, probs_MV = _probabilities(logits_MV)
+        with np.errstate(invalid="ignore"):  # -inf * 0: a forbidden token adds no entropy
+            entropy_M1 = -np.nansum(logprobs_MV * probs_MV, axis=1, keepdims=True)
+        distance_MV = np.abs(-logprobs_MV - entropy_M1)  # inf for a forbidden token
+        order_MV = np.argsort(distance_MV, axis=1, kind="stable")
+        rows_M1 = np.arange(rows)[:, None]
+        cumulative_MV = np.cumsum(probs_MV[rows_M1, order_MV], axis=1)
+        last_M1 = np.minimum(np.count_nonzero(cumulative_MV < self.mass, axis=1), vocab - 1)
+        cut_M1 = distance_MV[rows_M1, order_MV][rows_M1, last_M1[:, None]]
+        drop_MV = distance_MV > cut_M1
+        drop_MV[rows_M1, order_MV[:, :1]] = False  # the most typical token always stays
+        return _forbid(logits_MV, drop_MV)
+
+
+@attrs.frozen
+class EpsilonCutoff(LogitsProcessor):
+    """Epsilon sampling (Hewitt et al. 2022; HF ``epsilon_cutoff``): forbid the tokens whose
+    probability is below ``epsilon``; the most likely token always stays."""
+
+    epsilon: float = attrs.field(converter=_epsilon)
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if logits_MV.size == 0:
+            return logits_MV
+        _, probs_MV = _probabilities(logits_MV)
+        return _forbid(logits_MV, _keep_top(logits_MV, probs_MV < self.epsilon))
+
+
+@attrs.frozen
+class EtaCutoff(LogitsProcessor):
+    """Eta sampling (Hewitt et al. 2022; HF ``eta_cutoff``): forbid the tokens whose probability
+    is below ``min(epsilon, sqrt(epsilon) * exp(-entropy))``, the entropy being the row's (in
+    nats); the most likely token always stays."""
+
+    epsilon: float = attrs.field(converter=_epsilon)
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if logits_MV.size == 0:
+            return logits_MV
+        logprobs_MV, probs_MV = _probabilities(logits_MV)
+        with np.errstate(invalid="ignore"):
+            entropy_M1 = -np.nansum(logprobs_MV * probs_MV, axis=1, keepdims=True)
+        eta_M1 = np.minimum(self.epsilon, np.sqrt(self.epsilon) * np.exp(-entropy_M1))
+        return _forbid(logits_MV, _keep_top(logits_MV, probs_MV < eta_M1))
+
+
+# -- biases and penalties: OpenAI and vLLM's logit_bias, presence and frequency penalties --------
+
+
+def _bias_map(value: Mapping[int, float]) -> tuple[tuple[int, float], ...]:
+    """The ``bias`` converter of `LogitBias`: ``{token id: finite bias}`` -> sorted pairs."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"bias must be a mapping of token ids to biases, got {brief(value)}")
+    pairs = []
+    for token, bias in value.items():
+        token_id = non_negative_int("bias key", token)
+        pairs.append((token_id, finite_real(f"bias[{token_id}]", bias)))
+    return tuple(sorted(pairs))
+
+
+@attrs.frozen
+class LogitBias(LogitsProcessor):
+    """Add a fixed bias to chosen tokens' logits at every step (OpenAI and vLLM ``logit_bias``):
+    ``LogitBias({50256: -100.0, 13: 2.5})``. Biases are any finite numbers (OpenAI's API keeps
+    them in [-100, 100]; -100 all but forbids a token, `BanTokens` forbids it)."""
+
+    bias: tuple[tuple[int, float], ...] = attrs.field(converter=_bias_map)
+
+    def validate(self, vocab_size: int) -> None:
+        for token, _ in self.bias:
+            if token >= vocab_size:
+                raise ValueError(
+                    f"LogitBias token ids must be in [0, {vocab_size}) for this model, "
+                    f"got {brief(token)}"
+                )
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if self.bias and len(logits_MV):
+            tokens = [t for t, _ in self.bias]
+            with np.errstate(over="ignore"):  # overflow: refused by the decoder
+                logits_MV[:, tokens] += np.array([b for _, b in self.bias], dtype=logits_MV.dtype)
+        return logits_MV
+
+
+def _sequences(value: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """The ``sequences`` converter of `BanSequences`: non-empty sequences of token ids."""
+    if not is_sequence(value):
+        raise TypeError(f"sequences must be a sequence of token-id sequences, got {brief(value)}")
+    checked = []
+    for i, sequence in enumerate(value):
+        if not is_sequence(sequence):
+            raise TypeError(
+                f"sequences[{i}] must be a sequence of token ids, got {brief(sequence)}"
+            )
+        if len(sequence) == 0:
+            raise ValueError(f"sequences[{i}] is empty; a banned sequence needs a token")
+        checked.append(
+            tuple(non_negative_int(f"sequences[{i}][{j}]", t) for j, t in enumerate(sequence))
+        )
+    return tuple(checked)
+
+
+@attrs.frozen
+class BanSequences(LogitsProcessor):
+    """Forbid token sequences (HF ``bad_words_ids``): the last token of a banned sequence is
+    forbidden whenever the row (its prompt, then its generated tokens) ends with the rest of it;
+    a one-token sequence is forbidden everywhere."""
+
+    sequences: tuple[tuple[int, ...], ...] = attrs.field(converter=_sequences)
+
+    def validate(self, vocab_size: int) -> None:
+        for i, sequence in enumerate(self.sequences):
+            for token in sequence:
+                if token >= vocab_size:
+                    raise ValueError(
+                        f"BanSequences sequences[{i}] holds {brief(token)}, out of range "
+                        f"[0, {vocab_size}) for this model"
+                    )
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        rows = len(logits_MV)
+        if not rows or not self.sequences:
+            return logits_MV
+        longest = max(len(s) for s in self.sequences) - 1
+        tails = _tails(context, longest)
+        for sequence in self.sequences:
+            head, last = sequence[:-1], sequence[-1]
+            if not head:
+                logits_MV[:, last] = -np.inf
+                continue
+            for row, tail in enumerate(tails):
+                if tail[len(tail) - len(head) :] == head and len(tail) >= len(head):
+                    logits_MV[row, last] = -np.inf
+        return logits_MV
+
+
+def _tails(context: StepContext, count: int) -> list[tuple[int, ...]]:
+    """Each row's last ``count`` tokens of its prompt followed by its generated tokens, read
+    from the end: O(count) per row, whatever the length."""
+    if count == 0:
+        return [()] * len(context.prompt_index_M)
+    generated = context.generated_MT[:, max(0, context.generated_MT.shape[1] - count) :].tolist()
+    short = count - context.generated_MT.shape[1]
+    if short <= 0:
+        return [tuple(g) for g in generated]
+    return [
+        context.prompts[b][-short:] + tuple(g)
+        for b, g in zip(context.prompt_index_M.tolist(), generated, strict=True)
+    ]
+
+
+def _generated_counts(context: StepContext, vocab: int) -> np.ndarray:
+    """``[M, V]`` int64: how often each row has generated each token."""
+    rows, steps = context.generated_MT.shape
+    counts_MV = np.zeros((rows, vocab), dtype=np.int64)
+    if steps:
+        np.add.at(counts_MV, (np.repeat(np.arange(rows), steps), context.generated_MT.ravel()), 1)
+    return counts_MV
+
+
+def _presence(value: float) -> float:
+    """The ``penalty`` converter of `PresencePenalty`: a finite number."""
+    return finite_real("penalty", value)
+
+
+def _frequency(value: float) -> float:
+    """The ``penalty`` converter of `FrequencyPenalty`: a finite number."""
+    return finite_real("penalty", value)
+
+
+@attrs.frozen
+class PresencePenalty(LogitsProcessor):
+    """Subtract ``penalty`` from the logit of every token the row has generated at least once
+    (OpenAI and vLLM ``presence_penalty``; generated tokens only, not the prompt). A negative
+    penalty favours repeats."""
+
+    penalty: float = attrs.field(converter=_presence)
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if self.penalty == 0.0 or not context.step or not len(logits_MV):
+            return logits_MV
+        seen_MV = _generated_counts(context, logits_MV.shape[1]) > 0
+        with np.errstate(over="ignore"):  # overflow: refused by the decoder
+            logits_MV -= logits_MV.dtype.type(self.penalty) * seen_MV
+        return logits_MV
+
+
+@attrs.frozen
+class FrequencyPenalty(LogitsProcessor):
+    """Subtract ``penalty`` times the number of times the row has generated a token from that
+    token's logit (OpenAI and vLLM ``frequency_penalty``; generated tokens only)."""
+
+    penalty: float = attrs.field(converter=_frequency)
+
+    def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
+        if self.penalty == 0.0 or not context.step or not len(logits_MV):
+            return logits_MV
+        counts_MV = _generated_counts(context, logits_MV.shape[1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits_MV -= (self.penalty * counts_MV).astype(logits_MV.dtype)
         return logits_MV

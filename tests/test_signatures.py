@@ -125,6 +125,7 @@ def test_greedy_and_sampling_decoder_signatures():
         "top_p": (float | None, None),
         "seed": (int | None, None),
         "processors": (PROCESSORS, ()),
+        "min_p": (float | None, None),
     }
 
 

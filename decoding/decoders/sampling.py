@@ -18,7 +18,14 @@ from decoding._validate import (
     probability,
 )
 from decoding.decoders.rows import Noise, RowDecoder, RowState
-from decoding.processors import LogitsProcessor, Temperature, TopK, TopP, check_processors
+from decoding.processors import (
+    LogitsProcessor,
+    MinP,
+    Temperature,
+    TopK,
+    TopP,
+    check_processors,
+)
 
 __all__ = ["MAX_NUM_SAMPLES", "SamplingDecoder"]
 
@@ -33,6 +40,10 @@ def _top_k(value: int | None) -> int | None:
 
 def _top_p(value: float | None) -> float | None:
     return None if value is None else probability("top_p", value)
+
+
+def _min_p(value: float | None) -> float | None:
+    return None if value is None else probability("min_p", value)
 
 
 #: The most samples per prompt `SamplingDecoder` accepts (as `MAX_BEAM_WIDTH` bounds the beams).
@@ -65,9 +76,11 @@ class SamplingDecoder(RowDecoder):
         seed: an int >= 0 or None (fresh entropy). The same seed and inputs give the same
             samples in any process. Prompt ``b`` draws from its own stream,
             ``np.random.SeedSequence(seed).spawn(B)[b]``, a fixed number of numbers per
-            step, so its samples depend only on its prompt, its index and the seed, never
-            on the other prompts of the batch.
+            step, so its random numbers depend only on its index and the seed, never on the
+            other prompts of the batch (its samples too, wherever the model's logits for it
+            do not depend on the batch: see docs/guarantees.md).
         processors: `LogitsProcessor` s run in order on each step's logits.
+        min_p: shorthand for a `MinP` processor, applied after ``top_p`` (None: not applied).
 
     Results: per prompt ``num_samples`` `Beam` s sorted by ``logprob``, best first (duplicates
     possible); ``score == logprob``; ``token_logprobs`` are under the processed distribution
@@ -82,6 +95,7 @@ class SamplingDecoder(RowDecoder):
     top_p: float | None = attrs.field(default=None, converter=_top_p)
     seed: int | None = attrs.field(default=None, converter=optional_seed)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+    min_p: float | None = attrs.field(default=None, converter=_min_p)
 
     @property
     def samples(self) -> int:
@@ -90,7 +104,8 @@ class SamplingDecoder(RowDecoder):
 
     @property
     def all_processors(self) -> tuple[LogitsProcessor, ...]:
-        """``processors``, then ``Temperature``, ``TopK``, ``TopP`` where set."""
+        """``processors``, then ``Temperature``, ``TopK``, ``TopP``, ``MinP`` where set (HF's
+        order)."""
         extra: list[LogitsProcessor] = []
         if self.temperature != 1.0:
             extra.append(Temperature(self.temperature))
@@ -98,6 +113,8 @@ class SamplingDecoder(RowDecoder):
             extra.append(TopK(self.top_k))
         if self.top_p is not None:
             extra.append(TopP(self.top_p))
+        if self.min_p is not None:
+            extra.append(MinP(self.min_p))
         return (*self.processors, *extra)
 
     def noise(self, batch: int) -> Noise:

@@ -1,0 +1,257 @@
+"""The processors HF and vLLM users reach for: probability cutoffs (`MinP`, `TypicalP`,
+`EpsilonCutoff`, `EtaCutoff`), `LogitBias`, `BanSequences`, `PresencePenalty`,
+`FrequencyPenalty`, and `SamplingDecoder(min_p=...)`. Worked cases by hand first, then
+properties, then errors. (tests/peers/test_hf_processors.py compares them with HF's own.)"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import decoding
+from decoding import (
+    BanSequences,
+    EpsilonCutoff,
+    EtaCutoff,
+    FrequencyPenalty,
+    LogitBias,
+    MinP,
+    PresencePenalty,
+    StepContext,
+    TypicalP,
+)
+
+log = math.log
+NEG = -np.inf
+
+
+def context(generated, prompts=((9,),), rows_prompt=None):
+    generated = np.asarray(generated, dtype=np.int64).reshape(len(generated), -1)
+    index = np.zeros(len(generated), dtype=np.int64) if rows_prompt is None else rows_prompt
+    return StepContext(generated, (), generated.shape[1], tuple(prompts), np.asarray(index))
+
+
+def probs_row(*probabilities):
+    """A one-row logits array whose softmax is ``probabilities`` (they sum to 1)."""
+    return np.log(np.array([probabilities], dtype=np.float64))
+
+
+# -- worked cases ---------------------------------------------------------------------------------
+
+
+def test_min_p_keeps_tokens_at_least_p_times_the_top():
+    # Top 0.5; p = 0.3 -> threshold 0.15: 0.2 stays, 0.15 stays (not below), 0.1 and 0.05 go.
+    out = MinP(0.3)(probs_row(0.5, 0.2, 0.15, 0.1, 0.05), context([[]]))
+    assert np.isneginf(out[0]).tolist() == [False, False, False, True, True]
+    # p = 1: only the top (and any token tied with it) stays.
+    out = MinP(1.0)(probs_row(0.4, 0.4, 0.2), context([[]]))
+    assert np.isneginf(out[0]).tolist() == [False, False, True]
+    # p = 0 keeps everything.
+    row = probs_row(0.9, 0.1)
+    assert np.array_equal(MinP(0.0)(row.copy(), context([[]])), row)
+
+
+def test_typical_p_keeps_the_tokens_closest_to_the_entropy():
+    # p = (0.5, 0.25, 0.25): entropy H = 0.5 log 2 + 2 * 0.25 log 4 = 1.5 log 2 = 1.0397.
+    # Surprisals: log 2 = 0.693 (distance 0.347), log 4 = 1.386 (distance 0.347 each): all three
+    # tie at distance 0.5 log 2. Sorted (stable: ids 0, 1, 2), cumulative 0.5, 0.75, 1.0; with
+    # mass 0.6, one entry is below it, so the cut is the second's distance: nothing is farther.
+    out = TypicalP(0.6)(probs_row(0.5, 0.25, 0.25), context([[]]))
+    assert not np.isneginf(out).any()
+    # p = (0.7, 0.2, 0.1): H = 0.802; surprisals 0.357 (d 0.445), 1.609 (d 0.807), 2.303
+    # (d 1.500). Order: 0, 1, 2; cumulative 0.7, 0.9, 1.0. mass 0.5: no entry below, cut at
+    # the first: tokens 1 and 2 go. mass 0.8: one below, cut at the second: token 2 goes.
+    assert np.isneginf(TypicalP(0.5)(probs_row(0.7, 0.2, 0.1), context([[]]))[0]).tolist() == [
+        False,
+        True,
+        True,
+    ]
+    assert np.isneginf(TypicalP(0.8)(probs_row(0.7, 0.2, 0.1), context([[]]))[0]).tolist() == [
+        False,
+        False,
+        True,
+    ]
+
+
+def test_typical_p_can_drop_the_most_likely_token():
+    # p = (0.9, 0.05, 0.05): H = 0.394; surprisals 0.105 (d 0.289), 3.0 (d 2.6): the most
+    # likely token is also the most typical. But with p = (0.4, 0.3, 0.3), H = 1.089;
+    # surprisals 0.916 (d 0.173), 1.204 (d 0.115): tokens 1 and 2 are the most typical, and
+    # with mass 0.5 (cumulative 0.3, 0.6, 1.0: one below, cut at the second) token 0 goes.
+    out = TypicalP(0.5)(probs_row(0.4, 0.3, 0.3), context([[]]))
+    assert np.isneginf(out[0]).tolist() == [True, False, False]
+
+
+def test_epsilon_cutoff_forbids_tokens_below_epsilon_but_never_the_top():
+    out = EpsilonCutoff(0.1)(probs_row(0.6, 0.3, 0.08, 0.02), context([[]]))
+    assert np.isneginf(out[0]).tolist() == [False, False, True, True]
+    # Every token below epsilon: the top one stays.
+    out = EpsilonCutoff(0.5)(probs_row(0.3, 0.3, 0.2, 0.2), context([[]]))
+    assert np.isneginf(out[0]).tolist() == [False, False, True, True]
+
+
+def test_eta_cutoff_takes_the_smaller_of_epsilon_and_the_entropy_bound():
+    # Uniform over 4: H = log 4, sqrt(eps) * exp(-H) = sqrt(0.5) / 4 = 0.177 < 0.5, and every
+    # probability (0.25) is above it: nothing goes.
+    assert not np.isneginf(EtaCutoff(0.5)(probs_row(0.25, 0.25, 0.25, 0.25), context([[]]))).any()
+    # p = (0.97, 0.02, 0.01): H = 0.1536; bound sqrt(0.04) * exp(-0.1536) = 0.1715 > 0.04, so
+    # eta = 0.04: tokens 1 and 2 go.
+    out = EtaCutoff(0.04)(probs_row(0.97, 0.02, 0.01), context([[]]))
+    assert np.isneginf(out[0]).tolist() == [False, True, True]
+
+
+def test_logit_bias_adds_to_the_chosen_tokens_only():
+    logits = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    out = LogitBias({2: -100.0, 0: 0.5})(logits, context([[], []]))
+    assert out.tolist() == [[1.5, 2.0, -97.0], [0.5, 0.0, -100.0]]
+    assert LogitBias({0: 1}).bias == ((0, 1.0),)
+
+
+def test_ban_sequences_forbid_the_last_token_after_the_rest():
+    # Banned: [5] everywhere; [1, 2] -> 2 after a 1; [3, 4, 0] -> 0 after 3, 4 (the 3 may be
+    # the prompt's last token).
+    ban = BanSequences([[5], [1, 2], [3, 4, 0]])
+    logits = np.zeros((3, 6))
+    ctx = context([[7, 1], [4, 4], [4, 0]], prompts=((9,), (3,)), rows_prompt=np.array([0, 0, 1]))
+    # Row 2: prompt (3,), generated (4, 0): ends with 0, not with 3, 4.
+    out = ban(logits, ctx)
+    assert np.isneginf(out).tolist() == [
+        [False, False, True, False, False, True],  # after 1: 2 banned; 5 always
+        [False, False, False, False, False, True],
+        [False, False, False, False, False, True],
+    ]
+    ctx = context([[4]], prompts=((3,),))  # prompt 3, generated 4: 0 is banned
+    assert np.isneginf(ban(np.zeros((1, 6)), ctx))[0].tolist() == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_presence_and_frequency_penalties_count_generated_tokens_only():
+    # Generated [2, 2, 0]; the prompt's 1 does not count.
+    ctx = context([[2, 2, 0]], prompts=((1,),))
+    out = PresencePenalty(0.5)(np.zeros((1, 4)), ctx)
+    assert out.tolist() == [[-0.5, 0.0, -0.5, 0.0]]
+    out = FrequencyPenalty(0.5)(np.zeros((1, 4)), ctx)
+    assert out.tolist() == [[-0.5, 0.0, -1.0, 0.0]]
+    out = FrequencyPenalty(-1.0)(np.zeros((1, 4)), ctx)  # negative: repeats favoured
+    assert out.tolist() == [[1.0, 0.0, 2.0, 0.0]]
+
+
+def test_sampling_min_p_is_the_processor_after_top_p():
+    decoder = decoding.SamplingDecoder(4, min_p=0.2, top_p=0.9, seed=1)
+    kinds = [type(p).__name__ for p in decoder.all_processors]
+    assert kinds == ["TopP", "MinP"]
+    model = decoding.ScriptedLM({(): [log(0.5), log(0.3), log(0.12), log(0.08)]})
+    # Threshold 0.2 * 0.5 = 0.1: token 3 (0.08) is never drawn.
+    results = decoding.SamplingDecoder(6, num_samples=50, min_p=0.2, seed=3).decode(model, [[0]])
+    drawn = {t for b in results[0] for t in b.tokens}
+    assert 3 not in drawn and {0, 1, 2} <= drawn
+
+
+def test_the_new_processors_decode_under_every_decoder():
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=2, seed=3)
+    processors = [
+        LogitBias({7: 3.0}),
+        BanSequences([[1, 2], [3]]),
+        PresencePenalty(0.4),
+        FrequencyPenalty(0.2),
+        MinP(0.05),
+        TypicalP(0.95),
+        EpsilonCutoff(1e-4),
+        EtaCutoff(1e-3),
+    ]
+    for decoder in (
+        decoding.BeamSearchDecoder(3, 6, eos_token_id=0, processors=processors),
+        decoding.GreedyDecoder(6, eos_token_id=0, processors=processors),
+        decoding.SamplingDecoder(6, eos_token_id=0, num_samples=3, seed=0, processors=processors),
+    ):
+        for beams in decoder.decode(model, [[1, 2, 3], [4]]):
+            for beam in beams:
+                assert 3 not in beam.tokens
+                pairs = list(zip(beam.tokens, beam.tokens[1:], strict=False))
+                assert (1, 2) not in pairs
+
+
+# -- properties -----------------------------------------------------------------------------------
+
+logit_rows = st.lists(st.floats(-20, 20, allow_nan=False), min_size=1, max_size=12).map(
+    lambda xs: np.array([xs])
+)
+
+
+@given(logit_rows, st.floats(0, 1))
+def test_min_p_never_forbids_the_top_and_forbids_exactly_the_light_tokens(row, p):
+    out = MinP(p)(row.copy(), context([[]]))
+    top = row.max()
+    assert not np.isneginf(out[0][row[0] == top]).any()
+    probs = np.exp(row[0] - row.max()) / np.exp(row[0] - row.max()).sum()
+    expected = (probs < p * probs.max()) & (row[0] < top)
+    assert np.array_equal(np.isneginf(out[0]), expected)
+
+
+@given(logit_rows, st.floats(0.01, 1))
+def test_typical_p_keeps_at_least_one_token_and_mass_one_keeps_all(row, mass):
+    out = TypicalP(mass)(row.copy(), context([[]]))
+    assert (~np.isneginf(out)).sum() >= 1
+    assert np.array_equal(TypicalP(1.0)(row.copy(), context([[]])), row)
+
+
+@given(logit_rows, st.floats(0.001, 0.999))
+def test_epsilon_and_eta_keep_the_top_token(row, epsilon):
+    for processor in (EpsilonCutoff(epsilon), EtaCutoff(epsilon)):
+        out = processor(row.copy(), context([[]]))
+        assert not np.isneginf(out[0][row[0] == row.max()]).any()
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (lambda: MinP(1.5), ValueError, "p must be a number in [0, 1], got 1.5"),
+        (lambda: MinP(-0.1), ValueError, "p must be a number in [0, 1]"),
+        (lambda: MinP("0.1"), TypeError, "p must be a number in [0, 1], got '0.1'"),
+        (lambda: TypicalP(0.0), ValueError, "mass must be a number in (0, 1], got 0.0"),
+        (lambda: EpsilonCutoff(1.0), ValueError, "epsilon must be a number in (0, 1), got 1.0"),
+        (lambda: EtaCutoff(0.0), ValueError, "epsilon must be a number in (0, 1), got 0.0"),
+        (lambda: LogitBias([1, 2]), TypeError, "bias must be a mapping"),
+        (lambda: LogitBias({-1: 1.0}), ValueError, "bias key must be a non-negative int"),
+        (lambda: LogitBias({1: math.inf}), ValueError, "bias[1] must be a finite real number"),
+        (lambda: LogitBias({1.5: 1.0}), TypeError, "bias key must be a non-negative int"),
+        (lambda: BanSequences([[]]), ValueError, "sequences[0] is empty"),
+        (lambda: BanSequences([1, 2]), TypeError, "sequences[0] must be a sequence of token ids"),
+        (lambda: BanSequences("ab"), TypeError, "sequences must be a sequence"),
+        (lambda: BanSequences([[1, -2]]), ValueError, "sequences[0][1] must be a non-negative"),
+        (lambda: PresencePenalty(math.nan), ValueError, "penalty must be a finite real number"),
+        (lambda: FrequencyPenalty("x"), TypeError, "penalty must be a finite real number"),
+        (lambda: decoding.SamplingDecoder(3, min_p=2.0), ValueError, "min_p must be a number"),
+    ],
+)
+def test_bad_arguments_are_named(make, error, words):
+    with pytest.raises(error) as info:
+        make()
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("processor", "words"),
+    [
+        (LogitBias({50: 1.0}), "LogitBias token ids must be in [0, 50) for this model, got 50"),
+        (BanSequences([[1, 60]]), "BanSequences sequences[0] holds 60, out of range [0, 50)"),
+    ],
+)
+def test_ids_beyond_the_vocabulary_are_refused_before_any_model_call(processor, words):
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=2)
+    with pytest.raises(ValueError) as info:
+        decoding.GreedyDecoder(3, processors=[processor]).decode(model, [[1]])
+    assert words in str(info.value)
