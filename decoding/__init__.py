@@ -63,6 +63,7 @@ from decoding.processors import (
 from decoding.rescoring import score_continuations
 from decoding.results import Beam
 from decoding.scoring import LengthPenalty, Scorer
+from decoding.stopping import StopOnTokens, StoppingCriterion, StopStrings
 from decoding.trace import Trace, TraceEntry, trace
 
 try:  # the version lives in pyproject.toml only; the distribution is numpy-decoding
@@ -103,6 +104,9 @@ __all__ = [
     "Scorer",
     "ScriptedLM",
     "StepContext",
+    "StopOnTokens",
+    "StopStrings",
+    "StoppingCriterion",
     "Temperature",
     "Tokenizer",
     "TopK",

@@ -16,6 +16,7 @@ from decoding._validate import (
 )
 from decoding.lm.base import LanguageModel
 from decoding.processors import LogitsProcessor
+from decoding.stopping import StoppingCriterion
 
 __all__ = ["BEAM_BYTES_PER_CANDIDATE", "DECODER_BYTES_PER_LOGIT", "check_request"]
 
@@ -39,10 +40,12 @@ def check_request(
     processors: Sequence[LogitsProcessor],
     per_prompt: tuple[str, int] | None = None,
     candidates: int = 0,
+    stopping: Sequence[StoppingCriterion] = (),
 ) -> tuple[tuple[int, ...], ...]:
     """Validate a decode request against the model -> the prompts as int tuples.
 
-    Checks the model's type and vocabulary size, the EOS ids and processors against that
+    Checks the model's type and vocabulary size, the EOS ids, processors and stopping criteria
+    against that
     vocabulary, that no sequence can outgrow ``model.max_sequence_length`` (before reading any
     token, so a 10**7-token prompt is refused at once), the prompts, and the memory bounds:
     the rows the call holds (prompts times ``per_prompt``, a ``(name, value)`` such as
@@ -58,6 +61,8 @@ def check_request(
     check_eos_range(eos_token_ids, vocab_size)
     for processor in processors:
         processor.validate(vocab_size)
+    for criterion in stopping:
+        criterion.validate(vocab_size)
     limit = model.max_sequence_length
     if limit is not None and is_sequence(prompts):
         for i, prompt in enumerate(prompts):

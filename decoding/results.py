@@ -8,7 +8,12 @@ from typing import NamedTuple, SupportsFloat, SupportsInt
 
 import attrs
 
-__all__ = ["Beam", "Recording", "Steps", "TraceEntry"]
+from decoding._validate import brief
+
+__all__ = ["FINISH_REASONS", "Beam", "Recording", "Steps", "TraceEntry"]
+
+#: Why a hypothesis ended: an EOS id, a stopping criterion, or ``max_new_tokens``.
+FINISH_REASONS = ("eos", "stop", "length")
 
 
 def _int_tuple(values: Iterable[SupportsInt]) -> tuple[int, ...]:
@@ -44,6 +49,10 @@ class Beam:
             decoder ranked with (after logits processors and the log-softmax); they sum to
             ``logprob`` (to rounding). Empty for a `Beam` built by hand without them; not
             compared by ``==``.
+        finish_reason: why the hypothesis ended: ``"eos"`` (an EOS id), ``"stop"`` (a
+            `decoding.StoppingCriterion`) or ``"length"`` (it ran out of ``max_new_tokens``);
+            ``finished`` is ``finish_reason != "length"``. Left out, it is ``"eos"`` for a
+            finished beam and ``"length"`` otherwise. Not compared by ``==``.
     """
 
     tokens: tuple[int, ...] = attrs.field(converter=_int_tuple)
@@ -53,6 +62,19 @@ class Beam:
     # Not part of equality: two beams are the same hypothesis when tokens and scores agree, so
     # a Beam built by hand (without per-token log-probs) compares equal to a decoder's.
     token_logprobs: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple, eq=False)
+    finish_reason: str = attrs.field(default=None, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        reason = self.finish_reason
+        if reason is None:  # left out: derived from finished
+            object.__setattr__(self, "finish_reason", "eos" if self.finished else "length")
+        elif reason not in FINISH_REASONS:
+            raise ValueError(f"finish_reason must be one of {FINISH_REASONS}, got {brief(reason)}")
+        elif (reason != "length") != self.finished:
+            raise ValueError(
+                f"finish_reason {reason!r} contradicts finished={self.finished}: a finished "
+                "hypothesis ends with 'eos' or 'stop', an unfinished one with 'length'"
+            )
 
 
 @attrs.frozen

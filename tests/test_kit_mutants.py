@@ -233,7 +233,10 @@ def test_best_sequences_is_exact_and_bounded():
         (lambda r: [r[0] * 2], "at most beam_width"),
         (lambda r: [r[0][::-1]], "best first"),
         (lambda r: [[r[0][0], r[0][0]]], "distinct"),
-        (lambda r: [[attrs.evolve(r[0][0], finished=not r[0][0].finished)]], "finished iff"),
+        (
+            lambda r: [[attrs.evolve(r[0][0], finished=not r[0][0].finished, finish_reason=None)]],
+            "finished iff",
+        ),
         (lambda r: [[attrs.evolve(r[0][0], token_logprobs=(0.0,) * len(r[0][0].tokens))]], "sum"),
     ],
 )

@@ -87,6 +87,7 @@ def too_wide(hint: Any) -> bool:
 
 empty = inspect.Parameter.empty
 PROCESSORS = list[LogitsProcessor] | tuple[LogitsProcessor, ...]
+STOPPING = list[decoding.StoppingCriterion] | tuple[decoding.StoppingCriterion, ...]
 EOS = int | Sequence[int] | None
 
 
@@ -101,6 +102,7 @@ def test_beam_search_decoder_signature():
         "eos_token_id": (EOS, None),
         "scorer": (Scorer | None, None),
         "processors": (PROCESSORS, ()),
+        "stopping": (STOPPING, ()),
         "finished": (Literal["pool", "archive"], "pool"),
         "early_stopping": (bool | Literal["never"] | None, None),
     }
@@ -115,6 +117,7 @@ def test_greedy_and_sampling_decoder_signatures():
         "max_new_tokens": (int, empty),
         "eos_token_id": (EOS, None),
         "processors": (PROCESSORS, ()),
+        "stopping": (STOPPING, ()),
     }
     assert shown(decoding.SamplingDecoder) == {
         "max_new_tokens": (int, empty),
@@ -126,6 +129,7 @@ def test_greedy_and_sampling_decoder_signatures():
         "seed": (int | None, None),
         "processors": (PROCESSORS, ()),
         "min_p": (float | None, None),
+        "stopping": (STOPPING, ()),
     }
 
 

@@ -23,10 +23,25 @@ from decoding.results import Beam, Recording, TraceEntry
 __all__ = [
     "Decoder",
     "EosSetting",
+    "finish_reasons",
     "check_same_model",
     "frozen",
     "owned_logits",
 ]
+
+
+def finish_reasons(
+    tokens_XT: np.ndarray, length_X: np.ndarray, finished_X: np.ndarray, eos: tuple[int, ...]
+) -> list[Any]:
+    """Why each hypothesis ended (`decoding.Beam.finish_reason`), nested as ``length_X`` is:
+    ``"eos"`` if finished on an EOS id, ``"stop"`` if finished otherwise (a stopping
+    criterion), else ``"length"``."""
+    on_eos_X = np.zeros(np.shape(length_X), dtype=bool)
+    if tokens_XT.shape[-1]:
+        last_X1 = np.take_along_axis(tokens_XT, np.maximum(length_X - 1, 0)[..., None], axis=-1)
+        on_eos_X = np.isin(last_X1[..., 0], eos) & (length_X > 0)
+    reasons: list[Any] = np.where(finished_X, np.where(on_eos_X, "eos", "stop"), "length").tolist()
+    return reasons
 
 
 def frozen(array: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 from decoding._validate import eos_setting, max_new_tokens
 from decoding.decoders.rows import RowDecoder, RowState
 from decoding.processors import LogitsProcessor, check_processors
+from decoding.stopping import StoppingCriterion, check_stopping
 
 __all__ = ["GreedyDecoder"]
 
@@ -24,6 +25,7 @@ class GreedyDecoder(RowDecoder):
         eos_token_id: the token (an int) or tokens (a sequence of ints) that end a prompt's
             decoding, or ``None`` for none.
         processors: `LogitsProcessor` s run in order on each step's logits.
+        stopping: `StoppingCriterion` s that end a prompt's decoding as its EOS ids do.
 
     The result equals ``BeamSearchDecoder(1, max_new_tokens, alpha, eos_token_id,
     processors=processors)``'s tokens and log-probs for every ``alpha``; its ``score`` is the
@@ -33,6 +35,7 @@ class GreedyDecoder(RowDecoder):
     max_new_tokens: int = attrs.field(converter=max_new_tokens)
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+    stopping: tuple[StoppingCriterion, ...] = attrs.field(default=(), converter=check_stopping)
 
     @property
     def all_processors(self) -> tuple[LogitsProcessor, ...]:

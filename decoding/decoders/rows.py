@@ -20,6 +20,7 @@ from decoding.decoders.base import (
     Decoder,
     EosSetting,
     check_same_model,
+    finish_reasons,
     frozen,
     owned_logits,
 )
@@ -27,6 +28,7 @@ from decoding.lm.base import LanguageModel
 from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext
 from decoding.results import Beam, TraceEntry
+from decoding.stopping import StoppingCriterion, stopped_rows
 
 __all__ = ["Noise", "RowDecoder", "RowState"]
 
@@ -109,6 +111,7 @@ class RowDecoder(EosSetting, Decoder):
     `noise` (a `Noise` the driver advances before each step)."""
 
     max_new_tokens: int
+    stopping: tuple[StoppingCriterion, ...]
 
     @property
     def samples(self) -> int:
@@ -146,6 +149,7 @@ class RowDecoder(EosSetting, Decoder):
             self.eos_token_ids,
             processors,
             per_prompt=("num_samples", self.samples) if self.samples > 1 else None,
+            stopping=self.stopping,
         )
         batch, samples = len(checked), self.samples
         rows = batch * samples
@@ -224,9 +228,20 @@ class RowDecoder(EosSetting, Decoder):
         token_logprob_R[rows_M] = token_logprob_M
         logprob_R = state.logprob_R + token_logprob_R
         ends_M = np.isin(token_M, self.eos_token_ids)
+        tokens_RT = np.concatenate([state.tokens_RT, token_R[:, None]], axis=1)
+        if self.stopping:
+            ends_M |= stopped_rows(
+                self.stopping,
+                StepContext(
+                    frozen(tokens_RT[rows_M]),
+                    self.eos_token_ids,
+                    new_length,
+                    state.prompts,
+                    rows_M // state.samples,
+                ),
+            )
         finished_R = state.finished_R.copy()
         finished_R[rows_M[ends_M]] = True
-        tokens_RT = np.concatenate([state.tokens_RT, token_R[:, None]], axis=1)
 
         logits_MV, model_state = None, state.model_state
         if new_length < self.max_new_tokens and not ends_M.all():
@@ -266,6 +281,7 @@ class RowDecoder(EosSetting, Decoder):
         ``score == logprob``."""
         state = self._check_state(state)
         length_R = state.length_R
+        reason_R = finish_reasons(state.tokens_RT, length_R, state.finished_R, self.eos_token_ids)
         beams = [
             Beam(
                 tokens=state.tokens_RT[r, : length_R[r]].tolist(),
@@ -273,6 +289,7 @@ class RowDecoder(EosSetting, Decoder):
                 score=state.logprob_R[r],
                 finished=state.finished_R[r],
                 token_logprobs=state.token_logprob_RT[r, : length_R[r]].tolist(),
+                finish_reason=reason_R[r],
             )
             for r in range(len(length_R))
         ]

@@ -26,6 +26,7 @@ from decoding.processors import (
     TopP,
     check_processors,
 )
+from decoding.stopping import StoppingCriterion, check_stopping
 
 __all__ = ["MAX_NUM_SAMPLES", "SamplingDecoder"]
 
@@ -81,6 +82,7 @@ class SamplingDecoder(RowDecoder):
             do not depend on the batch: see docs/guarantees.md).
         processors: `LogitsProcessor` s run in order on each step's logits.
         min_p: shorthand for a `MinP` processor, applied after ``top_p`` (None: not applied).
+        stopping: `StoppingCriterion` s that end a sample as its EOS ids do.
 
     Results: per prompt ``num_samples`` `Beam` s sorted by ``logprob``, best first (duplicates
     possible); ``score == logprob``; ``token_logprobs`` are under the processed distribution
@@ -96,6 +98,7 @@ class SamplingDecoder(RowDecoder):
     seed: int | None = attrs.field(default=None, converter=optional_seed)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
     min_p: float | None = attrs.field(default=None, converter=_min_p)
+    stopping: tuple[StoppingCriterion, ...] = attrs.field(default=(), converter=check_stopping)
 
     @property
     def samples(self) -> int:

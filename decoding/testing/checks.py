@@ -182,7 +182,9 @@ def check_results(
     one and the prompt / beam index.
 
     One list per prompt; at most ``beam_width`` beams, best first, distinct; 1 to
-    ``max_new_tokens`` tokens; finished iff the last token is an EOS id, and no EOS earlier;
+    ``max_new_tokens`` tokens; finished iff the last token is an EOS id (or a stopping
+    criterion ended it: ``finish_reason == "stop"``), and no EOS earlier; ``finish_reason``
+    ``"eos"``, ``"stop"`` or ``"length"`` accordingly;
     ``score == logprob / len ** alpha``; ``token_logprobs`` sum to ``logprob``; with ``model``,
     ``logprob`` equals `decoding.score_continuations` (valid for searches without processors).
     """
@@ -205,9 +207,13 @@ def check_results(
                 f"{at}: length 1..max_new_tokens={max_new_tokens}, got {len(tokens)}"
             )
             ends = bool(tokens) and tokens[-1] in eos
-            assert bool(beam.finished) == ends, (
+            stopped = beam.finish_reason == "stop"  # a stopping criterion ended it
+            assert bool(beam.finished) == (ends or stopped), (
                 f"{at}: finished iff the last token is an EOS id: finished={beam.finished}, "
                 f"tokens {tokens}"
+            )
+            assert beam.finish_reason == ("eos" if ends else "stop" if stopped else "length"), (
+                f"{at}: finish_reason {beam.finish_reason!r} for tokens {tokens}"
             )
             assert not any(t in eos for t in tokens[:-1]), f"{at}: EOS before the end in {tokens}"
             want = beam.logprob / len(tokens) ** alpha

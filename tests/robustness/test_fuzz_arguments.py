@@ -132,6 +132,13 @@ class Recording(decoding.LanguageModel):
         return out
 
 
+class _Decodes:
+    """A tokenizer stand-in for `decoding.StopStrings`."""
+
+    def decode(self, ids):
+        return "".join(chr(97 + i % 26) for i in ids)
+
+
 class Other(Recording):
     """A second model class (for rescorer, ensemble members)."""
 
@@ -188,6 +195,29 @@ def eos(v):
         return False
     ids = list(v)
     return bool(ids) and all(token_id(t) for t in ids) and len(set(map(int, ids))) == len(ids)
+
+
+def id_list(v):
+    """A sequence (not a string, not a 0-d array) of token ids of the test vocabulary."""
+    if isinstance(v, str | bytes) or not isinstance(v, list | tuple | np.ndarray):
+        return False
+    if isinstance(v, np.ndarray) and v.ndim != 1:
+        return False
+    return all(token_id(t) for t in v)
+
+
+def strings_ok(v):
+    """`StopStrings` strings: one non-empty str, or a non-empty sequence of them."""
+    if isinstance(v, str):
+        return bool(v)
+    if not isinstance(v, list | tuple) or not v:
+        return False
+    return all(isinstance(x, str) and x for x in v)
+
+
+def bias_ok(v):
+    """`LogitBias` bias: a mapping of token ids of the test vocabulary to finite reals."""
+    return isinstance(v, dict) and all(token_id(k) and finite_real(b) for k, b in v.items())
 
 
 def prompts_ok(v, empty_ok=False):
@@ -379,6 +409,33 @@ SPECS = {
                       positive_real),
     "TopK.k": ("k", lambda v, m: _with_processor(decoding.TopK(v), m), positive),
     "TopP.p": ("p", lambda v, m: _with_processor(decoding.TopP(v), m), probability),
+    "MinP.p": ("p", lambda v, m: _with_processor(decoding.MinP(v), m),
+               lambda v: is_real(v) and 0 <= real_value(v) <= 1),
+    "TypicalP.mass": ("mass", lambda v, m: _with_processor(decoding.TypicalP(v), m),
+                      probability),
+    "EpsilonCutoff.epsilon": (
+        "epsilon", lambda v, m: _with_processor(decoding.EpsilonCutoff(v), m),
+        lambda v: is_real(v) and 0 < real_value(v) < 1),
+    "EtaCutoff.epsilon": (
+        "epsilon", lambda v, m: _with_processor(decoding.EtaCutoff(v), m),
+        lambda v: is_real(v) and 0 < real_value(v) < 1),
+    "PresencePenalty.penalty": (
+        "penalty", lambda v, m: _with_processor(decoding.PresencePenalty(v), m), finite_real),
+    "FrequencyPenalty.penalty": (
+        "penalty", lambda v, m: _with_processor(decoding.FrequencyPenalty(v), m), finite_real),
+    "LogitBias.bias": ("bias", lambda v, m: _with_processor(decoding.LogitBias(v), m), bias_ok),
+    "BanSequences.sequences": (
+        "sequences", lambda v, m: _with_processor(decoding.BanSequences(v), m),
+        lambda v: prompts_ok(v)),
+    "StopOnTokens.token_ids": (
+        "token_ids", lambda v, m: G(3, stopping=[decoding.StopOnTokens(v)]).decode(m, PROMPTS),
+        id_list),
+    "StopStrings.strings": (
+        "strings", lambda v, m: decoding.StopStrings(v, _Decodes()), strings_ok),
+    "Sampling.min_p": ("min_p", lambda v, m: _decode(S(3, min_p=v, seed=0), m),
+                       lambda v: v is None or probability(v)),
+    "Greedy.stopping": ("stopping", lambda v, m: _decode(G(3, stopping=v), m),
+                        lambda v: isinstance(v, list | tuple) and not v),
     "LengthPenalty.alpha": (
         "alpha", lambda v, m: _decode(B(2, 3, scorer=decoding.LengthPenalty(v)), m), finite_real),
     "NumpyTransformerLM.vocab_size": ("vocab_size", lambda v, m: _tiny_transformer(vocab_size=v),
@@ -482,12 +539,14 @@ def test_generated_arguments_are_refused_by_name_or_work(name, value):
 
 def test_every_public_callable_with_arguments_is_fuzzed():
     """The table covers every name in ``decoding.__all__`` that takes arguments, except records
-    (Beam, TraceEntry, StepContext, states, GenerationConfig), abstract bases, and the loaders
+    (Beam, TraceEntry, StepContext, states, GenerationConfig), abstract bases (LogitsProcessor,
+    Scorer, StoppingCriterion, LanguageModel, Decoder), and the loaders
     (which need files and are tested in tests/test_loading*.py and tests/test_gguf.py)."""
     skipped = {
         "MAX_BEAM_WIDTH", "MAX_NUM_SAMPLES", "MAX_ROWS", "memory_limit", "Beam", "BeamState",
         "RowState", "Trace", "TraceEntry", "StepContext", "Decoder", "LanguageModel",
-        "LogitsProcessor", "Scorer", "NumpyLlamaLM", "Tokenizer", "GenerationConfig",
+        "LogitsProcessor", "Scorer", "StoppingCriterion", "NumpyLlamaLM", "Tokenizer",
+        "GenerationConfig",
         "load_model", "load_tokenizer", "load_generation_config", "__version__",
     }  # fmt: skip
     covered = {name.split(".")[0] for name in SPECS}

@@ -23,10 +23,12 @@ import attrs
 import numpy as np
 
 from decoding._validate import named_list
-from decoding.decoders.base import frozen
+from decoding.decoders.base import finish_reasons, frozen
 from decoding.decoders.beam.select import CARRIED, Selection, ranked_pool, select
+from decoding.processors import StepContext
 from decoding.results import TraceEntry
 from decoding.scoring import LengthPenalty
+from decoding.stopping import stopped_rows
 
 if TYPE_CHECKING:
     from decoding.decoders.beam.search import BeamSearchDecoder, BeamState
@@ -59,6 +61,7 @@ class Archive:
     tokens_BKT: np.ndarray  # int64, valid up to length_BK
     token_logprob_BKT: np.ndarray  # float64
     open_B: np.ndarray  # bool: the prompt may still add to its archive (HF's heuristic)
+    stopped_BK: np.ndarray  # bool: a stopping criterion ended the hypothesis
 
     @property
     def full_B(self) -> np.ndarray:
@@ -76,14 +79,16 @@ class Archive:
             tokens_BKT=frozen(np.zeros((batch, width, 0), dtype=np.int64)),
             token_logprob_BKT=frozen(np.zeros((batch, width, 0))),
             open_B=frozen(np.ones(batch, dtype=bool)),
+            stopped_BK=frozen(np.zeros((batch, width), dtype=bool)),
         )
 
 
 class Held(NamedTuple):
     """The hypotheses a search returns, per slot ``[B, K]`` (``present_BK`` marks the used
-    slots, best first)."""
+    slots, best first), and why each ended (`decoding.Beam.finish_reason`)."""
 
     present_BK: np.ndarray
+    reason_BK: list[list[str]]
     score_BK: np.ndarray
     logprob_BK: np.ndarray
     length_BK: np.ndarray
@@ -119,6 +124,28 @@ class FinishedPolicy(abc.ABC):
     ) -> tuple[tuple[TraceEntry, ...], ...]:
         """Per prompt, the step from ``old`` to ``new`` as a ranked pool of `TraceEntry`
         (the kept entries first, in slot order)."""
+
+
+def _stopped(
+    decoder: BeamSearchDecoder,
+    state: BeamState,
+    source_BX: np.ndarray,
+    token_BX: np.ndarray,
+    rows_BX: np.ndarray,
+    new_length: int,
+) -> np.ndarray:
+    """bool ``[B, X]``: the candidates ``rows_BX`` (each a parent slot and a token) that the
+    decoder's stopping criteria end, with the context processors get after the step."""
+    stopped_BX = np.zeros(rows_BX.shape, dtype=bool)
+    if not decoder.stopping or not rows_BX.any():
+        return stopped_BX
+    b_R, x_R = np.nonzero(rows_BX)
+    generated_RT = follow(state.tokens_BKT, source_BX, token_BX)[b_R, x_R]
+    context = StepContext(
+        frozen(generated_RT), decoder.eos_token_ids, new_length, state.prompts, b_R
+    )
+    stopped_BX[b_R, x_R] = stopped_rows(decoder.stopping, context)
+    return stopped_BX
 
 
 def _stuck(decoder: BeamSearchDecoder, stuck_B: np.ndarray, step: int) -> None:
@@ -233,11 +260,17 @@ class PoolPolicy(FinishedPolicy):
         finished_BK = present_BK & ~new_BK
         if decoder.eos_token_id is not None:
             finished_BK |= new_BK & np.isin(chosen.token_BK, decoder.eos_token_ids)
+        finished_BK |= _stopped(
+            decoder, state, chosen.source_BK, chosen.token_BK, new_BK & ~finished_BK, new_length
+        )
         return chosen, finished_BK, None
 
     def held(self, decoder: BeamSearchDecoder, state: BeamState) -> Held:
         return Held(
             present_BK=state.logprob_BK > -np.inf,
+            reason_BK=finish_reasons(
+                state.tokens_BKT, state.length_BK, state.finished_BK, decoder.eos_token_ids
+            ),
             score_BK=decoder.ranker.score(state.logprob_BK, state.length_BK),
             logprob_BK=state.logprob_BK,
             length_BK=state.length_BK,
@@ -311,6 +344,10 @@ class ArchivePolicy(FinishedPolicy):
             new_length,
         )
         ends_BW = present_BW & (last | np.isin(top.token_BK, decoder.eos_token_ids))
+        stopped_BW = _stopped(
+            decoder, state, top.source_BK, top.token_BK, present_BW & ~ends_BW, new_length
+        )
+        ends_BW |= stopped_BW
 
         # Running beams: the best K candidates that do not end.
         going_BW = present_BW & ~ends_BW
@@ -365,6 +402,7 @@ class ArchivePolicy(FinishedPolicy):
                 follow(state.token_logprob_BKT, top.source_BK, top.token_logprob_BK),
             ),
             open_B=archive.open_B,
+            stopped_BK=merged(archive.stopped_BK, stopped_BW),
         )
         # HF's stopping heuristic: can the best running beam still beat the worst archived one?
         best_B = chosen.logprob_BK[:, 0]
@@ -384,8 +422,8 @@ class ArchivePolicy(FinishedPolicy):
         return chosen, np.zeros((batch, width), dtype=bool), new_archive
 
     def held(self, decoder: BeamSearchDecoder, state: BeamState) -> Held:
-        """The archive; a hypothesis is finished when it ends with an EOS id (one cut by
-        ``max_new_tokens`` is archived too, unfinished)."""
+        """The archive; a hypothesis is finished when it ends with an EOS id or a stopping
+        criterion ended it (one cut by ``max_new_tokens`` is archived too, unfinished)."""
         archive = state.archive
         assert archive is not None
         finished_BK = np.zeros(archive.score_BK.shape, dtype=bool)
@@ -394,8 +432,12 @@ class ArchivePolicy(FinishedPolicy):
                 archive.tokens_BKT, np.maximum(archive.length_BK - 1, 0)[:, :, None], axis=2
             )[:, :, 0]
             finished_BK = np.isin(last_BK, decoder.eos_token_ids) & (archive.length_BK > 0)
+        finished_BK |= archive.stopped_BK
         return Held(
             present_BK=archive.present_BK,
+            reason_BK=finish_reasons(
+                archive.tokens_BKT, archive.length_BK, finished_BK, decoder.eos_token_ids
+            ),
             score_BK=archive.score_BK,
             logprob_BK=archive.logprob_BK,
             length_BK=archive.length_BK,

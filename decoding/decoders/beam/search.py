@@ -51,6 +51,7 @@ from decoding.lm.base import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.results import Beam, TraceEntry
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
+from decoding.stopping import StoppingCriterion, check_stopping
 
 __all__ = [
     "MAX_BEAM_WIDTH",
@@ -145,6 +146,8 @@ class BeamSearchDecoder(EosSetting, Decoder):
             fixed length (see `Scorer`); NaN scores are refused with the step.
         processors: `LogitsProcessor` s run in order on each step's logits, before the
             log-softmax.
+        stopping: `StoppingCriterion` s that end a beam as its EOS ids do: an ended beam is
+            finished (in the pool it keeps competing; ``finished="archive"`` archives it).
         finished: the finished-beam policy (keyword only). ``"pool"`` (default): a finished
             beam stays among the K held beams and competes with live ones until K better
             entries exist. ``"archive"``: HF transformers' policy; finished hypotheses move to a
@@ -166,6 +169,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     scorer: Scorer | None = attrs.field(default=None, converter=_scorer)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+    stopping: tuple[StoppingCriterion, ...] = attrs.field(default=(), converter=check_stopping)
     finished: str = attrs.field(default="pool", converter=_finished, kw_only=True)
     early_stopping: bool | str | None = attrs.field(
         default=None, converter=_early_stopping, kw_only=True
@@ -213,6 +217,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
             self.processors,
             per_prompt=("beam_width", self.beam_width),
             candidates=max(2, 1 + len(self.eos_token_ids)) * self.beam_width,
+            stopping=self.stopping,
         )
         batch, width = len(checked), self.beam_width
         logprob_BK = np.full((batch, width), -np.inf)
@@ -334,6 +339,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
                     score=held.score_BK[b, k],
                     finished=held.finished_BK[b, k],
                     token_logprobs=held.token_logprob_BKT[b, k, : held.length_BK[b, k]].tolist(),
+                    finish_reason=held.reason_BK[b][k],
                 )
                 for k in range(held.present_BK.shape[1])
                 if held.present_BK[b, k]

@@ -1,0 +1,193 @@
+"""Stopping criteria (`decoding.StoppingCriterion`, `StopOnTokens`, `StopStrings`) and
+`Beam.finish_reason`: a row a criterion ends is finished exactly as if it had emitted EOS, in
+every decoder. Worked cases first, then properties, then errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import decoding
+from decoding import Beam, ScriptedLM, StopOnTokens, StopStrings
+
+log = math.log
+
+
+class Letters:
+    """A tokenizer whose token t decodes to ``TEXT[t]``; it records what it was asked."""
+
+    TEXT = ["ab", "c", "d", "e", " ", "bc", "xyz"]
+
+    def __init__(self):
+        self.calls = []
+
+    def decode(self, ids):
+        self.calls.append(list(ids))
+        return "".join(self.TEXT[i] for i in ids)
+
+
+def chain(*tokens, vocab=7):
+    """A model that generates ``tokens`` in order for sure (then the last one forever)."""
+    table = {(): {tokens[0]: 0.0}}
+    for a, b in zip(tokens, tokens[1:], strict=False):
+        table[(a,)] = {b: 0.0}
+    table[(tokens[-1],)] = {tokens[-1]: 0.0}
+    return ScriptedLM(table, vocab_size=vocab)
+
+
+# -- worked cases ---------------------------------------------------------------------------------
+
+
+def test_stop_on_tokens_keeps_the_token_and_says_stop():
+    model = chain(2, 3, 4, 1)
+    (beam,) = decoding.GreedyDecoder(10, stopping=[StopOnTokens([4])]).decode(model, [[0]])[0]
+    assert beam.tokens == (2, 3, 4) and beam.finished and beam.finish_reason == "stop"
+    (beam,) = decoding.GreedyDecoder(10, eos_token_id=4).decode(model, [[0]])[0]
+    assert beam.tokens == (2, 3, 4) and beam.finish_reason == "eos"
+    (beam,) = decoding.GreedyDecoder(2).decode(model, [[0]])[0]
+    assert beam.tokens == (2, 3) and not beam.finished and beam.finish_reason == "length"
+
+
+def test_a_stop_string_spanning_two_tokens_ends_the_row_on_the_second():
+    # Tokens 0 "ab", 1 "c": the text "abc" holds "bc" only once token 1 is appended.
+    tokenizer = Letters()
+    model = chain(0, 1, 2, 3)
+    decoder = decoding.GreedyDecoder(10, stopping=[StopStrings(["bc"], tokenizer)])
+    (beam,) = decoder.decode(model, [[6]])[0]
+    assert beam.tokens == (0, 1) and beam.finish_reason == "stop"
+    # A string inside one token: "d" ends the row at token 2.
+    (beam,) = decoding.GreedyDecoder(10, stopping=[StopStrings("d", Letters())]).decode(
+        model, [[6]]
+    )[0]
+    assert beam.tokens == (0, 1, 2)
+    # The prompt's text does not count: prompt "xyz", stop string "z".
+    (beam,) = decoding.GreedyDecoder(3, stopping=[StopStrings("z", Letters())]).decode(
+        model, [[6]]
+    )[0]
+    assert beam.tokens == (0, 1, 2) and beam.finish_reason == "length"
+
+
+def test_a_stopped_beam_keeps_competing_in_the_pool():
+    # Step 1: token 1 p(.6) (stops), token 2 p(.4). After 2 or 3, token 3 for sure.
+    # K = 2, alpha = 0: step 1 keeps [1] (-0.51, stopped) and [2] (-0.92). Steps 2 and 3 rank
+    # the held [1] against [2, 3] then [2, 3, 3] (-0.92 each): [1] stays first, finished.
+    model = ScriptedLM(
+        {(): {1: log(0.6), 2: log(0.4)}, (2,): {3: 0.0}, (3,): {3: 0.0}}, vocab_size=4
+    )
+    decoder = decoding.BeamSearchDecoder(2, 3, alpha=0.0, stopping=[StopOnTokens([1])])
+    beams = decoder.decode(model, [[0]])[0]
+    assert [(b.tokens, b.finish_reason) for b in beams] == [
+        ((1,), "stop"),
+        ((2, 3, 3), "length"),
+    ]
+    assert beams[0].logprob == pytest.approx(log(0.6))
+
+
+def test_the_archive_archives_a_stopped_hypothesis():
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}, (2,): {3: 0.0}}, vocab_size=4)
+    decoder = decoding.BeamSearchDecoder(
+        1, 3, alpha=0.0, stopping=[StopOnTokens([1])], finished="archive"
+    )
+    (beam,) = decoder.decode(model, [[0]])[0]
+    assert beam.tokens == (1,) and beam.finish_reason == "stop"
+
+
+def test_stop_strings_read_a_bounded_tail_whatever_the_length():
+    """The check per row and step decodes about the longest string's worth of tokens (here
+    up to 2 + 1 + 4 + 1 characters: at most 9 tokens of width 1), never the whole row."""
+    tokenizer = Letters()
+    model = chain(1, 2, 3, vocab=7)  # "c d e e e e ...": never "zz"
+    decoding.GreedyDecoder(200, stopping=[StopStrings("zz", tokenizer)]).decode(model, [[0]])
+    lengths = [len(ids) for ids in tokenizer.calls if len(ids) > 1]
+    assert lengths and max(lengths) <= 9
+
+
+def test_beam_finish_reason_defaults_and_checks():
+    assert Beam((1,), -1.0, -1.0, True).finish_reason == "eos"
+    assert Beam((1,), -1.0, -1.0, False).finish_reason == "length"
+    assert Beam((1,), -1.0, -1.0, True, finish_reason="stop").finish_reason == "stop"
+    # Not part of equality: the same hypothesis.
+    assert Beam((1,), -1.0, -1.0, True, finish_reason="stop") == Beam((1,), -1.0, -1.0, True)
+    with pytest.raises(ValueError, match="finish_reason 'length' contradicts finished=True"):
+        Beam((1,), -1.0, -1.0, True, finish_reason="length")
+    with pytest.raises(ValueError, match="finish_reason must be one of"):
+        Beam((1,), -1.0, -1.0, False, finish_reason="done")
+
+
+# -- properties: a criterion that ends rows on token e is EOS e, in every decoder -----------------
+
+
+@st.composite
+def tables(draw):
+    vocab = draw(st.integers(3, 6))
+    rows = {(): draw(st.lists(st.floats(-4, 0), min_size=vocab, max_size=vocab))}
+    for token in range(vocab):
+        if draw(st.booleans()):
+            rows[(token,)] = draw(st.lists(st.floats(-4, 0), min_size=vocab, max_size=vocab))
+    return ScriptedLM(rows, vocab_size=vocab), draw(st.integers(0, vocab - 1))
+
+
+def decoders(stop: int, by_criterion: bool):
+    eos = None if by_criterion else stop
+    stopping = [StopOnTokens([stop])] if by_criterion else []
+    return [
+        decoding.BeamSearchDecoder(3, 5, alpha=0.6, eos_token_id=eos, stopping=stopping),
+        decoding.BeamSearchDecoder(2, 5, eos_token_id=eos, stopping=stopping, finished="archive"),
+        decoding.GreedyDecoder(5, eos_token_id=eos, stopping=stopping),
+        decoding.SamplingDecoder(5, eos_token_id=eos, num_samples=3, seed=4, stopping=stopping),
+    ]
+
+
+@settings(max_examples=30)
+@given(tables(), st.lists(st.integers(0, 2), min_size=1, max_size=3))
+def test_stopping_on_a_token_equals_that_token_as_eos(case, prompt):
+    model, stop = case
+    prompts = [[t % model.vocab_size for t in prompt], [0]]
+    for by_eos, by_stop in zip(decoders(stop, False), decoders(stop, True), strict=True):
+        expected, got = by_eos.decode(model, prompts), by_stop.decode(model, prompts)
+        assert got == expected  # tokens, logprobs, scores, finished
+        for beams_e, beams_s in zip(expected, got, strict=True):
+            for e, s in zip(beams_e, beams_s, strict=True):
+                assert s.finish_reason == ("stop" if e.finish_reason == "eos" else "length")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class Broken(decoding.StoppingCriterion):
+    def __call__(self, context):
+        return np.zeros(len(context.prompt_index_M) + 1, dtype=bool)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (lambda: StopOnTokens(3), TypeError, "token_ids must be a sequence"),
+        (lambda: StopOnTokens([-1]), ValueError, "token_ids[0] must be a non-negative int"),
+        (lambda: StopStrings([], Letters()), ValueError, "strings must hold at least one"),
+        (lambda: StopStrings([""], Letters()), ValueError, "strings[0] is empty"),
+        (lambda: StopStrings([1], Letters()), TypeError, "strings[0] must be a str"),
+        (lambda: StopStrings("x", object()), TypeError, "tokenizer must have a decode"),
+        (lambda: decoding.GreedyDecoder(3, stopping=StopOnTokens([1])), TypeError, "stopping"),
+        (lambda: decoding.BeamSearchDecoder(2, 3, stopping=[3]), TypeError, "stopping[0]"),
+    ],
+)
+def test_bad_criteria_are_named(make, error, words):
+    with pytest.raises(error) as info:
+        make()
+    assert words in str(info.value)
+
+
+def test_a_criterion_answering_the_wrong_shape_is_named_with_the_step():
+    model = chain(1, 2)
+    with pytest.raises(ValueError, match=r"stopping criterion .*Broken.* at step 1"):
+        decoding.GreedyDecoder(3, stopping=[Broken()]).decode(model, [[0]])
+
+
+def test_ids_beyond_the_vocabulary_are_refused_before_the_model_is_called():
+    with pytest.raises(ValueError, match=r"StopOnTokens token_ids must be in \[0, 7\)"):
+        decoding.GreedyDecoder(3, stopping=[StopOnTokens([9])]).decode(chain(1, 2), [[0]])
