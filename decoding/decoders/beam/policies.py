@@ -343,11 +343,11 @@ class ArchivePolicy(FinishedPolicy):
             np.asarray(live_BK.any(axis=1) & ~present_BW.any(axis=1) & had_nothing_B),
             new_length,
         )
-        ends_BW = present_BW & (last | np.isin(top.token_BK, decoder.eos_token_ids))
+        eos_BW = present_BW & np.isin(top.token_BK, decoder.eos_token_ids)
         stopped_BW = _stopped(
-            decoder, state, top.source_BK, top.token_BK, present_BW & ~ends_BW, new_length
+            decoder, state, top.source_BK, top.token_BK, present_BW & ~eos_BW, new_length
         )
-        ends_BW |= stopped_BW
+        ends_BW = present_BW & (last | eos_BW | stopped_BW)
 
         # Running beams: the best K candidates that do not end.
         going_BW = present_BW & ~ends_BW
