@@ -105,11 +105,12 @@ def test_beam_search_decoder_signature():
         "stopping": (STOPPING, ()),
         "finished": (Literal["pool", "archive"], "pool"),
         "early_stopping": (bool | Literal["never"] | None, None),
+        "processor_order": (Literal["logits", "hf"], "logits"),
     }
     keyword_only = {
         n for n, p in parameters(decoding.BeamSearchDecoder).items() if p.kind == p.KEYWORD_ONLY
     }
-    assert keyword_only == {"finished", "early_stopping"}
+    assert keyword_only == {"finished", "early_stopping", "processor_order"}
 
 
 def test_greedy_and_sampling_decoder_signatures():

@@ -17,6 +17,7 @@ from decoding._validate import (
     eos_ids,
 )
 from decoding.lm.base import LanguageModel
+from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext, apply_processors
 from decoding.results import Beam, Recording, TraceEntry
 
@@ -169,13 +170,18 @@ def owned_logits(
     step: int,
     processors: Sequence[LogitsProcessor],
     context: Callable[[], StepContext],
+    log_softmax_first: bool = False,
 ) -> np.ndarray:
     """The model's ``[rows, V]`` output at ``step`` as a read-only array the decoder owns,
-    after ``processors`` (``context()`` is called only when there are some).
+    after ``processors`` (``context()`` is called only when there are some). With
+    ``log_softmax_first`` (HF beam search's order) the processors edit the float64
+    log-softmax of the logits instead of the logits.
 
     The model's own buffer is never kept: a model may reuse it for its next call.
     """
     array = np.array(check_logits(logits, rows, vocab_size, step), copy=True)
+    if log_softmax_first:
+        array = checked_log_softmax(array, step)
     if processors:
         array = np.ascontiguousarray(apply_processors(processors, array, context()))
     array.setflags(write=False)

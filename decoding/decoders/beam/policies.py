@@ -253,6 +253,7 @@ class PoolPolicy(FinishedPolicy):
             new_length,
             decoder.ranker,
             step=new_length,
+            normalized=decoder.hf_order,
         )
         present_BK = chosen.logprob_BK > -np.inf
         _stuck(decoder, np.asarray(~present_BK.any(axis=1)), new_length)
@@ -293,6 +294,7 @@ class PoolPolicy(FinishedPolicy):
             old.step + 1,
             decoder.ranker,
             old.step + 1,
+            normalized=decoder.hf_order,
         )
         return _entries(decoder, old, new, pool, exact=True)
 
@@ -335,6 +337,7 @@ class ArchivePolicy(FinishedPolicy):
             _RAW,
             step=new_length,
             keep=count,
+            normalized=decoder.hf_order,
         )
         present_BW = top.logprob_BK > -np.inf
         had_nothing_B = ~archive.present_BK.any(axis=1)
@@ -462,6 +465,7 @@ class ArchivePolicy(FinishedPolicy):
             old.step + 1,
             decoder.ranker,
             old.step + 1,
+            normalized=decoder.hf_order,
         )
         return _entries(decoder, old, new, pool, exact=False)
 

@@ -125,6 +125,17 @@ def _early_stopping(value: bool | Literal["never"] | None) -> bool | str | None:
     raise ValueError(f"early_stopping must be False, True or 'never', got {brief(value)}")
 
 
+PROCESSOR_ORDERS = ("logits", "hf")
+
+
+def _processor_order(value: Literal["logits", "hf"]) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"processor_order must be 'logits' or 'hf', got {brief(value)}")
+    if value not in PROCESSOR_ORDERS:
+        raise ValueError(f"processor_order must be 'logits' or 'hf', got {brief(value)}")
+    return value
+
+
 def _scorer(value: Scorer | None) -> Scorer | None:
     if value is not None and not isinstance(value, Scorer):
         raise TypeError(f"scorer must be a decoding.Scorer or None, got {brief(value)}")
@@ -174,6 +185,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
     early_stopping: bool | str | None = attrs.field(
         default=None, converter=_early_stopping, kw_only=True
     )
+    processor_order: str = attrs.field(default="logits", converter=_processor_order, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if self.scorer is not None and self.alpha != 0.6:
@@ -194,6 +206,12 @@ class BeamSearchDecoder(EosSetting, Decoder):
     def ranker(self) -> Scorer:
         """The scorer that ranks: ``scorer`` if given, else ``LengthPenalty(alpha)``."""
         return self.scorer if self.scorer is not None else LengthPenalty(self.alpha)
+
+    @property
+    def hf_order(self) -> bool:
+        """Whether processors run on the log-softmax (``processor_order="hf"``, with more than
+        one beam: HF runs ``num_beams=1`` as greedy search, processors on the logits)."""
+        return self.processor_order == "hf" and self.beam_width > 1
 
     @property
     def policy(self) -> FinishedPolicy:
@@ -238,6 +256,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
                     checked,
                     np.arange(batch),
                 ),
+                log_softmax_first=self.hf_order,
             )
         return BeamState(
             logprob_BK=frozen(logprob_BK),
@@ -311,6 +330,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
                     state.prompts,
                     np.nonzero(next_live_BK)[0],
                 ),
+                log_softmax_first=self.hf_order,
             )
         return BeamState(
             logprob_BK=frozen(chosen.logprob_BK),

@@ -182,6 +182,7 @@ def select(
     scorer: Scorer,
     step: int,
     keep: int | None = None,
+    normalized: bool = False,
 ) -> Selection:
     """Rank every prompt's pool and keep its best ``K`` (see the module docstring).
 
@@ -193,13 +194,16 @@ def select(
         step: named in the error for NaN or ``+inf`` logits.
         keep: how many entries to return per prompt, best first (default ``K``); each live
             row then offers its top ``min(max(2K, keep), V)`` tokens.
+        normalized: ``logits_MV`` are already the token log-probs to add (HF's order: the
+            log-softmax, then processors): no log-softmax here.
     """
     # Differences of extreme finite logits (1e308 - -1e308) overflow to -inf: an impossible
     # token, which is the right answer, so no warning.
     with np.errstate(over="ignore"):
         return _select_pools(
-            logits_MV, live_BK, logprob_BK, length_BK, finished_BK, new_length, scorer, step, keep
-        )
+            logits_MV, live_BK, logprob_BK, length_BK, finished_BK, new_length, scorer, step,
+            keep, normalized,
+        )  # fmt: skip
 
 
 def _select_pools(
@@ -212,6 +216,7 @@ def _select_pools(
     scorer: Scorer,
     step: int,
     keep: int | None = None,
+    normalized: bool = False,
 ) -> Selection:
     """`select` without the error state."""
     batch, width = live_BK.shape
@@ -221,7 +226,7 @@ def _select_pools(
     blocks = vocab // size
     block_max_MN = _interleaved_block_max(logits_MV, size) if size > 1 else logits_MV
     peak_M1 = check_peak(block_max_MN.max(axis=1, keepdims=True), step)
-    peak_M1, log_total_M1 = log_normaliser(logits_MV, peak_M1)
+    peak_M1, log_total_M1 = _normaliser(logits_MV, peak_M1, normalized)
     held_logprob_BK = np.where(finished_BK, logprob_BK, -np.inf)
 
     # Best possible total of each block: parent logprob + the block's best log-prob.
@@ -300,6 +305,16 @@ def _select_pools(
     return out
 
 
+def _normaliser(
+    logits_MV: np.ndarray, peak_M1: np.ndarray, normalized: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """`decoding.numerics.log_normaliser`, or zeros when the values are log-probs already."""
+    if normalized:
+        zeros_M1 = np.zeros((len(logits_MV), 1))
+        return zeros_M1, zeros_M1
+    return log_normaliser(logits_MV, peak_M1)
+
+
 def ranked_pool(
     logits_MV: np.ndarray,
     live_BK: np.ndarray,
@@ -309,6 +324,7 @@ def ranked_pool(
     new_length: int,
     scorer: Scorer,
     step: int,
+    normalized: bool = False,
 ) -> Selection:
     """Every prompt's whole pool, ranked: the held finished beams and each live beam's top
     ``C = min(2K, V)`` tokens, best first (empty entries, logprob ``-inf``, last). The best
@@ -316,7 +332,7 @@ def ranked_pool(
     batch, width = live_BK.shape
     with np.errstate(over="ignore"):
         peak_M1 = check_peak(logits_MV.max(axis=1, keepdims=True, initial=-np.inf), step)
-        normaliser = log_normaliser(logits_MV, peak_M1)
+        normaliser = _normaliser(logits_MV, peak_M1, normalized)
         pool, order_BP = _ranked(
             logits_MV, normaliser, live_BK, logprob_BK, length_BK,
             np.where(finished_BK, logprob_BK, -np.inf), new_length, scorer, step,
