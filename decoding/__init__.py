@@ -64,6 +64,7 @@ from decoding.rescoring import score_continuations
 from decoding.results import Beam
 from decoding.scoring import LengthPenalty, Scorer
 from decoding.stopping import StopOnTokens, StoppingCriterion, StopStrings
+from decoding.streaming import StepEvent, TextStream
 from decoding.trace import Trace, TraceEntry, trace
 
 try:  # the version lives in pyproject.toml only; the distribution is numpy-decoding
@@ -104,10 +105,12 @@ __all__ = [
     "Scorer",
     "ScriptedLM",
     "StepContext",
+    "StepEvent",
     "StopOnTokens",
     "StopStrings",
     "StoppingCriterion",
     "Temperature",
+    "TextStream",
     "Tokenizer",
     "TopK",
     "TopP",

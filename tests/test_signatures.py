@@ -37,6 +37,7 @@ OPAQUE = {
     ("BeamState", "model_state"): "the model's own cache record, whatever type it chooses",
     ("RowState", "model_state"): "the model's own cache record, whatever type it chooses",
     ("Tokenizer", "inner"): "a tokenizers.Tokenizer, from an optional dependency",
+    ("StepEvent", "state"): "the streaming decoder's own state (BeamState, RowState, ...)",
 }
 
 

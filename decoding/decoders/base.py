@@ -5,7 +5,7 @@ checking a request against the model (`check_request`), owning the model's logit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -20,10 +20,12 @@ from decoding.lm.base import LanguageModel
 from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext, apply_processors
 from decoding.results import Beam, Recording, TraceEntry
+from decoding.streaming import Rows, StepEvent
 
 __all__ = [
     "Decoder",
     "EosSetting",
+    "Finished",
     "finish_reasons",
     "check_same_model",
     "frozen",
@@ -63,6 +65,14 @@ class EosSetting:
         return eos_ids(self.eos_token_id)
 
 
+@attrs.frozen(eq=False)
+class Finished:
+    """The state a decoder that overrides `Decoder.decode` alone streams to: its results
+    (`Decoder.finalize` returns them)."""
+
+    results: list[list[Beam]]
+
+
 class Decoder:
     """A decoding strategy: prompts in, one list of `Beam` per prompt out, best first.
 
@@ -97,7 +107,34 @@ class Decoder:
 
     def finalize(self, state: Any) -> list[list[Beam]]:
         """The results held by ``state``: one list of `Beam` per prompt, best first."""
+        if isinstance(state, Finished):
+            return state.results
         raise NotImplementedError(f"{type(self).__name__} does not implement finalize()")
+
+    def hypotheses(self, state: Any) -> Rows:
+        """Per prompt, the rows ``state`` holds, each the full tuple of tokens generated so far,
+        best first where the decoder ranks them. The default reads `finalize`."""
+        return tuple(tuple(beam.tokens for beam in beams) for beams in self.finalize(state))
+
+    def stream(self, model: LanguageModel, prompts: Sequence[Sequence[int]]) -> Iterator[StepEvent]:
+        """Run the search as `decode` does, yielding a `decoding.StepEvent` after each step:
+        ``step`` (1 for the first), ``state`` and ``tokens`` (`hypotheses` of the state).
+        ``decoder.finalize(last_event.state)`` equals ``decoder.decode(model, prompts)``.
+
+        A decoder that overrides `decode` alone yields one event, after it has run, whose state
+        (`Finished`) holds the results. With no prompts there is no step and no event.
+        """
+        if type(self).init is Decoder.init:
+            state: Any = Finished(self.decode(model, prompts))
+            if state.results:
+                yield StepEvent(1, state, self.hypotheses(state))
+            return
+        state = self.init(model, prompts)
+        step = 0
+        while not self.done(state):
+            state = self.step(model, state)
+            step += 1
+            yield StepEvent(step, state, self.hypotheses(state))
 
     @property
     def width(self) -> int | None:

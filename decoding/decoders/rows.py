@@ -29,6 +29,7 @@ from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext
 from decoding.results import Beam, TraceEntry
 from decoding.stopping import StoppingCriterion, stopped_rows
+from decoding.streaming import Rows
 
 __all__ = ["Noise", "RowDecoder", "RowState"]
 
@@ -329,3 +330,13 @@ class RowDecoder(EosSetting, Decoder):
                 )
             pools.append(tuple(entries))
         return tuple(pools)
+
+    def hypotheses(self, state: RowState) -> Rows:
+        """Per prompt, its rows in row order (sample ``s`` is row ``s``), each the tokens it
+        has generated so far."""
+        length_R = state.length_R
+        rows = [tuple(state.tokens_RT[r, : length_R[r]].tolist()) for r in range(len(length_R))]
+        samples = state.samples
+        return tuple(
+            tuple(rows[b * samples : (b + 1) * samples]) for b in range(len(state.prompts))
+        )

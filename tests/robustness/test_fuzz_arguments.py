@@ -432,6 +432,7 @@ SPECS = {
         id_list),
     "StopStrings.strings": (
         "strings", lambda v, m: decoding.StopStrings(v, _Decodes()), strings_ok),
+    "TextStream.tokenizer": ("tokenizer", lambda v, m: decoding.TextStream(v), never),
     "Sampling.min_p": ("min_p", lambda v, m: _decode(S(3, min_p=v, seed=0), m),
                        lambda v: v is None or probability(v)),
     "Greedy.stopping": ("stopping", lambda v, m: _decode(G(3, stopping=v), m),
@@ -544,7 +545,7 @@ def test_every_public_callable_with_arguments_is_fuzzed():
     (which need files and are tested in tests/test_loading*.py and tests/test_gguf.py)."""
     skipped = {
         "MAX_BEAM_WIDTH", "MAX_NUM_SAMPLES", "MAX_ROWS", "memory_limit", "Beam", "BeamState",
-        "RowState", "Trace", "TraceEntry", "StepContext", "Decoder", "LanguageModel",
+        "RowState", "Trace", "TraceEntry", "StepContext", "StepEvent", "Decoder", "LanguageModel",
         "LogitsProcessor", "Scorer", "StoppingCriterion", "NumpyLlamaLM", "Tokenizer",
         "GenerationConfig",
         "load_model", "load_tokenizer", "load_generation_config", "__version__",

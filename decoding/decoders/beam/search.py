@@ -52,6 +52,7 @@ from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.results import Beam, TraceEntry
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
 from decoding.stopping import StoppingCriterion, check_stopping
+from decoding.streaming import Rows
 
 __all__ = [
     "MAX_BEAM_WIDTH",
@@ -366,6 +367,26 @@ class BeamSearchDecoder(EosSetting, Decoder):
             ]
             for b in range(len(held.present_BK))
         ]
+
+    def hypotheses(self, state: BeamState) -> Rows:
+        """Per prompt, the beams ``state`` holds, best first. With ``finished="archive"``, the
+        running beams while the prompt has any, then its archive (the results)."""
+        rows = []
+        archive = state.archive
+        for b in range(len(state.prompts)):
+            present_K = state.logprob_BK[b] > -np.inf
+            tokens_KT, length_K = state.tokens_BKT[b], state.length_BK[b]
+            if archive is not None and not present_K.any():
+                present_K, tokens_KT, length_K = (
+                    archive.present_BK[b], archive.tokens_BKT[b], archive.length_BK[b]
+                )  # fmt: skip
+            rows.append(
+                tuple(
+                    tuple(tokens_KT[k, : length_K[k]].tolist())
+                    for k in np.flatnonzero(present_K).tolist()
+                )
+            )
+        return tuple(rows)
 
     def explain(self, old: BeamState, new: BeamState) -> tuple[tuple[TraceEntry, ...], ...]:
         """Per prompt, the step's ranked pool (the policy's `FinishedPolicy.explain`)."""

@@ -13,7 +13,7 @@ adding special tokens (the template writes them).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,21 @@ class Tokenizer:
                 )
             values.append(int(i))
         return str(self._inner.decode(values, skip_special_tokens=skip_special_tokens))
+
+    def decode_stream(self, skip_special_tokens: bool = False) -> Callable[[int], str | None]:
+        """An incremental decoder: call it with each new token id; it returns the text that
+        id completes, or None while a character is still incomplete (``tokenizers``'
+        ``DecodeStream``). `decoding.TextStream` uses it."""
+        from tokenizers.decoders import DecodeStream
+
+        stream = DecodeStream(skip_special_tokens=skip_special_tokens)
+        inner = self._inner
+
+        def step(token: int) -> str | None:
+            piece = stream.step(inner, int(token))
+            return None if piece is None else str(piece)
+
+        return step
 
     def render_chat_template(
         self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
