@@ -472,8 +472,8 @@ class LogitBias(LogitsProcessor):
         for token, _ in self.bias:
             if token >= vocab_size:
                 raise ValueError(
-                    f"LogitBias token ids must be in [0, {vocab_size}) for this model, "
-                    f"got {brief(token)}"
+                    f"LogitBias bias keys (token ids) must be in [0, {vocab_size}) for this "
+                    f"model, got {brief(token)}"
                 )
 
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:

@@ -246,7 +246,7 @@ def test_bad_arguments_are_named(make, error, words):
 @pytest.mark.parametrize(
     ("processor", "words"),
     [
-        (LogitBias({50: 1.0}), "LogitBias token ids must be in [0, 50) for this model, got 50"),
+        (LogitBias({50: 1.0}), "LogitBias bias keys (token ids) must be in [0, 50) for this model"),
         (BanSequences([[1, 60]]), "BanSequences sequences[0] holds 60, out of range [0, 50)"),
     ],
 )
