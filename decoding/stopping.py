@@ -131,7 +131,9 @@ def _strings(value: Sequence[str]) -> tuple[str, ...]:
 
 def _tokenizer(value: Decodes) -> Decodes:
     """The ``tokenizer`` converter of `StopStrings`: anything with ``decode(ids) -> str``."""
-    if not callable(getattr(type(value), "decode", None)):
+    if isinstance(value, (str, bytes, bytearray)) or not callable(
+        getattr(type(value), "decode", None)
+    ):
         raise TypeError(f"tokenizer must have a decode(ids) method, got {brief(value)}")
     return value
 

@@ -56,7 +56,9 @@ class TextStream:
     """
 
     def __init__(self, tokenizer: Decodes) -> None:
-        if not callable(getattr(type(tokenizer), "decode", None)):
+        if isinstance(tokenizer, (str, bytes, bytearray)) or not callable(
+            getattr(type(tokenizer), "decode", None)
+        ):
             raise TypeError(f"tokenizer must have a decode(ids) method, got {brief(tokenizer)}")
         from decoding.lm.loading.tokenizer import Tokenizer
 
