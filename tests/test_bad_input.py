@@ -7,76 +7,19 @@ output errors (wrong shape, NaN, +inf) name the step at which the model produced
 from __future__ import annotations
 
 import copy
-import re
 import warnings
 
 import numpy as np
 import pytest
+from fakes import BEAM_ENTRIES, PROMPTS, Recording, V, function, names, refused
 
 import decoding
-
-V = 5  # vocabulary of the recording model
-PROMPTS = [[1, 2], [3, 4, 0]]
-
-
-class Recording(decoding.LanguageModel):
-    """Uniform logits over V tokens; records every sequence it is asked about."""
-
-    vocab_size = V
-
-    def __init__(self):
-        self.calls: list[list[tuple[int, ...]]] = []
-
-    def next_token_logits(self, sequences):
-        self.calls.append([tuple(s) for s in sequences])
-        return np.zeros((len(sequences), V))
-
-
-def via_function(prompts, model, **kwargs):
-    args = {"beam_width": 2, "max_new_tokens": 3} | kwargs
-    return decoding.batched_beam_search(prompts, model=model, **args)
-
-
-def via_decoder(prompts, model, **kwargs):
-    args = {"beam_width": 2, "max_new_tokens": 3} | kwargs
-    return decoding.BeamSearchDecoder(**args).decode(model, prompts)
-
-
-ENTRY_POINTS = pytest.mark.parametrize("entry", [via_function, via_decoder])
-
-
-def names(argument: str, value: object) -> str:
-    """A pattern matching a message that names ``argument`` and, later, ``repr(value)``."""
-    return rf"{re.escape(argument)}.*{re.escape(repr(value))}"
-
-
-def refused(entry, error, match, prompts=PROMPTS, **kwargs):
-    """Assert the call raises ``error`` matching ``match``, calls no model, mutates nothing."""
-    model = Recording()
-    before = copy.deepcopy(prompts)
-    with pytest.raises(error, match=match):
-        entry(prompts, model, **kwargs)
-    assert model.calls == [], "the model was called before the argument was refused"
-    assert same(prompts, before)
-
-
-def same(a, b) -> bool:
-    """Deep equality that also compares numpy arrays (values, shape and dtype)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return type(a) is type(b) and a.dtype == b.dtype and np.array_equal(a, b)
-    if isinstance(a, list | tuple) and not isinstance(a, str):
-        return (
-            type(a) is type(b)
-            and len(a) == len(b)
-            and all(same(x, y) for x, y in zip(a, b, strict=True))
-        )
-    return type(a) is type(b) and (a == b or (a != a and b != b))  # nan == nan here
 
 
 def test_the_good_call_works():
     # Sanity for the fixtures above: the same call with good arguments decodes both prompts.
     model = Recording()
-    results = via_function(PROMPTS, model)
+    results = function(PROMPTS, model)
     assert len(results) == 2 and all(len(r) == 2 for r in results)
     assert model.calls
 
@@ -84,7 +27,7 @@ def test_the_good_call_works():
 # -- beam_width and max_new_tokens: positive ints only -----------------------------------------
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize("argument", ["beam_width", "max_new_tokens"])
 @pytest.mark.parametrize(
     ("value", "error"),
@@ -108,7 +51,7 @@ def test_non_positive_int_counts_are_refused(entry, argument, value, error):
 # -- alpha: a finite real ------------------------------------------------------------------
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize(
     ("value", "error"),
     [
@@ -139,14 +82,14 @@ def test_alpha_that_is_not_a_finite_real_is_refused(entry, value, error):
 def test_any_finite_real_alpha_is_accepted_without_warnings(alpha):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        results = via_function(PROMPTS, Recording(), alpha=alpha)
+        results = function(PROMPTS, Recording(), alpha=alpha)
     assert len(results) == 2 and all(len(r) == 2 for r in results)
 
 
 # -- eos_token_id: None or an int in [0, vocab_size) -----------------------------------------
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize(
     ("value", "error"),
     [
@@ -171,25 +114,25 @@ def test_eos_out_of_the_default_models_vocabulary_is_refused():
 
 @pytest.mark.parametrize("eos", [None, 0, V - 1, np.int64(2)])
 def test_eos_in_range_is_accepted(eos):
-    assert len(via_function(PROMPTS, Recording(), eos_token_id=eos)) == 2
+    assert len(function(PROMPTS, Recording(), eos_token_id=eos)) == 2
 
 
 # -- prompts ----------------------------------------------------------------------------------
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 def test_an_empty_prompt_is_refused_naming_its_index(entry):
     refused(entry, ValueError, r"prompts\[1\].*empty", prompts=[[1, 2], []])
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize("value", [1.0, "a", None, True, np.float64(1.0), np.bool_(False)])
 def test_a_non_integer_token_is_refused_naming_index_and_position(entry, value):
     prompts = [[1, 2], [3, 4, value]]
     refused(entry, TypeError, names("prompts[1][2]", value), prompts=prompts)
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize("value", [-1, V, np.int64(V + 7)])
 def test_an_out_of_range_token_is_refused_naming_index_and_position(entry, value):
     prompts = [[1, 2], [3, 4, value]]
@@ -200,23 +143,23 @@ def test_an_out_of_range_token_in_a_numpy_prompt_is_refused():
     prompts = [np.array([1, 2]), np.array([0, 0, 0, 9])]
     before = [p.copy() for p in prompts]
     with pytest.raises(ValueError, match=names("prompts[1][3]", 9)):
-        via_function(prompts, Recording())
+        function(prompts, Recording())
     assert all(np.array_equal(p, b) for p, b in zip(prompts, before, strict=True))
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize("value", [7, "1 2 3", b"\x01\x02", None, {0: [1, 2]}, 2.5])
 def test_prompts_that_are_not_a_list_are_refused(entry, value):
     refused(entry, TypeError, names("prompts", value), prompts=value)
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize("value", [3, "12", None, 1.5])
 def test_a_prompt_that_is_not_a_sequence_is_refused_naming_its_index(entry, value):
     refused(entry, TypeError, names("prompts[1]", value), prompts=[[1, 2], value])
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 def test_a_two_dimensional_prompt_array_is_refused(entry):
     refused(entry, ValueError, r"prompts\[0\].*1-D", prompts=[np.array([[1, 2], [3, 4]])])
 
@@ -224,13 +167,13 @@ def test_a_two_dimensional_prompt_array_is_refused(entry):
 @pytest.mark.parametrize(("argument", "value"), [("beam_width", 0), ("eos_token_id", -1)])
 def test_bad_arguments_are_refused_even_with_no_prompts(argument, value):
     # An empty batch returns [] only for otherwise valid arguments.
-    refused(via_function, ValueError, names(argument, value), prompts=[], **{argument: value})
+    refused(function, ValueError, names(argument, value), prompts=[], **{argument: value})
 
 
 def test_the_first_bad_prompt_is_the_one_named():
     prompts = [[1], [2, -3], [V]]
     with pytest.raises(ValueError, match=r"prompts\[1\]\[1\]"):
-        via_function(prompts, Recording())
+        function(prompts, Recording())
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -245,7 +188,7 @@ class DuckTyped:
         raise AssertionError("never called")
 
 
-@ENTRY_POINTS
+@BEAM_ENTRIES
 @pytest.mark.parametrize(
     "value", [object(), "gpt2", DuckTyped(), decoding.NumpyTransformerLM, np.zeros((V, V))]
 )
@@ -259,8 +202,8 @@ def test_a_model_with_a_bad_vocab_size_is_refused():
         vocab_size = 0
 
     model = NoVocab()
-    with pytest.raises(ValueError, match=names("vocab_size", 0)):
-        via_function(PROMPTS, model)
+    with pytest.raises(ValueError, match=names("model.vocab_size", 0)):
+        function(PROMPTS, model)
     assert model.calls == []
 
 

@@ -8,11 +8,11 @@ a member of weight 0 is run but cannot change the mixture.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 
 import numpy as np
 import pytest
+from fakes import raises_exactly
 
 import decoding
 
@@ -24,11 +24,6 @@ def pair() -> tuple[decoding.ScriptedLM, decoding.ScriptedLM]:
     a = decoding.ScriptedLM({(): [log(0.5), log(0.3), log(0.2)]})
     b = decoding.ScriptedLM({(): [log(0.1), log(0.1), log(0.8)]})
     return a, b
-
-
-def raises_exactly(error: type[Exception], message: str):
-    """`pytest.raises` for the whole message, taken literally."""
-    return pytest.raises(error, match=f"^{re.escape(message)}$")
 
 
 class Fixed(decoding.LanguageModel):

@@ -8,12 +8,12 @@ log-softmax, prompts pooled together. Each test asserts a kit function rejects i
 from __future__ import annotations
 
 import importlib
-import math
 import sys
 
 import attrs
 import numpy as np
 import pytest
+from fakes import UNIFORM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
@@ -129,8 +129,6 @@ def test_model_state_machine_catches_a_cache_not_reordered():
 
 
 # -- broken decoders: results that the kit's oracles and invariants reject ----------------------
-
-UNIFORM = ScriptedLM({(): [0.0, 0.0, math.log(4 / 3)]}, vocab_size=3)  # EOS = 2
 
 
 def test_reference_catches_finished_beams_dropped():

@@ -7,18 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from fakes import UNIFORM, close
 
 from decoding import BeamSearchDecoder, LanguageModel, LogitsProcessor, MinNewTokens, ScriptedLM
 from decoding.testing import best_sequences, reference_beam_search
 from decoding.testing.reference import Stuck
 
-# p = (0.3, 0.3, 0.4) after any sequence; EOS = 2.
-UNIFORM = ScriptedLM({(): [0.0, 0.0, math.log(4 / 3)]}, vocab_size=3)
 L3, L4 = math.log(0.3), math.log(0.4)
-
-
-def close(a, b):
-    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
 
 
 # -- reference_beam_search -------------------------------------------------------------------
@@ -30,7 +25,7 @@ def test_reference_defaults_to_alpha_0_6_like_the_decoder():
     # alpha 0.6 ranks the finished (2,) (score log .4) first; alpha 1.6 would too, so check a
     # score that depends on alpha: (0, 2) = (log .3 + log .4) / 2 ** 0.6.
     scores = {b.tokens: b.score for b in got[0]}
-    assert close(scores[(0, 2)], (L3 + L4) / 2**0.6)
+    assert close(scores[(0, 2)], (L3 + L4) / 2**0.6, 1e-12)
 
 
 class BanGenerated(LogitsProcessor):
@@ -97,15 +92,15 @@ def test_best_sequences_ranks_every_hypothesis_lower_ids_first_on_ties():
     got = best_sequences(UNIFORM, [[0]], 10, 2, 0.0, 2)[0]
     assert [b.tokens for b in got] == [(2,), (0, 2), (1, 2), (0, 0), (0, 1), (1, 0), (1, 1)]
     assert [b.finished for b in got] == [True, True, True, False, False, False, False]
-    assert close(got[0].logprob, L4) and close(got[1].logprob, L3 + L4)
-    assert close(got[3].score, 2 * L3) and got[3].token_logprobs == (got[3].logprob / 2,) * 2
+    assert close(got[0].logprob, L4, 1e-12) and close(got[1].logprob, L3 + L4, 1e-12)
+    assert close(got[3].score, 2 * L3, 1e-12) and got[3].token_logprobs == (got[3].logprob / 2,) * 2
     assert [b.tokens for b in best_sequences(UNIFORM, [[0]], 4, 2, 0.0, 2)[0]][-1] == (0, 0)
 
 
 def test_best_sequences_defaults_to_alpha_0_6():
     got = best_sequences(UNIFORM, [[0]], 2, 2, eos_token_id=2)[0]
     assert [b.tokens for b in got] == [(2,), (0, 2)]
-    assert close(got[1].score, (L3 + L4) / 2**0.6)
+    assert close(got[1].score, (L3 + L4) / 2**0.6, 1e-12)
 
 
 def test_best_sequences_never_takes_a_minus_inf_token():

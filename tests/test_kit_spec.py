@@ -4,10 +4,9 @@ the call or step, the prompt, the row or the beam)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from fakes import UNIFORM
 
 from decoding import Beam, BeamSearchDecoder, LanguageModel, ScriptedLM
 from decoding.testing import CheckedLM, check_model, check_results
@@ -317,8 +316,6 @@ def test_checked_lm_rejects_parents_and_tokens_of_different_lengths():
 
 
 # -- check_results --------------------------------------------------------------------------
-
-UNIFORM = ScriptedLM({(): [0.0, 0.0, math.log(4 / 3)]}, vocab_size=3)  # EOS = 2
 
 
 def test_check_results_defaults_to_alpha_0_6_like_the_decoder():

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from fakes import cases, fewer
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import decoding
@@ -30,15 +31,9 @@ from decoding import (
     TopP,
 )
 from decoding.testing import reference
-from decoding.testing.strategies import eos_settings, logit_rows, prompt_lists, scripted_models
+from decoding.testing.strategies import logit_rows
 
 log = math.log
-
-
-def fewer(divisor: int) -> settings:
-    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3): for the
-    slower properties, which then scale with the profile like the rest."""
-    return settings(max_examples=max(3, settings.default.max_examples // divisor))
 
 
 inf = math.inf
@@ -281,21 +276,9 @@ def test_no_repeat_ngram_against_its_rule(drawn, n):
 # -- the guarantees in every decoder --------------------------------------------------------------
 
 
-@st.composite
-def cases(draw, max_new_tokens=5):
-    model = draw(scripted_models())
-    vocab = model.vocab_size
-    return (
-        model,
-        draw(prompt_lists(vocab, max_prompts=3)),
-        draw(st.integers(1, max_new_tokens)),
-        draw(eos_settings(vocab)),
-    )
-
-
-@given(cases(), which_decoder, st.data())
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.data())
 def test_banned_tokens_never_appear(case, which, data):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     banned = data.draw(st.lists(st.integers(0, model.vocab_size - 1), max_size=3, unique=True))
     results = decode_or_none(which, model, prompts, n, eos, [BanTokens(banned)])
     assume(results is not None)
@@ -305,9 +288,11 @@ def test_banned_tokens_never_appear(case, which, data):
 
 
 @fewer(2)
-@given(cases(max_new_tokens=6), which_decoder, st.integers(1, 3))
+@given(
+    cases(max_new_tokens=6, with_processors=False, max_prompts=3), which_decoder, st.integers(1, 3)
+)
 def test_no_ngram_repeats_under_no_repeat_ngram(case, which, size):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     results = decode_or_none(which, model, prompts, n, eos, [NoRepeatNGram(size)])
     assume(results is not None)
     for prompt, beams in zip(prompts, results, strict=True):
@@ -321,9 +306,11 @@ def test_no_ngram_repeats_under_no_repeat_ngram(case, which, size):
                     assert gram not in earlier, (prompt, beam.tokens, size)
 
 
-@given(cases(max_new_tokens=6), which_decoder, st.integers(0, 5))
+@given(
+    cases(max_new_tokens=6, with_processors=False, max_prompts=3), which_decoder, st.integers(0, 5)
+)
 def test_no_eos_before_n_tokens_under_min_new_tokens(case, which, minimum):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     eos_ids = reference.eos_tuple(eos)
     results = decode_or_none(which, model, prompts, n, eos, [MinNewTokens(minimum)])
     assume(results is not None)
@@ -333,9 +320,9 @@ def test_no_eos_before_n_tokens_under_min_new_tokens(case, which, minimum):
 
 
 @fewer(2)
-@given(cases(), which_decoder)
+@given(cases(with_processors=False, max_prompts=3), which_decoder)
 def test_min_new_tokens_0_changes_nothing(case, which):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     plain = decode_or_none(which, model, prompts, n, eos, [])
     processed = decode_or_none(which, model, prompts, n, eos, [MinNewTokens(0)])
     if processed is None:
@@ -376,9 +363,9 @@ class NoImmediateRepeat(LogitsProcessor):
         return logits_MV
 
 
-@given(cases(), which_decoder, st.integers(0, 9))
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.integers(0, 9))
 def test_a_custom_processor_sees_a_consistent_context_in_every_decoder(case, which, seed):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     recorder = Recorder()
     results = decode_or_none(which, model, prompts, n, eos, [recorder], seed)
     assume(results is not None)
@@ -396,9 +383,9 @@ def test_a_custom_processor_sees_a_consistent_context_in_every_decoder(case, whi
     assert results == decode_or_none(which, model, prompts, n, eos, [], seed)
 
 
-@given(cases(), which_decoder, st.integers(0, 9))
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.integers(0, 9))
 def test_a_custom_processor_reading_generated_tokens_works_in_every_decoder(case, which, seed):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     results = decode_or_none(which, model, prompts, n, eos, [NoImmediateRepeat()], seed)
     assume(results is not None)
     for beams in results:
@@ -516,9 +503,9 @@ def test_greedy_and_sampling_refuse_a_row_of_minus_inf_even_without_processors(w
         DECODERS[which](3, None, [], 0).decode(model, [[1, 2], [0]])
 
 
-@given(cases(), which_decoder, st.integers(0, 9), st.data())
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.integers(0, 9), st.data())
 def test_a_token_a_processor_forbids_is_never_emitted(case, which, seed, data):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     vocab = model.vocab_size
     # A processor that forbids a different pseudo-random set at each (step, row content).
     salt = data.draw(st.integers(0, 10**6))

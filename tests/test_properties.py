@@ -10,7 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from fakes import TOL, assert_same_beams, close, fewer
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import decoding
@@ -26,27 +27,6 @@ from decoding.testing.strategies import (
     transformer,
     transformers,
 )
-
-TOL = 1e-9
-
-
-def fewer(divisor: int) -> settings:
-    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3): for the
-    slower properties, which then scale with the profile like the rest."""
-    return settings(max_examples=max(3, settings.default.max_examples // divisor))
-
-
-def close(a: float, b: float, tol: float = TOL) -> bool:
-    """Equal up to ``tol``, relative or absolute; equal infinities count as equal."""
-    return a == b or math.isclose(a, b, rel_tol=tol, abs_tol=tol)
-
-
-def assert_same_beams(got: list[Beam], want: list[Beam], tol: float = TOL) -> None:
-    """Same tokens and finished flags in the same order; logprob and score up to ``tol``."""
-    assert [(b.tokens, b.finished) for b in got] == [(b.tokens, b.finished) for b in want]
-    for g, w in zip(got, want, strict=True):
-        assert close(g.logprob, w.logprob, tol), (g, w)
-        assert close(g.score, w.score, tol), (g, w)
 
 
 def decode(problem: Problem, prompts: list | None = None) -> list[list[Beam]]:

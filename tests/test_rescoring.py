@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from fakes import EOS_MODEL, Counting, fewer
+from hypothesis import given
 from hypothesis import strategies as st
 
 import decoding
@@ -15,7 +16,6 @@ from decoding import (
     BeamSearchDecoder,
     GreedyDecoder,
     SamplingDecoder,
-    ScriptedLM,
     score_continuations,
 )
 from decoding.testing import reference
@@ -24,51 +24,11 @@ from decoding.testing.strategies import eos_settings, prompt_lists, scripted_mod
 log = math.log
 
 
-def fewer(divisor: int) -> settings:
-    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3): for the
-    slower properties, which then scale with the profile like the rest."""
-    return settings(max_examples=max(3, settings.default.max_examples // divisor))
-
-
-MODEL = ScriptedLM(
-    {
-        (0,): {1: log(0.5), 3: log(0.3), 4: log(0.2)},
-        (1,): {2: log(0.7), 4: log(0.3)},
-        (2,): {4: log(0.7), 1: log(0.3)},
-        (3,): {0: log(0.9), 2: log(0.1)},
-        (4,): {3: 0.0},
-    },
-    vocab_size=5,
-)
-
-
-class Counting(decoding.LanguageModel):
-    """Delegates prefill and extend to ``inner``; records the rows of each call."""
-
-    def __init__(self, inner: decoding.LanguageModel):
-        self.inner = inner
-        self.vocab_size = inner.vocab_size
-        self.max_sequence_length = inner.max_sequence_length
-        self.calls: list[tuple[str, int]] = []
-
-    def next_token_logits(self, sequences):
-        self.calls.append(("next_token_logits", len(sequences)))
-        return self.inner.next_token_logits(sequences)
-
-    def prefill(self, prompts):
-        self.calls.append(("prefill", len(prompts)))
-        return self.inner.prefill(prompts)
-
-    def extend(self, state, parents_M, tokens_M):
-        self.calls.append(("extend", len(parents_M)))
-        return self.inner.extend(state, parents_M, tokens_M)
-
-
 def test_by_hand():
     # After [0]: 1 is p(.5); after [0, 1]: 2 is p(.7); after [0, 1, 2]: 4 is p(.7).
     # After [3]: 0 is p(.9), then after [3, 0]: 4 is p(.2).
     # After [0]: 2 is impossible: -inf.
-    got = score_continuations(MODEL, [[0], [3], [0], [4]], [[1, 2, 4], [0, 4], [2], []])
+    got = score_continuations(EOS_MODEL, [[0], [3], [0], [4]], [[1, 2, 4], [0, 4], [2], []])
     assert [g.dtype for g in got] == [np.float64] * 4
     assert [g.shape for g in got] == [(3,), (2,), (1,), (0,)]
     assert got[0] == pytest.approx([log(0.5), log(0.7), log(0.7)], abs=1e-12)
@@ -77,7 +37,7 @@ def test_by_hand():
 
 
 def test_empty_continuations_give_empty_arrays_and_no_model_call():
-    model = Counting(MODEL)
+    model = Counting(EOS_MODEL)
     got = score_continuations(model, [[0], [1, 2]], [[], ()])
     assert [(g.dtype, g.shape) for g in got] == [(np.float64, (0,)), (np.float64, (0,))]
     assert model.calls == []

@@ -19,7 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, note, settings
+from fakes import (
+    EOS_MODEL,
+    TOL,
+    Counting,
+    as_data,
+    assert_beam_invariants,
+    assert_same_beam,
+    cases,
+    close,
+    eos_of,
+    fewer,
+    run_reference,
+    stuck_at,
+)
+from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 import decoding
@@ -36,95 +50,20 @@ from decoding import (
 from decoding.testing import reference
 from decoding.testing.strategies import (
     alphas,
-    eos_settings,
-    processor_lists,
     prompt_lists,
-    scripted_models,
     transformer,
     transformers,
 )
 
 log = math.log
-TOL = 1e-9
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def fewer(divisor: int) -> settings:
-    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3)."""
-    return settings(
-        max_examples=max(3, settings.default.max_examples // divisor),
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    )
-
-
-def close(a: float, b: float, tol: float = TOL) -> bool:
-    return a == b or math.isclose(a, b, rel_tol=tol, abs_tol=tol)
-
-
-def eos_of(setting) -> tuple[int, ...]:
-    return reference.eos_tuple(setting)
-
-
-def assert_same_beam(got: Beam, want: Beam, tol: float = TOL) -> None:
-    """Tokens and finished flag exact; logprob, score and each token log-prob up to ``tol``."""
-    assert (got.tokens, got.finished) == (want.tokens, want.finished), (got, want)
-    assert close(got.logprob, want.logprob, tol), (got, want)
-    assert close(got.score, want.score, tol), (got, want)
-    assert len(got.token_logprobs) == len(want.token_logprobs)
-    for g, w in zip(got.token_logprobs, want.token_logprobs, strict=True):
-        assert close(g, w, tol), (got, want)
-
-
-def assert_beam_invariants(beam: Beam, eos_ids: tuple[int, ...], max_new_tokens: int) -> None:
-    """What every returned beam satisfies, whatever the decoder."""
-    assert 1 <= len(beam.tokens) <= max_new_tokens
-    assert len(beam.token_logprobs) == len(beam.tokens)
-    assert all(lp > -math.inf for lp in beam.token_logprobs)
-    assert math.fsum(beam.token_logprobs) == pytest.approx(beam.logprob, rel=1e-9, abs=1e-12)
-    # Finished iff the last token is an EOS id; no EOS id anywhere before it.
-    assert beam.finished == (beam.tokens[-1] in eos_ids)
-    assert not set(beam.tokens[:-1]) & set(eos_ids)
-    if not beam.finished:
-        assert len(beam.tokens) == max_new_tokens
-
-
-def stuck_at(outcomes: list) -> tuple[int, int] | None:
-    """``(step, prompt index)`` of the first prompt the references got stuck on, or None."""
-    stuck = [(o.step, i) for i, o in enumerate(outcomes) if isinstance(o, reference.Stuck)]
-    return min(stuck) if stuck else None
-
-
-def run_reference(function, *args, **kwargs):
-    try:
-        return function(*args, **kwargs)
-    except reference.Stuck as error:
-        return error
-
-
-@st.composite
-def settings_for(draw, models=None, max_new_tokens=5, with_processors=True, max_prompts=4):
-    model = draw(scripted_models() if models is None else models)
-    vocab = model.vocab_size
-    return {
-        "model": model,
-        "prompts": draw(prompt_lists(vocab, max_prompts=max_prompts)),
-        "max_new_tokens": draw(st.integers(1, max_new_tokens)),
-        "eos": draw(eos_settings(vocab)),
-        "processors": draw(processor_lists(vocab)) if with_processors else [],
-    }
 
 
 # -- greedy ------------------------------------------------------------------------------------
 
 
 def check_greedy_against_loop(case) -> list[list[Beam]] | None:
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"],
-    )
+    model, prompts, n, eos, processors = case
     decoder = GreedyDecoder(n, eos, processors)
     outcomes = [run_reference(reference.greedy_loop, model, p, n, eos, processors) for p in prompts]
     first_stuck = stuck_at(outcomes)
@@ -143,26 +82,26 @@ def check_greedy_against_loop(case) -> list[list[Beam]] | None:
     return results
 
 
-@given(settings_for(with_processors=False))
+@given(cases(with_processors=False))
 def test_greedy_equals_the_literal_argmax_loop_on_scripted_models(case):
     check_greedy_against_loop(case)
 
 
-@given(settings_for())
+@given(cases())
 def test_greedy_with_processors_equals_the_literal_argmax_loop(case):
     check_greedy_against_loop(case)
 
 
 @fewer(3)
-@given(settings_for(models=transformers("float64"), max_new_tokens=4, max_prompts=3))
+@given(cases(models=transformers("float64"), max_new_tokens=4, max_prompts=3))
 def test_greedy_equals_the_literal_argmax_loop_on_a_float64_transformer(case):
-    case["processors"] = case["processors"][:1]
+    case = case._replace(processors=case.processors[:1])
     check_greedy_against_loop(case)
 
 
-@given(settings_for(with_processors=False), alphas)
+@given(cases(with_processors=False), alphas)
 def test_greedy_equals_beam_search_of_width_one_for_every_alpha(case, alpha):
-    model, prompts, n, eos = case["model"], case["prompts"], case["max_new_tokens"], case["eos"]
+    model, prompts, n, eos, _ = case
     try:
         greedy = GreedyDecoder(n, eos).decode(model, prompts)
     except ValueError:
@@ -181,9 +120,9 @@ def test_greedy_equals_beam_search_of_width_one_for_every_alpha(case, alpha):
 
 
 @fewer(3)
-@given(settings_for(models=transformers("float64"), max_new_tokens=4, max_prompts=3), alphas)
+@given(cases(models=transformers("float64"), max_new_tokens=4, max_prompts=3), alphas)
 def test_greedy_equals_beam_search_of_width_one_on_a_float64_transformer(case, alpha):
-    model, prompts, n, eos = case["model"], case["prompts"], case["max_new_tokens"], case["eos"]
+    model, prompts, n, eos, _ = case
     for g, b in zip(
         GreedyDecoder(n, eos).decode(model, prompts),
         BeamSearchDecoder(1, n, alpha, eos).decode(model, prompts),
@@ -208,15 +147,9 @@ def test_greedy_by_hand_takes_the_lowest_id_on_ties():
 # -- beam search with processors ----------------------------------------------------------------
 
 
-@given(settings_for(), st.integers(1, 4), alphas)
+@given(cases(), st.integers(1, 4), alphas)
 def test_beam_search_with_processors_equals_the_literal_reference(case, width, alpha):
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"],
-    )
+    model, prompts, n, eos, processors = case
     note(f"processors={processors!r}")
     decoder = BeamSearchDecoder(width, n, alpha, eos, processors=processors)
     outcomes = [
@@ -239,9 +172,9 @@ def test_beam_search_with_processors_equals_the_literal_reference(case, width, a
             assert_beam_invariants(g, eos_of(eos), n)
 
 
-@given(settings_for(with_processors=False), st.integers(1, 4), alphas)
+@given(cases(with_processors=False), st.integers(1, 4), alphas)
 def test_beam_search_token_logprobs_are_the_models_log_softmax(case, width, alpha):
-    model, prompts, n, eos = case["model"], case["prompts"], case["max_new_tokens"], case["eos"]
+    model, prompts, n, eos, _ = case
     for prompt, beams in zip(
         prompts, BeamSearchDecoder(width, n, alpha, eos).decode(model, prompts), strict=True
     ):
@@ -253,15 +186,10 @@ def test_beam_search_token_logprobs_are_the_models_log_softmax(case, width, alph
 
 
 @fewer(3)
-@given(settings_for(models=transformers("float64"), max_new_tokens=3, max_prompts=2))
+@given(cases(models=transformers("float64"), max_new_tokens=3, max_prompts=2))
 def test_beam_search_with_processors_equals_the_reference_on_a_float64_transformer(case):
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"][:2],
-    )
+    model, prompts, n, eos, processors = case
+    processors = processors[:2]
     results = BeamSearchDecoder(3, n, 0.6, eos, processors=processors).decode(model, prompts)
     for prompt, got in zip(prompts, results, strict=True):
         want = reference.beam_search_processed(model, prompt, 3, n, 0.6, eos, processors)
@@ -273,28 +201,14 @@ def test_beam_search_with_processors_equals_the_reference_on_a_float64_transform
 # -- sampling ------------------------------------------------------------------------------------
 
 
-def as_data(results: list[list[Beam]]) -> list:
-    """Everything a result holds, as plain values (exact comparison)."""
-    return [
-        [(b.tokens, b.logprob, b.score, b.finished, b.token_logprobs) for b in beams]
-        for beams in results
-    ]
-
-
 @fewer(2)
 @given(
-    settings_for(max_prompts=3),
+    cases(max_prompts=3),
     st.integers(1, 4),
     st.integers(0, 2**32),
 )
 def test_sampling_results_are_sorted_samples_whose_score_is_the_logprob(case, samples, seed):
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"],
-    )
+    model, prompts, n, eos, processors = case
     decoder = SamplingDecoder(n, eos, num_samples=samples, seed=seed, processors=processors)
     try:
         results = decoder.decode(model, prompts)
@@ -312,15 +226,9 @@ def test_sampling_results_are_sorted_samples_whose_score_is_the_logprob(case, sa
             assert_beam_invariants(beam, eos_of(eos), n)
 
 
-@given(settings_for(max_prompts=3), st.integers(0, 2**32))
+@given(cases(max_prompts=3), st.integers(0, 2**32))
 def test_sampling_token_logprobs_are_under_the_processed_distribution(case, seed):
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"],
-    )
+    model, prompts, n, eos, processors = case
     try:
         results = SamplingDecoder(n, eos, num_samples=2, seed=seed, processors=processors).decode(
             model, prompts
@@ -338,15 +246,9 @@ def test_sampling_token_logprobs_are_under_the_processed_distribution(case, seed
 
 
 @fewer(2)
-@given(settings_for(max_prompts=3), st.integers(1, 3), st.integers(0, 2**32), st.booleans())
+@given(cases(max_prompts=3), st.integers(1, 3), st.integers(0, 2**32), st.booleans())
 def test_sampling_with_top_k_1_or_a_tiny_top_p_gives_greedys_tokens(case, samples, seed, use_k):
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"],
-    )
+    model, prompts, n, eos, processors = case
     shorthand = {"top_k": 1} if use_k else {"top_p": 1e-9}
     sampler = SamplingDecoder(
         n, eos, num_samples=samples, seed=seed, processors=processors, **shorthand
@@ -444,15 +346,9 @@ def batch_variations(draw, vocab: int, prompts: list[list[int]]):
 
 
 @fewer(2)
-@given(settings_for(max_prompts=4), st.integers(1, 3), st.integers(0, 2**32), st.data())
+@given(cases(max_prompts=4), st.integers(1, 3), st.integers(0, 2**32), st.data())
 def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_batch(case, samples, seed, data):
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"],
-    )
+    model, prompts, n, eos, processors = case
     index, others = data.draw(batch_variations(model.vocab_size, prompts))
     decoder = SamplingDecoder(n, eos, num_samples=samples, seed=seed, processors=processors)
     try:
@@ -670,18 +566,6 @@ def test_two_step_frequencies_follow_the_conditional_distributions():
 # -- EOS: several ids, by hand ----------------------------------------------------------------
 
 
-EOS_MODEL = ScriptedLM(
-    {
-        (0,): {1: log(0.5), 3: log(0.3), 4: log(0.2)},
-        (1,): {2: log(0.7), 4: log(0.3)},
-        (2,): {4: log(0.7), 1: log(0.3)},
-        (3,): {0: log(0.9), 2: log(0.1)},
-        (4,): {3: 0.0},
-    },
-    vocab_size=5,
-)
-
-
 def test_greedy_with_two_eos_ids_by_hand():
     # From [0]: 1 (.5), then 2 (.7), then 4 (.7): 4 is an EOS id, so it stops there.
     (beam,) = GreedyDecoder(6, eos_token_id=[3, 4]).decode(EOS_MODEL, [[0]])[0]
@@ -728,15 +612,9 @@ def test_sampling_with_two_eos_ids_stops_at_either():
 
 
 @fewer(2)
-@given(settings_for(), st.sampled_from(["greedy", "sampling", "beam"]), st.integers(0, 99))
+@given(cases(), st.sampled_from(["greedy", "sampling", "beam"]), st.integers(0, 99))
 def test_every_decoder_keeps_the_eos_and_token_logprob_invariants(case, which, seed):
-    model, prompts, n, eos, processors = (
-        case["model"],
-        case["prompts"],
-        case["max_new_tokens"],
-        case["eos"],
-        case["processors"],
-    )
+    model, prompts, n, eos, processors = case
     decoder = {
         "greedy": lambda: GreedyDecoder(n, eos, processors),
         "sampling": lambda: SamplingDecoder(
@@ -754,27 +632,6 @@ def test_every_decoder_keeps_the_eos_and_token_logprob_invariants(case, which, s
 
 
 # -- model calls ----------------------------------------------------------------------------------
-
-
-class Counting(decoding.LanguageModel):
-    """Delegates prefill and extend to ``inner``; records ``(call, rows)``."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.vocab_size = inner.vocab_size
-        self.calls: list[tuple[str, int]] = []
-
-    def next_token_logits(self, sequences):
-        self.calls.append(("next_token_logits", len(sequences)))
-        return self.inner.next_token_logits(sequences)
-
-    def prefill(self, prompts):
-        self.calls.append(("prefill", len(prompts)))
-        return self.inner.prefill(prompts)
-
-    def extend(self, state, parents_M, tokens_M):
-        self.calls.append(("extend", len(parents_M)))
-        return self.inner.extend(state, parents_M, tokens_M)
 
 
 def test_sampling_feeds_all_prompts_and_samples_in_one_call_per_step():

@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import warnings
 
 import numpy as np
 import pytest
+from fakes import (
+    DECODERS,
+    EVERY_ENTRY,
+    PROMPTS,
+    Recording,
+    V,
+    beam,
+    function,
+    greedy,
+    names,
+    refused,
+    sampling,
+)
 
 import decoding
 from decoding import (
@@ -27,74 +39,6 @@ from decoding import (
     TopP,
     score_continuations,
 )
-
-V = 5  # vocabulary of the recording model
-PROMPTS = [[1, 2], [3, 4, 0]]
-
-
-class Recording(decoding.LanguageModel):
-    """Uniform logits over V tokens; records every call."""
-
-    vocab_size = V
-
-    def __init__(self):
-        self.calls: list[str] = []
-
-    def next_token_logits(self, sequences):
-        self.calls.append("next_token_logits")
-        return np.zeros((len(sequences), V))
-
-    def prefill(self, prompts):
-        self.calls.append("prefill")
-        return super().prefill(prompts)
-
-    def extend(self, state, parents_M, tokens_M):
-        self.calls.append("extend")
-        return super().extend(state, parents_M, tokens_M)
-
-
-def greedy(prompts, model, **kwargs):
-    return GreedyDecoder(**({"max_new_tokens": 3} | kwargs)).decode(model, prompts)
-
-
-def sampling(prompts, model, **kwargs):
-    return SamplingDecoder(**({"max_new_tokens": 3, "seed": 0} | kwargs)).decode(model, prompts)
-
-
-def beam(prompts, model, **kwargs):
-    args = {"beam_width": 2, "max_new_tokens": 3} | kwargs
-    return BeamSearchDecoder(**args).decode(model, prompts)
-
-
-def function(prompts, model, **kwargs):
-    return decoding.batched_beam_search(
-        prompts, **({"beam_width": 2, "max_new_tokens": 3} | kwargs), model=model
-    )
-
-
-DECODERS = pytest.mark.parametrize("entry", [greedy, sampling, beam], ids=lambda f: f.__name__)
-EVERY_ENTRY = pytest.mark.parametrize(
-    "entry", [greedy, sampling, beam, function], ids=lambda f: f.__name__
-)
-
-
-def names(argument: str, value: object) -> str:
-    """A pattern matching a message that names ``argument`` and, later, ``repr(value)``.
-
-    (The argument need not end a word: see test_shorthand_messages_are_well_formed.)"""
-    return rf"(?<![\w.]){re.escape(argument)}.*{re.escape(repr(value))}"
-
-
-def refused(entry, error, match, prompts=PROMPTS, **kwargs):
-    """Assert the call raises ``error`` matching ``match``, calls no model, mutates nothing."""
-    model = Recording()
-    before_prompts = copy.deepcopy(prompts)
-    before_kwargs = copy.deepcopy(kwargs)
-    with pytest.raises(error, match=match):
-        entry(prompts, model, **kwargs)
-    assert model.calls == [], "the model was called before the argument was refused"
-    assert prompts == before_prompts
-    assert repr(kwargs) == repr(before_kwargs)  # lists passed as arguments are untouched
 
 
 @EVERY_ENTRY

@@ -11,6 +11,7 @@ import re
 import attrs
 import numpy as np
 import pytest
+from fakes import raises_exactly
 
 import decoding
 from decoding.lm.scripted import normalised
@@ -18,11 +19,6 @@ from decoding.lm.scripted import normalised
 log = math.log
 EOS = 0
 LEGEND = "(* finished  x pruned  #n returned rank)"
-
-
-def raises_exactly(error: type[Exception], message: str):
-    """`pytest.raises` for the whole message, taken literally."""
-    return pytest.raises(error, match=f"^{re.escape(message)}$")
 
 
 def parse_dot(dot: str) -> tuple[str, dict[str, dict[str, str]], list[tuple[str, str]]]:
