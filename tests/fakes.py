@@ -276,3 +276,17 @@ def refused(entry, error, match, prompts=PROMPTS, **kwargs):
     assert model.calls == [], "the model was called before the argument was refused"
     assert same(prompts, before_prompts)
     assert repr(kwargs) == repr(before_kwargs)  # lists passed as arguments are untouched
+
+
+#: Counts a decoder refuses (``num_samples``, ``max_new_tokens``, ``top_k``) and the error each
+#: is refused with.
+BAD_COUNTS = [
+    (0, ValueError),
+    (-1, ValueError),
+    (1.5, TypeError),
+    (2.0, TypeError),
+    (True, TypeError),
+    ("2", TypeError),
+    (None, TypeError),
+    (np.float64(2.0), TypeError),
+]

@@ -56,7 +56,7 @@ def apply(processor, row, **context) -> list[float]:
     return processor(logits, context_for(**context))[0].tolist()
 
 
-DECODERS = {
+DECODER_OF = {
     "greedy": lambda n, eos, ps, seed: GreedyDecoder(n, eos, ps),
     "sampling": lambda n, eos, ps, seed: SamplingDecoder(
         n, eos, num_samples=2, seed=seed, processors=ps
@@ -66,14 +66,14 @@ DECODERS = {
         3, n, 0.6, eos, processors=ps, finished="archive"
     ),
 }
-which_decoder = st.sampled_from(sorted(DECODERS))
+which_decoder = st.sampled_from(sorted(DECODER_OF))
 
 
 def decode_or_none(which, model, prompts, n, eos, processors, seed=0):
     """The decoder's results, or None when a row was left with no token (a ValueError that
     names the step and the prompt)."""
     try:
-        return DECODERS[which](n, eos, processors, seed).decode(model, prompts)
+        return DECODER_OF[which](n, eos, processors, seed).decode(model, prompts)
     except ValueError as error:
         assert "step" in str(error) and "prompt" in str(error), error
         return None
@@ -500,7 +500,7 @@ def test_greedy_and_sampling_refuse_a_row_of_minus_inf_even_without_processors(w
     # After 3 the model allows nothing at all.
     model = ScriptedLM({(): {0: 0.0}, (0,): {3: 0.0}, (3,): [-inf] * 5}, vocab_size=5)
     with pytest.raises(ValueError, match=r"step 2\b.*prompt 1\b"):
-        DECODERS[which](3, None, [], 0).decode(model, [[1, 2], [0]])
+        DECODER_OF[which](3, None, [], 0).decode(model, [[1, 2], [0]])
 
 
 @given(cases(with_processors=False, max_prompts=3), which_decoder, st.integers(0, 9), st.data())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from fakes import TOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,8 +16,6 @@ from decoding.decoders.beam.select import _block_size
 from decoding.numerics import log_softmax, top_tokens_exact
 from decoding.testing.reference import beam_search
 from decoding.testing.strategies import ShownScriptedLM, problems
-
-TOL = 1e-9
 
 
 @st.composite

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from fakes import (
+    BAD_COUNTS,
     DECODERS,
     EVERY_ENTRY,
     PROMPTS,
@@ -50,17 +51,6 @@ def test_the_good_call_works(entry):
 
 
 # -- sampling arguments ---------------------------------------------------------------------------
-
-BAD_COUNTS = [
-    (0, ValueError),
-    (-1, ValueError),
-    (1.5, TypeError),
-    (2.0, TypeError),
-    (True, TypeError),
-    ("2", TypeError),
-    (None, TypeError),
-    (np.float64(2.0), TypeError),
-]
 
 
 @pytest.mark.parametrize(("value", "error"), BAD_COUNTS)

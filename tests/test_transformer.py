@@ -5,11 +5,9 @@ from __future__ import annotations
 import attrs
 import numpy as np
 import pytest
+from fakes import TOL, TOL32
 
 import decoding
-
-TOL = 1e-9  # float64 model math: cached, batched and full paths agree to rounding
-TOL32 = 1e-4  # the default float32 model math: logits are O(1), float32 eps is 1.2e-7
 
 
 @pytest.fixture(scope="module")
