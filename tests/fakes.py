@@ -183,6 +183,30 @@ class Counting(decoding.LanguageModel):
         return self.inner.extend(state, parents_M, tokens_M)
 
 
+class BufferReusingLM(decoding.LanguageModel):
+    """A bigram model over 6 tokens that writes every answer into one output buffer, as many
+    models do."""
+
+    vocab_size = 6
+
+    def __init__(self, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.table = rng.normal(size=(6, 6)) * 3
+        self.out = np.empty((64, 6))
+
+    def next_token_logits(self, sequences):
+        rows = self.out[: len(sequences)]
+        rows[:] = self.table[[s[-1] for s in sequences]]
+        return rows
+
+
+class FreshLM(BufferReusingLM):
+    """The same bigram model, returning a fresh array every call."""
+
+    def next_token_logits(self, sequences):
+        return self.table[[s[-1] for s in sequences]].copy()
+
+
 #: The vocabulary of `Recording`, and prompts in it.
 V = 5
 PROMPTS = [[1, 2], [3, 4, 0]]
@@ -213,37 +237,39 @@ class Recording(decoding.LanguageModel):
 # -- entry points and refused calls --------------------------------------------------------------
 
 
-def greedy(prompts, model, **kwargs):
+def run_greedy(prompts, model, **kwargs):
     """`GreedyDecoder` with 3 new tokens unless ``kwargs`` say otherwise."""
     return GreedyDecoder(**({"max_new_tokens": 3} | kwargs)).decode(model, prompts)
 
 
-def sampling(prompts, model, **kwargs):
+def run_sampling(prompts, model, **kwargs):
     """`SamplingDecoder` with 3 new tokens and seed 0 unless ``kwargs`` say otherwise."""
     return SamplingDecoder(**({"max_new_tokens": 3, "seed": 0} | kwargs)).decode(model, prompts)
 
 
-def beam(prompts, model, **kwargs):
+def run_beam(prompts, model, **kwargs):
     """`BeamSearchDecoder` of width 2 with 3 new tokens unless ``kwargs`` say otherwise."""
     args = {"beam_width": 2, "max_new_tokens": 3} | kwargs
     return BeamSearchDecoder(**args).decode(model, prompts)
 
 
-def function(prompts, model, **kwargs):
-    """`batched_beam_search` with the defaults of `beam`."""
+def run_batched(prompts, model, **kwargs):
+    """`batched_beam_search` with the defaults of `run_beam`."""
     return decoding.batched_beam_search(
         prompts, **({"beam_width": 2, "max_new_tokens": 3} | kwargs), model=model
     )
 
 
-def _named(f) -> str:
-    return f.__name__
-
-
 #: Parametrize ``entry`` over the three decoders / the beam-search entries / all four.
-DECODERS = pytest.mark.parametrize("entry", [greedy, sampling, beam], ids=_named)
-BEAM_ENTRIES = pytest.mark.parametrize("entry", [function, beam], ids=_named)
-EVERY_ENTRY = pytest.mark.parametrize("entry", [greedy, sampling, beam, function], ids=_named)
+DECODERS = pytest.mark.parametrize(
+    "entry", [run_greedy, run_sampling, run_beam], ids=["greedy", "sampling", "beam"]
+)
+BEAM_ENTRIES = pytest.mark.parametrize("entry", [run_batched, run_beam], ids=["function", "beam"])
+EVERY_ENTRY = pytest.mark.parametrize(
+    "entry",
+    [run_greedy, run_sampling, run_beam, run_batched],
+    ids=["greedy", "sampling", "beam", "function"],
+)
 
 
 def names(argument: str, value: object) -> str:

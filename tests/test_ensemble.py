@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
+from math import log
 
 import numpy as np
 import pytest
 
 import decoding
 from decoding.numerics import log_softmax
-
-log = math.log
 
 
 def scripted_pair() -> tuple[decoding.ScriptedLM, decoding.ScriptedLM]:

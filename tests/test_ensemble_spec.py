@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from math import log
 
 import numpy as np
 import pytest
-from fakes import raises_exactly
 
 import decoding
 
-log = math.log
+from fakes import raises_exactly
 
 
 def pair() -> tuple[decoding.ScriptedLM, decoding.ScriptedLM]:

@@ -13,7 +13,6 @@ import sys
 import attrs
 import numpy as np
 import pytest
-from fakes import UNIFORM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
@@ -30,6 +29,8 @@ from decoding.testing import (
 )
 from decoding.testing import reference as literal
 from decoding.testing.strategies import problems, prompts, scripted_models
+
+from fakes import UNIFORM
 
 # A model whose next token depends on the last token, so rows that stand for different
 # sequences give different logits (a wrong row shows).

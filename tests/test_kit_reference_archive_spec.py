@@ -3,14 +3,12 @@ on hand-worked examples: its default `early_stopping`, and one beam being greedy
 
 from __future__ import annotations
 
-import math
+from math import log
 
 import pytest
 
 import decoding
 from decoding.testing import archive_beam_search
-
-log = math.log
 
 # EOS = 1, K = 2, alpha = 3, N = 3. Step 1: (1,) ends (score log .5 = -0.693); (2,) .3 and
 # (3,) .2 run. Step 2: candidates (3, 1) .18, (2, 4) .165, (2, 1) .135, (3, 4) .02; of the

@@ -7,11 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from fakes import UNIFORM, close
 
 from decoding import BeamSearchDecoder, LanguageModel, LogitsProcessor, MinNewTokens, ScriptedLM
 from decoding.testing import best_sequences, reference_beam_search
 from decoding.testing.reference import Stuck
+
+from fakes import UNIFORM, close
 
 L3, L4 = math.log(0.3), math.log(0.4)
 

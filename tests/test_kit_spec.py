@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fakes import UNIFORM
 
 from decoding import Beam, BeamSearchDecoder, LanguageModel, ScriptedLM
 from decoding.testing import CheckedLM, check_model, check_results
+
+from fakes import UNIFORM
 
 PROMPTS = [[0, 1], [2], [3, 3, 1]]
 

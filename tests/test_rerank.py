@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from math import log
 
 import attrs
 import numpy as np
@@ -10,7 +10,6 @@ import pytest
 
 import decoding
 
-log = math.log
 EOS = 0
 
 # Base model: after the prompt EOS 0.6, token 1 0.4; after token 1, tokens 0 and 1 at 0.5 each.

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 import re
+from math import log
 
 import numpy as np
 import pytest
 
 import decoding
 
-log = math.log
 EOS = 0
 
 # Base model: after the prompt EOS 0.6, token 1 0.4; after token 1, tokens 0 and 1 at 0.5 each.

@@ -5,18 +5,18 @@ messages for bad arguments."""
 
 from __future__ import annotations
 
-import math
 import re
+from math import log
 
 import attrs
 import numpy as np
 import pytest
-from fakes import raises_exactly
 
 import decoding
 from decoding.lm.scripted import normalised
 
-log = math.log
+from fakes import raises_exactly
+
 EOS = 0
 LEGEND = "(* finished  x pruned  #n returned rank)"
 

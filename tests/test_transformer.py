@@ -5,9 +5,10 @@ from __future__ import annotations
 import attrs
 import numpy as np
 import pytest
-from fakes import TOL, TOL32
 
 import decoding
+
+from fakes import TOL, TOL32
 
 
 @pytest.fixture(scope="module")
