@@ -316,3 +316,54 @@ BAD_COUNTS = [
     (None, TypeError),
     (np.float64(2.0), TypeError),
 ]
+
+
+# -- GPT-2, independently --------------------------------------------------------------------------
+
+
+def _layer_norm(x, g, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    return g * (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) + b
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def reference_gpt2_logits(weights, sequence) -> np.ndarray:
+    """Next-token logits [V] of `NumpyTransformerLM` weights for one unpadded sequence, by an
+    independent GPT-2 forward (picoGPT style): wte + wpe, pre-LN blocks, final LN, tied head."""
+    tokens = np.asarray(sequence)
+    t = len(tokens)
+    x = weights.wte_VD[tokens] + weights.wpe_PD[np.arange(t)]
+    h, eps = weights.n_heads, weights.layer_norm_eps
+    for w in weights.blocks:
+        qkv = _layer_norm(x, w.ln1_g_D, w.ln1_b_D, eps) @ w.qkv_w_D3D + w.qkv_b_3D
+        q, k, v = np.split(qkv, 3, axis=-1)
+        heads = []
+        for qh, kh, vh in zip(
+            np.split(q, h, -1), np.split(k, h, -1), np.split(v, h, -1), strict=True
+        ):
+            att = qh @ kh.T / np.sqrt(qh.shape[-1])
+            att = np.where(np.tril(np.ones((t, t), dtype=bool)), att, -np.inf)
+            att = np.exp(att - att.max(-1, keepdims=True))
+            heads.append((att / att.sum(-1, keepdims=True)) @ vh)
+        x = x + np.hstack(heads) @ w.out_w_DD + w.out_b_D
+        hidden = _gelu(_layer_norm(x, w.ln2_g_D, w.ln2_b_D, eps) @ w.fc_w_DF + w.fc_b_F)
+        x = x + hidden @ w.proj_w_FD + w.proj_b_D
+    return _layer_norm(x[-1], weights.lnf_g_D, weights.lnf_b_D, eps) @ weights.wte_VD.T
+
+
+def extend_and_compare(model, prompts, steps, tol=TOL):
+    """Prefill ``prompts``, then extend with each ``(parents, tokens)`` of ``steps``; every
+    call's logits must equal a full recompute (`next_token_logits`) up to ``tol``. Returns the
+    last state and its sequences."""
+    logits, state = model.prefill(prompts)
+    sequences = [tuple(p) for p in prompts]
+    np.testing.assert_allclose(logits, model.next_token_logits(sequences), rtol=0, atol=tol)
+    for parents, tokens in steps:
+        logits, state = model.extend(state, np.array(parents), np.array(tokens))
+        sequences = [sequences[p] + (t,) for p, t in zip(parents, tokens, strict=True)]
+        assert logits.shape == (len(parents), model.vocab_size)
+        np.testing.assert_allclose(logits, model.next_token_logits(sequences), rtol=0, atol=tol)
+    return state, sequences

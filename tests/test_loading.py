@@ -306,16 +306,6 @@ def test_weights_need_numpy_alone_and_tokenizers_name_the_install(tmp_path, monk
         decoding.Tokenizer.from_file(tmp_path / "tokenizer.json")
 
 
-def test_random_llama_constructor_is_seeded_and_checked():
-    a = decoding.NumpyLlamaLM(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, seed=5)
-    b = decoding.NumpyLlamaLM(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, seed=5)
-    np.testing.assert_array_equal(a.next_token_logits([(1, 2)]), b.next_token_logits([(1, 2)]))
-    with pytest.raises(ValueError, match="n_kv_heads"):
-        decoding.NumpyLlamaLM(d_model=16, n_heads=4, n_kv_heads=3)
-    with pytest.raises(ValueError, match="seed"):
-        decoding.NumpyLlamaLM(seed=-1)
-
-
 # -- the command line with a checkpoint ----------------------------------------------------------
 
 

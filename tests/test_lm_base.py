@@ -1,11 +1,4 @@
-"""`TokenSequence` (what `LanguageModel.extend`'s default state holds and what a model's
-`next_token_logits` receives) behaves exactly as the tuple of its ids.
-
-Each sequence is built from a prompt by appends along a random tree, so prefixes are shared and
-chains cross the every-32nd-token checkpoints that cache ids; it is then read in a random order
-(indexing, slicing, equality, hashing, iteration) and every answer is compared with the same
-operation on the plain tuple.
-"""
+"""base"""
 
 from __future__ import annotations
 
@@ -44,39 +37,14 @@ reads = st.lists(
 )
 
 
-@given(forests(), reads)
-def test_a_token_sequence_answers_as_the_tuple_of_its_ids(forest, operations):
-    sequences, tuples = forest
-    for op, pick, a, b, step in operations:
-        seq, ids = sequences[pick % len(sequences)], tuples[pick % len(tuples)]
-        other_seq, other_ids = (
-            sequences[(pick * 7 + a) % len(sequences)],
-            tuples[(pick * 7 + a) % len(tuples)],
-        )
-        assert len(seq) == len(ids)
-        if op == "index":
-            if -len(ids) <= a < len(ids):
-                assert seq[a] == ids[a]
-            else:
-                with pytest.raises(IndexError, match="^TokenSequence index out of range$"):
-                    seq[a]
-        elif op == "slice":
-            assert seq[a:b:step] == ids[a:b:step]
-        elif op == "eq":
-            assert (seq == other_seq) == (ids == other_ids)
-            assert (seq != other_seq) == (ids != other_ids)
-            assert (seq == other_ids) == (ids == other_ids)
-            assert (seq == ids) and not (seq != ids)
-        elif op == "hash":
-            assert hash(seq) == hash(ids)
-        elif op == "iter":
-            assert tuple(seq) == ids and list(seq) == list(ids)
-        elif op == "reversed":
-            assert tuple(reversed(seq)) == ids[::-1]
-        else:
-            assert seq + other_ids == ids + other_ids
-            assert other_ids + seq == other_ids + ids
-            assert seq + other_seq == ids + other_ids
+class _Echo(LanguageModel):
+    vocab_size = 4
+
+    def next_token_logits(self, sequences):
+        return np.zeros((len(sequences), 4))
+
+
+# -- worked cases ----------------------------------------------------------------------------------
 
 
 def test_sequences_of_equal_length_and_different_ids_differ():
@@ -117,6 +85,47 @@ def test_long_chains_read_the_same_before_and_after_their_checkpoints_are_cached
         assert tuple(branch) == ids[i] + (9,) and branch[: len(ids[i])] == ids[i]
 
 
+# -- properties ------------------------------------------------------------------------------------
+
+
+@given(forests(), reads)
+def test_a_token_sequence_answers_as_the_tuple_of_its_ids(forest, operations):
+    sequences, tuples = forest
+    for op, pick, a, b, step in operations:
+        seq, ids = sequences[pick % len(sequences)], tuples[pick % len(tuples)]
+        other_seq, other_ids = (
+            sequences[(pick * 7 + a) % len(sequences)],
+            tuples[(pick * 7 + a) % len(tuples)],
+        )
+        assert len(seq) == len(ids)
+        if op == "index":
+            if -len(ids) <= a < len(ids):
+                assert seq[a] == ids[a]
+            else:
+                with pytest.raises(IndexError, match="^TokenSequence index out of range$"):
+                    seq[a]
+        elif op == "slice":
+            assert seq[a:b:step] == ids[a:b:step]
+        elif op == "eq":
+            assert (seq == other_seq) == (ids == other_ids)
+            assert (seq != other_seq) == (ids != other_ids)
+            assert (seq == other_ids) == (ids == other_ids)
+            assert (seq == ids) and not (seq != ids)
+        elif op == "hash":
+            assert hash(seq) == hash(ids)
+        elif op == "iter":
+            assert tuple(seq) == ids and list(seq) == list(ids)
+        elif op == "reversed":
+            assert tuple(reversed(seq)) == ids[::-1]
+        else:
+            assert seq + other_ids == ids + other_ids
+            assert other_ids + seq == other_ids + ids
+            assert seq + other_seq == ids + other_ids
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
 def test_indexing_with_a_non_integer_names_the_type():
     seq = TokenSequence((1, 2, 3))
     with pytest.raises(
@@ -126,13 +135,6 @@ def test_indexing_with_a_non_integer_names_the_type():
     with pytest.raises(TypeError, match="not float$"):
         seq[1.0]
     assert seq[np.int64(1)] == 2
-
-
-class _Echo(LanguageModel):
-    vocab_size = 4
-
-    def next_token_logits(self, sequences):
-        return np.zeros((len(sequences), 4))
 
 
 def test_the_default_extend_refuses_parents_and_tokens_of_different_lengths():
