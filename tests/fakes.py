@@ -367,3 +367,48 @@ def extend_and_compare(model, prompts, steps, tol=TOL):
         assert logits.shape == (len(parents), model.vocab_size)
         np.testing.assert_allclose(logits, model.next_token_logits(sequences), rtol=0, atol=tol)
     return state, sequences
+
+
+# -- models for the kit's checks to catch ------------------------------------------------------
+
+# A model whose next token depends on the last token, so rows that stand for different
+# sequences give different logits (a wrong row shows).
+TABLE = {
+    (): [0.0, -1.0, -2.0, -0.5],
+    (0,): [-1.0, 0.0, -3.0, -0.2],
+    (1,): [-2.0, -0.7, 0.0, -1.5],
+    (2,): [0.5, -1.0, -1.0, -4.0],
+    (3,): [-0.3, -0.3, -2.5, 0.0],
+}
+
+
+def good() -> ScriptedLM:
+    return ScriptedLM(TABLE, vocab_size=4)
+
+
+class SequencesLM(decoding.LanguageModel):
+    """A model reading the whole sequence (each position weighs differently), with its own
+    prefill/extend keeping the sequences as the state."""
+
+    vocab_size = 4
+
+    def next_token_logits(self, sequences):
+        rows = [sum((i + 1) * (t + 1) for i, t in enumerate(s)) for s in sequences]
+        return np.array([np.sin(0.7 * r + 1.3 * np.arange(4)) for r in rows]).reshape(-1, 4)
+
+    def prefill(self, prompts):
+        sequences = [list(p) for p in prompts]
+        return self.next_token_logits(sequences), sequences
+
+    def extend(self, state, parents_M, tokens_M):
+        sequences = [state[p] + [int(t)] for p, t in zip(parents_M, tokens_M, strict=True)]
+        return self.next_token_logits(sequences), sequences
+
+
+class NotReordered(SequencesLM):
+    """Mutant: row i extends old row i (clamped), ignoring ``parents_M``."""
+
+    def extend(self, state, parents_M, tokens_M):
+        rows = len(state)
+        sequences = [state[min(i, rows - 1)] + [int(t)] for i, t in enumerate(tokens_M)]
+        return self.next_token_logits(sequences), sequences

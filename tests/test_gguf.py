@@ -14,9 +14,11 @@ import pytest
 import decoding
 from decoding.lm.loading.gguf_files import GGUFFile
 
+from checkpoints import permute, write_gguf
+
 gguf = pytest.importorskip("gguf")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
-from gguf_files import Q, permute, write  # noqa: E402
+Q = gguf.GGMLQuantizationType
 
 PROMPTS = [(3, 1, 4, 1, 5, 9, 2, 6), (7, 7), (2, 40, 11)]
 TYPES = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q5_K, Q.Q6_K]
@@ -79,7 +81,7 @@ def test_every_tensor_type_loads_as_gguf_dequantises_it(tmp_path, qtype):
     cfg = config()
     rng = np.random.default_rng(int(qtype))
     original = tensors(cfg, rng)
-    expected = write(tmp_path / "m.gguf", "llama", cfg, original, qtype, rng)
+    expected = write_gguf(tmp_path / "m.gguf", "llama", cfg, original, qtype, rng)
     model = decoding.load_model(tmp_path / "m.gguf", dtype="float32")
     block = model.weights.blocks[1]
     np.testing.assert_array_equal(
@@ -111,7 +113,7 @@ def test_every_tensor_type_loads_as_gguf_dequantises_it(tmp_path, qtype):
 def test_float32_tensors_stay_in_the_file_and_permuted_ones_are_restored(tmp_path):
     cfg = config(d=64, ff=96, heads=4, kv=2)
     values = tensors(cfg, np.random.default_rng(5))
-    write(tmp_path / "m.gguf", "llama", cfg, values)
+    write_gguf(tmp_path / "m.gguf", "llama", cfg, values)
     model = decoding.load_model(tmp_path / "m.gguf", dtype="float32")
     up = model.weights.blocks[0].up_w_DF
     assert not up.flags.writeable and not up.T.flags.owndata  # a view of the mapped file
@@ -136,7 +138,7 @@ def test_float32_tensors_stay_in_the_file_and_permuted_ones_are_restored(tmp_pat
 def test_logits_equal_the_same_weights_from_a_folder(tmp_path, arch, tied, biases, extra):
     cfg = config(arch, d=64, ff=96, tie_word_embeddings=tied) | extra
     values = tensors(cfg, np.random.default_rng(6), tied=tied, biases=biases)
-    expected = write(tmp_path / "m.gguf", arch, cfg, values)
+    expected = write_gguf(tmp_path / "m.gguf", arch, cfg, values)
     gguf_model = decoding.load_model(tmp_path / "m.gguf", dtype="float64")
     folder_model = decoding.load_model(folder_of(tmp_path / "f", cfg, expected), dtype="float64")
     assert repr(gguf_model) == repr(folder_model)
@@ -163,7 +165,7 @@ def test_rope_freqs_divide_the_rotary_frequencies_as_llama3_scaling_does(tmp_pat
     divisors = np.where(
         wavelength < high, 1.0, np.where(wavelength > low, 8.0, 1 / ((1 - smooth) / 8 + smooth))
     )
-    write(tmp_path / "m.gguf", "llama", cfg, values)
+    write_gguf(tmp_path / "m.gguf", "llama", cfg, values)
     with_freqs(tmp_path / "m.gguf", tmp_path / "r.gguf", "rope_freqs.weight", divisors)
     got = decoding.load_model(tmp_path / "r.gguf", dtype="float64").next_token_logits(PROMPTS)
     want = decoding.load_model(folder, dtype="float64").next_token_logits(PROMPTS)
@@ -237,7 +239,7 @@ def test_the_container_reads_as_gguf_reader_reads_it(tmp_path):
 def small(tmp_path, name="m.gguf", arch="llama", qtype=Q.F32, metadata=(), cfg=None, values=None):
     cfg = config(arch, d=64, ff=96) if cfg is None else cfg
     values = tensors(cfg, np.random.default_rng(9)) if values is None else values
-    write(tmp_path / name, arch, cfg, values, qtype, metadata=metadata)
+    write_gguf(tmp_path / name, arch, cfg, values, qtype, metadata=metadata)
     return tmp_path / name
 
 
@@ -304,7 +306,7 @@ def test_partial_rotary_embeddings_are_refused(tmp_path):
 def test_an_unknown_tensor_is_refused_naming_it(tmp_path):
     cfg = config(d=64, ff=96)
     values = tensors(cfg, np.random.default_rng(2))
-    write(tmp_path / "m.gguf", "llama", cfg, values)
+    write_gguf(tmp_path / "m.gguf", "llama", cfg, values)
     with_freqs(tmp_path / "m.gguf", tmp_path / "x.gguf", "blk.0.attn_q_norm.weight", np.ones(16))
     with pytest.raises(ValueError) as info:
         decoding.load_model(tmp_path / "x.gguf")
@@ -376,7 +378,7 @@ def test_the_command_line_runs_a_gguf_with_its_tokenizer_and_eos(tmp_path, capsy
         ("tokenizer.ggml.eos_token_id", (len(tokens) - 1, u32)),
     ]
     path = tmp_path / "m.gguf"
-    write(path, "llama", cfg, tensors(cfg, np.random.default_rng(4)), metadata=metadata)
+    write_gguf(path, "llama", cfg, tensors(cfg, np.random.default_rng(4)), metadata=metadata)
     assert main(["--model", str(path), "--text", "ab a.", "--decoder", "greedy", "--json",
                  "--max-new-tokens", "5"]) == 0  # fmt: skip
     document = json.loads(capsys.readouterr().out)

@@ -14,18 +14,11 @@ import pytest
 
 import decoding
 
+from checkpoints import save
+
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 PROMPT = (3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8)
-
-
-def save(folder, config, tensors):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config))
-    safetensors_numpy.save_file(
-        {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / "model.safetensors")
-    )
-    return folder
 
 
 def logits(folder, tokens=PROMPT, **kwargs):

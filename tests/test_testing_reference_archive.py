@@ -1,5 +1,4 @@
-"""`decoding.testing.archive_beam_search` (the HF-style archive policy, literally), specified
-on hand-worked examples: its default `early_stopping`, and one beam being greedy search."""
+"""reference archive"""
 
 from __future__ import annotations
 
@@ -32,6 +31,9 @@ def tokens(beams):
     return [b.tokens for b in beams]
 
 
+# -- worked cases ----------------------------------------------------------------------------------
+
+
 def test_early_stopping_is_false_by_default():
     default = archive_beam_search(MODEL, [0], 2, 3, 3.0, (1,))
     assert tokens(default) == [(2, 4, 1), (3, 4, 1)]
@@ -53,3 +55,8 @@ def test_one_beam_is_greedy_search_whatever_early_stopping_says():
     for early_stopping in (False, True, "never"):
         assert tokens(archive_beam_search(lm, [0], 1, 2, 2.0, (1,), early_stopping)) == [(1,)]
     assert tokens(archive_beam_search(lm, [0], 2, 2, 2.0, (1,), "never"))[0] == (3, 1)
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+# -- errors ----------------------------------------------------------------------------------------
