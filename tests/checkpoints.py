@@ -94,6 +94,48 @@ def write_llama(
     return tensors
 
 
+def llama_config(model_type="llama", vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, **extra):
+    """A Llama-family ``config.json`` of these sizes and the ``extra`` keys (a key given as
+    None is left out, so HF's default applies)."""
+    config = {
+        "model_type": model_type, "vocab_size": vocab, "hidden_size": d, "intermediate_size": ff,
+        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
+    }  # fmt: skip
+    return {k: v for k, v in (config | extra).items() if v is not None}
+
+
+def llama_tensors(
+    rng, vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, head=True, biases=False, e=None
+):
+    """Random Llama tensors in HF's layout (linear weights ``[out, in]``); heads of width ``e``
+    (default ``d // heads``)."""
+    e = d // heads if e is None else e
+    tensors = {"model.embed_tokens.weight": rng.normal(size=(vocab, d)),
+               "model.norm.weight": 1 + 0.3 * rng.normal(size=d)}  # fmt: skip
+    if head:
+        tensors["lm_head.weight"] = 0.5 * rng.normal(size=(vocab, d))
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        tensors |= {
+            p + "input_layernorm.weight": 1 + 0.3 * rng.normal(size=d),
+            p + "post_attention_layernorm.weight": 1 + 0.3 * rng.normal(size=d),
+            p + "self_attn.q_proj.weight": 0.5 * rng.normal(size=(heads * e, d)),
+            p + "self_attn.k_proj.weight": 0.5 * rng.normal(size=(kv * e, d)),
+            p + "self_attn.v_proj.weight": 0.5 * rng.normal(size=(kv * e, d)),
+            p + "self_attn.o_proj.weight": 0.5 * rng.normal(size=(d, heads * e)),
+            p + "mlp.gate_proj.weight": 0.5 * rng.normal(size=(ff, d)),
+            p + "mlp.up_proj.weight": 0.5 * rng.normal(size=(ff, d)),
+            p + "mlp.down_proj.weight": 0.5 * rng.normal(size=(d, ff)),
+        }
+        if biases:
+            tensors |= {
+                p + "self_attn.q_proj.bias": rng.normal(size=heads * e),
+                p + "self_attn.k_proj.bias": rng.normal(size=kv * e),
+                p + "self_attn.v_proj.bias": rng.normal(size=kv * e),
+            }
+    return tensors
+
+
 #: The vocabulary of `word_checkpoint`: id 1, ``</s>``, is its EOS id.
 WORDS = ["[UNK]", "</s>", "the", "cat", "dog", "sat", "on", "mat", "a", "log", "saw", "ran"]
 
@@ -113,6 +155,86 @@ def word_checkpoint(folder):
     (folder / "config.json").write_text(json.dumps(config))
     inner.save(str(folder / "tokenizer.json"))
     return words
+
+
+# -- tokenizers ----------------------------------------------------------------------------------
+
+CORPUS = [
+    "The capital of France is Paris. The capital of Italy is Rome.",
+    "In 2024, 17 people ate 350 apples; 1234567 is a number.",
+    "Héllo wörld, naïve café — ünïcödé text! 日本語のテキスト.",
+    "def f(x):\n    return x  # code\n\tindented\n\n\nblank lines",
+] * 20
+
+SPECIALS = ["<|endoftext|>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n'"
+    " }}{% endif %}"
+)
+
+
+def train_bpe():
+    """A byte-level BPE trained on ``CORPUS`` (GPT-2's pre-tokenizer), special tokens first."""
+    tokenizers = pytest.importorskip("tokenizers")
+    inner = tokenizers.Tokenizer(tokenizers.models.BPE())
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    inner.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIALS,
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+    )
+    inner.train_from_iterator(CORPUS, trainer)
+    return inner
+
+
+def folder_with(tmp_path, inner, config=None, post=True, files=()):
+    """A checkpoint folder with this tokenizer.json (``<s> $A`` post-processor if ``post``),
+    tokenizer_config.json ``config`` and extra ``files``."""
+    tokenizers = pytest.importorskip("tokenizers")
+    inner = tokenizers.Tokenizer.from_str(inner.to_str())
+    if post:
+        inner.post_processor = tokenizers.processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", inner.token_to_id("<s>"))]
+        )
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    inner.save(str(tmp_path / "tokenizer.json"))
+    if config is not None:
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    for name, text in files:
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def write_gguf_tokenizer(path, inner, pre, add_bos=False, template=CHATML, model="gpt2"):
+    """``inner``'s vocabulary and merges as GGUF metadata, special tokens marked control."""
+    gguf = pytest.importorskip("gguf")
+    state = json.loads(inner.to_str())
+    vocab = state["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in state["model"]["merges"]]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model(model)
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in SPECIALS else 1 for t in tokens])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(vocab["<s>"])
+    writer.add_eos_token_id(vocab["<|im_end|>"])
+    writer.add_eot_token_id(vocab["</s>"])
+    writer.add_pad_token_id(vocab["<|endoftext|>"])
+    writer.add_add_bos_token(add_bos)
+    writer.add_sampling_temp(0.7)
+    writer.add_sampling_top_k(40)
+    if template is not None:
+        writer.add_chat_template(template)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
 
 
 # -- GGUF files ----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, settings
 
 import decoding
 
+from checkpoints import train_bpe
+
 settings.register_profile(
     "default",
     max_examples=50,
@@ -50,3 +52,9 @@ def gpt2_small() -> decoding.NumpyTransformerLM:
     return decoding.NumpyTransformerLM(
         vocab_size=37, d_model=16, n_heads=4, n_layers=2, seed=3, dtype=np.float64
     )
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """A byte-level BPE tokenizer (``tokenizers.Tokenizer``) trained on `checkpoints.CORPUS`."""
+    return train_bpe()

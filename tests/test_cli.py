@@ -17,7 +17,7 @@ import pytest
 import decoding
 from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, _table, build_parser, dot_paths, main
 
-from checkpoints import word_checkpoint
+from checkpoints import WORDS, word_checkpoint
 
 PREFIX = "python -m decoding: error: "
 
@@ -280,8 +280,6 @@ class BrokenPipe(io.StringIO):
     def write(self, text):
         raise BrokenPipeError(32, "Broken pipe")
 
-
-WORDS = ["[UNK]", "</s>", "the", "cat", "dog", "sat", "on", "mat", "a", "log", "saw", "ran"]
 
 V = len(WORDS)
 

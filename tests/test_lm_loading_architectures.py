@@ -1,22 +1,13 @@
-"""`load_model` and `Tokenizer` against their contract: tiny checkpoints with hand-chosen
-config values, loaded and compared with a literal reference forward pass written here from
-the checkpoint's own tensors (GPT-2: Conv1D ``[in, out]`` weights, tied head; Llama: HF's
-``[out, in]`` linear weights, rotate-half RoPE, grouped-query attention), the configuration
-keys and their documented defaults, and the exact one-line errors for bad checkpoints."""
+"""architectures"""
 
 from __future__ import annotations
-
-import json
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import decoding
 
-from checkpoints import save
-
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
+from checkpoints import llama_config, llama_tensors, save
 
 PROMPT = (3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8)
 
@@ -24,9 +15,6 @@ PROMPT = (3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8)
 def logits(folder, tokens=PROMPT, **kwargs):
     """The loaded model's next-token logits ``[V]`` after ``tokens`` (float64)."""
     return decoding.load_model(folder, dtype="float64", **kwargs).next_token_logits([tokens])[0]
-
-
-# -- GPT-2 ----------------------------------------------------------------------------------------
 
 
 def gpt2_tensors(rng, vocab=20, d=8, layers=2, inner=None, ctx=16, prefix="transformer."):
@@ -110,162 +98,6 @@ def gpt2_reference(
     return layer_norm(x[-1], w["ln_f.weight"], w["ln_f.bias"], eps) @ head.T
 
 
-def test_gpt2_logits_equal_the_reference_with_every_bias_and_the_configured_epsilon(tmp_path):
-    tensors = gpt2_tensors(np.random.default_rng(0))
-    folder = save(tmp_path, gpt2_config(layer_norm_epsilon=0.25), tensors)
-    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=0.25)
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-
-
-@pytest.mark.parametrize(
-    ("settings", "reference"),
-    [
-        ({"tie_word_embeddings": False}, {"tied": False}),
-        ({"scale_attn_weights": False}, {"scaled": False}),
-        ({"scale_attn_by_inverse_layer_idx": True}, {"inverse": True}),
-        ({"tie_word_embeddings": False, "scale_attn_weights": False,
-          "scale_attn_by_inverse_layer_idx": True},
-         {"tied": False, "scaled": False, "inverse": True}),
-        ({"tie_word_embeddings": True}, {}),  # lm_head.weight ignored, as HF does
-    ],
-)  # fmt: skip
-def test_gpt2_head_and_attention_scales_are_as_config_json_says(tmp_path, settings, reference):
-    """An untied head reads ``lm_head.weight``; ``scale_attn_weights=false`` leaves scores
-    undivided by sqrt(E); ``scale_attn_by_inverse_layer_idx`` divides layer i's by i + 1."""
-    rng = np.random.default_rng(4)
-    tensors = gpt2_tensors(rng, layers=3)
-    tensors["lm_head.weight"] = rng.normal(size=(20, 8))
-    folder = save(tmp_path, gpt2_config(layers=3, **settings), tensors)
-    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5, **reference)
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    if reference:  # the setting matters on these weights
-        plain = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5)
-        assert np.abs(plain - expected).max() > 1e-3
-
-
-@pytest.mark.parametrize(
-    ("setting", "message"),
-    [
-        ({"add_cross_attention": True},
-         "config.json: add_cross_attention true is not supported (a decoder-only GPT-2)"),
-        ({"scale_attn_weights": "yes"},
-         "config.json: scale_attn_weights must be true or false, got 'yes'"),
-        ({"quantization_config": {"quant_method": "gptq"}},
-         "config.json: quantization_config ('gptq') is not supported: give a float checkpoint"),
-    ],
-)  # fmt: skip
-def test_gpt2_settings_not_implemented_are_refused_by_name(tmp_path, setting, message):
-    folder = save(tmp_path, gpt2_config(**setting), gpt2_tensors(np.random.default_rng(5)))
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(folder)
-    assert str(info.value) == message
-
-
-def test_gpt2_defaults_layer_norm_epsilon_and_activation_as_hf_does(tmp_path):
-    """No ``layer_norm_epsilon``: 1e-5; no ``activation_function``: ``gelu_new``; with no
-    ``transformer.`` prefix on the key names."""
-    tensors = gpt2_tensors(np.random.default_rng(1), prefix="")
-    folder = save(tmp_path, gpt2_config(), tensors)
-    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5, prefix="")
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-
-
-def test_gpt2_sizes_may_be_named_by_their_generic_hf_names(tmp_path):
-    """GPT2Config's attribute map: hidden_size, num_attention_heads, num_hidden_layers and
-    max_position_embeddings stand for n_embd, n_head, n_layer and n_positions."""
-    tensors = gpt2_tensors(np.random.default_rng(2), layers=3)
-    config = {"model_type": "gpt2", "vocab_size": 20, "hidden_size": 8, "num_attention_heads": 4,
-              "num_hidden_layers": 3, "max_position_embeddings": 16}  # fmt: skip
-    model = decoding.load_model(save(tmp_path, config, tensors), dtype="float64")
-    assert (model.d_model, model.n_heads, model.n_layers, model.n_ctx) == (8, 4, 3, 16)
-    expected = gpt2_reference(tensors, PROMPT, heads=4, eps=1e-5)
-    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
-
-
-def test_gpt2_activation_gelu_pytorch_tanh_is_gelu_new_and_others_are_refused(tmp_path):
-    tensors = gpt2_tensors(np.random.default_rng(3))
-    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5)
-    for act in ("gelu_new", "gelu_pytorch_tanh"):
-        folder = save(tmp_path / act, gpt2_config(activation_function=act), tensors)
-        np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    for act in ("relu", "GELU_NEW", "gelu"):
-        folder = save(tmp_path / act, gpt2_config(activation_function=act), tensors)
-        with pytest.raises(ValueError) as info:
-            decoding.load_model(folder)
-        assert str(info.value) == (
-            f"config.json: activation_function {act!r} is not supported for gpt2 (gelu_new only)"
-        )
-
-
-def test_gpt2_n_inner_sets_the_mlp_width_and_null_means_four_times_n_embd(tmp_path):
-    rng = np.random.default_rng(4)
-    narrow = gpt2_tensors(rng, inner=12)
-    folder = save(tmp_path / "narrow", gpt2_config(n_inner=12), narrow)
-    model = decoding.load_model(folder, dtype="float64")
-    assert model.weights.blocks[1].fc_w_DF.shape == (8, 12)
-    expected = gpt2_reference(narrow, PROMPT, heads=2, eps=1e-5)
-    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
-    wide = gpt2_tensors(rng)
-    config = gpt2_config() | {"n_inner": None}  # what save_pretrained writes for the default
-    folder = save(tmp_path / "null", config, wide)
-    expected = gpt2_reference(wide, PROMPT, heads=2, eps=1e-5)
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    folder = save(tmp_path / "zero", gpt2_config(n_inner=0), wide)
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(folder)
-    assert str(info.value) == "config.json: n_inner must be a positive int, got 0"
-
-
-def test_gpt2_width_not_divisible_by_heads_is_refused_naming_both(tmp_path):
-    folder = save(tmp_path, gpt2_config(d=10, heads=4), gpt2_tensors(np.random.default_rng(5)))
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(folder)
-    assert str(info.value) == "config.json: n_embd (10) must be divisible by n_head (4)"
-
-
-# -- Llama, Mistral, Qwen2 -----------------------------------------------------------------------
-
-
-def llama_tensors(
-    rng, vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, head=True, biases=False, e=None
-):
-    """Random Llama tensors in HF's layout (linear weights ``[out, in]``); heads of width ``e``
-    (default ``d // heads``)."""
-    e = d // heads if e is None else e
-    tensors = {"model.embed_tokens.weight": rng.normal(size=(vocab, d)),
-               "model.norm.weight": 1 + 0.3 * rng.normal(size=d)}  # fmt: skip
-    if head:
-        tensors["lm_head.weight"] = 0.5 * rng.normal(size=(vocab, d))
-    for i in range(layers):
-        p = f"model.layers.{i}."
-        tensors |= {
-            p + "input_layernorm.weight": 1 + 0.3 * rng.normal(size=d),
-            p + "post_attention_layernorm.weight": 1 + 0.3 * rng.normal(size=d),
-            p + "self_attn.q_proj.weight": 0.5 * rng.normal(size=(heads * e, d)),
-            p + "self_attn.k_proj.weight": 0.5 * rng.normal(size=(kv * e, d)),
-            p + "self_attn.v_proj.weight": 0.5 * rng.normal(size=(kv * e, d)),
-            p + "self_attn.o_proj.weight": 0.5 * rng.normal(size=(d, heads * e)),
-            p + "mlp.gate_proj.weight": 0.5 * rng.normal(size=(ff, d)),
-            p + "mlp.up_proj.weight": 0.5 * rng.normal(size=(ff, d)),
-            p + "mlp.down_proj.weight": 0.5 * rng.normal(size=(d, ff)),
-        }
-        if biases:
-            tensors |= {
-                p + "self_attn.q_proj.bias": rng.normal(size=heads * e),
-                p + "self_attn.k_proj.bias": rng.normal(size=kv * e),
-                p + "self_attn.v_proj.bias": rng.normal(size=kv * e),
-            }
-    return tensors
-
-
-def llama_config(model_type="llama", vocab=20, d=16, layers=2, heads=4, kv=2, ff=12, **extra):
-    config = {
-        "model_type": model_type, "vocab_size": vocab, "hidden_size": d, "intermediate_size": ff,
-        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
-    }  # fmt: skip
-    return {k: v for k, v in (config | extra).items() if v is not None}
-
-
 def rms_norm(x, g, eps):
     return x / np.sqrt((x**2).mean(-1, keepdims=True) + eps) * g
 
@@ -326,6 +158,266 @@ def llama_reference(
     return rms_norm(x[-1], w["model.norm.weight"], eps) @ head.T
 
 
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 6}  # fmt: skip
+
+
+def llama3_frequency(i, f):
+    """Llama 3.1: short wavelengths kept, long ones divided by 8, a linear blend between."""
+    wavelength = 2 * np.pi / f
+    if wavelength < 6 / 4.0:
+        return f
+    if wavelength > 6 / 1.0:
+        return f / 8.0
+    smooth = (6 / wavelength - 1.0) / (4.0 - 1.0)
+    return (1 - smooth) * f / 8.0 + smooth * f
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+def test_gpt2_logits_equal_the_reference_with_every_bias_and_the_configured_epsilon(tmp_path):
+    tensors = gpt2_tensors(np.random.default_rng(0))
+    folder = save(tmp_path, gpt2_config(layer_norm_epsilon=0.25), tensors)
+    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=0.25)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("settings", "reference"),
+    [
+        ({"tie_word_embeddings": False}, {"tied": False}),
+        ({"scale_attn_weights": False}, {"scaled": False}),
+        ({"scale_attn_by_inverse_layer_idx": True}, {"inverse": True}),
+        ({"tie_word_embeddings": False, "scale_attn_weights": False,
+          "scale_attn_by_inverse_layer_idx": True},
+         {"tied": False, "scaled": False, "inverse": True}),
+        ({"tie_word_embeddings": True}, {}),  # lm_head.weight ignored, as HF does
+    ],
+)  # fmt: skip
+def test_gpt2_head_and_attention_scales_are_as_config_json_says(tmp_path, settings, reference):
+    """An untied head reads ``lm_head.weight``; ``scale_attn_weights=false`` leaves scores
+    undivided by sqrt(E); ``scale_attn_by_inverse_layer_idx`` divides layer i's by i + 1."""
+    rng = np.random.default_rng(4)
+    tensors = gpt2_tensors(rng, layers=3)
+    tensors["lm_head.weight"] = rng.normal(size=(20, 8))
+    folder = save(tmp_path, gpt2_config(layers=3, **settings), tensors)
+    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5, **reference)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    if reference:  # the setting matters on these weights
+        plain = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5)
+        assert np.abs(plain - expected).max() > 1e-3
+
+
+def test_gpt2_defaults_layer_norm_epsilon_and_activation_as_hf_does(tmp_path):
+    """No ``layer_norm_epsilon``: 1e-5; no ``activation_function``: ``gelu_new``; with no
+    ``transformer.`` prefix on the key names."""
+    tensors = gpt2_tensors(np.random.default_rng(1), prefix="")
+    folder = save(tmp_path, gpt2_config(), tensors)
+    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5, prefix="")
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+
+
+def test_gpt2_sizes_may_be_named_by_their_generic_hf_names(tmp_path):
+    """GPT2Config's attribute map: hidden_size, num_attention_heads, num_hidden_layers and
+    max_position_embeddings stand for n_embd, n_head, n_layer and n_positions."""
+    tensors = gpt2_tensors(np.random.default_rng(2), layers=3)
+    config = {"model_type": "gpt2", "vocab_size": 20, "hidden_size": 8, "num_attention_heads": 4,
+              "num_hidden_layers": 3, "max_position_embeddings": 16}  # fmt: skip
+    model = decoding.load_model(save(tmp_path, config, tensors), dtype="float64")
+    assert (model.d_model, model.n_heads, model.n_layers, model.n_ctx) == (8, 4, 3, 16)
+    expected = gpt2_reference(tensors, PROMPT, heads=4, eps=1e-5)
+    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+
+
+def test_rope_theta_is_read_from_rope_parameters_before_the_top_level(tmp_path):
+    """transformers 5 writes ``rope_parameters: {rope_type, rope_theta}``; older configs a
+    top-level ``rope_theta``. ``rope_parameters`` wins when it names a theta."""
+    tensors = llama_tensors(np.random.default_rng(12))
+
+    def expected(theta):
+        return llama_reference(tensors, PROMPT, heads=4, kv=2, theta=theta, eps=1e-6, tied=False)
+
+    cases = [
+        ({"rope_parameters": {"rope_type": "default", "rope_theta": 500.0}}, 500.0),
+        ({"rope_parameters": {"rope_type": "default", "rope_theta": 500.0}, "rope_theta": 9.0},
+         500.0),
+        ({"rope_parameters": {"rope_type": "default"}, "rope_theta": 300.0}, 300.0),
+        ({"rope_theta": 300.0}, 300.0),
+        ({"rope_scaling": {"type": "default"}, "rope_theta": 200.0}, 200.0),  # older configs
+        ({"rope_scaling": {"rope_type": "default"}}, 1e4),
+        ({"rope_scaling": None, "rope_parameters": None}, 1e4),
+    ]  # fmt: skip
+    for i, (extra, theta) in enumerate(cases):
+        folder = save(tmp_path / str(i), llama_config(**extra), tensors)
+        np.testing.assert_allclose(logits(folder), expected(theta), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "settings", "windows"),
+    [
+        ("mistral", {"sliding_window": 3}, (3, 3)),
+        ("mistral", {}, (4096, 4096)),  # transformers' default
+        ("mistral", {"sliding_window": None}, None),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1},
+         (None, 3)),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 5, "max_window_layers": 0},
+         (5, 5)),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 4,
+                   "layer_types": ["sliding_attention", "full_attention"]}, (4, None)),
+        ("qwen2", {"use_sliding_window": False, "sliding_window": 3}, None),
+        ("llama", {"sliding_window": 3}, None),  # HF's Llama has no window
+    ],
+)  # fmt: skip
+def test_attention_windows_are_as_hf_sets_them(tmp_path, model_type, settings, windows):
+    """A windowed layer's query sees itself and the ``window - 1`` positions before it."""
+    tensors = llama_tensors(np.random.default_rng(22), biases=model_type == "qwen2")
+    folder = save(tmp_path, llama_config(model_type) | settings, tensors)  # null kept
+    model = decoding.load_model(folder, dtype="float64")
+    assert model.weights.sliding_windows == windows
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False,
+                               windows=windows)  # fmt: skip
+    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+    if windows is not None and min(w or 99 for w in windows) < len(PROMPT):
+        plain = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+        assert np.abs(plain - expected).max() > 1e-3
+
+
+def test_rope_scaling_linear_and_llama3_are_as_hf_computes_them(tmp_path):
+    """Linear scaling by 3 is RoPE at positions / 3; Llama 3 rescales each frequency."""
+    tensors = llama_tensors(np.random.default_rng(23))
+
+    def expected(**kwargs):
+        return llama_reference(tensors, PROMPT, heads=4, kv=2, theta=50.0, eps=1e-6,
+                               tied=False, **kwargs)  # fmt: skip
+
+    cases = [
+        ({"rope_scaling": {"type": "linear", "factor": 3.0}},
+         {"positions": np.arange(len(PROMPT)) / 3.0}),
+        ({"rope_parameters": {"rope_type": "linear", "factor": 3.0, "rope_theta": 50.0}},
+         {"positions": np.arange(len(PROMPT)) / 3.0}),
+        ({"rope_scaling": LLAMA3}, {"frequency": llama3_frequency}),
+        ({"rope_parameters": LLAMA3 | {"rope_theta": 50.0}}, {"frequency": llama3_frequency}),
+    ]  # fmt: skip
+    for i, (settings, reference) in enumerate(cases):
+        folder = save(tmp_path / str(i), llama_config(rope_theta=50.0, **settings), tensors)
+        np.testing.assert_allclose(logits(folder), expected(**reference), rtol=0, atol=1e-10)
+        assert np.abs(expected(**reference) - expected()).max() > 1e-3
+
+
+def test_rope_scaling_yarn_is_as_hf_computes_it(tmp_path):
+    """YaRN, factor 4 over 8 original positions, theta 50, E 4: frequency i keeps its value
+    below the ramp, is divided by 4 above it, blended on it (dimensions floor(low) ..
+    ceil(high) of HF's correction range, clamped to [0, E - 1]); cos and sin are multiplied
+    by 0.1 ln 4 + 1."""
+    tensors = llama_tensors(np.random.default_rng(25))
+    e, theta, factor, original = 4, 50.0, 4.0, 8
+
+    def correction(rotations):
+        return e * np.log(original / (rotations * 2 * np.pi)) / (2 * np.log(theta))
+
+    low, high = max(np.floor(correction(32)), 0), min(np.ceil(correction(1)), e - 1)
+    high = high + 0.001 if low == high else high
+
+    def frequency(i, f):
+        ramp = min(max((i - low) / (high - low), 0.0), 1.0)
+        return f / factor * ramp + f * (1 - ramp)
+
+    scaling = {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": original}
+    folder = save(tmp_path, llama_config(rope_theta=theta, rope_scaling=scaling), tensors)
+    expected = llama_reference(
+        tensors, PROMPT, heads=4, kv=2, theta=theta, eps=1e-6, tied=False,
+        frequency=frequency, rope_scale=0.1 * np.log(factor) + 1,
+    )  # fmt: skip
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+
+
+def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path):
+    """tie_word_embeddings true ignores an ``lm_head.weight``; false or absent reads it; a
+    checkpoint without one is tied whatever the config says (save_pretrained drops it)."""
+    rng = np.random.default_rng(14)
+    with_head, without = llama_tensors(rng), llama_tensors(rng, head=False)
+    cases = [
+        (with_head, True, True),
+        (with_head, False, False),
+        (with_head, None, False),
+        (without, False, True),
+        (without, None, True),
+    ]
+    for i, (tensors, tie, tied) in enumerate(cases):
+        folder = save(tmp_path / str(i), llama_config(tie_word_embeddings=tie), tensors)
+        model = decoding.load_model(folder, dtype="float64")
+        assert (model.weights.head_DV is None) == tied, (tie, tied)
+        if not tied:
+            np.testing.assert_array_equal(model.weights.head_DV, with_head["lm_head.weight"].T)
+        expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=tied)
+        np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"add_cross_attention": True},
+         "config.json: add_cross_attention true is not supported (a decoder-only GPT-2)"),
+        ({"scale_attn_weights": "yes"},
+         "config.json: scale_attn_weights must be true or false, got 'yes'"),
+        ({"quantization_config": {"quant_method": "gptq"}},
+         "config.json: quantization_config ('gptq') is not supported: give a float checkpoint"),
+    ],
+)  # fmt: skip
+def test_gpt2_settings_not_implemented_are_refused_by_name(tmp_path, setting, message):
+    folder = save(tmp_path, gpt2_config(**setting), gpt2_tensors(np.random.default_rng(5)))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == message
+
+
+def test_gpt2_activation_gelu_pytorch_tanh_is_gelu_new_and_others_are_refused(tmp_path):
+    tensors = gpt2_tensors(np.random.default_rng(3))
+    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5)
+    for act in ("gelu_new", "gelu_pytorch_tanh"):
+        folder = save(tmp_path / act, gpt2_config(activation_function=act), tensors)
+        np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    for act in ("relu", "GELU_NEW", "gelu"):
+        folder = save(tmp_path / act, gpt2_config(activation_function=act), tensors)
+        with pytest.raises(ValueError) as info:
+            decoding.load_model(folder)
+        assert str(info.value) == (
+            f"config.json: activation_function {act!r} is not supported for gpt2 (gelu_new only)"
+        )
+
+
+def test_gpt2_n_inner_sets_the_mlp_width_and_null_means_four_times_n_embd(tmp_path):
+    rng = np.random.default_rng(4)
+    narrow = gpt2_tensors(rng, inner=12)
+    folder = save(tmp_path / "narrow", gpt2_config(n_inner=12), narrow)
+    model = decoding.load_model(folder, dtype="float64")
+    assert model.weights.blocks[1].fc_w_DF.shape == (8, 12)
+    expected = gpt2_reference(narrow, PROMPT, heads=2, eps=1e-5)
+    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+    wide = gpt2_tensors(rng)
+    config = gpt2_config() | {"n_inner": None}  # what save_pretrained writes for the default
+    folder = save(tmp_path / "null", config, wide)
+    expected = gpt2_reference(wide, PROMPT, heads=2, eps=1e-5)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    folder = save(tmp_path / "zero", gpt2_config(n_inner=0), wide)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == "config.json: n_inner must be a positive int, got 0"
+
+
+def test_gpt2_width_not_divisible_by_heads_is_refused_naming_both(tmp_path):
+    folder = save(tmp_path, gpt2_config(d=10, heads=4), gpt2_tensors(np.random.default_rng(5)))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == "config.json: n_embd (10) must be divisible by n_head (4)"
+
+
 @pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
 def test_llama_logits_equal_the_reference_with_the_configured_settings(tmp_path, model_type):
     """rope_theta, rms_norm_eps, grouped-query attention, q/k/v biases, an untied head and
@@ -354,29 +446,6 @@ def test_llama_defaults_are_hf_llamaconfig_defaults(tmp_path):
     assert model.max_sequence_length == 2048
     with pytest.raises(ValueError, match=r"prompts\[0\] has 2049 tokens.*\(n_ctx=2048\)"):
         model.next_token_logits([(1,) * 2049])
-
-
-def test_rope_theta_is_read_from_rope_parameters_before_the_top_level(tmp_path):
-    """transformers 5 writes ``rope_parameters: {rope_type, rope_theta}``; older configs a
-    top-level ``rope_theta``. ``rope_parameters`` wins when it names a theta."""
-    tensors = llama_tensors(np.random.default_rng(12))
-
-    def expected(theta):
-        return llama_reference(tensors, PROMPT, heads=4, kv=2, theta=theta, eps=1e-6, tied=False)
-
-    cases = [
-        ({"rope_parameters": {"rope_type": "default", "rope_theta": 500.0}}, 500.0),
-        ({"rope_parameters": {"rope_type": "default", "rope_theta": 500.0}, "rope_theta": 9.0},
-         500.0),
-        ({"rope_parameters": {"rope_type": "default"}, "rope_theta": 300.0}, 300.0),
-        ({"rope_theta": 300.0}, 300.0),
-        ({"rope_scaling": {"type": "default"}, "rope_theta": 200.0}, 200.0),  # older configs
-        ({"rope_scaling": {"rope_type": "default"}}, 1e4),
-        ({"rope_scaling": None, "rope_parameters": None}, 1e4),
-    ]  # fmt: skip
-    for i, (extra, theta) in enumerate(cases):
-        folder = save(tmp_path / str(i), llama_config(**extra), tensors)
-        np.testing.assert_allclose(logits(folder), expected(theta), rtol=0, atol=1e-10)
 
 
 def test_rope_types_not_implemented_are_refused_naming_the_type(tmp_path):
@@ -431,100 +500,6 @@ def test_a_tensor_the_configuration_does_not_use_is_refused_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("model_type", "settings", "windows"),
-    [
-        ("mistral", {"sliding_window": 3}, (3, 3)),
-        ("mistral", {}, (4096, 4096)),  # transformers' default
-        ("mistral", {"sliding_window": None}, None),
-        ("qwen2", {"use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1},
-         (None, 3)),
-        ("qwen2", {"use_sliding_window": True, "sliding_window": 5, "max_window_layers": 0},
-         (5, 5)),
-        ("qwen2", {"use_sliding_window": True, "sliding_window": 4,
-                   "layer_types": ["sliding_attention", "full_attention"]}, (4, None)),
-        ("qwen2", {"use_sliding_window": False, "sliding_window": 3}, None),
-        ("llama", {"sliding_window": 3}, None),  # HF's Llama has no window
-    ],
-)  # fmt: skip
-def test_attention_windows_are_as_hf_sets_them(tmp_path, model_type, settings, windows):
-    """A windowed layer's query sees itself and the ``window - 1`` positions before it."""
-    tensors = llama_tensors(np.random.default_rng(22), biases=model_type == "qwen2")
-    folder = save(tmp_path, llama_config(model_type) | settings, tensors)  # null kept
-    model = decoding.load_model(folder, dtype="float64")
-    assert model.weights.sliding_windows == windows
-    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False,
-                               windows=windows)  # fmt: skip
-    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
-    if windows is not None and min(w or 99 for w in windows) < len(PROMPT):
-        plain = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
-        assert np.abs(plain - expected).max() > 1e-3
-
-
-LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 6}  # fmt: skip
-
-
-def llama3_frequency(i, f):
-    """Llama 3.1: short wavelengths kept, long ones divided by 8, a linear blend between."""
-    wavelength = 2 * np.pi / f
-    if wavelength < 6 / 4.0:
-        return f
-    if wavelength > 6 / 1.0:
-        return f / 8.0
-    smooth = (6 / wavelength - 1.0) / (4.0 - 1.0)
-    return (1 - smooth) * f / 8.0 + smooth * f
-
-
-def test_rope_scaling_linear_and_llama3_are_as_hf_computes_them(tmp_path):
-    """Linear scaling by 3 is RoPE at positions / 3; Llama 3 rescales each frequency."""
-    tensors = llama_tensors(np.random.default_rng(23))
-
-    def expected(**kwargs):
-        return llama_reference(tensors, PROMPT, heads=4, kv=2, theta=50.0, eps=1e-6,
-                               tied=False, **kwargs)  # fmt: skip
-
-    cases = [
-        ({"rope_scaling": {"type": "linear", "factor": 3.0}},
-         {"positions": np.arange(len(PROMPT)) / 3.0}),
-        ({"rope_parameters": {"rope_type": "linear", "factor": 3.0, "rope_theta": 50.0}},
-         {"positions": np.arange(len(PROMPT)) / 3.0}),
-        ({"rope_scaling": LLAMA3}, {"frequency": llama3_frequency}),
-        ({"rope_parameters": LLAMA3 | {"rope_theta": 50.0}}, {"frequency": llama3_frequency}),
-    ]  # fmt: skip
-    for i, (settings, reference) in enumerate(cases):
-        folder = save(tmp_path / str(i), llama_config(rope_theta=50.0, **settings), tensors)
-        np.testing.assert_allclose(logits(folder), expected(**reference), rtol=0, atol=1e-10)
-        assert np.abs(expected(**reference) - expected()).max() > 1e-3
-
-
-def test_rope_scaling_yarn_is_as_hf_computes_it(tmp_path):
-    """YaRN, factor 4 over 8 original positions, theta 50, E 4: frequency i keeps its value
-    below the ramp, is divided by 4 above it, blended on it (dimensions floor(low) ..
-    ceil(high) of HF's correction range, clamped to [0, E - 1]); cos and sin are multiplied
-    by 0.1 ln 4 + 1."""
-    tensors = llama_tensors(np.random.default_rng(25))
-    e, theta, factor, original = 4, 50.0, 4.0, 8
-
-    def correction(rotations):
-        return e * np.log(original / (rotations * 2 * np.pi)) / (2 * np.log(theta))
-
-    low, high = max(np.floor(correction(32)), 0), min(np.ceil(correction(1)), e - 1)
-    high = high + 0.001 if low == high else high
-
-    def frequency(i, f):
-        ramp = min(max((i - low) / (high - low), 0.0), 1.0)
-        return f / factor * ramp + f * (1 - ramp)
-
-    scaling = {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": original}
-    folder = save(tmp_path, llama_config(rope_theta=theta, rope_scaling=scaling), tensors)
-    expected = llama_reference(
-        tensors, PROMPT, heads=4, kv=2, theta=theta, eps=1e-6, tied=False,
-        frequency=frequency, rope_scale=0.1 * np.log(factor) + 1,
-    )  # fmt: skip
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-
-
-@pytest.mark.parametrize(
     ("settings", "message"),
     [
         ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported (1 only)"),
@@ -553,28 +528,6 @@ def test_llama_settings_not_implemented_are_refused_by_name(tmp_path, settings, 
     with pytest.raises(ValueError) as info:
         decoding.load_model(save(tmp_path, llama_config(model_type, **settings), tensors))
     assert str(info.value) == f"config.json: {message}"
-
-
-def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path):
-    """tie_word_embeddings true ignores an ``lm_head.weight``; false or absent reads it; a
-    checkpoint without one is tied whatever the config says (save_pretrained drops it)."""
-    rng = np.random.default_rng(14)
-    with_head, without = llama_tensors(rng), llama_tensors(rng, head=False)
-    cases = [
-        (with_head, True, True),
-        (with_head, False, False),
-        (with_head, None, False),
-        (without, False, True),
-        (without, None, True),
-    ]
-    for i, (tensors, tie, tied) in enumerate(cases):
-        folder = save(tmp_path / str(i), llama_config(tie_word_embeddings=tie), tensors)
-        model = decoding.load_model(folder, dtype="float64")
-        assert (model.weights.head_DV is None) == tied, (tie, tied)
-        if not tied:
-            np.testing.assert_array_equal(model.weights.head_DV, with_head["lm_head.weight"].T)
-        expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=tied)
-        np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
 
 
 def test_an_explicit_head_dim_sets_the_head_width(tmp_path):
@@ -611,24 +564,6 @@ def test_a_misshaped_tensor_is_named_with_both_shapes(tmp_path):
     )
 
 
-def test_a_float64_checkpoint_loaded_as_float32_is_converted_tensor_by_tensor(tmp_path):
-    """Every tensor is converted to the model dtype as it is read: the peak traced memory stays
-    under 1.5x the float32 weights, though the file holds twice that in float64."""
-    tensors = llama_tensors(np.random.default_rng(17), vocab=64, d=64, layers=4, heads=4, kv=2,
-                            ff=192)  # fmt: skip
-    folder = save(tmp_path, llama_config(vocab=64, d=64, layers=4, ff=192), tensors)
-    size = sum(t.size for t in tensors.values()) * 4
-    tracemalloc.start()
-    model = decoding.load_model(folder, dtype="float32")
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert model.weights.blocks[0].q_w_DX.dtype == np.float32
-    assert peak < 1.5 * size, (peak, size)
-
-
-# -- configuration values and files --------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
@@ -652,82 +587,3 @@ def test_a_bad_config_value_is_refused_naming_the_key_and_the_value(tmp_path, ke
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
     assert str(info.value) == message
-
-
-def test_a_config_that_is_not_an_object_is_refused_naming_the_file(tmp_path):
-    (tmp_path / "config.json").write_text("[1, 2]")
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(tmp_path)
-    assert str(info.value) == f"{tmp_path / 'config.json'} must hold a JSON object, not list"
-
-
-def test_an_unknown_model_type_is_refused_listing_the_supported_ones(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(tmp_path)
-    assert str(info.value) == (
-        f"unsupported model_type 'bert' in {tmp_path / 'config.json'}; "
-        "supported: gpt2, llama, mistral, qwen2"
-    )
-
-
-def test_a_bad_dtype_is_refused_naming_the_argument(tmp_path):
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(tmp_path, dtype="int32")
-    assert str(info.value) == "dtype must be float32 or float64, got 'int32'"
-
-
-def test_a_safetensors_index_without_a_weight_map_is_refused_naming_the_file(tmp_path):
-    save(tmp_path, llama_config(), llama_tensors(np.random.default_rng(0)))
-    (tmp_path / "model.safetensors").unlink()
-    index = tmp_path / "model.safetensors.index.json"
-    index.write_text(json.dumps({"metadata": {}}))
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(tmp_path)
-    assert str(info.value) == (
-        f"{index} is not a safetensors index: its weight_map must be a JSON object (tensor "
-        "name -> shard file), got None"
-    )
-
-
-# -- Tokenizer -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tokenizer_file(tmp_path):
-    """A word-level tokenizer whose post-processor would add ``<s>`` and that knows ``</s>``
-    as a special token."""
-    tokenizers = pytest.importorskip("tokenizers")
-    words = ["[UNK]", "<s>", "</s>", "the", "cat", "sat"]
-    inner = tokenizers.Tokenizer(
-        tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]")
-    )
-    inner.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    inner.decoder = tokenizers.decoders.WordPiece()
-    inner.add_special_tokens(["<s>", "</s>"])
-    inner.post_processor = tokenizers.processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", 1)]
-    )
-    path = tmp_path / "tokenizer.json"
-    inner.save(str(path))
-    return path
-
-
-def test_encode_adds_the_special_tokens_the_tokenizer_adds_and_decode_keeps_them(tokenizer_file):
-    for tokenizer in (
-        decoding.load_tokenizer(tokenizer_file),  # a file path
-        decoding.load_tokenizer(tokenizer_file.parent),  # the checkpoint folder
-    ):
-        assert tokenizer.encode("the cat sat") == [1, 3, 4, 5]
-        assert tokenizer.encode("the cat sat", add_special_tokens=False) == [3, 4, 5]
-        assert tokenizer.decode([1, 3, 4, 2, 5, 2]) == "<s> the cat </s> sat </s>"
-        assert tokenizer.decode([1, 3, 4, 2, 5, 2], skip_special_tokens=True) == "the cat sat"
-        assert tokenizer.decode(np.array([3, 5])) == "the sat"
-        assert tokenizer.vocab_size == 6
-
-
-def test_encode_refuses_what_is_not_text_naming_it(tokenizer_file):
-    tokenizer = decoding.load_tokenizer(tokenizer_file)
-    with pytest.raises(TypeError) as info:
-        tokenizer.encode([3, 4])
-    assert str(info.value) == "text must be a str, got [3, 4]"
