@@ -1,4 +1,10 @@
-"""cli"""
+"""`python -m decoding` (`decoding.cli`), called in-process as ``main(argv)`` and as a module:
+tables, ``--json`` and traces against the library's own results, the settings and defaults it
+reports, every flag reaching its decoder, checkpoints and chat prompts, the help text, DOT file
+names, and the exact one-line errors (exit status 2) and failed writes.
+
+The table of malformed invocations is ``tests/robustness/test_cli_table.py``.
+"""
 
 from __future__ import annotations
 
@@ -998,8 +1004,6 @@ def test_cli_prompts_chat_messages_through_the_template_with_generation_eos(tmp_
     for entry, beams in zip(document["results"], expected, strict=True):
         assert [b["tokens"] for b in entry["beams"]] == [list(b.tokens) for b in beams]
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

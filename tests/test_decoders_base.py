@@ -1,4 +1,8 @@
-"""base"""
+"""The `Decoder` driver (`decoding.decoders.base`): ``decode`` is ``init``, ``step`` until
+``done``, then ``finalize``; a user strategy of four pieces or of ``decode`` alone; a state is a
+value; what every decoder keeps (EOS, token log-probs); the model's logits checked at every step
+(shape, dtype, NaN, +inf, named with the step); misuse of the step API named.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""policies"""
+"""The finished-beam policies (`decoding.decoders.beam.policies`): ``finished="pool"`` (the
+default: a finished beam stays until K better entries exist) and ``finished="archive"`` (HF
+transformers' beam search), by hand, against their literal references, and their errors.
+
+The peer tests (tests/peers/) check "archive" against HF ``generate`` itself.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""beam search"""
+"""`BeamSearchDecoder` and `batched_beam_search`: by hand, against the literal reference
+(`decoding.testing.reference`), exhaustive enumeration and greedy search, batch independence,
+the state's arrays, and the arguments it refuses.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""beam"""
+"""The pool rule (`decoding.decoders.beam.select`): the fast path's bounds over interleaved
+vocabulary blocks against the literal reference, on vocabularies large enough to be split into
+blocks (V >= 36), with the exact path taking over on ties; tie order across blocks.
+"""
 
 from __future__ import annotations
 
@@ -102,6 +105,3 @@ def test_blocked_vocabulary_equals_the_reference(problem) -> None:
         assert [(b.tokens, b.finished) for b in beams] == [(b.tokens, b.finished) for b in want]
         for b, w in zip(beams, want, strict=True):
             assert math.isclose(b.logprob, w.logprob, rel_tol=TOL, abs_tol=TOL)
-
-
-# -- errors ----------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""greedy"""
+"""`GreedyDecoder`: by hand (ties to the lowest id, several EOS ids), and against the literal
+arg-max loop (`decoding.testing.reference`) and beam search of width one.
+"""
 
 from __future__ import annotations
 
@@ -125,6 +127,3 @@ def test_greedy_equals_beam_search_of_width_one_on_a_float64_transformer(case, a
     ):
         assert (g[0].tokens, g[0].finished) == (b[0].tokens, b[0].finished)
         assert close(g[0].logprob, b[0].logprob, 1e-12)
-
-
-# -- errors ----------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""rerank"""
+"""`RerankDecoder`: any decoder's hypotheses re-scored with a second model and sorted, worked
+by hand; one rescorer batch; and errors that name the rescorer (its own exceptions go on
+unchanged, with a note).
+"""
 
 from __future__ import annotations
 
@@ -171,8 +174,6 @@ def test_a_rescorer_log_prob_sum_beyond_the_float_range_is_minus_infinity():
     assert beams[0].score == pytest.approx(log(0.6) + log(0.5))
     assert beams[1].score == -math.inf
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

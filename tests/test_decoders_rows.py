@@ -1,4 +1,7 @@
-"""rows"""
+"""The driver greedy and sampling decoding share (`decoding.decoders.rows`): every prompt and
+sample a row of one model call per step, finished rows out of the calls, and the
+``max_new_tokens`` it refuses.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,6 @@ def test_finished_rows_leave_the_model_calls_by_hand():
     assert [r[0].tokens for r in results] == [(1, 2, 4), (2, 4)]
     assert model.calls == [("prefill", 2), ("extend", 2), ("extend", 1)]
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

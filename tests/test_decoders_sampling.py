@@ -1,4 +1,7 @@
-"""sampling"""
+"""`SamplingDecoder`: determinism by seed (in fresh processes too), batch independence,
+frequencies against the distributions drawn from (chi-square), every token's log-prob under the
+processed distribution, the inverse-CDF draw at its ends, and the arguments it refuses.
+"""
 
 from __future__ import annotations
 

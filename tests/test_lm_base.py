@@ -1,4 +1,12 @@
-"""base"""
+"""`decoding.lm.base`: `TokenSequence` (what `LanguageModel.extend`'s default state holds and
+what a model's `next_token_logits` receives) behaves exactly as the tuple of its ids; the
+default ``extend`` refuses parents and tokens of different lengths.
+
+Each sequence is built from a prompt by appends along a random tree, so prefixes are shared and
+chains cross the every-32nd-token checkpoints that cache ids; it is then read in a random order
+(indexing, slicing, equality, hashing, iteration) and every answer is compared with the same
+operation on the plain tuple.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""cache"""
+"""The KV cache and the forward loop on it (`decoding.lm.cache`): batched, left-padded prefill
+and cached extend equal a full recompute, with reordered, dropped and duplicated parents,
+past the initial capacity, from older states and in float32; the position table's bound.
+"""
 
 from __future__ import annotations
 

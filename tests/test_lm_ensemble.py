@@ -1,4 +1,10 @@
-"""ensemble"""
+"""`Ensemble` (`decoding.lm.ensemble`): the weighted mixture of its members' next-token
+distributions, on their fast paths, by hand-worked mixtures and its exact argument messages.
+
+The contract (the class docstring): ``log p(v) = log sum_j w_j p_j(v)`` with the weights
+normalised to sum to 1, a stable log-sum-exp in float64; weights finite, >= 0, not all zero;
+a member of weight 0 is run but cannot change the mixture.
+"""
 
 from __future__ import annotations
 
@@ -253,8 +259,6 @@ def test_each_row_is_mixed_on_its_own():
     np.testing.assert_allclose(alone[0, :3], [rest] * 3, rtol=1e-15)
     np.testing.assert_allclose(together[0], [0.0, -np.inf, -np.inf, -np.inf], atol=1e-15)
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""gpt2"""
+"""`NumpyTransformerLM` (GPT-2, `decoding.lm.gpt2`): its default shape and seeded weights, an
+independent GPT-2 forward, LayerNorm folding, the arrays it holds (dtype, layout, shared or
+copied), `from_weights`, and its argument errors.
+"""
 
 from __future__ import annotations
 
@@ -238,8 +241,6 @@ def test_weights_in_the_models_dtype_are_held_in_the_fast_layouts():
         for name in ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD"):
             assert getattr(block, name).T.flags.c_contiguous, name
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

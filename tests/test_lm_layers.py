@@ -1,4 +1,6 @@
-"""layers"""
+"""`decoding.lm.layers`: attention stays finite and equal on the cached path for large
+activations.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +26,3 @@ def test_attention_is_stable_for_large_activations():
     for token in (4, 5, 6):
         cached, state = model.extend(state, np.array([0]), np.array([token]))
     np.testing.assert_allclose(cached, logits, rtol=1e-9, atol=1e-9)
-
-
-# -- properties ------------------------------------------------------------------------------------
-
-# -- errors ----------------------------------------------------------------------------------------

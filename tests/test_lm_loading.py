@@ -1,4 +1,7 @@
-"""loading"""
+"""`load_model` (`decoding.lm.loading`) on checkpoint folders written here with HF key names
+(no torch): cached and batched paths against the model's own full recompute, the weights
+round-tripped bit for bit, only the model's dtype held, and the checkpoints it refuses.
+"""
 
 from __future__ import annotations
 
@@ -193,8 +196,6 @@ def test_loading_keeps_only_model_dtype_weights(tmp_path):
     assert model.weights.embed_VD.dtype == np.float32
     assert peak < 1.5 * size, (peak, size)
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,10 @@
-"""architectures"""
+"""From ``config.json`` to a model (`decoding.lm.loading.architectures`): tiny checkpoints with
+hand-chosen config values, loaded and compared with a literal reference forward pass written
+here from the checkpoint's own tensors (GPT-2: Conv1D ``[in, out]`` weights, tied head; Llama:
+HF's ``[out, in]`` linear weights, rotate-half RoPE, grouped-query attention), the
+configuration keys and their documented defaults (RoPE scaling, attention windows, head width),
+and the exact one-line errors for settings not implemented.
+"""
 
 from __future__ import annotations
 
@@ -354,7 +360,98 @@ def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path)
         np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
 
 
-# -- properties ------------------------------------------------------------------------------------
+def test_gpt2_n_inner_sets_the_mlp_width_and_null_means_four_times_n_embd(tmp_path):
+    rng = np.random.default_rng(4)
+    narrow = gpt2_tensors(rng, inner=12)
+    folder = save(tmp_path / "narrow", gpt2_config(n_inner=12), narrow)
+    model = decoding.load_model(folder, dtype="float64")
+    assert model.weights.blocks[1].fc_w_DF.shape == (8, 12)
+    expected = gpt2_reference(narrow, PROMPT, heads=2, eps=1e-5)
+    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+    wide = gpt2_tensors(rng)
+    config = gpt2_config() | {"n_inner": None}  # what save_pretrained writes for the default
+    folder = save(tmp_path / "null", config, wide)
+    expected = gpt2_reference(wide, PROMPT, heads=2, eps=1e-5)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    folder = save(tmp_path / "zero", gpt2_config(n_inner=0), wide)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == "config.json: n_inner must be a positive int, got 0"
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
+def test_llama_logits_equal_the_reference_with_the_configured_settings(tmp_path, model_type):
+    """rope_theta, rms_norm_eps, grouped-query attention, q/k/v biases, an untied head and
+    max_position_embeddings, each as config.json says."""
+    tensors = llama_tensors(np.random.default_rng(10), biases=True)
+    config = llama_config(model_type, rope_theta=500.0, rms_norm_eps=0.25,
+                          max_position_embeddings=12, tie_word_embeddings=False)  # fmt: skip
+    model = decoding.load_model(save(tmp_path, config, tensors), dtype="float64")
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=500.0, eps=0.25, tied=False)
+    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+    assert model.max_sequence_length == 12
+    with pytest.raises(ValueError, match=r"prompts\[0\] has 13 tokens.*\(n_ctx=12\)"):
+        model.next_token_logits([(*PROMPT, 1)])
+
+
+def test_llama_defaults_are_hf_llamaconfig_defaults(tmp_path):
+    """Absent keys: rope_theta 10000, rms_norm_eps 1e-6, num_key_value_heads = heads (plain
+    multi-head attention), an untied head (``lm_head.weight`` is read), hidden_act silu,
+    max_position_embeddings 2048."""
+    tensors = llama_tensors(np.random.default_rng(11), heads=2, kv=2)
+    folder = save(tmp_path, llama_config(heads=2, kv=None), tensors)
+    model = decoding.load_model(folder, dtype="float64")
+    assert (model.n_heads, model.n_kv_heads) == (2, 2)
+    expected = llama_reference(tensors, PROMPT, heads=2, kv=2, theta=1e4, eps=1e-6, tied=False)
+    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+    assert model.max_sequence_length == 2048
+    with pytest.raises(ValueError, match=r"prompts\[0\] has 2049 tokens.*\(n_ctx=2048\)"):
+        model.next_token_logits([(1,) * 2049])
+
+
+def test_llama_attention_and_mlp_biases_are_read_when_the_config_asks(tmp_path):
+    """``attention_bias``: q, k, v and o biases; ``mlp_bias``: gate, up and down biases."""
+    rng = np.random.default_rng(20)
+    tensors = llama_tensors(rng, biases=True)
+    for i in range(2):
+        p = f"model.layers.{i}."
+        tensors[p + "self_attn.o_proj.bias"] = rng.normal(size=16)
+        tensors[p + "mlp.gate_proj.bias"] = rng.normal(size=12)
+        tensors[p + "mlp.up_proj.bias"] = rng.normal(size=12)
+        tensors[p + "mlp.down_proj.bias"] = rng.normal(size=16)
+    folder = save(tmp_path, llama_config(attention_bias=True, mlp_bias=True), tensors)
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    del tensors["model.layers.1.mlp.up_proj.bias"]
+    folder = save(tmp_path / "missing", llama_config(mlp_bias=True), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        f"{folder / 'model.safetensors'} is missing tensor 'model.layers.1.mlp.up_proj.bias'"
+    )
+
+
+def test_an_explicit_head_dim_sets_the_head_width(tmp_path):
+    """``head_dim`` is the width of every head, whatever ``hidden_size / num_attention_heads``
+    is (Mistral, Qwen3-style configs): q/k/v project to ``heads * head_dim``, o_proj back."""
+    for e in (2, 4, 8):
+        tensors = llama_tensors(np.random.default_rng(15), e=e)
+        folder = save(tmp_path / str(e), llama_config(head_dim=e), tensors)
+        expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+        np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    tensors = llama_tensors(np.random.default_rng(15), e=8)
+    folder = save(tmp_path / "odd", llama_config(head_dim=3), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        "config.json: hidden_size 16, num_attention_heads 4, num_key_value_heads 2 do not "
+        "make heads of one even width shared by whole groups"
+    )
+    folder = save(tmp_path / "zero", llama_config(head_dim=0), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == "config.json: head_dim must be a positive int, got 0"
+
 
 # -- errors ----------------------------------------------------------------------------------------
 
@@ -392,60 +489,11 @@ def test_gpt2_activation_gelu_pytorch_tanh_is_gelu_new_and_others_are_refused(tm
         )
 
 
-def test_gpt2_n_inner_sets_the_mlp_width_and_null_means_four_times_n_embd(tmp_path):
-    rng = np.random.default_rng(4)
-    narrow = gpt2_tensors(rng, inner=12)
-    folder = save(tmp_path / "narrow", gpt2_config(n_inner=12), narrow)
-    model = decoding.load_model(folder, dtype="float64")
-    assert model.weights.blocks[1].fc_w_DF.shape == (8, 12)
-    expected = gpt2_reference(narrow, PROMPT, heads=2, eps=1e-5)
-    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
-    wide = gpt2_tensors(rng)
-    config = gpt2_config() | {"n_inner": None}  # what save_pretrained writes for the default
-    folder = save(tmp_path / "null", config, wide)
-    expected = gpt2_reference(wide, PROMPT, heads=2, eps=1e-5)
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    folder = save(tmp_path / "zero", gpt2_config(n_inner=0), wide)
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(folder)
-    assert str(info.value) == "config.json: n_inner must be a positive int, got 0"
-
-
 def test_gpt2_width_not_divisible_by_heads_is_refused_naming_both(tmp_path):
     folder = save(tmp_path, gpt2_config(d=10, heads=4), gpt2_tensors(np.random.default_rng(5)))
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
     assert str(info.value) == "config.json: n_embd (10) must be divisible by n_head (4)"
-
-
-@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
-def test_llama_logits_equal_the_reference_with_the_configured_settings(tmp_path, model_type):
-    """rope_theta, rms_norm_eps, grouped-query attention, q/k/v biases, an untied head and
-    max_position_embeddings, each as config.json says."""
-    tensors = llama_tensors(np.random.default_rng(10), biases=True)
-    config = llama_config(model_type, rope_theta=500.0, rms_norm_eps=0.25,
-                          max_position_embeddings=12, tie_word_embeddings=False)  # fmt: skip
-    model = decoding.load_model(save(tmp_path, config, tensors), dtype="float64")
-    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=500.0, eps=0.25, tied=False)
-    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
-    assert model.max_sequence_length == 12
-    with pytest.raises(ValueError, match=r"prompts\[0\] has 13 tokens.*\(n_ctx=12\)"):
-        model.next_token_logits([(*PROMPT, 1)])
-
-
-def test_llama_defaults_are_hf_llamaconfig_defaults(tmp_path):
-    """Absent keys: rope_theta 10000, rms_norm_eps 1e-6, num_key_value_heads = heads (plain
-    multi-head attention), an untied head (``lm_head.weight`` is read), hidden_act silu,
-    max_position_embeddings 2048."""
-    tensors = llama_tensors(np.random.default_rng(11), heads=2, kv=2)
-    folder = save(tmp_path, llama_config(heads=2, kv=None), tensors)
-    model = decoding.load_model(folder, dtype="float64")
-    assert (model.n_heads, model.n_kv_heads) == (2, 2)
-    expected = llama_reference(tensors, PROMPT, heads=2, kv=2, theta=1e4, eps=1e-6, tied=False)
-    np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
-    assert model.max_sequence_length == 2048
-    with pytest.raises(ValueError, match=r"prompts\[0\] has 2049 tokens.*\(n_ctx=2048\)"):
-        model.next_token_logits([(1,) * 2049])
 
 
 def test_rope_types_not_implemented_are_refused_naming_the_type(tmp_path):
@@ -463,28 +511,6 @@ def test_rope_types_not_implemented_are_refused_naming_the_type(tmp_path):
         with pytest.raises(ValueError) as info:
             decoding.load_model(folder)
         assert str(info.value) == f"config.json: {named} is not supported {supported}"
-
-
-def test_llama_attention_and_mlp_biases_are_read_when_the_config_asks(tmp_path):
-    """``attention_bias``: q, k, v and o biases; ``mlp_bias``: gate, up and down biases."""
-    rng = np.random.default_rng(20)
-    tensors = llama_tensors(rng, biases=True)
-    for i in range(2):
-        p = f"model.layers.{i}."
-        tensors[p + "self_attn.o_proj.bias"] = rng.normal(size=16)
-        tensors[p + "mlp.gate_proj.bias"] = rng.normal(size=12)
-        tensors[p + "mlp.up_proj.bias"] = rng.normal(size=12)
-        tensors[p + "mlp.down_proj.bias"] = rng.normal(size=16)
-    folder = save(tmp_path, llama_config(attention_bias=True, mlp_bias=True), tensors)
-    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
-    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    del tensors["model.layers.1.mlp.up_proj.bias"]
-    folder = save(tmp_path / "missing", llama_config(mlp_bias=True), tensors)
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(folder)
-    assert str(info.value) == (
-        f"{folder / 'model.safetensors'} is missing tensor 'model.layers.1.mlp.up_proj.bias'"
-    )
 
 
 def test_a_tensor_the_configuration_does_not_use_is_refused_naming_it(tmp_path):
@@ -528,28 +554,6 @@ def test_llama_settings_not_implemented_are_refused_by_name(tmp_path, settings, 
     with pytest.raises(ValueError) as info:
         decoding.load_model(save(tmp_path, llama_config(model_type, **settings), tensors))
     assert str(info.value) == f"config.json: {message}"
-
-
-def test_an_explicit_head_dim_sets_the_head_width(tmp_path):
-    """``head_dim`` is the width of every head, whatever ``hidden_size / num_attention_heads``
-    is (Mistral, Qwen3-style configs): q/k/v project to ``heads * head_dim``, o_proj back."""
-    for e in (2, 4, 8):
-        tensors = llama_tensors(np.random.default_rng(15), e=e)
-        folder = save(tmp_path / str(e), llama_config(head_dim=e), tensors)
-        expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
-        np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
-    tensors = llama_tensors(np.random.default_rng(15), e=8)
-    folder = save(tmp_path / "odd", llama_config(head_dim=3), tensors)
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(folder)
-    assert str(info.value) == (
-        "config.json: hidden_size 16, num_attention_heads 4, num_key_value_heads 2 do not "
-        "make heads of one even width shared by whole groups"
-    )
-    folder = save(tmp_path / "zero", llama_config(head_dim=0), tensors)
-    with pytest.raises(ValueError) as info:
-        decoding.load_model(folder)
-    assert str(info.value) == "config.json: head_dim must be a positive int, got 0"
 
 
 def test_a_misshaped_tensor_is_named_with_both_shapes(tmp_path):

@@ -1,4 +1,6 @@
-"""generation"""
+"""`load_generation_config` (`decoding.lm.loading.generation`): the EOS ids and sampling
+defaults a folder or a GGUF file states, and where each comes from.
+"""
 
 from __future__ import annotations
 
@@ -63,8 +65,3 @@ def test_sampling_defaults_are_read_and_absent_ones_are_none(tmp_path):
         decoding.load_generation_config(tmp_path / "absent")
     with pytest.raises(TypeError, match="path must be a str or Path, got 3"):
         decoding.load_generation_config(3)
-
-
-# -- properties ------------------------------------------------------------------------------------
-
-# -- errors ----------------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""gguf"""
+"""GGUF files (`decoding.lm.loading.gguf_files`; written here as llama.cpp's converter writes
+them) load with `decoding.load_model`: every tensor type dequantises as ``gguf``'s own
+dequantisers do, the ``llama`` query/key permutation is undone, and the model computes what the
+same weights give from a safetensors folder. The container reader agrees with
+``gguf.GGUFReader``; anything not supported is refused by name; the CLI runs a GGUF with its
+tokenizer and EOS.
+"""
 
 from __future__ import annotations
 
@@ -276,8 +282,6 @@ def test_the_command_line_runs_a_gguf_with_its_tokenizer_and_eos(tmp_path, capsy
     text = decoding.load_tokenizer(path).decode(beam.tokens, skip_special_tokens=True)
     assert document["results"][0]["beams"][0]["text"] == text
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

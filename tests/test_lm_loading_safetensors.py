@@ -1,4 +1,7 @@
-"""safetensors"""
+"""Safetensors files (`decoding.lm.loading.safetensors_files`) read with NumPy alone: float16
+and bfloat16 exactly, sharded checkpoints, tensors already in the model's dtype and layout left
+in the mapped file, unaligned files, and the malformed files refused naming file and tensor.
+"""
 
 from __future__ import annotations
 
@@ -140,8 +143,6 @@ def test_unaligned_and_unpadded_files_load_too(tmp_path):
             decoding.load_model(tmp_path / "m").next_token_logits([(1, 2)]),
         )
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""tokenizer"""
+"""`load_tokenizer` and `Tokenizer` (`decoding.lm.loading.tokenizer`) on checkpoint folders and
+GGUF files built here: special tokens added as the checkpoint says, decoding with or without
+them, chat templates rendered as transformers renders them (worked by hand below), and a GGUF's
+byte-level BPE equal to the ``tokenizers`` pipeline its pre-tokenizer type names.
+"""
 
 from __future__ import annotations
 
@@ -196,18 +200,6 @@ def test_a_gguf_tokenizer_adds_bos_when_its_metadata_says_so(tmp_path, trained):
     assert tok.encode("The", add_special_tokens=False) == trained.encode("The").ids
 
 
-# -- properties ------------------------------------------------------------------------------------
-
-# -- errors ----------------------------------------------------------------------------------------
-
-
-def test_encode_refuses_what_is_not_text_naming_it(tokenizer_file):
-    tokenizer = decoding.load_tokenizer(tokenizer_file)
-    with pytest.raises(TypeError) as info:
-        tokenizer.encode([3, 4])
-    assert str(info.value) == "text must be a str, got [3, 4]"
-
-
 def test_the_chat_template_renders_as_transformers_renders_it(tmp_path, trained):
     folder = folder_with(tmp_path, trained, {"bos_token": "<s>", "chat_template": STRICT})
     tok = decoding.load_tokenizer(folder)
@@ -237,6 +229,16 @@ def test_the_chat_template_renders_as_transformers_renders_it(tmp_path, trained)
     assert str(info.value) == (
         "the chat template refused the messages: roles must alternate user/assistant"
     )
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_encode_refuses_what_is_not_text_naming_it(tokenizer_file):
+    tokenizer = decoding.load_tokenizer(tokenizer_file)
+    with pytest.raises(TypeError) as info:
+        tokenizer.encode([3, 4])
+    assert str(info.value) == "text must be a str, got [3, 4]"
 
 
 def test_a_checkpoint_without_a_template_is_refused_saying_so(tmp_path, trained):

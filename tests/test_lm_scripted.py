@@ -1,4 +1,6 @@
-"""scripted"""
+"""`ScriptedLM` and `normalised` (`decoding.lm.scripted`): the hand-scripted fake model every
+worked example in the suite relies on.
+"""
 
 from __future__ import annotations
 
@@ -121,8 +123,6 @@ def test_a_table_listing_no_token_has_a_vocabulary_of_one():
     assert model.vocab_size == 1
     assert model.next_token_logits([(0,)]).tolist() == [[-math.inf]]
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""numerics"""
+"""`decoding.numerics`: the log-softmax (a float32 row's exp-sum in float32, its log in
+float64) and the exact top-k order (by value, then the lower id).
+"""
 
 from __future__ import annotations
 
@@ -40,6 +42,3 @@ def test_top_tokens_exact_orders_by_value_then_id(vocab, count, seed) -> None:
         expected = sorted(range(vocab), key=lambda t: (-values[r, t], t))[: min(count, vocab)]
         assert ids[r].tolist() == expected
         assert vals[r].tolist() == [values[r, t] for t in expected]
-
-
-# -- errors ----------------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""processors"""
+"""Logits processors (`decoding.processors`): each built-in by hand and against a literal
+per-row rule, their guarantees in every decoder, `StepContext`, custom processors, rows left
+with nothing, and the arguments and decode-time outputs refused with a named error.
+
+Expected values are worked out by hand in the comments; ``p(.x)`` means ``log(x)``.
+"""
 
 from __future__ import annotations
 
@@ -198,139 +203,6 @@ class MakesNaN(decoding.LogitsProcessor):
 # -- worked cases ----------------------------------------------------------------------------------
 
 
-def test_repetition_penalty_in_greedy_by_hand():
-    # Every row is [-0.5, -1.0, -3.0, -0.7] (raw logits). From prompt [0], penalty 2:
-    # step 1, seen {0}: [-1.0, -1.0, -3.0, -0.7] -> 3 (without the penalty: 0).
-    # step 2, seen {0, 3}: [-1.0, -1.0, -3.0, -1.4] -> 0 (tied with 1: the lower id).
-    # step 3: the same row -> 0.
-    model = ScriptedLM({(): [-0.5, -1.0, -3.0, -0.7]})
-    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
-    assert beam.tokens == (3, 0, 0)
-
-    def lse(*xs):
-        return log(sum(math.exp(x) for x in xs))
-
-    want = [
-        -0.7 - lse(-1.0, -1.0, -3.0, -0.7),
-        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
-        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
-    ]
-    assert beam.token_logprobs == pytest.approx(want, abs=1e-12)
-    assert beam.logprob == pytest.approx(sum(want), abs=1e-12)
-    (plain,) = GreedyDecoder(3).decode(model, [[0]])[0]
-    assert plain.tokens == (0, 0, 0)
-    # Positive logits: [2.0, 1.5, -1.0, -2.0]; from [0], seen {0}: [1.0, 1.5, ...] -> 1;
-    # then seen {0, 1}: [1.0, 0.75, ...] -> 0; then the same -> 0.
-    model = ScriptedLM({(): [2.0, 1.5, -1.0, -2.0]})
-    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
-    assert beam.tokens == (1, 0, 0)
-
-
-def test_no_immediate_repeat_by_hand():
-    # Every row: 2 (.6), 1 (.3), 0 (.1). Greedy: 2, then 2 is forbidden -> 1, then 2, then 1.
-    model = ScriptedLM({(): {0: log(0.1), 1: log(0.3), 2: log(0.6)}})
-    (beam,) = GreedyDecoder(4, processors=[NoImmediateRepeat()]).decode(model, [[0]])[0]
-    assert beam.tokens == (2, 1, 2, 1)
-    # Renormalised: p(1 | 2 forbidden) = .3 / .4 = .75; p(2 | 1 forbidden) = .6 / .7.
-    assert beam.token_logprobs == pytest.approx(
-        [log(0.6), log(0.75), log(0.6 / 0.7), log(0.75)], abs=1e-12
-    )
-
-
-def test_step_context_builds_sequences_only_when_read():
-    class Untouchable:
-        def __getitem__(self, index):
-            raise AssertionError("prompts read")
-
-        def __len__(self):
-            raise AssertionError("prompts read")
-
-    context = StepContext(
-        np.zeros((2, 1), dtype=np.int64), (), 1, Untouchable(), np.zeros(2, dtype=np.int64)
-    )
-    assert context.generated_MT.shape == (2, 1)  # reading generated_MT builds no tuples
-    with pytest.raises(AssertionError, match="prompts read"):
-        _ = context.sequences
-
-
-def test_step_context_sequences_are_prompt_plus_generated():
-    context = StepContext(
-        np.array([[5, 6], [7, 8], [9, 9]], dtype=np.int64),
-        (9,),
-        2,
-        ((1, 2), (3,)),
-        np.array([1, 0, 1]),
-    )
-    assert context.sequences == ((3, 5, 6), (1, 2, 7, 8), (3, 9, 9))
-
-
-def test_a_beam_whose_row_has_no_finite_logit_makes_no_candidates():
-    # K=2, alpha 0. Step 1: (1) .6, (2) .4. Step 2: the row continuing (1) is all -inf, so only
-    # (2)'s candidates remain: (2,3) .36 and (2,4) .04.
-    after_1 = BanAllWhen(lambda c, row: c.step == 1 and c.generated_MT[row, 0] == 1)
-    beams = BeamSearchDecoder(2, 2, 0.0, processors=[after_1]).decode(TWO_WAY, [[0]])[0]
-    assert [b.tokens for b in beams] == [(2, 3), (2, 4)]
-    assert [b.logprob for b in beams] == pytest.approx([log(0.36), log(0.04)], abs=1e-12)
-
-
-def test_a_finished_beam_keeps_a_prompt_alive_in_beam_search():
-    # EOS 1. Step 1: (1) .6 finished, (2) .4 live. Step 2: every live row is all -inf, but the
-    # finished beam is still held, so no error: the result is just (1).
-    rule = BanAllWhen(lambda c, row: c.step >= 1)
-    beams = BeamSearchDecoder(2, 3, 0.0, eos_token_id=1, processors=[rule]).decode(TWO_WAY, [[0]])[
-        0
-    ]
-    assert [(b.tokens, b.finished) for b in beams] == [((1,), True)]
-
-
-def test_processors_are_applied_in_the_given_order():
-    # Row [.5, .3, .2] (logits log p). TopK(1) then BanTokens([0]): TopK keeps 0, the ban
-    # removes it: nothing left, an error. BanTokens([0]) then TopK(1): token 1.
-    model = ScriptedLM({(): {0: log(0.5), 1: log(0.3), 2: log(0.2)}})
-    (beam,) = GreedyDecoder(1, processors=[BanTokens([0]), TopK(1)]).decode(model, [[0]])[0]
-    assert beam.tokens == (1,) and beam.logprob == 0.0
-    with pytest.raises(ValueError, match=r"step 1\b.*prompt 0\b"):
-        GreedyDecoder(1, processors=[TopK(1), BanTokens([0])]).decode(model, [[0]])
-
-
-def test_processors_see_the_decoders_own_writable_array():
-    # In-place editing is allowed; the model's own buffer must not be the array handed over.
-    buffer = np.zeros((1, 4))
-
-    class Shared(decoding.LanguageModel):
-        vocab_size = 4
-
-        def next_token_logits(self, sequences):
-            buffer[:] = [0.0, 1.0, 2.0, 3.0]
-            return np.broadcast_to(buffer, (len(sequences), 4)).copy()
-
-        def prefill(self, prompts):
-            buffer[:] = [0.0, 1.0, 2.0, 3.0]
-            return buffer, tuple(tuple(p) for p in prompts)
-
-    class Writes(LogitsProcessor):
-        def __call__(self, logits_MV, context):
-            assert logits_MV is not buffer and logits_MV.flags.writeable
-            logits_MV[:, 3] = -np.inf
-            return logits_MV
-
-    (beam,) = GreedyDecoder(1, processors=[Writes()]).decode(Shared(), [[0]])[0]
-    assert beam.tokens == (2,)
-    assert buffer.tolist() == [[0.0, 1.0, 2.0, 3.0]]
-
-
-def test_no_repeat_ngram_bans_per_row_after_a_row_too_short_to_ban():
-    """Two rows in one call (prompts of different lengths): row 0, (1,), is too short for a
-    trigram; row 1, (5, 6, 5, 6), ends with "5 6", which was followed by 5: 5 is banned there."""
-    context = StepContext(
-        np.zeros((2, 0), dtype=np.int64), (), 0, ((1,), (5, 6, 5, 6)), np.arange(2)
-    )
-    logits = np.zeros((2, 8))
-    out = NoRepeatNGram(3)(logits, context)
-    assert out[0].tolist() == [0.0] * 8
-    assert out[1].tolist() == [0.0] * 5 + [-inf] + [0.0] * 2
-
-
 def test_min_new_tokens_forbids_every_eos_id_until_n_tokens_exist():
     row = [0.5, 1.0, 2.0, -1.0]
     assert apply(MinNewTokens(2), row, generated=(1,), eos=(2, 3)) == [0.5, 1.0, -inf, -inf]
@@ -413,6 +285,139 @@ def test_top_p_1_forbids_nothing():
     model = ScriptedLM({(): row})
     with_top_p = BeamSearchDecoder(3, 1, processors=[TopP(1.0)]).decode(model, [[0]])
     assert with_top_p == BeamSearchDecoder(3, 1).decode(model, [[0]])
+
+
+def test_repetition_penalty_in_greedy_by_hand():
+    # Every row is [-0.5, -1.0, -3.0, -0.7] (raw logits). From prompt [0], penalty 2:
+    # step 1, seen {0}: [-1.0, -1.0, -3.0, -0.7] -> 3 (without the penalty: 0).
+    # step 2, seen {0, 3}: [-1.0, -1.0, -3.0, -1.4] -> 0 (tied with 1: the lower id).
+    # step 3: the same row -> 0.
+    model = ScriptedLM({(): [-0.5, -1.0, -3.0, -0.7]})
+    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
+    assert beam.tokens == (3, 0, 0)
+
+    def lse(*xs):
+        return log(sum(math.exp(x) for x in xs))
+
+    want = [
+        -0.7 - lse(-1.0, -1.0, -3.0, -0.7),
+        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
+        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
+    ]
+    assert beam.token_logprobs == pytest.approx(want, abs=1e-12)
+    assert beam.logprob == pytest.approx(sum(want), abs=1e-12)
+    (plain,) = GreedyDecoder(3).decode(model, [[0]])[0]
+    assert plain.tokens == (0, 0, 0)
+    # Positive logits: [2.0, 1.5, -1.0, -2.0]; from [0], seen {0}: [1.0, 1.5, ...] -> 1;
+    # then seen {0, 1}: [1.0, 0.75, ...] -> 0; then the same -> 0.
+    model = ScriptedLM({(): [2.0, 1.5, -1.0, -2.0]})
+    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
+    assert beam.tokens == (1, 0, 0)
+
+
+def test_no_immediate_repeat_by_hand():
+    # Every row: 2 (.6), 1 (.3), 0 (.1). Greedy: 2, then 2 is forbidden -> 1, then 2, then 1.
+    model = ScriptedLM({(): {0: log(0.1), 1: log(0.3), 2: log(0.6)}})
+    (beam,) = GreedyDecoder(4, processors=[NoImmediateRepeat()]).decode(model, [[0]])[0]
+    assert beam.tokens == (2, 1, 2, 1)
+    # Renormalised: p(1 | 2 forbidden) = .3 / .4 = .75; p(2 | 1 forbidden) = .6 / .7.
+    assert beam.token_logprobs == pytest.approx(
+        [log(0.6), log(0.75), log(0.6 / 0.7), log(0.75)], abs=1e-12
+    )
+
+
+def test_step_context_builds_sequences_only_when_read():
+    class Untouchable:
+        def __getitem__(self, index):
+            raise AssertionError("prompts read")
+
+        def __len__(self):
+            raise AssertionError("prompts read")
+
+    context = StepContext(
+        np.zeros((2, 1), dtype=np.int64), (), 1, Untouchable(), np.zeros(2, dtype=np.int64)
+    )
+    assert context.generated_MT.shape == (2, 1)  # reading generated_MT builds no tuples
+    with pytest.raises(AssertionError, match="prompts read"):
+        _ = context.sequences
+
+
+def test_step_context_sequences_are_prompt_plus_generated():
+    context = StepContext(
+        np.array([[5, 6], [7, 8], [9, 9]], dtype=np.int64),
+        (9,),
+        2,
+        ((1, 2), (3,)),
+        np.array([1, 0, 1]),
+    )
+    assert context.sequences == ((3, 5, 6), (1, 2, 7, 8), (3, 9, 9))
+
+
+def test_processors_are_applied_in_the_given_order():
+    # Row [.5, .3, .2] (logits log p). TopK(1) then BanTokens([0]): TopK keeps 0, the ban
+    # removes it: nothing left, an error. BanTokens([0]) then TopK(1): token 1.
+    model = ScriptedLM({(): {0: log(0.5), 1: log(0.3), 2: log(0.2)}})
+    (beam,) = GreedyDecoder(1, processors=[BanTokens([0]), TopK(1)]).decode(model, [[0]])[0]
+    assert beam.tokens == (1,) and beam.logprob == 0.0
+    with pytest.raises(ValueError, match=r"step 1\b.*prompt 0\b"):
+        GreedyDecoder(1, processors=[TopK(1), BanTokens([0])]).decode(model, [[0]])
+
+
+def test_processors_see_the_decoders_own_writable_array():
+    # In-place editing is allowed; the model's own buffer must not be the array handed over.
+    buffer = np.zeros((1, 4))
+
+    class Shared(decoding.LanguageModel):
+        vocab_size = 4
+
+        def next_token_logits(self, sequences):
+            buffer[:] = [0.0, 1.0, 2.0, 3.0]
+            return np.broadcast_to(buffer, (len(sequences), 4)).copy()
+
+        def prefill(self, prompts):
+            buffer[:] = [0.0, 1.0, 2.0, 3.0]
+            return buffer, tuple(tuple(p) for p in prompts)
+
+    class Writes(LogitsProcessor):
+        def __call__(self, logits_MV, context):
+            assert logits_MV is not buffer and logits_MV.flags.writeable
+            logits_MV[:, 3] = -np.inf
+            return logits_MV
+
+    (beam,) = GreedyDecoder(1, processors=[Writes()]).decode(Shared(), [[0]])[0]
+    assert beam.tokens == (2,)
+    assert buffer.tolist() == [[0.0, 1.0, 2.0, 3.0]]
+
+
+def test_no_repeat_ngram_bans_per_row_after_a_row_too_short_to_ban():
+    """Two rows in one call (prompts of different lengths): row 0, (1,), is too short for a
+    trigram; row 1, (5, 6, 5, 6), ends with "5 6", which was followed by 5: 5 is banned there."""
+    context = StepContext(
+        np.zeros((2, 0), dtype=np.int64), (), 0, ((1,), (5, 6, 5, 6)), np.arange(2)
+    )
+    logits = np.zeros((2, 8))
+    out = NoRepeatNGram(3)(logits, context)
+    assert out[0].tolist() == [0.0] * 8
+    assert out[1].tolist() == [0.0] * 5 + [-inf] + [0.0] * 2
+
+
+def test_a_beam_whose_row_has_no_finite_logit_makes_no_candidates():
+    # K=2, alpha 0. Step 1: (1) .6, (2) .4. Step 2: the row continuing (1) is all -inf, so only
+    # (2)'s candidates remain: (2,3) .36 and (2,4) .04.
+    after_1 = BanAllWhen(lambda c, row: c.step == 1 and c.generated_MT[row, 0] == 1)
+    beams = BeamSearchDecoder(2, 2, 0.0, processors=[after_1]).decode(TWO_WAY, [[0]])[0]
+    assert [b.tokens for b in beams] == [(2, 3), (2, 4)]
+    assert [b.logprob for b in beams] == pytest.approx([log(0.36), log(0.04)], abs=1e-12)
+
+
+def test_a_finished_beam_keeps_a_prompt_alive_in_beam_search():
+    # EOS 1. Step 1: (1) .6 finished, (2) .4 live. Step 2: every live row is all -inf, but the
+    # finished beam is still held, so no error: the result is just (1).
+    rule = BanAllWhen(lambda c, row: c.step >= 1)
+    beams = BeamSearchDecoder(2, 3, 0.0, eos_token_id=1, processors=[rule]).decode(TWO_WAY, [[0]])[
+        0
+    ]
+    assert [(b.tokens, b.finished) for b in beams] == [((1,), True)]
 
 
 # -- properties ------------------------------------------------------------------------------------

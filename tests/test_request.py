@@ -1,4 +1,9 @@
-"""request"""
+"""What every decoding entry point checks before it calls the model (`decoding._request`): the
+prompts, the model and its vocabulary, the EOS ids against it, the position table.
+
+A refused request names the argument and the value, calls no model, and leaves the caller's
+lists as they were.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +58,6 @@ def test_the_good_beam_search_call_decodes_both_prompts():
     assert len(results) == 2 and all(len(r) == 2 for r in results)
     assert model.calls
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

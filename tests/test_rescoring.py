@@ -1,4 +1,6 @@
-"""rescoring"""
+"""`decoding.score_continuations`: by hand, against the decoders' beams and the literal
+one-row reference, its model calls (one per position), and the pairs it refuses.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""scoring"""
+"""`decoding.scoring`: `LengthPenalty` by hand (float32 log-probs scored in float64, a certain
+hypothesis scored 0 at any alpha), and a `Scorer` returning NaN refused by the search with the
+step.
+"""
 
 from __future__ import annotations
 
@@ -49,8 +52,6 @@ def test_length_penalty_scores_float32_logprobs_in_float64():
     assert score.dtype == np.float64
     assert score[0] == np.float64(logprob32[0]) / 3**0.5
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""testing"""
+"""`decoding.testing` itself: without hypothesis the kit imports, and its hypothesis parts say
+what to install.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +10,6 @@ import sys
 import pytest
 
 from fakes import good
-
-# -- worked cases ----------------------------------------------------------------------------------
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""checks"""
+"""`decoding.testing.checks`, specified: what `check_model` drives, what `CheckedLM` and
+`check_results` accept and reject (broken models and broken decoders' results), and the exact
+message each failure gives (docs/testing.md: every check names the call or step, the prompt,
+the row or the beam).
+"""
 
 from __future__ import annotations
 
@@ -420,11 +424,6 @@ def test_check_results_catches_eos_inside_and_too_long():
         check_results([[beam]], [[0]], 2, 1, 0.6, None)
 
 
-# -- properties ------------------------------------------------------------------------------------
-
-# -- errors ----------------------------------------------------------------------------------------
-
-
 def test_check_model_uses_the_given_tol_at_every_comparison():
     check_model(Off(), PROMPTS, tol=1e-5)
     with pytest.raises(
@@ -483,21 +482,6 @@ def test_checked_lm_numbers_extend_steps_from_1(first):
         BeamSearchDecoder(2, 4, 0.6, None).decode(CheckedLM(OffFrom(first, offset=1.0)), [[0, 1]])
 
 
-def test_checked_lm_rejects_parents_and_tokens_of_different_lengths():
-    """A broken decoder passing 3 parents and 2 tokens to a model that zips them (as the docs'
-    example does) must not pass silently."""
-
-    class Lenient(Sequences):
-        def extend(self, state, parents_M, tokens_M):
-            n = min(len(parents_M), len(tokens_M))
-            return super().extend(state, parents_M[:n], tokens_M[:n])
-
-    checked = CheckedLM(Lenient())
-    _, state = checked.prefill([[0, 1], [2]])
-    with pytest.raises(AssertionError, match=r"^step 1 \(extend\): 3 parents but 2 tokens$"):
-        checked.extend(state, np.array([0, 1, 1]), np.array([2, 3]))
-
-
 def test_check_results_defaults_to_alpha_0_6_like_the_decoder():
     results = BeamSearchDecoder(2, 3, eos_token_id=2).decode(UNIFORM, [[0]])
     check_results(results, [[0]], 2, 3, eos_token_id=2)
@@ -536,3 +520,21 @@ def test_check_results_best_first_message_names_both_scores():
     with pytest.raises(AssertionError) as raised:
         check_results([beams], [[0]], 3, 1, 0.0, None)
     assert str(raised.value) == "prompt 0, beam 1: best first: score -1.0 after -2.0"
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_checked_lm_rejects_parents_and_tokens_of_different_lengths():
+    """A broken decoder passing 3 parents and 2 tokens to a model that zips them (as the docs'
+    example does) must not pass silently."""
+
+    class Lenient(Sequences):
+        def extend(self, state, parents_M, tokens_M):
+            n = min(len(parents_M), len(tokens_M))
+            return super().extend(state, parents_M[:n], tokens_M[:n])
+
+    checked = CheckedLM(Lenient())
+    _, state = checked.prefill([[0, 1], [2]])
+    with pytest.raises(AssertionError, match=r"^step 1 \(extend\): 3 parents but 2 tokens$"):
+        checked.extend(state, np.array([0, 1, 1]), np.array([2, 3]))

@@ -1,4 +1,8 @@
-"""reference"""
+"""`decoding.testing.reference`, specified on tiny models worked out by hand:
+`reference_beam_search` (processors, defaults, Stuck, finished beams kept) and
+`best_sequences` (exact ranking, ties, -inf, limit); and the reference agreeing with the
+decoder.
+"""
 
 from __future__ import annotations
 
@@ -122,15 +126,6 @@ def test_reference_gives_processors_a_copy_of_the_model_logits():
     assert got == want
 
 
-def test_reference_raises_stuck_naming_the_step():
-    """After token 0 only EOS (2) is possible; MinNewTokens(3) bans EOS before 3 tokens, so
-    the second step has no candidate."""
-    model = ScriptedLM({(): [0.0, -math.inf, -math.inf], (0,): [-math.inf] * 2 + [0.0]}, 3)
-    with pytest.raises(Stuck, match=r"^stuck at step 2$") as raised:
-        reference_beam_search(model, [[1]], 2, 4, 0.6, 2, [MinNewTokens(3)])
-    assert raised.value.step == 2
-
-
 def test_best_sequences_ranks_every_hypothesis_lower_ids_first_on_ties():
     """alpha 0, two tokens: (2,) log .4; (0, 2) and (1, 2) log .3 + log .4; then the four
     unfinished pairs 2 log .3, all tied."""
@@ -155,6 +150,29 @@ def test_best_sequences_never_takes_a_minus_inf_token():
     assert all(b.logprob == 2 * math.log(0.5) for b in got)
 
 
+# -- properties ------------------------------------------------------------------------------------
+
+
+@settings(max_examples=25)
+@given(problems())
+def test_kit_agrees_with_the_decoder(problem):
+    results = problem.decoder().decode(CheckedLM(problem.model), problem.prompts)
+    assert results == reference_beam_search(problem.model, problem.prompts, *problem.settings())
+    check_results(results, problem.prompts, *problem.settings(), model=problem.model)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_reference_raises_stuck_naming_the_step():
+    """After token 0 only EOS (2) is possible; MinNewTokens(3) bans EOS before 3 tokens, so
+    the second step has no candidate."""
+    model = ScriptedLM({(): [0.0, -math.inf, -math.inf], (0,): [-math.inf] * 2 + [0.0]}, 3)
+    with pytest.raises(Stuck, match=r"^stuck at step 2$") as raised:
+        reference_beam_search(model, [[1]], 2, 4, 0.6, 2, [MinNewTokens(3)])
+    assert raised.value.step == 2
+
+
 def test_best_sequences_limit_counts_visited_prefixes():
     """One token, no EOS: the empty prefix and its 3 children, 4 prefixes visited."""
     assert len(best_sequences(UNIFORM, [[0]], 5, 1, 0.6, None, limit=4)[0]) == 3
@@ -173,17 +191,3 @@ def test_best_sequences_default_limit_is_100000_prefixes():
     over = ScriptedLM({(): [0.0] * 100_000}, vocab_size=100_000)
     with pytest.raises(ValueError, match="limit=100000"):
         best_sequences(over, [[0]], 1, 1)
-
-
-# -- properties ------------------------------------------------------------------------------------
-
-
-@settings(max_examples=25)
-@given(problems())
-def test_kit_agrees_with_the_decoder(problem):
-    results = problem.decoder().decode(CheckedLM(problem.model), problem.prompts)
-    assert results == reference_beam_search(problem.model, problem.prompts, *problem.settings())
-    check_results(results, problem.prompts, *problem.settings(), model=problem.model)
-
-
-# -- errors ----------------------------------------------------------------------------------------

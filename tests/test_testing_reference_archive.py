@@ -1,4 +1,6 @@
-"""reference archive"""
+"""`decoding.testing.archive_beam_search` (the HF-style archive policy, literally), specified
+on hand-worked examples: its default `early_stopping`, and one beam being greedy search.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +57,3 @@ def test_one_beam_is_greedy_search_whatever_early_stopping_says():
     for early_stopping in (False, True, "never"):
         assert tokens(archive_beam_search(lm, [0], 1, 2, 2.0, (1,), early_stopping)) == [(1,)]
     assert tokens(archive_beam_search(lm, [0], 2, 2, 2.0, (1,), "never"))[0] == (3, 1)
-
-
-# -- properties ------------------------------------------------------------------------------------
-
-# -- errors ----------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""state machine"""
+"""`decoding.testing.model_state_machine`: it catches a cache not reordered, draws and extends
+within its documented bounds, counts calls from 1 in its messages, and says what to install
+without hypothesis.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""strategies"""
+"""`decoding.testing.strategies` draw what they document: each range's ends are reached and
+never passed (hypothesis.find for the ends, NoSuchExample for just beyond them).
+"""
 
 from __future__ import annotations
 
@@ -144,6 +146,3 @@ def test_strategies_draw_what_they_say(data):
     batch = data.draw(prompts(model.vocab_size, max_batch=2, max_len=3))
     assert 1 <= len(batch) <= 2 and all(1 <= len(p) <= 3 for p in batch)
     assert all(0 <= t < model.vocab_size for p in batch for t in p)
-
-
-# -- errors ----------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""trace"""
+"""`decoding.trace`: a recorded search whose results are the decoder's and whose kept entries
+are the beams it kept, drawn as a text tree and as Graphviz DOT; hand-worked traces of beam
+search, sampling (identical samples, rows that finish early) and the archive policy (a running
+beam outside the recorded pool); and the exact messages for bad arguments.
+"""
 
 from __future__ import annotations
 
@@ -55,11 +59,14 @@ WORKED_TREE = """\
 """
 
 
-def parse_dot(dot: str) -> tuple[dict[str, dict[str, str]], list[tuple[str, str, str | None]]]:
-    """DOT from to_dot -> ({node: attributes}, [(parent, child, edge style)]); checks the
-    frame and that every statement is a node or an edge."""
+def parse_dot(
+    dot: str,
+) -> tuple[str, dict[str, dict[str, str]], list[tuple[str, str, str | None]]]:
+    """DOT from to_dot -> (graph name, {node: attributes}, [(parent, child, edge style)]);
+    checks the frame and that every statement is a node or an edge."""
     lines = dot.strip().splitlines()
-    assert re.fullmatch(r'digraph "[\w]+" \{', lines[0]) and lines[-1] == "}"
+    frame = re.fullmatch(r'digraph "(\w+)" \{', lines[0])
+    assert frame and lines[-1] == "}"
     nodes: dict[str, dict[str, str]] = {}
     edges = []
     for line in lines[1:-1]:
@@ -72,7 +79,7 @@ def parse_dot(dot: str) -> tuple[dict[str, dict[str, str]], list[tuple[str, str,
             nodes[node[1]] = {k: v.strip('"') for k, v in pairs}
         else:
             assert re.fullmatch(r"(rankdir=LR|node \[.*\]);", line), line
-    return nodes, edges
+    return frame[1], nodes, edges
 
 
 @pytest.fixture(scope="module")
@@ -117,21 +124,6 @@ class Reversed(decoding.Scorer):
 
 
 LEGEND = "(* finished  x pruned  #n returned rank)"
-
-
-def parse_dot_named(dot: str) -> tuple[str, dict[str, dict[str, str]], list[tuple[str, str]]]:
-    """DOT from to_dot -> (graph name, {node: attributes}, [(parent, child)])."""
-    lines = dot.strip().splitlines()
-    name = re.fullmatch(r'digraph "(\w+)" \{', lines[0])[1]
-    nodes: dict[str, dict[str, str]] = {}
-    edges = []
-    for line in lines[1:-1]:
-        if edge := re.fullmatch(r"\s*(n\d+) -> (n\d+)(?: \[style=\w+\])?;", line):
-            edges.append((edge[1], edge[2]))
-        elif node := re.fullmatch(r"\s*(n\d+) \[(.*)\];", line):
-            pairs = re.findall(r'(\w+)=("[^"]*"|\w+)', node[2])
-            nodes[node[1]] = {k: v.strip('"') for k, v in pairs}
-    return name, nodes, edges
 
 
 # V = 8, three EOS ids (0, 1, 2), K = 2, alpha 0. After the prompt: 0 0.3, 3 0.2, 1 0.15,
@@ -197,7 +189,7 @@ def test_the_hand_worked_pools_entry_by_entry():
 def test_to_dot_is_the_same_tree():
     recorded = worked_trace()
     dot = recorded.to_dot()
-    nodes, edges = parse_dot(dot)
+    _, nodes, edges = parse_dot(dot)
     text_lines = recorded.to_text().splitlines()[1:-1]  # without the prompt and the legend
     assert len(nodes) == 1 + len(text_lines)  # the prompt plus one node per drawn line
     assert nodes["n0"]["label"] == "5" and nodes["n0"]["shape"] == "box"
@@ -353,7 +345,7 @@ def test_identical_samples_are_drawn_apart_each_with_its_own_rank():
     ]
     assert recorded.to_text() == "\n".join(expected) + "\n"
 
-    name, nodes, edges = parse_dot_named(recorded.to_dot())
+    name, nodes, edges = parse_dot(recorded.to_dot())
     assert name == "trace_prompt_0"
     assert nodes["n0"] == {"shape": "box", "label": "6 7"}
     labels = {n: a["label"].split("\\n") for n, a in nodes.items() if n != "n0"}
@@ -430,7 +422,7 @@ def test_a_prompt_the_model_rules_out_entirely_has_empty_pools():
         [(1, True), (2, False)],
     ]
     assert recorded.to_text(1) == f"[3]\n{LEGEND}\n"
-    _, nodes, edges = parse_dot_named(recorded.to_dot(1))
+    _, nodes, edges = parse_dot(recorded.to_dot(1))
     assert nodes == {"n0": {"shape": "box", "label": "3"}} and edges == []
 
 
@@ -466,8 +458,6 @@ def test_tied_scores_keep_pool_order():
         [2 * log(a)] * 16 + [log(a) + log(b)] * 16, rel=1e-12
     )
 
-
-# -- properties ------------------------------------------------------------------------------------
 
 # -- errors ----------------------------------------------------------------------------------------
 
