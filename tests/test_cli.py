@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, _table, build_parser, dot_paths, main
+
+# The table's layout for token ids wider than any default-model id: cli._table is internal.
+from decoding import cli
+from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, build_parser, dot_paths, main
 
 from checkpoints import WORDS, word_checkpoint
 
@@ -553,7 +556,7 @@ def test_table_header_shows_the_settings(argv, header, capsys):
 
 def test_each_log_probability_sits_under_its_token_and_no_line_ends_in_a_space():
     beam = decoding.Beam((1234567, 7, 7654321), -3.0, -2.0, False, (-1.0, -0.5, -1.5))
-    row, under = _table([beam])[1:]
+    row, under = cli._table([beam])[1:]
     assert not row.endswith(" ") and not under.endswith(" ")
     token_columns = [row.index("1234567"), row.index(" 7 ") + 1, row.index("7654321")]
     assert [under.index(lp) for lp in ("-1.000", "-0.500", "-1.500")] == token_columns

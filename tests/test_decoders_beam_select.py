@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 import decoding
 from decoding import BeamSearchDecoder, ScriptedLM
-from decoding.decoders.beam.select import _block_size
+
+# The fast path's vocabulary blocks are what these tests probe: select._block_size is internal.
+from decoding.decoders.beam import select
 from decoding.lm.scripted import normalised
 from decoding.testing.reference import beam_search
 from decoding.testing.strategies import ShownScriptedLM, problems
@@ -27,7 +29,7 @@ def blocked_models(draw: st.DrawFn) -> ScriptedLM:
     """Scripted models with 36..150 tokens (so `_block_size` > 1), rows from numpy seeds:
     round values (ties, ``-inf``) or continuous ones, keyed by ``()`` and 1-token suffixes."""
     vocab = draw(st.integers(36, 150))
-    assert _block_size(vocab) >= 1
+    assert select._block_size(vocab) >= 1
 
     def row(seed: int, kind: int) -> list[float]:
         rng = np.random.default_rng(seed)
@@ -56,9 +58,9 @@ def blocked_models(draw: st.DrawFn) -> ScriptedLM:
 
 def test_block_size_divides_the_vocabulary() -> None:
     for vocab in (1, 2, 12, 36, 97, 1000, 50257):
-        size = _block_size(vocab)
+        size = select._block_size(vocab)
         assert vocab % size == 0 and size <= max(1, vocab**0.5 / 3)
-    assert _block_size(1000) == 10 and _block_size(97) == 1
+    assert select._block_size(1000) == 10 and select._block_size(97) == 1
 
 
 def test_a_prompt_with_only_finished_beams_keeps_them_while_others_run() -> None:
@@ -73,7 +75,7 @@ def test_equal_scores_across_blocks_keep_token_order() -> None:
     # V = 36 gives blocks of 2 interleaved tokens: block j holds tokens j and j + 18. Tokens 5
     # (block 5) and 19 (block 1) tie for first place; the fast path gathers block 1 before
     # block 5, so only the tie rule (lower token id first) puts 5 ahead of 19.
-    assert _block_size(36) == 2
+    assert select._block_size(36) == 2
     row = [-5.0] * 36
     row[5] = row[19] = 1.0
     model = ScriptedLM({(): row}, vocab_size=36)

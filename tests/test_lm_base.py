@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from decoding.lm.base import LanguageModel, TokenSequence
+from decoding import LanguageModel
+from decoding.lm.base import TokenSequence
 
 tokens = st.integers(0, 9)
 
@@ -45,7 +46,7 @@ reads = st.lists(
 )
 
 
-class _Echo(LanguageModel):
+class Echo(LanguageModel):
     vocab_size = 4
 
     def next_token_logits(self, sequences):
@@ -146,7 +147,7 @@ def test_indexing_with_a_non_integer_names_the_type():
 
 
 def test_the_default_extend_refuses_parents_and_tokens_of_different_lengths():
-    model = _Echo()
+    model = Echo()
     _, state = model.prefill([[1], [2]])
     for parents, tokens_ in (([0, 1], [3]), ([0], [3, 2])):
         with pytest.raises(ValueError):

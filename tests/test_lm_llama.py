@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import decoding
-import decoding._validate
+
+# The per-layer and base overheads the size bound adds are internal constants.
+from decoding import _memory
 from decoding.lm.llama import LlamaBlock, LlamaWeights, init_llama_weights
 
 
@@ -354,8 +356,8 @@ def test_the_size_bound_counts_exactly_the_parameters_held(sizes):
     need = (
         sum(a.nbytes for a in arrays)
         + 8 * max(a.size for a in arrays)
-        + sizes["n_layers"] * decoding._memory.LAYER_OVERHEAD["NumpyLlamaLM"]
-        + decoding._memory.BASE_OVERHEAD
+        + sizes["n_layers"] * _memory.LAYER_OVERHEAD["NumpyLlamaLM"]
+        + _memory.BASE_OVERHEAD
     )
     previous = decoding.set_memory_limit(need)
     try:

@@ -17,13 +17,13 @@ from decoding import BeamSearchDecoder, LanguageModel, LogitsProcessor, MinNewTo
 from decoding.lm.scripted import normalised
 from decoding.testing import (
     CheckedLM,
+    Stuck,
     best_sequences,
     check_results,
     reference,
     reference_beam_search,
 )
 from decoding.testing import reference as literal
-from decoding.testing.reference import Stuck
 from decoding.testing.strategies import problems
 
 from fakes import UNIFORM, close

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decoding.lm.gpt2 import NumpyTransformerLM
+from decoding import NumpyTransformerLM
 
 SMALL = {"vocab_size": 11, "d_model": 8, "n_heads": 2, "n_ctx": 32}
 
