@@ -78,8 +78,8 @@ def _rows(vocab: int, **rows: dict[int, float]) -> dict[tuple[int, ...], list[fl
     return table
 
 
-# Cross-parent ties, found while the selection fast path was being rewritten: two candidates of
-# one parent whose totals round to the same float, and equal totals from different parents.
+# Cross-parent ties a fast selection path can get wrong: two candidates of one parent whose
+# totals round to the same float, and equal totals from different parents.
 _ULP_TIE = Problem(
     ScriptedLM(_rows(12, k={11: -2.0}, k0={10: 0.0, 11: 0.0}, k10={9: -2.0, 10: 0.0, 11: 2**-52})),
     prompts=[[0]],
