@@ -17,14 +17,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m decoding
 
+# The suite on every core (pytest-xdist, one worker per core); `PYTEST_ARGS=-n0` runs it in one
+# process.
+PYTEST_ARGS ?= -n auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --ignore=tests/peers --ignore=tests/real
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) --ignore=tests/peers --ignore=tests/real
 
 # The suite again as another CPU would run it (tools/blas_noise.py): every NumPy model's logits
 # get about one ulp of noise keyed by the shapes of the call, so a test that compares two
 # different computation paths exactly fails here, not first on someone else's machine.
 test-noise: $(STAMP)
-	$(BIN)/python -m pytest -q -p tools.blas_noise --ignore=tests/peers --ignore=tests/real
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -p tools.blas_noise --ignore=tests/peers \
+		--ignore=tests/real
 
 # Peer tests: the same weights in HF transformers (torch CPU) and here. pip takes the local CPU
 # wheel for torch 2.13.0; unlike `make bench`, a failed install fails the target.

@@ -1,11 +1,18 @@
-"""Hypothesis profiles: ``default`` (quick local runs) and ``ci`` (derandomized, reproducible).
+"""Hypothesis profiles: ``default`` (quick local runs) and ``ci`` (derandomized, reproducible);
+and the models several test files share, as session fixtures.
 
-Pick one with the ``HYPOTHESIS_PROFILE`` environment variable; ``default`` when unset.
+Pick a profile with the ``HYPOTHESIS_PROFILE`` environment variable; ``default`` when unset.
 """
 
 import os
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
+
+import decoding
+
+from checkpoints import train_bpe
 
 settings.register_profile(
     "default",
@@ -22,3 +29,32 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# -- models several test files share, built once per session ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gpt2() -> decoding.NumpyTransformerLM:
+    """The default model (its math may run in float32 for speed)."""
+    return decoding.NumpyTransformerLM()
+
+
+@pytest.fixture(scope="session")
+def gpt2_float64() -> decoding.NumpyTransformerLM:
+    """The default weights with float64 math, for near-exact comparisons."""
+    return decoding.NumpyTransformerLM(dtype=np.float64)
+
+
+@pytest.fixture(scope="session")
+def gpt2_small() -> decoding.NumpyTransformerLM:
+    """A small float64 model so long cache runs stay fast."""
+    return decoding.NumpyTransformerLM(
+        vocab_size=37, d_model=16, n_heads=4, n_layers=2, seed=3, dtype=np.float64
+    )
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """A byte-level BPE tokenizer (``tokenizers.Tokenizer``) trained on `checkpoints.CORPUS`."""
+    return train_bpe()

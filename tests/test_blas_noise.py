@@ -8,21 +8,23 @@ import numpy as np
 import pytest
 
 from decoding import NumpyLlamaLM, NumpyTransformerLM
-from tools.blas_noise import _noisy
+from tools.blas_noise import noisy
 
 # Under the plugin itself every model is noised already: these tests check it from outside.
 pytestmark = pytest.mark.no_blas_noise
 
 
-def noisy(cls):
-    return type(f"Noisy{cls.__name__}", (cls,), {"_forward": _noisy(cls._forward)})
+def noisy_class(cls):
+    """``cls`` with the plugin's noise on its forward pass (`CachedLM._forward`, the one
+    method every NumPy model computes its logits in)."""
+    return type(f"Noisy{cls.__name__}", (cls,), {"_forward": noisy(cls._forward)})
 
 
 @pytest.mark.parametrize("cls", [NumpyTransformerLM, NumpyLlamaLM])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_same_shapes_same_noise_other_shapes_other_noise(cls, dtype):
     kwargs = {"vocab_size": 50, "d_model": 16, "n_heads": 2, "dtype": dtype}
-    plain, model = cls(**kwargs), noisy(cls)(**kwargs)
+    plain, model = cls(**kwargs), noisy_class(cls)(**kwargs)
     prompts = [[1, 2, 3], [4, 5]]
     exact, _ = plain.prefill(prompts)
     first, state = model.prefill(prompts)

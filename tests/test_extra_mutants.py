@@ -105,7 +105,7 @@ def test_default_modules_leave_out_the_test_kit() -> None:
 
 
 def test_make_mutate_hands_mutmut_only_the_mutants_without_a_result() -> None:
-    from tools.mutate import _pending_only
+    from tools.mutate import pending_only
 
     data = object()
     judged = [(data, "m.x_f__mutmut_1", 1), (data, "m.x_f__mutmut_2", 0)]
@@ -118,7 +118,7 @@ def test_make_mutate_hands_mutmut_only_the_mutants_without_a_result() -> None:
         seen.append(mutant_names)
         return judged[:1] + pending[:1] + judged[1:] + pending[1:], {"m.py": data}
 
-    mutants, by_path = _pending_only(collect)(mutant_names=("m.x_*",))
+    mutants, by_path = pending_only(collect)(mutant_names=("m.x_*",))
     assert mutants == pending
     assert by_path == {"m.py": data}
     assert seen == [("m.x_*",)]

@@ -1,5 +1,6 @@
-"""Logits processors: each built-in by hand and against a literal per-row rule, their
-guarantees in all three decoders, `StepContext`, custom processors, and rows left with nothing.
+"""Logits processors (`decoding.processors`): each built-in by hand and against a literal
+per-row rule, their guarantees in every decoder, `StepContext`, custom processors, rows left
+with nothing, and the arguments and decode-time outputs refused with a named error.
 
 Expected values are worked out by hand in the comments; ``p(.x)`` means ``log(x)``.
 """
@@ -7,10 +8,12 @@ Expected values are worked out by hand in the comments; ``p(.x)`` means ``log(x)
 from __future__ import annotations
 
 import math
+import warnings
+from math import log
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import decoding
@@ -30,18 +33,48 @@ from decoding import (
     TopP,
 )
 from decoding.testing import reference
-from decoding.testing.strategies import eos_settings, logit_rows, prompt_lists, scripted_models
+from decoding.testing.strategies import logit_rows
 
-log = math.log
-
-
-def fewer(divisor: int) -> settings:
-    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3): for the
-    slower properties, which then scale with the profile like the rest."""
-    return settings(max_examples=max(3, settings.default.max_examples // divisor))
-
+from fakes import DECODERS, PROMPTS, Recording, V, cases, fewer, names, refused
 
 inf = math.inf
+
+
+class NoImmediateRepeat(LogitsProcessor):
+    """Forbids each row's last generated token (reads only ``generated_MT``)."""
+
+    def __call__(self, logits_MV, context):
+        if context.step:
+            logits_MV[np.arange(len(logits_MV)), context.generated_MT[:, -1]] = -np.inf
+        return logits_MV
+
+
+class BanAllWhen(LogitsProcessor):
+    """Forbids every token of the rows for which ``rule(context, row)`` holds."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __call__(self, logits_MV, context):
+        for row in range(len(logits_MV)):
+            if self.rule(context, row):
+                logits_MV[row] = -np.inf
+        return logits_MV
+
+    def __repr__(self):
+        return "BanAllWhen(...)"
+
+
+TWO_WAY = ScriptedLM(
+    {
+        (0,): {1: log(0.6), 2: log(0.4)},
+        (1,): {3: log(0.5), 4: log(0.5)},
+        (2,): {3: log(0.9), 4: log(0.1)},
+        (3,): {0: 0.0},
+        (4,): {0: 0.0},
+    },
+    vocab_size=5,
+)
 
 
 def context_for(prompt=(0,), generated=(), eos=()) -> StepContext:
@@ -61,7 +94,7 @@ def apply(processor, row, **context) -> list[float]:
     return processor(logits, context_for(**context))[0].tolist()
 
 
-DECODERS = {
+DECODER_OF = {
     "greedy": lambda n, eos, ps, seed: GreedyDecoder(n, eos, ps),
     "sampling": lambda n, eos, ps, seed: SamplingDecoder(
         n, eos, num_samples=2, seed=seed, processors=ps
@@ -71,20 +104,103 @@ DECODERS = {
         3, n, 0.6, eos, processors=ps, finished="archive"
     ),
 }
-which_decoder = st.sampled_from(sorted(DECODERS))
+
+which_decoder = st.sampled_from(sorted(DECODER_OF))
 
 
 def decode_or_none(which, model, prompts, n, eos, processors, seed=0):
     """The decoder's results, or None when a row was left with no token (a ValueError that
     names the step and the prompt)."""
     try:
-        return DECODERS[which](n, eos, processors, seed).decode(model, prompts)
+        return DECODER_OF[which](n, eos, processors, seed).decode(model, prompts)
     except ValueError as error:
         assert "step" in str(error) and "prompt" in str(error), error
         return None
 
 
-# -- each built-in by hand ----------------------------------------------------------------------
+def ranked(row: list[float]) -> list[int]:
+    """Token ids, most likely first by the float64 log-softmax the decoders rank by (which
+    merges logits closer than its rounding), lower id first on ties."""
+    logprobs = reference.log_softmax(row)
+    return sorted(range(len(row)), key=lambda t: (-logprobs[t], t))
+
+
+class Recorder(LogitsProcessor):
+    """Checks and records every context it is given; changes nothing."""
+
+    def __init__(self):
+        self.seen: list[tuple[int, np.ndarray, tuple, tuple]] = []
+
+    def __call__(self, logits_MV, context):
+        generated = context.generated_MT
+        assert isinstance(generated, np.ndarray) and generated.dtype == np.int64
+        assert generated.ndim == 2 and generated.shape == (logits_MV.shape[0], context.step)
+        assert len(context.sequences) == logits_MV.shape[0]
+        for row, sequence in enumerate(context.sequences):
+            prompt = context.prompts[int(context.prompt_index_M[row])]
+            assert sequence == prompt + tuple(generated[row].tolist())
+        self.seen.append((context.step, generated.copy(), context.sequences, context.eos_token_ids))
+        return logits_MV
+
+
+def not_a_processor(logits, context):
+    return logits
+
+
+def small_float32_transformer():
+    return decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4)
+
+
+class Picky(decoding.LogitsProcessor):
+    """A custom processor whose validate hook refuses vocabularies under 10 tokens."""
+
+    def __call__(self, logits_MV, context):
+        return logits_MV
+
+    def __repr__(self):
+        return "Picky()"
+
+    def validate(self, vocab_size):
+        if vocab_size < 10:
+            raise ValueError(f"Picky needs 10 tokens, the model has {vocab_size}")
+
+
+class WrongShape(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        return logits_MV[:, :-1]
+
+
+class ReturnsNothing(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        logits_MV[:, 0] = -np.inf  # edits in place but forgets to return
+
+
+class ReturnsInts(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        return np.zeros(logits_MV.shape, dtype=np.int64)
+
+    def __repr__(self):
+        return "ReturnsInts()"
+
+
+class ReturnsStrings(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        return logits_MV.astype(str)
+
+    def __repr__(self):
+        return "ReturnsStrings()"
+
+
+class MakesNaN(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        logits_MV[:, 1] = np.nan
+        return logits_MV
+
+    def __repr__(self):
+        return "MakesNaN()"
+
+
+# -- worked cases ----------------------------------------------------------------------------------
 
 
 def test_min_new_tokens_forbids_every_eos_id_until_n_tokens_exist():
@@ -131,34 +247,6 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_logits
     assert got == [1.0, -2.0, 0.5, 0.0, -3.0]
 
 
-def test_repetition_penalty_in_greedy_by_hand():
-    # Every row is [-0.5, -1.0, -3.0, -0.7] (raw logits). From prompt [0], penalty 2:
-    # step 1, seen {0}: [-1.0, -1.0, -3.0, -0.7] -> 3 (without the penalty: 0).
-    # step 2, seen {0, 3}: [-1.0, -1.0, -3.0, -1.4] -> 0 (tied with 1: the lower id).
-    # step 3: the same row -> 0.
-    model = ScriptedLM({(): [-0.5, -1.0, -3.0, -0.7]})
-    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
-    assert beam.tokens == (3, 0, 0)
-
-    def lse(*xs):
-        return log(sum(math.exp(x) for x in xs))
-
-    want = [
-        -0.7 - lse(-1.0, -1.0, -3.0, -0.7),
-        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
-        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
-    ]
-    assert beam.token_logprobs == pytest.approx(want, abs=1e-12)
-    assert beam.logprob == pytest.approx(sum(want), abs=1e-12)
-    (plain,) = GreedyDecoder(3).decode(model, [[0]])[0]
-    assert plain.tokens == (0, 0, 0)
-    # Positive logits: [2.0, 1.5, -1.0, -2.0]; from [0], seen {0}: [1.0, 1.5, ...] -> 1;
-    # then seen {0, 1}: [1.0, 0.75, ...] -> 0; then the same -> 0.
-    model = ScriptedLM({(): [2.0, 1.5, -1.0, -2.0]})
-    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
-    assert beam.tokens == (1, 0, 0)
-
-
 def test_temperature_divides_the_logits():
     assert apply(Temperature(2.0), [1.0, -3.0, -inf]) == [0.5, -1.5, -inf]
     assert apply(Temperature(0.5), [1.0, -3.0]) == [2.0, -6.0]
@@ -199,14 +287,140 @@ def test_top_p_1_forbids_nothing():
     assert with_top_p == BeamSearchDecoder(3, 1).decode(model, [[0]])
 
 
-# -- each built-in against its literal rule, on random rows ------------------------------------
+def test_repetition_penalty_in_greedy_by_hand():
+    # Every row is [-0.5, -1.0, -3.0, -0.7] (raw logits). From prompt [0], penalty 2:
+    # step 1, seen {0}: [-1.0, -1.0, -3.0, -0.7] -> 3 (without the penalty: 0).
+    # step 2, seen {0, 3}: [-1.0, -1.0, -3.0, -1.4] -> 0 (tied with 1: the lower id).
+    # step 3: the same row -> 0.
+    model = ScriptedLM({(): [-0.5, -1.0, -3.0, -0.7]})
+    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
+    assert beam.tokens == (3, 0, 0)
+
+    def lse(*xs):
+        return log(sum(math.exp(x) for x in xs))
+
+    want = [
+        -0.7 - lse(-1.0, -1.0, -3.0, -0.7),
+        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
+        -1.0 - lse(-1.0, -1.0, -3.0, -1.4),
+    ]
+    assert beam.token_logprobs == pytest.approx(want, abs=1e-12)
+    assert beam.logprob == pytest.approx(sum(want), abs=1e-12)
+    (plain,) = GreedyDecoder(3).decode(model, [[0]])[0]
+    assert plain.tokens == (0, 0, 0)
+    # Positive logits: [2.0, 1.5, -1.0, -2.0]; from [0], seen {0}: [1.0, 1.5, ...] -> 1;
+    # then seen {0, 1}: [1.0, 0.75, ...] -> 0; then the same -> 0.
+    model = ScriptedLM({(): [2.0, 1.5, -1.0, -2.0]})
+    (beam,) = GreedyDecoder(3, processors=[RepetitionPenalty(2.0)]).decode(model, [[0]])[0]
+    assert beam.tokens == (1, 0, 0)
 
 
-def ranked(row: list[float]) -> list[int]:
-    """Token ids, most likely first by the float64 log-softmax the decoders rank by (which
-    merges logits closer than its rounding), lower id first on ties."""
-    logprobs = reference.log_softmax(row)
-    return sorted(range(len(row)), key=lambda t: (-logprobs[t], t))
+def test_no_immediate_repeat_by_hand():
+    # Every row: 2 (.6), 1 (.3), 0 (.1). Greedy: 2, then 2 is forbidden -> 1, then 2, then 1.
+    model = ScriptedLM({(): {0: log(0.1), 1: log(0.3), 2: log(0.6)}})
+    (beam,) = GreedyDecoder(4, processors=[NoImmediateRepeat()]).decode(model, [[0]])[0]
+    assert beam.tokens == (2, 1, 2, 1)
+    # Renormalised: p(1 | 2 forbidden) = .3 / .4 = .75; p(2 | 1 forbidden) = .6 / .7.
+    assert beam.token_logprobs == pytest.approx(
+        [log(0.6), log(0.75), log(0.6 / 0.7), log(0.75)], abs=1e-12
+    )
+
+
+def test_step_context_builds_sequences_only_when_read():
+    class Untouchable:
+        def __getitem__(self, index):
+            raise AssertionError("prompts read")
+
+        def __len__(self):
+            raise AssertionError("prompts read")
+
+    context = StepContext(
+        np.zeros((2, 1), dtype=np.int64), (), 1, Untouchable(), np.zeros(2, dtype=np.int64)
+    )
+    assert context.generated_MT.shape == (2, 1)  # reading generated_MT builds no tuples
+    with pytest.raises(AssertionError, match="prompts read"):
+        _ = context.sequences
+
+
+def test_step_context_sequences_are_prompt_plus_generated():
+    context = StepContext(
+        np.array([[5, 6], [7, 8], [9, 9]], dtype=np.int64),
+        (9,),
+        2,
+        ((1, 2), (3,)),
+        np.array([1, 0, 1]),
+    )
+    assert context.sequences == ((3, 5, 6), (1, 2, 7, 8), (3, 9, 9))
+
+
+def test_processors_are_applied_in_the_given_order():
+    # Row [.5, .3, .2] (logits log p). TopK(1) then BanTokens([0]): TopK keeps 0, the ban
+    # removes it: nothing left, an error. BanTokens([0]) then TopK(1): token 1.
+    model = ScriptedLM({(): {0: log(0.5), 1: log(0.3), 2: log(0.2)}})
+    (beam,) = GreedyDecoder(1, processors=[BanTokens([0]), TopK(1)]).decode(model, [[0]])[0]
+    assert beam.tokens == (1,) and beam.logprob == 0.0
+    with pytest.raises(ValueError, match=r"step 1\b.*prompt 0\b"):
+        GreedyDecoder(1, processors=[TopK(1), BanTokens([0])]).decode(model, [[0]])
+
+
+def test_processors_see_the_decoders_own_writable_array():
+    # In-place editing is allowed; the model's own buffer must not be the array handed over.
+    buffer = np.zeros((1, 4))
+
+    class Shared(decoding.LanguageModel):
+        vocab_size = 4
+
+        def next_token_logits(self, sequences):
+            buffer[:] = [0.0, 1.0, 2.0, 3.0]
+            return np.broadcast_to(buffer, (len(sequences), 4)).copy()
+
+        def prefill(self, prompts):
+            buffer[:] = [0.0, 1.0, 2.0, 3.0]
+            return buffer, tuple(tuple(p) for p in prompts)
+
+    class Writes(LogitsProcessor):
+        def __call__(self, logits_MV, context):
+            assert logits_MV is not buffer and logits_MV.flags.writeable
+            logits_MV[:, 3] = -np.inf
+            return logits_MV
+
+    (beam,) = GreedyDecoder(1, processors=[Writes()]).decode(Shared(), [[0]])[0]
+    assert beam.tokens == (2,)
+    assert buffer.tolist() == [[0.0, 1.0, 2.0, 3.0]]
+
+
+def test_no_repeat_ngram_bans_per_row_after_a_row_too_short_to_ban():
+    """Two rows in one call (prompts of different lengths): row 0, (1,), is too short for a
+    trigram; row 1, (5, 6, 5, 6), ends with "5 6", which was followed by 5: 5 is banned there."""
+    context = StepContext(
+        np.zeros((2, 0), dtype=np.int64), (), 0, ((1,), (5, 6, 5, 6)), np.arange(2)
+    )
+    logits = np.zeros((2, 8))
+    out = NoRepeatNGram(3)(logits, context)
+    assert out[0].tolist() == [0.0] * 8
+    assert out[1].tolist() == [0.0] * 5 + [-inf] + [0.0] * 2
+
+
+def test_a_beam_whose_row_has_no_finite_logit_makes_no_candidates():
+    # K=2, alpha 0. Step 1: (1) .6, (2) .4. Step 2: the row continuing (1) is all -inf, so only
+    # (2)'s candidates remain: (2,3) .36 and (2,4) .04.
+    after_1 = BanAllWhen(lambda c, row: c.step == 1 and c.generated_MT[row, 0] == 1)
+    beams = BeamSearchDecoder(2, 2, 0.0, processors=[after_1]).decode(TWO_WAY, [[0]])[0]
+    assert [b.tokens for b in beams] == [(2, 3), (2, 4)]
+    assert [b.logprob for b in beams] == pytest.approx([log(0.36), log(0.04)], abs=1e-12)
+
+
+def test_a_finished_beam_keeps_a_prompt_alive_in_beam_search():
+    # EOS 1. Step 1: (1) .6 finished, (2) .4 live. Step 2: every live row is all -inf, but the
+    # finished beam is still held, so no error: the result is just (1).
+    rule = BanAllWhen(lambda c, row: c.step >= 1)
+    beams = BeamSearchDecoder(2, 3, 0.0, eos_token_id=1, processors=[rule]).decode(TWO_WAY, [[0]])[
+        0
+    ]
+    assert [(b.tokens, b.finished) for b in beams] == [((1,), True)]
+
+
+# -- properties ------------------------------------------------------------------------------------
 
 
 @given(st.integers(1, 10).flatmap(lambda v: st.tuples(logit_rows(v), st.integers(1, v + 1))))
@@ -278,24 +492,9 @@ def test_no_repeat_ngram_against_its_rule(drawn, n):
     assert apply(NoRepeatNGram(n), [0.0] * vocab, prompt=prompt, generated=generated) == want
 
 
-# -- the guarantees in every decoder --------------------------------------------------------------
-
-
-@st.composite
-def cases(draw, max_new_tokens=5):
-    model = draw(scripted_models())
-    vocab = model.vocab_size
-    return (
-        model,
-        draw(prompt_lists(vocab, max_prompts=3)),
-        draw(st.integers(1, max_new_tokens)),
-        draw(eos_settings(vocab)),
-    )
-
-
-@given(cases(), which_decoder, st.data())
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.data())
 def test_banned_tokens_never_appear(case, which, data):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     banned = data.draw(st.lists(st.integers(0, model.vocab_size - 1), max_size=3, unique=True))
     results = decode_or_none(which, model, prompts, n, eos, [BanTokens(banned)])
     assume(results is not None)
@@ -305,9 +504,11 @@ def test_banned_tokens_never_appear(case, which, data):
 
 
 @fewer(2)
-@given(cases(max_new_tokens=6), which_decoder, st.integers(1, 3))
+@given(
+    cases(max_new_tokens=6, with_processors=False, max_prompts=3), which_decoder, st.integers(1, 3)
+)
 def test_no_ngram_repeats_under_no_repeat_ngram(case, which, size):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     results = decode_or_none(which, model, prompts, n, eos, [NoRepeatNGram(size)])
     assume(results is not None)
     for prompt, beams in zip(prompts, results, strict=True):
@@ -321,9 +522,11 @@ def test_no_ngram_repeats_under_no_repeat_ngram(case, which, size):
                     assert gram not in earlier, (prompt, beam.tokens, size)
 
 
-@given(cases(max_new_tokens=6), which_decoder, st.integers(0, 5))
+@given(
+    cases(max_new_tokens=6, with_processors=False, max_prompts=3), which_decoder, st.integers(0, 5)
+)
 def test_no_eos_before_n_tokens_under_min_new_tokens(case, which, minimum):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     eos_ids = reference.eos_tuple(eos)
     results = decode_or_none(which, model, prompts, n, eos, [MinNewTokens(minimum)])
     assume(results is not None)
@@ -333,9 +536,9 @@ def test_no_eos_before_n_tokens_under_min_new_tokens(case, which, minimum):
 
 
 @fewer(2)
-@given(cases(), which_decoder)
+@given(cases(with_processors=False, max_prompts=3), which_decoder)
 def test_min_new_tokens_0_changes_nothing(case, which):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     plain = decode_or_none(which, model, prompts, n, eos, [])
     processed = decode_or_none(which, model, prompts, n, eos, [MinNewTokens(0)])
     if processed is None:
@@ -346,39 +549,9 @@ def test_min_new_tokens_0_changes_nothing(case, which):
         assert plain == processed
 
 
-# -- StepContext and custom processors ---------------------------------------------------------
-
-
-class Recorder(LogitsProcessor):
-    """Checks and records every context it is given; changes nothing."""
-
-    def __init__(self):
-        self.seen: list[tuple[int, np.ndarray, tuple, tuple]] = []
-
-    def __call__(self, logits_MV, context):
-        generated = context.generated_MT
-        assert isinstance(generated, np.ndarray) and generated.dtype == np.int64
-        assert generated.ndim == 2 and generated.shape == (logits_MV.shape[0], context.step)
-        assert len(context.sequences) == logits_MV.shape[0]
-        for row, sequence in enumerate(context.sequences):
-            prompt = context.prompts[int(context.prompt_index_M[row])]
-            assert sequence == prompt + tuple(generated[row].tolist())
-        self.seen.append((context.step, generated.copy(), context.sequences, context.eos_token_ids))
-        return logits_MV
-
-
-class NoImmediateRepeat(LogitsProcessor):
-    """Forbids each row's last generated token (reads only ``generated_MT``)."""
-
-    def __call__(self, logits_MV, context):
-        if context.step:
-            logits_MV[np.arange(len(logits_MV)), context.generated_MT[:, -1]] = -np.inf
-        return logits_MV
-
-
-@given(cases(), which_decoder, st.integers(0, 9))
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.integers(0, 9))
 def test_a_custom_processor_sees_a_consistent_context_in_every_decoder(case, which, seed):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     recorder = Recorder()
     results = decode_or_none(which, model, prompts, n, eos, [recorder], seed)
     assume(results is not None)
@@ -396,9 +569,9 @@ def test_a_custom_processor_sees_a_consistent_context_in_every_decoder(case, whi
     assert results == decode_or_none(which, model, prompts, n, eos, [], seed)
 
 
-@given(cases(), which_decoder, st.integers(0, 9))
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.integers(0, 9))
 def test_a_custom_processor_reading_generated_tokens_works_in_every_decoder(case, which, seed):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     results = decode_or_none(which, model, prompts, n, eos, [NoImmediateRepeat()], seed)
     assume(results is not None)
     for beams in results:
@@ -406,119 +579,9 @@ def test_a_custom_processor_reading_generated_tokens_works_in_every_decoder(case
             assert all(a != b for a, b in zip(beam.tokens, beam.tokens[1:], strict=False))
 
 
-def test_no_immediate_repeat_by_hand():
-    # Every row: 2 (.6), 1 (.3), 0 (.1). Greedy: 2, then 2 is forbidden -> 1, then 2, then 1.
-    model = ScriptedLM({(): {0: log(0.1), 1: log(0.3), 2: log(0.6)}})
-    (beam,) = GreedyDecoder(4, processors=[NoImmediateRepeat()]).decode(model, [[0]])[0]
-    assert beam.tokens == (2, 1, 2, 1)
-    # Renormalised: p(1 | 2 forbidden) = .3 / .4 = .75; p(2 | 1 forbidden) = .6 / .7.
-    assert beam.token_logprobs == pytest.approx(
-        [log(0.6), log(0.75), log(0.6 / 0.7), log(0.75)], abs=1e-12
-    )
-
-
-def test_step_context_builds_sequences_only_when_read():
-    class Untouchable:
-        def __getitem__(self, index):
-            raise AssertionError("prompts read")
-
-        def __len__(self):
-            raise AssertionError("prompts read")
-
-    context = StepContext(
-        np.zeros((2, 1), dtype=np.int64), (), 1, Untouchable(), np.zeros(2, dtype=np.int64)
-    )
-    assert context.generated_MT.shape == (2, 1)  # reading generated_MT builds no tuples
-    with pytest.raises(AssertionError, match="prompts read"):
-        _ = context.sequences
-
-
-def test_step_context_sequences_are_prompt_plus_generated():
-    context = StepContext(
-        np.array([[5, 6], [7, 8], [9, 9]], dtype=np.int64),
-        (9,),
-        2,
-        ((1, 2), (3,)),
-        np.array([1, 0, 1]),
-    )
-    assert context.sequences == ((3, 5, 6), (1, 2, 7, 8), (3, 9, 9))
-
-
-# -- rows left with nothing ------------------------------------------------------------------
-
-
-class BanAllWhen(LogitsProcessor):
-    """Forbids every token of the rows for which ``rule(context, row)`` holds."""
-
-    def __init__(self, rule):
-        self.rule = rule
-
-    def __call__(self, logits_MV, context):
-        for row in range(len(logits_MV)):
-            if self.rule(context, row):
-                logits_MV[row] = -np.inf
-        return logits_MV
-
-    def __repr__(self):
-        return "BanAllWhen(...)"
-
-
-TWO_WAY = ScriptedLM(
-    {
-        (0,): {1: log(0.6), 2: log(0.4)},
-        (1,): {3: log(0.5), 4: log(0.5)},
-        (2,): {3: log(0.9), 4: log(0.1)},
-        (3,): {0: 0.0},
-        (4,): {0: 0.0},
-    },
-    vocab_size=5,
-)
-
-
-def test_a_beam_whose_row_has_no_finite_logit_makes_no_candidates():
-    # K=2, alpha 0. Step 1: (1) .6, (2) .4. Step 2: the row continuing (1) is all -inf, so only
-    # (2)'s candidates remain: (2,3) .36 and (2,4) .04.
-    after_1 = BanAllWhen(lambda c, row: c.step == 1 and c.generated_MT[row, 0] == 1)
-    beams = BeamSearchDecoder(2, 2, 0.0, processors=[after_1]).decode(TWO_WAY, [[0]])[0]
-    assert [b.tokens for b in beams] == [(2, 3), (2, 4)]
-    assert [b.logprob for b in beams] == pytest.approx([log(0.36), log(0.04)], abs=1e-12)
-
-
-def test_a_prompt_left_with_nothing_is_an_error_naming_step_prompt_and_processors():
-    # Prompt 1's rows are all -inf from step 2 on; prompt 0 is untouched.
-    rule = BanAllWhen(lambda c, row: c.step >= 1 and c.prompt_index_M[row] == 1)
-    for decoder in (
-        BeamSearchDecoder(2, 3, processors=[BanTokens([0]), rule]),
-        GreedyDecoder(3, processors=[BanTokens([0]), rule]),
-        SamplingDecoder(3, num_samples=2, seed=0, processors=[BanTokens([0]), rule]),
-    ):
-        with pytest.raises(ValueError, match=r"step 2\b.*prompt 1\b") as caught:
-            decoder.decode(TWO_WAY, [[0], [0]])
-        assert "BanTokens(token_ids=(0,))" in str(caught.value)
-        assert "BanAllWhen(...)" in str(caught.value)
-
-
-def test_a_finished_beam_keeps_a_prompt_alive_in_beam_search():
-    # EOS 1. Step 1: (1) .6 finished, (2) .4 live. Step 2: every live row is all -inf, but the
-    # finished beam is still held, so no error: the result is just (1).
-    rule = BanAllWhen(lambda c, row: c.step >= 1)
-    beams = BeamSearchDecoder(2, 3, 0.0, eos_token_id=1, processors=[rule]).decode(TWO_WAY, [[0]])[
-        0
-    ]
-    assert [(b.tokens, b.finished) for b in beams] == [((1,), True)]
-
-
-@pytest.mark.parametrize("which", ["greedy", "sampling"])
-def test_greedy_and_sampling_refuse_a_row_of_minus_inf_even_without_processors(which):
-    # After 3 the model allows nothing at all.
-    model = ScriptedLM({(): {0: 0.0}, (0,): {3: 0.0}, (3,): [-inf] * 5}, vocab_size=5)
-    with pytest.raises(ValueError, match=r"step 2\b.*prompt 1\b"):
-        DECODERS[which](3, None, [], 0).decode(model, [[1, 2], [0]])
-
-
-@given(cases(), which_decoder, st.integers(0, 9), st.data())
+@given(cases(with_processors=False, max_prompts=3), which_decoder, st.integers(0, 9), st.data())
 def test_a_token_a_processor_forbids_is_never_emitted(case, which, seed, data):
-    model, prompts, n, eos = case
+    model, prompts, n, eos, _ = case
     vocab = model.vocab_size
     # A processor that forbids a different pseudo-random set at each (step, row content).
     salt = data.draw(st.integers(0, 10**6))
@@ -540,55 +603,161 @@ def test_a_token_a_processor_forbids_is_never_emitted(case, which, seed, data):
                 assert token not in forbidden(tuple(prompt) + beam.tokens[:t])
 
 
-def test_processors_are_applied_in_the_given_order():
-    # Row [.5, .3, .2] (logits log p). TopK(1) then BanTokens([0]): TopK keeps 0, the ban
-    # removes it: nothing left, an error. BanTokens([0]) then TopK(1): token 1.
-    model = ScriptedLM({(): {0: log(0.5), 1: log(0.3), 2: log(0.2)}})
-    (beam,) = GreedyDecoder(1, processors=[BanTokens([0]), TopK(1)]).decode(model, [[0]])[0]
-    assert beam.tokens == (1,) and beam.logprob == 0.0
-    with pytest.raises(ValueError, match=r"step 1\b.*prompt 0\b"):
-        GreedyDecoder(1, processors=[TopK(1), BanTokens([0])]).decode(model, [[0]])
+# -- errors ----------------------------------------------------------------------------------------
 
 
-def test_processors_see_the_decoders_own_writable_array():
-    # In-place editing is allowed; the model's own buffer must not be the array handed over.
-    buffer = np.zeros((1, 4))
-
-    class Shared(decoding.LanguageModel):
-        vocab_size = 4
-
-        def next_token_logits(self, sequences):
-            buffer[:] = [0.0, 1.0, 2.0, 3.0]
-            return np.broadcast_to(buffer, (len(sequences), 4)).copy()
-
-        def prefill(self, prompts):
-            buffer[:] = [0.0, 1.0, 2.0, 3.0]
-            return buffer, tuple(tuple(p) for p in prompts)
-
-    class Writes(LogitsProcessor):
-        def __call__(self, logits_MV, context):
-            assert logits_MV is not buffer and logits_MV.flags.writeable
-            logits_MV[:, 3] = -np.inf
-            return logits_MV
-
-    (beam,) = GreedyDecoder(1, processors=[Writes()]).decode(Shared(), [[0]])[0]
-    assert beam.tokens == (2,)
-    assert buffer.tolist() == [[0.0, 1.0, 2.0, 3.0]]
+def test_a_prompt_left_with_nothing_is_an_error_naming_step_prompt_and_processors():
+    # Prompt 1's rows are all -inf from step 2 on; prompt 0 is untouched.
+    rule = BanAllWhen(lambda c, row: c.step >= 1 and c.prompt_index_M[row] == 1)
+    for decoder in (
+        BeamSearchDecoder(2, 3, processors=[BanTokens([0]), rule]),
+        GreedyDecoder(3, processors=[BanTokens([0]), rule]),
+        SamplingDecoder(3, num_samples=2, seed=0, processors=[BanTokens([0]), rule]),
+    ):
+        with pytest.raises(ValueError, match=r"step 2\b.*prompt 1\b") as caught:
+            decoder.decode(TWO_WAY, [[0], [0]])
+        assert "BanTokens(token_ids=(0,))" in str(caught.value)
+        assert "BanAllWhen(...)" in str(caught.value)
 
 
-def test_no_repeat_ngram_bans_per_row_after_a_row_too_short_to_ban():
-    """Two rows in one call (prompts of different lengths): row 0, (1,), is too short for a
-    trigram; row 1, (5, 6, 5, 6), ends with "5 6", which was followed by 5: 5 is banned there."""
-    context = StepContext(
-        np.zeros((2, 0), dtype=np.int64), (), 0, ((1,), (5, 6, 5, 6)), np.arange(2)
-    )
-    logits = np.zeros((2, 8))
-    out = NoRepeatNGram(3)(logits, context)
-    assert out[0].tolist() == [0.0] * 8
-    assert out[1].tolist() == [0.0] * 5 + [-inf] + [0.0] * 2
+@pytest.mark.parametrize("which", ["greedy", "sampling"])
+def test_greedy_and_sampling_refuse_a_row_of_minus_inf_even_without_processors(which):
+    # After 3 the model allows nothing at all.
+    model = ScriptedLM({(): {0: 0.0}, (0,): {3: 0.0}, (3,): [-inf] * 5}, vocab_size=5)
+    with pytest.raises(ValueError, match=r"step 2\b.*prompt 1\b"):
+        DECODER_OF[which](3, None, [], 0).decode(model, [[1, 2], [0]])
 
 
 def test_min_new_tokens_names_n_in_its_error():
     with pytest.raises(ValueError) as raised:
         MinNewTokens(-1)
     assert str(raised.value) == "n must be a non-negative int, got -1"
+
+
+@pytest.mark.parametrize(
+    ("make", "argument", "value", "error"),
+    [
+        (MinNewTokens, "n", -1, ValueError),
+        (MinNewTokens, "n", 1.5, TypeError),
+        (MinNewTokens, "n", None, TypeError),
+        (NoRepeatNGram, "n", 0, ValueError),
+        (NoRepeatNGram, "n", -2, ValueError),
+        (NoRepeatNGram, "n", 2.0, TypeError),
+        (RepetitionPenalty, "penalty", 0, ValueError),
+        (RepetitionPenalty, "penalty", -1.5, ValueError),
+        (RepetitionPenalty, "penalty", math.nan, ValueError),
+        (RepetitionPenalty, "penalty", math.inf, ValueError),
+        (RepetitionPenalty, "penalty", "2", TypeError),
+        (Temperature, "t", 0, ValueError),
+        (Temperature, "t", -1.0, ValueError),
+        (Temperature, "t", math.nan, ValueError),
+        (TopK, "k", 0, ValueError),
+        (TopK, "k", 1.0, TypeError),
+        (TopP, "p", 0, ValueError),
+        (TopP, "p", 1.5, ValueError),
+        (TopP, "p", -0.1, ValueError),
+        (BanTokens, "token_ids[1]", -1, ValueError),
+        (BanTokens, "token_ids[1]", 1.5, TypeError),
+    ],
+)
+def test_processor_arguments_are_validated_at_construction(make, argument, value, error):
+    arg = [0, value] if make is BanTokens else value
+    with pytest.raises(error, match=names(argument, value)):
+        make(arg)
+
+
+@pytest.mark.parametrize("value", ["12", 3, None, b"\x01"])
+def test_ban_tokens_needs_a_sequence_of_ids(value):
+    with pytest.raises(TypeError, match=names("token_ids", value)):
+        BanTokens(value)
+
+
+@DECODERS
+@pytest.mark.parametrize("token_ids", [[V], [0, V + 3]])
+def test_ban_tokens_out_of_the_models_range_is_refused_before_any_call(entry, token_ids):
+    bad = max(token_ids)
+    refused(entry, ValueError, rf"token_ids.*{bad}", processors=[BanTokens(token_ids)])
+
+
+@DECODERS
+@pytest.mark.parametrize(
+    ("processors", "argument", "value"),
+    [
+        ([not_a_processor], "processors[0]", not_a_processor),
+        ([TopK(2), not_a_processor], "processors[1]", not_a_processor),
+        ([TopK], "processors[0]", TopK),  # the class, not an instance
+        ([None], "processors[0]", None),
+    ],
+)
+def test_a_processor_that_is_not_a_logits_processor_is_refused(entry, processors, argument, value):
+    refused(entry, TypeError, names(argument, value), processors=processors)
+
+
+@DECODERS
+@pytest.mark.parametrize("value", [TopK(2), None, {TopK(2)}, "TopK", not_a_processor])
+def test_processors_must_be_a_list_or_tuple(entry, value):
+    refused(entry, TypeError, names("processors", value), processors=value)
+
+
+@DECODERS
+def test_a_generator_of_processors_is_refused(entry):
+    model = Recording()
+    with pytest.raises(TypeError, match=r"processors.*generator"):
+        entry(PROMPTS, model, processors=(p for p in [TopK(2)]))
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("model", "make", "value"),
+    [
+        (small_float32_transformer, Temperature, 1e-40),
+        (small_float32_transformer, Temperature, 1e-50),
+        (lambda: decoding.ScriptedLM({(): [1.0, 0.0, -1.0]}), RepetitionPenalty, 1e-310),
+    ],
+    ids=["temperature-1e-40-float32", "temperature-1e-50-float32", "penalty-1e-310-float64"],
+)
+def test_a_tiny_valid_processor_argument_is_not_blamed_on_the_model(model, make, value):
+    model = model()
+    prompt = [[0]]
+    (plain,) = GreedyDecoder(2, processors=[make(1e-6)]).decode(model, prompt)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings either
+        try:
+            (cold,) = GreedyDecoder(2, processors=[make(value)]).decode(model, prompt)[0]
+        except ValueError as error:
+            # Refusing the value (at construction or decode) is fine; blaming the model is not.
+            assert "model returned" not in str(error)
+        else:
+            # A value near 0 is the limit of a small one: the same arg-max tokens.
+            assert cold.tokens == plain.tokens
+
+
+@DECODERS
+def test_a_custom_processors_validate_hook_runs_before_any_model_call(entry):
+    refused(entry, ValueError, r"Picky needs 10 tokens, the model has 5", processors=[Picky()])
+
+
+@DECODERS
+def test_a_processor_returning_the_wrong_shape_is_named_with_the_step(entry):
+    with pytest.raises(ValueError, match=r"WrongShape.*shape.*step 1\b"):
+        entry(PROMPTS, Recording(), processors=[WrongShape()])
+
+
+@DECODERS
+def test_a_processor_returning_none_is_named_with_the_step(entry):
+    with pytest.raises(ValueError, match=r"ReturnsNothing.*shape \(\).*step 1\b"):
+        entry(PROMPTS, Recording(), processors=[ReturnsNothing()])
+
+
+@DECODERS
+@pytest.mark.parametrize("processor", [ReturnsInts(), ReturnsStrings()], ids=repr)
+def test_a_processor_returning_non_float_logits_is_named_with_the_step(entry, processor):
+    with pytest.raises((TypeError, ValueError), match=rf"{processor!r}.*step 1\b"):
+        entry(PROMPTS, Recording(), processors=[processor])
+
+
+@DECODERS
+def test_a_processor_making_nan_is_named_not_the_model(entry):
+    with pytest.raises(ValueError, match=r"MakesNaN\(\).*NaN.*step 1\b") as caught:
+        entry(PROMPTS, Recording(), processors=[MakesNaN()])
+    assert "model returned" not in str(caught.value)

@@ -1,74 +1,38 @@
-"""Rescoring: `decoding.score_continuations` by hand, against the decoders' beams and
-the literal one-row reference, and its model calls (one per position)."""
+"""`decoding.score_continuations`: by hand, against the decoders' beams and the literal
+one-row reference, its model calls (one per position), and the pairs it refuses.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
+from math import log
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import decoding
-from decoding import (
-    BeamSearchDecoder,
-    GreedyDecoder,
-    SamplingDecoder,
-    ScriptedLM,
-    score_continuations,
-)
+from decoding import BeamSearchDecoder, GreedyDecoder, SamplingDecoder, score_continuations
 from decoding.testing import reference
 from decoding.testing.strategies import eos_settings, prompt_lists, scripted_models, transformer
 
-log = math.log
+from fakes import EOS_MODEL, Counting, V, fewer, refused
 
 
-def fewer(divisor: int) -> settings:
-    """The loaded profile's ``max_examples`` divided by ``divisor`` (at least 3): for the
-    slower properties, which then scale with the profile like the rest."""
-    return settings(max_examples=max(3, settings.default.max_examples // divisor))
+def rescore(prompts, model, continuations):
+    return score_continuations(model, prompts, continuations)
 
 
-MODEL = ScriptedLM(
-    {
-        (0,): {1: log(0.5), 3: log(0.3), 4: log(0.2)},
-        (1,): {2: log(0.7), 4: log(0.3)},
-        (2,): {4: log(0.7), 1: log(0.3)},
-        (3,): {0: log(0.9), 2: log(0.1)},
-        (4,): {3: 0.0},
-    },
-    vocab_size=5,
-)
-
-
-class Counting(decoding.LanguageModel):
-    """Delegates prefill and extend to ``inner``; records the rows of each call."""
-
-    def __init__(self, inner: decoding.LanguageModel):
-        self.inner = inner
-        self.vocab_size = inner.vocab_size
-        self.max_sequence_length = inner.max_sequence_length
-        self.calls: list[tuple[str, int]] = []
-
-    def next_token_logits(self, sequences):
-        self.calls.append(("next_token_logits", len(sequences)))
-        return self.inner.next_token_logits(sequences)
-
-    def prefill(self, prompts):
-        self.calls.append(("prefill", len(prompts)))
-        return self.inner.prefill(prompts)
-
-    def extend(self, state, parents_M, tokens_M):
-        self.calls.append(("extend", len(parents_M)))
-        return self.inner.extend(state, parents_M, tokens_M)
+# -- worked cases ----------------------------------------------------------------------------------
 
 
 def test_by_hand():
     # After [0]: 1 is p(.5); after [0, 1]: 2 is p(.7); after [0, 1, 2]: 4 is p(.7).
     # After [3]: 0 is p(.9), then after [3, 0]: 4 is p(.2).
     # After [0]: 2 is impossible: -inf.
-    got = score_continuations(MODEL, [[0], [3], [0], [4]], [[1, 2, 4], [0, 4], [2], []])
+    got = score_continuations(EOS_MODEL, [[0], [3], [0], [4]], [[1, 2, 4], [0, 4], [2], []])
     assert [g.dtype for g in got] == [np.float64] * 4
     assert [g.shape for g in got] == [(3,), (2,), (1,), (0,)]
     assert got[0] == pytest.approx([log(0.5), log(0.7), log(0.7)], abs=1e-12)
@@ -77,7 +41,7 @@ def test_by_hand():
 
 
 def test_empty_continuations_give_empty_arrays_and_no_model_call():
-    model = Counting(MODEL)
+    model = Counting(EOS_MODEL)
     got = score_continuations(model, [[0], [1, 2]], [[], ()])
     assert [(g.dtype, g.shape) for g in got] == [(np.float64, (0,)), (np.float64, (0,))]
     assert model.calls == []
@@ -99,6 +63,50 @@ def test_one_model_call_per_position(lengths, longest):
     for prompt, continuation, scores in zip(prompts, continuations, got, strict=True):
         want = reference.token_logprobs(model.inner, prompt, continuation)
         assert scores == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rel"),
+    [("float64", 1e-9), ("float32", 1e-4)],
+)
+def test_sums_equal_beam_logprobs_on_the_transformer(dtype, rel):
+    model = transformer(3, dtype)
+    prompts = [[1, 2, 3], [9], [4, 4, 4, 4]]
+    for decoder in (
+        BeamSearchDecoder(4, 6, 0.6, eos_token_id=[0, 1]),
+        GreedyDecoder(6, eos_token_id=2),
+        SamplingDecoder(6, num_samples=3, seed=4),
+    ):
+        results = decoder.decode(model, prompts)
+        pairs = [(p, b) for p, beams in zip(prompts, results, strict=True) for b in beams]
+        scored = score_continuations(model, [p for p, _ in pairs], [b.tokens for _, b in pairs])
+        for (_, beam), scores in zip(pairs, scored, strict=True):
+            assert scores.dtype == np.float64
+            assert math.fsum(scores) == pytest.approx(beam.logprob, rel=rel)
+            assert scores == pytest.approx(beam.token_logprobs, rel=rel, abs=rel)
+
+
+def test_works_on_the_default_transformer_with_numpy_inputs():
+    model = decoding.NumpyTransformerLM()
+    prompts = [np.array([5, 6, 7]), [8]]
+    (beams_0, beams_1) = decoding.batched_beam_search(prompts, 2, 4, model=model)
+    got = score_continuations(model, prompts, [np.array(beams_0[0].tokens), beams_1[1].tokens])
+    assert math.fsum(got[0]) == pytest.approx(beams_0[0].logprob, rel=1e-4)
+    assert math.fsum(got[1]) == pytest.approx(beams_1[1].logprob, rel=1e-4)
+
+
+def test_each_pair_is_checked_against_its_own_continuation():
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, n_ctx=8)
+    prompts, continuations = [[1] * 8, [1] * 6, [1] * 8], [[2], [2, 3, 4], []]
+    alone = [
+        score_continuations(model, [p], [c])[0] for p, c in zip(prompts, continuations, strict=True)
+    ]
+    together = score_continuations(model, prompts, continuations)
+    for a, t in zip(alone, together, strict=True):
+        assert t == pytest.approx(a, rel=1e-5)
+
+
+# -- properties ------------------------------------------------------------------------------------
 
 
 @given(
@@ -153,34 +161,7 @@ def test_sums_equal_the_logprob_of_beams_found_without_processors(model, data, w
         assert scores.tolist() == pytest.approx(beam.token_logprobs, rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("dtype", "rel"),
-    [("float64", 1e-9), ("float32", 1e-4)],
-)
-def test_sums_equal_beam_logprobs_on_the_transformer(dtype, rel):
-    model = transformer(3, dtype)
-    prompts = [[1, 2, 3], [9], [4, 4, 4, 4]]
-    for decoder in (
-        BeamSearchDecoder(4, 6, 0.6, eos_token_id=[0, 1]),
-        GreedyDecoder(6, eos_token_id=2),
-        SamplingDecoder(6, num_samples=3, seed=4),
-    ):
-        results = decoder.decode(model, prompts)
-        pairs = [(p, b) for p, beams in zip(prompts, results, strict=True) for b in beams]
-        scored = score_continuations(model, [p for p, _ in pairs], [b.tokens for _, b in pairs])
-        for (_, beam), scores in zip(pairs, scored, strict=True):
-            assert scores.dtype == np.float64
-            assert math.fsum(scores) == pytest.approx(beam.logprob, rel=rel)
-            assert scores == pytest.approx(beam.token_logprobs, rel=rel, abs=rel)
-
-
-def test_works_on_the_default_transformer_with_numpy_inputs():
-    model = decoding.NumpyTransformerLM()
-    prompts = [np.array([5, 6, 7]), [8]]
-    (beams_0, beams_1) = decoding.batched_beam_search(prompts, 2, 4, model=model)
-    got = score_continuations(model, prompts, [np.array(beams_0[0].tokens), beams_1[1].tokens])
-    assert math.fsum(got[0]) == pytest.approx(beams_0[0].logprob, rel=1e-4)
-    assert math.fsum(got[1]) == pytest.approx(beams_1[1].logprob, rel=1e-4)
+# -- errors ----------------------------------------------------------------------------------------
 
 
 def test_a_pair_that_outgrows_the_model_is_refused_before_any_call():
@@ -198,17 +179,6 @@ def test_a_pair_that_outgrows_the_model_is_refused_before_any_call():
     assert scores.shape == (1,)
 
 
-def test_each_pair_is_checked_against_its_own_continuation():
-    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, n_ctx=8)
-    prompts, continuations = [[1] * 8, [1] * 6, [1] * 8], [[2], [2, 3, 4], []]
-    alone = [
-        score_continuations(model, [p], [c])[0] for p, c in zip(prompts, continuations, strict=True)
-    ]
-    together = score_continuations(model, prompts, continuations)
-    for a, t in zip(alone, together, strict=True):
-        assert t == pytest.approx(a, rel=1e-5)
-
-
 @pytest.mark.parametrize(("text", "shown"), [("", "''"), (b"", "b''"), ("ab", "'ab'")])
 def test_a_string_continuation_is_refused_with_its_index_and_value(text, shown):
     """A str or bytes is a sequence, but not of token ids, even when empty."""
@@ -216,3 +186,45 @@ def test_a_string_continuation_is_refused_with_its_index_and_value(text, shown):
     with pytest.raises(TypeError) as raised:
         score_continuations(model, [[1], [2]], [[0], text])
     assert str(raised.value) == f"continuations[1] must be a sequence of int token ids, got {shown}"
+
+
+@pytest.mark.parametrize(
+    ("prompts", "continuations", "pattern"),
+    [
+        ([[1]], [[1], [2]], r"1 prompts.*2 continuations"),
+        ([[1], [2]], [[1]], r"2 prompts.*1 continuations"),
+        ([[1]], [], r"1 prompts.*0 continuations"),
+    ],
+)
+def test_score_continuations_with_mismatched_lengths_is_refused(prompts, continuations, pattern):
+    refused(
+        lambda p, m, **_: rescore(p, m, continuations),
+        ValueError,
+        pattern,
+        prompts=prompts,
+    )
+
+
+@pytest.mark.parametrize(
+    ("continuations", "error", "pattern"),
+    [
+        ([[1], [V]], ValueError, rf"continuations\[1\]\[0\].*{V}"),
+        ([[1, -1], [0]], ValueError, r"continuations\[0\]\[1\].*-1"),
+        ([[1, 2.5], [0]], TypeError, r"continuations\[0\]\[1\].*2\.5"),
+        ([[1], "ab"], TypeError, r"continuations\[1\].*'ab'"),
+        ([[1], 3], TypeError, r"continuations\[1\].*3"),
+        ([[1], None], TypeError, r"continuations\[1\].*None"),
+        ("ab", TypeError, r"continuations.*'ab'"),
+        (None, TypeError, r"continuations.*None"),
+    ],
+)
+def test_score_continuations_with_bad_ids_is_refused(continuations, error, pattern):
+    before = copy.deepcopy(continuations)
+    refused(lambda p, m, **_: rescore(p, m, continuations), error, pattern)
+    assert continuations == before
+
+
+def test_score_continuations_refuses_bad_prompts_and_models():
+    refused(lambda p, m, **_: rescore(p, m, [[1], [2]]), ValueError, r"prompts\[1\]", [[1], []])
+    with pytest.raises(TypeError, match=r"model"):
+        score_continuations("a model", [[1]], [[1]])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from math import log
 
 import attrs
 import numpy as np
@@ -19,7 +20,6 @@ import decoding
 from decoding import Beam, ScriptedLM
 from decoding.lm.scripted import normalised
 
-log = math.log
 TOL = 1e-12  # scripted models: only float rounding separates the output from the hand value
 TOL32 = 1e-4  # the default transformer computes in float32
 

@@ -27,7 +27,7 @@ import numpy as np
 from decoding.lm.cache import CachedLM
 
 
-def _noisy(forward: Any) -> Any:
+def noisy(forward: Any) -> Any:
     """``forward`` (a model's ``_forward``) with its logits perturbed by shape-keyed noise."""
 
     def wrapped(self: Any, *args: Any) -> np.ndarray:
@@ -46,7 +46,7 @@ def _noisy(forward: Any) -> Any:
 
 
 def pytest_configure(config: Any) -> None:
-    CachedLM._forward = _noisy(CachedLM.__dict__["_forward"])  # type: ignore[method-assign]
+    CachedLM._forward = noisy(CachedLM.__dict__["_forward"])  # type: ignore[method-assign]
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:

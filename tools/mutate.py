@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats:
         Path("mutants/mutmut-stats.json").unlink(missing_ok=True)
     if args.patterns and not args.again:
-        mutmut_main.collect_source_file_mutation_data = _pending_only(
+        mutmut_main.collect_source_file_mutation_data = pending_only(
             mutmut_main.collect_source_file_mutation_data
         )
     run = ["run", "--max-children", str(args.max_children), *args.patterns]
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _pending_only(collect: Any) -> Any:
+def pending_only(collect: Any) -> Any:
     """mutmut's collector, keeping only the mutants with no result or "no tests"."""
 
     def collect_pending(*, mutant_names: tuple[str, ...] | list[str]) -> Any:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-WORDS = ["[UNK]", "</s>", "the", "cat", "dog", "sat", "on", "mat", "a", "log", "saw", "ran"]
+from checkpoints import WORDS
+
 V, D, H, G, F = len(WORDS), 8, 2, 1, 12  # vocabulary, width, heads, KV heads, MLP width
 E = D // H
 

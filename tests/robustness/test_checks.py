@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding import _validate as _checks
-from decoding.scoring import LengthPenalty
+
+# model_vocab_size, the one reader of model.vocab_size, is internal; it is tested alone here.
+from decoding import LengthPenalty, _validate
 
 V = 5
 
@@ -99,14 +100,14 @@ def test_model_vocab_size_helper_names_the_attribute():
     TypeError naming ``model.vocab_size``; a bad value is a named TypeError/ValueError."""
     model = NoVocab()
     with pytest.raises(TypeError, match=r"model\.vocab_size"):
-        _checks.model_vocab_size(model)
-    assert _checks.model_vocab_size(Uniform()) == V
+        _validate.model_vocab_size(model)
+    assert _validate.model_vocab_size(Uniform()) == V
     model.vocab_size = 0
     with pytest.raises(ValueError, match=r"model\.vocab_size must be a positive int, got 0"):
-        _checks.model_vocab_size(model)
+        _validate.model_vocab_size(model)
     model.vocab_size = np.timedelta64(3)
     with pytest.raises(TypeError, match=r"model\.vocab_size must be a positive int"):
-        _checks.model_vocab_size(model)
+        _validate.model_vocab_size(model)
 
 
 def test_model_without_vocab_size_is_a_type_error_from_decode():

@@ -426,7 +426,7 @@ def test_trace_dot_names_the_files_it_wrote(capsys, tmp_path):
 
 def test_ctrl_c_exits_130_with_one_line():
     """SIGINT during a long decode: status 130 (as shells report it), one stderr line, no
-    traceback (it used to print 25 lines)."""
+    traceback (not 25 lines of it)."""
     import signal
     import time
 

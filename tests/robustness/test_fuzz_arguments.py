@@ -11,8 +11,9 @@ valid for that argument. For any generated value:
 - when an error is raised the model was never called, and the value is not mutated;
 - nothing warns under ``warnings.simplefilter("error")``, and no other exception escapes.
 
-Sizes too large to build in a test are skipped by the fuzz (``known_bug``); the former bugs
-each keep a regression test at the end of this file.
+Sizes too large to build in a test are skipped by the fuzz (``too_large_to_build``); values
+the strategies seldom draw (huge, non-finite, of odd types) are each pinned by a test at the
+end of this file.
 """
 
 from __future__ import annotations
@@ -459,12 +460,12 @@ SPECS = {
         lambda v: v is None or positive(v)),
 }  # fmt: skip
 
-# Sizes too large to build in a test (up to decoding._validate.MAX_MODEL_BYTES they are valid and
-# would be built); beyond the bound they are refused: test_model_sizes_beyond_memory_....
+# Sizes too large to build in a test (up to `decoding.memory_limit` they are valid and would be
+# built); beyond the limit they are refused: test_model_sizes_beyond_memory_are_named_errors.
 SIZE_CAP = {"vocab_size": 4096, "d_model": 64, "n_heads": 8, "n_layers": 4, "n_ctx": 4096}
 
 
-def known_bug(name, value):
+def too_large_to_build(name, value):
     """Values skipped by the fuzz: sizes too large to build in a test (those beyond the bound
     are refused by name in test_model_sizes_beyond_memory_are_named_errors)."""
     arg = SPECS[name][0]
@@ -509,7 +510,7 @@ def _snapshot(value):
 def check_call(name, value):
     """Run one generated call and apply the oracle described in the module docstring."""
     arg, build, valid = SPECS[name]
-    if known_bug(name, value):
+    if too_large_to_build(name, value):
         return
     model = Recording()
     before, comparable = _snapshot(value)
@@ -603,7 +604,7 @@ def test_valid_extreme_values_work_warning_free(make):
             assert math.isfinite(beam.logprob) or beam.logprob == -math.inf
 
 
-# -- former bugs: regression tests ----------------------------------------------------------
+# -- values the strategies seldom draw, each pinned -------------------------------------------
 
 HUGE = 10**400
 LONG = "x" * 1000

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.lm.loading import Tokenizer
+from decoding import Tokenizer
 
 from .hostile_files import (
     WORDS,

@@ -68,7 +68,7 @@ def bytes_per_extend(model, length):
 
 def test_default_extend_does_not_grow_with_length():
     """The base class's ``extend`` keeps per-row work O(1): a step at length 5000 allocates
-    no more than one at length 50 (it used to copy every row's whole tuple)."""
+    no more than one at length 50 (not a copy of every row's whole tuple)."""
     short, long = bytes_per_extend(TailBigram(), 50), bytes_per_extend(TailBigram(), 5000)
     assert long <= short + 512, (short, long)
 

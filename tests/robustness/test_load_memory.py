@@ -21,9 +21,9 @@ import pytest
 import decoding
 
 from .hostile_files import float_entries, safetensors_bytes
+from checkpoints import write_gguf
 
-gguf_files = pytest.importorskip("gguf_files")  # tests/gguf_files.py (needs the gguf package)
-Q = gguf_files.Q
+Q = pytest.importorskip("gguf").GGMLQuantizationType
 
 V, D, H, G, F, L = 8000, 256, 4, 2, 768, 4  # a 29 MB float32 Llama (21 MB tied)
 
@@ -92,7 +92,7 @@ def _with(config_and_tensors, entries):
 def _gguf(path, qtype):
     config, tensors = llama(False)
     config |= {"rms_norm_eps": 1e-6, "rope_theta": 10000.0}
-    gguf_files.write(path.with_suffix(".gguf"), "llama", config, tensors, qtype)
+    write_gguf(path.with_suffix(".gguf"), "llama", config, tensors, qtype)
     return path.with_suffix(".gguf")
 
 

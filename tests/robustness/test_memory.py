@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.lm.gpt2 import NumpyTransformerLM
+from decoding import NumpyTransformerLM
 
 MODEL = NumpyTransformerLM(vocab_size=50, d_model=8, n_heads=2, n_ctx=512)
 

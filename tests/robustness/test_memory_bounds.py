@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding._memory import BASE_OVERHEAD, model_bytes
+
+# The size check's overheads and byte count, and the request's memory check (spied on), are
+# internal: the bounds they set are what these tests measure.
+from decoding import _memory, _request
 
 
 class Counting(decoding.LanguageModel):
@@ -63,9 +66,9 @@ def test_set_memory_limit_names_a_bad_limit_and_keeps_the_old_one(bad):
 
 @pytest.mark.parametrize("prompts", [1, 2])
 def test_a_huge_beam_is_refused_before_the_model_is_called(prompts):
-    """``BeamSearchDecoder(65536, 3)`` peaked at 7.6 GB on one prompt and failed mid-search with
-    more: now each is a named error, with the estimate, before any model call (with 4 prompts
-    the rows alone are too many: `test_rows_beyond_max_rows_are_refused_by_name`)."""
+    """``BeamSearchDecoder(65536, 3)`` would need about 7.6 GB on one prompt, more on two: each
+    is a named error, with the estimate, before any model call (with 4 prompts the rows alone
+    are too many: `test_rows_beyond_max_rows_are_refused_by_name`)."""
     model = Counting()
     with pytest.raises(ValueError) as info:
         decoding.BeamSearchDecoder(65536, 3).decode(model, [[1, 2, 3]] * prompts)
@@ -84,8 +87,8 @@ def test_a_huge_beam_is_refused_before_the_model_is_called(prompts):
     ],
 )
 def test_rows_beyond_max_rows_are_refused_by_name(decoder, name):
-    """``SamplingDecoder(2, num_samples=65536)`` on 4 prompts took 7.4 GB: per prompt it is
-    within `MAX_NUM_SAMPLES`, but the call holds 262,144 rows."""
+    """``SamplingDecoder(2, num_samples=65536)`` on 4 prompts would take 7.4 GB: per prompt it
+    is within `MAX_NUM_SAMPLES`, but the call holds 262,144 rows."""
     model = Counting()
     with pytest.raises(ValueError) as info:
         decoder.decode(model, [[1, 2, 3]] * 4)
@@ -127,16 +130,14 @@ def test_raising_the_limit_lets_a_refused_decode_run(limit):
 )
 def test_the_estimate_bounds_the_traced_peak(make, model, monkeypatch):
     """The estimate a decode is checked against is an upper bound of its traced peak."""
-    from decoding import _request as base
-
     estimates = []
-    check = base.check_memory
+    check = _request.check_memory
 
     def spy(what, need, advice):
         estimates.append(need)
         return check(what, need, advice)
 
-    monkeypatch.setattr(base, "check_memory", spy)
+    monkeypatch.setattr(_request, "check_memory", spy)
     decoder = make()
     tracemalloc.start()
     try:
@@ -178,12 +179,13 @@ def test_the_size_check_counts_what_is_really_allocated(cls, sizes, monkeypatch)
     finally:
         tracemalloc.stop()
     (need,) = counted
-    assert peak <= need <= 2 * peak + BASE_OVERHEAD
+    assert peak <= need <= 2 * peak + _memory.BASE_OVERHEAD
 
 
 def test_a_million_layers_are_refused_before_anything_is_allocated():
-    """``NumpyTransformerLM(n_layers=10**6)`` passed a check that counted parameters only, then
-    took 5.7 GB and two minutes to fail; the per-layer overhead puts it beyond the limit."""
+    """``NumpyTransformerLM(n_layers=10**6)`` holds few parameters but would take 5.7 GB and
+    two minutes to build: a check counting parameters only lets it through; the per-layer
+    overhead puts it beyond the limit."""
     tracemalloc.start()
     try:
         with pytest.raises(ValueError) as info:
@@ -196,7 +198,7 @@ def test_a_million_layers_are_refused_before_anything_is_allocated():
         "an estimated 6.9"
     )
     assert peak < 1 << 20
-    assert model_bytes(0, 4, 0, 10**6, "NumpyTransformerLM") > decoding.memory_limit()
+    assert _memory.model_bytes(0, 4, 0, 10**6, "NumpyTransformerLM") > decoding.memory_limit()
 
 
 class Untouchable(Sequence):
@@ -218,7 +220,8 @@ class Untouchable(Sequence):
     ids=["beam", "greedy", "sampling"],
 )
 def test_a_prompt_beyond_the_models_length_is_refused_before_its_tokens_are_read(decoder):
-    """A 10**7-token prompt took 7.4 s (every id checked first); its length alone refuses it."""
+    """A 10**7-token prompt is refused by its length alone, before any id is read (checking
+    every id first takes seconds)."""
     with pytest.raises(ValueError, match=r"prompts\[1\] has 10000000 tokens"):
         decoder.decode(decoding.NumpyTransformerLM(), [[1, 2], Untouchable(10**7)])
 
@@ -262,8 +265,9 @@ def test_a_prefill_in_blocks_of_queries_gives_the_one_block_logits(make, monkeyp
 
 def test_a_long_prefill_holds_no_t_by_t_scores():
     """20 prompts of 1,000 tokens: the [20, 4, 1000, 1000] float32 scores alone would be 305
-    MiB (the prefill peaked at 417 MiB traced, 100 prompts at 2.1 GB); in blocks of at most
-    `ATTENTION_BYTES` the whole prefill stays under 160 MiB (cache and activations included)."""
+    MiB (a prefill holding them peaks at about 417 MiB traced, 100 prompts at 2.1 GB); in
+    blocks of at most `ATTENTION_BYTES` the whole prefill stays under 160 MiB (cache and
+    activations included)."""
     from decoding.lm.layers import ATTENTION_BYTES
 
     model = decoding.NumpyTransformerLM()

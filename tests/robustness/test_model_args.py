@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decoding.lm.gpt2 import NumpyTransformerLM
+from decoding import NumpyTransformerLM
 
 SMALL = {"vocab_size": 11, "d_model": 8, "n_heads": 2, "n_ctx": 32}
 
@@ -15,7 +15,8 @@ SMALL = {"vocab_size": 11, "d_model": 8, "n_heads": 2, "n_ctx": 32}
     [("bogus", TypeError), (None, TypeError), ("int32", ValueError), (np.float16, ValueError)],
 )
 def test_dtype_must_name_float32_or_float64(dtype, error):
-    """``dtype=None`` used to mean float64 silently; 'bogus' gave numpy's unnamed message."""
+    """``dtype=None`` is refused, not read as float64; 'bogus' is named here, not in numpy's
+    unnamed message."""
     with pytest.raises(error, match=r"^dtype must be float32 or float64, got "):
         NumpyTransformerLM(**SMALL, dtype=dtype)
 
@@ -42,7 +43,7 @@ def prefilled():
     "parents", [[0.7, 1.0], np.array([0.0, 1.0]), np.array([True, False]), ["0", "1"]]
 )
 def test_extend_refuses_non_int_parents(prefilled, parents):
-    """0.7 used to be truncated to row 0."""
+    """0.7 is refused, not truncated to row 0."""
     model, state = prefilled
     with pytest.raises(TypeError, match=r"^parents_M must be an int array, got "):
         model.extend(state, parents, np.array([1, 2]))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import decoding
+from decoding import NumpyTransformerLM
 from decoding.decoders.beam import search as beam_module
 from decoding.lm import cache
-from decoding.lm.gpt2 import NumpyTransformerLM
 
 THREADS = 6
 

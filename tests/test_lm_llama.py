@@ -1,11 +1,4 @@
-"""`NumpyLlamaLM` against a literal float64 Llama written here (one sequence, one position and
-one head at a time), its documented weight init, the weights it holds, and its argument errors.
-
-The reference follows HF's `LlamaForCausalLM`: pre-RMSNorm blocks, rotary embeddings with
-``rotate_half``, grouped-query attention under a causal mask, a SwiGLU MLP, a final RMSNorm and
-a tied or untied head. Configurations are odd on purpose: ``n_kv_heads != n_heads``, head width
-``!= n_heads``, a large ``rms_eps``, a small ``rope_theta``, non-unit gains, q/k/v biases.
-"""
+"""llama"""
 
 from __future__ import annotations
 
@@ -16,10 +9,10 @@ import numpy as np
 import pytest
 
 import decoding
-import decoding._validate
-from decoding.lm.llama import LlamaBlock, LlamaWeights, init_llama_weights
 
-# -- the reference ---------------------------------------------------------------------------------
+# The per-layer and base overheads the size bound adds are internal constants.
+from decoding import _memory
+from decoding.lm.llama import LlamaBlock, LlamaWeights, init_llama_weights
 
 
 def ref_rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
@@ -136,6 +129,23 @@ def weights(request) -> LlamaWeights:
     return random_weights(len(request.param), **CONFIGS[request.param])
 
 
+def weight_arrays(w: LlamaWeights) -> list[np.ndarray]:
+    """Every weight array of ``w`` (a tied head is not one of its own)."""
+    arrays = [w.embed_VD, w.norm_D, w.head_DV]
+    arrays += [getattr(b, f.name) for b in w.blocks for f in attrs.fields(LlamaBlock)]
+    return [a for a in arrays if a is not None]
+
+
+SIZES = [
+    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=24, tied=False),
+    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=3, d_ff=24, tied=True),
+    dict(vocab_size=11, d_model=12, n_heads=2, n_kv_heads=1, n_layers=2, d_ff=40, tied=False),
+]
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
 def test_logits_equal_the_reference_for_prompts_of_several_lengths(weights):
     model = decoding.NumpyLlamaLM.from_weights(weights, dtype="float64")
     prompts = [(3, 1, 4, 1, 5, 9, 2), (6,), (5, 3, 5), (8, 9)]
@@ -182,9 +192,6 @@ def test_a_random_model_equals_the_reference_on_its_own_weights():
     prompts = [(5, 6, 7), (39,)]
     expected = [ref_logits(w, p) for p in prompts]
     np.testing.assert_allclose(model.next_token_logits(prompts), expected, rtol=1e-9, atol=1e-9)
-
-
-# -- the random weights ----------------------------------------------------------------------------
 
 
 def test_init_draws_the_documented_distributions():
@@ -234,13 +241,6 @@ def test_building_a_float32_model_never_holds_float64_weights(tied):
     assert peak < 1.5 * sum(a.nbytes for a in held), peak
 
 
-def weight_arrays(w: LlamaWeights) -> list[np.ndarray]:
-    """Every weight array of ``w`` (a tied head is not one of its own)."""
-    arrays = [w.embed_VD, w.norm_D, w.head_DV]
-    arrays += [getattr(b, f.name) for b in w.blocks for f in attrs.fields(LlamaBlock)]
-    return [a for a in arrays if a is not None]
-
-
 def test_the_defaults_are_the_documented_ones():
     """vocab_size, d_model, n_heads, n_layers as `NumpyTransformerLM`; one KV head per query
     head, d_ff 4 * d_model, max_sequence_length 2048, seed 0, untied, float32."""
@@ -261,9 +261,6 @@ def test_the_defaults_are_the_documented_ones():
     np.testing.assert_array_equal(model.weights.embed_VD, seeded.weights.embed_VD)
     again = decoding.NumpyLlamaLM.from_weights(model.weights)
     assert again.dtype == np.float32 and again.max_sequence_length == 2048 and again.seed is None
-
-
-# -- the weights held ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("tied", [False, True])
@@ -290,7 +287,9 @@ def test_a_tied_head_reads_the_embedding_in_its_fast_layout():
         assert embed.T.flags.c_contiguous is tied and embed.flags.c_contiguous is not tied
 
 
-# -- argument errors -------------------------------------------------------------------------------
+# -- properties ------------------------------------------------------------------------------------
+
+# -- errors ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -348,15 +347,6 @@ def test_from_weights_refuses_other_records_by_type():
     )
 
 
-# -- the size bound --------------------------------------------------------------------------------
-
-SIZES = [
-    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=24, tied=False),
-    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=3, d_ff=24, tied=True),
-    dict(vocab_size=11, d_model=12, n_heads=2, n_kv_heads=1, n_layers=2, d_ff=40, tied=False),
-]
-
-
 @pytest.mark.parametrize("sizes", SIZES, ids=str)
 def test_the_size_bound_counts_exactly_the_parameters_held(sizes):
     """A memory limit of exactly what the held arrays take (in the model's dtype, plus the
@@ -366,8 +356,8 @@ def test_the_size_bound_counts_exactly_the_parameters_held(sizes):
     need = (
         sum(a.nbytes for a in arrays)
         + 8 * max(a.size for a in arrays)
-        + sizes["n_layers"] * decoding._memory.LAYER_OVERHEAD["NumpyLlamaLM"]
-        + decoding._memory.BASE_OVERHEAD
+        + sizes["n_layers"] * _memory.LAYER_OVERHEAD["NumpyLlamaLM"]
+        + _memory.BASE_OVERHEAD
     )
     previous = decoding.set_memory_limit(need)
     try:
@@ -379,3 +369,13 @@ def test_the_size_bound_counts_exactly_the_parameters_held(sizes):
         decoding.set_memory_limit(previous)
     named = ", ".join(f"{k}={sizes[k]}" for k in ("vocab_size", "d_model", "n_layers", "d_ff"))
     assert str(info.value).startswith(f"NumpyLlamaLM({named}) would need "), str(info.value)
+
+
+def test_random_llama_constructor_is_seeded_and_checked():
+    a = decoding.NumpyLlamaLM(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, seed=5)
+    b = decoding.NumpyLlamaLM(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, seed=5)
+    np.testing.assert_array_equal(a.next_token_logits([(1, 2)]), b.next_token_logits([(1, 2)]))
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        decoding.NumpyLlamaLM(d_model=16, n_heads=4, n_kv_heads=3)
+    with pytest.raises(ValueError, match="seed"):
+        decoding.NumpyLlamaLM(seed=-1)

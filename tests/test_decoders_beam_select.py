@@ -1,22 +1,27 @@
-"""The selection step's fast path (block bounds over interleaved vocabulary blocks) against the
-literal reference, on vocabularies large enough to be split into blocks (V >= 36), with the
-exact-tie fallback provoked by round logits."""
+"""The pool rule (`decoding.decoders.beam.select`): the fast path's bounds over interleaved
+vocabulary blocks against the literal reference, on vocabularies large enough to be split into
+blocks (V >= 36), with the exact path taking over on ties; tie order across blocks.
+"""
 
 from __future__ import annotations
 
 import math
+from math import log
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import decoding
 from decoding import BeamSearchDecoder, ScriptedLM
-from decoding.decoders.beam.select import _block_size
-from decoding.numerics import log_softmax, top_tokens_exact
+
+# The fast path's vocabulary blocks are what these tests probe: select._block_size is internal.
+from decoding.decoders.beam import select
+from decoding.lm.scripted import normalised
 from decoding.testing.reference import beam_search
 from decoding.testing.strategies import ShownScriptedLM, problems
 
-TOL = 1e-9
+from fakes import TOL
 
 
 @st.composite
@@ -24,7 +29,7 @@ def blocked_models(draw: st.DrawFn) -> ScriptedLM:
     """Scripted models with 36..150 tokens (so `_block_size` > 1), rows from numpy seeds:
     round values (ties, ``-inf``) or continuous ones, keyed by ``()`` and 1-token suffixes."""
     vocab = draw(st.integers(36, 150))
-    assert _block_size(vocab) >= 1
+    assert select._block_size(vocab) >= 1
 
     def row(seed: int, kind: int) -> list[float]:
         rng = np.random.default_rng(seed)
@@ -48,34 +53,14 @@ def blocked_models(draw: st.DrawFn) -> ScriptedLM:
     return ShownScriptedLM(rows, vocab_size=vocab)
 
 
-@settings(max_examples=60)
-@given(problems(models=blocked_models(), max_beam_width=6, max_new_tokens=4, max_prompts=3))
-def test_blocked_vocabulary_equals_the_reference(problem) -> None:
-    got = problem.decoder().decode(problem.model, problem.prompts)
-    for prompt, beams in zip(problem.prompts, got, strict=True):
-        want = beam_search(problem.model, prompt, *problem.settings())
-        assert [(b.tokens, b.finished) for b in beams] == [(b.tokens, b.finished) for b in want]
-        for b, w in zip(beams, want, strict=True):
-            assert math.isclose(b.logprob, w.logprob, rel_tol=TOL, abs_tol=TOL)
+# -- worked cases ----------------------------------------------------------------------------------
 
 
 def test_block_size_divides_the_vocabulary() -> None:
     for vocab in (1, 2, 12, 36, 97, 1000, 50257):
-        size = _block_size(vocab)
+        size = select._block_size(vocab)
         assert vocab % size == 0 and size <= max(1, vocab**0.5 / 3)
-    assert _block_size(1000) == 10 and _block_size(97) == 1
-
-
-@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**32 - 1))
-def test_top_tokens_exact_orders_by_value_then_id(vocab, count, seed) -> None:
-    rng = np.random.default_rng(seed)
-    logits = rng.choice([-math.inf, -1.0, 0.0, 0.5, 1.0], size=(3, vocab))
-    values = log_softmax(logits)
-    ids, vals = top_tokens_exact(values, min(count, vocab))
-    for r in range(3):
-        expected = sorted(range(vocab), key=lambda t: (-values[r, t], t))[: min(count, vocab)]
-        assert ids[r].tolist() == expected
-        assert vals[r].tolist() == [values[r, t] for t in expected]
+    assert select._block_size(1000) == 10 and select._block_size(97) == 1
 
 
 def test_a_prompt_with_only_finished_beams_keeps_them_while_others_run() -> None:
@@ -90,10 +75,35 @@ def test_equal_scores_across_blocks_keep_token_order() -> None:
     # V = 36 gives blocks of 2 interleaved tokens: block j holds tokens j and j + 18. Tokens 5
     # (block 5) and 19 (block 1) tie for first place; the fast path gathers block 1 before
     # block 5, so only the tie rule (lower token id first) puts 5 ahead of 19.
-    assert _block_size(36) == 2
+    assert select._block_size(36) == 2
     row = [-5.0] * 36
     row[5] = row[19] = 1.0
     model = ScriptedLM({(): row}, vocab_size=36)
     got = BeamSearchDecoder(2, 1, 0.0, None).decode(model, [[0]])
     assert [b.tokens for b in got[0]] == [(5,), (19,)]
     assert got[0][0].logprob == got[0][1].logprob
+
+
+def test_ties_across_blocks_keep_the_pool_order():
+    # V = 36 splits into 18 blocks of 2 interleaved tokens: block j = {j, j + 18}. Tokens 1,
+    # 18 and 19 tie as the most likely (blocks 1, 0, 1). Pool order breaks the tie by token id,
+    # so K = 2 keeps [1] then [18]; block order alone would give [18] first.
+    row = {t: log(0.01) for t in range(36)}
+    row |= {1: log(0.2), 18: log(0.2), 19: log(0.2)}
+    model = decoding.ScriptedLM({(): normalised(36, row)}, vocab_size=36)
+    beams = decoding.BeamSearchDecoder(2, 1).decode(model, [[5]])[0]
+    assert [b.tokens for b in beams] == [(1,), (18,)]
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60)
+@given(problems(models=blocked_models(), max_beam_width=6, max_new_tokens=4, max_prompts=3))
+def test_blocked_vocabulary_equals_the_reference(problem) -> None:
+    got = problem.decoder().decode(problem.model, problem.prompts)
+    for prompt, beams in zip(problem.prompts, got, strict=True):
+        want = beam_search(problem.model, prompt, *problem.settings())
+        assert [(b.tokens, b.finished) for b in beams] == [(b.tokens, b.finished) for b in want]
+        for b, w in zip(beams, want, strict=True):
+            assert math.isclose(b.logprob, w.logprob, rel_tol=TOL, abs_tol=TOL)

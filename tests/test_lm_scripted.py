@@ -1,4 +1,6 @@
-"""ScriptedLM: the hand-scripted fake model every worked example in the suite relies on."""
+"""`ScriptedLM` and `normalised` (`decoding.lm.scripted`): the hand-scripted fake model every
+worked example in the suite relies on.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import decoding
 from decoding.lm.scripted import normalised
 
 NEG = -np.inf
+
+
+# -- worked cases ----------------------------------------------------------------------------------
 
 
 def test_dict_row_lists_tokens_and_leaves_the_rest_at_minus_inf():
@@ -48,12 +53,6 @@ def test_empty_key_is_the_fallback_for_every_sequence():
     np.testing.assert_array_equal(logits, [[0.0, NEG], [0.0, NEG], [NEG, 0.0], [NEG, 0.0]])
 
 
-def test_lookup_without_a_matching_key_raises_key_error():
-    lm = decoding.ScriptedLM({(1,): [0.0, NEG], (0, 1): [NEG, 0.0]})
-    with pytest.raises(KeyError, match=r"\(1, 0\)"):
-        lm.next_token_logits([(1, 0)])  # suffixes (1, 0), (0,), () are not keys
-
-
 def test_batched_call_returns_one_row_per_sequence_in_order():
     lm = decoding.ScriptedLM({(0,): {0: -1.0}, (1,): {1: -2.0}}, vocab_size=3)
     logits = lm.next_token_logits([(1,), (0,), (1,)])
@@ -79,28 +78,8 @@ def test_explicit_vocab_size_overrides_inference():
     assert lm.next_token_logits([(0,)]).shape == (1, 9)
 
 
-@pytest.mark.parametrize(
-    ("table", "vocab_size", "error", "match"),
-    [
-        ({(): [0.0, 0.0], (1,): [0.0, 0.0, 0.0]}, None, ValueError, r"different lengths"),
-        ({(): [0.0, 0.0, 0.0]}, 4, ValueError, r"table\[\(\)\] has shape \(3,\)"),
-        ({(2,): {5: 0.0}}, 4, ValueError, r"table\[\(2,\)\] lists token 5"),
-        ({(): {-1: 0.0}}, 4, ValueError, r"lists token -1"),
-        ({}, 3, TypeError, r"non-empty mapping"),
-        ([((), [0.0])], None, TypeError, r"non-empty mapping"),
-        ({(): {0: 0.0}}, 0, ValueError, r"vocab_size must be a positive int, got 0"),
-    ],
-)
-def test_bad_tables_are_refused(table, vocab_size, error, match):
-    with pytest.raises(error, match=match):
-        decoding.ScriptedLM(table, vocab_size=vocab_size)
-
-
 def test_scripted_model_is_a_language_model():
     assert isinstance(decoding.ScriptedLM({(): [0.0]}), decoding.LanguageModel)
-
-
-# -- normalised(V, {token: logprob}) ---------------------------------------------------------
 
 
 def test_normalised_spreads_the_rest_evenly_and_sums_to_one():
@@ -143,3 +122,29 @@ def test_a_table_listing_no_token_has_a_vocabulary_of_one():
     model = decoding.ScriptedLM({(): {}})
     assert model.vocab_size == 1
     assert model.next_token_logits([(0,)]).tolist() == [[-math.inf]]
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_lookup_without_a_matching_key_raises_key_error():
+    lm = decoding.ScriptedLM({(1,): [0.0, NEG], (0, 1): [NEG, 0.0]})
+    with pytest.raises(KeyError, match=r"\(1, 0\)"):
+        lm.next_token_logits([(1, 0)])  # suffixes (1, 0), (0,), () are not keys
+
+
+@pytest.mark.parametrize(
+    ("table", "vocab_size", "error", "match"),
+    [
+        ({(): [0.0, 0.0], (1,): [0.0, 0.0, 0.0]}, None, ValueError, r"different lengths"),
+        ({(): [0.0, 0.0, 0.0]}, 4, ValueError, r"table\[\(\)\] has shape \(3,\)"),
+        ({(2,): {5: 0.0}}, 4, ValueError, r"table\[\(2,\)\] lists token 5"),
+        ({(): {-1: 0.0}}, 4, ValueError, r"lists token -1"),
+        ({}, 3, TypeError, r"non-empty mapping"),
+        ([((), [0.0])], None, TypeError, r"non-empty mapping"),
+        ({(): {0: 0.0}}, 0, ValueError, r"vocab_size must be a positive int, got 0"),
+    ],
+)
+def test_bad_tables_are_refused(table, vocab_size, error, match):
+    with pytest.raises(error, match=match):
+        decoding.ScriptedLM(table, vocab_size=vocab_size)

@@ -1,8 +1,10 @@
-"""GGUF files (written here with ``gguf.GGUFWriter``, as llama.cpp's converter writes them) load
-with `decoding.load_model`: every tensor type dequantises as ``gguf``'s own dequantisers do, the
-``llama`` query/key permutation is undone, and the model computes what the same weights give
-from a safetensors folder. The container reader agrees with ``gguf.GGUFReader``; anything not
-supported is refused by name."""
+"""GGUF files (`decoding.lm.loading.gguf_files`; written here as llama.cpp's converter writes
+them) load with `decoding.load_model`: every tensor type dequantises as ``gguf``'s own
+dequantisers do, the ``llama`` query/key permutation is undone, and the model computes what the
+same weights give from a safetensors folder. The container reader agrees with
+``gguf.GGUFReader``; anything not supported is refused by name; the CLI runs a GGUF with its
+tokenizer and EOS.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +16,16 @@ import pytest
 import decoding
 from decoding.lm.loading.gguf_files import GGUFFile
 
+from checkpoints import permute, write_gguf
+
 gguf = pytest.importorskip("gguf")
+
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
-from gguf_files import Q, permute, write  # noqa: E402
+
+Q = gguf.GGMLQuantizationType
 
 PROMPTS = [(3, 1, 4, 1, 5, 9, 2, 6), (7, 7), (2, 40, 11)]
+
 TYPES = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q5_K, Q.Q6_K]
 
 
@@ -72,6 +79,32 @@ def folder_of(path, cfg, values):
     return path
 
 
+def with_freqs(source, target, name, values):
+    """A copy of GGUF ``source`` with one more F32 tensor."""
+    reader = gguf.GGUFReader(str(source))
+    writer = gguf.GGUFWriter(str(target), "llama")
+    for field in reader.fields.values():
+        if not field.name.startswith("GGUF.") and field.name != "general.architecture":
+            writer.add_key_value(field.name, field.contents(), field.types[0])
+    for t in reader.tensors:
+        writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    writer.add_tensor(name, np.asarray(values, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def small(tmp_path, name="m.gguf", arch="llama", qtype=Q.F32, metadata=(), cfg=None, values=None):
+    cfg = config(arch, d=64, ff=96) if cfg is None else cfg
+    values = tensors(cfg, np.random.default_rng(9)) if values is None else values
+    write_gguf(tmp_path / name, arch, cfg, values, qtype, metadata=metadata)
+    return tmp_path / name
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda q: q.name)
 def test_every_tensor_type_loads_as_gguf_dequantises_it(tmp_path, qtype):
     """The held weights are ``gguf.quants.dequantize`` of the stored blocks (un-permuted), and
@@ -79,7 +112,7 @@ def test_every_tensor_type_loads_as_gguf_dequantises_it(tmp_path, qtype):
     cfg = config()
     rng = np.random.default_rng(int(qtype))
     original = tensors(cfg, rng)
-    expected = write(tmp_path / "m.gguf", "llama", cfg, original, qtype, rng)
+    expected = write_gguf(tmp_path / "m.gguf", "llama", cfg, original, qtype, rng)
     model = decoding.load_model(tmp_path / "m.gguf", dtype="float32")
     block = model.weights.blocks[1]
     np.testing.assert_array_equal(
@@ -111,7 +144,7 @@ def test_every_tensor_type_loads_as_gguf_dequantises_it(tmp_path, qtype):
 def test_float32_tensors_stay_in_the_file_and_permuted_ones_are_restored(tmp_path):
     cfg = config(d=64, ff=96, heads=4, kv=2)
     values = tensors(cfg, np.random.default_rng(5))
-    write(tmp_path / "m.gguf", "llama", cfg, values)
+    write_gguf(tmp_path / "m.gguf", "llama", cfg, values)
     model = decoding.load_model(tmp_path / "m.gguf", dtype="float32")
     up = model.weights.blocks[0].up_w_DF
     assert not up.flags.writeable and not up.T.flags.owndata  # a view of the mapped file
@@ -136,7 +169,7 @@ def test_float32_tensors_stay_in_the_file_and_permuted_ones_are_restored(tmp_pat
 def test_logits_equal_the_same_weights_from_a_folder(tmp_path, arch, tied, biases, extra):
     cfg = config(arch, d=64, ff=96, tie_word_embeddings=tied) | extra
     values = tensors(cfg, np.random.default_rng(6), tied=tied, biases=biases)
-    expected = write(tmp_path / "m.gguf", arch, cfg, values)
+    expected = write_gguf(tmp_path / "m.gguf", arch, cfg, values)
     gguf_model = decoding.load_model(tmp_path / "m.gguf", dtype="float64")
     folder_model = decoding.load_model(folder_of(tmp_path / "f", cfg, expected), dtype="float64")
     assert repr(gguf_model) == repr(folder_model)
@@ -163,7 +196,7 @@ def test_rope_freqs_divide_the_rotary_frequencies_as_llama3_scaling_does(tmp_pat
     divisors = np.where(
         wavelength < high, 1.0, np.where(wavelength > low, 8.0, 1 / ((1 - smooth) / 8 + smooth))
     )
-    write(tmp_path / "m.gguf", "llama", cfg, values)
+    write_gguf(tmp_path / "m.gguf", "llama", cfg, values)
     with_freqs(tmp_path / "m.gguf", tmp_path / "r.gguf", "rope_freqs.weight", divisors)
     got = decoding.load_model(tmp_path / "r.gguf", dtype="float64").next_token_logits(PROMPTS)
     want = decoding.load_model(folder, dtype="float64").next_token_logits(PROMPTS)
@@ -172,22 +205,6 @@ def test_rope_freqs_divide_the_rotary_frequencies_as_llama3_scaling_does(tmp_pat
         PROMPTS
     )
     assert np.abs(plain_logits - want).max() > 1e-3
-
-
-def with_freqs(source, target, name, values):
-    """A copy of GGUF ``source`` with one more F32 tensor."""
-    reader = gguf.GGUFReader(str(source))
-    writer = gguf.GGUFWriter(str(target), "llama")
-    for field in reader.fields.values():
-        if not field.name.startswith("GGUF.") and field.name != "general.architecture":
-            writer.add_key_value(field.name, field.contents(), field.types[0])
-    for t in reader.tensors:
-        writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
-    writer.add_tensor(name, np.asarray(values, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
 
 
 def test_the_container_reads_as_gguf_reader_reads_it(tmp_path):
@@ -231,14 +248,42 @@ def test_the_container_reads_as_gguf_reader_reads_it(tmp_path):
         np.testing.assert_array_equal(data.reshape(mine.shape), t.data)
 
 
-# -- refusals, by name -----------------------------------------------------------------------------
+def test_the_command_line_runs_a_gguf_with_its_tokenizer_and_eos(tmp_path, capsys):
+    """``python -m decoding --model FILE.gguf --text ...``: the file's model, its byte-level
+    tokenizer and its EOS id (``tokenizer.ggml.eos_token_id``)."""
+    from decoding.cli import main
+
+    tokens = [*"abcdefghijklmnopqrstuvwxyz", "Ġ", ".", "ab", "Ġa", *"ABCDEFGHIJKLMNO", "<eos>"]
+    cfg = config(d=64, ff=96, vocab=len(tokens))
+    string, array, u32 = (
+        gguf.GGUFValueType.STRING,
+        gguf.GGUFValueType.ARRAY,
+        gguf.GGUFValueType.UINT32,
+    )
+    metadata = [
+        ("tokenizer.ggml.model", ("gpt2", string)),
+        ("tokenizer.ggml.pre", ("gpt-2", string)),
+        ("tokenizer.ggml.tokens", (tokens, array)),
+        ("tokenizer.ggml.token_type", ([1] * (len(tokens) - 1) + [3], array)),
+        ("tokenizer.ggml.merges", (["a b", "Ġ a"], array)),
+        ("tokenizer.ggml.eos_token_id", (len(tokens) - 1, u32)),
+    ]
+    path = tmp_path / "m.gguf"
+    write_gguf(path, "llama", cfg, tensors(cfg, np.random.default_rng(4)), metadata=metadata)
+    assert main(["--model", str(path), "--text", "ab a.", "--decoder", "greedy", "--json",
+                 "--max-new-tokens", "5"]) == 0  # fmt: skip
+    document = json.loads(capsys.readouterr().out)
+    prompt = [tokens.index(t) for t in ("ab", "Ġa", ".")]
+    assert document["results"][0]["prompt"] == prompt
+    assert document["settings"]["eos_token_id"] == len(tokens) - 1
+    model = decoding.load_model(path)
+    (beam,) = decoding.GreedyDecoder(5, eos_token_id=len(tokens) - 1).decode(model, [prompt])[0]
+    assert document["results"][0]["beams"][0]["tokens"] == list(beam.tokens)
+    text = decoding.load_tokenizer(path).decode(beam.tokens, skip_special_tokens=True)
+    assert document["results"][0]["beams"][0]["text"] == text
 
 
-def small(tmp_path, name="m.gguf", arch="llama", qtype=Q.F32, metadata=(), cfg=None, values=None):
-    cfg = config(arch, d=64, ff=96) if cfg is None else cfg
-    values = tensors(cfg, np.random.default_rng(9)) if values is None else values
-    write(tmp_path / name, arch, cfg, values, qtype, metadata=metadata)
-    return tmp_path / name
+# -- errors ----------------------------------------------------------------------------------------
 
 
 def test_an_unsupported_architecture_is_refused_naming_it(tmp_path):
@@ -304,7 +349,7 @@ def test_partial_rotary_embeddings_are_refused(tmp_path):
 def test_an_unknown_tensor_is_refused_naming_it(tmp_path):
     cfg = config(d=64, ff=96)
     values = tensors(cfg, np.random.default_rng(2))
-    write(tmp_path / "m.gguf", "llama", cfg, values)
+    write_gguf(tmp_path / "m.gguf", "llama", cfg, values)
     with_freqs(tmp_path / "m.gguf", tmp_path / "x.gguf", "blk.0.attn_q_norm.weight", np.ones(16))
     with pytest.raises(ValueError) as info:
         decoding.load_model(tmp_path / "x.gguf")
@@ -353,38 +398,3 @@ def test_a_quantised_file_without_the_gguf_package_names_the_install(tmp_path, m
     monkeypatch.setitem(__import__("sys").modules, "gguf", None)
     with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[hf\]'"):
         decoding.load_model(path)
-
-
-def test_the_command_line_runs_a_gguf_with_its_tokenizer_and_eos(tmp_path, capsys):
-    """``python -m decoding --model FILE.gguf --text ...``: the file's model, its byte-level
-    tokenizer and its EOS id (``tokenizer.ggml.eos_token_id``)."""
-    from decoding.cli import main
-
-    tokens = [*"abcdefghijklmnopqrstuvwxyz", "Ġ", ".", "ab", "Ġa", *"ABCDEFGHIJKLMNO", "<eos>"]
-    cfg = config(d=64, ff=96, vocab=len(tokens))
-    string, array, u32 = (
-        gguf.GGUFValueType.STRING,
-        gguf.GGUFValueType.ARRAY,
-        gguf.GGUFValueType.UINT32,
-    )
-    metadata = [
-        ("tokenizer.ggml.model", ("gpt2", string)),
-        ("tokenizer.ggml.pre", ("gpt-2", string)),
-        ("tokenizer.ggml.tokens", (tokens, array)),
-        ("tokenizer.ggml.token_type", ([1] * (len(tokens) - 1) + [3], array)),
-        ("tokenizer.ggml.merges", (["a b", "Ġ a"], array)),
-        ("tokenizer.ggml.eos_token_id", (len(tokens) - 1, u32)),
-    ]
-    path = tmp_path / "m.gguf"
-    write(path, "llama", cfg, tensors(cfg, np.random.default_rng(4)), metadata=metadata)
-    assert main(["--model", str(path), "--text", "ab a.", "--decoder", "greedy", "--json",
-                 "--max-new-tokens", "5"]) == 0  # fmt: skip
-    document = json.loads(capsys.readouterr().out)
-    prompt = [tokens.index(t) for t in ("ab", "Ġa", ".")]
-    assert document["results"][0]["prompt"] == prompt
-    assert document["settings"]["eos_token_id"] == len(tokens) - 1
-    model = decoding.load_model(path)
-    (beam,) = decoding.GreedyDecoder(5, eos_token_id=len(tokens) - 1).decode(model, [prompt])[0]
-    assert document["results"][0]["beams"][0]["tokens"] == list(beam.tokens)
-    text = decoding.load_tokenizer(path).decode(beam.tokens, skip_special_tokens=True)
-    assert document["results"][0]["beams"][0]["text"] == text

@@ -1,5 +1,6 @@
-"""`TokenSequence` (what `LanguageModel.extend`'s default state holds and what a model's
-`next_token_logits` receives) behaves exactly as the tuple of its ids.
+"""`decoding.lm.base`: `TokenSequence` (what `LanguageModel.extend`'s default state holds and
+what a model's `next_token_logits` receives) behaves exactly as the tuple of its ids; the
+default ``extend`` refuses parents and tokens of different lengths.
 
 Each sequence is built from a prompt by appends along a random tree, so prefixes are shared and
 chains cross the every-32nd-token checkpoints that cache ids; it is then read in a random order
@@ -14,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from decoding.lm.base import LanguageModel, TokenSequence
+from decoding import LanguageModel
+from decoding.lm.base import TokenSequence
 
 tokens = st.integers(0, 9)
 
@@ -44,39 +46,14 @@ reads = st.lists(
 )
 
 
-@given(forests(), reads)
-def test_a_token_sequence_answers_as_the_tuple_of_its_ids(forest, operations):
-    sequences, tuples = forest
-    for op, pick, a, b, step in operations:
-        seq, ids = sequences[pick % len(sequences)], tuples[pick % len(tuples)]
-        other_seq, other_ids = (
-            sequences[(pick * 7 + a) % len(sequences)],
-            tuples[(pick * 7 + a) % len(tuples)],
-        )
-        assert len(seq) == len(ids)
-        if op == "index":
-            if -len(ids) <= a < len(ids):
-                assert seq[a] == ids[a]
-            else:
-                with pytest.raises(IndexError, match="^TokenSequence index out of range$"):
-                    seq[a]
-        elif op == "slice":
-            assert seq[a:b:step] == ids[a:b:step]
-        elif op == "eq":
-            assert (seq == other_seq) == (ids == other_ids)
-            assert (seq != other_seq) == (ids != other_ids)
-            assert (seq == other_ids) == (ids == other_ids)
-            assert (seq == ids) and not (seq != ids)
-        elif op == "hash":
-            assert hash(seq) == hash(ids)
-        elif op == "iter":
-            assert tuple(seq) == ids and list(seq) == list(ids)
-        elif op == "reversed":
-            assert tuple(reversed(seq)) == ids[::-1]
-        else:
-            assert seq + other_ids == ids + other_ids
-            assert other_ids + seq == other_ids + ids
-            assert seq + other_seq == ids + other_ids
+class Echo(LanguageModel):
+    vocab_size = 4
+
+    def next_token_logits(self, sequences):
+        return np.zeros((len(sequences), 4))
+
+
+# -- worked cases ----------------------------------------------------------------------------------
 
 
 def test_sequences_of_equal_length_and_different_ids_differ():
@@ -117,6 +94,47 @@ def test_long_chains_read_the_same_before_and_after_their_checkpoints_are_cached
         assert tuple(branch) == ids[i] + (9,) and branch[: len(ids[i])] == ids[i]
 
 
+# -- properties ------------------------------------------------------------------------------------
+
+
+@given(forests(), reads)
+def test_a_token_sequence_answers_as_the_tuple_of_its_ids(forest, operations):
+    sequences, tuples = forest
+    for op, pick, a, b, step in operations:
+        seq, ids = sequences[pick % len(sequences)], tuples[pick % len(tuples)]
+        other_seq, other_ids = (
+            sequences[(pick * 7 + a) % len(sequences)],
+            tuples[(pick * 7 + a) % len(tuples)],
+        )
+        assert len(seq) == len(ids)
+        if op == "index":
+            if -len(ids) <= a < len(ids):
+                assert seq[a] == ids[a]
+            else:
+                with pytest.raises(IndexError, match="^TokenSequence index out of range$"):
+                    seq[a]
+        elif op == "slice":
+            assert seq[a:b:step] == ids[a:b:step]
+        elif op == "eq":
+            assert (seq == other_seq) == (ids == other_ids)
+            assert (seq != other_seq) == (ids != other_ids)
+            assert (seq == other_ids) == (ids == other_ids)
+            assert (seq == ids) and not (seq != ids)
+        elif op == "hash":
+            assert hash(seq) == hash(ids)
+        elif op == "iter":
+            assert tuple(seq) == ids and list(seq) == list(ids)
+        elif op == "reversed":
+            assert tuple(reversed(seq)) == ids[::-1]
+        else:
+            assert seq + other_ids == ids + other_ids
+            assert other_ids + seq == other_ids + ids
+            assert seq + other_seq == ids + other_ids
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
 def test_indexing_with_a_non_integer_names_the_type():
     seq = TokenSequence((1, 2, 3))
     with pytest.raises(
@@ -128,15 +146,8 @@ def test_indexing_with_a_non_integer_names_the_type():
     assert seq[np.int64(1)] == 2
 
 
-class _Echo(LanguageModel):
-    vocab_size = 4
-
-    def next_token_logits(self, sequences):
-        return np.zeros((len(sequences), 4))
-
-
 def test_the_default_extend_refuses_parents_and_tokens_of_different_lengths():
-    model = _Echo()
+    model = Echo()
     _, state = model.prefill([[1], [2]])
     for parents, tokens_ in (([0, 1], [3]), ([0], [3, 2])):
         with pytest.raises(ValueError):

@@ -1,11 +1,13 @@
-"""decoding.testing.strategies draw what they document: each range's ends are reached and never
-passed (hypothesis.find for the ends, NoSuchExample for just beyond them)."""
+"""`decoding.testing.strategies` draw what they document: each range's ends are reached and
+never passed (hypothesis.find for the ends, NoSuchExample for just beyond them).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import find, settings
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from decoding import (
@@ -17,7 +19,13 @@ from decoding import (
     TopK,
     TopP,
 )
-from decoding.testing.strategies import processor_lists, prompts, transformer, transformers
+from decoding.testing.strategies import (
+    processor_lists,
+    prompts,
+    scripted_models,
+    transformer,
+    transformers,
+)
 
 FIND = settings(max_examples=120, database=None, derandomize=True)
 
@@ -31,6 +39,17 @@ def never(strategy, condition):
         find(strategy, condition, settings=FIND)
 
 
+def signature(model):
+    return np.asarray(model.next_token_logits([[1, 2, 3]]))
+
+
+def values(kind, attribute):
+    return lambda ps: [getattr(p, attribute) for p in ps if isinstance(p, kind)]
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
 def test_prompts_default_to_1_to_4_prompts_of_1_to_6_ids():
     batches = prompts(5)
     reaches(batches, lambda b: len(b) == 1)
@@ -38,10 +57,6 @@ def test_prompts_default_to_1_to_4_prompts_of_1_to_6_ids():
     never(batches, lambda b: len(b) > 4 or not b)
     reaches(batches, lambda b: any(len(p) == 6 for p in b))
     never(batches, lambda b: any(len(p) > 6 or not p for p in b))
-
-
-def signature(model):
-    return np.asarray(model.next_token_logits([[1, 2, 3]]))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -59,14 +74,6 @@ def test_transformers_draw_the_seed_0_to_3_models_of_the_dtype(dtype):
     for seed in range(4):
         reaches(strategy, lambda m, seed=seed: seed_of(m) == seed)
     never(strategy, lambda m: seed_of(m) is None)
-
-
-def kinds(vocab):
-    return processor_lists(vocab)
-
-
-def values(kind, attribute):
-    return lambda ps: [getattr(p, attribute) for p in ps if isinstance(p, kind)]
 
 
 def test_processor_lists_hold_0_to_3_processors():
@@ -125,3 +132,17 @@ def test_processor_lists_top_k_goes_one_past_a_one_token_vocabulary():
     reaches(processor_lists(1), lambda ps: 1 in got(ps))
     reaches(processor_lists(1), lambda ps: 2 in got(ps))
     never(processor_lists(1), lambda ps: any(v < 1 or v > 2 for v in got(ps)))
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+
+@settings(max_examples=10)
+@given(st.data())
+def test_strategies_draw_what_they_say(data):
+    model = data.draw(scripted_models(min_vocab=3, max_vocab=5, max_depth=3))
+    assert 3 <= model.vocab_size <= 5
+    assert all(len(key) <= 3 for key in model.table)
+    batch = data.draw(prompts(model.vocab_size, max_batch=2, max_len=3))
+    assert 1 <= len(batch) <= 2 and all(1 <= len(p) <= 3 for p in batch)
+    assert all(0 <= t < model.vocab_size for p in batch for t in p)

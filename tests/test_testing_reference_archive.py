@@ -1,16 +1,15 @@
 """`decoding.testing.archive_beam_search` (the HF-style archive policy, literally), specified
-on hand-worked examples: its default `early_stopping`, and one beam being greedy search."""
+on hand-worked examples: its default `early_stopping`, and one beam being greedy search.
+"""
 
 from __future__ import annotations
 
-import math
+from math import log
 
 import pytest
 
 import decoding
 from decoding.testing import archive_beam_search
-
-log = math.log
 
 # EOS = 1, K = 2, alpha = 3, N = 3. Step 1: (1,) ends (score log .5 = -0.693); (2,) .3 and
 # (3,) .2 run. Step 2: candidates (3, 1) .18, (2, 4) .165, (2, 1) .135, (3, 4) .02; of the
@@ -32,6 +31,9 @@ MODEL = decoding.ScriptedLM(
 
 def tokens(beams):
     return [b.tokens for b in beams]
+
+
+# -- worked cases ----------------------------------------------------------------------------------
 
 
 def test_early_stopping_is_false_by_default():

@@ -1,0 +1,200 @@
+"""The KV cache and the forward loop on it (`decoding.lm.cache`): batched, left-padded prefill
+and cached extend equal a full recompute, with reordered, dropped and duplicated parents,
+past the initial capacity, from older states and in float32; the position table's bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import decoding
+from decoding.testing.strategies import prompt_lists, transformer, transformers
+
+from fakes import TOL, TOL32, extend_and_compare, fewer, reference_gpt2_logits
+
+
+def _check_cache(gpt2: decoding.NumpyTransformerLM, data: st.DataObject, steps: int, tol: float):
+    """Prefill, then extend random states (usually the newest, sometimes an older one) by
+    random parents and tokens; every logits row equals a one-sequence full recompute."""
+    vocab = gpt2.vocab_size
+    prompts = data.draw(prompt_lists(vocab, max_prompts=4, max_len=8), label="prompts")
+    logits, cache = gpt2.prefill(prompts)
+    states = [(cache, [tuple(p) for p in prompts])]
+    checked = [(logits, states[0][1])]
+    for _ in range(steps):
+        base = data.draw(
+            st.one_of(st.just(len(states) - 1), st.integers(0, len(states) - 1)), label="base"
+        )
+        cache, sequences = states[base]
+        rows = data.draw(st.integers(1, 6), label="rows")
+        parents = data.draw(
+            st.lists(st.integers(0, len(sequences) - 1), min_size=rows, max_size=rows),
+            label="parents",
+        )
+        tokens = data.draw(
+            st.lists(st.integers(0, vocab - 1), min_size=rows, max_size=rows), label="tokens"
+        )
+        logits, cache = gpt2.extend(cache, np.array(parents), np.array(tokens))
+        sequences = [sequences[p] + (t,) for p, t in zip(parents, tokens, strict=True)]
+        states.append((cache, sequences))
+        checked.append((logits, sequences))
+    for logits, sequences in checked:
+        assert logits.shape == (len(sequences), vocab)
+        alone = np.concatenate([gpt2.next_token_logits([s]) for s in sequences])
+        np.testing.assert_allclose(logits, alone, rtol=tol, atol=tol)
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+def test_extending_an_older_transformer_state_gives_its_own_logits():
+    model = decoding.NumpyTransformerLM(dtype="float64")
+    prompts = [(1, 2, 3), (7, 8)]
+    _, state0 = model.prefill(prompts)
+    _, state1 = model.extend(state0, np.array([0, 1, 1]), np.array([4, 5, 6]))
+    # Three children of row 0: their cache rows are copied over the slots of rows 1 and 2, so
+    # state1 is stale, and extending it in place would read row 0's cache for rows 1 and 2.
+    _, state2 = model.extend(state1, np.array([0, 0, 0]), np.array([9, 10, 11]))
+    logits, _ = model.extend(state1, np.array([1, 2, 0]), np.array([11, 12, 13]))
+    expected = model.next_token_logits([(7, 8, 5, 11), (7, 8, 6, 12), (1, 2, 3, 4, 13)])
+    np.testing.assert_allclose(logits, expected, rtol=1e-9, atol=1e-9)
+    # The newest state, by contrast, is extended in place: same slab, no recompute.
+    _, state3 = model.extend(state2, np.array([2, 1, 0]), np.array([1, 1, 1]))
+    assert state3.slab is state2.slab
+    logits0, _ = model.extend(state0, np.array([1]), np.array([13]))
+    np.testing.assert_allclose(logits0, model.next_token_logits([(7, 8, 13)]), atol=1e-9)
+
+
+@pytest.mark.parametrize(("which", "tol"), [("gpt2_float64", TOL), ("gpt2", TOL32)])
+def test_prefill_of_different_lengths_equals_each_prompt_alone(which, tol, request):
+    m = request.getfixturevalue(which)
+    prompts = [[7, 8, 9], [1, 2, 3, 4, 5], [42], [999, 0]]
+    together, _ = m.prefill(prompts)
+    for i, prompt in enumerate(prompts):
+        alone, _ = m.prefill([prompt])
+        np.testing.assert_allclose(together[i], alone[0], rtol=0, atol=tol)
+        np.testing.assert_allclose(
+            together[i], reference_gpt2_logits(m.weights, prompt), rtol=0, atol=tol
+        )
+
+
+@pytest.mark.parametrize(("which", "tol"), [("gpt2_float64", TOL), ("gpt2", TOL32)])
+def test_cached_extend_equals_full_recompute_with_reordering(which, tol, request):
+    steps = [
+        ([2, 0, 0, 1], [11, 12, 13, 14]),  # reorder, duplicate row 0, more rows than prompts
+        ([3, 3, 1], [5, 5, 6]),  # rows dropped, one parent twice with the same token
+        ([2, 0, 1, 1, 0, 2], [1, 2, 3, 4, 5, 6]),  # grow past every earlier row count
+        ([5], [999]),  # down to one row
+        ([0, 0, 0], [0, 1, 2]),
+    ]
+    m = request.getfixturevalue(which)
+    extend_and_compare(m, [[3, 1, 4], [1, 5], [9, 2, 6, 5, 3]], steps, tol)
+
+
+def test_cached_extend_survives_growing_past_the_initial_cache(gpt2_small):
+    # 80 steps: more than the first cache allocation holds, with rows permuted every step.
+    rng = np.random.default_rng(7)
+    steps = []
+    rows = 2
+    for _ in range(80):
+        new_rows = int(rng.integers(1, 5))
+        steps.append(
+            (rng.integers(0, rows, new_rows).tolist(), rng.integers(0, 37, new_rows).tolist())
+        )
+        rows = new_rows
+    _, sequences = extend_and_compare(gpt2_small, [[1, 2, 3], [4]], steps)
+    assert all(len(s) >= 81 for s in sequences)
+
+
+def test_extend_leaves_the_previous_state_usable_and_unchanged(gpt2_float64):
+    model = gpt2_float64
+    _, s0 = model.prefill([[1, 2, 3], [4, 5]])
+    before = (s0.slot_M.copy(), s0.length, s0.prompts, s0.history)
+    first, s1 = model.extend(s0, np.array([1, 1]), np.array([7, 8]))
+    model.extend(s1, np.array([0, 1, 0]), np.array([1, 2, 3]))  # a later extend of s1
+    # The record's own fields are as they were.
+    np.testing.assert_array_equal(s0.slot_M, before[0])
+    assert (s0.length, s0.prompts, s0.history) == before[1:]
+    # Extending the old states again gives the same answers as before.
+    again, _ = model.extend(s0, np.array([1, 1]), np.array([7, 8]))
+    np.testing.assert_allclose(again, first, rtol=0, atol=TOL)
+    other, _ = model.extend(s0, np.array([0]), np.array([9]))
+    np.testing.assert_allclose(other, model.next_token_logits([(1, 2, 3, 9)]), rtol=0, atol=TOL)
+    branch, _ = model.extend(s1, np.array([1]), np.array([4]))
+    np.testing.assert_allclose(branch, model.next_token_logits([(4, 5, 8, 4)]), rtol=0, atol=TOL)
+
+
+def test_default_incremental_path_is_overridden_by_a_cache():
+    # The transformer's state is a KV cache, not the base class's tuple of sequences.
+    m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)
+    _, state = m.prefill([[1, 2]])
+    assert isinstance(state, decoding.lm.cache.KVCache)
+
+
+def test_a_float32_cache_grows_in_float32():
+    """Extending a float32 model far past its first cache chunk keeps every chunk and every
+    step's logits float32, equal to a full recompute of the sequence."""
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=4, n_ctx=128, seed=2)
+    sequence = [1, 2]
+    logits, state = model.prefill([sequence])
+    for step in range(40):
+        token = (7 * step) % 50
+        logits, state = model.extend(state, np.array([0]), np.array([token]))
+        sequence.append(token)
+        assert logits.dtype == np.float32, step
+    assert len(state.slab.k_chunks) > 2
+    assert {c.dtype for c in state.slab.k_chunks + state.slab.v_chunks} == {np.dtype(np.float32)}
+    np.testing.assert_allclose(logits, model.next_token_logits([sequence]), rtol=1e-4, atol=1e-4)
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+
+@given(transformers(), st.integers(0, 6), st.data())
+def test_cached_transformer_equals_full_recompute(model, steps: int, data: st.DataObject) -> None:
+    _check_cache(model, data, steps, tol=1e-9)
+
+
+@fewer(10)
+@given(transformers(), st.data())
+def test_cached_transformer_equals_full_recompute_past_cache_capacity(
+    model, data: st.DataObject
+) -> None:
+    _check_cache(model, data, steps=data.draw(st.integers(64, 72), label="steps"), tol=1e-9)
+
+
+@fewer(2)
+@given(st.integers(0, 4), st.data())
+def test_float32_cached_transformer_equals_full_recompute(steps: int, data: st.DataObject) -> None:
+    _check_cache(transformer(0, "float32"), data, steps, tol=1e-4)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("parents", "tokens"), [([-1], [3]), ([0], [-1]), ([2], [3]), ([0], [50])])
+def test_extend_refuses_out_of_range_parents_and_tokens(parents, tokens):
+    model = decoding.NumpyTransformerLM(vocab_size=50, d_model=16, n_heads=2)
+    _, state = model.prefill([(1, 2), (3,)])
+    with pytest.raises((ValueError, TypeError)):
+        model.extend(state, np.array(parents), np.array(tokens))
+
+
+def test_prompt_longer_than_the_position_table_is_refused():
+    m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=8)
+    assert m.next_token_logits([list(range(8))]).shape == (1, 20)  # exactly n_ctx is fine
+    with pytest.raises(ValueError, match=r"n_ctx=8"):
+        m.prefill([[1, 2], list(range(9))])
+    with pytest.raises(ValueError, match=r"n_ctx=8"):
+        m.next_token_logits([list(range(9))])
+
+
+def test_extend_past_the_position_table_is_refused():
+    m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=8)
+    _, state = m.prefill([list(range(7))])
+    _, state = m.extend(state, np.array([0]), np.array([3]))  # 8 positions: the whole table
+    with pytest.raises(ValueError, match=r"n_ctx=8"):
+        m.extend(state, np.array([0]), np.array([3]))

@@ -1,0 +1,270 @@
+"""`NumpyTransformerLM` (GPT-2, `decoding.lm.gpt2`): its default shape and seeded weights, an
+independent GPT-2 forward, LayerNorm folding, the arrays it holds (dtype, layout, shared or
+copied), `from_weights`, and its argument errors.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+
+import decoding
+
+from fakes import TOL, TOL32, extend_and_compare, reference_gpt2_logits
+
+
+def _weight_arrays(m):
+    w = m.weights
+    arrays = [w.wte_VD, w.wpe_PD, w.lnf_g_D, w.lnf_b_D]
+    for b in w.blocks:
+        arrays += [getattr(b, f.name) for f in attrs.fields(type(b))]
+    return arrays
+
+
+def _held_arrays(value, seen):
+    """Every distinct base array reachable from ``value`` (attributes, attrs fields, tuples)."""
+    if isinstance(value, np.ndarray):
+        base = value
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        seen[id(base)] = base
+    elif isinstance(value, tuple | list):
+        for v in value:
+            _held_arrays(v, seen)
+    elif hasattr(value, "__attrs_attrs__"):
+        for field in value.__attrs_attrs__:
+            _held_arrays(getattr(value, field.name), seen)
+    return seen
+
+
+def _arrays(record):
+    """Every array in a weights record (attrs records, tuples of them, numbers skipped)."""
+    if isinstance(record, np.ndarray):
+        return [record]
+    if isinstance(record, tuple):
+        return [a for item in record for a in _arrays(item)]
+    if attrs.has(type(record)):
+        return [a for f in attrs.fields(type(record)) for a in _arrays(getattr(record, f.name))]
+    return []
+
+
+def _writable_copy(record, order="K"):
+    """A writable float32 copy of a weights record, each array in the same memory layout
+    (``order="K"``) or row-major (``"C"``)."""
+    if isinstance(record, np.ndarray):
+        return np.array(record, dtype=np.float32, order=order)
+    if isinstance(record, tuple):
+        return tuple(_writable_copy(item, order) for item in record)
+    if attrs.has(type(record)):
+        fields = attrs.fields(type(record))
+        return attrs.evolve(
+            record, **{f.name: _writable_copy(getattr(record, f.name), order) for f in fields}
+        )
+    return record
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+def test_default_shape_is_the_task_model(gpt2):
+    w = gpt2.weights
+    assert gpt2.vocab_size == 1000
+    assert w.wte_VD.shape == (1000, 64)  # d_model 64
+    assert len(w.blocks) == 1  # one transformer block
+    assert w.n_heads == 4
+    assert w.wpe_PD.shape == (gpt2.max_sequence_length, 64)  # learned position table
+    assert gpt2.max_sequence_length == 1024
+    (b,) = w.blocks
+    assert b.qkv_w_D3D.shape == (64, 192)
+    assert b.out_w_DD.shape == (64, 64)
+    assert b.fc_w_DF.shape == (64, 256)  # MLP width 4 * d
+    assert b.proj_w_FD.shape == (256, 64)
+    assert w.lnf_g_D.shape == (64,)
+
+
+def test_from_weights_runs_in_float32_by_default_like_the_constructor(gpt2):
+    """The class docstring: model math runs in ``dtype``, float32 by default; ``from_weights``
+    with the default model's weights and no dtype is the default model."""
+    again = decoding.NumpyTransformerLM.from_weights(gpt2.weights)
+    assert again.dtype == np.float32
+    got, _ = again.prefill([[1, 2, 3], [4]])
+    want, _ = gpt2.prefill([[1, 2, 3], [4]])
+    assert got.dtype == np.float32
+    # Exact: both hold the same float32 arrays in the same layout and run the same calls.
+    np.testing.assert_array_equal(got, want)
+
+
+def test_same_seed_gives_the_same_weights(gpt2):
+    again = decoding.NumpyTransformerLM(seed=0)
+    pairs = list(zip(_weight_arrays(gpt2), _weight_arrays(again), strict=True))
+    assert all(np.array_equal(a, b) for a, b in pairs)
+
+
+def test_different_seed_gives_different_weights(gpt2):
+    other = decoding.NumpyTransformerLM(seed=1)
+    assert not np.array_equal(gpt2.weights.wte_VD, other.weights.wte_VD)
+    assert not np.array_equal(gpt2.weights.blocks[0].qkv_w_D3D, other.weights.blocks[0].qkv_w_D3D)
+
+
+def test_full_recompute_matches_an_independent_gpt2_forward(gpt2, gpt2_float64, gpt2_small):
+    cases = [
+        (gpt2_float64, [5, 999, 0, 17, 17, 3], TOL),
+        (gpt2_small, [1, 2, 3, 4, 5, 6, 7, 8, 36], TOL),
+        (gpt2, [5, 999, 0, 17, 17, 3], TOL32),
+    ]
+    for m, seq, tol in cases:
+        got = m.next_token_logits([seq])
+        assert got.shape == (1, m.vocab_size)
+        np.testing.assert_allclose(got[0], reference_gpt2_logits(m.weights, seq), rtol=0, atol=tol)
+
+
+def test_logits_shape_and_finite(gpt2):
+    logits, state = gpt2.prefill([[1, 2, 3], [4], [5, 6]])
+    assert logits.shape == (3, 1000) and logits.dtype.kind == "f"
+    assert np.isfinite(logits).all()
+    logits, _ = gpt2.extend(state, np.array([0, 0, 2, 1]), np.array([9, 8, 7, 6]))
+    assert logits.shape == (4, 1000) and logits.dtype.kind == "f"
+    assert np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [("float64", 1e-9), ("float32", 2e-4)])
+def test_folding_keeps_nonzero_layer_norms_and_biases(gpt2_float64, dtype, tol):
+    # The default init has unit LayerNorm gains and zero biases, which folding could get wrong
+    # unnoticed; random ones (and a LayerNorm epsilon of 0.25) must still match the textbook
+    # forward pass. float64 weights are held as they are by a float64 model (affines applied
+    # at run time) and folded into the linear layers by a float32 one: both paths.
+    rng = np.random.default_rng(7)
+
+    def jitter(array):
+        return array + rng.normal(0.0, 0.3, size=array.shape)
+
+    w = gpt2_float64.weights
+    blocks = tuple(
+        attrs.evolve(b, **{f.name: jitter(getattr(b, f.name)) for f in attrs.fields(type(b))})
+        for b in w.blocks
+    )
+    weights = attrs.evolve(
+        w, blocks=blocks, lnf_g_D=jitter(w.lnf_g_D), lnf_b_D=jitter(w.lnf_b_D), layer_norm_eps=0.25
+    )
+    m = decoding.NumpyTransformerLM.from_weights(weights, dtype=dtype)
+    assert (m.vocab_size, m.max_sequence_length) == (
+        gpt2_float64.vocab_size,
+        gpt2_float64.max_sequence_length,
+    )
+    for seq in ([5, 999, 0, 17, 17, 3], [42]):
+        got = m.next_token_logits([seq])[0]
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, reference_gpt2_logits(weights, seq), rtol=tol, atol=tol)
+    steps = [([1, 0, 0], [7, 8, 9]), ([2, 2, 1], [3, 4, 5])]
+    extend_and_compare(m, [[1, 2, 3], [4]], steps, tol=tol)
+
+
+def test_shape_attributes(gpt2):
+    assert (gpt2.vocab_size, gpt2.d_model, gpt2.n_heads, gpt2.n_layers, gpt2.n_ctx) == (
+        1000,
+        64,
+        4,
+        1,
+        1024,
+    )
+
+
+@pytest.mark.parametrize(
+    "build, params",
+    [
+        # V*D + P*D + L*(12*D*D + 13*D) + 2*D: GPT-2 layout, d_model 16, one block, n_ctx 32.
+        (
+            lambda: decoding.NumpyTransformerLM(50, 16, 2, 1, n_ctx=32),
+            50 * 16 + 32 * 16 + 12 * 256 + 13 * 16 + 32,
+        ),
+        # V*D + L*(2*D + D*X + 2*D*Y + X*D + 3*D*F) + D: tied Llama, X = 16, Y = 8, F = 24.
+        (
+            lambda: decoding.NumpyLlamaLM(50, 16, 4, 2, n_kv_heads=2, d_ff=24, tied=True),
+            50 * 16 + 2 * (32 + 256 + 256 + 256 + 3 * 16 * 24) + 16,
+        ),
+    ],
+    ids=["gpt2", "llama-tied"],
+)
+def test_a_float32_model_holds_one_float32_copy_of_its_weights(build, params):
+    """No float64 copy beside the float32 one, and the tied head shares the embedding."""
+    model = build()
+    held = _held_arrays(tuple(vars(model).values()), {})
+    assert {a.dtype for a in held.values()} == {np.dtype(np.float32)}
+    assert sum(a.nbytes for a in held.values()) == 4 * params
+
+
+@pytest.mark.parametrize(
+    "cls", [decoding.NumpyTransformerLM, decoding.NumpyLlamaLM], ids=["gpt2", "llama"]
+)
+def test_from_weights_shares_the_callers_arrays_without_touching_them(cls):
+    """Weights already in the model's dtype are held without a copy, as read-only views: the
+    caller's own arrays stay writable (from_weights mutates nothing it is given)."""
+    small = cls(vocab_size=40, d_model=16, n_heads=4, seed=3)
+    given = _writable_copy(small.weights)
+    model = cls.from_weights(given, dtype="float32")
+    assert all(a.flags.writeable for a in _arrays(given))
+    held = _arrays(model.weights)
+    assert held and not any(a.flags.writeable for a in held)
+    assert all(any(np.shares_memory(h, g) for g in _arrays(given)) for h in held)
+    np.testing.assert_array_equal(
+        model.next_token_logits([(1, 2, 3)]), small.next_token_logits([(1, 2, 3)])
+    )
+
+
+def test_float64_weights_folded_into_a_float32_model_run_in_float32():
+    """Weights in another dtype than the model's are folded (LayerNorm affines and the query
+    scale merged into the linear layers) and converted: the model then holds and computes in
+    float32 only, and agrees with the float64 model to float32 precision."""
+    exact = decoding.NumpyTransformerLM(
+        vocab_size=40, d_model=16, n_heads=4, seed=5, dtype="float64"
+    )
+    model = decoding.NumpyTransformerLM.from_weights(exact.weights, dtype="float32")
+    folded = [a for a in _arrays(model._folded) if a.dtype.kind == "f"]
+    assert folded and {a.dtype for a in folded} == {np.dtype(np.float32)}
+    logits = model.next_token_logits([(1, 2, 3)])
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, exact.next_token_logits([(1, 2, 3)]), rtol=1e-4, atol=1e-4)
+
+
+def test_weights_in_the_models_dtype_are_held_in_the_fast_layouts():
+    """GPT-2 weights arrive ``[in, out]`` row-major; a model holds each linear weight as the
+    transposed view of a C-contiguous ``[out, in]`` array and the tied embedding as that of a
+    C-contiguous ``[D, V]`` one (the layouts its products stream fastest; README,
+    Performance), converting each once."""
+    source = decoding.NumpyTransformerLM(vocab_size=40, d_model=16, n_heads=4)
+    given = _writable_copy(source.weights, order="C")
+    assert given.blocks[0].qkv_w_D3D.flags.c_contiguous and given.wte_VD.flags.c_contiguous
+    held = decoding.NumpyTransformerLM.from_weights(given, dtype="float32").weights
+    assert held.wte_VD.T.flags.c_contiguous
+    for block in held.blocks:
+        for name in ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD"):
+            assert getattr(block, name).T.flags.c_contiguous, name
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_weights_record_is_frozen_and_read_only(gpt2):
+    w = gpt2.weights
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        w.wte_VD = np.zeros((1000, 64))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        w.blocks[0].fc_w_DF = np.zeros((64, 256))
+    with pytest.raises(ValueError, match="read-only"):
+        w.wte_VD[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        w.blocks[0].qkv_w_D3D[0, 0] = 1.0
+
+
+def test_from_weights_refuses_another_record_and_has_no_seed(gpt2):
+    with pytest.raises(TypeError) as raised:
+        decoding.NumpyTransformerLM.from_weights({"wte_VD": gpt2.weights.wte_VD})
+    assert str(raised.value) == "weights must be a TransformerWeights, got <class 'dict'>"
+    assert decoding.NumpyTransformerLM.from_weights(gpt2.weights).seed is None
+
+
+def test_from_weights_names_a_bad_dtype(gpt2):
+    with pytest.raises(ValueError) as raised:
+        decoding.NumpyTransformerLM.from_weights(gpt2.weights, dtype="int8")
+    assert str(raised.value) == "dtype must be float32 or float64, got 'int8'"

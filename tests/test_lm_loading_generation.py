@@ -1,0 +1,67 @@
+"""`load_generation_config` (`decoding.lm.loading.generation`): the EOS ids and sampling
+defaults a folder or a GGUF file states, and where each comes from.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import decoding
+
+from checkpoints import folder_with, write_gguf_tokenizer
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+def test_generation_settings_of_a_gguf(tmp_path, trained):
+    path = write_gguf_tokenizer(tmp_path / "t.gguf", trained, "gpt-2")
+    config = decoding.load_generation_config(path)
+    vocab = trained.get_vocab()
+    assert config == decoding.GenerationConfig(
+        eos_token_ids=(vocab["<|im_end|>"], vocab["</s>"]),  # EOS, then end of turn
+        bos_token_id=vocab["<s>"],
+        pad_token_id=vocab["<|endoftext|>"],
+        temperature=pytest.approx(0.7),
+        top_k=40,
+    )
+
+
+@pytest.mark.parametrize(
+    ("generation", "config", "tokenizer_config", "want"),
+    [
+        ({"eos_token_id": [5, 6]}, {"eos_token_id": 2}, {"eos_token": "</s>"}, (5, 6)),
+        ({"eos_token_id": 7}, {"eos_token_id": [2, 3]}, None, (7,)),
+        ({"temperature": 0.6}, {"eos_token_id": [2, 3]}, None, (2, 3)),
+        (None, {}, {"eos_token": "</s>"}, ("</s>",)),
+        (None, {}, None, ()),
+    ],
+)
+def test_eos_ids_come_from_generation_config_then_config_then_the_tokenizer(
+    tmp_path, trained, generation, config, tokenizer_config, want
+):
+    folder = folder_with(tmp_path, trained, tokenizer_config)
+    (folder / "config.json").write_text(json.dumps(config | {"bos_token_id": 1}))
+    if generation is not None:
+        (folder / "generation_config.json").write_text(json.dumps(generation))
+    got = decoding.load_generation_config(folder)
+    assert got.eos_token_ids == tuple(
+        trained.token_to_id(w) if isinstance(w, str) else w for w in want
+    )
+    assert got.bos_token_id == 1
+
+
+def test_sampling_defaults_are_read_and_absent_ones_are_none(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"eos_token_id": 2, "pad_token_id": 0}))
+    settings = {"temperature": 0.6, "top_k": 50, "top_p": 0.9, "repetition_penalty": 1.1,
+                "max_new_tokens": 256, "bos_token_id": 1}  # fmt: skip
+    (tmp_path / "generation_config.json").write_text(json.dumps(settings))
+    got = decoding.load_generation_config(tmp_path)
+    assert got == decoding.GenerationConfig((2,), 1, 0, 0.6, 50, 0.9, 1.1, 256)
+    (tmp_path / "generation_config.json").unlink()
+    assert decoding.load_generation_config(tmp_path) == decoding.GenerationConfig((2,), None, 0)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        decoding.load_generation_config(tmp_path / "absent")
+    with pytest.raises(TypeError, match="path must be a str or Path, got 3"):
+        decoding.load_generation_config(3)

@@ -1,0 +1,193 @@
+"""Safetensors files (`decoding.lm.loading.safetensors_files`) read with NumPy alone: float16
+and bfloat16 exactly, sharded checkpoints, tensors already in the model's dtype and layout left
+in the mapped file, unaligned files, and the malformed files refused naming file and tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+
+import numpy as np
+import pytest
+
+import decoding
+
+from checkpoints import llama_config, llama_tensors, save, write_llama
+
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+
+def write_raw_safetensors(path, entries, pad=True):
+    """A safetensors file written by hand (``entries``: name -> (dtype, shape, raw bytes)), the
+    format's way: an 8-byte little-endian header length, the JSON header, the data."""
+    header, offset, blobs = {}, 0, []
+    for name, (dtype, shape, raw) in entries.items():
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        offset += len(raw)
+        blobs.append(raw)
+    text = json.dumps(header).encode()
+    if pad:
+        text += b" " * (-(8 + len(text)) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def bf16(values):
+    """float64 values -> (bfloat16 bit patterns, the float32 values they encode): the top 16
+    bits of each float32, i.e. rounded towards zero."""
+    bits = (np.asarray(values, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return bits, (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+def test_sharded_checkpoints_load(tmp_path):
+    rng = np.random.default_rng(3)
+    tensors = write_llama(tmp_path / "one", rng)
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    (sharded / "config.json").write_text((tmp_path / "one" / "config.json").read_text())
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[::2], names[1::2])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        safetensors_numpy.save_file({n: tensors[n] for n in part}, str(sharded / shard))
+        weight_map |= dict.fromkeys(part, shard)
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    one = decoding.load_model(tmp_path / "one", dtype="float64")
+    two = decoding.load_model(sharded, dtype="float64")
+    prompts = [(1, 2, 3)]
+    # Exact: the same weights in the same layout through the same calls.
+    np.testing.assert_array_equal(one.next_token_logits(prompts), two.next_token_logits(prompts))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bfloat16_and_float16_checkpoints_load_exactly(tmp_path, dtype):
+    """Every weight is the stored half-precision value, widened exactly: a bfloat16 file is
+    written by hand here (the NumPy API of safetensors cannot), a float16 one by safetensors."""
+    rng = np.random.default_rng(31)
+    tensors = write_llama(tmp_path / "f32", rng, dtype=np.float32)
+    config = (tmp_path / "f32" / "config.json").read_text()
+    for name in ("bf16", "f16"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(config)
+    entries, exact_bf16 = {}, {}
+    for name, value in tensors.items():
+        bits, exact_bf16[name] = bf16(value)
+        entries[name] = ("BF16", value.shape, bits.tobytes())
+    write_raw_safetensors(tmp_path / "bf16" / "model.safetensors", entries)
+    exact_f16 = {k: v.astype(np.float16) for k, v in tensors.items()}
+    safetensors_numpy.save_file(exact_f16, str(tmp_path / "f16" / "model.safetensors"))
+    for name, exact in (("bf16", exact_bf16), ("f16", exact_f16)):
+        model = decoding.load_model(tmp_path / name, dtype=dtype)
+        block = model.weights.blocks[1]
+        q = exact["model.layers.1.self_attn.q_proj.weight"].astype(dtype)
+        np.testing.assert_array_equal(block.q_w_DX, q.T)
+        np.testing.assert_array_equal(
+            model.weights.embed_VD, exact["model.embed_tokens.weight"].astype(dtype)
+        )
+        np.testing.assert_array_equal(
+            model.weights.head_DV, exact["lm_head.weight"].astype(dtype).T
+        )
+        assert block.q_w_DX.dtype == np.dtype(dtype)
+        # The same values from a float64 file: the same model.
+        same = tmp_path / f"{name}-as-f64-{dtype}"
+        same.mkdir()
+        (same / "config.json").write_text(config)
+        safetensors_numpy.save_file({k: v.astype(np.float64) for k, v in exact.items()},
+                                    str(same / "model.safetensors"))  # fmt: skip
+        np.testing.assert_array_equal(
+            model.next_token_logits([(1, 2, 3)]),
+            decoding.load_model(same, dtype=dtype).next_token_logits([(1, 2, 3)]),
+        )
+
+
+def test_weights_in_the_model_dtype_and_layout_stay_in_the_mapped_file(tmp_path):
+    """A float32 Llama checkpoint loaded as float32: the linear weights are read-only views of
+    the file (no copy); the tied head's [D, V] layout and float64 are copies."""
+    tensors = write_llama(tmp_path / "m", np.random.default_rng(32), dtype=np.float32)
+    model = decoding.load_model(tmp_path / "m", dtype="float32")
+    q = model.weights.blocks[0].q_w_DX
+    base = q
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    assert not base.flags.owndata and not q.flags.writeable
+    assert isinstance(base.base, memoryview) and isinstance(base.base.obj, mmap.mmap)
+    np.testing.assert_array_equal(
+        q, tensors["model.layers.0.self_attn.q_proj.weight"].astype(np.float32).T
+    )
+    copy = decoding.load_model(tmp_path / "m", dtype="float64").weights.blocks[0].q_w_DX
+    base = copy
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    assert copy.T.flags.c_contiguous and base.flags.owndata  # a float64 array of its own
+
+
+def test_unaligned_and_unpadded_files_load_too(tmp_path):
+    """A header not padded to 8 bytes leaves float32 data unaligned: it is copied, not viewed."""
+    tensors = write_llama(tmp_path / "m", np.random.default_rng(33), dtype=np.float32)
+    entries = {k: ("F32", v.shape, v.astype(np.float32).tobytes()) for k, v in tensors.items()}
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "config.json").write_text((tmp_path / "m" / "config.json").read_text())
+    for pad in (False, True):
+        write_raw_safetensors(folder / "model.safetensors", entries, pad=pad)
+        np.testing.assert_array_equal(
+            decoding.load_model(folder).next_token_logits([(1, 2)]),
+            decoding.load_model(tmp_path / "m").next_token_logits([(1, 2)]),
+        )
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_malformed_safetensors_files_are_refused_naming_the_file_and_tensor(tmp_path):
+    write_llama(tmp_path / "m", np.random.default_rng(34))
+    path = tmp_path / "m" / "model.safetensors"
+    raw = 3 * np.ones(4, np.int8)
+    cases = [
+        (b"abc", "is not a safetensors file (only 3 bytes)"),
+        ((10**9).to_bytes(8, "little") + b"{}", "is not a safetensors file (header length"),
+        ((4).to_bytes(8, "little") + b"[1] ", "its header is not a JSON object"),
+        ((3).to_bytes(8, "little") + b"{x}", "its header is not valid JSON: Expecting"),
+    ]
+    for content, words in cases:
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as info:
+            decoding.load_model(tmp_path / "m")
+        assert str(info.value).startswith(str(path)) and words in str(info.value), info.value
+    write_raw_safetensors(path, {"model.norm.weight": ("I8", (4,), raw.tobytes())})
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == (
+        f"{path}: tensor 'model.norm.weight' has dtype 'I8', which is not supported "
+        "(supported: F64, F32, F16, BF16)"
+    )
+    write_raw_safetensors(path, {"model.norm.weight": ("F32", (4,), raw.tobytes())})
+    with pytest.raises(ValueError, match=r"tensor 'model.norm.weight' has a malformed entry"):
+        decoding.load_model(tmp_path / "m")
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[:-2]))
+    write_raw_safetensors(path, {"model.norm.weight": ("F32", (1,), b"\x00" * 4)})
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(ValueError, match="lies past the end of the file"):
+        decoding.load_model(tmp_path / "m")
+
+
+def test_a_safetensors_index_without_a_weight_map_is_refused_naming_the_file(tmp_path):
+    save(tmp_path, llama_config(), llama_tensors(np.random.default_rng(0)))
+    (tmp_path / "model.safetensors").unlink()
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path)
+    assert str(info.value) == (
+        f"{index} is not a safetensors index: its weight_map must be a JSON object (tensor "
+        "name -> shard file), got None"
+    )

@@ -1,0 +1,298 @@
+"""`load_tokenizer` and `Tokenizer` (`decoding.lm.loading.tokenizer`) on checkpoint folders and
+GGUF files built here: special tokens added as the checkpoint says, decoding with or without
+them, chat templates rendered as transformers renders them (worked by hand below), and a GGUF's
+byte-level BPE equal to the ``tokenizers`` pipeline its pre-tokenizer type names.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import decoding
+
+from checkpoints import CHATML, folder_with, write_gguf_tokenizer
+
+pytest.importorskip("jinja2")
+
+
+@pytest.fixture
+def tokenizer_file(tmp_path):
+    """A word-level tokenizer whose post-processor would add ``<s>`` and that knows ``</s>``
+    as a special token."""
+    tokenizers = pytest.importorskip("tokenizers")
+    words = ["[UNK]", "<s>", "</s>", "the", "cat", "sat"]
+    inner = tokenizers.Tokenizer(
+        tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]")
+    )
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    inner.decoder = tokenizers.decoders.WordPiece()
+    inner.add_special_tokens(["<s>", "</s>"])
+    inner.post_processor = tokenizers.processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 1)]
+    )
+    path = tmp_path / "tokenizer.json"
+    inner.save(str(path))
+    return path
+
+
+tokenizers = pytest.importorskip("tokenizers")
+
+TEXTS = [
+    "The capital of France is",
+    "In 2024, 17 people    ate 350 apples",
+    "  leading and trailing  ",
+    "x  123 y\t\t9",
+    "Héllo wörld 日本語",
+    "<|im_start|>user\nhi<|im_end|>",
+    "a\n\n\tb   c",
+]
+
+# A Llama-2-style template: BOS variable, raise_exception, whitespace control by the
+# environment (trim_blocks, lstrip_blocks), loop controls and tojson.
+STRICT = """{{ bos_token }}
+{% for message in messages %}
+    {% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{ raise_exception('roles must alternate user/assistant') }}
+    {% endif %}
+    {% if message['role'] == 'skip' %}{% continue %}{% endif %}
+    [{{ message['role'] }}] {{ message['content'] | tojson }}
+{% endfor %}
+{% if add_generation_prompt %}[assistant]{% endif %}"""
+
+
+def reference(inner, digits):
+    """The ``tokenizers`` pipeline a pre-tokenizer type names: GPT-2's ByteLevel split, after a
+    split of every digit for ``smollm`` (SmolLM2's own tokenizer.json), special tokens whole."""
+    ref = tokenizers.Tokenizer.from_str(inner.to_str())
+    byte_level = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if digits:
+        ref.pre_tokenizer = tokenizers.pre_tokenizers.Sequence(
+            [tokenizers.pre_tokenizers.Digits(individual_digits=True), byte_level]
+        )
+    return ref
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+def test_a_tokenizer_trained_offline_round_trips_text(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    model = tokenizers.models.WordLevel(unk_token="[UNK]")
+    inner = tokenizers.Tokenizer(model)
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    inner.decoder = tokenizers.decoders.WordPiece()  # joins words with spaces
+    trainer = tokenizers.trainers.WordLevelTrainer(special_tokens=["[UNK]"])
+    text = ["the cat sat on the mat", "a dog sat on a log", "the dog saw the cat"]
+    inner.train_from_iterator(text, trainer)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    inner.save(str(folder / "tokenizer.json"))
+    for tok in (
+        decoding.Tokenizer.from_file(folder / "tokenizer.json"),
+        decoding.load_tokenizer(folder),
+    ):
+        ids = tok.encode("the dog sat on the mat")
+        assert len(ids) == 6 and all(isinstance(i, int) for i in ids)
+        assert tok.decode(ids) == "the dog sat on the mat"
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        decoding.load_tokenizer(tmp_path)
+
+
+def test_encode_adds_the_special_tokens_the_tokenizer_adds_and_decode_keeps_them(tokenizer_file):
+    for tokenizer in (
+        decoding.load_tokenizer(tokenizer_file),  # a file path
+        decoding.load_tokenizer(tokenizer_file.parent),  # the checkpoint folder
+    ):
+        assert tokenizer.encode("the cat sat") == [1, 3, 4, 5]
+        assert tokenizer.encode("the cat sat", add_special_tokens=False) == [3, 4, 5]
+        assert tokenizer.decode([1, 3, 4, 2, 5, 2]) == "<s> the cat </s> sat </s>"
+        assert tokenizer.decode([1, 3, 4, 2, 5, 2], skip_special_tokens=True) == "the cat sat"
+        assert tokenizer.decode(np.array([3, 5])) == "the sat"
+        assert tokenizer.vocab_size == 6
+
+
+def test_encode_adds_what_the_post_processor_adds_and_decode_keeps_special_tokens(
+    tmp_path, trained
+):
+    folder = folder_with(tmp_path, trained, {"bos_token": "<s>", "eos_token": {"content": "</s>"}})
+    tok = decoding.load_tokenizer(folder)
+    bos, eos = trained.token_to_id("<s>"), trained.token_to_id("</s>")
+    assert (tok.bos_token_id, tok.eos_token_id) == (bos, eos)
+    for text in TEXTS:
+        plain = trained.encode(text).ids
+        assert tok.encode(text) == [bos, *plain]
+        assert tok.encode(text, add_special_tokens=False) == plain
+        assert tok.decode(plain) == text
+    ids = tok.encode("<|im_start|>hi<|im_end|>")
+    assert tok.decode(ids) == "<s><|im_start|>hi<|im_end|>"
+    assert tok.decode(ids, skip_special_tokens=True) == "hi"
+
+
+def test_without_a_post_processor_the_config_flags_add_bos_and_eos(tmp_path, trained):
+    config = {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "add_eos_token": True}
+    tok = decoding.load_tokenizer(folder_with(tmp_path / "a", trained, config, post=False))
+    plain = trained.encode("The capital").ids
+    assert tok.encode("The capital") == [
+        trained.token_to_id("<s>"),
+        *plain,
+        trained.token_to_id("</s>"),
+    ]
+    none = decoding.load_tokenizer(
+        folder_with(tmp_path / "b", trained, {"bos_token": "<s>"}, post=False)
+    )
+    assert none.encode("The capital") == plain
+    assert none.eos_token_id is None and none.eos_token is None
+
+
+@pytest.mark.parametrize(
+    ("files", "config_template", "chosen"),
+    [
+        ([("chat_template.jinja", "J")], "C", "J"),
+        ([("chat_template.json", json.dumps({"chat_template": "S"}))], "C", "S"),
+        ([], "C", "C"),
+        ([], [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}], "D"),
+    ],
+)
+def test_the_template_comes_from_the_file_transformers_reads_first(
+    tmp_path, trained, files, config_template, chosen
+):
+    folder = folder_with(tmp_path, trained, {"chat_template": config_template}, files=files)
+    assert decoding.load_tokenizer(folder).render_chat_template([]) == chosen
+
+
+@pytest.mark.parametrize("pre", ["gpt-2", "smollm"])
+def test_a_gguf_tokenizer_is_the_pipeline_its_pre_tokenizer_type_names(tmp_path, trained, pre):
+    tok = decoding.load_tokenizer(write_gguf_tokenizer(tmp_path / "t.gguf", trained, pre))
+    ref = reference(trained, digits=pre == "smollm")
+    for text in TEXTS:
+        assert tok.encode(text) == ref.encode(text).ids, text
+        assert tok.decode(tok.encode(text)) == text
+    assert tok.encode("<|im_start|>user") == [
+        trained.token_to_id("<|im_start|>"),
+        *trained.encode("user").ids,
+    ]
+    assert tok.bos_token == "<s>" and tok.eos_token == "<|im_end|>"
+    assert tok.render_chat_template([{"role": "user", "content": "hi"}]) == (
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert tok.decode(tok.encode("<|im_end|>x"), skip_special_tokens=True) == "x"
+
+
+def test_the_smollm_split_differs_from_gpt2_on_spaces_before_digits(tmp_path, trained):
+    """``smollm`` splits digits off first, so a run of spaces before a digit stays one piece."""
+    smollm = decoding.load_tokenizer(write_gguf_tokenizer(tmp_path / "s.gguf", trained, "smollm"))
+    gpt2 = decoding.load_tokenizer(write_gguf_tokenizer(tmp_path / "g.gguf", trained, "gpt-2"))
+    space = trained.token_to_id("Ġ")
+    assert gpt2.encode("x  1") == [trained.token_to_id("x"), space, *trained.encode(" 1").ids]
+    assert (
+        smollm.encode("x  1")
+        == trained.encode("x").ids + trained.encode("  ").ids + trained.encode("1").ids
+    )
+    assert smollm.encode("x  1") != gpt2.encode("x  1")
+
+
+def test_a_gguf_tokenizer_adds_bos_when_its_metadata_says_so(tmp_path, trained):
+    tok = decoding.load_tokenizer(write_gguf_tokenizer(tmp_path / "t.gguf", trained, "gpt-2", True))
+    assert tok.encode("The") == [trained.token_to_id("<s>"), *trained.encode("The").ids]
+    assert tok.encode("The", add_special_tokens=False) == trained.encode("The").ids
+
+
+def test_the_chat_template_renders_as_transformers_renders_it(tmp_path, trained):
+    folder = folder_with(tmp_path, trained, {"bos_token": "<s>", "chat_template": STRICT})
+    tok = decoding.load_tokenizer(folder)
+    messages = [
+        {"role": "user", "content": 'Say "<b>hi</b>"'},
+        {"role": "assistant", "content": "héllo"},
+        {"role": "user", "content": "again"},
+    ]
+    # trim_blocks drops the newline after each {% %} tag (not after {{ }}), lstrip_blocks the
+    # indentation before one (not before text); tojson keeps '<' and non-ASCII as they are
+    # (transformers' filter, not Jinja's); the second message with role 'skip' is skipped.
+    lines = [
+        "<s>",
+        '    [user] "Say \\"<b>hi</b>\\""',
+        '    [assistant] "héllo"',
+        '    [user] "again"',
+    ]
+    want = "\n".join(lines) + "\n[assistant]"
+    assert tok.render_chat_template(messages) == want
+    assert (
+        tok.render_chat_template(messages, add_generation_prompt=False)
+        == want[: -len("[assistant]")]
+    )
+    assert tok.apply_chat_template(messages) == tok.encode(want, add_special_tokens=False)
+    with pytest.raises(ValueError) as info:
+        tok.apply_chat_template(messages[1:])
+    assert str(info.value) == (
+        "the chat template refused the messages: roles must alternate user/assistant"
+    )
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_encode_refuses_what_is_not_text_naming_it(tokenizer_file):
+    tokenizer = decoding.load_tokenizer(tokenizer_file)
+    with pytest.raises(TypeError) as info:
+        tokenizer.encode([3, 4])
+    assert str(info.value) == "text must be a str, got [3, 4]"
+
+
+def test_a_checkpoint_without_a_template_is_refused_saying_so(tmp_path, trained):
+    folder = folder_with(tmp_path, trained, {"bos_token": "<s>"})
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(folder).apply_chat_template([{"role": "user", "content": "hi"}])
+    assert str(info.value) == (
+        f"{folder} has no chat template (none in tokenizer_config.json, chat_template.jinja, "
+        "chat_template.json or the GGUF's tokenizer.chat_template)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda t: t.encode(3), TypeError, "text must be a str, got 3"),
+        (lambda t: t.encode("a", add_special_tokens=1), TypeError,
+         "add_special_tokens must be a bool, got 1"),
+        (lambda t: t.decode([1, "x"]), TypeError, "ids[1] must be an int token id, got 'x'"),
+        (lambda t: t.decode(7), TypeError, "ids must be a sequence of ints, got 7"),
+        (lambda t: t.decode([1, 10**6]), ValueError,
+         "ids[1] = 1000000 is not a token id of this tokenizer (it has 400 tokens)"),
+        (lambda t: t.decode([1], skip_special_tokens=None), TypeError,
+         "skip_special_tokens must be a bool, got None"),
+        (lambda t: t.apply_chat_template("hi"), TypeError,
+         "messages must be a sequence of dicts, got 'hi'"),
+        (lambda t: t.apply_chat_template([{"role": "user", "content": "x"}], 1), TypeError,
+         "add_generation_prompt must be a bool, got 1"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_named(tmp_path, trained, call, error, message):
+    tok = decoding.load_tokenizer(folder_with(tmp_path, trained, {"chat_template": CHATML}))
+    with pytest.raises(error) as info:
+        call(tok)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("pre", "model", "named"),
+    [
+        ("falcon", "gpt2", "tokenizer.ggml.pre 'falcon' is not supported"),
+        ("gpt-2", "llama", "tokenizer.ggml.model 'llama' is not supported"),
+    ],
+)
+def test_gguf_tokenizers_not_implemented_are_refused_by_name(tmp_path, trained, pre, model, named):
+    path = write_gguf_tokenizer(tmp_path / "t.gguf", trained, pre, model=model)
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    assert str(info.value).startswith(f"{path}: {named} (")
+
+
+def test_a_gguf_without_a_template_is_refused_saying_so(tmp_path, trained):
+    tok = decoding.load_tokenizer(
+        write_gguf_tokenizer(tmp_path / "t.gguf", trained, "gpt-2", template=None)
+    )
+    with pytest.raises(ValueError, match="has no chat template"):
+        tok.apply_chat_template([{"role": "user", "content": "hi"}])

@@ -1,0 +1,543 @@
+"""`decoding.testing.checks`, specified: what `check_model` drives, what `CheckedLM` and
+`check_results` accept and reject (broken models and broken decoders' results), and the exact
+message each failure gives (docs/testing.md: every check names the call or step, the prompt,
+the row or the beam).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+
+import decoding
+from decoding import Beam, BeamSearchDecoder, LanguageModel, ScriptedLM
+from decoding.testing import CheckedLM, check_model, check_results, reference_beam_search
+from decoding.testing import reference as literal
+
+from fakes import UNIFORM, NotReordered, SequencesLM, good
+
+PROMPTS = [[0, 1], [2], [3, 3, 1]]
+
+
+class Sequences(LanguageModel):
+    """Keeps the sequences as its state (the docs' example), each state tagged with the number
+    of the extend call that made it (0: prefill), and logs every extend call."""
+
+    vocab_size = 4
+
+    def __init__(self, limit=None):
+        self.max_sequence_length = limit
+        self.log = []  # (tag of the state extended, parents, tokens, parents dtype)
+        self.calls = 0
+
+    def next_token_logits(self, sequences):
+        rows = [sum((i + 1) * (t + 1) for i, t in enumerate(s)) for s in sequences]
+        return np.array([np.sin(0.7 * r + 1.3 * np.arange(4)) for r in rows]).reshape(-1, 4)
+
+    def prefill(self, prompts):
+        rows = [tuple(p) for p in prompts]
+        return self.logits(rows), (0, rows)
+
+    def extend(self, state, parents_M, tokens_M):
+        tag, rows = state
+        self.calls += 1
+        self.log.append((tag, parents_M.tolist(), tokens_M.tolist(), parents_M.dtype))
+        if self.max_sequence_length is not None:
+            longest = max((len(rows[p]) + 1 for p in parents_M), default=0)
+            if longest > self.max_sequence_length:
+                raise ValueError(f"extended to {longest} tokens")
+        new = [rows[p] + (int(t),) for p, t in zip(parents_M, tokens_M, strict=True)]
+        return self.logits(new), (self.calls, new)
+
+    def logits(self, rows):
+        return self.next_token_logits(rows)
+
+
+def schedule(log):
+    """Split an extend log into fresh steps (a call followed by the same call on the same state)
+    and the other calls (older states extended again)."""
+    steps, others, i = [], [], 0
+    while i < len(log):
+        if i + 1 < len(log) and log[i][:3] == log[i + 1][:3]:
+            steps.append(log[i])
+            i += 2
+        else:
+            others.append(log[i])
+            i += 1
+    return steps, others
+
+
+def random_steps(seeds, steps=8):
+    """(rows of the state extended, parents, tokens) of every step after the first, non-empty."""
+    out = []
+    for seed in seeds:
+        model = Sequences()
+        sizes = {0: len(PROMPTS)}
+        check_model(model, PROMPTS, steps=steps, seed=seed)
+        count = 0
+        for tag, parents, tokens, _ in model.log:
+            count += 1
+            sizes[count] = len(parents)
+            out.append((sizes[tag], parents, tokens))
+    return out
+
+
+class Off(Sequences):
+    """Its prefill/extend logits are off by 1e-6 from next_token_logits (float64): outside the
+    float64 default tolerance 1e-9, inside tol=1e-5."""
+
+    def __init__(self, where=("prefill", "extend"), **kw):
+        super().__init__(**kw)
+        self.where = where
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return logits + (1e-6 if "prefill" in self.where else 0.0), state
+
+    def extend(self, state, parents_M, tokens_M):
+        logits, new = super().extend(state, parents_M, tokens_M)
+        return logits + (1e-6 if "extend" in self.where else 0.0), new
+
+
+class OffFrom(Sequences):
+    """Correct, except that from the ``first``-th extend call on its logits are off by
+    ``offset`` (1e-6 by default: within a loose tol, beyond the float64 one)."""
+
+    def __init__(self, first, offset=1e-6):
+        super().__init__()
+        self.first, self.offset = first, offset
+
+    def extend(self, state, parents_M, tokens_M):
+        logits, new = super().extend(state, parents_M, tokens_M)
+        return logits + (self.offset if self.calls >= self.first else 0.0), new
+
+
+class EmptyAs1D(Sequences):
+    """A common slip: building the logits with np.array(list_of_rows), which is 1-D (shape
+    (0,)) when there are no rows."""
+
+    def logits(self, rows):
+        return np.array([self.next_token_logits([r])[0] for r in rows])
+
+
+class NumpyCache(Sequences):
+    """A correct model whose cache is an array gathered with ``cache[parents_M]`` (which needs
+    an integer parents array, empty or not)."""
+
+    def prefill(self, prompts):
+        logits, (tag, rows) = super().prefill(prompts)
+        return logits, (tag, rows, np.arange(len(rows)))
+
+    def extend(self, state, parents_M, tokens_M):
+        tag, rows, ids = state
+        ids[parents_M]  # fancy indexing: fails on a float array
+        logits, (tag, new) = super().extend((tag, rows), parents_M, tokens_M)
+        return logits, (tag, new, np.arange(len(new)))
+
+
+class SortedParents(Sequences):
+    """Mutant: expands rows by counts (``np.repeat(rows, bincount(parents))``), which is right
+    only when parents_M is sorted."""
+
+    def extend(self, state, parents_M, tokens_M):
+        tag, rows = state
+        counts = np.bincount(parents_M, minlength=len(rows))
+        order = np.repeat(np.arange(len(rows)), counts)
+        return super().extend(state, order, tokens_M)
+
+
+class MutatesState(SequencesLM):
+    """Mutant: extend appends to the old state's lists in place (a state is not a value)."""
+
+    def extend(self, state, parents_M, tokens_M):
+        sequences = []
+        for p, t in zip(parents_M, tokens_M, strict=True):
+            state[p].append(int(t))
+            sequences.append(list(state[p]))
+        return self.next_token_logits(sequences), sequences
+
+
+class StaleCache(SequencesLM):
+    """Mutant: extend ignores the state it is given and uses the one it returned last."""
+
+    def prefill(self, prompts):
+        logits, self.last = super().prefill(prompts)
+        return logits, self.last
+
+    def extend(self, state, parents_M, tokens_M):
+        logits, self.last = super().extend(self.last, parents_M, tokens_M)
+        return logits, self.last
+
+
+class WrongDtype(SequencesLM):
+    """Mutant: integer logits."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return logits.astype(np.int64), state
+
+
+BROKEN_MODELS = [NotReordered, MutatesState, StaleCache, WrongDtype]
+
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [1, 5, 8, 9])
+def test_check_model_makes_steps_extends_each_repeated_on_the_same_state(steps):
+    model = Sequences()
+    check_model(model, PROMPTS, steps=steps)
+    fresh, others = schedule(model.log)
+    assert len(fresh) == steps
+    # The first extend continues the prefill's rows reversed, each twice (a reorder and a
+    # duplicate at once: a model ignoring parents_M fails at extend #1).
+    assert fresh[0][:2] == (0, [2, 2, 1, 1, 0, 0])
+    # Exactly one step is empty, mid-run.
+    empty = [i + 1 for i, call in enumerate(fresh) if not call[1]]
+    assert empty == ([steps // 2] if steps >= 2 else [])
+    # Every parents array is int64, as the LanguageModel contract says.
+    assert all(call[3] == np.int64 for call in model.log)
+
+
+def test_check_model_defaults_to_8_steps_and_extends_older_states_again():
+    model = Sequences()
+    check_model(model, PROMPTS)
+    fresh, others = schedule(model.log)
+    assert len(fresh) == 8
+    # Every 4th step, an older state (not the one that step made) gets all its rows extended
+    # again, with new tokens.
+    older = [(j, call) for j, call in enumerate(model.log) if call in others]
+    assert len(older) == 2
+    # The states made so far (the prefill's, then each non-empty step's), in order: an older
+    # state extended again is the one before the newest.
+    made, redone = [0], []
+    for j, (tag, parents, tokens, _) in enumerate(model.log):
+        if (tag, parents, tokens, _) in others:
+            assert parents == list(range(len(parents))) and parents
+            redone.append(tag)
+            assert tag == made[-2], (j, made)
+        elif parents and (j == 0 or model.log[j - 1][:3] != (tag, parents, tokens)):
+            made.append(j + 1)  # a fresh step's call made state j + 1 (calls count from 1)
+    assert len(redone) == 2
+
+
+def test_check_model_random_parents_drop_and_duplicate_and_tokens_cover_the_vocabulary():
+    calls = random_steps(range(12))
+    nonempty = [(rows, p, t) for rows, p, t in calls if p]
+    assert all(1 <= len(p) <= 2 * rows for rows, p, _ in nonempty)
+    assert any(len(p) == 1 and rows > 1 for rows, p, _ in nonempty)  # rows dropped
+    assert any(len(p) == 2 * rows for rows, p, _ in nonempty[2:])  # the most, after step 1
+    assert all(0 <= q < rows for rows, p, _ in nonempty for q in p)
+    tokens = {x for _, _, t in nonempty for x in t}
+    assert tokens == {0, 1, 2, 3}
+    for seed in range(4):  # the steps' own tokens (not only the older states' ones) take 0
+        model = Sequences()
+        check_model(model, PROMPTS, seed=seed)
+        fresh, _ = schedule(model.log)
+        if any(0 in tokens for _, _, tokens, _ in fresh):
+            break
+    else:
+        raise AssertionError("no step drew token 0")
+
+
+@pytest.mark.parametrize("limit", [3, 4, 5])
+def test_check_model_respects_max_sequence_length_and_still_makes_its_steps(limit):
+    """Prompts of 2 and 1 tokens grow up to the limit; a state whose rows reached it is not
+    extended (the prefill's rows are, instead), and never past it (the model would raise)."""
+    model = Sequences(limit=limit)
+    check_model(model, [[0, 1], [2]], steps=8)
+    fresh, others = schedule(model.log)
+    assert len(fresh) == 8
+    lengths = [len(p) for p in [[0, 1], [2]]]
+    assert max(lengths) < limit
+
+
+def test_check_model_extends_older_states_only_below_max_sequence_length():
+    """A prompt of 3 tokens under a limit of 4: one token fits; the older-state extends must not
+    grow a row of 4 (the model raises ValueError past its limit)."""
+    for seed in range(6):
+        check_model(Sequences(limit=4), [[0, 1, 2], [3]], steps=8, seed=seed)
+
+
+def test_check_model_at_the_limit_only_extends_by_empty_steps():
+    model = Sequences(limit=2)
+    check_model(model, [[0, 1], [2, 3]], steps=6)
+    assert all(parents == [] for _, parents, _, _ in model.log)
+    assert len(model.log) == 2  # the empty step (extend #3) and its repeat are still made
+
+
+def test_check_model_passes_int64_parents_even_when_empty():
+    check_model(NumpyCache(), PROMPTS, steps=9)
+    for seed in range(4):
+        check_model(NumpyCache(), PROMPTS, seed=seed)
+
+
+def test_check_results_tol_is_absolute_near_zero():
+    """A near-certain token: log-probs ~1e-7 that differ by more than 1e-6 relative but less
+    than 1e-6 absolute pass the score, sum and model checks."""
+    model = ScriptedLM({(): [0.0, -30.0]}, vocab_size=2)  # log p(0) ~ -9.4e-14
+    beam = Beam((0,), -1e-7, -1.2e-7, False, (-1.3e-7,))
+    check_results([[beam]], [[0]], 1, 1, 0.6, None, model=model)
+
+
+def test_check_model_is_reproducible_and_its_default_seed_is_0():
+    runs = []
+    for kwargs in ({}, {}, {"seed": 0}):
+        model = Sequences()
+        check_model(model, PROMPTS, **kwargs)
+        runs.append(model.log)
+    assert runs[0] == runs[1] == runs[2]
+    other = Sequences()
+    check_model(other, PROMPTS, seed=1)
+    assert other.log != runs[0]
+
+
+def test_check_model_continues_the_newest_state_and_every_third_step_a_random_one():
+    older = 0
+    for seed in range(8):
+        model = Sequences()
+        check_model(model, PROMPTS, seed=seed)
+        newest, step, i = 0, 0, 0
+        while i < len(model.log):
+            tag, parents, tokens, _ = model.log[i]
+            if i + 1 < len(model.log) and model.log[i + 1][:3] == (tag, parents, tokens):
+                step += 1
+                if step % 3:
+                    assert tag == newest, (seed, step)
+                else:
+                    older += tag != newest
+                if parents:
+                    newest = i + 1  # the state this call made (calls count from 1)
+                i += 2
+            else:
+                i += 1
+    assert older
+
+
+def test_check_model_older_states_are_extended_with_any_token():
+    drawn = set()
+    for seed in range(6):
+        model = Sequences()
+        check_model(model, PROMPTS, seed=seed)
+        drawn |= {t for _, _, tokens, _ in schedule(model.log)[1] for t in tokens}
+    assert drawn == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("mutant", BROKEN_MODELS, ids=lambda m: m.__name__)
+def test_check_model_catches_broken_models(mutant):
+    with pytest.raises(AssertionError, match="prefill|extend"):
+        check_model(mutant(), [[0, 1], [2], [3, 3, 1]])
+
+
+@pytest.mark.parametrize("mutant", [NotReordered, MutatesState], ids=lambda m: m.__name__)
+def test_checked_lm_catches_a_broken_model_during_a_decode(mutant):
+    with pytest.raises(AssertionError, match=r"step \d+ \(extend\): row \d+"):
+        BeamSearchDecoder(3, 5, 0.6, None).decode(CheckedLM(mutant()), [[0, 1], [2]])
+
+
+def test_check_results_catches_the_prompt_counted_in_the_length():
+    prompts_ = [[0, 1, 3], [2]]
+    results = BeamSearchDecoder(3, 4, 0.6, 2).decode(good(), prompts_)
+    check_results(results, prompts_, 3, 4, 0.6, 2, model=good())
+    mutant = [
+        [attrs.evolve(b, score=b.logprob / (len(p) + len(b.tokens)) ** 0.6) for b in beams]
+        for p, beams in zip(prompts_, results, strict=True)
+    ]
+    with pytest.raises(AssertionError, match=r"prompt 0, beam 0: score == logprob / len"):
+        check_results(mutant, prompts_, 3, 4, 0.6, 2)
+
+
+def test_check_results_catches_no_log_softmax():
+    prompts_ = [[0, 1], [3]]
+    model = good()
+    results = BeamSearchDecoder(2, 3, 1.0, None).decode(model, prompts_)
+    raw = []  # the mutant ranks raw logits as if they were log-probs
+    for p, beams in zip(prompts_, results, strict=True):
+        mutant = []
+        for b in beams:
+            lps = [
+                float(model.next_token_logits([tuple(p) + b.tokens[:i]])[0][t])
+                for i, t in enumerate(b.tokens)
+            ]
+            total = literal.sum_left(lps)
+            mutant.append(
+                attrs.evolve(b, logprob=total, score=total / len(b.tokens), token_logprobs=lps)
+            )
+        raw.append(sorted(mutant, key=lambda b: -b.score))
+    check_results(raw, prompts_, 2, 3, 1.0, None)  # self-consistent...
+    with pytest.raises(AssertionError, match="logprob equals score_continuations"):
+        check_results(raw, prompts_, 2, 3, 1.0, None, model=model)  # ...but not the model's
+
+
+def test_kit_catches_cross_prompt_pooling():
+    prompts_ = [[0], [2]]
+    model = good()
+    per_prompt = reference_beam_search(model, prompts_, 2, 2, 0.6, None)
+    pooled = sorted((b for beams in per_prompt for b in beams), key=lambda b: -b.score)[:2]
+    mutant = [pooled, pooled]
+    assert mutant != per_prompt
+    with pytest.raises(AssertionError, match="logprob equals score_continuations"):
+        check_results(mutant, prompts_, 2, 2, 0.6, None, model=model)
+
+
+def test_check_model_passes_the_project_models():
+    check_model(decoding.NumpyTransformerLM(), [[1, 2, 3], [4, 5], [6]])  # float32, tol 1e-4
+    check_model(decoding.NumpyTransformerLM(dtype="float64"), [[1, 2, 3], [4, 5]])
+    check_model(good(), [[0], [1, 2]])
+    check_model(SequencesLM(), [[0], [1, 2]], steps=12, seed=3)
+
+
+def test_checked_lm_forwards_and_returns_the_inner_results():
+    inner = decoding.NumpyTransformerLM()
+    checked = CheckedLM(inner)
+    assert checked.vocab_size == inner.vocab_size
+    assert checked.max_sequence_length == inner.max_sequence_length
+    decoder = BeamSearchDecoder(3, 4, 0.6, 7)
+    assert decoder.decode(checked, [[1, 2], [3]]) == decoder.decode(inner, [[1, 2], [3]])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r + [[]], "one list per prompt"),
+        (lambda r: [r[0] * 2], "at most beam_width"),
+        (lambda r: [r[0][::-1]], "best first"),
+        (lambda r: [[r[0][0], r[0][0]]], "distinct"),
+        (
+            lambda r: [[attrs.evolve(r[0][0], finished=not r[0][0].finished, finish_reason=None)]],
+            "finished iff",
+        ),
+        (lambda r: [[attrs.evolve(r[0][0], token_logprobs=(0.0,) * len(r[0][0].tokens))]], "sum"),
+    ],
+)
+def test_check_results_names_each_invariant(change, message):
+    results = BeamSearchDecoder(2, 3, 0.6, 2).decode(UNIFORM, [[0]])
+    assert len(results[0]) == 2 and results[0][0].score > results[0][1].score
+    check_results(results, [[0]], 2, 3, 0.6, 2)
+    with pytest.raises(AssertionError, match=message):
+        check_results(change(results), [[0]], 2, 3, 0.6, 2)
+
+
+def test_check_results_catches_eos_inside_and_too_long():
+    beam = decoding.Beam((2, 0), -1.0, -1.0 / 2**0.6, False, (-0.5, -0.5))
+    with pytest.raises(AssertionError, match="EOS before the end"):
+        check_results([[beam]], [[0]], 2, 3, 0.6, 2)
+    with pytest.raises(AssertionError, match="length 1..max_new_tokens=1"):
+        check_results([[beam]], [[0]], 2, 1, 0.6, None)
+
+
+def test_check_model_uses_the_given_tol_at_every_comparison():
+    check_model(Off(), PROMPTS, tol=1e-5)
+    with pytest.raises(
+        AssertionError, match=r"^prefill: row 0 \(sequence \(0, 1\)\) logit of token"
+    ):
+        check_model(Off(), PROMPTS)
+    with pytest.raises(AssertionError, match=r"\(tol 1e-09\)$"):
+        check_model(Off(where=("extend",)), PROMPTS)
+
+
+@pytest.mark.parametrize("first", range(1, 16))
+def test_check_model_uses_the_given_tol_on_repeats_and_older_states(first):
+    """Whatever call is the first one off (a fresh step, its repeat, an older state extended
+    again), tol=1e-5 accepts it; the default float64 tolerance rejects it there."""
+    check_model(OffFrom(first), PROMPTS, tol=1e-5)
+    with pytest.raises(AssertionError, match=r"\(tol 1e-09\)$"):
+        check_model(OffFrom(first), PROMPTS)
+
+
+def test_checked_lm_uses_its_tol():
+    decoder = BeamSearchDecoder(2, 3, 0.6, None)
+    decoder.decode(CheckedLM(Off(), tol=1e-5), [[0, 1], [2]])
+    decoder.decode(CheckedLM(Off(where=("extend",)), tol=1e-5), [[0, 1], [2]])
+    with pytest.raises(AssertionError, match=r"^prefill: row 0 .*\(tol 1e-09\)$"):
+        decoder.decode(CheckedLM(Off()), [[0, 1], [2]])
+    with pytest.raises(AssertionError, match=r"^step 1 \(extend\): row 0 .*\(tol 1e-09\)$"):
+        decoder.decode(CheckedLM(Off(where=("extend",))), [[0, 1], [2]])
+
+
+def test_check_model_names_an_older_state_extended_again():
+    """The 9th call is the older state extended again after step 4 (step 1..4 are two calls
+    each); a model wrong from then on is caught there, by that name."""
+    with pytest.raises(AssertionError) as raised:
+        check_model(OffFrom(9, offset=1.0), PROMPTS)
+    assert str(raised.value).startswith(
+        "extend #4, an older state extended again: row 0 (sequence "
+    )
+
+
+def test_check_model_catches_a_1d_empty_extend_and_names_the_empty_call():
+    with pytest.raises(AssertionError) as raised:
+        check_model(EmptyAs1D(), PROMPTS)
+    assert str(raised.value) == (
+        "extend #4 (parents [], tokens []): logits shape (0,), expected (0, 4)"
+    )
+
+
+def test_check_model_catches_a_sorted_parents_assumption_at_the_first_step():
+    with pytest.raises(AssertionError, match=r"^extend #1 \(parents \[2, 2, 1, 1, 0, 0\], "):
+        check_model(SortedParents(), PROMPTS, steps=1)
+
+
+@pytest.mark.parametrize("first", [1, 2, 3])
+def test_checked_lm_numbers_extend_steps_from_1(first):
+    with pytest.raises(AssertionError, match=rf"^step {first} \(extend\): row 0 "):
+        BeamSearchDecoder(2, 4, 0.6, None).decode(CheckedLM(OffFrom(first, offset=1.0)), [[0, 1]])
+
+
+def test_check_results_defaults_to_alpha_0_6_like_the_decoder():
+    results = BeamSearchDecoder(2, 3, eos_token_id=2).decode(UNIFORM, [[0]])
+    check_results(results, [[0]], 2, 3, eos_token_id=2)
+    linear = BeamSearchDecoder(2, 3, 1.0, 2).decode(UNIFORM, [[0]])
+    assert any(len(b.tokens) > 1 for b in linear[0])
+    with pytest.raises(AssertionError, match="score == logprob / len"):
+        check_results(linear, [[0]], 2, 3, eos_token_id=2)
+
+
+def test_check_results_takes_several_eos_ids():
+    beams = [
+        Beam((3,), -1.0, -1.0, True, (-1.0,)),
+        Beam((0, 2), -2.0, -2.0 / 2**0.6, True, (-1.0, -1.0)),
+    ]
+    check_results([beams], [[0]], 2, 2, 0.6, [2, 3])
+    check_results([beams], [[0]], 2, 2, 0.6, np.array([3, 2]))
+    with pytest.raises(AssertionError, match=r"^prompt 0, beam 0: finished iff"):
+        check_results([beams], [[0]], 2, 2, 0.6, [2])
+
+
+def test_check_results_tol_is_relative_for_large_log_probs():
+    """A decoder accumulating in float32: log-prob -1000 off by 5e-4 (5e-7 relative)."""
+    model = ScriptedLM({(): [0.0, -1000.0]}, vocab_size=2)
+    beam = Beam((1,), -1000.0005, -1000.0, False, (-1000.0,))
+    check_results([[beam]], [[0]], 1, 1, 0.6, None, model=model)
+    with pytest.raises(AssertionError, match="score == logprob"):
+        check_results([[beam]], [[0]], 1, 1, 0.6, None, model=model, tol=1e-8)
+
+
+def test_check_results_best_first_message_names_both_scores():
+    beams = [
+        Beam((0,), -2.0, -2.0, False, (-2.0,)),
+        Beam((1,), -1.0, -1.0, False, (-1.0,)),
+        Beam((2,), -3.0, -3.0, False, (-3.0,)),
+    ]
+    with pytest.raises(AssertionError) as raised:
+        check_results([beams], [[0]], 3, 1, 0.0, None)
+    assert str(raised.value) == "prompt 0, beam 1: best first: score -1.0 after -2.0"
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_checked_lm_rejects_parents_and_tokens_of_different_lengths():
+    """A broken decoder passing 3 parents and 2 tokens to a model that zips them (as the docs'
+    example does) must not pass silently."""
+
+    class Lenient(Sequences):
+        def extend(self, state, parents_M, tokens_M):
+            n = min(len(parents_M), len(tokens_M))
+            return super().extend(state, parents_M[:n], tokens_M[:n])
+
+    checked = CheckedLM(Lenient())
+    _, state = checked.prefill([[0, 1], [2]])
+    with pytest.raises(AssertionError, match=r"^step 1 \(extend\): 3 parents but 2 tokens$"):
+        checked.extend(state, np.array([0, 1, 1]), np.array([2, 3]))
