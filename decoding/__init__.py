@@ -29,7 +29,9 @@ from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.rerank import RerankDecoder
 from decoding.decoders.rows import RowState
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
+from decoding.decoders.speculative import PromptLookup, SpeculativeDecoder, SpeculativeState
 from decoding.lm.base import LanguageModel
+from decoding.lm.early_exit import EarlyExit
 from decoding.lm.ensemble import Ensemble
 from decoding.lm.gpt2 import NumpyTransformerLM
 from decoding.lm.llama import NumpyLlamaLM
@@ -71,6 +73,7 @@ __all__ = [
     "BeamSearchDecoder",
     "BeamState",
     "Decoder",
+    "EarlyExit",
     "Ensemble",
     "GenerationConfig",
     "GreedyDecoder",
@@ -81,12 +84,15 @@ __all__ = [
     "NoRepeatNGram",
     "NumpyLlamaLM",
     "NumpyTransformerLM",
+    "PromptLookup",
     "RepetitionPenalty",
     "RerankDecoder",
     "RowState",
     "SamplingDecoder",
     "Scorer",
     "ScriptedLM",
+    "SpeculativeDecoder",
+    "SpeculativeState",
     "StepContext",
     "Temperature",
     "TopK",

@@ -44,6 +44,12 @@ class Beam:
             decoder ranked with (after logits processors and the log-softmax); they sum to
             ``logprob`` (to rounding). Empty for a `Beam` built by hand without them; not
             compared by ``==``.
+        accepted_draft_tokens: for `SpeculativeDecoder` results, how many of ``tokens`` were
+            draft proposals the target accepted; None for other decoders. Not compared by
+            ``==``.
+        draft_tokens: for `SpeculativeDecoder` results, how many draft tokens were proposed
+            to the target for this hypothesis (``accepted_draft_tokens / draft_tokens`` is its
+            acceptance rate); None for other decoders. Not compared by ``==``.
     """
 
     tokens: tuple[int, ...] = attrs.field(converter=_int_tuple)
@@ -53,6 +59,8 @@ class Beam:
     # Not part of equality: two beams are the same hypothesis when tokens and scores agree, so
     # a Beam built by hand (without per-token log-probs) compares equal to a decoder's.
     token_logprobs: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple, eq=False)
+    accepted_draft_tokens: int | None = attrs.field(default=None, eq=False)
+    draft_tokens: int | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

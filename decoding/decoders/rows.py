@@ -91,6 +91,8 @@ class RowState:
     noise: Noise | None  # the random numbers a sampling search draws from, or None
     model_row_M: np.ndarray  # int64, row of the model state each live row continues
     model: LanguageModel | None = None  # the model the search runs on (a state belongs to it)
+    # The processors' memo of the last call (see StepContext.memo), None without processors.
+    processor_memo: dict[object, object] | None = None
 
     @property
     def step(self) -> int:
@@ -151,6 +153,7 @@ class RowDecoder(EosSetting, Decoder):
         rows = batch * samples
         prompt_index_R = np.repeat(np.arange(batch), samples)
         logits_MV, model_state = None, None
+        memo: dict[object, object] = {}
         if checked:
             logits, model_state = model.prefill(checked)
             logits_MV = owned_logits(
@@ -165,6 +168,7 @@ class RowDecoder(EosSetting, Decoder):
                     0,
                     checked,
                     prompt_index_R,
+                    memo=memo,
                 ),
             )
         return RowState(
@@ -179,6 +183,7 @@ class RowDecoder(EosSetting, Decoder):
             noise=None if not checked else self.noise(batch),
             model_row_M=frozen(prompt_index_R),
             model=model,
+            processor_memo=memo if processors else None,
         )
 
     def done(self, state: RowState) -> bool:
@@ -229,6 +234,7 @@ class RowDecoder(EosSetting, Decoder):
         tokens_RT = np.concatenate([state.tokens_RT, token_R[:, None]], axis=1)
 
         logits_MV, model_state = None, state.model_state
+        memo: dict[object, object] = {}
         if new_length < self.max_new_tokens and not ends_M.all():
             going_M = np.flatnonzero(~ends_M)
             next_rows_M = rows_M[going_M]
@@ -246,6 +252,9 @@ class RowDecoder(EosSetting, Decoder):
                     new_length,
                     state.prompts,
                     next_rows_M // state.samples,
+                    parent_M=going_M,
+                    previous=state.processor_memo,
+                    memo=memo,
                 ),
             )
         return attrs.evolve(
@@ -259,6 +268,7 @@ class RowDecoder(EosSetting, Decoder):
             logits_MV=logits_MV,
             model_state=model_state,
             model_row_M=frozen(np.arange(0 if logits_MV is None else len(logits_MV))),
+            processor_memo=memo if self.all_processors else None,
         )
 
     def finalize(self, state: RowState) -> list[list[Beam]]:
