@@ -19,6 +19,7 @@ from importlib import metadata as _metadata
 
 from decoding._memory import MAX_ROWS, memory_limit, set_memory_limit
 from decoding.decoders.base import Decoder
+from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder, DiverseBeamState
 from decoding.decoders.beam.search import (
     MAX_BEAM_WIDTH,
     BeamSearchDecoder,
@@ -73,6 +74,8 @@ __all__ = [
     "BeamSearchDecoder",
     "BeamState",
     "Decoder",
+    "DiverseBeamSearchDecoder",
+    "DiverseBeamState",
     "EarlyExit",
     "Ensemble",
     "GenerationConfig",

@@ -182,6 +182,7 @@ def select(
     scorer: Scorer,
     step: int,
     keep: int | None = None,
+    normaliser: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """Rank every prompt's pool and keep its best ``K`` (see the module docstring).
 
@@ -193,13 +194,18 @@ def select(
         step: named in the error for NaN or ``+inf`` logits.
         keep: how many entries to return per prompt, best first (default ``K``); each live
             row then offers its top ``min(max(2K, keep), V)`` tokens.
+        normaliser: ``(peak [M, 1], log_total [M, 1])`` float64 such that a token's log-prob
+            is ``(logits - peak) - log_total``; by default the log-softmax's own. (Diverse
+            beam search passes penalised log-probs with zeros: they are then taken as they
+            are, unnormalised.)
     """
     # Differences of extreme finite logits (1e308 - -1e308) overflow to -inf: an impossible
     # token, which is the right answer, so no warning.
     with np.errstate(over="ignore"):
         return _select_pools(
-            logits_MV, live_BK, logprob_BK, length_BK, finished_BK, new_length, scorer, step, keep
-        )
+            logits_MV, live_BK, logprob_BK, length_BK, finished_BK, new_length, scorer, step,
+            keep, normaliser,
+        )  # fmt: skip
 
 
 def _select_pools(
@@ -212,6 +218,7 @@ def _select_pools(
     scorer: Scorer,
     step: int,
     keep: int | None = None,
+    normaliser: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """`select` without the error state."""
     batch, width = live_BK.shape
@@ -221,7 +228,10 @@ def _select_pools(
     blocks = vocab // size
     block_max_MN = _interleaved_block_max(logits_MV, size) if size > 1 else logits_MV
     peak_M1 = check_peak(block_max_MN.max(axis=1, keepdims=True), step)
-    peak_M1, log_total_M1 = log_normaliser(logits_MV, peak_M1)
+    if normaliser is None:
+        peak_M1, log_total_M1 = log_normaliser(logits_MV, peak_M1)
+    else:
+        peak_M1, log_total_M1 = normaliser
     held_logprob_BK = np.where(finished_BK, logprob_BK, -np.inf)
 
     # Best possible total of each block: parent logprob + the block's best log-prob.
@@ -309,14 +319,17 @@ def ranked_pool(
     new_length: int,
     scorer: Scorer,
     step: int,
+    normaliser: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """Every prompt's whole pool, ranked: the held finished beams and each live beam's top
     ``C = min(2K, V)`` tokens, best first (empty entries, logprob ``-inf``, last). The best
-    ``K`` are what `select` keeps; `decoding.trace` shows the rest as pruned."""
+    ``K`` are what `select` keeps; `decoding.trace` shows the rest as pruned. ``normaliser``
+    as for `select`."""
     batch, width = live_BK.shape
     with np.errstate(over="ignore"):
         peak_M1 = check_peak(logits_MV.max(axis=1, keepdims=True, initial=-np.inf), step)
-        normaliser = log_normaliser(logits_MV, peak_M1)
+        if normaliser is None:
+            normaliser = log_normaliser(logits_MV, peak_M1)
         pool, order_BP = _ranked(
             logits_MV, normaliser, live_BK, logprob_BK, length_BK,
             np.where(finished_BK, logprob_BK, -np.inf), new_length, scorer, step,
