@@ -18,6 +18,7 @@ best = results[0][0]  # a decoding.Beam: tokens, logprob, score, finished, token
 from importlib import metadata as _metadata
 
 from decoding._memory import MAX_ROWS, memory_limit, set_memory_limit
+from decoding.constraints import RegexConstraint
 from decoding.decoders.base import Decoder
 from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder, DiverseBeamState
 from decoding.decoders.beam.search import (
@@ -89,6 +90,7 @@ __all__ = [
     "NumpyTransformerLM",
     "PromptLookup",
     "RepetitionPenalty",
+    "RegexConstraint",
     "RerankDecoder",
     "RowState",
     "SamplingDecoder",
