@@ -28,6 +28,7 @@ from decoding.decoders.beam.search import (
     batched_beam_search,
 )
 from decoding.decoders.greedy import GreedyDecoder
+from decoding.decoders.mbr import MBRDecoder
 from decoding.decoders.rerank import RerankDecoder
 from decoding.decoders.rows import RowState
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
@@ -84,6 +85,7 @@ __all__ = [
     "LanguageModel",
     "LengthPenalty",
     "LogitsProcessor",
+    "MBRDecoder",
     "MinNewTokens",
     "NoRepeatNGram",
     "NumpyLlamaLM",
