@@ -49,7 +49,8 @@ class Beam:
             ``==``.
         draft_tokens: for `SpeculativeDecoder` results, how many draft tokens were proposed
             to the target for this hypothesis (``accepted_draft_tokens / draft_tokens`` is its
-            acceptance rate); None for other decoders. Not compared by ``==``.
+            acceptance rate); None for other decoders. Neither is compared by ``==`` nor shown
+            by ``repr``.
     """
 
     tokens: tuple[int, ...] = attrs.field(converter=_int_tuple)
@@ -59,8 +60,8 @@ class Beam:
     # Not part of equality: two beams are the same hypothesis when tokens and scores agree, so
     # a Beam built by hand (without per-token log-probs) compares equal to a decoder's.
     token_logprobs: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple, eq=False)
-    accepted_draft_tokens: int | None = attrs.field(default=None, eq=False)
-    draft_tokens: int | None = attrs.field(default=None, eq=False)
+    accepted_draft_tokens: int | None = attrs.field(default=None, eq=False, repr=False)
+    draft_tokens: int | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
