@@ -20,7 +20,7 @@ from importlib import metadata as _metadata
 from decoding._memory import MAX_ROWS, memory_limit, set_memory_limit
 from decoding.constraints import RegexConstraint
 from decoding.decoders.base import Decoder
-from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder, DiverseBeamState
+from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder
 from decoding.decoders.beam.search import (
     MAX_BEAM_WIDTH,
     BeamSearchDecoder,
@@ -32,7 +32,7 @@ from decoding.decoders.mbr import MBRDecoder
 from decoding.decoders.rerank import RerankDecoder
 from decoding.decoders.rows import RowState
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
-from decoding.decoders.speculative import PromptLookup, SpeculativeDecoder, SpeculativeState
+from decoding.decoders.speculative import PromptLookup, SpeculativeDecoder
 from decoding.lm.base import LanguageModel
 from decoding.lm.early_exit import EarlyExit
 from decoding.lm.ensemble import Ensemble
@@ -77,7 +77,6 @@ __all__ = [
     "BeamState",
     "Decoder",
     "DiverseBeamSearchDecoder",
-    "DiverseBeamState",
     "EarlyExit",
     "Ensemble",
     "GenerationConfig",
@@ -99,7 +98,6 @@ __all__ = [
     "Scorer",
     "ScriptedLM",
     "SpeculativeDecoder",
-    "SpeculativeState",
     "StepContext",
     "Temperature",
     "TopK",

@@ -39,7 +39,12 @@ def _vocabulary(tokenizer: Any) -> tuple[bytes | None, ...]:
         if token is None or isinstance(token, bytes):
             found.append(token)
         elif isinstance(token, str):
-            found.append(token.encode("utf-8"))
+            try:
+                found.append(token.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"tokenizer[{i}] is not encodable as UTF-8: {brief(token)}"
+                ) from None
         else:
             raise TypeError(f"tokenizer[{i}] must be a str, bytes or None, got {brief(token)}")
     return tuple(found)

@@ -46,7 +46,7 @@ from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext, Temperature, check_processors
 from decoding.results import Beam, TraceEntry
 
-__all__ = ["PromptLookup", "SpeculativeDecoder", "SpeculativeState"]
+__all__ = ["MAX_DRAFT_TOKENS", "PromptLookup", "SpeculativeDecoder", "SpeculativeState"]
 
 
 def _max_ngram(value: int) -> int:
@@ -96,8 +96,16 @@ def _draft(value: LanguageModel | PromptLookup) -> LanguageModel | PromptLookup:
     return value
 
 
+#: The most draft tokens a step proposes: each is a position of one target call and (when
+#: sampling) two random numbers per row and step.
+MAX_DRAFT_TOKENS = 256
+
+
 def _num_draft_tokens(value: int) -> int:
-    return positive_int("num_draft_tokens", value)
+    number = positive_int("num_draft_tokens", value)
+    if number > MAX_DRAFT_TOKENS:
+        raise ValueError(f"num_draft_tokens must be at most {MAX_DRAFT_TOKENS}, got {brief(value)}")
+    return number
 
 
 def _temperature(value: float) -> float:

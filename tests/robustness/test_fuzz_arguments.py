@@ -401,6 +401,11 @@ SPECS = {
         lambda v: v is None or positive(v)),
 }  # fmt: skip
 
+# The search families' rows (speculative, diverse, regex, MBR) live beside this file.
+from .search_specs import search_specs  # noqa: E402
+
+SPECS.update(search_specs(sys.modules[__name__]))
+
 # Sizes too large to build in a test (up to decoding._validate.MAX_MODEL_BYTES they are valid and
 # would be built); beyond the bound they are refused: test_model_sizes_beyond_memory_....
 SIZE_CAP = {"vocab_size": 4096, "d_model": 64, "n_heads": 8, "n_layers": 4, "n_ctx": 4096}
