@@ -302,7 +302,8 @@ def reference_diverse_beam_search(
     """Diverse beam search, literally: per prompt ``num_groups`` groups of ``beam_width /
     num_groups`` hypotheses, each starting from the prompt alone. Each step, group after group:
     a candidate's token score is its log-prob minus ``diversity_penalty`` times the number of
-    beams of earlier groups that appended that token at this step; the group's pool is its
+    beams of earlier groups that appended that token (not an EOS id) at this step; the group's
+    pool is its
     finished beams plus each live beam's ``min(2Q, V)`` best tokens by that score, ranked by
     ``(total + score) / len ** alpha`` with the pool's tie order (finished beams by rank, then
     candidates by parent rank, token score, token id); it keeps the best Q. Results: every
@@ -351,7 +352,7 @@ def reference_diverse_beam_search(
                 order = sorted(range(len(pool)), key=lambda i: -pool_scores[i])  # stable
                 groups[g] = [pool[i][0] for i in order[:size]]
                 for i in order[:size]:
-                    if pool[i][1] is not None:
+                    if pool[i][1] is not None and pool[i][1] not in eos:
                         chosen[pool[i][1]] = chosen.get(pool[i][1], 0) + 1
             if processors and not any(groups):
                 raise Stuck(step)

@@ -98,8 +98,9 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
         beam_width: K, the beams held per prompt (a positive int divisible by ``num_groups``).
         num_groups: G, the groups (a positive int).
         diversity_penalty: subtracted from a candidate token's log-prob once for every beam of
-            an earlier group (of the same prompt) that chose that token at the same step (a
-            finite number >= 0; HF's ``diversity_penalty``).
+            an earlier group (of the same prompt) that chose that token at the same step, EOS
+            ids aside (a beam that ends is out of the race, as in HF, whose running beams never
+            end); a finite number >= 0 (HF's ``diversity_penalty``).
         max_new_tokens: the most tokens generated per beam (a positive int).
         alpha: the length-penalty exponent: hypotheses rank by ``total / len ** alpha``, where
             ``total`` is the log-prob minus the penalties paid (HF's beam score).
@@ -264,8 +265,9 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
             token_BK[:, group] = chosen.token_BK
             total_BK[:, group] = chosen.logprob_BK
             length_BK[:, group] = chosen.length_BK
-            if chosen_BV is not None:
+            if chosen_BV is not None:  # tokens that go on (HF counts its running beams)
                 new_BQ = (chosen.logprob_BK > -np.inf) & (chosen.token_BK != CARRIED)
+                new_BQ &= ~np.isin(chosen.token_BK, self.eos_token_ids)
                 b_X, q_X = np.nonzero(new_BQ)
                 np.add.at(chosen_BV, (b_X, chosen.token_BK[b_X, q_X]), 1.0)
         present_BK = total_BK > -np.inf
