@@ -113,7 +113,8 @@ class RegexConstraint(LogitsProcessor):
     def __call__(self, logits_MV: np.ndarray, context: StepContext) -> np.ndarray:
         automaton = self.automaton
         state_M = self.states(context)
-        context.memo[self] = state_M
+        if context.memo is not None:
+            context.memo[self] = state_M
         rows, vocab = logits_MV.shape
         known = min(vocab, automaton.allowed_RV.shape[1])
         forbidden_MV = np.ones((rows, vocab), dtype=bool)

@@ -64,10 +64,12 @@ class StepContext:
             that each row continues by its last generated token; None on a search's first
             call, or when the decoder does not say.
         previous: the ``memo`` of that previous call, or None.
-        memo: a dict a processor may leave per-row values in for the next call, keyed by
-            itself (a stateful processor then advances each row by one token, O(1), instead
-            of rereading ``generated_MT``; `RegexConstraint` does). Values left there are
-            never edited afterwards: a search state may be stepped again.
+        memo: a dict (a new one when None is given) a processor may leave per-row values in
+            for the next call, keyed by itself: a stateful processor then advances each row by
+            one token, O(1), instead of rereading ``generated_MT`` (`RegexConstraint` does).
+            Values left there are never edited afterwards: a search state may be stepped
+            again. They may depend on the rows' tokens only (speculative decoding shares them
+            between its draft's calls and the target's).
 
     ``sequences`` (each row's prompt plus its generated tokens, as M int tuples) is built on
     first use only, so processors that read ``generated_MT`` never pay for the tuples.
@@ -80,7 +82,11 @@ class StepContext:
     prompt_index_M: np.ndarray
     parent_M: np.ndarray | None = None
     previous: dict[object, object] | None = None
-    memo: dict[object, object] = attrs.field(factory=dict)
+    memo: dict[object, object] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.memo is None:  # every context has a memo of its own
+            object.__setattr__(self, "memo", {})
 
     @functools.cached_property
     def sequences(self) -> tuple[tuple[int, ...], ...]:

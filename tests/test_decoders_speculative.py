@@ -57,6 +57,15 @@ def test_greedy_worked_case_counts_accepted_tokens():
     assert beam == decoding.GreedyDecoder(5, eos_token_id=0).decode(target, [[2, 0]])[0][0]
 
 
+def test_what_follows_an_accepted_eos_is_never_read():
+    # After EOS (0) the target has no possible token at all; the draft proposes 1, EOS.
+    target = ScriptedLM({(): {1: log(0.6), 0: log(0.4)}, (1,): {0: 0.0}, (0,): {}}, vocab_size=3)
+    for temperature in (0.0, 1.0):
+        decoder = SpeculativeDecoder(target, 3, 6, eos_token_id=0, temperature=temperature, seed=0)
+        (beam,) = decoder.decode(target, [[2]])[0]
+        assert beam.finished and beam.tokens[-1] == 0
+
+
 def test_a_draft_equal_to_the_target_has_every_proposal_accepted():
     model = tiny(1)
     (beam,) = SpeculativeDecoder(model, 4, 11).decode(model, [[1, 2, 3]])[0]

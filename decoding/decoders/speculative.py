@@ -469,7 +469,9 @@ class SpeculativeDecoder(EosSetting, Decoder):
             leading_M = np.zeros(rows, dtype=np.int64)
         cut = int(leading_M.min()) + 1  # tokens every row keeps this step
         last = p_logprobs[cut - 1]
-        blocked_M = ~(last > -np.inf).any(axis=1)
+        # A row whose accepted proposals hold an EOS id has ended: what follows is not read.
+        ended_M = np.isin(drafts_MK[:, : cut - 1], self.eos_token_ids).any(axis=1)
+        blocked_M = ~(last > -np.inf).any(axis=1) & ~ended_M
         if blocked_M.any():
             raise ValueError(
                 f"at step {length + cut}, prompt {int(live_M[np.flatnonzero(blocked_M)[0]])} "
