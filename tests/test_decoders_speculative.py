@@ -194,9 +194,10 @@ def test_the_target_is_called_once_per_step_with_several_tokens():
     assert calls["extend"] == 0
     # The first step scores the 3 drafts; later ones the pending token and 3 drafts.
     assert calls["extend_many 3"] == 1 and calls["extend_many 4"] == steps - 2
-    assert decoder.finalize(state)[0][0].tokens == decoding.GreedyDecoder(9).decode(
-        model, [[1, 2, 3]]
-    )[0][0].tokens
+    assert (
+        decoder.finalize(state)[0][0].tokens
+        == decoding.GreedyDecoder(9).decode(model, [[1, 2, 3]])[0][0].tokens
+    )
 
 
 def test_a_state_is_a_value_stepped_twice_alike():

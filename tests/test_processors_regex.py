@@ -128,15 +128,18 @@ def decoders(processor, eos):
     return [
         decoding.GreedyDecoder(8, eos, processors=[processor]),
         decoding.BeamSearchDecoder(3, 8, eos_token_id=eos, processors=[processor]),
-        decoding.BeamSearchDecoder(2, 8, eos_token_id=eos, processors=[processor],
-                                   finished="archive"),  # fmt: skip
+        decoding.BeamSearchDecoder(
+            2, 8, eos_token_id=eos, processors=[processor], finished="archive"
+        ),  # fmt: skip
         decoding.SamplingDecoder(8, eos, num_samples=3, seed=1, processors=[processor]),
         decoding.SpeculativeDecoder(decoding.PromptLookup(), 3, 8, eos, processors=[processor]),
-        decoding.SpeculativeDecoder(draft, 2, 8, eos, temperature=1.0, seed=2,
-                                    processors=[processor]),  # fmt: skip
+        decoding.SpeculativeDecoder(
+            draft, 2, 8, eos, temperature=1.0, seed=2, processors=[processor]
+        ),  # fmt: skip
         decoding.DiverseBeamSearchDecoder(4, 2, 1.0, 8, eos_token_id=eos, processors=[processor]),
-        decoding.MBRDecoder(decoding.SamplingDecoder(8, eos, num_samples=4, seed=3,
-                                                     processors=[processor])),  # fmt: skip
+        decoding.MBRDecoder(
+            decoding.SamplingDecoder(8, eos, num_samples=4, seed=3, processors=[processor])
+        ),  # fmt: skip
     ]
 
 
@@ -158,8 +161,9 @@ def test_every_finished_output_of_every_decoder_fullmatches(pattern, data):
                     assert re.fullmatch(pattern, text(beam.tokens[:-1])), (decoder, beam)
                 else:  # cut by max_new_tokens: a prefix some token sequence completes
                     state = constraint.automaton.states(np.array([beam.tokens]))
-                    assert constraint.automaton.allowed_RV[state[0]].any() or (
-                        constraint.automaton.accepting_R[state[0]]
+                    assert (
+                        constraint.automaton.allowed_RV[state[0]].any()
+                        or (constraint.automaton.accepting_R[state[0]])
                     )
 
 
