@@ -115,7 +115,7 @@ class MBRDecoder(Decoder):
             TypeError, ValueError: bad arguments (the sampler's checks), or a utility that
                 returns something other than a finite number.
         """
-        results = []
+        results: list[list[Beam]] = []
         for beams in self.sampler.decode(model, prompts):
             candidates = list(beams)[: self.num_candidates]
             if not candidates:

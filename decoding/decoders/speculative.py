@@ -48,6 +48,9 @@ from decoding.results import Beam, TraceEntry
 
 __all__ = ["MAX_DRAFT_TOKENS", "PromptLookup", "SpeculativeDecoder", "SpeculativeState"]
 
+#: A processor call's memo and the row of that call each live row continues (`StepContext`).
+Chain = tuple[dict[object, object] | None, np.ndarray | None]
+
 
 def _max_ngram(value: int) -> int:
     return positive_int("max_ngram", value)
@@ -300,7 +303,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
         model: LanguageModel,
         state: SpeculativeState,
         generated_MT: np.ndarray,
-        previous: tuple[dict[object, object] | None, np.ndarray | None],
+        previous: Chain,
         memo: dict[object, object],
     ) -> np.ndarray:
         """One position's raw ``[M, V]`` logits -> float64 log-probs after the processors,
@@ -364,7 +367,8 @@ class SpeculativeDecoder(EosSetting, Decoder):
         # -- the draft's proposals: drafts_MK and, for a model, their distributions q ---------
         # Processor memos depend on the rows' tokens only, so the draft's calls and the
         # target's share one chain: the state's memo is that of tokens[:, :target_covered].
-        previous = (state.processor_memo, state.memo_row_M)
+        previous: Chain = (state.processor_memo, state.memo_row_M)
+        chain: Chain = previous
         draft = self.draft
         draft_state, draft_covered = state.draft_state, state.draft_covered
         draft_extended = False
@@ -432,7 +436,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
         else:
             raw_positions = [None]
         p_logprobs: list[np.ndarray] = []
-        memos: list[tuple[dict[object, object] | None, np.ndarray | None]] = []
+        memos: list[Chain] = []
         chain = previous
         for i, raw in enumerate(raw_positions):
             if raw is None:  # the first step's position 1: the prefill's processed logits
@@ -459,7 +463,9 @@ class SpeculativeDecoder(EosSetting, Decoder):
                     q_draft_MK = q_MKV[rows_MK, np.arange(count), drafts_MK]
                 else:  # PromptLookup: each proposal has probability 1 under its draft
                     q_draft_MK = np.zeros((rows, count))
-                u_MK = np.column_stack([uniforms(self.num_draft_tokens + k) for k in range(count)])
+                u_MK = np.column_stack(
+                    [_present(uniforms(self.num_draft_tokens + k)) for k in range(count)]
+                )
                 # Accept with probability min(1, p / q): u < exp(log p - log q).
                 with np.errstate(divide="ignore"):
                     accept_MK = np.log(u_MK) < p_draft_MK - q_draft_MK
@@ -491,7 +497,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
                     residual_MV[np.arange(rows), drafts_MK[:, cut - 1]] = 0.0
                 empty_M = ~(residual_MV.sum(axis=1) > 0)
                 residual_MV[empty_M] = np.exp(last[empty_M])  # p == q to rounding
-            final_M = _draw(residual_MV, uniforms(2 * self.num_draft_tokens))
+            final_M = _draw(residual_MV, _present(uniforms(2 * self.num_draft_tokens)))
         if cut <= count:
             final_M = np.where(kept_draft_M, drafts_MK[:, cut - 1], final_M)
         new_MC = np.concatenate([drafts_MK[:, : cut - 1], final_M[:, None]], axis=1)
@@ -536,7 +542,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
             keep = min(draft_covered, new_length - 1)
             draft_state = draft.rewind(draft_state, draft_covered - keep)  # type: ignore[union-attr]
             draft_row_M, draft_covered = going_M, keep
-        memo, memo_rows = memos[cut - 1]
+        kept_memo, memo_rows = memos[cut - 1]
         return attrs.evolve(
             state,
             tokens_BT=frozen(tokens_BT),
@@ -557,7 +563,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
             noise=noise,
             step=state.step + 1,
             done=going_M.size == 0,
-            processor_memo=memo if self.all_processors else None,
+            processor_memo=kept_memo if self.all_processors else None,
             memo_row_M=frozen(
                 going_M if memo_rows is identity_M else np.asarray(memo_rows)[going_M]
             ),
@@ -587,7 +593,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
     ) -> tuple[tuple[TraceEntry, ...], ...]:
         """Per prompt that was live, one kept entry: the step's last token (a step may add
         several), its row's running log-prob."""
-        pools = []
+        pools: list[tuple[TraceEntry, ...]] = []
         for b in range(len(old.prompts)):
             if b not in set(old.live_M.tolist()):
                 pools.append(())
@@ -609,6 +615,12 @@ class SpeculativeDecoder(EosSetting, Decoder):
                 )
             )
         return tuple(pools)
+
+
+def _present(uniform_M: np.ndarray | None) -> np.ndarray:
+    """The random numbers of a sampling search (which always has them)."""
+    assert uniform_M is not None
+    return uniform_M
 
 
 def _draw(probs_MV: np.ndarray, uniform_M: np.ndarray) -> np.ndarray:

@@ -328,7 +328,8 @@ def reference_diverse_beam_search(
                 live = [h for h in held if not h[3]]
                 if not live:
                     continue
-                pool = [(h, None, 0.0, -1) for h in held if h[3]]  # (hyp, token, score, parent)
+                # (hypothesis, appended token or -1 for a finished one carried, score, parent)
+                pool = [(h, -1, 0.0, -1) for h in held if h[3]]
                 for parent, (tokens, total, lps, _) in enumerate(held):
                     if (tokens, total, lps, False) not in live:
                         continue
@@ -352,7 +353,7 @@ def reference_diverse_beam_search(
                 order = sorted(range(len(pool)), key=lambda i: -pool_scores[i])  # stable
                 groups[g] = [pool[i][0] for i in order[:size]]
                 for i in order[:size]:
-                    if pool[i][1] is not None and pool[i][1] not in eos:
+                    if pool[i][1] >= 0 and pool[i][1] not in eos:
                         chosen[pool[i][1]] = chosen.get(pool[i][1], 0) + 1
             if processors and not any(groups):
                 raise Stuck(step)
