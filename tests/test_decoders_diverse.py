@@ -66,7 +66,7 @@ def test_groups_are_more_diverse_than_plain_beams():
 # -- properties ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=40)
+@settings(max_examples=20)
 @given(st.data())
 def test_one_group_is_beam_search(data):
     model = data.draw(strategies.scripted_models(max_vocab=8))
@@ -92,7 +92,7 @@ def test_one_group_is_beam_search(data):
             assert a.token_logprobs == b.token_logprobs
 
 
-@settings(max_examples=60)
+@settings(max_examples=30)
 @given(st.data())
 def test_matches_the_literal_group_by_group_reference(data):
     model = data.draw(strategies.scripted_models(max_vocab=8))

@@ -118,7 +118,7 @@ def test_trace_records_each_step_last_token():
 # -- greedy: token for token greedy decoding ---------------------------------------------------
 
 
-@settings(max_examples=40)
+@settings(max_examples=20)
 @given(st.data())
 def test_greedy_equals_greedy_decoding_on_scripted_models(data):
     target = data.draw(strategies.scripted_models(max_vocab=6))
@@ -160,7 +160,7 @@ def test_greedy_equals_greedy_decoding_on_transformers(draft):
     }
     prompts = [[1, 2, 3, 1, 2], [4], [5, 6, 7, 8, 9, 5, 6]]
     processors = [decoding.NoRepeatNGram(3), decoding.BanTokens([9])]
-    for k in (1, 3, 6):
+    for k in (1, 4):
         decoder = SpeculativeDecoder(drafts[draft], k, 24, eos_token_id=7, processors=processors)
         got = decoder.decode(target, prompts)
         want = decoding.GreedyDecoder(24, eos_token_id=7, processors=processors).decode(
@@ -226,7 +226,7 @@ def tiny_pairs(draw):
     return target, draft
 
 
-@settings(max_examples=40)
+@settings(max_examples=20)
 @given(tiny_pairs(), st.data())
 def test_the_speculative_distribution_equals_the_targets_by_enumeration(pair, data):
     target, draft = pair
@@ -245,7 +245,7 @@ def test_the_speculative_distribution_equals_the_targets_by_enumeration(pair, da
         assert math.isclose(got[sequence], p, rel_tol=1e-9, abs_tol=1e-12), sequence
 
 
-@settings(max_examples=40)
+@settings(max_examples=20)
 @given(tiny_pairs(), st.data())
 def test_the_sampler_is_the_literal_algorithm_on_the_same_random_numbers(pair, data):
     target, draft = pair
@@ -275,11 +275,11 @@ def test_samples_follow_the_targets_distribution():
     draft = ScriptedLM({(): list(rng.normal(size=vocab))}, vocab_size=vocab)
     exact = sequence_distribution(target, (0, 1), 3, None, 0.8)
     samples = SpeculativeDecoder(draft, 2, 3, temperature=0.8, seed=7).decode(
-        target, [[0, 1]] * 4000
+        target, [[0, 1]] * 2500
     )
     counts = collections.Counter(r[0].tokens for r in samples)
-    total_variation = 0.5 * sum(abs(counts[s] / 4000 - p) for s, p in exact.items())
-    assert total_variation < 0.05  # 27 outcomes, 4000 samples: about 0.03 expected
+    total_variation = 0.5 * sum(abs(counts[s] / 2500 - p) for s, p in exact.items())
+    assert total_variation < 0.06  # 27 outcomes, 2500 samples: about 0.035 expected
 
 
 def test_the_same_seed_gives_the_same_samples():
@@ -321,21 +321,31 @@ def test_extend_many_crosses_cache_chunks_and_rewinds():
     assert state.sequences() == tuple(sequences)
 
 
-def test_a_model_with_its_own_state_needs_rewind():
-    class OwnState(decoding.LanguageModel):
-        vocab_size = 3
+def test_a_model_with_its_own_state_and_no_rewind_is_extended_again():
+    class Bigram(decoding.LanguageModel):
+        """The docs' fast path: the state is each row's last token; no rewind."""
+
+        vocab_size = 6
+        table = np.random.default_rng(3).normal(size=(6, 6))
 
         def next_token_logits(self, sequences):
-            return np.zeros((len(sequences), 3))
+            return self.table[[s[-1] for s in sequences]]
 
         def prefill(self, prompts):
-            return np.zeros((len(prompts), 3)), len(prompts)
+            last = np.array([p[-1] for p in prompts])
+            return self.table[last], last
 
         def extend(self, state, parents_M, tokens_M):
-            return np.zeros((len(tokens_M), 3)), len(tokens_M)
+            return self.table[np.asarray(tokens_M)], np.array(tokens_M)
 
-    with pytest.raises(TypeError, match="rewind"):
-        SpeculativeDecoder(PromptLookup(), 2, 6).decode(OwnState(), [[1, 2, 1, 2, 1]])
+    model = Bigram()
+    with pytest.raises(decoding.lm.base.RewindUnsupported):
+        model.rewind(model.prefill([[1]])[1], 1)
+    prompts = [[1, 2, 1, 2, 1], [3]]
+    want = decoding.GreedyDecoder(9).decode(model, prompts)
+    for draft in (PromptLookup(), ScriptedLM({(): [0.0, 1.0, 0.5, 0.0, 0.2, 0.1]})):
+        got = SpeculativeDecoder(draft, 3, 9).decode(model, prompts)
+        assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
 
 
 # -- errors --------------------------------------------------------------------------------------

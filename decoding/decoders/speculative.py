@@ -41,7 +41,7 @@ from decoding._validate import (
 )
 from decoding.decoders.base import Decoder, EosSetting, check_same_model, frozen, owned_logits
 from decoding.decoders.rows import PAD, Noise
-from decoding.lm.base import LanguageModel
+from decoding.lm.base import LanguageModel, RewindUnsupported
 from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext, Temperature, check_processors
 from decoding.results import Beam, TraceEntry
@@ -181,8 +181,10 @@ class SpeculativeDecoder(EosSetting, Decoder):
 
     Results: one `Beam` per prompt (``score == logprob``; ``token_logprobs`` under the
     processed target distribution each token came from) with ``accepted_draft_tokens`` and
-    ``draft_tokens`` set. The target is any `LanguageModel`; one that overrides `prefill` and
-    `extend` with a state of its own must override `LanguageModel.rewind` too.
+    ``draft_tokens`` set. The target is any `LanguageModel`. Rejected proposals are dropped by
+    `LanguageModel.rewind`; a model that overrides `prefill` and `extend` with a state of its
+    own but not ``rewind`` is extended again from the step's first state by the kept tokens
+    (a second call per step).
     """
 
     draft: LanguageModel | PromptLookup = attrs.field(converter=_draft)
@@ -533,15 +535,25 @@ class SpeculativeDecoder(EosSetting, Decoder):
         # The target's cache keeps the rows' tokens but the last; a model draft's as much of
         # that as it has computed.
         if feed_MF.shape[1]:
-            target_state = model.rewind(target_state, count - (cut - 1))
-            target_row_M = going_M
+            target_state, target_row_M = _cut_back(
+                model, (state.target_state, state.target_row_M), target_state, feed_MF,
+                pending + cut - 1,
+            )  # fmt: skip
+            target_row_M = target_row_M[going_M]
         else:
             target_row_M = state.target_row_M[going_M]
         draft_row_M = state.draft_row_M[going_M]
         if draft_extended:
+            assert isinstance(draft, LanguageModel)
             keep = min(draft_covered, new_length - 1)
-            draft_state = draft.rewind(draft_state, draft_covered - keep)  # type: ignore[union-attr]
-            draft_row_M, draft_covered = going_M, keep
+            fed_MF = np.concatenate([generated_MT[:, state.draft_covered :], drafts_MK], axis=1)[
+                :, : draft_covered - state.draft_covered
+            ]
+            draft_state, draft_row_M = _cut_back(
+                draft, (state.draft_state, state.draft_row_M), draft_state, fed_MF,
+                keep - state.draft_covered,
+            )  # fmt: skip
+            draft_row_M, draft_covered = draft_row_M[going_M], keep
         kept_memo, memo_rows = memos[cut - 1]
         return attrs.evolve(
             state,
@@ -615,6 +627,27 @@ class SpeculativeDecoder(EosSetting, Decoder):
                 )
             )
         return tuple(pools)
+
+
+def _cut_back(
+    model: LanguageModel,
+    before: tuple[Any, np.ndarray],
+    after: Any,
+    fed_MF: np.ndarray,
+    keep: int,
+) -> tuple[Any, np.ndarray]:
+    """The model state of the rows after the first ``keep`` of the ``F`` tokens ``fed_MF`` that
+    took ``before`` (a state and the row of it each live row continues) to ``after``, and the
+    row of it each live row continues. ``rewind`` of ``after``; a model without one
+    (`RewindUnsupported`) extends ``before`` again by the kept tokens instead."""
+    rows = np.arange(len(fed_MF))
+    try:
+        return model.rewind(after, fed_MF.shape[1] - keep), rows
+    except RewindUnsupported:
+        state, before_rows = before
+        if keep == 0:
+            return state, before_rows
+        return model.extend_many(state, before_rows, fed_MF[:, :keep])[1], rows
 
 
 def _present(uniform_M: np.ndarray | None) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["LanguageModel", "TokenSequence"]
+__all__ = ["LanguageModel", "RewindUnsupported", "TokenSequence"]
 
 
 _CHECKPOINT = 32  # see TokenSequence._full
@@ -190,6 +190,12 @@ class TokenSequence(Sequence[int]):
         return f"TokenSequence({self._full()!r})"
 
 
+class RewindUnsupported(TypeError):
+    """`LanguageModel.rewind` of a state the default cannot cut back: a model's own state (its
+    ``prefill`` and ``extend`` are overridden) without its own ``rewind``. Speculative decoding
+    then extends the step's first state again by the kept tokens."""
+
+
 class LanguageModel(abc.ABC):
     """Abstract base for autoregressive models over token ids ``0 .. vocab_size - 1``.
 
@@ -310,15 +316,15 @@ class LanguageModel(abc.ABC):
         just forgets its last ``count`` columns).
 
         Raises:
-            TypeError: the state is not the default one (the model keeps its own).
+            RewindUnsupported: (a TypeError) the state is not the default one (the model keeps
+                its own).
             ValueError: a row has fewer than ``count`` tokens after its prompt.
         """
         if count == 0:
             return state
         if not isinstance(state, tuple) or not all(isinstance(s, TokenSequence) for s in state):
-            raise TypeError(
+            raise RewindUnsupported(
                 f"{type(self).__name__} keeps a state of its own (its prefill and extend are "
-                "overridden) but does not override rewind(state, count), which speculative "
-                "decoding needs to drop rejected draft tokens"
+                "overridden) but does not override rewind(state, count)"
             )
         return tuple(s.drop(count) for s in state)
