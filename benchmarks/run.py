@@ -7,7 +7,9 @@ Parses the flags, runs the parts asked for, in this order, and writes their figu
    ``generate`` on the default model's shape; then scaling versus N and B, then peak memory;
 2. the real-size part (`benchmarks.real`; ``--no-real`` skips it): the same weights in the
    project, HF and CTranslate2;
-3. loading checkpoints (`benchmarks.loading`; ``--no-loading`` skips it).
+3. loading checkpoints (`benchmarks.loading`; ``--no-loading`` skips it);
+4. the search families on the trained SmolLM2 (`benchmarks.search`; ``--no-search`` skips it):
+   speculative greedy against greedy, diverse beams against beams.
 
 See benchmarks/README.md for how to read the results.
 """
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import decoding
-from benchmarks import loading, real, toy
+from benchmarks import loading, real, search, toy
 from benchmarks.common.hf import HFBeamSearch, HFUnavailable
 from benchmarks.common.machine import machine_info
 from benchmarks.common.report import log
@@ -156,6 +158,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(benchmarks/loading.py; default on)",
     )
     p.add_argument(
+        "--search",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="speculative greedy (prompt lookup, early exits) against greedy, and diverse "
+        "beams against beams, on SmolLM2 (benchmarks/search.py; default on)",
+    )
+    p.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -225,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.loading:
         result["loading"] = loading.run_loading(1 if args.quick else 3, want_hf=not args.skip_hf)
+    if args.search:
+        result["search"] = search.run_search(3, quick=args.quick)
     result["targets"] = toy.evaluate_targets(
         result["workloads"], result["scaling"], result["memory"]
     )
@@ -237,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n" + real.report(result["real"]))
     if result.get("loading"):
         print("\n" + loading.report(result["loading"]))
+    if result.get("search"):
+        print("\n" + search.report(result["search"]))
     print(f"\n(total {result['elapsed_s']:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

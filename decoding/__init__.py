@@ -18,7 +18,9 @@ best = results[0][0]  # a decoding.Beam: tokens, logprob, score, finished, token
 from importlib import metadata as _metadata
 
 from decoding._memory import MAX_ROWS, memory_limit, set_memory_limit
+from decoding.constraints import RegexConstraint
 from decoding.decoders.base import Decoder
+from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder
 from decoding.decoders.beam.search import (
     MAX_BEAM_WIDTH,
     BeamSearchDecoder,
@@ -26,10 +28,13 @@ from decoding.decoders.beam.search import (
     batched_beam_search,
 )
 from decoding.decoders.greedy import GreedyDecoder
+from decoding.decoders.mbr import MBRDecoder
 from decoding.decoders.rerank import RerankDecoder
 from decoding.decoders.rows import RowState
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
+from decoding.decoders.speculative import PromptLookup, SpeculativeDecoder
 from decoding.lm.base import LanguageModel
+from decoding.lm.early_exit import EarlyExit
 from decoding.lm.ensemble import Ensemble
 from decoding.lm.gpt2 import NumpyTransformerLM
 from decoding.lm.llama import NumpyLlamaLM
@@ -82,6 +87,8 @@ __all__ = [
     "BeamSearchDecoder",
     "BeamState",
     "Decoder",
+    "DiverseBeamSearchDecoder",
+    "EarlyExit",
     "Ensemble",
     "EpsilonCutoff",
     "EtaCutoff",
@@ -92,18 +99,22 @@ __all__ = [
     "LengthPenalty",
     "LogitBias",
     "LogitsProcessor",
+    "MBRDecoder",
     "MinNewTokens",
     "MinP",
     "NoRepeatNGram",
     "NumpyLlamaLM",
     "NumpyTransformerLM",
     "PresencePenalty",
+    "PromptLookup",
     "RepetitionPenalty",
+    "RegexConstraint",
     "RerankDecoder",
     "RowState",
     "SamplingDecoder",
     "Scorer",
     "ScriptedLM",
+    "SpeculativeDecoder",
     "StepContext",
     "StepEvent",
     "StopOnTokens",

@@ -26,11 +26,17 @@ from decoding._validate import (
     positive_real,
     probability,
 )
+from decoding.constraints import RegexConstraint
 from decoding.decoders.base import Decoder
+from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder
 from decoding.decoders.beam.search import BeamSearchDecoder
 from decoding.decoders.greedy import GreedyDecoder
+from decoding.decoders.mbr import MBRDecoder
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
+from decoding.decoders.speculative import PromptLookup, SpeculativeDecoder
 from decoding.lm.base import LanguageModel
+from decoding.lm.cache import CachedLM
+from decoding.lm.early_exit import EarlyExit
 from decoding.lm.gpt2 import NumpyTransformerLM
 from decoding.lm.loading import (
     Tokenizer,
@@ -62,7 +68,7 @@ DESCRIPTION = """\
 Decode each prompt with the default NumpyTransformerLM (random weights, token ids 0..999) and
 print its hypotheses best first, with each token's log-probability. The default decoder is beam
 search, in which finished beams stay in the pool and compete with live ones by length-penalised
-score; --decoder greedy and --decoder sample choose the other strategies.
+score; --decoder greedy, sample, speculative, diverse and mbr choose the other strategies.
 """
 
 EPILOG = f"""\
@@ -79,11 +85,15 @@ VALUE_OPTIONS = frozenset(
     (
         "--prompt --beam-width --max-new-tokens --alpha --eos --seed --decoder --num-samples "
         "--temperature --top-k --top-p --sampling-seed --min-new-tokens --ban --no-repeat-ngram "
-        "--repetition-penalty --trace-dot --model --text --chat --system"
+        "--repetition-penalty --trace-dot --model --text --chat --system --draft "
+        "--num-draft-tokens --num-groups --diversity-penalty --regex --num-candidates --utility"
     ).split()
 )
 SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "sampling_seed")
 BEAM_FLAGS = ("beam_width", "alpha")
+SPECULATIVE_FLAGS = ("draft", "num_draft_tokens")
+DIVERSE_FLAGS = ("num_groups", "diversity_penalty")
+MBR_FLAGS = ("num_candidates", "utility")
 
 
 def _shown(text: str) -> str:
@@ -156,6 +166,16 @@ _positive_float = _flag(_parse_float, positive_real, "a finite number > 0")
 _probability = _flag(_parse_float, probability, "a number in (0, 1]")
 
 
+def _non_negative_rule(name: str, value: Any) -> float:
+    number = finite_real(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0")
+    return number
+
+
+_non_negative_float = _flag(_parse_float, _non_negative_rule, "a finite number >= 0")
+
+
 def _num_samples(text: str) -> int:
     value: int = _positive_int(text)
     if value > MAX_NUM_SAMPLES:
@@ -216,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--decoder",
-        choices=("beam", "greedy", "sample"),
+        choices=("beam", "greedy", "sample", "speculative", "diverse", "mbr"),
         default="beam",
         help="decoding strategy (beam)",
     )
@@ -306,7 +326,46 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--sampling-seed", type=_non_negative_int, metavar="SEED", help="seed of the draws"
     )
+    mbr = parser.add_argument_group("minimum Bayes risk (--decoder mbr)")
+    mbr.add_argument(
+        "--utility",
+        choices=("chrf", "bleu"),
+        help="--decoder mbr: the utility candidates are ranked by (chrf)",
+    )
+    mbr.add_argument(
+        "--num-candidates",
+        type=_positive_int,
+        metavar="N",
+        help="--decoder mbr: samples drawn as candidates and pseudo-references (8)",
+    )
+    speculative = parser.add_argument_group("speculative decoding (--decoder speculative)")
+    speculative.add_argument(
+        "--draft",
+        metavar="DRAFT",
+        help="prompt-lookup (copies of earlier n-grams), early-exit:N (the model's first N "
+        "layers and its head), or PATH (a checkpoint with the model's vocabulary) "
+        "(prompt-lookup); --temperature samples instead of greedy",
+    )
+    speculative.add_argument(
+        "--num-draft-tokens", type=_positive_int, metavar="K", help="draft tokens per step (4)"
+    )
+    diverse = parser.add_argument_group("diverse beam search (--decoder diverse)")
+    diverse.add_argument(
+        "--num-groups", type=_positive_int, metavar="G", help="groups of beams (2)"
+    )
+    diverse.add_argument(
+        "--diversity-penalty",
+        type=_non_negative_float,
+        metavar="P",
+        help="taken from a token's log-prob per earlier group's beam that chose it (1.0)",
+    )
     processors = parser.add_argument_group("logits processors (every decoder)")
+    processors.add_argument(
+        "--regex",
+        metavar="PATTERN",
+        help="only text that is a prefix of a match of PATTERN, EOS on a full match (needs "
+        "--model for its tokenizer, and pip install 'numpy-decoding[regex]')",
+    )
     processors.add_argument(
         "--min-new-tokens", type=_non_negative_int, metavar="N", help="no EOS before N tokens"
     )
@@ -379,21 +438,53 @@ def _decoder(
 
     eos = _eos_setting(args.eos, args.default_eos)
     processors = _processors(args)
+    if args.regex is not None:
+        if args.tokenizer is None:
+            parser.error("--regex needs --model PATH (its tokenizer spells the text)")
+        processors.append(RegexConstraint(args.regex, args.tokenizer))
     settings: dict[str, object] = {}
     decoder: Decoder
-    if args.decoder == "beam":
+    kind = args.decoder
+    if kind not in ("speculative",):
+        refuse(SPECULATIVE_FLAGS, "speculative")
+    if kind != "diverse":
+        refuse(DIVERSE_FLAGS, "diverse")
+    if kind != "mbr":
+        refuse(MBR_FLAGS, "mbr")
+    if kind in ("beam", "diverse"):
         refuse(SAMPLING_FLAGS, "sample")
         width = 4 if args.beam_width is None else args.beam_width
         alpha = 0.6 if args.alpha is None else args.alpha
-        decoder = BeamSearchDecoder(width, args.max_new_tokens, alpha, eos, processors=processors)
+        if kind == "beam":
+            decoder = BeamSearchDecoder(
+                width, args.max_new_tokens, alpha, eos, processors=processors
+            )
+        else:
+            groups = 2 if args.num_groups is None else args.num_groups
+            penalty = 1.0 if args.diversity_penalty is None else args.diversity_penalty
+            decoder = DiverseBeamSearchDecoder(
+                width, groups, penalty, args.max_new_tokens, alpha, eos, processors
+            )
+            settings |= {"decoder": kind, "num_groups": groups, "diversity_penalty": penalty}
         settings |= {"beam_width": width, "max_new_tokens": args.max_new_tokens, "alpha": alpha}
     else:
         refuse(BEAM_FLAGS, "beam")
-        settings["decoder"] = args.decoder
+        settings["decoder"] = kind
         settings["max_new_tokens"] = args.max_new_tokens
-        if args.decoder == "greedy":
+        if kind == "greedy":
             refuse(SAMPLING_FLAGS, "sample")
             decoder = GreedyDecoder(args.max_new_tokens, eos, processors=processors)
+        elif kind == "speculative":
+            refuse(("num_samples", "top_k", "top_p"), "sample")
+            draft = _draft(args, parser)
+            count = 4 if args.num_draft_tokens is None else args.num_draft_tokens
+            temperature = 0.0 if args.temperature is None else args.temperature
+            seed = 0 if args.sampling_seed is None else args.sampling_seed
+            decoder = SpeculativeDecoder(
+                draft, count, args.max_new_tokens, eos, temperature, seed, processors
+            )
+            settings |= {"draft": args.draft or "prompt-lookup", "num_draft_tokens": count}
+            settings |= {"temperature": temperature, "sampling_seed": seed}
         else:
             sampling = {
                 "num_samples": 1 if args.num_samples is None else args.num_samples,
@@ -402,12 +493,45 @@ def _decoder(
                 "top_p": args.top_p,
                 "seed": 0 if args.sampling_seed is None else args.sampling_seed,
             }
+            if kind == "mbr":
+                if args.num_samples is not None:
+                    parser.error("--num-samples: --decoder mbr draws --num-candidates samples")
+                sampling["num_samples"] = 8 if args.num_candidates is None else args.num_candidates
             decoder = SamplingDecoder(args.max_new_tokens, eos, processors=processors, **sampling)
             settings |= {k if k != "seed" else "sampling_seed": v for k, v in sampling.items()}
+            if kind == "mbr":
+                utility = args.utility or "chrf"
+                decoder = MBRDecoder(decoder, utility, tokenizer=args.tokenizer)
+                settings["utility"] = utility
     settings["eos_token_id"] = eos
     if processors:
         settings["processors"] = [repr(p) for p in processors]
     return decoder, settings
+
+
+def _draft(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> LanguageModel | PromptLookup:
+    """The draft ``--draft`` names: ``prompt-lookup``, ``early-exit:N`` or a checkpoint."""
+    text = (args.draft or "prompt-lookup").strip()
+    if text == "prompt-lookup":
+        return PromptLookup()
+    if text.startswith("early-exit:"):
+        if not isinstance(args.target, CachedLM):
+            parser.error("--draft early-exit:N needs a transformer model")
+        try:
+            layers = _parse_int(text.removeprefix("early-exit:"))
+        except ValueError:
+            parser.error(f"--draft early-exit:N needs an int N, got {_shown(text)}")
+        return EarlyExit(args.target, layers)
+    if not text:
+        parser.error("--draft needs prompt-lookup, early-exit:N or a checkpoint PATH, got ''")
+    try:
+        return load_model(text)
+    except ImportError as error:
+        parser.error(_first_line(error))
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"--draft {_shown(text)}: {_first_line(error)}")
 
 
 def _number(value: float) -> float | None:
@@ -417,13 +541,17 @@ def _number(value: float) -> float | None:
 
 
 def _beam_json(beam: Beam) -> dict[str, object]:
-    return {
+    shown: dict[str, object] = {
         "tokens": list(beam.tokens),
         "logprob": _number(beam.logprob),
         "score": _number(beam.score),
         "finished": beam.finished,
         "token_logprobs": [_number(lp) for lp in beam.token_logprobs],
     }
+    if beam.draft_tokens is not None:
+        shown |= {"accepted_draft_tokens": beam.accepted_draft_tokens,
+                  "draft_tokens": beam.draft_tokens}  # fmt: skip
+    return shown
 
 
 def _table(beams: Sequence[Beam], tokenizer: Tokenizer | None = None) -> list[str]:
@@ -443,6 +571,11 @@ def _table(beams: Sequence[Beam], tokenizer: Tokenizer | None = None) -> list[st
             lines.append(indent + lps.rstrip())
         if tokenizer is not None:
             lines.append(indent + "text: " + json.dumps(_text(tokenizer, beam.tokens)))
+        if beam.draft_tokens is not None:
+            lines.append(
+                indent + f"draft tokens accepted: {beam.accepted_draft_tokens} of "
+                f"{beam.draft_tokens}"
+            )
     return lines
 
 
@@ -509,6 +642,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.model is None:
             model = NumpyTransformerLM(seed=args.seed)
+        args.target, args.tokenizer = model, tokenizer
         decoder, settings = _decoder(args, parser)
         if args.trace or args.trace_dot is not None:
             recorded = trace(decoder, model, prompts)

@@ -70,6 +70,16 @@ class StepContext:
         step: T, the number of tokens generated so far.
         prompts: the decoder's B prompts (int tuples).
         prompt_index_M: int64 ``[M]``, the prompt each row continues.
+        parent_M: int64 ``[M]`` or None: the row of the previous call (of the same search)
+            that each row continues by its last generated token; None on a search's first
+            call, or when the decoder does not say.
+        previous: the ``memo`` of that previous call, or None.
+        memo: a dict (a new one when None is given) a processor may leave per-row values in
+            for the next call, keyed by itself: a stateful processor then advances each row by
+            one token, O(1), instead of rereading ``generated_MT`` (`RegexConstraint` does).
+            Values left there are never edited afterwards: a search state may be stepped
+            again. They may depend on the rows' tokens only (speculative decoding shares them
+            between its draft's calls and the target's).
 
     ``sequences`` (each row's prompt plus its generated tokens, as M int tuples) is built on
     first use only, so processors that read ``generated_MT`` never pay for the tuples.
@@ -80,6 +90,13 @@ class StepContext:
     step: int
     prompts: tuple[tuple[int, ...], ...]
     prompt_index_M: np.ndarray
+    parent_M: np.ndarray | None = None
+    previous: dict[object, object] | None = None
+    memo: dict[object, object] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.memo is None:  # every context has a memo of its own
+            object.__setattr__(self, "memo", {})
 
     @functools.cached_property
     def sequences(self) -> tuple[tuple[int, ...], ...]:

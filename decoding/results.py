@@ -53,6 +53,13 @@ class Beam:
             `decoding.StoppingCriterion`) or ``"length"`` (it ran out of ``max_new_tokens``);
             ``finished`` is ``finish_reason != "length"``. Left out, it is ``"eos"`` for a
             finished beam and ``"length"`` otherwise. Not compared by ``==``.
+        accepted_draft_tokens: for `SpeculativeDecoder` results, how many of ``tokens`` were
+            draft proposals the target accepted; None for other decoders. Not compared by
+            ``==``.
+        draft_tokens: for `SpeculativeDecoder` results, how many draft tokens were proposed
+            to the target for this hypothesis (``accepted_draft_tokens / draft_tokens`` is its
+            acceptance rate); None for other decoders. Neither is compared by ``==`` nor shown
+            by ``repr``.
     """
 
     tokens: tuple[int, ...] = attrs.field(converter=_int_tuple)
@@ -63,6 +70,8 @@ class Beam:
     # a Beam built by hand (without per-token log-probs) compares equal to a decoder's.
     token_logprobs: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple, eq=False)
     finish_reason: str = attrs.field(default=None, eq=False)
+    accepted_draft_tokens: int | None = attrs.field(default=None, eq=False, repr=False)
+    draft_tokens: int | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         reason = self.finish_reason

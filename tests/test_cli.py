@@ -268,7 +268,11 @@ SECTIONS = {
         "--top-p",
         "--sampling-seed",
     ],  # fmt: skip
+    "minimum Bayes risk (--decoder mbr):": ["--utility", "--num-candidates"],
+    "speculative decoding (--decoder speculative):": ["--draft", "--num-draft-tokens"],
+    "diverse beam search (--decoder diverse):": ["--num-groups", "--diversity-penalty"],
     "logits processors (every decoder):": [
+        "--regex",
         "--min-new-tokens",
         "--ban",
         "--no-repeat-ngram",

@@ -581,6 +581,8 @@ def test_beam_is_a_frozen_attrs_record():
         "finished",
         "token_logprobs",
         "finish_reason",
+        "accepted_draft_tokens",
+        "draft_tokens",
     ]
     lm = ScriptedLM({(): {0: log(0.5), 1: log(0.5)}}, vocab_size=2)
     (beam,) = search(lm, [[1]], 1, 2, eos=0)[0]

@@ -30,13 +30,13 @@ from decoding.lm.cache import CachedLM
 def noisy(forward: Any) -> Any:
     """``forward`` (a model's ``_forward``) with its logits perturbed by shape-keyed noise."""
 
-    def wrapped(self: Any, *args: Any) -> np.ndarray:
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         tokens_NT, k_chunks, start, rows = args[0], args[3], args[5], args[6]
-        logits_MV = forward(self, *args)
+        logits_MV = forward(self, *args, **kwargs)  # [M, V], or [M, T, V] for every position
         capacity = sum(k.shape[3] for k in k_chunks)
         key = repr((type(self).__name__, tokens_NT.shape, start, capacity, len(k_chunks)))
         rng = np.random.default_rng(zlib.crc32(key.encode()))
-        sign_RV = rng.integers(-1, 2, size=(tokens_NT.shape[0], logits_MV.shape[1]))
+        sign_RV = rng.integers(-1, 2, size=(tokens_NT.shape[0], *logits_MV.shape[1:]))
         sign_MV = sign_RV if rows is None else sign_RV[rows]
         eps = np.finfo(logits_MV.dtype).eps
         noisy = logits_MV * (1 + sign_MV * eps).astype(logits_MV.dtype)

@@ -94,6 +94,8 @@ class RowState:
     noise: Noise | None  # the random numbers a sampling search draws from, or None
     model_row_M: np.ndarray  # int64, row of the model state each live row continues
     model: LanguageModel | None = None  # the model the search runs on (a state belongs to it)
+    # The processors' memo of the last call (see StepContext.memo), None without processors.
+    processor_memo: dict[object, object] | None = None
 
     @property
     def step(self) -> int:
@@ -156,6 +158,7 @@ class RowDecoder(EosSetting, Decoder):
         rows = batch * samples
         prompt_index_R = np.repeat(np.arange(batch), samples)
         logits_MV, model_state = None, None
+        memo: dict[object, object] = {}
         if checked:
             logits, model_state = model.prefill(checked)
             logits_MV = owned_logits(
@@ -170,6 +173,7 @@ class RowDecoder(EosSetting, Decoder):
                     0,
                     checked,
                     prompt_index_R,
+                    memo=memo,
                 ),
             )
         return RowState(
@@ -184,6 +188,7 @@ class RowDecoder(EosSetting, Decoder):
             noise=None if not checked else self.noise(batch),
             model_row_M=frozen(prompt_index_R),
             model=model,
+            processor_memo=memo if processors else None,
         )
 
     def done(self, state: RowState) -> bool:
@@ -245,6 +250,7 @@ class RowDecoder(EosSetting, Decoder):
         finished_R[rows_M[ends_M]] = True
 
         logits_MV, model_state = None, state.model_state
+        memo: dict[object, object] = {}
         if new_length < self.max_new_tokens and not ends_M.all():
             going_M = np.flatnonzero(~ends_M)
             next_rows_M = rows_M[going_M]
@@ -262,6 +268,9 @@ class RowDecoder(EosSetting, Decoder):
                     new_length,
                     state.prompts,
                     next_rows_M // state.samples,
+                    parent_M=going_M,
+                    previous=state.processor_memo,
+                    memo=memo,
                 ),
             )
         return attrs.evolve(
@@ -275,6 +284,7 @@ class RowDecoder(EosSetting, Decoder):
             logits_MV=logits_MV,
             model_state=model_state,
             model_row_M=frozen(np.arange(0 if logits_MV is None else len(logits_MV))),
+            processor_memo=memo if self.all_processors else None,
         )
 
     def finalize(self, state: RowState) -> list[list[Beam]]:

@@ -9,9 +9,14 @@ calls that a model may override for speed:
   `state` is reordered by `parents_M` here. A state is a value: whatever `extend` does inside,
   extending the same state again must give the same answer (NumpyTransformerLM reuses its
   cache buffers in place for speed and rebuilds an older state that is extended again).
+- `extend_many(state, parents_M, tokens_MT) -> (logits_MTV, state)`: several tokens per row
+  at once, with the logits after each of them (speculative decoding scores a draft so).
+- `rewind(state, count) -> state`: every row without its last `count` tokens (rejected draft
+  tokens are dropped so).
 
-The base class implements both on top of `next_token_logits`, keeping the token sequences as
-its state, so a subclass that only scores whole sequences works with every decoder. Each
+The base class implements all four on top of `next_token_logits` (`extend_many` on `extend`),
+keeping the token sequences as its state, so a subclass that only scores whole sequences works
+with every decoder. Each
 sequence is a `TokenSequence`: a node holding one token and its parent, so appending a token
 costs O(1) whatever the length, and a model that reads only the last few tokens does per-step
 work independent of the length.
@@ -25,7 +30,7 @@ from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["LanguageModel", "TokenSequence"]
+__all__ = ["LanguageModel", "RewindUnsupported", "TokenSequence"]
 
 
 _CHECKPOINT = 32  # see TokenSequence._full
@@ -67,6 +72,22 @@ class TokenSequence(Sequence[int]):
         child._prompt, child._parent, child._token = self._prompt, self, int(token)
         child._length, child._hash, child._ids = self._length + 1, None, None
         return child
+
+    def drop(self, count: int) -> TokenSequence:
+        """The sequence this one was made from before its last ``count`` appends: O(count).
+
+        Raises:
+            ValueError: ``count`` is more than the tokens appended since the prompt.
+        """
+        node = self
+        for _ in range(count):
+            if node._parent is None:
+                raise ValueError(
+                    f"cannot drop {count} tokens: only {self._length - len(self._prompt)} were "
+                    "appended after the prompt"
+                )
+            node = node._parent
+        return node
 
     def _full(self) -> tuple[int, ...]:
         """All ids: walk back to the nearest node that has them, then one tuple concatenation.
@@ -169,6 +190,12 @@ class TokenSequence(Sequence[int]):
         return f"TokenSequence({self._full()!r})"
 
 
+class RewindUnsupported(TypeError):
+    """`LanguageModel.rewind` of a state the default cannot cut back: a model's own state (its
+    ``prefill`` and ``extend`` are overridden) without its own ``rewind``. Speculative decoding
+    then extends the step's first state again by the kept tokens."""
+
+
 class LanguageModel(abc.ABC):
     """Abstract base for autoregressive models over token ids ``0 .. vocab_size - 1``.
 
@@ -244,3 +271,60 @@ class LanguageModel(abc.ABC):
         parents, tokens = np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist()
         sequences = tuple(rows[p].append(t) for p, t in zip(parents, tokens, strict=True))
         return self.next_token_logits(list(sequences)), sequences
+
+    def extend_many(
+        self, state: Any, parents_M: np.ndarray, tokens_MT: np.ndarray
+    ) -> tuple[np.ndarray, Any]:
+        """Append ``T >= 1`` tokens per row: new row i = old row ``parents_M[i]`` followed by
+        ``tokens_MT[i, 0], ..., tokens_MT[i, T - 1]``.
+
+        Args:
+            state: what `prefill`, `extend`, `extend_many` or `rewind` returned (it stays
+                valid, as for `extend`).
+            parents_M: int array ``[M]``, indices into the rows of ``state``.
+            tokens_MT: int array ``[M, T]``, the tokens appended to each new row, in order.
+
+        Returns:
+            ``(logits [M, T, V], new state)``: ``logits[i, t]`` are the next-token logits after
+            row i's first ``t + 1`` new tokens (``logits[:, -1]`` is what `extend` of the last
+            column would give).
+
+        The default makes ``T`` calls of `extend` (the first with ``parents_M``, the others
+        row to row); a model that can score several positions in one pass (a KV cache)
+        overrides it.
+        """
+        tokens_MT = np.asarray(tokens_MT)
+        parents_M = np.asarray(parents_M)
+        if tokens_MT.ndim != 2 or tokens_MT.shape[1] < 1 or len(tokens_MT) != len(parents_M):
+            raise ValueError(
+                f"tokens_MT must be [M, T] with T >= 1 and M = len(parents_M) = "
+                f"{len(parents_M)}, got shape {tokens_MT.shape}"
+            )
+        steps = []
+        rows = np.arange(len(parents_M))
+        for t in range(tokens_MT.shape[1]):
+            logits, state = self.extend(state, parents_M if t == 0 else rows, tokens_MT[:, t])
+            steps.append(np.asarray(logits))
+        return np.stack(steps, axis=1), state
+
+    def rewind(self, state: Any, count: int) -> Any:
+        """``state`` with the last ``count`` tokens of every row removed (a new state; this one
+        stays valid). ``count`` is at most the tokens each row was extended by since `prefill`.
+
+        The default works on the default state (the rows' `TokenSequence` objects); a model that
+        overrides `prefill` and `extend` with a state of its own overrides this too (a KV cache
+        just forgets its last ``count`` columns).
+
+        Raises:
+            RewindUnsupported: (a TypeError) the state is not the default one (the model keeps
+                its own).
+            ValueError: a row has fewer than ``count`` tokens after its prompt.
+        """
+        if count == 0:
+            return state
+        if not isinstance(state, tuple) or not all(isinstance(s, TokenSequence) for s in state):
+            raise RewindUnsupported(
+                f"{type(self).__name__} keeps a state of its own (its prefill and extend are "
+                "overridden) but does not override rewind(state, count)"
+            )
+        return tuple(s.drop(count) for s in state)

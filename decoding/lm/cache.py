@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from decoding._validate import check_prompts, int_array
+from decoding._validate import brief, check_prompts, int_array, non_negative_int
 from decoding.lm.base import LanguageModel
 from decoding.lm.layers import ATTENTION_BYTES, AttentionMask, key_bias, readonly
 
@@ -94,7 +94,9 @@ class KVCache:
     slot_M: np.ndarray  # int64, physical slot of each row
     length: int  # cache columns filled (the same for every row: rows are left-padded)
     prompts: tuple[tuple[int, ...], ...]
-    history: tuple[tuple[np.ndarray, np.ndarray], ...]  # (parents_M, tokens_M) per extend
+    # One entry per call since prefill: (parents_M, tokens_M) for extend, (parents_M,
+    # tokens_MT) for extend_many, (None, count) for rewind.
+    history: tuple[tuple[np.ndarray | None, Any], ...]
 
     @property
     def allocated(self) -> tuple[int, int]:
@@ -109,10 +111,12 @@ class KVCache:
     def sequences(self) -> tuple[tuple[int, ...], ...]:
         """The full token sequence of each row (prompt + tokens fed since)."""
         rows = self.prompts
-        for parents_M, tokens_M in self.history:
-            rows = tuple(
-                rows[p] + (t,) for p, t in zip(parents_M.tolist(), tokens_M.tolist(), strict=True)
-            )
+        for parents_M, tokens in self.history:
+            if parents_M is None:
+                rows = tuple(row[: len(row) - int(tokens)] for row in rows)
+                continue
+            added = np.asarray(tokens).reshape(len(parents_M), -1).tolist()
+            rows = tuple(rows[p] + tuple(t) for p, t in zip(parents_M.tolist(), added, strict=True))
         return rows
 
 
@@ -216,10 +220,12 @@ class CachedLM(LanguageModel):
         v_chunks: Sequence[np.ndarray],
         start: int,
         rows: np.ndarray | None,
+        every_position: bool = False,
     ) -> np.ndarray:
         """Run ``tokens_NT`` at cache columns ``[start, start + T)`` through every layer;
-        ``-> logits [M, V]`` of the last position of ``rows`` (default: all N). Fills those
-        cache columns; ``mask`` says which keys each query sees."""
+        ``-> logits [M, V]`` of the last position of ``rows`` (default: all N), or ``[M, T, V]``
+        of every position with ``every_position``. Fills those cache columns; ``mask`` says
+        which keys each query sees."""
         x_NTD, positional = self._embed(tokens_NT, positions_NT)
         for layer in range(self.n_layers):
             x_NTD = self._block(
@@ -231,6 +237,10 @@ class CachedLM(LanguageModel):
                 start,
                 mask,
             )
+        if every_position:
+            x_MTD = x_NTD if rows is None else x_NTD[rows]
+            rows_, steps, width = x_MTD.shape
+            return self._head(x_MTD.reshape(rows_ * steps, width)).reshape(rows_, steps, -1)
         return self._head(x_NTD[:, -1] if rows is None else x_NTD[rows, -1])
 
     def memory_estimate(self, rows: int, length: int, positions: int = 1) -> int:
@@ -289,52 +299,105 @@ class CachedLM(LanguageModel):
         slots_N = readonly(np.arange(len(checked)))
         return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, ())
 
+    def _checked_call(
+        self, state: KVCache, parents_M: np.ndarray, tokens: np.ndarray, name: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``parents_M`` and the tokens (``[M]`` or ``[M, T]``) as int64 arrays, checked
+        against ``state`` and the vocabulary."""
+        parents_M = int_array("parents_M", parents_M)
+        tokens = int_array(name, tokens)
+        rows = state.slot_M.size
+        ndim = 1 if name == "tokens_M" else 2
+        if parents_M.ndim != 1 or tokens.ndim != ndim or tokens.shape[0] != parents_M.shape[0]:
+            what = "1-D of one length" if ndim == 1 else "1-D and 2-D with as many rows"
+            raise ValueError(
+                f"parents_M and {name} must be {what}, got shapes "
+                f"{parents_M.shape} and {tokens.shape}"
+            )
+        if ndim == 2 and tokens.shape[1] < 1:
+            raise ValueError(f"tokens_MT must hold at least one token per row, got {tokens.shape}")
+        if parents_M.size and not (0 <= parents_M.min() and parents_M.max() < rows):
+            raise ValueError(f"parents_M must index the state's {rows} rows, got {parents_M}")
+        if tokens.size and not (0 <= tokens.min() and tokens.max() < self.vocab_size):
+            raise ValueError(f"{name} must be in [0, {self.vocab_size}), got {tokens}")
+        return parents_M, tokens
+
     def extend(
         self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
     ) -> tuple[np.ndarray, KVCache]:
         """Reorder the cache by ``parents_M``, then run one token per row (see `KVCache`)."""
-        parents_M = int_array("parents_M", parents_M)
-        tokens_M = int_array("tokens_M", tokens_M)
+        parents_M, tokens_M = self._checked_call(state, parents_M, tokens_M, "tokens_M")
+        return self._extend(state, parents_M, tokens_M)
+
+    def extend_many(
+        self, state: KVCache, parents_M: np.ndarray, tokens_MT: np.ndarray
+    ) -> tuple[np.ndarray, KVCache]:
+        """Reorder the cache by ``parents_M``, then run ``T`` tokens per row in one pass (one
+        forward over ``[M, T]`` positions, causal among themselves): ``-> (logits [M, T, V],
+        cache)``, T new cache columns."""
+        parents_M, tokens_MT = self._checked_call(state, parents_M, tokens_MT, "tokens_MT")
+        return self._extend(state, parents_M, tokens_MT)
+
+    def rewind(self, state: KVCache, count: int) -> KVCache:
+        """``state`` without its last ``count`` columns: O(1), nothing is copied. The columns
+        stay in the slab until a later call overwrites them (the mask never shows a column
+        after a query), and ``state`` itself stays valid."""
+        if not isinstance(state, KVCache):
+            raise TypeError(f"state must be a KVCache from prefill or extend, got {brief(state)}")
+        count = non_negative_int("count", count)
+        added = state.length - max((len(p) for p in state.prompts), default=0)
+        if count > added:
+            raise ValueError(f"count must be at most the {added} tokens added since prefill")
+        if count == 0:
+            return state
+        history = (*state.history, (None, count))
+        return attrs.evolve(state, length=state.length - count, history=history)
+
+    def _extend(
+        self, state: KVCache, parents_M: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, KVCache]:
+        """`extend` (tokens ``[M]``) or `extend_many` (tokens ``[M, T]``) of checked arrays."""
         rows = state.slot_M.size
-        if parents_M.ndim != 1 or parents_M.shape != tokens_M.shape:
-            raise ValueError(
-                f"parents_M and tokens_M must be 1-D of one length, got shapes "
-                f"{parents_M.shape} and {tokens_M.shape}"
-            )
-        if parents_M.size and not (0 <= parents_M.min() and parents_M.max() < rows):
-            raise ValueError(f"parents_M must index the state's {rows} rows, got {parents_M}")
-        if tokens_M.size and not (0 <= tokens_M.min() and tokens_M.max() < self.vocab_size):
-            raise ValueError(f"tokens_M must be in [0, {self.vocab_size}), got {tokens_M}")
         with state.slab.lock:
             if state.is_current:
-                return self._extend_current(state, parents_M, tokens_M)
+                return self._extend_current(state, parents_M, tokens)
         if rows == 0:  # an older empty state: nothing to rebuild, nothing to run
-            return np.empty((0, self.vocab_size), dtype=self.dtype), state
+            shape = (0, *tokens.shape[1:], self.vocab_size)
+            return np.empty(shape, dtype=self.dtype), state
         # An older state (a later extend wrote its slab): rebuild it into a new slab, which no
         # other thread can see yet, then extend that.
         state = self._replay(state)
         with state.slab.lock:
-            return self._extend_current(state, parents_M, tokens_M)
+            return self._extend_current(state, parents_M, tokens)
 
     def _replay(self, state: KVCache) -> KVCache:
         """``state`` rebuilt into a new slab by the very calls that made it: a prefill of its
-        prompts, then one extend per step of its history. Each call has the shapes the original
-        had, so BLAS takes the same kernels and blockings and every cache entry, and so every
-        later logit, is bit-identical to the original's (a single prefill of the full sequences
-        would agree only to float tolerance). It costs what the original steps cost."""
+        prompts, then one extend, extend_many or rewind per entry of its history. Each call has
+        the shapes the original had, so BLAS takes the same kernels and blockings and every
+        cache entry, and so every later logit, is bit-identical to the original's (a single
+        prefill of the full sequences would agree only to float tolerance). It costs what the
+        original steps cost."""
         replayed = self.prefill(state.prompts)[1]
-        for parents_M, tokens_M in state.history:
+        for parents_M, tokens in state.history:
+            if parents_M is None:
+                replayed = self.rewind(replayed, int(tokens))
+                continue
             with replayed.slab.lock:
-                replayed = self._extend_current(replayed, parents_M, tokens_M)[1]
+                replayed = self._extend_current(replayed, parents_M, tokens)[1]
         return replayed
 
     def _extend_current(
-        self, state: KVCache, parents_M: np.ndarray, tokens_M: np.ndarray
+        self, state: KVCache, parents_M: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, KVCache]:
-        """`extend` of a state its slab still holds; the caller holds ``state.slab.lock``."""
+        """`extend` (``tokens`` ``[M]``: logits ``[M, V]``) or `extend_many` (``[M, T]``:
+        logits ``[M, T, V]``) of a state its slab still holds; the caller holds
+        ``state.slab.lock``."""
         slab, start = state.slab, state.length
+        tokens_MT = tokens[:, None] if tokens.ndim == 1 else tokens
+        steps = tokens_MT.shape[1]
+        end = start + steps
         source_M = state.slot_M[parents_M]
-        if start - int(slab.pad_R[source_M].min(initial=start)) >= self.max_sequence_length:
+        if end - 1 - int(slab.pad_R[source_M].min(initial=end)) >= self.max_sequence_length:
             raise ValueError(
                 f"sequence would exceed the position table (n_ctx={self.max_sequence_length})"
             )
@@ -343,31 +406,34 @@ class CachedLM(LanguageModel):
             # More rows: a new slab of exactly that many, filled by one gather; the old one is
             # left as it was. Columns grow only if they ran out.
             pad_M = slab.pad_R[source_M]
-            columns = capacity if start < capacity else self._capacity(capacity, start, pad_M)
+            columns = capacity if end <= capacity else self._capacity(capacity, end - 1, pad_M)
             grown = self._new_slab(parents_M.size, columns, pad_M)
             slab.gather(source_M, start, grown)
             slab, slot_M = grown, np.arange(parents_M.size)
         else:
             slab.generation += 1  # from here on, older states must not trust the slab
             slot_M = _reorder_in_place(slab, source_M, start)
-            if start == capacity:
-                slab.add_columns(self._capacity(capacity, start, slab.pad_R) - capacity)
-        tokens_R = np.zeros(slab.pad_R.size, dtype=np.int64)
-        tokens_R[slot_M] = tokens_M
-        logits_MV = self._forward(
-            tokens_R[:, None],
+            if end > capacity:
+                slab.add_columns(self._capacity(capacity, end - 1, slab.pad_R) - capacity)
+        tokens_RT = np.zeros((slab.pad_R.size, steps), dtype=np.int64)
+        tokens_RT[slot_M] = tokens_MT
+        logits = self._forward(
+            tokens_RT,
             # Rows of no current sequence are computed too (and discarded): keep their
             # positions inside the table.
-            np.minimum(start - slab.pad_R, self.max_sequence_length - 1)[:, None],
+            np.minimum(
+                start + np.arange(steps) - slab.pad_R[:, None], self.max_sequence_length - 1
+            ),
             AttentionMask(slab.pad_R, start, keys_N1S=slab.bias_R1S),
             slab.k_chunks,
             slab.v_chunks,
             start,
             slot_M,
+            every_position=tokens.ndim == 2,
         )
-        history = (*state.history, (readonly(parents_M.copy()), readonly(tokens_M.copy())))
-        cache = KVCache(slab, slab.generation, readonly(slot_M), start + 1, state.prompts, history)
-        return logits_MV, cache
+        history = (*state.history, (readonly(parents_M.copy()), readonly(tokens.copy())))
+        cache = KVCache(slab, slab.generation, readonly(slot_M), end, state.prompts, history)
+        return logits, cache
 
     def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:
         """Full recompute without a cache: ``[N sequences] -> [N, V]``."""

@@ -140,3 +140,19 @@ class Ensemble(LanguageModel):
         ]
         logits_MV = self._mix([logits for logits, _ in outputs], len(parents_M))
         return logits_MV, tuple(s for _, s in outputs)
+
+    def extend_many(
+        self, state: Any, parents_M: np.ndarray, tokens_MT: np.ndarray
+    ) -> tuple[np.ndarray, Any]:
+        """Every member's ``extend_many`` on its own state: ``-> (logits [M, T, V], state)``."""
+        outputs = [
+            m.extend_many(s, parents_M, tokens_MT) for m, s in zip(self.models, state, strict=True)
+        ]
+        rows, steps = np.shape(tokens_MT)
+        flat = [np.asarray(logits).reshape(rows * steps, -1) for logits, _ in outputs]
+        logits_MTV = self._mix(flat, rows * steps).reshape(rows, steps, self.vocab_size)
+        return logits_MTV, tuple(s for _, s in outputs)
+
+    def rewind(self, state: Any, count: int) -> Any:
+        """Every member's ``rewind`` of its own state."""
+        return tuple(m.rewind(s, count) for m, s in zip(self.models, state, strict=True))

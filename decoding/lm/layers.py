@@ -326,15 +326,17 @@ def write_cache(
     v_NHTE: np.ndarray,
     start: int,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Write new keys/values ``[N, H, T, E]`` at cache columns ``[start, start + T)`` (which
-    lie in one chunk); ``-> (keys, values)``: the chunks' filled parts ``[0, start + T)``."""
+    """Write new keys/values ``[N, H, T, E]`` at cache columns ``[start, start + T)`` (one
+    chunk, or the end of one and the start of the next); ``-> (keys, values)``: the chunks'
+    filled parts ``[0, start + T)``."""
     end = start + k_NHTE.shape[2]
     keys, values, offset = [], [], 0
     for k, v in zip(k_chunks, v_chunks, strict=True):
         size = k.shape[2]
-        if offset <= start < offset + size:
-            k[:, :, start - offset : end - offset] = k_NHTE
-            v[:, :, start - offset : end - offset] = v_NHTE
+        first, last = max(start, offset), min(end, offset + size)
+        if first < last:
+            k[:, :, first - offset : last - offset] = k_NHTE[:, :, first - start : last - start]
+            v[:, :, first - offset : last - offset] = v_NHTE[:, :, first - start : last - start]
         if offset < end:
             keys.append(k[:, :, : end - offset])
             values.append(v[:, :, : end - offset])

@@ -16,10 +16,6 @@ __all__ = ["ScriptedLM"]
 Row = Mapping[int, float] | Sequence[float] | np.ndarray
 
 
-#: The incremental state: each row's last few ids.
-Tails = tuple[tuple[int, ...], ...]
-
-
 class ScriptedLM(LanguageModel):
     """A fake model for tests and docs, scripted from a table keyed by token sequence.
 
@@ -112,29 +108,9 @@ class ScriptedLM(LanguageModel):
             return np.empty((0, self.vocab_size))
         return np.stack(rows)
 
-    # A lookup needs only the last `_longest_key` tokens of a row, so the state keeps just
-    # those: each step costs O(rows * longest key), whatever the sequence length.
-
-    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, Tails]:
-        """``[M prompts] -> (logits [M, V], state)``; the state keeps each row's suffix."""
-        keep = self._longest_key
-        tails = tuple(
-            tuple(int(t) for t in p[max(0, len(p) - keep) :]) if keep else () for p in prompts
-        )
-        return self._rows([self.lookup(p) for p in prompts]), tails
-
-    def extend(
-        self, state: Tails, parents_M: np.ndarray, tokens_M: np.ndarray
-    ) -> tuple[np.ndarray, Tails]:
-        """New row i = old row ``parents_M[i]`` + ``tokens_M[i]``, as suffixes."""
-        keep = self._longest_key
-        tails = tuple(
-            (state[p] + (t,))[-keep:] if keep else ()
-            for p, t in zip(
-                np.asarray(parents_M).tolist(), np.asarray(tokens_M).tolist(), strict=True
-            )
-        )
-        return self._rows([self.lookup(t) for t in tails]), tails
+    # The default prefill/extend keep each row as a TokenSequence: a lookup reads only its last
+    # `_longest_key` tokens (O(longest key) per row and step, whatever the length), and
+    # rewind (speculative decoding) walks back along it.
 
 
 def _key(key: object) -> tuple[int, ...]:

@@ -68,13 +68,15 @@ def check_model(
     tol: float | None = None,
 ) -> None:
     """Drive ``model.prefill`` / ``model.extend`` with random parent arrays and compare every
-    row with ``model.next_token_logits`` of the sequence it stands for.
+    row with ``model.next_token_logits`` of the sequence it stands for; then, for a model that
+    overrides them, the same for ``model.extend_many`` (several tokens per row, the logits
+    after each) and ``model.rewind`` (rows cut back, then extended again).
 
     The parents reorder, duplicate and drop rows; one step is empty (no rows), and some steps
     extend an older state again (a state must be a value: `extend` may not mutate it). Raises
-    AssertionError naming the call (``prefill`` or ``extend #i``) and the row on a wrong
-    shape, dtype or logit. ``tol=None`` picks the tolerance by the logits' dtype (see
-    `default_tol`), relative to each row's largest finite logit.
+    AssertionError naming the call (``prefill``, ``extend #i``, ``extend_many #i``) and the
+    row on a wrong shape, dtype or logit. ``tol=None`` picks the tolerance by the logits' dtype
+    (see `default_tol`), relative to each row's largest finite logit.
     """
     rng = np.random.default_rng(seed)
     rows0 = [tuple(int(t) for t in p) for p in prompts]
@@ -117,6 +119,69 @@ def check_model(
                 logits, _ = model.extend(old_state, parents, tokens)
                 redo = [s + (int(t),) for s, t in zip(old_sequences, tokens, strict=True)]
                 _compare(f"extend #{call}, an older state extended again", logits, redo, model, tol)
+    # The several-token path is checked where the model has its own (the defaults are built on
+    # extend and the default state).
+    if type(model).extend_many is not LanguageModel.extend_many or (
+        type(model).rewind is not LanguageModel.rewind
+    ):
+        _check_many(model, history[0], rng, tol)
+
+
+def _check_many(
+    model: LanguageModel, start: tuple[Any, list[tuple[int, ...]]], rng: Any, tol: float | None
+) -> None:
+    """`extend_many` and `rewind` from ``start`` (a state and its sequences): a few rounds of
+    several tokens per row, each compared position by position, then cut back by a random
+    count and extended by one token; the state before the cut is extended again at the end."""
+    limit = model.max_sequence_length
+    state, sequences = start
+    vocab = model.vocab_size
+    before: tuple[Any, list[tuple[int, ...]]] | None = None
+    added = 0
+    for call in range(1, 5):
+        room = None if limit is None else limit - max(map(len, sequences))
+        steps = int(rng.integers(1, 4)) if room is None else min(int(rng.integers(1, 4)), room)
+        if steps < 1:
+            break
+        parents = rng.integers(0, len(sequences), size=int(rng.integers(1, len(sequences) + 2)))
+        tokens = rng.integers(0, vocab, size=(len(parents), steps))
+        where = f"extend_many #{call} (parents {parents.tolist()}, tokens {tokens.tolist()})"
+        logits, new_state = model.extend_many(state, parents, tokens)
+        got = np.asarray(logits)
+        assert got.shape == (len(parents), steps, vocab), (
+            f"{where}: logits shape {got.shape}, expected {(len(parents), steps, vocab)}"
+        )
+        grown = [
+            sequences[p] + tuple(int(t) for t in row)
+            for p, row in zip(parents, tokens, strict=True)
+        ]
+        for t in range(steps):
+            prefixes = [g[: len(g) - steps + t + 1] for g in grown]
+            _compare(f"{where}, position {t}", got[:, t], prefixes, model, tol)
+        before = (new_state, grown)
+        added += steps
+        drop = int(rng.integers(0, steps + 1))
+        state = model.rewind(new_state, drop)
+        sequences = [g[: len(g) - drop] for g in grown]
+        added -= drop
+        tokens = rng.integers(0, vocab, size=len(sequences))
+        if limit is None or max(map(len, sequences)) < limit:
+            logits, _ = model.extend(state, np.arange(len(sequences)), tokens)
+            after = [s + (int(t),) for s, t in zip(sequences, tokens, strict=True)]
+            _compare(f"extend after rewind({drop}) of {where}", logits, after, model, tol)
+    if before is not None:
+        old_state, old_sequences = before
+        if limit is None or max(map(len, old_sequences)) < limit:
+            tokens = rng.integers(0, vocab, size=(len(old_sequences), 1))
+            logits, _ = model.extend_many(old_state, np.arange(len(old_sequences)), tokens)
+            redo = [s + (int(t[0]),) for s, t in zip(old_sequences, tokens, strict=True)]
+            _compare(
+                "extend_many of a state before a rewind, again",
+                np.asarray(logits)[:, 0],
+                redo,
+                model,
+                tol,
+            )
 
 
 class CheckedLM(LanguageModel):
@@ -158,6 +223,35 @@ class CheckedLM(LanguageModel):
         new_sequences = tuple(sequences[p].append(t) for p, t in zip(parents, tokens, strict=True))
         _compare(f"step {step + 1} (extend)", logits, new_sequences, self.model, self.tol)
         return logits, (new_inner, new_sequences, step + 1)
+
+    def extend_many(
+        self, state: Any, parents_M: np.ndarray, tokens_MT: np.ndarray
+    ) -> tuple[np.ndarray, Any]:
+        """The inner extend_many, each position checked."""
+        inner, sequences, step = state
+        logits, new_inner = self.model.extend_many(inner, parents_M, tokens_MT)
+        got = np.asarray(logits)
+        rows = np.asarray(tokens_MT).tolist()
+        grown = []
+        for p, row in zip(np.asarray(parents_M).tolist(), rows, strict=True):
+            sequence = sequences[p]
+            for t in row:
+                sequence = sequence.append(t)
+            grown.append(sequence)
+        width = len(rows[0]) if rows else 0
+        assert got.shape == (len(rows), width, self.vocab_size), (
+            f"step {step + 1} (extend_many): logits shape {got.shape}"
+        )
+        for t in range(width):
+            prefixes = [g.drop(width - 1 - t) for g in grown]
+            _compare(f"step {step + 1} (extend_many, position {t})", got[:, t], prefixes,
+                     self.model, self.tol)  # fmt: skip
+        return logits, (new_inner, tuple(grown), step + 1)
+
+    def rewind(self, state: Any, count: int) -> Any:
+        """The inner rewind; the rows' sequences cut back with it."""
+        inner, sequences, step = state
+        return self.model.rewind(inner, count), tuple(s.drop(count) for s in sequences), step
 
 
 def _eos_ids(eos_token_id: int | Sequence[int] | None) -> frozenset[int]:

@@ -460,6 +460,11 @@ SPECS = {
         lambda v: v is None or positive(v)),
 }  # fmt: skip
 
+# The search families' rows (speculative, diverse, regex, MBR) live beside this file.
+from .search_specs import search_specs  # noqa: E402
+
+SPECS.update(search_specs(sys.modules[__name__]))
+
 # Sizes too large to build in a test (up to `decoding.memory_limit` they are valid and would be
 # built); beyond the limit they are refused: test_model_sizes_beyond_memory_are_named_errors.
 SIZE_CAP = {"vocab_size": 4096, "d_model": 64, "n_heads": 8, "n_layers": 4, "n_ctx": 4096}

@@ -87,6 +87,8 @@ class BeamState:
     archive: Archive | None = None
     model: LanguageModel | None = None  # the model the search runs on (a state belongs to it)
     policy: str = "pool"  # the name of the finished-beam policy that made the state
+    # The processors' memo of the last call (see StepContext.memo), None without processors.
+    processor_memo: dict[object, object] | None = None
 
     @property
     def step(self) -> int:
@@ -242,6 +244,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
         logprob_BK = np.full((batch, width), -np.inf)
         logprob_BK[:, 0] = 0.0
         logits_MV, model_state = None, None
+        memo: dict[object, object] = {}
         if checked:
             logits, model_state = model.prefill(checked)
             logits_MV = owned_logits(
@@ -256,6 +259,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
                     0,
                     checked,
                     np.arange(batch),
+                    memo=memo,
                 ),
                 log_softmax_first=self.hf_order,
             )
@@ -272,6 +276,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
             archive=self.policy.start(batch, width),
             policy=self.finished,
             model=model,
+            processor_memo=memo if self.processors else None,
         )
 
     def done(self, state: BeamState) -> bool:
@@ -312,6 +317,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
         token_logprob_BKT = follow(state.token_logprob_BKT, source_BK, chosen.token_logprob_BK)
 
         logits_MV, model_state = None, state.model_state
+        memo: dict[object, object] = {}
         next_live_BK = (chosen.logprob_BK > -np.inf) & ~finished_BK
         if new_length < self.max_new_tokens and next_live_BK.any():
             # Row of each live slot in the last model call (row-major over live slots).
@@ -330,6 +336,9 @@ class BeamSearchDecoder(EosSetting, Decoder):
                     new_length,
                     state.prompts,
                     np.nonzero(next_live_BK)[0],
+                    parent_M=parents_M,
+                    previous=state.processor_memo,
+                    memo=memo,
                 ),
                 log_softmax_first=self.hf_order,
             )
@@ -346,6 +355,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
             archive=archive,
             model=model,
             policy=state.policy,
+            processor_memo=memo if self.processors else None,
         )
 
     def finalize(self, state: BeamState) -> list[list[Beam]]:

@@ -85,6 +85,7 @@ class Tokenizer:
         self.special_tokens: dict[str, str] = dict(special_tokens or {})
         self.chat_template = chat_template
         self._source = source
+        self._token_bytes: tuple[bytes | None, ...] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tokenizer:
@@ -118,6 +119,43 @@ class Tokenizer:
             return None
         found = self._inner.id_to_token(int(id))
         return None if found is None else str(found)
+
+    def token_bytes(self) -> tuple[bytes | None, ...]:
+        """The bytes each id adds to decoded text (``decode`` of ids is their concatenation
+        read as UTF-8), one entry per id up to `vocab_size`; None for an id without a token.
+        A token may hold part of a character: byte-level BPE splits multi-byte characters.
+
+        Exact for byte-level BPE tokenizers (GPT-2, Llama 3, Qwen2, SmolLM2: every GGUF this
+        package reads) and added tokens (their text). For others, ``<0xNN>`` tokens are the
+        byte NN and ``▁`` is a space (SentencePiece), which ``decode`` may strip at the start.
+        Computed once.
+        """
+        if self._token_bytes is None:
+            added = {
+                int(i): str(t.content) for i, t in self._inner.get_added_tokens_decoder().items()
+            }
+            byte_level = type(self._inner.decoder).__name__ == "ByteLevel"
+            table = {c: b for b, c in _bytes_to_unicode().items()}
+            found: list[bytes | None] = []
+            for i in range(self.vocab_size):
+                token = added.get(i)
+                if token is not None:
+                    found.append(token.encode("utf-8"))
+                    continue
+                token = self._inner.id_to_token(i)
+                if token is None:
+                    found.append(None)
+                elif byte_level and all(c in table for c in token):
+                    found.append(bytes(table[c] for c in token))
+                elif len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
+                    try:
+                        found.append(bytes([int(token[3:5], 16)]))
+                    except ValueError:
+                        found.append(token.encode("utf-8"))
+                else:
+                    found.append(token.replace("\u2581", " ").encode("utf-8"))
+            self._token_bytes = tuple(found)
+        return self._token_bytes
 
     @property
     def bos_token(self) -> str | None:

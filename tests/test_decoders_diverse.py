@@ -1,0 +1,153 @@
+"""DiverseBeamSearchDecoder: a worked case, then properties (one group is beam search; the
+literal group-by-group reference), then errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import decoding
+from decoding import DiverseBeamSearchDecoder, ScriptedLM
+from decoding.testing import reference_beam_search, reference_diverse_beam_search
+
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from decoding.testing import strategies  # noqa: E402
+
+log = math.log
+
+
+def test_worked_case_the_second_group_pays_for_the_first_groups_token():
+    # After the prompt: 1 (0.5), 2 (0.3), 3 (0.2); after any token: EOS (0) surely.
+    lm = ScriptedLM(
+        {(): {1: log(0.5), 2: log(0.3), 3: log(0.2)}, (1,): {0: 0.0}, (2,): {0: 0.0},
+         (3,): {0: 0.0}},
+        vocab_size=5,
+    )  # fmt: skip
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 2, alpha=0.0, eos_token_id=0)
+    beams = decoder.decode(lm, [[4]])[0]
+    # Group 0 takes 1 (log 0.5). Group 1 sees 1 penalised by 1.0: log(0.5) - 1 = -1.69 <
+    # log(0.3) = -1.20, so it takes 2. Both then end with EOS (log 1 = 0).
+    assert [b.tokens for b in beams] == [(1, 0), (2, 0)]
+    assert math.isclose(beams[1].score, log(0.3))
+    assert math.isclose(beams[1].logprob, log(0.3))
+    # Without the penalty both groups take 1: the same hypothesis twice.
+    same = DiverseBeamSearchDecoder(2, 2, 0.0, 2, alpha=0.0, eos_token_id=0).decode(lm, [[4]])[0]
+    assert [b.tokens for b in same] == [(1, 0), (1, 0)]
+
+
+def test_a_paid_penalty_stays_in_the_score_not_in_the_logprob():
+    lm = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 5.0, 1, alpha=0.0)
+    first, second = decoder.decode(lm, [[0]])[0]
+    # Group 1's best is 2 (log 0.4) against 1 penalised (log 0.6 - 5): no penalty paid.
+    assert (first.tokens, second.tokens) == ((1,), (2,))
+    lm_same = ScriptedLM({(): {1: 0.0}}, vocab_size=3)  # only token 1 is possible
+    _, paid = DiverseBeamSearchDecoder(2, 2, 5.0, 1, alpha=0.0).decode(lm_same, [[0]])[0]
+    assert paid.tokens == (1,) and paid.logprob == 0.0 and paid.score == -5.0
+
+
+def test_groups_are_more_diverse_than_plain_beams():
+    model = decoding.NumpyTransformerLM(vocab_size=60, d_model=16, n_heads=4, seed=3)
+    prompts = [[1, 2, 3], [4, 5], [6]]
+
+    def distinct_first_tokens(results):
+        return sum(len({b.tokens[0] for b in beams}) for beams in results)
+
+    plain = decoding.BeamSearchDecoder(6, 6).decode(model, prompts)
+    diverse = DiverseBeamSearchDecoder(6, 3, 2.0, 6).decode(model, prompts)
+    assert distinct_first_tokens(diverse) > distinct_first_tokens(plain)
+
+
+# -- properties ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=20)
+@given(st.data())
+def test_one_group_is_beam_search(data):
+    model = data.draw(strategies.scripted_models(max_vocab=8))
+    vocab = model.vocab_size
+    prompts = data.draw(strategies.prompt_lists(vocab, max_prompts=3))
+    width, n = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    alpha = data.draw(strategies.alphas)
+    eos = data.draw(strategies.eos_settings(vocab))
+    processors = data.draw(strategies.processor_lists(vocab, max_size=2))
+    penalty = data.draw(st.sampled_from([0.0, 0.5, 3.0]))
+    diverse = DiverseBeamSearchDecoder(width, 1, penalty, n, alpha, eos, processors)
+    plain = decoding.BeamSearchDecoder(width, n, alpha, eos, processors=processors)
+    try:
+        want = plain.decode(model, prompts)
+    except ValueError:
+        with pytest.raises(ValueError):
+            diverse.decode(model, prompts)
+        return
+    got = diverse.decode(model, prompts)
+    assert got == want
+    for beams, reference in zip(got, want, strict=True):
+        for a, b in zip(beams, reference, strict=True):
+            assert a.token_logprobs == b.token_logprobs
+
+
+@settings(max_examples=30)
+@given(st.data())
+def test_matches_the_literal_group_by_group_reference(data):
+    model = data.draw(strategies.scripted_models(max_vocab=8))
+    vocab = model.vocab_size
+    prompts = data.draw(strategies.prompt_lists(vocab, max_prompts=3))
+    groups, size = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    penalty = data.draw(st.sampled_from([0.0, 0.5, 1.0, 0.3]) | st.floats(0.0, 4.0))
+    n, alpha = data.draw(st.integers(1, 4)), data.draw(strategies.alphas)
+    eos = data.draw(strategies.eos_settings(vocab))
+    processors = data.draw(strategies.processor_lists(vocab, max_size=2))
+    decoder = DiverseBeamSearchDecoder(groups * size, groups, penalty, n, alpha, eos, processors)
+    args = (model, prompts, groups * size, groups, penalty, n, alpha, eos, processors)
+    try:
+        want = reference_diverse_beam_search(*args)
+    except ValueError:
+        with pytest.raises(ValueError):
+            decoder.decode(model, prompts)
+        return
+    got = decoder.decode(model, prompts)
+    assert [[b.tokens for b in r] for r in got] == [[b.tokens for b in r] for r in want]
+    for beams, reference in zip(got, want, strict=True):
+        for a, b in zip(beams, reference, strict=True):
+            assert a.score == b.score and a.finished == b.finished
+            assert math.isclose(a.logprob, b.logprob, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_the_reference_with_one_group_is_the_beam_search_reference():
+    lm = ScriptedLM({(): [0.1, -1.0, 0.5, -0.2], (2,): [1.0, 0.0, -3.0, 0.4]}, vocab_size=4)
+    prompts = [[1], [2, 3]]
+    assert reference_diverse_beam_search(lm, prompts, 3, 1, 2.0, 4, 0.6, 0) == (
+        reference_beam_search(lm, prompts, 3, 4, 0.6, 0)
+    )
+
+
+def test_trace_and_step_by_step():
+    model = decoding.NumpyTransformerLM(vocab_size=30, d_model=16, n_heads=4, seed=4)
+    decoder = DiverseBeamSearchDecoder(4, 2, 1.5, 5, eos_token_id=7)
+    recorded = decoding.trace(decoder, model, [[1, 2]])
+    assert recorded.results == decoder.decode(model, [[1, 2]])
+    state = decoder.init(model, [[1, 2]])
+    again = decoder.step(model, state)
+    np.testing.assert_array_equal(decoder.step(model, state).tokens_BKT, again.tokens_BKT)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="beam_width must be divisible by num_groups"):
+        DiverseBeamSearchDecoder(5, 2, 1.0, 4)
+    with pytest.raises(ValueError, match="num_groups"):
+        DiverseBeamSearchDecoder(4, 0, 1.0, 4)
+    with pytest.raises(ValueError, match="diversity_penalty"):
+        DiverseBeamSearchDecoder(4, 2, -1.0, 4)
+    with pytest.raises(TypeError, match="diversity_penalty"):
+        DiverseBeamSearchDecoder(4, 2, "1", 4)
+    with pytest.raises(TypeError, match="DiverseBeamState"):
+        DiverseBeamSearchDecoder(4, 2, 1.0, 4).step(decoding.NumpyTransformerLM(), object())

@@ -1,0 +1,121 @@
+"""MBRDecoder and its utilities (decoding.metrics): worked values, the definition as a
+reference, text mode, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import decoding
+from decoding import Beam, MBRDecoder
+from decoding.metrics import bleu, chrf, ngrams
+from decoding.testing import reference_mbr
+
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def test_chrf_worked_values():
+    assert chrf("abc", "abc") == 100.0
+    assert chrf((1, 2, 3), (4, 5, 6)) == 0.0
+    # "ab" vs "abc": unigrams P=1, R=2/3; bigrams P=1, R=1/2 (F2 = 5PR / (4P + R)).
+    f1 = 5 * (2 / 3) / (4 + 2 / 3)
+    f2 = 5 * 0.5 / (4 + 0.5)
+    assert math.isclose(chrf("ab", "abc"), 100 * (f1 + f2) / 2)
+    assert chrf("a b", "ab") == 100.0  # whitespace is not a character of chrF
+
+
+def test_bleu_worked_values():
+    assert bleu("the cat sat", "the cat sat") == 100.0
+    assert bleu((1, 2), (3, 4)) == 0.0
+    # One word short: unigram 3/3, bigram (2+1)/(2+1), trigram (1+1)/(1+1), 4-gram 1/1; the
+    # brevity penalty exp(1 - 4/3).
+    assert math.isclose(bleu("a b c", "a b c d"), 100 * math.exp(1 - 4 / 3))
+    assert ngrams((1, 2, 1, 2), 2)[(1, 2)] == 2
+
+
+def candidates(*token_lists):
+    return [Beam(t, -1.0, -1.0, False, [-1.0 / len(t)] * len(t)) for t in token_lists]
+
+
+class Fixed(decoding.Decoder):
+    """A 'sampler' that returns the given hypotheses for every prompt."""
+
+    def __init__(self, beams):
+        self.beams = beams
+
+    def decode(self, model, prompts):
+        return [list(self.beams) for _ in prompts]
+
+
+def test_worked_case_the_consensus_wins():
+    beams = candidates((1, 2, 3), (1, 2, 4), (7, 8, 9), (1, 2, 3))
+    got = MBRDecoder(Fixed(beams), "bleu").decode(decoding.NumpyTransformerLM(), [[1]])[0]
+    # (1, 2, 3) agrees with its twin and shares a bigram with (1, 2, 4); (7, 8, 9) agrees with
+    # nothing. Duplicates count as references but are returned once.
+    assert [b.tokens for b in got] == [(1, 2, 3), (1, 2, 4), (7, 8, 9)]
+    assert got[-1].score == 0.0
+    expected = (bleu((1, 2, 3), (1, 2, 4)) + 0.0 + 100.0) / 3
+    assert math.isclose(got[0].score, expected)
+    assert got[0].logprob == -1.0 and got[0].token_logprobs == beams[0].token_logprobs
+
+
+@settings(max_examples=30)
+@given(
+    st.lists(st.lists(st.integers(0, 4), min_size=1, max_size=5).map(tuple), min_size=1,
+             max_size=6),
+    st.sampled_from(["chrf", "bleu"]),
+)  # fmt: skip
+def test_matches_the_definition(token_lists, utility):
+    beams = candidates(*token_lists)
+    got = MBRDecoder(Fixed(beams), utility).decode(decoding.NumpyTransformerLM(), [[1]])[0]
+    want = reference_mbr(beams, chrf if utility == "chrf" else bleu)
+    assert [b.tokens for b in got] == [t for t, _ in want]
+    for beam, (_, score) in zip(got, want, strict=True):
+        assert math.isclose(beam.score, score, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_samples_a_callable_and_num_candidates():
+    model = decoding.NumpyTransformerLM(vocab_size=30, d_model=16, n_heads=4, seed=2)
+    sampler = decoding.SamplingDecoder(6, eos_token_id=3, num_samples=8, seed=0)
+
+    def overlap(hypothesis, reference):
+        return float(len(set(hypothesis) & set(reference)))
+
+    results = MBRDecoder(sampler, overlap, num_candidates=5).decode(model, [[1, 2], [5]])
+    samples = sampler.decode(model, [[1, 2], [5]])
+    for got, drawn in zip(results, samples, strict=True):
+        want = reference_mbr(drawn[:5], overlap)
+        assert [(b.tokens, b.score) for b in got] == want
+
+
+def test_text_mode_decodes_with_the_tokenizer():
+    tokenizers = pytest.importorskip("tokenizers")
+    inner = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "b": 1, "c": 2}))
+    inner.decoder = tokenizers.decoders.WordPiece()
+    tokenizer = decoding.Tokenizer(inner)
+    beams = candidates((0, 1), (0, 2), (2, 2))
+    decoder = MBRDecoder(Fixed(beams), "chrf", tokenizer=tokenizer)
+    got = decoder.decode(decoding.NumpyTransformerLM(), [[1]])[0]
+    texts = [tokenizer.decode(list(b.tokens)) for b in beams]
+    best = max(range(3), key=lambda i: sum(chrf(texts[i], t) for t in texts if t != texts[i]))
+    assert got[0].tokens == beams[best].tokens
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="sampler"):
+        MBRDecoder("sampling")
+    with pytest.raises(ValueError, match="utility"):
+        MBRDecoder(decoding.GreedyDecoder(3), "rouge")
+    with pytest.raises(TypeError, match="utility"):
+        MBRDecoder(decoding.GreedyDecoder(3), 3)
+    with pytest.raises(ValueError, match="num_candidates"):
+        MBRDecoder(decoding.GreedyDecoder(3), num_candidates=0)
+    with pytest.raises(TypeError, match="tokenizer"):
+        MBRDecoder(decoding.GreedyDecoder(3), tokenizer="gpt2")
+    with pytest.raises(ValueError, match="non-finite"):
+        MBRDecoder(Fixed(candidates((1,), (2,))), lambda h, r: math.nan).decode(
+            decoding.NumpyTransformerLM(), [[1]]
+        )

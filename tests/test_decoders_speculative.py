@@ -1,0 +1,374 @@
+"""SpeculativeDecoder, PromptLookup, EarlyExit: worked cases, then the two theorems (greedy
+equals greedy decoding; sampling is distributed as the target), then errors."""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+import pytest
+
+import decoding
+from decoding import PromptLookup, ScriptedLM, SpeculativeDecoder
+from decoding.testing import (
+    CheckedLM,
+    reference_greedy,
+    reference_speculative_sample,
+    sequence_distribution,
+    speculative_distribution,
+    speculative_uniforms,
+)
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from decoding.testing import strategies  # noqa: E402
+
+log = math.log
+
+
+def tiny(seed: int, layers: int = 2) -> decoding.NumpyTransformerLM:
+    return decoding.NumpyTransformerLM(
+        vocab_size=40, d_model=16, n_heads=4, n_layers=layers, seed=seed, dtype="float64"
+    )
+
+
+# -- worked cases ------------------------------------------------------------------------------
+
+
+def test_greedy_worked_case_counts_accepted_tokens():
+    # Target after the prompt: 1 then 2 then EOS (0). The draft agrees on 1, then says 1.
+    target = ScriptedLM(
+        {(): {1: log(0.9), 0: log(0.1)}, (1,): {2: log(0.8), 1: log(0.2)}, (2,): {0: 0.0}},
+        vocab_size=3,
+    )
+    draft = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    (beam,) = SpeculativeDecoder(draft, 2, 5, eos_token_id=0).decode(target, [[2, 0]])[0]
+    # Step 1 proposes [1, 1]: 1 is the target's arg-max (accepted), then 1 is not (2 is): the
+    # step keeps 1 and the target's 2. Step 2 proposes [1, 1]: the target wants EOS: rejected.
+    assert beam.tokens == (1, 2, 0)
+    assert beam.finished
+    assert beam.accepted_draft_tokens == 1
+    assert beam.draft_tokens == 4
+    assert math.isclose(beam.logprob, log(0.9) + log(0.8))
+    assert beam.score == beam.logprob
+    assert beam == decoding.GreedyDecoder(5, eos_token_id=0).decode(target, [[2, 0]])[0][0]
+
+
+def test_what_follows_an_accepted_eos_is_never_read():
+    # After EOS (0) the target has no possible token at all; the draft proposes 1, EOS.
+    target = ScriptedLM({(): {1: log(0.6), 0: log(0.4)}, (1,): {0: 0.0}, (0,): {}}, vocab_size=3)
+    for temperature in (0.0, 1.0):
+        decoder = SpeculativeDecoder(target, 3, 6, eos_token_id=0, temperature=temperature, seed=0)
+        (beam,) = decoder.decode(target, [[2]])[0]
+        assert beam.finished and beam.tokens[-1] == 0
+
+
+def test_a_draft_equal_to_the_target_has_every_proposal_accepted():
+    model = tiny(1)
+    (beam,) = SpeculativeDecoder(model, 4, 11).decode(model, [[1, 2, 3]])[0]
+    # 11 tokens in steps of 4 accepted + 1 of the target's: 5, 5, then 1 (no room to draft).
+    assert beam.accepted_draft_tokens == beam.draft_tokens == 8
+    assert len(beam.tokens) == 11
+
+
+def test_prompt_lookup_copies_the_leftmost_continuation_of_the_longest_ngram():
+    look = PromptLookup(max_ngram=3)
+    assert look.propose([5, 6, 7, 8, 9, 5, 6, 7], 3) == (8, 9, 5)
+    # The 3-gram [9, 5, 6] is new; the 2-gram [5, 6] occurs twice: the leftmost is taken.
+    assert look.propose([5, 6, 1, 5, 6, 2, 9, 5, 6], 2) == (1, 5)
+    assert look.propose([5, 6, 7, 8, 5, 6], 10) == (7, 8, 5, 6)  # up to the end of the text
+    assert look.propose([1, 2, 3], 4) == ()  # no earlier occurrence
+    assert look.propose([4, 0, 7, 4], 3, eos_token_ids=(0,)) == ()  # cut before EOS
+    assert look.propose([4, 1, 0, 4], 3, eos_token_ids=(0,)) == (1,)
+    assert PromptLookup(1).propose([3, 1, 2, 9, 1], 2) == (2, 9)
+
+
+def test_prompt_lookup_drafts_on_a_grounded_prompt():
+    model = tiny(3)
+    prompt = [7, 8, 9, 10, 11, 12, 7, 8, 9, 10, 11, 12, 7, 8]
+    (beam,) = SpeculativeDecoder(PromptLookup(), 4, 16).decode(model, [prompt])[0]
+    assert beam.tokens == decoding.GreedyDecoder(16).decode(model, [prompt])[0][0].tokens
+    assert beam.draft_tokens > 0
+
+
+def test_early_exit_is_the_first_layers_and_the_head():
+    model = tiny(4, layers=3)
+    full = decoding.EarlyExit(model, 3)
+    np.testing.assert_array_equal(
+        full.next_token_logits([(1, 2, 3)]), model.next_token_logits([(1, 2, 3)])
+    )
+    shallow = decoding.EarlyExit(model, 1)
+    assert shallow.n_layers == 1 and shallow.vocab_size == model.vocab_size
+    decoding.testing.check_model(shallow, [[1, 2], [3]])
+    assert "num_layers=1" in repr(shallow)
+
+
+def test_trace_records_each_step_last_token():
+    model = tiny(5)
+    decoder = SpeculativeDecoder(tiny(6), 3, 6)
+    recorded = decoding.trace(decoder, model, [[1, 2], [3]])
+    assert recorded.results == decoder.decode(model, [[1, 2], [3]])
+    tokens = recorded.results[0][0].tokens
+    assert all(pool[0][0].token in tokens for pool in recorded.steps)
+
+
+# -- greedy: token for token greedy decoding ---------------------------------------------------
+
+
+@settings(max_examples=20)
+@given(st.data())
+def test_greedy_equals_greedy_decoding_on_scripted_models(data):
+    target = data.draw(strategies.scripted_models(max_vocab=6))
+    vocab = target.vocab_size
+    draft = data.draw(
+        st.one_of(
+            strategies.scripted_models(min_vocab=vocab, max_vocab=vocab),
+            st.integers(1, 3).map(PromptLookup),
+        )
+    )
+    prompts = data.draw(strategies.prompt_lists(vocab, max_prompts=3))
+    k = data.draw(st.integers(1, 4))
+    n = data.draw(st.integers(1, 7))
+    eos = data.draw(strategies.eos_settings(vocab))
+    processors = data.draw(strategies.processor_lists(vocab, max_size=2))
+    decoder = SpeculativeDecoder(draft, k, n, eos_token_id=eos, processors=processors)
+    try:
+        want = reference_greedy(target, prompts, n, eos, processors)
+    except ValueError:
+        with pytest.raises(ValueError):
+            decoder.decode(target, prompts)
+        return
+    got = decoder.decode(target, prompts)
+    assert [[b.tokens for b in r] for r in got] == [[b.tokens for b in r] for r in want]
+    for (a,), (b,) in zip(got, want, strict=True):
+        assert a.finished == b.finished
+        assert math.isclose(a.logprob, b.logprob, rel_tol=1e-12, abs_tol=1e-12)
+        assert 0 <= a.accepted_draft_tokens <= a.draft_tokens
+
+
+@pytest.mark.parametrize("draft", ["other", "early-exit", "lookup", "ensemble"])
+def test_greedy_equals_greedy_decoding_on_transformers(draft):
+    target = tiny(11, layers=3)
+    drafts = {
+        "other": tiny(12),
+        "early-exit": decoding.EarlyExit(target, 1),
+        "lookup": PromptLookup(2),
+        "ensemble": decoding.Ensemble([tiny(13), tiny(14)]),
+    }
+    prompts = [[1, 2, 3, 1, 2], [4], [5, 6, 7, 8, 9, 5, 6]]
+    processors = [decoding.NoRepeatNGram(3), decoding.BanTokens([9])]
+    for k in (1, 4):
+        decoder = SpeculativeDecoder(drafts[draft], k, 24, eos_token_id=7, processors=processors)
+        got = decoder.decode(target, prompts)
+        want = decoding.GreedyDecoder(24, eos_token_id=7, processors=processors).decode(
+            target, prompts
+        )
+        assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
+        for (a,), (b,) in zip(got, want, strict=True):
+            np.testing.assert_allclose(a.token_logprobs, b.token_logprobs, rtol=1e-9, atol=1e-9)
+
+
+def test_the_target_is_called_once_per_step_with_several_tokens():
+    calls = collections.Counter()
+
+    class Counting(CheckedLM):
+        def extend(self, state, parents_M, tokens_M):
+            calls["extend"] += 1
+            return super().extend(state, parents_M, tokens_M)
+
+        def extend_many(self, state, parents_M, tokens_MT):
+            calls[f"extend_many {np.shape(tokens_MT)[1]}"] += 1
+            return super().extend_many(state, parents_M, tokens_MT)
+
+    model = tiny(15)
+    decoder = SpeculativeDecoder(model, 3, 9)
+    state = decoder.init(Counting(model), [[1, 2, 3]])
+    steps = 0
+    target = state.model
+    while not decoder.done(state):
+        state = decoder.step(target, state)
+        steps += 1
+    assert calls["extend"] == 0
+    # The first step scores the 3 drafts; later ones the pending token and 3 drafts.
+    assert calls["extend_many 3"] == 1 and calls["extend_many 4"] == steps - 2
+    assert (
+        decoder.finalize(state)[0][0].tokens
+        == decoding.GreedyDecoder(9).decode(model, [[1, 2, 3]])[0][0].tokens
+    )
+
+
+def test_a_state_is_a_value_stepped_twice_alike():
+    model = tiny(16)
+    decoder = SpeculativeDecoder(tiny(17), 3, 10, temperature=0.8, seed=3)
+    state = decoder.step(model, decoder.init(model, [[1, 2], [3, 4, 5]]))
+    first = decoder.step(model, state)
+    again = decoder.step(model, state)
+    np.testing.assert_array_equal(first.tokens_BT, again.tokens_BT)
+
+
+# -- sampling: distributed as the target ------------------------------------------------------
+
+
+@st.composite
+def tiny_pairs(draw):
+    """A target and a draft over 2..3 tokens (rows depend on the last token)."""
+    vocab = draw(st.integers(2, 3))
+    target = draw(strategies.scripted_models(min_vocab=vocab, max_vocab=vocab, max_depth=1))
+    draft = draw(
+        st.one_of(
+            strategies.scripted_models(min_vocab=vocab, max_vocab=vocab, max_depth=1),
+            st.integers(1, 2).map(PromptLookup),
+        )
+    )
+    return target, draft
+
+
+@settings(max_examples=20)
+@given(tiny_pairs(), st.data())
+def test_the_speculative_distribution_equals_the_targets_by_enumeration(pair, data):
+    target, draft = pair
+    vocab = target.vocab_size
+    prompt = data.draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=3))
+    k, n = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4))
+    eos = data.draw(st.one_of(st.none(), st.integers(0, vocab - 1)))
+    temperature = data.draw(st.sampled_from([1.0, 0.5, 2.0]))
+    try:
+        want = sequence_distribution(target, prompt, n, eos, temperature)
+    except ValueError:
+        return
+    got = speculative_distribution(target, draft, prompt, k, n, eos, temperature)
+    assert set(got) == set(want)
+    for sequence, p in want.items():
+        assert math.isclose(got[sequence], p, rel_tol=1e-9, abs_tol=1e-12), sequence
+
+
+@settings(max_examples=20)
+@given(tiny_pairs(), st.data())
+def test_the_sampler_is_the_literal_algorithm_on_the_same_random_numbers(pair, data):
+    target, draft = pair
+    vocab = target.vocab_size
+    prompt = data.draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=3))
+    k, n = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 6))
+    eos = data.draw(st.one_of(st.none(), st.integers(0, vocab - 1)))
+    temperature = data.draw(st.sampled_from([1.0, 0.7]))
+    seed = data.draw(st.integers(0, 2**32))
+    decoder = SpeculativeDecoder(draft, k, n, eos_token_id=eos, temperature=temperature, seed=seed)
+    uniforms = speculative_uniforms(seed, 0, 1, k)
+    try:
+        want = reference_speculative_sample(target, draft, prompt, k, n, uniforms, eos, temperature)
+    except ValueError:
+        with pytest.raises(ValueError):
+            decoder.decode(target, [prompt])
+        return
+    assert decoder.decode(target, [prompt])[0][0].tokens == want
+
+
+def test_samples_follow_the_targets_distribution():
+    vocab = 3
+    rng = np.random.default_rng(0)
+    table = {(): list(rng.normal(size=vocab))}
+    table |= {(a,): list(rng.normal(size=vocab) * 1.5) for a in range(vocab)}
+    target = ScriptedLM(table, vocab_size=vocab)
+    draft = ScriptedLM({(): list(rng.normal(size=vocab))}, vocab_size=vocab)
+    exact = sequence_distribution(target, (0, 1), 3, None, 0.8)
+    samples = SpeculativeDecoder(draft, 2, 3, temperature=0.8, seed=7).decode(
+        target, [[0, 1]] * 2500
+    )
+    counts = collections.Counter(r[0].tokens for r in samples)
+    total_variation = 0.5 * sum(abs(counts[s] / 2500 - p) for s, p in exact.items())
+    assert total_variation < 0.06  # 27 outcomes, 2500 samples: about 0.035 expected
+
+
+def test_the_same_seed_gives_the_same_samples():
+    model = tiny(18)
+    decoder = SpeculativeDecoder(tiny(19), 3, 12, temperature=1.0, seed=5)
+    assert decoder.decode(model, [[1, 2], [3]]) == decoder.decode(model, [[1, 2], [3]])
+
+
+# -- the model protocol: several tokens per row, rewind -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(tiny(20), id="gpt2"),
+        pytest.param(decoding.NumpyLlamaLM(seed=2), id="llama"),
+        pytest.param(decoding.EarlyExit(tiny(21, layers=3), 2), id="early-exit"),
+        pytest.param(decoding.Ensemble([tiny(22), tiny(23)]), id="ensemble"),
+        pytest.param(ScriptedLM({(): [0.0, 1.0, 2.0], (1,): [2.0, 0.0, 1.0]}), id="scripted"),
+    ],
+)
+def test_check_model_checks_extend_many_and_rewind(model):
+    decoding.testing.check_model(model, [[1, 2], [0]], steps=6)
+
+
+def test_extend_many_crosses_cache_chunks_and_rewinds():
+    model = tiny(24)
+    logits, state = model.prefill([[1, 2, 3], [4]])
+    sequences = [(1, 2, 3), (4,)]
+    rng = np.random.default_rng(1)
+    for _ in range(12):  # capacity grows in chunks of 1.5x: columns span chunks
+        tokens = rng.integers(0, 40, size=(2, 5))
+        logits, state = model.extend_many(state, np.arange(2), tokens)
+        sequences = [s + tuple(t) for s, t in zip(sequences, tokens.tolist(), strict=True)]
+        want = model.next_token_logits([s[: len(s) - 4 + i] for s in sequences for i in range(5)])
+        np.testing.assert_allclose(logits.reshape(10, -1), want, atol=1e-9)
+        state = model.rewind(state, 2)
+        sequences = [s[:-2] for s in sequences]
+    assert state.sequences() == tuple(sequences)
+
+
+def test_a_model_with_its_own_state_and_no_rewind_is_extended_again():
+    class Bigram(decoding.LanguageModel):
+        """The docs' fast path: the state is each row's last token; no rewind."""
+
+        vocab_size = 6
+        table = np.random.default_rng(3).normal(size=(6, 6))
+
+        def next_token_logits(self, sequences):
+            return self.table[[s[-1] for s in sequences]]
+
+        def prefill(self, prompts):
+            last = np.array([p[-1] for p in prompts])
+            return self.table[last], last
+
+        def extend(self, state, parents_M, tokens_M):
+            return self.table[np.asarray(tokens_M)], np.array(tokens_M)
+
+    model = Bigram()
+    with pytest.raises(decoding.lm.base.RewindUnsupported):
+        model.rewind(model.prefill([[1]])[1], 1)
+    prompts = [[1, 2, 1, 2, 1], [3]]
+    want = decoding.GreedyDecoder(9).decode(model, prompts)
+    for draft in (PromptLookup(), ScriptedLM({(): [0.0, 1.0, 0.5, 0.0, 0.2, 0.1]})):
+        got = SpeculativeDecoder(draft, 3, 9).decode(model, prompts)
+        assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="draft"):
+        SpeculativeDecoder("lookup", 2, 5)
+    with pytest.raises(ValueError, match="num_draft_tokens"):
+        SpeculativeDecoder(PromptLookup(), 0, 5)
+    with pytest.raises(ValueError, match="num_draft_tokens must be at most 256"):
+        SpeculativeDecoder(PromptLookup(), 257, 5)
+    with pytest.raises(ValueError, match="temperature"):
+        SpeculativeDecoder(PromptLookup(), 2, 5, temperature=-0.5)
+    with pytest.raises(ValueError, match="max_ngram"):
+        PromptLookup(0)
+    with pytest.raises(TypeError, match="model must be"):
+        decoding.EarlyExit(ScriptedLM({(): [0.0]}), 1)
+    with pytest.raises(ValueError, match="num_layers must be at most"):
+        decoding.EarlyExit(tiny(25), 3)
+    with pytest.raises(ValueError, match="vocab_size"):
+        SpeculativeDecoder(tiny(26), 2, 5).decode(ScriptedLM({(): [0.0] * 5}), [[1]])
+    with pytest.raises(ValueError, match="finished search"):
+        decoder = SpeculativeDecoder(PromptLookup(), 2, 1)
+        model = tiny(27)
+        decoder.step(model, decoder.step(model, decoder.init(model, [[1]])))

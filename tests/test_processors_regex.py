@@ -1,0 +1,218 @@
+"""RegexConstraint: worked cases, the automaton against ``re.fullmatch`` on every token sequence
+up to a length, every decoder's finished outputs under it, the tokenizer's bytes, errors."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import decoding
+from decoding import RegexConstraint, StepContext
+from decoding.testing import regex_texts
+
+pytest.importorskip("interegular")
+pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from decoding.testing import strategies  # noqa: E402
+
+E_ACUTE = "é".encode()  # two bytes: 0xC3 0xA9
+#: Token 0 is EOS; tokens 5 and 6 are the two halves of "é"; token 9 is not UTF-8 at all.
+TEXTS = ["<eos>", "a", "b", "ab", "é", E_ACUTE[:1], E_ACUTE[1:], "1", "-", b"\xff", "ba"]
+
+
+def context(generated, eos=(0,)):
+    generated_MT = np.array(generated, dtype=np.int64).reshape(len(generated), -1)
+    return StepContext(generated_MT, eos, generated_MT.shape[1], ((1,),) * len(generated),
+                       np.zeros(len(generated), dtype=np.int64))  # fmt: skip
+
+
+def allowed(constraint, generated, eos=(0,)):
+    logits = np.zeros((1, len(TEXTS)))
+    out = constraint(logits, context([generated], eos))
+    return [i for i in range(len(TEXTS)) if out[0, i] > -np.inf]
+
+
+def test_worked_case_prefixes_and_full_matches():
+    constraint = RegexConstraint(r"a+b", TEXTS)
+    assert allowed(constraint, []) == [1, 3]  # "a" and "ab"; EOS: "" is no match
+    assert allowed(constraint, [1]) == [1, 2, 3]  # "a", "b", "ab"
+    assert allowed(constraint, [3]) == [0]  # "ab" is a full match: EOS only
+    assert allowed(constraint, [1, 1, 2]) == [0]
+
+
+def test_a_character_split_across_tokens():
+    constraint = RegexConstraint(r"é+1", TEXTS)
+    assert allowed(constraint, []) == [4, 5]  # "é", or its first byte
+    assert allowed(constraint, [5]) == [6]  # only the second byte completes it
+    assert allowed(constraint, [5, 6]) == [4, 5, 7]
+    assert allowed(constraint, [4, 7]) == [0]
+    # Any character but "é": its first byte may start "è" (0xC3 0xA8), if a token completes it.
+    assert 5 not in allowed(RegexConstraint(r"[^é]", TEXTS), [])
+    other = RegexConstraint(r"[^é]", [*TEXTS, b"\xa8"])
+    assert 5 in allowed(other, []) and 4 not in allowed(other, [])
+
+
+def test_the_memo_path_equals_the_walk_from_the_start():
+    constraint = RegexConstraint(r"(ab|b)*a?", TEXTS)
+    first = context([[3], [2]])
+    constraint(np.zeros((2, len(TEXTS))), first)
+    after = StepContext(
+        np.array([[2, 1], [3, 2], [3, 1]]), (0,), 2, ((1,),), np.zeros(3, dtype=np.int64),
+        parent_M=np.array([1, 0, 0]), previous=first.memo,
+    )  # fmt: skip
+    fresh = StepContext(after.generated_MT, (0,), 2, ((1,),), np.zeros(3, dtype=np.int64))
+    np.testing.assert_array_equal(constraint.states(after), constraint.states(fresh))
+
+
+# -- the automaton against re.fullmatch ---------------------------------------------------------
+
+PATTERNS = [
+    r"a+b", r"(ab|b)*a?", r"é*1", r"[a-b]{2,3}", r".", r"[^a]+", r"(a|é)b?-[0-9]", r"\d-\d?",
+    r"a*?b", r"(?i)A", r"", r"ba|ab", r"[éa]{2}",
+]  # fmt: skip
+
+
+def check_against_re(pattern, vocabulary, length):
+    constraint = RegexConstraint(pattern, vocabulary)
+    automaton = constraint.automaton
+    table = regex_texts(pattern, vocabulary, length)
+    for sequence, matches in table.items():
+        state = automaton.states(np.array([sequence], dtype=np.int64).reshape(1, len(sequence)))
+        assert bool(automaton.accepting_R[state[0]]) == matches, (pattern, sequence)
+        if matches:  # every token on the way to a full match was allowed
+            for i in range(len(sequence)):
+                before = automaton.states(np.array([sequence[:i]], dtype=np.int64).reshape(1, i))
+                assert automaton.allowed_RV[before[0], sequence[i]], (pattern, sequence, i)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_accepting_states_are_exactly_the_full_matches(pattern):
+    check_against_re(pattern, TEXTS[1:], 3)
+
+
+@st.composite
+def patterns(draw, depth=3):
+    """Small regular expressions over "a", "b" and "é"."""
+    if depth == 0 or draw(st.booleans()):
+        return draw(st.sampled_from(["a", "b", "é", "[ab]", "[^a]", ".", "(?:é|b)"]))
+    left = draw(patterns(depth - 1))
+    kind = draw(st.sampled_from(["cat", "alt", "*", "+", "?", "{1,2}"]))
+    if kind == "cat":
+        return left + draw(patterns(depth - 1))
+    if kind == "alt":
+        return f"(?:{left}|{draw(patterns(depth - 1))})"
+    return f"(?:{left}){kind}"
+
+
+@settings(max_examples=40)
+@given(patterns())
+def test_random_patterns_against_re(pattern):
+    vocabulary = ["a", "b", "é", E_ACUTE[:1], E_ACUTE[1:], "ab"]
+    try:
+        RegexConstraint(pattern, vocabulary)
+    except ValueError:  # nothing these tokens spell matches: check that by enumeration
+        assert not any(regex_texts(pattern, vocabulary, 3).values())
+        return
+    check_against_re(pattern, vocabulary, 3)
+
+
+# -- every decoder's finished outputs match -----------------------------------------------------
+
+
+def decoders(processor, eos):
+    draft = strategies.transformer(seed=1, vocab_size=len(TEXTS))
+    return [
+        decoding.GreedyDecoder(8, eos, processors=[processor]),
+        decoding.BeamSearchDecoder(3, 8, eos_token_id=eos, processors=[processor]),
+        decoding.BeamSearchDecoder(
+            2, 8, eos_token_id=eos, processors=[processor], finished="archive"
+        ),  # fmt: skip
+        decoding.SamplingDecoder(8, eos, num_samples=3, seed=1, processors=[processor]),
+        decoding.SpeculativeDecoder(decoding.PromptLookup(), 3, 8, eos, processors=[processor]),
+        decoding.SpeculativeDecoder(
+            draft, 2, 8, eos, temperature=1.0, seed=2, processors=[processor]
+        ),  # fmt: skip
+        decoding.DiverseBeamSearchDecoder(4, 2, 1.0, 8, eos_token_id=eos, processors=[processor]),
+        decoding.MBRDecoder(
+            decoding.SamplingDecoder(8, eos, num_samples=4, seed=3, processors=[processor])
+        ),  # fmt: skip
+    ]
+
+
+def text(tokens):
+    data = [t if isinstance(t, bytes) else t.encode() for t in TEXTS]
+    return b"".join(data[t] for t in tokens).decode("utf-8")
+
+
+@settings(max_examples=15)
+@given(st.sampled_from([r"a+b", r"é+1", r"(ab|ba)*-?1", r"[ab]{2,4}é", r"b*a?é?"]), st.data())
+def test_every_finished_output_of_every_decoder_fullmatches(pattern, data):
+    model = strategies.transformer(seed=data.draw(st.integers(0, 3)), vocab_size=len(TEXTS))
+    prompts = data.draw(strategies.prompt_lists(len(TEXTS), max_prompts=2))
+    constraint = RegexConstraint(pattern, TEXTS)
+    for decoder in decoders(constraint, 0):
+        for beams in decoder.decode(model, prompts):
+            for beam in beams:
+                if beam.finished:
+                    assert re.fullmatch(pattern, text(beam.tokens[:-1])), (decoder, beam)
+                else:  # cut by max_new_tokens: a prefix some token sequence completes
+                    state = constraint.automaton.states(np.array([beam.tokens]))
+                    assert (
+                        constraint.automaton.allowed_RV[state[0]].any()
+                        or (constraint.automaton.accepting_R[state[0]])
+                    )
+
+
+# -- the tokenizer's bytes ----------------------------------------------------------------------
+
+
+def test_token_bytes_concatenate_to_the_decoded_text():
+    tokenizers = pytest.importorskip("tokenizers")
+    inner = tokenizers.Tokenizer(tokenizers.models.BPE())
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    inner.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<eos>"],
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    inner.train_from_iterator(["héllo wörld 日本語 café", "a-1 b-2 élan"] * 20, trainer)
+    tok = decoding.Tokenizer(inner, {"eos_token": "<eos>"})
+    data = tok.token_bytes()
+    assert len(data) == tok.vocab_size and data[tok.eos_token_id] == b"<eos>"
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        ids = rng.integers(0, tok.vocab_size, size=5).tolist()
+        raw = b"".join(data[i] for i in ids)
+        try:
+            assert raw.decode("utf-8") == tok.decode(ids)
+        except UnicodeDecodeError:  # a split character: decode shows U+FFFD instead
+            assert "\ufffd" in tok.decode(ids)
+    constraint = RegexConstraint(r"caf(é|e)", tok)
+    greedy = decoding.GreedyDecoder(8, tok.eos_token_id, processors=[constraint])
+    model = decoding.NumpyTransformerLM(vocab_size=tok.vocab_size, d_model=16, n_heads=4, seed=0)
+    (beam,) = greedy.decode(model, [tok.encode("x")])[0]
+    assert beam.finished and re.fullmatch(r"caf(é|e)", tok.decode(beam.tokens[:-1]))
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def test_bad_patterns_are_value_errors_at_construction():
+    with pytest.raises(ValueError, match="no sequence of the tokenizer's tokens spells"):
+        RegexConstraint("xyz", TEXTS)
+    with pytest.raises(ValueError, match="not a regular expression"):
+        RegexConstraint("a(", TEXTS)
+    with pytest.raises(ValueError, match="negated class escape"):
+        RegexConstraint(r"\D+", TEXTS)
+    with pytest.raises(ValueError, match="cannot be made an automaton"):
+        RegexConstraint(r"(a)\1", TEXTS)
+    with pytest.raises(TypeError, match="pattern must be a str"):
+        RegexConstraint(b"a", TEXTS)
+    with pytest.raises(TypeError, match="tokenizer"):
+        RegexConstraint("a", 42)
+    with pytest.raises(TypeError, match=r"tokenizer\[1\]"):
+        RegexConstraint("a", ["a", 3])
