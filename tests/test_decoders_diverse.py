@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding import DiverseBeamSearchDecoder, ScriptedLM
+from decoding import DiverseBeamSearchDecoder, ScriptedLM, StopOnTokens
 from decoding.testing import reference_beam_search, reference_diverse_beam_search
 
 pytest.importorskip("hypothesis")
@@ -63,6 +63,19 @@ def test_groups_are_more_diverse_than_plain_beams():
     assert distinct_first_tokens(diverse) > distinct_first_tokens(plain)
 
 
+def test_a_stopping_criterion_finishes_a_beam_in_its_group():
+    # Two groups of one beam; the model prefers 1, then after 1 prefers 2. Step 1: group 0
+    # takes 1; group 1 pays 5 for 1 (group 0 chose it) and takes 2, which StopOnTokens([2])
+    # ends at once (held, finished, in its group's pool). Step 2: group 0 takes 1 -> 2, ended
+    # too. Best first with alpha 0: log 0.42 (1, 2), then log 0.4 (2,).
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}, (1,): {1: log(0.3), 2: log(0.7)}}, 3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 5.0, 3, alpha=0.0, stopping=[StopOnTokens([2])])
+    beams = decoder.decode(model, [[0]])[0]
+    assert [(b.tokens, b.finish_reason) for b in beams] == [((1, 2), "stop"), ((2,), "stop")]
+    assert math.isclose(beams[0].logprob, log(0.6) + log(0.7))
+    assert math.isclose(beams[1].logprob, log(0.4))
+
+
 # -- properties ---------------------------------------------------------------------------------
 
 
@@ -77,8 +90,14 @@ def test_one_group_is_beam_search(data):
     eos = data.draw(strategies.eos_settings(vocab))
     processors = data.draw(strategies.processor_lists(vocab, max_size=2))
     penalty = data.draw(st.sampled_from([0.0, 0.5, 3.0]))
-    diverse = DiverseBeamSearchDecoder(width, 1, penalty, n, alpha, eos, processors)
-    plain = decoding.BeamSearchDecoder(width, n, alpha, eos, processors=processors)
+    stop_ids = st.lists(st.integers(0, vocab - 1), min_size=1, max_size=2)
+    stopping = data.draw(st.lists(stop_ids.map(decoding.StopOnTokens), max_size=1))
+    diverse = DiverseBeamSearchDecoder(
+        width, 1, penalty, n, alpha, eos, processors, stopping=stopping
+    )
+    plain = decoding.BeamSearchDecoder(
+        width, n, alpha, eos, processors=processors, stopping=stopping
+    )
     try:
         want = plain.decode(model, prompts)
     except ValueError:
@@ -90,6 +109,7 @@ def test_one_group_is_beam_search(data):
     for beams, reference in zip(got, want, strict=True):
         for a, b in zip(beams, reference, strict=True):
             assert a.token_logprobs == b.token_logprobs
+            assert a.finish_reason == b.finish_reason
 
 
 @settings(max_examples=30)

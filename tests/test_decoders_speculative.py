@@ -149,6 +149,78 @@ def test_greedy_equals_greedy_decoding_on_scripted_models(data):
         assert 0 <= a.accepted_draft_tokens <= a.draft_tokens
 
 
+def test_a_stopping_criterion_ends_a_row_inside_a_step():
+    # The target continues 1, 2, 1, 2, ...; the draft proposes the same, so each step accepts
+    # all three proposals. StopOnTokens([2]) ends the row after its first 2: the accepted 1 that
+    # follows it in the same step is dropped.
+    target = ScriptedLM({(): {1: log(0.9), 2: log(0.1)}, (1,): {2: 0.0}, (2,): {1: 0.0}}, 3)
+    decoder = SpeculativeDecoder(target, 3, 8, stopping=[decoding.StopOnTokens([2])])
+    (beam,) = decoder.decode(target, [[0]])[0]
+    assert beam.tokens == (1, 2)
+    assert beam.finished and beam.finish_reason == "stop"
+    assert math.isclose(beam.logprob, log(0.9))
+    assert (
+        beam
+        == decoding.GreedyDecoder(8, stopping=[decoding.StopOnTokens([2])]).decode(target, [[0]])[
+            0
+        ][0]
+    )
+    (plain,) = SpeculativeDecoder(target, 3, 8).decode(target, [[0]])[0]
+    assert plain.tokens == (1, 2, 1, 2, 1, 2, 1, 2) and plain.finish_reason == "length"
+
+
+class Letters:
+    """A tokenizer for the tests: token i is the letter 'a' + i % 26."""
+
+    def decode(self, ids):
+        return "".join(chr(97 + i % 26) for i in ids)
+
+
+@settings(max_examples=20)
+@given(st.data())
+def test_greedy_with_stopping_equals_greedy_decoding(data):
+    target = data.draw(strategies.scripted_models(max_vocab=6))
+    vocab = target.vocab_size
+    draft = data.draw(
+        st.one_of(
+            strategies.scripted_models(min_vocab=vocab, max_vocab=vocab),
+            st.integers(1, 3).map(PromptLookup),
+        )
+    )
+    prompts = data.draw(strategies.prompt_lists(vocab, max_prompts=3))
+    k = data.draw(st.integers(1, 4))
+    n = data.draw(st.integers(1, 7))
+    eos = data.draw(strategies.eos_settings(vocab))
+    stops = st.text(alphabet="abcdef"[:vocab], min_size=1, max_size=3)
+    stopping = data.draw(
+        st.lists(
+            st.one_of(
+                st.lists(st.integers(0, vocab - 1), min_size=1, max_size=2).map(
+                    decoding.StopOnTokens
+                ),
+                st.lists(stops, min_size=1, max_size=2).map(
+                    lambda s: decoding.StopStrings(s, Letters())
+                ),
+            ),
+            max_size=2,
+        )
+    )
+    decoder = SpeculativeDecoder(draft, k, n, eos_token_id=eos, stopping=stopping)
+    try:
+        want = decoding.GreedyDecoder(n, eos_token_id=eos, stopping=stopping).decode(
+            target, prompts
+        )
+    except ValueError:  # a row the model can continue by no token
+        with pytest.raises(ValueError):
+            decoder.decode(target, prompts)
+        return
+    got = decoder.decode(target, prompts)
+    assert [[b.tokens for b in r] for r in got] == [[b.tokens for b in r] for r in want]
+    for (a,), (b,) in zip(got, want, strict=True):
+        assert a.finish_reason == b.finish_reason
+        assert math.isclose(a.logprob, b.logprob, rel_tol=1e-12, abs_tol=1e-12)
+
+
 @pytest.mark.parametrize("draft", ["other", "early-exit", "lookup", "ensemble"])
 def test_greedy_equals_greedy_decoding_on_transformers(draft):
     target = tiny(11, layers=3)

@@ -135,6 +135,31 @@ def test_greedy_and_sampling_decoder_signatures():
     }
 
 
+def test_search_family_signatures():
+    assert shown(decoding.SpeculativeDecoder) == {
+        "draft": (decoding.LanguageModel | decoding.PromptLookup, empty),
+        "num_draft_tokens": (int, empty),
+        "max_new_tokens": (int, empty),
+        "eos_token_id": (EOS, None),
+        "temperature": (float, 0.0),
+        "seed": (int | None, None),
+        "processors": (PROCESSORS, ()),
+        "stopping": (STOPPING, ()),
+    }
+    assert shown(decoding.DiverseBeamSearchDecoder) == {
+        "beam_width": (int, empty),
+        "num_groups": (int, empty),
+        "diversity_penalty": (float, empty),
+        "max_new_tokens": (int, empty),
+        "alpha": (float, 0.6),
+        "eos_token_id": (EOS, None),
+        "processors": (PROCESSORS, ()),
+        "stopping": (STOPPING, ()),
+    }
+    assert list(parameters(decoding.MBRDecoder))[:3] == ["sampler", "utility", "num_candidates"]
+    assert list(parameters(decoding.RegexConstraint)) == ["pattern", "tokenizer"]
+
+
 def test_rerank_scorer_and_processor_signatures():
     assert shown(decoding.RerankDecoder) == {
         "base": (decoding.Decoder, empty),

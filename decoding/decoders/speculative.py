@@ -39,12 +39,20 @@ from decoding._validate import (
     positive_int,
     real,
 )
-from decoding.decoders.base import Decoder, EosSetting, check_same_model, frozen, owned_logits
+from decoding.decoders.base import (
+    Decoder,
+    EosSetting,
+    check_same_model,
+    finish_reasons,
+    frozen,
+    owned_logits,
+)
 from decoding.decoders.rows import PAD, Noise
 from decoding.lm.base import LanguageModel, RewindUnsupported
 from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext, Temperature, check_processors
 from decoding.results import Beam, TraceEntry
+from decoding.stopping import StoppingCriterion, check_stopping, stopped_rows
 
 __all__ = ["MAX_DRAFT_TOKENS", "PromptLookup", "SpeculativeDecoder", "SpeculativeState"]
 
@@ -178,6 +186,10 @@ class SpeculativeDecoder(EosSetting, Decoder):
         processors: `LogitsProcessor` s run in order on each position's logits, the target's
             and a model draft's alike (a draft that proposes what the processors forbid only
             wastes its proposals).
+        stopping: `StoppingCriterion` s that end a prompt's decoding as its EOS ids do, asked
+            after each kept token in turn (what follows the token that ends a row is dropped),
+            so the output is still `GreedyDecoder`'s (or `SamplingDecoder`'s) with the same
+            criteria.
 
     Results: one `Beam` per prompt (``score == logprob``; ``token_logprobs`` under the
     processed target distribution each token came from) with ``accepted_draft_tokens`` and
@@ -194,6 +206,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
     temperature: float = attrs.field(default=0.0, converter=_temperature)
     seed: int | None = attrs.field(default=None, converter=optional_seed)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+    stopping: tuple[StoppingCriterion, ...] = attrs.field(default=(), converter=check_stopping)
 
     @property
     def all_processors(self) -> tuple[LogitsProcessor, ...]:
@@ -222,7 +235,10 @@ class SpeculativeDecoder(EosSetting, Decoder):
             TypeError, ValueError: bad arguments; nothing is decoded.
         """
         processors = self.all_processors
-        checked = check_request(model, prompts, self.max_new_tokens, self.eos_token_ids, processors)
+        checked = check_request(
+            model, prompts, self.max_new_tokens, self.eos_token_ids, processors,
+            stopping=self.stopping,
+        )  # fmt: skip
         draft = self.draft
         if isinstance(draft, LanguageModel):
             if draft.vocab_size != model.vocab_size:
@@ -477,8 +493,11 @@ class SpeculativeDecoder(EosSetting, Decoder):
             leading_M = np.zeros(rows, dtype=np.int64)
         cut = int(leading_M.min()) + 1  # tokens every row keeps this step
         last = p_logprobs[cut - 1]
-        # A row whose accepted proposals hold an EOS id has ended: what follows is not read.
-        ended_M = np.isin(drafts_MK[:, : cut - 1], self.eos_token_ids).any(axis=1)
+        # A row whose accepted proposals hold an EOS id (or end it by a stopping criterion) has
+        # ended: what follows is not read.
+        ends_MC = np.zeros((rows, cut), dtype=bool)
+        ends_MC[:, : cut - 1] = self._ends(drafts_MK[:, : cut - 1], generated_MT, state, 0)
+        ended_M = ends_MC[:, : cut - 1].any(axis=1)
         blocked_M = ~(last > -np.inf).any(axis=1) & ~ended_M
         if blocked_M.any():
             raise ValueError(
@@ -507,10 +526,10 @@ class SpeculativeDecoder(EosSetting, Decoder):
             [p_logprobs[i][np.arange(rows), new_MC[:, i]] for i in range(cut)], axis=1
         )
 
-        # -- EOS, bookkeeping ----------------------------------------------------------------
-        eos_MC = np.isin(new_MC, self.eos_token_ids)
-        ends_M = eos_MC.any(axis=1)
-        first_eos_M = np.where(ends_M, eos_MC.argmax(axis=1), cut)
+        # -- EOS and stopping criteria, bookkeeping -----------------------------------------
+        ends_MC[:, cut - 1 :] = self._ends(new_MC, generated_MT, state, cut - 1)
+        ends_M = ends_MC.any(axis=1)
+        first_eos_M = np.where(ends_M, ends_MC.argmax(axis=1), cut)
         after_MC = np.arange(cut) > first_eos_M[:, None]
         new_MC = np.where(after_MC, PAD, new_MC)
         new_logprob_MC = np.where(after_MC, 0.0, new_logprob_MC)
@@ -581,10 +600,28 @@ class SpeculativeDecoder(EosSetting, Decoder):
             ),
         )
 
+    def _ends(
+        self, new_MC: np.ndarray, generated_MT: np.ndarray, state: SpeculativeState, start: int
+    ) -> np.ndarray:
+        """bool ``[M, C - start]``: whether each of the kept tokens ``new_MC[:, start:]`` ends
+        its row (an EOS id, or a stopping criterion asked right after it)."""
+        ends_MC = np.isin(new_MC[:, start:], self.eos_token_ids)
+        for i in range(start, new_MC.shape[1]) if self.stopping else ():
+            context = StepContext(
+                frozen(np.concatenate([generated_MT, new_MC[:, : i + 1]], axis=1)),
+                self.eos_token_ids,
+                generated_MT.shape[1] + i + 1,
+                state.prompts,
+                state.live_M,
+            )
+            ends_MC[:, i - start] |= stopped_rows(self.stopping, context)
+        return ends_MC
+
     def finalize(self, state: SpeculativeState) -> list[list[Beam]]:
         """One `Beam` per prompt, with ``accepted_draft_tokens`` and ``draft_tokens``."""
         state = self._check_state(state)
         length_B = np.count_nonzero(state.tokens_BT != PAD, axis=1)
+        reason_B = finish_reasons(state.tokens_BT, length_B, state.finished_B, self.eos_token_ids)
         return [
             [
                 Beam(
@@ -593,6 +630,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
                     score=state.logprob_B[b],
                     finished=state.finished_B[b],
                     token_logprobs=state.token_logprob_BT[b, : length_B[b]].tolist(),
+                    finish_reason=reason_B[b],
                     accepted_draft_tokens=int(state.accepted_B[b]),
                     draft_tokens=int(state.drafted_B[b]),
                 )

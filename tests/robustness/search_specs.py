@@ -74,6 +74,9 @@ def search_specs(h: ModuleType) -> dict[str, tuple[str, object, object]]:
         "SpeculativeDecoder.processors": (
             "processors", lambda v, m: decode(Spec(look, 2, 3, processors=v), m),
             lambda v: isinstance(v, list | tuple) and not v),
+        "SpeculativeDecoder.stopping": (
+            "stopping", lambda v, m: decode(Spec(look, 2, 3, stopping=v), m),
+            lambda v: isinstance(v, list | tuple) and not v),
         "SpeculativeDecoder.decode.prompts": (
             "prompts", lambda v, m: Spec(look, 2, 3).decode(m, v), h.prompts_ok),
         "SpeculativeDecoder.step.state": ("state", lambda v, m: Spec(look, 2, 3).step(m, v),
@@ -104,6 +107,9 @@ def search_specs(h: ModuleType) -> dict[str, tuple[str, object, object]]:
             "eos_token_id", lambda v, m: decode(Diverse(2, 2, 1.0, 3, eos_token_id=v), m), h.eos),
         "DiverseBeamSearchDecoder.processors": (
             "processors", lambda v, m: decode(Diverse(2, 2, 1.0, 3, processors=v), m),
+            lambda v: isinstance(v, list | tuple) and not v),
+        "DiverseBeamSearchDecoder.stopping": (
+            "stopping", lambda v, m: decode(Diverse(2, 2, 1.0, 3, stopping=v), m),
             lambda v: isinstance(v, list | tuple) and not v),
         "DiverseBeamSearchDecoder.decode.prompts": (
             "prompts", lambda v, m: Diverse(2, 2, 1.0, 3).decode(m, v), h.prompts_ok),

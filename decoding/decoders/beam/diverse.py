@@ -34,6 +34,7 @@ from decoding.decoders.base import (
     Decoder,
     EosSetting,
     check_same_model,
+    finish_reasons,
     frozen,
     owned_logits,
 )
@@ -45,6 +46,7 @@ from decoding.numerics import checked_log_softmax
 from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.results import Beam
 from decoding.scoring import LengthPenalty, finite_alpha
+from decoding.stopping import StoppingCriterion, check_stopping, stopped_rows
 
 __all__ = ["DiverseBeamSearchDecoder", "DiverseBeamState"]
 
@@ -108,6 +110,8 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
             ``None`` for none.
         processors: `LogitsProcessor` s run in order on each step's logits, before the
             log-softmax (the penalty comes after it).
+        stopping: `StoppingCriterion` s that end a beam as its EOS ids do (asked after the
+            step's groups have chosen: an ended beam stays in its group's pool, finished).
 
     Each group starts from the prompt alone and runs the pool rule of `BeamSearchDecoder`
     (finished beams stay in their group's pool). Results: per prompt the K held beams of all
@@ -123,6 +127,7 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
     alpha: float = attrs.field(default=0.6, converter=finite_alpha)
     eos_token_id: int | tuple[int, ...] | None = attrs.field(default=None, converter=eos_setting)
     processors: tuple[LogitsProcessor, ...] = attrs.field(default=(), converter=check_processors)
+    stopping: tuple[StoppingCriterion, ...] = attrs.field(default=(), converter=check_stopping)
 
     def __attrs_post_init__(self) -> None:
         if self.beam_width % self.num_groups:
@@ -160,6 +165,7 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
             self.processors,
             per_prompt=("beam_width", self.beam_width),
             candidates=max(2, 1 + len(self.eos_token_ids)) * self.beam_width,
+            stopping=self.stopping,
         )
         batch, width, groups = len(checked), self.beam_width, self.num_groups
         total_BK = np.full((batch, width), -np.inf)
@@ -294,6 +300,13 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
         )
         tokens_BKT = follow(state.tokens_BKT, source_BK, token_BK)
         token_logprob_BKT = follow(state.token_logprob_BKT, source_BK, token_logprob_BK)
+        going_BK = new_BK & ~finished_BK
+        if self.stopping and going_BK.any():
+            b_R, k_R = np.nonzero(going_BK)
+            context = StepContext(
+                frozen(tokens_BKT[b_R, k_R]), self.eos_token_ids, new_length, state.prompts, b_R
+            )
+            finished_BK[b_R, k_R] = stopped_rows(self.stopping, context)
 
         logits_MV, model_state, model_row_M = None, state.model_state, state.model_row_M[:0]
         memo: dict[object, object] = {}
@@ -342,6 +355,9 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
         group order, then slot order)."""
         state = self._check_state(state)
         score_BK = self.ranker.score(state.total_BK, state.length_BK)
+        reason_BK = finish_reasons(
+            state.tokens_BKT, state.length_BK, state.finished_BK, self.eos_token_ids
+        )
         results = []
         for b in range(len(state.prompts)):
             present = np.flatnonzero(state.total_BK[b] > -np.inf)
@@ -356,6 +372,7 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
                         token_logprobs=state.token_logprob_BKT[
                             b, k, : state.length_BK[b, k]
                         ].tolist(),
+                        finish_reason=reason_BK[b][k],
                     )
                     for k in order.tolist()
                 ]
