@@ -83,13 +83,13 @@ SHOWN = 40  # longest piece of a bad value echoed back in an error message
 # Options that take a value: their value may start with "-" (a negative number).
 VALUE_OPTIONS = frozenset(
     (
-        "--prompt --beam-width --max-new-tokens --alpha --eos --seed --decoder --num-samples "
-        "--temperature --top-k --top-p --sampling-seed --min-new-tokens --ban --no-repeat-ngram "
+        "--prompt --beam-width --max-new-tokens --alpha --eos --seed --model-seed --decoder "
+        "--num-samples --temperature --top-k --top-p --min-new-tokens --ban --no-repeat-ngram "
         "--repetition-penalty --trace-dot --model --text --chat --system --draft "
         "--num-draft-tokens --num-groups --diversity-penalty --regex --num-candidates --utility"
     ).split()
 )
-SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "sampling_seed")
+SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "seed")
 BEAM_FLAGS = ("beam_width", "alpha")
 SPECULATIVE_FLAGS = ("draft", "num_draft_tokens")
 DIVERSE_FLAGS = ("num_groups", "diversity_penalty")
@@ -256,10 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"({DEFAULT_EOS}; see below)",
     )
     parser.add_argument(
-        "--seed",
+        "--model-seed",
         type=_non_negative_int,
-        default=0,
-        help="seed of the model's random weights (0)",
+        metavar="SEED",
+        help="seed of the default model's random weights (0); not with --model",
     )
     parser.add_argument(
         "--json",
@@ -324,7 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-p", type=_probability, metavar="P", help="keep the likeliest tokens up to mass P"
     )
     sample.add_argument(
-        "--sampling-seed", type=_non_negative_int, metavar="SEED", help="seed of the draws"
+        "--seed",
+        type=_non_negative_int,
+        metavar="SEED",
+        help="seed of the draws (0); also --decoder mbr and speculative",
     )
     mbr = parser.add_argument_group("minimum Bayes risk (--decoder mbr)")
     mbr.add_argument(
@@ -479,26 +482,30 @@ def _decoder(
             draft = _draft(args, parser)
             count = 4 if args.num_draft_tokens is None else args.num_draft_tokens
             temperature = 0.0 if args.temperature is None else args.temperature
-            seed = 0 if args.sampling_seed is None else args.sampling_seed
+            if temperature == 0 and args.seed is not None:
+                parser.error("--seed applies only to --decoder speculative with --temperature > 0")
+            seed = 0 if args.seed is None else args.seed
             decoder = SpeculativeDecoder(
                 draft, count, args.max_new_tokens, eos, temperature, seed, processors
             )
             settings |= {"draft": args.draft or "prompt-lookup", "num_draft_tokens": count}
-            settings |= {"temperature": temperature, "sampling_seed": seed}
+            settings["temperature"] = temperature
+            if temperature > 0:
+                settings["seed"] = seed
         else:
             sampling = {
                 "num_samples": 1 if args.num_samples is None else args.num_samples,
                 "temperature": 1.0 if args.temperature is None else args.temperature,
                 "top_k": args.top_k,
                 "top_p": args.top_p,
-                "seed": 0 if args.sampling_seed is None else args.sampling_seed,
+                "seed": 0 if args.seed is None else args.seed,
             }
             if kind == "mbr":
                 if args.num_samples is not None:
                     parser.error("--num-samples: --decoder mbr draws --num-candidates samples")
                 sampling["num_samples"] = 8 if args.num_candidates is None else args.num_candidates
             decoder = SamplingDecoder(args.max_new_tokens, eos, processors=processors, **sampling)
-            settings |= {k if k != "seed" else "sampling_seed": v for k, v in sampling.items()}
+            settings |= sampling
             if kind == "mbr":
                 utility = args.utility or "chrf"
                 decoder = MBRDecoder(decoder, utility, tokenizer=args.tokenizer)
@@ -546,6 +553,7 @@ def _beam_json(beam: Beam) -> dict[str, object]:
         "logprob": _number(beam.logprob),
         "score": _number(beam.score),
         "finished": beam.finished,
+        "finish_reason": beam.finish_reason,
         "token_logprobs": [_number(lp) for lp in beam.token_logprobs],
     }
     if beam.draft_tokens is not None:
@@ -603,6 +611,8 @@ def _main(argv: Sequence[str] | None) -> int:
             parser.error(f"--{flag} needs --model PATH (a checkpoint folder or a .gguf file)")
     if args.system is not None and not args.chat:
         parser.error("--system needs --chat (it comes before each chat message)")
+    if args.model is not None and args.model_seed is not None:
+        parser.error("--model-seed applies only to the random default model, not --model")
     if args.model is not None:
         model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
         prompts = list(args.prompt or [])
@@ -641,7 +651,7 @@ def _main(argv: Sequence[str] | None) -> int:
     recorded: Trace | None = None
     try:
         if args.model is None:
-            model = NumpyTransformerLM(seed=args.seed)
+            model = NumpyTransformerLM(seed=0 if args.model_seed is None else args.model_seed)
         args.target, args.tokenizer = model, tokenizer
         decoder, settings = _decoder(args, parser)
         if args.trace or args.trace_dot is not None:
@@ -666,8 +676,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 parser.error(f"--trace-dot: cannot write {_shown(path)}: {reason}")
         if sys.stderr is not None:
             sys.stderr.write(f"{parser.prog}: wrote {', '.join(paths)}\n")
-    settings |= {"seed": args.seed, "model": repr(model)}
-    if args.model is not None:
+    settings["model"] = repr(model)
+    if args.model is None:
+        settings["model_seed"] = 0 if args.model_seed is None else args.model_seed
+    else:
         settings["checkpoint"] = args.model
     if args.json:
         text = _json(settings, prompts, results, tokenizer)
@@ -816,7 +828,7 @@ def _tables(
 ) -> str:
     """A settings header, then per prompt a header line and a table of its beams (and its
     search tree, if ``trees`` are given; each beam's decoded text, given a tokenizer)."""
-    shown = {k: v for k, v in settings.items() if k not in ("model", "seed")}
+    shown = {k: v for k, v in settings.items() if k not in ("model", "model_seed")}
     eos = shown.pop("eos_token_id")
     shown["eos"] = (
         "none" if eos is None else (" ".join(map(str, eos)) if isinstance(eos, list) else eos)

@@ -96,7 +96,7 @@ SAMPLE_DEFAULTS = {
     "temperature": 1.0,
     "top_k": None,
     "top_p": None,
-    "sampling_seed": 0,
+    "seed": 0,
     "eos_token_id": DEFAULT_EOS,
 }
 
@@ -137,7 +137,7 @@ SETTINGS = {
             "50",
             "--top-p",
             "0.9",
-            "--sampling-seed",
+            "--seed",
             "11",
             "--eos",
             "7",
@@ -152,7 +152,7 @@ SETTINGS = {
             "temperature": 0.7,
             "top_k": 50,
             "top_p": 0.9,
-            "sampling_seed": 11,
+            "seed": 11,
             "eos_token_id": [7, 8],
             "processors": [repr(decoding.MinNewTokens(1))],
         },
@@ -210,9 +210,18 @@ ERRORS = {
         ["--decoder", "greedy", "--top-k", "3"],
         "--top-k applies only to --decoder sample",
     ),
-    "greedy sampling-seed": (
-        ["--decoder", "greedy", "--sampling-seed", "1"],
-        "--sampling-seed applies only to --decoder sample",
+    "greedy seed": (
+        ["--decoder", "greedy", "--seed", "1"],
+        "--seed applies only to --decoder sample",
+    ),
+    "beam seed": (["--seed", "1"], "--seed applies only to --decoder sample"),
+    "sampling-seed is gone": (
+        [*S, "--sampling-seed", "1"],
+        "unrecognized arguments: --sampling-seed 1",
+    ),
+    "model-seed with model": (
+        ["--model", "x", "--model-seed", "1"],
+        "--model-seed applies only to the random default model, not --model",
     ),
     "beam temperature": (
         ["--temperature", "0.5"],
@@ -249,7 +258,7 @@ HEADERS = {
     "sample": (
         [*S, "--top-p", "0.5"],
         "decoder=sample  max_new_tokens=2  num_samples=1  temperature=1  top_k=None  top_p=0.5  "
-        "sampling_seed=0  eos=49",
+        "seed=0  eos=49",
     ),
 }
 
@@ -266,7 +275,7 @@ SECTIONS = {
         "--temperature",
         "--top-k",
         "--top-p",
-        "--sampling-seed",
+        "--seed",
     ],  # fmt: skip
     "minimum Bayes risk (--decoder mbr):": ["--utility", "--num-candidates"],
     "speculative decoding (--decoder speculative):": ["--draft", "--num-draft-tokens"],
@@ -412,7 +421,10 @@ def assert_json_matches(document, prompts, **settings):
     for entry, beams in zip(document["results"], results, strict=True):
         assert len(entry["beams"]) == len(beams)
         for got, beam in zip(entry["beams"], beams, strict=True):
-            assert set(got) == {"tokens", "logprob", "score", "finished", "token_logprobs"}
+            assert set(got) == {
+                "tokens", "logprob", "score", "finished", "finish_reason", "token_logprobs"
+            }  # fmt: skip
+            assert got["finish_reason"] == beam.finish_reason
             assert got["token_logprobs"] == pytest.approx(beam.token_logprobs, rel=1e-12)
             assert tuple(got["tokens"]) == beam.tokens
             assert got["finished"] is beam.finished
@@ -461,7 +473,8 @@ BAD_STRATEGY_FLAGS = {
     "zero top-k": ["--decoder", "sample", "--top-k", "0"],
     "top-p above one": ["--decoder", "sample", "--top-p", "1.5"],
     "zero top-p": ["--decoder", "sample", "--top-p", "0"],
-    "negative sampling seed": ["--decoder", "sample", "--sampling-seed", "-3"],
+    "negative sampling seed": ["--decoder", "sample", "--seed", "-3"],
+    "negative model seed": ["--model-seed", "-3"],
     "negative min-new-tokens": ["--min-new-tokens", "-1"],
     "ban out of range": ["--ban", "1000"],
     "ban not an int": ["--ban", "x"],
@@ -490,7 +503,7 @@ def ckpt(tmp_path):
 @pytest.mark.parametrize(("argv", "settings"), SETTINGS.values(), ids=SETTINGS.keys())
 def test_json_settings_name_every_setting_of_the_decoder(argv, settings, capsys):
     document = json_run(capsys, *argv, "--max-new-tokens", "3", "--prompt", "1 2")
-    assert document["settings"] == settings | {"seed": 0, "model": MODEL}
+    assert document["settings"] == settings | {"model": MODEL, "model_seed": 0}
 
 
 def test_sample_defaults_are_one_sample_temperature_one_seed_zero(capsys):
@@ -518,7 +531,7 @@ def test_eos_reaches_the_sampling_decoder(capsys):
     model = decoding.NumpyTransformerLM()
     free = decoding.SamplingDecoder(6, None, num_samples=4, seed=0).decode(model, [PROMPT])[0]
     eos = free[0].tokens[1]
-    argv = ["--decoder", "sample", "--num-samples", "4", "--sampling-seed", "0", "--eos", str(eos)]
+    argv = ["--decoder", "sample", "--num-samples", "4", "--seed", "0", "--eos", str(eos)]
     document = json_run(capsys, *argv, "--max-new-tokens", "6", "--prompt", "4 5")
     assert any(b["finished"] and b["tokens"][-1] == eos for b in document["results"][0]["beams"])
     decoder = decoding.SamplingDecoder(6, eos, num_samples=4, seed=0)
@@ -704,8 +717,8 @@ def test_json_defaults_match_batched_beam_search(capsys):
         "max_new_tokens": 12,
         "alpha": 0.6,
         "eos_token_id": DEFAULT_EOS,
-        "seed": 0,
         "model": repr(decoding.NumpyTransformerLM(seed=0)),
+        "model_seed": 0,
     }
     assert_json_matches(document, [prompt_ids(p) for p in DEFAULT_PROMPTS])
 
@@ -714,7 +727,7 @@ def test_json_with_every_flag_matches_batched_beam_search(capsys):
     argv = [
         "--prompt", "5 6 7 8", "--prompt", "9,10", "--prompt", "11",
         "--beam-width", "3", "--max-new-tokens", "6", "--alpha", "1.25",
-        "--eos", "885", "--seed", "3", "--json",
+        "--eos", "885", "--model-seed", "3", "--json",
     ]  # fmt: skip
     assert main(argv) == 0
     document = json.loads(capsys.readouterr().out)
@@ -725,7 +738,7 @@ def test_json_with_every_flag_matches_batched_beam_search(capsys):
         "alpha": 1.25,
     }
     assert document["settings"]["eos_token_id"] == 885
-    assert document["settings"]["seed"] == 3
+    assert document["settings"]["model_seed"] == 3
     assert_json_matches(document, [[5, 6, 7, 8], [9, 10], [11]], **settings)
 
 
@@ -748,7 +761,7 @@ def test_greedy_decoder_flag_matches_greedy_decoder(capsys):
 def test_sample_decoder_flags_match_sampling_decoder(capsys):
     argv = [
         "--decoder", "sample", "--num-samples", "3", "--temperature", "0.7", "--top-k", "50",
-        "--top-p", "0.9", "--sampling-seed", "11", "--max-new-tokens", "6", "--prompt", "8 9",
+        "--top-p", "0.9", "--seed", "11", "--max-new-tokens", "6", "--prompt", "8 9",
         "--prompt", "1",
     ]  # fmt: skip
     document = json_run(capsys, *argv)
@@ -815,7 +828,8 @@ def test_full_or_closed_stdout_is_one_line_and_non_zero():
         ["--beam-width", "1"],
         ["--max-new-tokens", "1"],
         ["--eos", "0"],
-        ["--seed", "0"],
+        ["--model-seed", "0"],
+        ["--decoder", "sample", "--seed", "0"],
         ["--decoder", "sample", "--top-p", "1"],
         ["--decoder", "sample", "--top-k", "1", "--num-samples", "1"],
         ["--min-new-tokens", "0"],
@@ -1254,3 +1268,58 @@ def test_cli_chat_errors_are_one_line(tmp_path, capsys, argv, words):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+# -- seeds, settings that apply, finish reasons ----------------------------------------------------
+
+
+def test_seed_is_the_sampling_seed_and_model_seed_the_weights_seed(capsys):
+    argv = ["--decoder", "sample", "--seed", "5", "--model-seed", "2", "--max-new-tokens", "4"]
+    document = json_run(capsys, *argv, "--prompt", "4 5")
+    model = decoding.NumpyTransformerLM(seed=2)
+    assert_same_beams(
+        document, decoding.SamplingDecoder(4, DEFAULT_EOS, seed=5).decode(model, [PROMPT])
+    )
+    assert document["settings"]["seed"] == 5
+    assert document["settings"]["model_seed"] == 2
+    assert document["settings"]["model"] == repr(model)
+
+
+@pytest.mark.parametrize(
+    ("argv", "absent"),
+    [
+        (["--decoder", "greedy"], {"seed", "alpha", "beam_width", "temperature", "num_samples"}),
+        ([], {"seed", "temperature", "top_k", "top_p", "num_samples", "decoder"}),
+        (["--decoder", "sample"], {"alpha", "beam_width"}),
+        (["--decoder", "speculative"], {"seed", "alpha", "beam_width", "num_samples"}),
+    ],
+    ids=["greedy", "beam", "sample", "speculative at temperature 0"],
+)
+def test_json_leaves_out_settings_that_do_not_apply_to_the_decoder(capsys, argv, absent):
+    settings = json_run(capsys, *argv, "--max-new-tokens", "2", "--prompt", "1")["settings"]
+    assert not absent & set(settings), settings
+
+
+def test_speculative_sampling_reports_its_seed_and_refuses_one_at_temperature_0(capsys):
+    argv = ["--decoder", "speculative", "--max-new-tokens", "2", "--prompt", "1"]
+    settings = json_run(capsys, *argv, "--temperature", "0.5", "--seed", "4")["settings"]
+    assert settings["seed"] == 4 and settings["temperature"] == 0.5
+    assert error_line(capsys, *argv, "--seed", "4") == (
+        "--seed applies only to --decoder speculative with --temperature > 0"
+    )
+
+
+def test_json_reports_no_weights_seed_with_a_checkpoint(capsys, ckpt):
+    settings = json_run(capsys, "--model", ckpt, "--text", "the cat", "--max-new-tokens", "2")
+    assert "model_seed" not in settings["settings"] and "seed" not in settings["settings"]
+
+
+def test_json_gives_each_beams_finish_reason(capsys):
+    model = decoding.NumpyTransformerLM()
+    document = json_run(capsys, "--max-new-tokens", "12")
+    results = decoding.batched_beam_search(
+        [prompt_ids(p) for p in DEFAULT_PROMPTS], 4, 12, 0.6, 49, model
+    )
+    reasons = [[b["finish_reason"] for b in entry["beams"]] for entry in document["results"]]
+    assert reasons == [[b.finish_reason for b in beams] for beams in results]
+    assert {r for rs in reasons for r in rs} == {"eos", "length"}
