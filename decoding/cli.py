@@ -318,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--num-samples", type=_num_samples, metavar="S", help="samples per prompt (1)"
     )
-    sample.add_argument("--temperature", type=_positive_float, help="divide logits by this (1.0)")
+    sample.add_argument(
+        "--temperature",
+        type=_non_negative_float,
+        help="divide logits by this (1.0); 0 is greedy decoding: use --decoder greedy",
+    )
     sample.add_argument("--top-k", type=_positive_int, metavar="K", help="keep the K likeliest")
     sample.add_argument(
         "--top-p", type=_probability, metavar="P", help="keep the likeliest tokens up to mass P"
@@ -648,6 +652,10 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     if args.trace_dot is not None:
         _check_dot_paths(args.trace_dot, len(prompts), parser)
+    if args.temperature == 0 and args.decoder != "speculative":
+        parser.error(
+            "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)"
+        )
     recorded: Trace | None = None
     try:
         if args.model is None:

@@ -188,9 +188,25 @@ ERRORS = {
         ["--seed", "-1"],
         "argument --seed: must be a non-negative int, got '-1'",
     ),
-    "positive float zero": (
+    "temperature zero": (
         [*S, "--temperature", "0"],
-        "argument --temperature: must be a finite number > 0, got '0'",
+        "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)",
+    ),
+    "temperature zero with mbr": (
+        ["--decoder", "mbr", "--temperature", "0.0"],
+        "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)",
+    ),
+    "temperature zero with beam": (
+        ["--temperature", "0"],
+        "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)",
+    ),
+    "temperature negative": (
+        [*S, "--temperature", "-0.5"],
+        "argument --temperature: must be a finite number >= 0, got '-0.5'",
+    ),
+    "positive float zero": (
+        ["--repetition-penalty", "0"],
+        "argument --repetition-penalty: must be a finite number > 0, got '0'",
     ),
     "probability above one": (
         [*S, "--top-p", "1.5"],
@@ -1323,3 +1339,8 @@ def test_json_gives_each_beams_finish_reason(capsys):
     reasons = [[b["finish_reason"] for b in entry["beams"]] for entry in document["results"]]
     assert reasons == [[b.finish_reason for b in beams] for beams in results]
     assert {r for rs in reasons for r in rs} == {"eos", "length"}
+
+
+def test_speculative_takes_temperature_0_as_its_greedy_default(capsys):
+    argv = ["--decoder", "speculative", "--max-new-tokens", "3", "--prompt", "1 2 1 2"]
+    assert json_run(capsys, *argv, "--temperature", "0") == json_run(capsys, *argv)
