@@ -47,9 +47,13 @@ from decoding.lm.loading import (
 from decoding.lm.loading._common import Folder, read_json
 from decoding.processors import (
     BanTokens,
+    FrequencyPenalty,
+    LogitBias,
     LogitsProcessor,
     MinNewTokens,
+    MinP,
     NoRepeatNGram,
+    PresencePenalty,
     RepetitionPenalty,
 )
 from decoding.results import Beam
@@ -86,7 +90,9 @@ VALUE_OPTIONS = frozenset(
         "--prompt --beam-width --max-new-tokens --alpha --eos --seed --model-seed --decoder "
         "--num-samples --temperature --top-k --top-p --min-new-tokens --ban --no-repeat-ngram "
         "--repetition-penalty --trace-dot --model --text --chat --system --draft "
-        "--num-draft-tokens --num-groups --diversity-penalty --regex --num-candidates --utility"
+        "--num-draft-tokens --num-groups --diversity-penalty --regex --num-candidates --utility "
+        "--min-p --logit-bias --presence-penalty --frequency-penalty --stop --input --output "
+        "--batch-size"
     ).split()
 )
 SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "seed")
@@ -174,6 +180,30 @@ def _non_negative_rule(name: str, value: Any) -> float:
 
 
 _non_negative_float = _flag(_parse_float, _non_negative_rule, "a finite number >= 0")
+
+
+def _unit_rule(name: str, value: Any) -> float:
+    number = finite_real(name, value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1]")
+    return number
+
+
+_unit_float = _flag(_parse_float, _unit_rule, "a number in [0, 1]")
+
+
+def _logit_bias(text: str) -> tuple[int, float]:
+    """``"49=-100"`` -> ``(49, -100.0)``: a token id and a finite bias."""
+    token, equals, bias = text.partition("=")
+    try:
+        if not equals:
+            raise ValueError(text)
+        pair = non_negative_int("id", _parse_int(token)), finite_real("bias", _parse_float(bias))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"must be ID=BIAS, a token id and a finite number (e.g. 49=-100), got {_shown(text)}"
+        ) from None
+    return pair
 
 
 def _num_samples(text: str) -> int:
@@ -388,6 +418,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="penalise tokens already seen (HF's repetition_penalty)",
     )
+    processors.add_argument(
+        "--presence-penalty",
+        type=_float,
+        metavar="P",
+        help="subtract P from the logit of each token generated at least once (OpenAI's "
+        "presence_penalty)",
+    )
+    processors.add_argument(
+        "--frequency-penalty",
+        type=_float,
+        metavar="P",
+        help="subtract P per time a token was generated (OpenAI's frequency_penalty)",
+    )
+    processors.add_argument(
+        "--logit-bias",
+        action="append",
+        type=_logit_bias,
+        metavar="ID=BIAS",
+        help="add BIAS to token ID's logit (OpenAI's logit_bias; -100 all but bans it); "
+        "repeat for several tokens",
+    )
+    processors.add_argument(
+        "--min-p",
+        type=_unit_float,
+        metavar="P",
+        help="keep the tokens at least P times as likely as the likeliest (after the other "
+        "processors and --regex; before --temperature, --top-k, --top-p)",
+    )
     return parser
 
 
@@ -407,7 +465,11 @@ def _joined(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _processors(args: argparse.Namespace) -> list[LogitsProcessor]:
+def _processors(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> list[LogitsProcessor]:
+    """The processor flags' processors, in the order they run (--regex and --min-p are added
+    after them by `_decoder`)."""
     processors: list[LogitsProcessor] = []
     if args.min_new_tokens is not None:
         processors.append(MinNewTokens(args.min_new_tokens))
@@ -417,6 +479,17 @@ def _processors(args: argparse.Namespace) -> list[LogitsProcessor]:
         processors.append(NoRepeatNGram(args.no_repeat_ngram))
     if args.repetition_penalty is not None:
         processors.append(RepetitionPenalty(args.repetition_penalty))
+    if args.presence_penalty is not None:
+        processors.append(PresencePenalty(args.presence_penalty))
+    if args.frequency_penalty is not None:
+        processors.append(FrequencyPenalty(args.frequency_penalty))
+    if args.logit_bias:
+        bias: dict[int, float] = {}
+        for token, value in args.logit_bias:
+            if token in bias:
+                parser.error(f"--logit-bias: token {token} is given twice")
+            bias[token] = value
+        processors.append(LogitBias(bias))
     return processors
 
 
@@ -444,11 +517,13 @@ def _decoder(
                 parser.error(f"--{flag.replace('_', '-')} applies only to --decoder {needs}")
 
     eos = _eos_setting(args.eos, args.default_eos)
-    processors = _processors(args)
+    processors = _processors(args, parser)
     if args.regex is not None:
         if args.tokenizer is None:
             parser.error("--regex needs --model PATH (its tokenizer spells the text)")
         processors.append(RegexConstraint(args.regex, args.tokenizer))
+    if args.min_p is not None:
+        processors.append(MinP(args.min_p))
     settings: dict[str, object] = {}
     decoder: Decoder
     kind = args.decoder

@@ -302,6 +302,10 @@ SECTIONS = {
         "--ban",
         "--no-repeat-ngram",
         "--repetition-penalty",
+        "--presence-penalty",
+        "--frequency-penalty",
+        "--logit-bias",
+        "--min-p",
     ],  # fmt: skip
 }
 
@@ -1344,3 +1348,72 @@ def test_json_gives_each_beams_finish_reason(capsys):
 def test_speculative_takes_temperature_0_as_its_greedy_default(capsys):
     argv = ["--decoder", "speculative", "--max-new-tokens", "3", "--prompt", "1 2 1 2"]
     assert json_run(capsys, *argv, "--temperature", "0") == json_run(capsys, *argv)
+
+
+NEW_PROCESSOR_FLAGS = [
+    "--presence-penalty", "-0.5", "--frequency-penalty", "0.25", "--logit-bias", "549=-100",
+    "--logit-bias", "42=2.5", "--min-p", "0.05",
+]  # fmt: skip
+
+NEW_PROCESSORS = [
+    decoding.PresencePenalty(-0.5),
+    decoding.FrequencyPenalty(0.25),
+    decoding.LogitBias({549: -100.0, 42: 2.5}),
+    decoding.MinP(0.05),
+]
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [
+        lambda ps: decoding.BeamSearchDecoder(3, 6, 0.6, DEFAULT_EOS, processors=ps),
+        lambda ps: decoding.GreedyDecoder(6, DEFAULT_EOS, processors=ps),
+        lambda ps: decoding.SamplingDecoder(6, DEFAULT_EOS, num_samples=2, seed=0, processors=ps),
+    ],
+    ids=["beam", "greedy", "sample"],
+)
+def test_min_p_logit_bias_and_penalty_flags_reach_every_decoder(capsys, decoder):
+    kind = {"BeamSearchDecoder": [], "GreedyDecoder": ["--decoder", "greedy"]}.get(
+        type(decoder([])).__name__, ["--decoder", "sample", "--num-samples", "2"]
+    )
+    width = ["--beam-width", "3"] if not kind else []
+    argv = [*kind, *width, *NEW_PROCESSOR_FLAGS, "--max-new-tokens", "6", "--prompt", "1 2 3"]
+    document = json_run(capsys, *argv)
+    assert document["settings"]["processors"] == [repr(p) for p in NEW_PROCESSORS]
+    want = decoder(NEW_PROCESSORS).decode(decoding.NumpyTransformerLM(), [[1, 2, 3]])
+    assert_beams_equal(document, want)
+    assert 549 not in [t for b in document["results"][0]["beams"] for t in b["tokens"]]
+
+
+def test_min_p_runs_after_regex_and_the_other_processors(capsys, ckpt):
+    argv = ["--model", ckpt, "--text", "the", "--regex", "cat.*", "--min-p", "0.1", "--ban", "4"]
+    document = json_run(capsys, *argv, "--max-new-tokens", "2")
+    shown = document["settings"]["processors"]
+    assert shown[0] == repr(decoding.BanTokens([4]))
+    assert shown[1].startswith("RegexConstraint(") and shown[2] == repr(decoding.MinP(0.1))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--logit-bias", "49"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got '49'"),
+        (["--logit-bias", "x=1"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got 'x=1'"),
+        (["--logit-bias", "-1=1"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got '-1=1'"),
+        (["--logit-bias", "4=inf"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got '4=inf'"),
+        (["--logit-bias", "4=1", "--logit-bias", "4=2"], "--logit-bias: token 4 is given twice"),
+        (["--logit-bias", "1000=1"], "LogitBias bias keys (token ids) must be in [0, 1000) for "
+         "this model, got 1000"),
+        (["--min-p", "1.5"], "argument --min-p: must be a number in [0, 1], got '1.5'"),
+        (["--min-p", "-0.1"], "argument --min-p: must be a number in [0, 1], got '-0.1'"),
+        (["--presence-penalty", "nan"], "argument --presence-penalty: must be a finite number, "
+         "got 'nan'"),
+        (["--frequency-penalty", "x"], "argument --frequency-penalty: must be a finite number, "
+         "got 'x'"),
+    ],
+)  # fmt: skip
+def test_processor_flag_errors_are_one_line(capsys, argv, message):
+    assert error_line(capsys, *argv, "--max-new-tokens", "2", "--prompt", "1") == message
