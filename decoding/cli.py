@@ -57,6 +57,7 @@ from decoding.processors import (
     RepetitionPenalty,
 )
 from decoding.results import Beam
+from decoding.stopping import StoppingCriterion, StopStrings
 from decoding.trace import Trace, trace
 
 __all__ = ["main"]
@@ -324,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar='"..."',
         help="a system message before each --chat message",
     )
+    real.add_argument(
+        "--stop",
+        action="append",
+        metavar='"..."',
+        help="end a hypothesis once its generated text contains this string (kept in the "
+        "text; finish_reason 'stop'); repeat for several (not with --decoder speculative or "
+        "diverse)",
+    )
     parser.add_argument(
         "--trace",
         action="store_true",
@@ -524,6 +533,16 @@ def _decoder(
         processors.append(RegexConstraint(args.regex, args.tokenizer))
     if args.min_p is not None:
         processors.append(MinP(args.min_p))
+    stopping: list[StoppingCriterion] = []
+    if args.stop:
+        if args.tokenizer is None:
+            parser.error("--stop needs --model PATH (its tokenizer spells the text)")
+        if args.decoder in ("speculative", "diverse"):
+            parser.error("--stop applies only to --decoder beam, greedy, sample or mbr")
+        for text in args.stop:
+            if not text:
+                parser.error("--stop needs a non-empty string, got ''")
+        stopping.append(StopStrings(args.stop, args.tokenizer))
     settings: dict[str, object] = {}
     decoder: Decoder
     kind = args.decoder
@@ -539,7 +558,7 @@ def _decoder(
         alpha = 0.6 if args.alpha is None else args.alpha
         if kind == "beam":
             decoder = BeamSearchDecoder(
-                width, args.max_new_tokens, alpha, eos, processors=processors
+                width, args.max_new_tokens, alpha, eos, processors=processors, stopping=stopping
             )
         else:
             groups = 2 if args.num_groups is None else args.num_groups
@@ -555,7 +574,9 @@ def _decoder(
         settings["max_new_tokens"] = args.max_new_tokens
         if kind == "greedy":
             refuse(SAMPLING_FLAGS, "sample")
-            decoder = GreedyDecoder(args.max_new_tokens, eos, processors=processors)
+            decoder = GreedyDecoder(
+                args.max_new_tokens, eos, processors=processors, stopping=stopping
+            )
         elif kind == "speculative":
             refuse(("num_samples", "top_k", "top_p"), "sample")
             draft = _draft(args, parser)
@@ -583,13 +604,17 @@ def _decoder(
                 if args.num_samples is not None:
                     parser.error("--num-samples: --decoder mbr draws --num-candidates samples")
                 sampling["num_samples"] = 8 if args.num_candidates is None else args.num_candidates
-            decoder = SamplingDecoder(args.max_new_tokens, eos, processors=processors, **sampling)
+            decoder = SamplingDecoder(
+                args.max_new_tokens, eos, processors=processors, stopping=stopping, **sampling
+            )
             settings |= sampling
             if kind == "mbr":
                 utility = args.utility or "chrf"
                 decoder = MBRDecoder(decoder, utility, tokenizer=args.tokenizer)
                 settings["utility"] = utility
     settings["eos_token_id"] = eos
+    if args.stop:
+        settings["stop"] = list(args.stop)
     if processors:
         settings["processors"] = [repr(p) for p in processors]
     return decoder, settings

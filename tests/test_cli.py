@@ -284,6 +284,7 @@ SECTIONS = {
         "--text",
         "--chat",
         "--system",
+        "--stop",
     ],
     "beam search:": ["--beam-width", "--alpha"],
     "sampling (--decoder sample):": [
@@ -1417,3 +1418,52 @@ def test_min_p_runs_after_regex_and_the_other_processors(capsys, ckpt):
 )  # fmt: skip
 def test_processor_flag_errors_are_one_line(capsys, argv, message):
     assert error_line(capsys, *argv, "--max-new-tokens", "2", "--prompt", "1") == message
+
+
+# -- stop strings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["greedy", "sample", "beam"])
+def test_stop_strings_end_hypotheses_as_the_library_does(capsys, ckpt, kind):
+    model, tokenizer = decoding.load_model(ckpt), decoding.load_tokenizer(ckpt)
+    prompt = tokenizer.encode("the cat")
+    make = {
+        "greedy": lambda stop: decoding.GreedyDecoder(8, None, stopping=stop),
+        "sample": lambda stop: decoding.SamplingDecoder(8, None, num_samples=3, seed=0,
+                                                        stopping=stop),
+        "beam": lambda stop: decoding.BeamSearchDecoder(3, 8, 0.6, None, stopping=stop),
+    }[kind]  # fmt: skip
+    free = make([]).decode(model, [prompt])[0][0]
+    word = WORDS[free.tokens[2]]  # the third generated word
+    stop = [decoding.StopStrings([word], tokenizer)]
+    want = make(stop).decode(model, [prompt])
+    flags = {"greedy": ["--decoder", "greedy"], "sample": ["--decoder", "sample",
+             "--num-samples", "3"], "beam": ["--beam-width", "3"]}[kind]  # fmt: skip
+    argv = ["--model", ckpt, "--text", "the cat", "--eos", "none", "--max-new-tokens", "8"]
+    document = json_run(capsys, *argv, *flags, "--stop", word)
+    assert document["settings"]["stop"] == [word]
+    got = document["results"][0]["beams"]
+    assert [b["tokens"] for b in got] == [list(b.tokens) for b in want[0]]
+    assert [b["finish_reason"] for b in got] == [b.finish_reason for b in want[0]]
+    assert "stop" in [b["finish_reason"] for b in got]
+
+
+def test_stop_is_repeatable(capsys, ckpt):
+    argv = ["--model", ckpt, "--text", "the cat", "--decoder", "greedy", "--eos", "none"]
+    document = json_run(capsys, *argv, "--stop", "zebra", "--stop", "the", "--stop", "a")
+    assert document["settings"]["stop"] == ["zebra", "the", "a"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stop", "x"], "--stop needs --model PATH (its tokenizer spells the text)"),
+        (["--model", "{ckpt}", "--text", "a", "--stop", ""], "--stop needs a non-empty string, got ''"),
+        (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "diverse"],
+         "--stop applies only to --decoder beam, greedy, sample or mbr"),
+        (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "speculative"],
+         "--stop applies only to --decoder beam, greedy, sample or mbr"),
+    ],
+)  # fmt: skip
+def test_stop_errors_are_one_line(capsys, ckpt, argv, message):
+    assert error_line(capsys, *[a.replace("{ckpt}", ckpt) for a in argv]) == message
