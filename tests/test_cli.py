@@ -1458,7 +1458,8 @@ def test_stop_is_repeatable(capsys, ckpt):
     ("argv", "message"),
     [
         (["--stop", "x"], "--stop needs --model PATH (its tokenizer spells the text)"),
-        (["--model", "{ckpt}", "--text", "a", "--stop", ""], "--stop needs a non-empty string, got ''"),
+        (["--model", "{ckpt}", "--text", "a", "--stop", ""],
+         "--stop needs a non-empty string, got ''"),
         (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "diverse"],
          "--stop applies only to --decoder beam, greedy, sample or mbr"),
         (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "speculative"],
