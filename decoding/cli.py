@@ -10,6 +10,7 @@ status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -474,9 +475,7 @@ def _joined(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _processors(
-    args: argparse.Namespace, parser: argparse.ArgumentParser
-) -> list[LogitsProcessor]:
+def _processors(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[LogitsProcessor]:
     """The processor flags' processors, in the order they run (--regex and --min-p are added
     after them by `_decoder`)."""
     processors: list[LogitsProcessor] = []
@@ -794,7 +793,8 @@ def _main(argv: Sequence[str] | None) -> int:
     else:
         trees = None
         if args.trace and recorded is not None:
-            trees = [recorded.to_text(b) for b in range(len(prompts))]
+            shown = None if tokenizer is None else functools.partial(_token_text, tokenizer)
+            trees = [recorded.to_text(b, shown) for b in range(len(prompts))]
         text = _tables(settings, prompts, results, trees, tokenizer)
     return _write(text, parser.prog)
 
@@ -851,6 +851,17 @@ def _text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
         if token is not None:
             pieces.append(f"[unknown id {token}]")
     return "".join(pieces)
+
+
+def _token_text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    """What ``--trace`` shows for a token (or the prompt): its text, quoted as JSON, special
+    tokens included (``"<|im_end|>"``); an id the tokenizer has no token for as
+    ``[unknown id N]``."""
+    if len(ids) == 1 and tokenizer.id_to_token(ids[0]) is not None:
+        return json.dumps(tokenizer.decode(ids))
+    if len(ids) == 1:
+        return f"[unknown id {ids[0]}]"
+    return json.dumps(_text(tokenizer, ids))
 
 
 def _first_line(error: BaseException) -> str:

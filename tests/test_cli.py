@@ -1468,3 +1468,17 @@ def test_stop_is_repeatable(capsys, ckpt):
 )  # fmt: skip
 def test_stop_errors_are_one_line(capsys, ckpt, argv, message):
     assert error_line(capsys, *[a.replace("{ckpt}", ckpt) for a in argv]) == message
+
+
+def test_trace_shows_token_text_with_a_tokenizer_and_ids_without(capsys, ckpt):
+    argv = ["--model", ckpt, "--text", "the cat", "--beam-width", "2", "--max-new-tokens", "3"]
+    assert main([*argv, "--trace"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1]
+    lines = tree.splitlines()
+    assert lines[0] == '  ["the cat"]'
+    for line in lines[1:-1]:
+        token = line.split("-", 1)[1].split(" ")[0]
+        assert token.startswith('"') and token.strip('"') in WORDS, line
+    assert main(["--prompt", "1 2", "--beam-width", "2", "--max-new-tokens", "2", "--trace"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1]
+    assert tree.splitlines()[0] == "  [1 2]" and '"' not in tree
