@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -59,6 +60,7 @@ from decoding.processors import (
 )
 from decoding.results import Beam
 from decoding.stopping import StoppingCriterion, StopStrings
+from decoding.streaming import StepEvent, TextStream
 from decoding.trace import Trace, trace
 
 __all__ = ["main"]
@@ -292,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         metavar="SEED",
         help="seed of the default model's random weights (0); not with --model",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the text as it is generated (--decoder greedy or sample, one prompt, one "
+        "sample; token ids without --model), instead of the table",
     )
     parser.add_argument(
         "--json",
@@ -739,6 +747,8 @@ def _main(argv: Sequence[str] | None) -> int:
             parser.error("--text: a text encodes to no tokens; give some text")
     else:
         prompts = args.prompt if args.prompt else [_prompt(p) for p in DEFAULT_PROMPTS]
+    if args.stream:
+        _check_stream(args, len(prompts), parser)
     if args.trace and args.json:
         parser.error(
             "--trace prints text trees and cannot be combined with --json; use --trace-dot PATH"
@@ -764,8 +774,17 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.trace or args.trace_dot is not None:
             recorded = trace(decoder, model, prompts)
             results = recorded.results
+        elif args.stream:
+            printer = _Printer(tokenizer)
+            results = _run(decoder, model, prompts, printer.event)
+            return printer.finish(parser.prog)
         else:
-            results = decoder.decode(model, prompts)
+            progress = Progress(args.max_new_tokens)
+            if progress.active:
+                results = _run(decoder, model, prompts, progress.event)
+                progress.finish()
+            else:
+                results = decoder.decode(model, prompts)
     except (ValueError, TypeError) as error:  # the library names the argument and the value
         parser.error((str(error) or type(error).__name__).splitlines()[0])
     except MemoryError:
@@ -797,6 +816,162 @@ def _main(argv: Sequence[str] | None) -> int:
             trees = [recorded.to_text(b, shown) for b in range(len(prompts))]
         text = _tables(settings, prompts, results, trees, tokenizer)
     return _write(text, parser.prog)
+
+
+def _check_stream(args: argparse.Namespace, count: int, parser: argparse.ArgumentParser) -> None:
+    """Refuse ``--stream`` where it cannot show one growing text."""
+    if args.decoder not in ("greedy", "sample"):
+        parser.error(
+            f"--stream applies only to --decoder greedy or sample (one growing text), not "
+            f"--decoder {args.decoder}"
+        )
+    if count != 1:
+        parser.error(f"--stream shows one prompt as it is generated; got {count} prompts")
+    if args.num_samples not in (None, 1):
+        parser.error(f"--stream shows one sample; got --num-samples {args.num_samples}")
+    for flag in ("json", "trace"):
+        if getattr(args, flag):
+            parser.error(
+                f"--stream prints text as it is generated and cannot be combined with --{flag}"
+            )
+    if args.trace_dot is not None:
+        parser.error(
+            "--stream prints text as it is generated and cannot be combined with --trace-dot"
+        )
+
+
+def _run(
+    decoder: Decoder,
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    watch: Callable[[StepEvent], None],
+) -> list[list[Beam]]:
+    """``decoder.decode(model, prompts)``, through `Decoder.stream`, calling ``watch`` with
+    each step's event."""
+    event = None
+    for event in decoder.stream(model, prompts):
+        watch(event)
+    if event is None:  # no prompts, no step
+        return decoder.decode(model, prompts)
+    return decoder.finalize(event.state)
+
+
+class _Special:
+    """A tokenizer's ``decode`` without the special tokens (as the tables' text), for
+    `TextStream`."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return _text(self.tokenizer, ids)
+
+
+class _Printer:
+    """``--stream``: the one row's new text (or, without a tokenizer, its new token ids) on
+    standard output as each step makes it, flushed."""
+
+    def __init__(self, tokenizer: Tokenizer | None) -> None:
+        self.text = None if tokenizer is None else TextStream(_Special(tokenizer))
+        self.count = 0  # tokens shown (without a tokenizer)
+        self.failed: BaseException | None = None  # the write that failed, if any
+        self.closed = False  # a closed pipe: keep decoding, show nothing more
+
+    def event(self, event: StepEvent) -> None:
+        row = event.tokens[0][0]
+        if self.text is not None:
+            self.emit(self.text.update(row))
+        else:
+            new = row[self.count :]
+            self.emit("".join(f"{' ' if self.count or i else ''}{t}" for i, t in enumerate(new)))
+            self.count = len(row)
+
+    def emit(self, piece: str) -> None:
+        if not piece or self.closed or self.failed is not None:
+            return
+        try:
+            if sys.stdout is None:
+                raise OSError("standard output is closed")
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+        except (OSError, ValueError) as error:
+            self.failed = error
+
+    def finish(self, prog: str) -> int:
+        """The rest of the text and a line end; the exit status (1: the output could not be
+        written)."""
+        if self.text is not None:
+            self.emit(self.text.finish())
+        self.emit("\n")
+        if self.closed or self.failed is not None:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+        if self.failed is not None:
+            if sys.stderr is not None:
+                sys.stderr.write(f"{prog}: error: cannot write the output: {self.failed}\n")
+            return 1
+        return 0
+
+
+class Progress:
+    """A progress line on standard error (steps, tokens generated, tokens per second, elapsed
+    time), rewritten in place, when standard error is a terminal and the run has taken over
+    ``DELAY`` seconds; nothing otherwise. The clock is ``time.monotonic``."""
+
+    DELAY = 1.0  # seconds before the line first shows
+    INTERVAL = 0.1  # seconds between redraws
+
+    def __init__(self, steps: int, prompts: int | None = None) -> None:
+        stderr = sys.stderr
+        self.active = stderr is not None and _isatty(stderr)
+        self.steps = steps
+        self.prompts = prompts  # a batch job's prompt count
+        self.done = 0  # a batch job's prompts finished
+        self.start = time.monotonic()
+        self.tokens = 0
+        self.step = 0
+        self.drawn = 0.0  # when the line was last drawn (0: never)
+        self.width = 0
+
+    def event(self, event: StepEvent) -> None:
+        """Count the step's new tokens (rows as long as the step count) and redraw."""
+        self.step = event.step
+        self.tokens += sum(len(row) == event.step for rows in event.tokens for row in rows)
+        self.draw()
+
+    def draw(self, last: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = now - self.start
+        if not self.active or (elapsed < self.DELAY and not self.drawn):
+            return
+        if not last and self.drawn and now - self.drawn < self.INTERVAL:
+            return
+        self.drawn = now
+        rate = self.tokens / elapsed if elapsed > 0 else 0.0
+        line = f"step {self.step}/{self.steps}  {self.tokens} tokens  {rate:.1f} tokens/s  "
+        line += f"{elapsed:.1f} s"
+        if self.prompts is not None:
+            line = f"prompts {self.done}/{self.prompts}  " + line
+        padding = " " * max(0, self.width - len(line))
+        self.width = len(line)
+        try:
+            sys.stderr.write(f"\r{line}{padding}" + ("\n" if last else ""))
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            self.active = False
+
+    def finish(self) -> None:
+        """The last line, kept (with a line end), if the line was ever shown."""
+        if self.drawn:
+            self.draw(last=True)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _checkpoint(

@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1482,3 +1483,123 @@ def test_trace_shows_token_text_with_a_tokenizer_and_ids_without(capsys, ckpt):
     assert main(["--prompt", "1 2", "--beam-width", "2", "--max-new-tokens", "2", "--trace"]) == 0
     tree = capsys.readouterr().out.split("  search tree:\n")[1]
     assert tree.splitlines()[0] == "  [1 2]" and '"' not in tree
+
+
+# -- streaming and the progress line --------------------------------------------------------------
+
+
+class Writes(io.StringIO):
+    """A standard output that records each write."""
+
+    def __init__(self):
+        super().__init__()
+        self.pieces = []
+
+    def write(self, text):
+        self.pieces.append(text)
+        return super().write(text)
+
+
+def test_stream_prints_token_ids_as_they_come_without_a_tokenizer(capsys, monkeypatch):
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["--decoder", "greedy", "--prompt", "1 2 3", "--max-new-tokens", "6", "--stream"]
+    assert main(argv) == 0
+    (beam,) = decoding.GreedyDecoder(6, DEFAULT_EOS).decode(
+        decoding.NumpyTransformerLM(), [[1, 2, 3]]
+    )[0]
+    assert out.getvalue() == " ".join(map(str, beam.tokens)) + "\n"
+    assert len([p for p in out.pieces if p]) == len(beam.tokens) + 1  # a token a step, then "\n"
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", ["greedy", "sample"])
+def test_stream_prints_the_text_as_it_is_generated(capsys, monkeypatch, ckpt, kind):
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["--model", ckpt, "--text", "the cat", "--decoder", kind, "--eos", "none"]
+    assert main([*argv, "--max-new-tokens", "6", "--stream"]) == 0
+    streamed = out.getvalue()
+    monkeypatch.undo()
+    document = json_run(capsys, *argv, "--max-new-tokens", "6")
+    (beam,) = document["results"][0]["beams"]
+    assert streamed == beam["text"] + "\n"
+    assert len([p for p in out.pieces if p]) > 2  # piece by piece, not all at the end
+
+
+def test_stream_stops_on_a_stop_string(capsys, monkeypatch, ckpt):
+    argv = ["--model", ckpt, "--text", "the cat", "--decoder", "greedy", "--eos", "none"]
+    document = json_run(capsys, *argv, "--max-new-tokens", "8")
+    text = document["results"][0]["beams"][0]["text"]
+    word = text.split()[2]
+    assert main([*argv, "--max-new-tokens", "8", "--stop", word, "--stream"]) == 0
+    streamed = capsys.readouterr().out
+    assert streamed.endswith(word + "\n") and text.startswith(streamed[:-1])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stream"], "--stream applies only to --decoder greedy or sample (one growing text), "
+         "not --decoder beam"),
+        (["--stream", "--decoder", "diverse"], "--stream applies only to --decoder greedy or "
+         "sample (one growing text), not --decoder diverse"),
+        (["--stream", "--decoder", "greedy", "--prompt", "2"], "--stream shows one prompt as it "
+         "is generated; got 2 prompts"),
+        (["--stream", "--decoder", "sample", "--num-samples", "2"], "--stream shows one sample; "
+         "got --num-samples 2"),
+        (["--stream", "--decoder", "greedy", "--json"], "--stream prints text as it is generated "
+         "and cannot be combined with --json"),
+        (["--stream", "--decoder", "greedy", "--trace"], "--stream prints text as it is "
+         "generated and cannot be combined with --trace"),
+    ],
+)  # fmt: skip
+def test_stream_is_refused_where_it_cannot_show_one_text(capsys, argv, message):
+    assert error_line(capsys, "--prompt", "1", *argv) == message
+
+
+def test_stream_to_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", BrokenPipe())
+    assert main(["--decoder", "greedy", "--prompt", "1", "--max-new-tokens", "3", "--stream"]) == 0
+    sys.stdout.close()
+    assert capsys.readouterr().err == ""
+
+
+class Clock:
+    """``time.monotonic`` that advances ``tick`` seconds a call."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def test_progress_shows_on_a_terminal_when_the_run_takes_over_a_second(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(time, "monotonic", Clock(0.25))
+    argv = ["--decoder", "greedy", "--prompt", "1", "--eos", "none", "--max-new-tokens", "8"]
+    document = json_run_err(capsys, *argv)
+    err = document.pop("stderr")
+    assert err.startswith("\r") and err.endswith("\n") and err.count("\n") == 1
+    last = err.rsplit("\r", 1)[1]
+    assert re.fullmatch(r"step 8/8  8 tokens  [0-9.]+ tokens/s  [0-9.]+ s *\n", last), last
+    assert "step 1/8" not in err  # nothing in the first second
+    monkeypatch.undo()
+    plain = json_run(capsys, *argv)
+    assert plain == document
+
+
+@pytest.mark.parametrize(("tty", "tick"), [(False, 0.25), (True, 0.01)], ids=["no tty", "fast"])
+def test_no_progress_without_a_terminal_or_in_under_a_second(capsys, monkeypatch, tty, tick):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    monkeypatch.setattr(time, "monotonic", Clock(tick))
+    assert main(["--decoder", "greedy", "--prompt", "1", "--max-new-tokens", "8"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def json_run_err(capsys, *argv: str) -> dict:
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out) | {"stderr": captured.err}
