@@ -21,6 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import attrs
+import numpy as np
+
 from decoding._validate import (
     finite_real,
     non_negative_int,
@@ -34,6 +37,7 @@ from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder
 from decoding.decoders.beam.search import BeamSearchDecoder
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.mbr import MBRDecoder
+from decoding.decoders.rows import Noise
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
 from decoding.decoders.speculative import PromptLookup, SpeculativeDecoder
 from decoding.lm.base import LanguageModel
@@ -85,6 +89,8 @@ shows finished beams (short ones can outrank long ones). The vocabulary has no r
 pass --eos none to let every beam run to --max-new-tokens, or --eos several times for several
 EOS ids.
 """
+
+DEFAULT_BATCH_SIZE = 8  # --batch-size
 
 SHOWN = 40  # longest piece of a bad value echoed back in an error message
 
@@ -414,6 +420,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="taken from a token's log-prob per earlier group's beam that chose it (1.0)",
     )
+    batch = parser.add_argument_group("batch jobs")
+    batch.add_argument(
+        "--input",
+        metavar="PATH",
+        help='decode the prompts of a JSON Lines file: one object a line, with "ids" (a list '
+        'of token ids) or "text" (needs --model), and an optional "id" (default: the '
+        "line number); needs --output",
+    )
+    batch.add_argument(
+        "--output",
+        metavar="PATH",
+        help="append one JSON line of results per prompt to PATH as each batch finishes; a "
+        "rerun skips the ids already there (a cut-off last line is dropped first)",
+    )
+    batch.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"prompts decoded together, one model call per step ({DEFAULT_BATCH_SIZE})",
+    )
     processors = parser.add_argument_group("logits processors (every decoder)")
     processors.add_argument(
         "--regex",
@@ -724,6 +750,12 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--system needs --chat (it comes before each chat message)")
     if args.model is not None and args.model_seed is not None:
         parser.error("--model-seed applies only to the random default model, not --model")
+    if args.temperature == 0 and args.decoder != "speculative":
+        parser.error(
+            "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)"
+        )
+    if args.input is not None or args.output is not None or args.batch_size is not None:
+        return _batch_job(args, parser)
     if args.model is not None:
         model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
         prompts = list(args.prompt or [])
@@ -761,10 +793,6 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     if args.trace_dot is not None:
         _check_dot_paths(args.trace_dot, len(prompts), parser)
-    if args.temperature == 0 and args.decoder != "speculative":
-        parser.error(
-            "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)"
-        )
     recorded: Trace | None = None
     try:
         if args.model is None:
@@ -816,6 +844,255 @@ def _main(argv: Sequence[str] | None) -> int:
             trees = [recorded.to_text(b, shown) for b in range(len(prompts))]
         text = _tables(settings, prompts, results, trees, tokenizer)
     return _write(text, parser.prog)
+
+
+# -- batch jobs ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Job:
+    """One prompt of a batch job: its id, its input line (as given) and its token ids; its
+    place among the input's prompts seeds its draws."""
+
+    id: object
+    line: dict[str, object]
+    prompt: tuple[int, ...]
+    place: int
+
+
+@attrs.frozen
+class _PlacedSampler(SamplingDecoder):
+    """A `SamplingDecoder` whose b-th prompt draws from stream ``places[b]`` of its seed
+    (``SeedSequence(seed).spawn(n)[places[b]]``), so a batch job's prompt draws what it would
+    at its place in one `decode` call on every prompt of the input."""
+
+    places: tuple[int, ...] = attrs.field(default=(), kw_only=True)
+
+    def noise(self, batch: int) -> Noise:
+        if len(self.places) != batch:
+            raise ValueError(f"{len(self.places)} places for {batch} prompts")
+        seeds = [np.random.SeedSequence(self.seed, spawn_key=(p,)) for p in self.places]
+        return Noise.start_streams(seeds, self.num_samples)
+
+
+def _placed(decoder: Decoder, places: Sequence[int]) -> Decoder:
+    """``decoder``, its sampling draws those of the prompts at ``places``."""
+    if isinstance(decoder, SamplingDecoder):
+        values = attrs.asdict(decoder, recurse=False)
+        return _PlacedSampler(**values, places=tuple(places))
+    if isinstance(decoder, MBRDecoder):
+        return attrs.evolve(decoder, sampler=_placed(decoder.sampler, places))
+    return decoder
+
+
+def _batch_job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--input PATH --output PATH``: decode the input's prompts a batch at a time, appending
+    each prompt's results to the output as its batch finishes (each line flushed and synced);
+    the ids already in the output are skipped, a cut-off last line dropped first."""
+    if args.input is None or args.output is None:
+        given, needed = (
+            ("--input", "--output") if args.input is not None else ("--output", "--input")
+        )
+        if args.input is None and args.output is None:
+            given, needed = "--batch-size", "--input PATH and --output PATH"
+        parser.error(f"{given} needs {needed}")
+    for flag in ("prompt", "text", "chat", "system", "stream", "json", "trace", "trace_dot"):
+        if getattr(args, flag) not in (None, False):
+            name = "--" + flag.replace("_", "-")
+            parser.error(f"{name} cannot be combined with --input (a batch job)")
+    for flag, path in (("--input", args.input), ("--output", args.output)):
+        if not path.strip() or "\0" in path:
+            parser.error(f"{flag} needs a file path, got {_shown(path)}")
+    if args.decoder == "speculative" and args.temperature:
+        parser.error(
+            "--input: --decoder speculative with --temperature > 0 draws by each prompt's place "
+            "in its batch; a batch job needs --temperature 0 with it"
+        )
+    tokenizer: Tokenizer | None = None
+    args.default_eos = DEFAULT_EOS
+    if args.model is not None:
+        model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
+    else:
+        model = NumpyTransformerLM(seed=0 if args.model_seed is None else args.model_seed)
+    jobs = _read_jobs(args.input, model.vocab_size, tokenizer, parser)
+    done = _done_ids(args.output, parser)
+    pending = [job for job in jobs if _key(job.id) not in done]
+    size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+    args.target, args.tokenizer = model, tokenizer
+    try:
+        decoder, _ = _decoder(args, parser)
+    except (ValueError, TypeError) as error:
+        parser.error(_first_line(error))
+    progress = Progress(args.max_new_tokens, len(pending))
+    try:
+        output = open(args.output, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        parser.error(f"--output: cannot write {_shown(args.output)}: {reason}")
+    with output:
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            prompts = [job.prompt for job in batch]
+            placed = _placed(decoder, [job.place for job in batch])
+            try:
+                if progress.active:
+                    results = _run(placed, model, prompts, progress.event)
+                else:
+                    results = placed.decode(model, prompts)
+            except (ValueError, TypeError) as error:
+                parser.error(_first_line(error))
+            except MemoryError:
+                parser.error("out of memory; try a smaller --batch-size or --max-new-tokens")
+            for job, beams in zip(batch, results, strict=True):
+                line = _result_line(job, beams, tokenizer)
+                try:
+                    output.write(line)
+                    output.flush()
+                    os.fsync(output.fileno())
+                except (OSError, ValueError) as error:
+                    reason = getattr(error, "strerror", None) or error
+                    if sys.stderr is not None:
+                        sys.stderr.write(
+                            f"{parser.prog}: error: cannot write {_shown(args.output)}: {reason}\n"
+                        )
+                    return 1
+            progress.done += len(batch)
+            progress.draw()
+    progress.finish()
+    if sys.stderr is not None:
+        sys.stderr.write(
+            f"{parser.prog}: wrote {len(pending)} result{'' if len(pending) == 1 else 's'} to "
+            f"{args.output} "
+            f"({len(jobs) - len(pending)} already there)\n"
+        )
+    return 0
+
+
+def _key(job_id: object) -> str:
+    """An id as a dict key: its JSON text (1 and "1" are different ids)."""
+    return json.dumps(job_id)
+
+
+def _result_line(job: _Job, beams: Sequence[Beam], tokenizer: Tokenizer | None) -> str:
+    """A batch job's output line: the id, the input line, the prompt's ids and the beams (as
+    ``--json`` shows them)."""
+    shown = [
+        _beam_json(b) | ({} if tokenizer is None else {"text": _text(tokenizer, b.tokens)})
+        for b in beams
+    ]
+    record = {"id": job.id, "input": job.line, "prompt": list(job.prompt), "beams": shown}
+    return json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def _read_jobs(
+    path: str, vocab_size: int, tokenizer: Tokenizer | None, parser: argparse.ArgumentParser
+) -> list[_Job]:
+    """The prompts of ``--input``, every line checked before anything is decoded; a bad line is
+    one error naming its number. Blank lines are skipped (and counted)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        parser.error(f"--input: cannot read {_shown(path)}: {reason}")
+    jobs: list[_Job] = []
+    lines: dict[str, int] = {}
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+
+        def bad(reason: str, number: int = number) -> NoReturn:
+            parser.error(f"--input line {number}: {reason}")
+
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad("not UTF-8 text")
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+        except ValueError as error:
+            bad(f"not valid JSON ({_first_line(error)})")
+        if not isinstance(line, dict):
+            bad(f"not a JSON object, got {_shown(text.strip())}")
+        job_id = line.get("id", number)
+        if isinstance(job_id, bool) or not isinstance(job_id, int | str):
+            bad(f'"id" must be a string or an int, got {_shown(json.dumps(job_id))}')
+        if _key(job_id) in lines:
+            bad(f'"id" {_shown(json.dumps(job_id))} is already on line {lines[_key(job_id)]}')
+        lines[_key(job_id)] = number
+        if ("text" in line) == ("ids" in line):
+            bad('needs "text" (a string) or "ids" (a list of token ids), one of them')
+        if "text" in line:
+            if not isinstance(line["text"], str):
+                bad(f'"text" must be a string, got {_shown(json.dumps(line["text"]))}')
+            if tokenizer is None:
+                bad('"text" needs --model PATH (its tokenizer); give "ids" instead')
+            try:
+                prompt = tuple(tokenizer.encode(line["text"]))
+            except Exception as error:  # noqa: BLE001 - the tokenizer library's own errors
+                bad(f"the tokenizer failed: {_first_line(error)}")
+            if not prompt:
+                bad('"text" encodes to no tokens; give some text')
+        else:
+            ids = line["ids"]
+            if not isinstance(ids, list) or not ids:
+                bad(f'"ids" must be a non-empty list of token ids, got {_shown(json.dumps(ids))}')
+            for t in ids:
+                if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+                    bad(f'"ids" holds {_shown(json.dumps(t))}, not a token id in [0, {vocab_size})')
+            prompt = tuple(ids)
+        jobs.append(_Job(job_id, line, prompt, len(jobs)))
+    return jobs
+
+
+def _done_ids(path: str, parser: argparse.ArgumentParser) -> set[str]:
+    """The ids (`_key`) already in ``--output``, after cutting off a last line that a killed
+    run left unfinished (no line end, or not valid JSON); a bad line before it is an error."""
+    if os.path.isdir(path):
+        parser.error(f"--output {_shown(path)} is a folder; give a file path")
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        parser.error(f"--output: cannot read {_shown(path)}: {reason}")
+    done: set[str] = set()
+    offset = 0
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        last = number == len(lines) or (number == len(lines) - 1 and not lines[-1])
+        complete = number < len(lines)  # followed by a line end
+        try:
+            record = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            if record is not None and (not isinstance(record, dict) or "id" not in record):
+                raise ValueError("no id")
+        except ValueError:
+            if last:  # a killed run's unfinished line: cut it off
+                _truncate(path, offset, parser)
+                break
+            parser.error(f"--output line {number} is not a result line; not appending to that file")
+        if not complete:
+            if raw:  # valid JSON but no line end: unfinished too
+                _truncate(path, offset, parser)
+            break
+        if record is not None:
+            done.add(_key(record["id"]))
+        offset += len(raw) + 1
+    return done
+
+
+def _truncate(path: str, size: int, parser: argparse.ArgumentParser) -> None:
+    try:
+        with open(path, "r+b") as file:
+            file.truncate(size)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as error:
+        parser.error(
+            f"--output: cannot cut off the unfinished last line of {_shown(path)}: {error.strerror}"
+        )
 
 
 def _check_stream(args: argparse.Namespace, count: int, parser: argparse.ArgumentParser) -> None:
