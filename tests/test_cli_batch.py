@@ -229,19 +229,32 @@ def test_text_prompts_need_a_model_and_give_the_text_of_each_beam(tmp_path, caps
     assert "text" in records[1]["beams"][0] and records[1]["id"] == "a"
 
 
+NEEDS = 'line 2: needs "text" (a string) or "ids" (a list of token ids), one of them'
+NOT_AN_ID = "not a token id in [0, 1000)"
+
 BAD_LINES = {
-    "not JSON": ("{nope", "line 2: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+    "not JSON": (
+        "{nope",
+        "line 2: not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1))",
+    ),
     "not an object": ("[1, 2]", "line 2: not a JSON object, got '[1, 2]'"),
-    "no prompt": ('{"id": 3}', 'line 2: needs "text" (a string) or "ids" (a list of token ids), one of them'),
-    "both": ('{"text": "a", "ids": [1]}', 'line 2: needs "text" (a string) or "ids" (a list of token ids), one of them'),
-    "text without a model": ('{"text": "hi"}', 'line 2: "text" needs --model PATH (its tokenizer); give "ids" instead'),
-    "empty ids": ('{"ids": []}', 'line 2: "ids" must be a non-empty list of token ids, got \'[]\''),
-    "id out of range": ('{"ids": [1, 1000]}', 'line 2: "ids" holds \'1000\', not a token id in [0, 1000)'),
-    "float id": ('{"ids": [1.0]}', 'line 2: "ids" holds \'1.0\', not a token id in [0, 1000)'),
-    "bool id": ('{"ids": [true]}', 'line 2: "ids" holds \'true\', not a token id in [0, 1000)'),
-    "bad id type": ('{"id": [1], "ids": [1]}', 'line 2: "id" must be a string or an int, got \'[1]\''),
-    "duplicate id": ('{"id": 1, "ids": [1]}', 'line 2: "id" \'1\' is already on line 1'),
-}  # fmt: skip
+    "no prompt": ('{"id": 3}', NEEDS),
+    "both": ('{"text": "a", "ids": [1]}', NEEDS),
+    "text without a model": (
+        '{"text": "hi"}',
+        'line 2: "text" needs --model PATH (its tokenizer); give "ids" instead',
+    ),
+    "empty ids": ('{"ids": []}', "line 2: \"ids\" must be a non-empty list of token ids, got '[]'"),
+    "id out of range": ('{"ids": [1, 1000]}', f"line 2: \"ids\" holds '1000', {NOT_AN_ID}"),
+    "float id": ('{"ids": [1.0]}', f"line 2: \"ids\" holds '1.0', {NOT_AN_ID}"),
+    "bool id": ('{"ids": [true]}', f"line 2: \"ids\" holds 'true', {NOT_AN_ID}"),
+    "bad id type": (
+        '{"id": [1], "ids": [1]}',
+        "line 2: \"id\" must be a string or an int, got '[1]'",
+    ),
+    "duplicate id": ('{"id": 1, "ids": [1]}', "line 2: \"id\" '1' is already on line 1"),
+}
 
 
 @pytest.mark.parametrize(("line", "message"), BAD_LINES.values(), ids=BAD_LINES.keys())
