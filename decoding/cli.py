@@ -10,14 +10,19 @@ status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+import attrs
+import numpy as np
 
 from decoding._validate import (
     finite_real,
@@ -32,6 +37,7 @@ from decoding.decoders.beam.diverse import DiverseBeamSearchDecoder
 from decoding.decoders.beam.search import BeamSearchDecoder
 from decoding.decoders.greedy import GreedyDecoder
 from decoding.decoders.mbr import MBRDecoder
+from decoding.decoders.rows import Noise
 from decoding.decoders.sampling import MAX_NUM_SAMPLES, SamplingDecoder
 from decoding.decoders.speculative import PromptLookup, SpeculativeDecoder
 from decoding.lm.base import LanguageModel
@@ -47,12 +53,18 @@ from decoding.lm.loading import (
 from decoding.lm.loading._common import Folder, read_json
 from decoding.processors import (
     BanTokens,
+    FrequencyPenalty,
+    LogitBias,
     LogitsProcessor,
     MinNewTokens,
+    MinP,
     NoRepeatNGram,
+    PresencePenalty,
     RepetitionPenalty,
 )
 from decoding.results import Beam
+from decoding.stopping import StoppingCriterion, StopStrings
+from decoding.streaming import StepEvent, TextStream
 from decoding.trace import Trace, trace
 
 __all__ = ["main"]
@@ -78,18 +90,22 @@ pass --eos none to let every beam run to --max-new-tokens, or --eos several time
 EOS ids.
 """
 
+DEFAULT_BATCH_SIZE = 8  # --batch-size
+
 SHOWN = 40  # longest piece of a bad value echoed back in an error message
 
 # Options that take a value: their value may start with "-" (a negative number).
 VALUE_OPTIONS = frozenset(
     (
-        "--prompt --beam-width --max-new-tokens --alpha --eos --seed --decoder --num-samples "
-        "--temperature --top-k --top-p --sampling-seed --min-new-tokens --ban --no-repeat-ngram "
+        "--prompt --beam-width --max-new-tokens --alpha --eos --seed --model-seed --decoder "
+        "--num-samples --temperature --top-k --top-p --min-new-tokens --ban --no-repeat-ngram "
         "--repetition-penalty --trace-dot --model --text --chat --system --draft "
-        "--num-draft-tokens --num-groups --diversity-penalty --regex --num-candidates --utility"
+        "--num-draft-tokens --num-groups --diversity-penalty --regex --num-candidates --utility "
+        "--min-p --logit-bias --presence-penalty --frequency-penalty --stop --input --output "
+        "--batch-size"
     ).split()
 )
-SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "sampling_seed")
+SAMPLING_FLAGS = ("num_samples", "temperature", "top_k", "top_p", "seed")
 BEAM_FLAGS = ("beam_width", "alpha")
 SPECULATIVE_FLAGS = ("draft", "num_draft_tokens")
 DIVERSE_FLAGS = ("num_groups", "diversity_penalty")
@@ -176,6 +192,30 @@ def _non_negative_rule(name: str, value: Any) -> float:
 _non_negative_float = _flag(_parse_float, _non_negative_rule, "a finite number >= 0")
 
 
+def _unit_rule(name: str, value: Any) -> float:
+    number = finite_real(name, value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1]")
+    return number
+
+
+_unit_float = _flag(_parse_float, _unit_rule, "a number in [0, 1]")
+
+
+def _logit_bias(text: str) -> tuple[int, float]:
+    """``"49=-100"`` -> ``(49, -100.0)``: a token id and a finite bias."""
+    token, equals, bias = text.partition("=")
+    try:
+        if not equals:
+            raise ValueError(text)
+        pair = non_negative_int("id", _parse_int(token)), finite_real("bias", _parse_float(bias))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"must be ID=BIAS, a token id and a finite number (e.g. 49=-100), got {_shown(text)}"
+        ) from None
+    return pair
+
+
 def _num_samples(text: str) -> int:
     value: int = _positive_int(text)
     if value > MAX_NUM_SAMPLES:
@@ -256,10 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
         f"({DEFAULT_EOS}; see below)",
     )
     parser.add_argument(
-        "--seed",
+        "--model-seed",
         type=_non_negative_int,
-        default=0,
-        help="seed of the model's random weights (0)",
+        metavar="SEED",
+        help="seed of the default model's random weights (0); not with --model",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the text as it is generated (--decoder greedy or sample, one prompt, one "
+        "sample; token ids without --model), instead of the table",
     )
     parser.add_argument(
         "--json",
@@ -294,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar='"..."',
         help="a system message before each --chat message",
     )
+    real.add_argument(
+        "--stop",
+        action="append",
+        metavar='"..."',
+        help="end a hypothesis once its generated text contains this string (kept in the "
+        "text; finish_reason 'stop'); repeat for several (not with --decoder speculative or "
+        "diverse)",
+    )
     parser.add_argument(
         "--trace",
         action="store_true",
@@ -318,13 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--num-samples", type=_num_samples, metavar="S", help="samples per prompt (1)"
     )
-    sample.add_argument("--temperature", type=_positive_float, help="divide logits by this (1.0)")
+    sample.add_argument(
+        "--temperature",
+        type=_non_negative_float,
+        help="divide logits by this (1.0); 0 is greedy decoding: use --decoder greedy",
+    )
     sample.add_argument("--top-k", type=_positive_int, metavar="K", help="keep the K likeliest")
     sample.add_argument(
         "--top-p", type=_probability, metavar="P", help="keep the likeliest tokens up to mass P"
     )
     sample.add_argument(
-        "--sampling-seed", type=_non_negative_int, metavar="SEED", help="seed of the draws"
+        "--seed",
+        type=_non_negative_int,
+        metavar="SEED",
+        help="seed of the draws (0); also --decoder mbr and speculative",
     )
     mbr = parser.add_argument_group("minimum Bayes risk (--decoder mbr)")
     mbr.add_argument(
@@ -359,6 +420,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="taken from a token's log-prob per earlier group's beam that chose it (1.0)",
     )
+    batch = parser.add_argument_group("batch jobs")
+    batch.add_argument(
+        "--input",
+        metavar="PATH",
+        help='decode the prompts of a JSON Lines file: one object a line, with "ids" (a list '
+        'of token ids) or "text" (needs --model), and an optional "id" (default: the '
+        "line number); needs --output",
+    )
+    batch.add_argument(
+        "--output",
+        metavar="PATH",
+        help="append one JSON line of results per prompt to PATH as each batch finishes; a "
+        "rerun skips the ids already there (a cut-off last line is dropped first)",
+    )
+    batch.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"prompts decoded together, one model call per step ({DEFAULT_BATCH_SIZE})",
+    )
     processors = parser.add_argument_group("logits processors (every decoder)")
     processors.add_argument(
         "--regex",
@@ -381,6 +462,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="penalise tokens already seen (HF's repetition_penalty)",
     )
+    processors.add_argument(
+        "--presence-penalty",
+        type=_float,
+        metavar="P",
+        help="subtract P from the logit of each token generated at least once (OpenAI's "
+        "presence_penalty)",
+    )
+    processors.add_argument(
+        "--frequency-penalty",
+        type=_float,
+        metavar="P",
+        help="subtract P per time a token was generated (OpenAI's frequency_penalty)",
+    )
+    processors.add_argument(
+        "--logit-bias",
+        action="append",
+        type=_logit_bias,
+        metavar="ID=BIAS",
+        help="add BIAS to token ID's logit (OpenAI's logit_bias; -100 all but bans it); "
+        "repeat for several tokens",
+    )
+    processors.add_argument(
+        "--min-p",
+        type=_unit_float,
+        metavar="P",
+        help="keep the tokens at least P times as likely as the likeliest (after the other "
+        "processors and --regex; before --temperature, --top-k, --top-p)",
+    )
     return parser
 
 
@@ -400,7 +509,9 @@ def _joined(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _processors(args: argparse.Namespace) -> list[LogitsProcessor]:
+def _processors(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[LogitsProcessor]:
+    """The processor flags' processors, in the order they run (--regex and --min-p are added
+    after them by `_decoder`)."""
     processors: list[LogitsProcessor] = []
     if args.min_new_tokens is not None:
         processors.append(MinNewTokens(args.min_new_tokens))
@@ -410,6 +521,17 @@ def _processors(args: argparse.Namespace) -> list[LogitsProcessor]:
         processors.append(NoRepeatNGram(args.no_repeat_ngram))
     if args.repetition_penalty is not None:
         processors.append(RepetitionPenalty(args.repetition_penalty))
+    if args.presence_penalty is not None:
+        processors.append(PresencePenalty(args.presence_penalty))
+    if args.frequency_penalty is not None:
+        processors.append(FrequencyPenalty(args.frequency_penalty))
+    if args.logit_bias:
+        bias: dict[int, float] = {}
+        for token, value in args.logit_bias:
+            if token in bias:
+                parser.error(f"--logit-bias: token {token} is given twice")
+            bias[token] = value
+        processors.append(LogitBias(bias))
     return processors
 
 
@@ -437,11 +559,23 @@ def _decoder(
                 parser.error(f"--{flag.replace('_', '-')} applies only to --decoder {needs}")
 
     eos = _eos_setting(args.eos, args.default_eos)
-    processors = _processors(args)
+    processors = _processors(args, parser)
     if args.regex is not None:
         if args.tokenizer is None:
             parser.error("--regex needs --model PATH (its tokenizer spells the text)")
         processors.append(RegexConstraint(args.regex, args.tokenizer))
+    if args.min_p is not None:
+        processors.append(MinP(args.min_p))
+    stopping: list[StoppingCriterion] = []
+    if args.stop:
+        if args.tokenizer is None:
+            parser.error("--stop needs --model PATH (its tokenizer spells the text)")
+        if args.decoder in ("speculative", "diverse"):
+            parser.error("--stop applies only to --decoder beam, greedy, sample or mbr")
+        for text in args.stop:
+            if not text:
+                parser.error("--stop needs a non-empty string, got ''")
+        stopping.append(StopStrings(args.stop, args.tokenizer))
     settings: dict[str, object] = {}
     decoder: Decoder
     kind = args.decoder
@@ -457,7 +591,7 @@ def _decoder(
         alpha = 0.6 if args.alpha is None else args.alpha
         if kind == "beam":
             decoder = BeamSearchDecoder(
-                width, args.max_new_tokens, alpha, eos, processors=processors
+                width, args.max_new_tokens, alpha, eos, processors=processors, stopping=stopping
             )
         else:
             groups = 2 if args.num_groups is None else args.num_groups
@@ -473,37 +607,47 @@ def _decoder(
         settings["max_new_tokens"] = args.max_new_tokens
         if kind == "greedy":
             refuse(SAMPLING_FLAGS, "sample")
-            decoder = GreedyDecoder(args.max_new_tokens, eos, processors=processors)
+            decoder = GreedyDecoder(
+                args.max_new_tokens, eos, processors=processors, stopping=stopping
+            )
         elif kind == "speculative":
             refuse(("num_samples", "top_k", "top_p"), "sample")
             draft = _draft(args, parser)
             count = 4 if args.num_draft_tokens is None else args.num_draft_tokens
             temperature = 0.0 if args.temperature is None else args.temperature
-            seed = 0 if args.sampling_seed is None else args.sampling_seed
+            if temperature == 0 and args.seed is not None:
+                parser.error("--seed applies only to --decoder speculative with --temperature > 0")
+            seed = 0 if args.seed is None else args.seed
             decoder = SpeculativeDecoder(
                 draft, count, args.max_new_tokens, eos, temperature, seed, processors
             )
             settings |= {"draft": args.draft or "prompt-lookup", "num_draft_tokens": count}
-            settings |= {"temperature": temperature, "sampling_seed": seed}
+            settings["temperature"] = temperature
+            if temperature > 0:
+                settings["seed"] = seed
         else:
             sampling = {
                 "num_samples": 1 if args.num_samples is None else args.num_samples,
                 "temperature": 1.0 if args.temperature is None else args.temperature,
                 "top_k": args.top_k,
                 "top_p": args.top_p,
-                "seed": 0 if args.sampling_seed is None else args.sampling_seed,
+                "seed": 0 if args.seed is None else args.seed,
             }
             if kind == "mbr":
                 if args.num_samples is not None:
                     parser.error("--num-samples: --decoder mbr draws --num-candidates samples")
                 sampling["num_samples"] = 8 if args.num_candidates is None else args.num_candidates
-            decoder = SamplingDecoder(args.max_new_tokens, eos, processors=processors, **sampling)
-            settings |= {k if k != "seed" else "sampling_seed": v for k, v in sampling.items()}
+            decoder = SamplingDecoder(
+                args.max_new_tokens, eos, processors=processors, stopping=stopping, **sampling
+            )
+            settings |= sampling
             if kind == "mbr":
                 utility = args.utility or "chrf"
                 decoder = MBRDecoder(decoder, utility, tokenizer=args.tokenizer)
                 settings["utility"] = utility
     settings["eos_token_id"] = eos
+    if args.stop:
+        settings["stop"] = list(args.stop)
     if processors:
         settings["processors"] = [repr(p) for p in processors]
     return decoder, settings
@@ -546,6 +690,7 @@ def _beam_json(beam: Beam) -> dict[str, object]:
         "logprob": _number(beam.logprob),
         "score": _number(beam.score),
         "finished": beam.finished,
+        "finish_reason": beam.finish_reason,
         "token_logprobs": [_number(lp) for lp in beam.token_logprobs],
     }
     if beam.draft_tokens is not None:
@@ -603,6 +748,14 @@ def _main(argv: Sequence[str] | None) -> int:
             parser.error(f"--{flag} needs --model PATH (a checkpoint folder or a .gguf file)")
     if args.system is not None and not args.chat:
         parser.error("--system needs --chat (it comes before each chat message)")
+    if args.model is not None and args.model_seed is not None:
+        parser.error("--model-seed applies only to the random default model, not --model")
+    if args.temperature == 0 and args.decoder != "speculative":
+        parser.error(
+            "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)"
+        )
+    if args.input is not None or args.output is not None or args.batch_size is not None:
+        return _batch_job(args, parser)
     if args.model is not None:
         model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
         prompts = list(args.prompt or [])
@@ -626,6 +779,8 @@ def _main(argv: Sequence[str] | None) -> int:
             parser.error("--text: a text encodes to no tokens; give some text")
     else:
         prompts = args.prompt if args.prompt else [_prompt(p) for p in DEFAULT_PROMPTS]
+    if args.stream:
+        _check_stream(args, len(prompts), parser)
     if args.trace and args.json:
         parser.error(
             "--trace prints text trees and cannot be combined with --json; use --trace-dot PATH"
@@ -641,14 +796,23 @@ def _main(argv: Sequence[str] | None) -> int:
     recorded: Trace | None = None
     try:
         if args.model is None:
-            model = NumpyTransformerLM(seed=args.seed)
+            model = NumpyTransformerLM(seed=0 if args.model_seed is None else args.model_seed)
         args.target, args.tokenizer = model, tokenizer
         decoder, settings = _decoder(args, parser)
         if args.trace or args.trace_dot is not None:
             recorded = trace(decoder, model, prompts)
             results = recorded.results
+        elif args.stream:
+            printer = _Printer(tokenizer)
+            results = _run(decoder, model, prompts, printer.event)
+            return printer.finish(parser.prog)
         else:
-            results = decoder.decode(model, prompts)
+            progress = Progress(args.max_new_tokens)
+            if progress.active:
+                results = _run(decoder, model, prompts, progress.event)
+                progress.finish()
+            else:
+                results = decoder.decode(model, prompts)
     except (ValueError, TypeError) as error:  # the library names the argument and the value
         parser.error((str(error) or type(error).__name__).splitlines()[0])
     except MemoryError:
@@ -666,17 +830,425 @@ def _main(argv: Sequence[str] | None) -> int:
                 parser.error(f"--trace-dot: cannot write {_shown(path)}: {reason}")
         if sys.stderr is not None:
             sys.stderr.write(f"{parser.prog}: wrote {', '.join(paths)}\n")
-    settings |= {"seed": args.seed, "model": repr(model)}
-    if args.model is not None:
+    settings["model"] = repr(model)
+    if args.model is None:
+        settings["model_seed"] = 0 if args.model_seed is None else args.model_seed
+    else:
         settings["checkpoint"] = args.model
     if args.json:
         text = _json(settings, prompts, results, tokenizer)
     else:
         trees = None
         if args.trace and recorded is not None:
-            trees = [recorded.to_text(b) for b in range(len(prompts))]
+            shown = None if tokenizer is None else functools.partial(_token_text, tokenizer)
+            trees = [recorded.to_text(b, shown) for b in range(len(prompts))]
         text = _tables(settings, prompts, results, trees, tokenizer)
     return _write(text, parser.prog)
+
+
+# -- batch jobs ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Job:
+    """One prompt of a batch job: its id, its input line (as given) and its token ids; its
+    place among the input's prompts seeds its draws."""
+
+    id: object
+    line: dict[str, object]
+    prompt: tuple[int, ...]
+    place: int
+
+
+@attrs.frozen
+class _PlacedSampler(SamplingDecoder):
+    """A `SamplingDecoder` whose b-th prompt draws from stream ``places[b]`` of its seed
+    (``SeedSequence(seed).spawn(n)[places[b]]``), so a batch job's prompt draws what it would
+    at its place in one `decode` call on every prompt of the input."""
+
+    places: tuple[int, ...] = attrs.field(default=(), kw_only=True)
+
+    def noise(self, batch: int) -> Noise:
+        if len(self.places) != batch:
+            raise ValueError(f"{len(self.places)} places for {batch} prompts")
+        seeds = [np.random.SeedSequence(self.seed, spawn_key=(p,)) for p in self.places]
+        return Noise.start_streams(seeds, self.num_samples)
+
+
+def _placed(decoder: Decoder, places: Sequence[int]) -> Decoder:
+    """``decoder``, its sampling draws those of the prompts at ``places``."""
+    if isinstance(decoder, SamplingDecoder):
+        values = attrs.asdict(decoder, recurse=False)
+        return _PlacedSampler(**values, places=tuple(places))
+    if isinstance(decoder, MBRDecoder):
+        return attrs.evolve(decoder, sampler=_placed(decoder.sampler, places))
+    return decoder
+
+
+def _batch_job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--input PATH --output PATH``: decode the input's prompts a batch at a time, appending
+    each prompt's results to the output as its batch finishes (each line flushed and synced);
+    the ids already in the output are skipped, a cut-off last line dropped first."""
+    if args.input is None or args.output is None:
+        given, needed = (
+            ("--input", "--output") if args.input is not None else ("--output", "--input")
+        )
+        if args.input is None and args.output is None:
+            given, needed = "--batch-size", "--input PATH and --output PATH"
+        parser.error(f"{given} needs {needed}")
+    for flag in ("prompt", "text", "chat", "system", "stream", "json", "trace", "trace_dot"):
+        if getattr(args, flag) not in (None, False):
+            name = "--" + flag.replace("_", "-")
+            parser.error(f"{name} cannot be combined with --input (a batch job)")
+    for flag, path in (("--input", args.input), ("--output", args.output)):
+        if not path.strip() or "\0" in path:
+            parser.error(f"{flag} needs a file path, got {_shown(path)}")
+    if args.decoder == "speculative" and args.temperature:
+        parser.error(
+            "--input: --decoder speculative with --temperature > 0 draws by each prompt's place "
+            "in its batch; a batch job needs --temperature 0 with it"
+        )
+    tokenizer: Tokenizer | None = None
+    args.default_eos = DEFAULT_EOS
+    if args.model is not None:
+        model, tokenizer, args.default_eos = _checkpoint(args.model, parser)
+    else:
+        model = NumpyTransformerLM(seed=0 if args.model_seed is None else args.model_seed)
+    jobs = _read_jobs(args.input, model.vocab_size, tokenizer, parser)
+    done = _done_ids(args.output, parser)
+    pending = [job for job in jobs if _key(job.id) not in done]
+    size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+    args.target, args.tokenizer = model, tokenizer
+    try:
+        decoder, _ = _decoder(args, parser)
+    except (ValueError, TypeError) as error:
+        parser.error(_first_line(error))
+    progress = Progress(args.max_new_tokens, len(pending))
+    try:
+        output = open(args.output, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        parser.error(f"--output: cannot write {_shown(args.output)}: {reason}")
+    with output:
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            prompts = [job.prompt for job in batch]
+            placed = _placed(decoder, [job.place for job in batch])
+            try:
+                if progress.active:
+                    results = _run(placed, model, prompts, progress.event)
+                else:
+                    results = placed.decode(model, prompts)
+            except (ValueError, TypeError) as error:
+                parser.error(_first_line(error))
+            except MemoryError:
+                parser.error("out of memory; try a smaller --batch-size or --max-new-tokens")
+            for job, beams in zip(batch, results, strict=True):
+                line = _result_line(job, beams, tokenizer)
+                try:
+                    output.write(line)
+                    output.flush()
+                    os.fsync(output.fileno())
+                except (OSError, ValueError) as error:
+                    reason = getattr(error, "strerror", None) or error
+                    if sys.stderr is not None:
+                        sys.stderr.write(
+                            f"{parser.prog}: error: cannot write {_shown(args.output)}: {reason}\n"
+                        )
+                    return 1
+            progress.done += len(batch)
+            progress.draw()
+    progress.finish()
+    if sys.stderr is not None:
+        sys.stderr.write(
+            f"{parser.prog}: wrote {len(pending)} result{'' if len(pending) == 1 else 's'} to "
+            f"{args.output} "
+            f"({len(jobs) - len(pending)} already there)\n"
+        )
+    return 0
+
+
+def _key(job_id: object) -> str:
+    """An id as a dict key: its JSON text (1 and "1" are different ids)."""
+    return json.dumps(job_id)
+
+
+def _result_line(job: _Job, beams: Sequence[Beam], tokenizer: Tokenizer | None) -> str:
+    """A batch job's output line: the id, the input line, the prompt's ids and the beams (as
+    ``--json`` shows them)."""
+    shown = [
+        _beam_json(b) | ({} if tokenizer is None else {"text": _text(tokenizer, b.tokens)})
+        for b in beams
+    ]
+    record = {"id": job.id, "input": job.line, "prompt": list(job.prompt), "beams": shown}
+    return json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def _read_jobs(
+    path: str, vocab_size: int, tokenizer: Tokenizer | None, parser: argparse.ArgumentParser
+) -> list[_Job]:
+    """The prompts of ``--input``, every line checked before anything is decoded; a bad line is
+    one error naming its number. Blank lines are skipped (and counted)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        parser.error(f"--input: cannot read {_shown(path)}: {reason}")
+    jobs: list[_Job] = []
+    lines: dict[str, int] = {}
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+
+        def bad(reason: str, number: int = number) -> NoReturn:
+            parser.error(f"--input line {number}: {reason}")
+
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad("not UTF-8 text")
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+        except ValueError as error:
+            bad(f"not valid JSON ({_first_line(error)})")
+        if not isinstance(line, dict):
+            bad(f"not a JSON object, got {_shown(text.strip())}")
+        job_id = line.get("id", number)
+        if isinstance(job_id, bool) or not isinstance(job_id, int | str):
+            bad(f'"id" must be a string or an int, got {_shown(json.dumps(job_id))}')
+        if _key(job_id) in lines:
+            bad(f'"id" {_shown(json.dumps(job_id))} is already on line {lines[_key(job_id)]}')
+        lines[_key(job_id)] = number
+        if ("text" in line) == ("ids" in line):
+            bad('needs "text" (a string) or "ids" (a list of token ids), one of them')
+        if "text" in line:
+            if not isinstance(line["text"], str):
+                bad(f'"text" must be a string, got {_shown(json.dumps(line["text"]))}')
+            if tokenizer is None:
+                bad('"text" needs --model PATH (its tokenizer); give "ids" instead')
+            try:
+                prompt = tuple(tokenizer.encode(line["text"]))
+            except Exception as error:  # noqa: BLE001 - the tokenizer library's own errors
+                bad(f"the tokenizer failed: {_first_line(error)}")
+            if not prompt:
+                bad('"text" encodes to no tokens; give some text')
+        else:
+            ids = line["ids"]
+            if not isinstance(ids, list) or not ids:
+                bad(f'"ids" must be a non-empty list of token ids, got {_shown(json.dumps(ids))}')
+            for t in ids:
+                if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+                    bad(f'"ids" holds {_shown(json.dumps(t))}, not a token id in [0, {vocab_size})')
+            prompt = tuple(ids)
+        jobs.append(_Job(job_id, line, prompt, len(jobs)))
+    return jobs
+
+
+def _done_ids(path: str, parser: argparse.ArgumentParser) -> set[str]:
+    """The ids (`_key`) already in ``--output``, after cutting off a last line that a killed
+    run left unfinished (no line end, or not valid JSON); a bad line before it is an error."""
+    if os.path.isdir(path):
+        parser.error(f"--output {_shown(path)} is a folder; give a file path")
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        parser.error(f"--output: cannot read {_shown(path)}: {reason}")
+    done: set[str] = set()
+    offset = 0
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        last = number == len(lines) or (number == len(lines) - 1 and not lines[-1])
+        complete = number < len(lines)  # followed by a line end
+        try:
+            record = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            if record is not None and (not isinstance(record, dict) or "id" not in record):
+                raise ValueError("no id")
+        except ValueError:
+            if last:  # a killed run's unfinished line: cut it off
+                _truncate(path, offset, parser)
+                break
+            parser.error(f"--output line {number} is not a result line; not appending to that file")
+        if not complete:
+            if raw:  # valid JSON but no line end: unfinished too
+                _truncate(path, offset, parser)
+            break
+        if record is not None:
+            done.add(_key(record["id"]))
+        offset += len(raw) + 1
+    return done
+
+
+def _truncate(path: str, size: int, parser: argparse.ArgumentParser) -> None:
+    try:
+        with open(path, "r+b") as file:
+            file.truncate(size)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as error:
+        parser.error(
+            f"--output: cannot cut off the unfinished last line of {_shown(path)}: {error.strerror}"
+        )
+
+
+def _check_stream(args: argparse.Namespace, count: int, parser: argparse.ArgumentParser) -> None:
+    """Refuse ``--stream`` where it cannot show one growing text."""
+    if args.decoder not in ("greedy", "sample"):
+        parser.error(
+            f"--stream applies only to --decoder greedy or sample (one growing text), not "
+            f"--decoder {args.decoder}"
+        )
+    if count != 1:
+        parser.error(f"--stream shows one prompt as it is generated; got {count} prompts")
+    if args.num_samples not in (None, 1):
+        parser.error(f"--stream shows one sample; got --num-samples {args.num_samples}")
+    for flag in ("json", "trace"):
+        if getattr(args, flag):
+            parser.error(
+                f"--stream prints text as it is generated and cannot be combined with --{flag}"
+            )
+    if args.trace_dot is not None:
+        parser.error(
+            "--stream prints text as it is generated and cannot be combined with --trace-dot"
+        )
+
+
+def _run(
+    decoder: Decoder,
+    model: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    watch: Callable[[StepEvent], None],
+) -> list[list[Beam]]:
+    """``decoder.decode(model, prompts)``, through `Decoder.stream`, calling ``watch`` with
+    each step's event."""
+    event = None
+    for event in decoder.stream(model, prompts):
+        watch(event)
+    if event is None:  # no prompts, no step
+        return decoder.decode(model, prompts)
+    return decoder.finalize(event.state)
+
+
+class _Special:
+    """A tokenizer's ``decode`` without the special tokens (as the tables' text), for
+    `TextStream`."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return _text(self.tokenizer, ids)
+
+
+class _Printer:
+    """``--stream``: the one row's new text (or, without a tokenizer, its new token ids) on
+    standard output as each step makes it, flushed."""
+
+    def __init__(self, tokenizer: Tokenizer | None) -> None:
+        self.text = None if tokenizer is None else TextStream(_Special(tokenizer))
+        self.count = 0  # tokens shown (without a tokenizer)
+        self.failed: BaseException | None = None  # the write that failed, if any
+        self.closed = False  # a closed pipe: keep decoding, show nothing more
+
+    def event(self, event: StepEvent) -> None:
+        row = event.tokens[0][0]
+        if self.text is not None:
+            self.emit(self.text.update(row))
+        else:
+            new = row[self.count :]
+            self.emit("".join(f"{' ' if self.count or i else ''}{t}" for i, t in enumerate(new)))
+            self.count = len(row)
+
+    def emit(self, piece: str) -> None:
+        if not piece or self.closed or self.failed is not None:
+            return
+        try:
+            if sys.stdout is None:
+                raise OSError("standard output is closed")
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+        except (OSError, ValueError) as error:
+            self.failed = error
+
+    def finish(self, prog: str) -> int:
+        """The rest of the text and a line end; the exit status (1: the output could not be
+        written)."""
+        if self.text is not None:
+            self.emit(self.text.finish())
+        self.emit("\n")
+        if self.closed or self.failed is not None:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit-time flush quiet
+        if self.failed is not None:
+            if sys.stderr is not None:
+                sys.stderr.write(f"{prog}: error: cannot write the output: {self.failed}\n")
+            return 1
+        return 0
+
+
+class Progress:
+    """A progress line on standard error (steps, tokens generated, tokens per second, elapsed
+    time), rewritten in place, when standard error is a terminal and the run has taken over
+    ``DELAY`` seconds; nothing otherwise. The clock is ``time.monotonic``."""
+
+    DELAY = 1.0  # seconds before the line first shows
+    INTERVAL = 0.1  # seconds between redraws
+
+    def __init__(self, steps: int, prompts: int | None = None) -> None:
+        stderr = sys.stderr
+        self.active = stderr is not None and _isatty(stderr)
+        self.steps = steps
+        self.prompts = prompts  # a batch job's prompt count
+        self.done = 0  # a batch job's prompts finished
+        self.start = time.monotonic()
+        self.tokens = 0
+        self.step = 0
+        self.drawn = 0.0  # when the line was last drawn (0: never)
+        self.width = 0
+
+    def event(self, event: StepEvent) -> None:
+        """Count the step's new tokens (rows as long as the step count) and redraw."""
+        self.step = event.step
+        self.tokens += sum(len(row) == event.step for rows in event.tokens for row in rows)
+        self.draw()
+
+    def draw(self, last: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = now - self.start
+        if not self.active or (elapsed < self.DELAY and not self.drawn):
+            return
+        if not last and self.drawn and now - self.drawn < self.INTERVAL:
+            return
+        self.drawn = now
+        rate = self.tokens / elapsed if elapsed > 0 else 0.0
+        line = f"step {self.step}/{self.steps}  {self.tokens} tokens  {rate:.1f} tokens/s  "
+        line += f"{elapsed:.1f} s"
+        if self.prompts is not None:
+            line = f"prompts {self.done}/{self.prompts}  " + line
+        padding = " " * max(0, self.width - len(line))
+        self.width = len(line)
+        try:
+            sys.stderr.write(f"\r{line}{padding}" + ("\n" if last else ""))
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            self.active = False
+
+    def finish(self) -> None:
+        """The last line, kept (with a line end), if the line was ever shown."""
+        if self.drawn:
+            self.draw(last=True)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _checkpoint(
@@ -731,6 +1303,17 @@ def _text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
         if token is not None:
             pieces.append(f"[unknown id {token}]")
     return "".join(pieces)
+
+
+def _token_text(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    """What ``--trace`` shows for a token (or the prompt): its text, quoted as JSON, special
+    tokens included (``"<|im_end|>"``); an id the tokenizer has no token for as
+    ``[unknown id N]``."""
+    if len(ids) == 1 and tokenizer.id_to_token(ids[0]) is not None:
+        return json.dumps(tokenizer.decode(ids))
+    if len(ids) == 1:
+        return f"[unknown id {ids[0]}]"
+    return json.dumps(_text(tokenizer, ids))
 
 
 def _first_line(error: BaseException) -> str:
@@ -816,7 +1399,7 @@ def _tables(
 ) -> str:
     """A settings header, then per prompt a header line and a table of its beams (and its
     search tree, if ``trees`` are given; each beam's decoded text, given a tokenizer)."""
-    shown = {k: v for k, v in settings.items() if k not in ("model", "seed")}
+    shown = {k: v for k, v in settings.items() if k not in ("model", "model_seed")}
     eos = shown.pop("eos_token_id")
     shown["eos"] = (
         "none" if eos is None else (" ".join(map(str, eos)) if isinstance(eos, list) else eos)

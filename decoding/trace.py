@@ -10,7 +10,7 @@ candidates per live beam (``min(2K, V)``), ``P`` pool entries of one prompt.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -49,21 +49,29 @@ class Trace:
             )
         return int(b)
 
-    def to_text(self, b: int = 0) -> str:
+    def to_text(
+        self, b: int = 0, token_text: Callable[[tuple[int, ...]], str] | None = None
+    ) -> str:
         """Prompt b's search as an indented tree, one line per node.
 
         Each line is ``token score`` and marks: ``*`` finished (ended with EOS), ``x`` a
         pruned candidate (drawn only if among its step's best ``2 * width`` entries; a last
         line counts the others), ``(out at step s)`` a finished beam that K better entries
         pushed out, ``#n`` the n-th returned hypothesis.
+
+        ``token_text``, if given, is shown in place of token ids: it is called with each
+        node's token as a 1-tuple and with the whole prompt (for example a tokenizer's quoted
+        text of them).
         """
         root, hidden = _tree(self, self._check_b(b))
-        lines = [f"[{' '.join(map(str, self.prompts[b]))}]"]
+        prompt = self.prompts[b]
+        shown = " ".join(map(str, prompt)) if token_text is None else token_text(prompt)
+        lines = [f"[{shown}]"]
 
         def walk(node: _Node, prefix: str) -> None:
             for i, child in enumerate(node.children):
                 last = i == len(node.children) - 1
-                lines.append(f"{prefix}{'`-' if last else '|-'}{child.text()}")
+                lines.append(f"{prefix}{'`-' if last else '|-'}{child.text(token_text)}")
                 walk(child, prefix + ("  " if last else "| "))
 
         walk(root, "")
@@ -127,8 +135,11 @@ class _Node:
         lines += [f"#{r}" for r in self.ranks]
         return lines
 
-    def text(self) -> str:
-        marks = [f"{self.token} {self.score:.3f}"]
+    def text(self, token_text: Callable[[tuple[int, ...]], str] | None = None) -> str:
+        token = (
+            self.token if token_text is None or self.token is None else token_text((self.token,))
+        )
+        marks = [f"{token} {self.score:.3f}"]
         if self.finished:
             marks.append("*")
         if self.pruned:

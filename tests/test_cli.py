@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ SAMPLE_DEFAULTS = {
     "temperature": 1.0,
     "top_k": None,
     "top_p": None,
-    "sampling_seed": 0,
+    "seed": 0,
     "eos_token_id": DEFAULT_EOS,
 }
 
@@ -137,7 +138,7 @@ SETTINGS = {
             "50",
             "--top-p",
             "0.9",
-            "--sampling-seed",
+            "--seed",
             "11",
             "--eos",
             "7",
@@ -152,7 +153,7 @@ SETTINGS = {
             "temperature": 0.7,
             "top_k": 50,
             "top_p": 0.9,
-            "sampling_seed": 11,
+            "seed": 11,
             "eos_token_id": [7, 8],
             "processors": [repr(decoding.MinNewTokens(1))],
         },
@@ -188,9 +189,25 @@ ERRORS = {
         ["--seed", "-1"],
         "argument --seed: must be a non-negative int, got '-1'",
     ),
-    "positive float zero": (
+    "temperature zero": (
         [*S, "--temperature", "0"],
-        "argument --temperature: must be a finite number > 0, got '0'",
+        "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)",
+    ),
+    "temperature zero with mbr": (
+        ["--decoder", "mbr", "--temperature", "0.0"],
+        "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)",
+    ),
+    "temperature zero with beam": (
+        ["--temperature", "0"],
+        "--temperature 0 is greedy decoding; use --decoder greedy (or a temperature > 0)",
+    ),
+    "temperature negative": (
+        [*S, "--temperature", "-0.5"],
+        "argument --temperature: must be a finite number >= 0, got '-0.5'",
+    ),
+    "positive float zero": (
+        ["--repetition-penalty", "0"],
+        "argument --repetition-penalty: must be a finite number > 0, got '0'",
     ),
     "probability above one": (
         [*S, "--top-p", "1.5"],
@@ -210,9 +227,18 @@ ERRORS = {
         ["--decoder", "greedy", "--top-k", "3"],
         "--top-k applies only to --decoder sample",
     ),
-    "greedy sampling-seed": (
-        ["--decoder", "greedy", "--sampling-seed", "1"],
-        "--sampling-seed applies only to --decoder sample",
+    "greedy seed": (
+        ["--decoder", "greedy", "--seed", "1"],
+        "--seed applies only to --decoder sample",
+    ),
+    "beam seed": (["--seed", "1"], "--seed applies only to --decoder sample"),
+    "sampling-seed is gone": (
+        [*S, "--sampling-seed", "1"],
+        "unrecognized arguments: --sampling-seed 1",
+    ),
+    "model-seed with model": (
+        ["--model", "x", "--model-seed", "1"],
+        "--model-seed applies only to the random default model, not --model",
     ),
     "beam temperature": (
         ["--temperature", "0.5"],
@@ -249,7 +275,7 @@ HEADERS = {
     "sample": (
         [*S, "--top-p", "0.5"],
         "decoder=sample  max_new_tokens=2  num_samples=1  temperature=1  top_k=None  top_p=0.5  "
-        "sampling_seed=0  eos=49",
+        "seed=0  eos=49",
     ),
 }
 
@@ -259,6 +285,7 @@ SECTIONS = {
         "--text",
         "--chat",
         "--system",
+        "--stop",
     ],
     "beam search:": ["--beam-width", "--alpha"],
     "sampling (--decoder sample):": [
@@ -266,7 +293,7 @@ SECTIONS = {
         "--temperature",
         "--top-k",
         "--top-p",
-        "--sampling-seed",
+        "--seed",
     ],  # fmt: skip
     "minimum Bayes risk (--decoder mbr):": ["--utility", "--num-candidates"],
     "speculative decoding (--decoder speculative):": ["--draft", "--num-draft-tokens"],
@@ -277,6 +304,10 @@ SECTIONS = {
         "--ban",
         "--no-repeat-ngram",
         "--repetition-penalty",
+        "--presence-penalty",
+        "--frequency-penalty",
+        "--logit-bias",
+        "--min-p",
     ],  # fmt: skip
 }
 
@@ -412,7 +443,10 @@ def assert_json_matches(document, prompts, **settings):
     for entry, beams in zip(document["results"], results, strict=True):
         assert len(entry["beams"]) == len(beams)
         for got, beam in zip(entry["beams"], beams, strict=True):
-            assert set(got) == {"tokens", "logprob", "score", "finished", "token_logprobs"}
+            assert set(got) == {
+                "tokens", "logprob", "score", "finished", "finish_reason", "token_logprobs"
+            }  # fmt: skip
+            assert got["finish_reason"] == beam.finish_reason
             assert got["token_logprobs"] == pytest.approx(beam.token_logprobs, rel=1e-12)
             assert tuple(got["tokens"]) == beam.tokens
             assert got["finished"] is beam.finished
@@ -461,7 +495,8 @@ BAD_STRATEGY_FLAGS = {
     "zero top-k": ["--decoder", "sample", "--top-k", "0"],
     "top-p above one": ["--decoder", "sample", "--top-p", "1.5"],
     "zero top-p": ["--decoder", "sample", "--top-p", "0"],
-    "negative sampling seed": ["--decoder", "sample", "--sampling-seed", "-3"],
+    "negative sampling seed": ["--decoder", "sample", "--seed", "-3"],
+    "negative model seed": ["--model-seed", "-3"],
     "negative min-new-tokens": ["--min-new-tokens", "-1"],
     "ban out of range": ["--ban", "1000"],
     "ban not an int": ["--ban", "x"],
@@ -490,7 +525,7 @@ def ckpt(tmp_path):
 @pytest.mark.parametrize(("argv", "settings"), SETTINGS.values(), ids=SETTINGS.keys())
 def test_json_settings_name_every_setting_of_the_decoder(argv, settings, capsys):
     document = json_run(capsys, *argv, "--max-new-tokens", "3", "--prompt", "1 2")
-    assert document["settings"] == settings | {"seed": 0, "model": MODEL}
+    assert document["settings"] == settings | {"model": MODEL, "model_seed": 0}
 
 
 def test_sample_defaults_are_one_sample_temperature_one_seed_zero(capsys):
@@ -518,7 +553,7 @@ def test_eos_reaches_the_sampling_decoder(capsys):
     model = decoding.NumpyTransformerLM()
     free = decoding.SamplingDecoder(6, None, num_samples=4, seed=0).decode(model, [PROMPT])[0]
     eos = free[0].tokens[1]
-    argv = ["--decoder", "sample", "--num-samples", "4", "--sampling-seed", "0", "--eos", str(eos)]
+    argv = ["--decoder", "sample", "--num-samples", "4", "--seed", "0", "--eos", str(eos)]
     document = json_run(capsys, *argv, "--max-new-tokens", "6", "--prompt", "4 5")
     assert any(b["finished"] and b["tokens"][-1] == eos for b in document["results"][0]["beams"])
     decoder = decoding.SamplingDecoder(6, eos, num_samples=4, seed=0)
@@ -704,8 +739,8 @@ def test_json_defaults_match_batched_beam_search(capsys):
         "max_new_tokens": 12,
         "alpha": 0.6,
         "eos_token_id": DEFAULT_EOS,
-        "seed": 0,
         "model": repr(decoding.NumpyTransformerLM(seed=0)),
+        "model_seed": 0,
     }
     assert_json_matches(document, [prompt_ids(p) for p in DEFAULT_PROMPTS])
 
@@ -714,7 +749,7 @@ def test_json_with_every_flag_matches_batched_beam_search(capsys):
     argv = [
         "--prompt", "5 6 7 8", "--prompt", "9,10", "--prompt", "11",
         "--beam-width", "3", "--max-new-tokens", "6", "--alpha", "1.25",
-        "--eos", "885", "--seed", "3", "--json",
+        "--eos", "885", "--model-seed", "3", "--json",
     ]  # fmt: skip
     assert main(argv) == 0
     document = json.loads(capsys.readouterr().out)
@@ -725,7 +760,7 @@ def test_json_with_every_flag_matches_batched_beam_search(capsys):
         "alpha": 1.25,
     }
     assert document["settings"]["eos_token_id"] == 885
-    assert document["settings"]["seed"] == 3
+    assert document["settings"]["model_seed"] == 3
     assert_json_matches(document, [[5, 6, 7, 8], [9, 10], [11]], **settings)
 
 
@@ -748,7 +783,7 @@ def test_greedy_decoder_flag_matches_greedy_decoder(capsys):
 def test_sample_decoder_flags_match_sampling_decoder(capsys):
     argv = [
         "--decoder", "sample", "--num-samples", "3", "--temperature", "0.7", "--top-k", "50",
-        "--top-p", "0.9", "--sampling-seed", "11", "--max-new-tokens", "6", "--prompt", "8 9",
+        "--top-p", "0.9", "--seed", "11", "--max-new-tokens", "6", "--prompt", "8 9",
         "--prompt", "1",
     ]  # fmt: skip
     document = json_run(capsys, *argv)
@@ -815,7 +850,8 @@ def test_full_or_closed_stdout_is_one_line_and_non_zero():
         ["--beam-width", "1"],
         ["--max-new-tokens", "1"],
         ["--eos", "0"],
-        ["--seed", "0"],
+        ["--model-seed", "0"],
+        ["--decoder", "sample", "--seed", "0"],
         ["--decoder", "sample", "--top-p", "1"],
         ["--decoder", "sample", "--top-k", "1", "--num-samples", "1"],
         ["--min-new-tokens", "0"],
@@ -1254,3 +1290,316 @@ def test_cli_chat_errors_are_one_line(tmp_path, capsys, argv, words):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+# -- seeds, settings that apply, finish reasons ----------------------------------------------------
+
+
+def test_seed_is_the_sampling_seed_and_model_seed_the_weights_seed(capsys):
+    argv = ["--decoder", "sample", "--seed", "5", "--model-seed", "2", "--max-new-tokens", "4"]
+    document = json_run(capsys, *argv, "--prompt", "4 5")
+    model = decoding.NumpyTransformerLM(seed=2)
+    assert_same_beams(
+        document, decoding.SamplingDecoder(4, DEFAULT_EOS, seed=5).decode(model, [PROMPT])
+    )
+    assert document["settings"]["seed"] == 5
+    assert document["settings"]["model_seed"] == 2
+    assert document["settings"]["model"] == repr(model)
+
+
+@pytest.mark.parametrize(
+    ("argv", "absent"),
+    [
+        (["--decoder", "greedy"], {"seed", "alpha", "beam_width", "temperature", "num_samples"}),
+        ([], {"seed", "temperature", "top_k", "top_p", "num_samples", "decoder"}),
+        (["--decoder", "sample"], {"alpha", "beam_width"}),
+        (["--decoder", "speculative"], {"seed", "alpha", "beam_width", "num_samples"}),
+    ],
+    ids=["greedy", "beam", "sample", "speculative at temperature 0"],
+)
+def test_json_leaves_out_settings_that_do_not_apply_to_the_decoder(capsys, argv, absent):
+    settings = json_run(capsys, *argv, "--max-new-tokens", "2", "--prompt", "1")["settings"]
+    assert not absent & set(settings), settings
+
+
+def test_speculative_sampling_reports_its_seed_and_refuses_one_at_temperature_0(capsys):
+    argv = ["--decoder", "speculative", "--max-new-tokens", "2", "--prompt", "1"]
+    settings = json_run(capsys, *argv, "--temperature", "0.5", "--seed", "4")["settings"]
+    assert settings["seed"] == 4 and settings["temperature"] == 0.5
+    assert error_line(capsys, *argv, "--seed", "4") == (
+        "--seed applies only to --decoder speculative with --temperature > 0"
+    )
+
+
+def test_json_reports_no_weights_seed_with_a_checkpoint(capsys, ckpt):
+    settings = json_run(capsys, "--model", ckpt, "--text", "the cat", "--max-new-tokens", "2")
+    assert "model_seed" not in settings["settings"] and "seed" not in settings["settings"]
+
+
+def test_json_gives_each_beams_finish_reason(capsys):
+    model = decoding.NumpyTransformerLM()
+    document = json_run(capsys, "--max-new-tokens", "12")
+    results = decoding.batched_beam_search(
+        [prompt_ids(p) for p in DEFAULT_PROMPTS], 4, 12, 0.6, 49, model
+    )
+    reasons = [[b["finish_reason"] for b in entry["beams"]] for entry in document["results"]]
+    assert reasons == [[b.finish_reason for b in beams] for beams in results]
+    assert {r for rs in reasons for r in rs} == {"eos", "length"}
+
+
+def test_speculative_takes_temperature_0_as_its_greedy_default(capsys):
+    argv = ["--decoder", "speculative", "--max-new-tokens", "3", "--prompt", "1 2 1 2"]
+    assert json_run(capsys, *argv, "--temperature", "0") == json_run(capsys, *argv)
+
+
+NEW_PROCESSOR_FLAGS = [
+    "--presence-penalty", "-0.5", "--frequency-penalty", "0.25", "--logit-bias", "549=-100",
+    "--logit-bias", "42=2.5", "--min-p", "0.05",
+]  # fmt: skip
+
+NEW_PROCESSORS = [
+    decoding.PresencePenalty(-0.5),
+    decoding.FrequencyPenalty(0.25),
+    decoding.LogitBias({549: -100.0, 42: 2.5}),
+    decoding.MinP(0.05),
+]
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [
+        lambda ps: decoding.BeamSearchDecoder(3, 6, 0.6, DEFAULT_EOS, processors=ps),
+        lambda ps: decoding.GreedyDecoder(6, DEFAULT_EOS, processors=ps),
+        lambda ps: decoding.SamplingDecoder(6, DEFAULT_EOS, num_samples=2, seed=0, processors=ps),
+    ],
+    ids=["beam", "greedy", "sample"],
+)
+def test_min_p_logit_bias_and_penalty_flags_reach_every_decoder(capsys, decoder):
+    kind = {"BeamSearchDecoder": [], "GreedyDecoder": ["--decoder", "greedy"]}.get(
+        type(decoder([])).__name__, ["--decoder", "sample", "--num-samples", "2"]
+    )
+    width = ["--beam-width", "3"] if not kind else []
+    argv = [*kind, *width, *NEW_PROCESSOR_FLAGS, "--max-new-tokens", "6", "--prompt", "1 2 3"]
+    document = json_run(capsys, *argv)
+    assert document["settings"]["processors"] == [repr(p) for p in NEW_PROCESSORS]
+    want = decoder(NEW_PROCESSORS).decode(decoding.NumpyTransformerLM(), [[1, 2, 3]])
+    assert_beams_equal(document, want)
+    assert 549 not in [t for b in document["results"][0]["beams"] for t in b["tokens"]]
+
+
+def test_min_p_runs_after_regex_and_the_other_processors(capsys, ckpt):
+    argv = ["--model", ckpt, "--text", "the", "--regex", "cat.*", "--min-p", "0.1", "--ban", "4"]
+    document = json_run(capsys, *argv, "--max-new-tokens", "2")
+    shown = document["settings"]["processors"]
+    assert shown[0] == repr(decoding.BanTokens([4]))
+    assert shown[1].startswith("RegexConstraint(") and shown[2] == repr(decoding.MinP(0.1))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--logit-bias", "49"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got '49'"),
+        (["--logit-bias", "x=1"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got 'x=1'"),
+        (["--logit-bias", "-1=1"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got '-1=1'"),
+        (["--logit-bias", "4=inf"], "argument --logit-bias: must be ID=BIAS, a token id and a "
+         "finite number (e.g. 49=-100), got '4=inf'"),
+        (["--logit-bias", "4=1", "--logit-bias", "4=2"], "--logit-bias: token 4 is given twice"),
+        (["--logit-bias", "1000=1"], "LogitBias bias keys (token ids) must be in [0, 1000) for "
+         "this model, got 1000"),
+        (["--min-p", "1.5"], "argument --min-p: must be a number in [0, 1], got '1.5'"),
+        (["--min-p", "-0.1"], "argument --min-p: must be a number in [0, 1], got '-0.1'"),
+        (["--presence-penalty", "nan"], "argument --presence-penalty: must be a finite number, "
+         "got 'nan'"),
+        (["--frequency-penalty", "x"], "argument --frequency-penalty: must be a finite number, "
+         "got 'x'"),
+    ],
+)  # fmt: skip
+def test_processor_flag_errors_are_one_line(capsys, argv, message):
+    assert error_line(capsys, *argv, "--max-new-tokens", "2", "--prompt", "1") == message
+
+
+# -- stop strings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["greedy", "sample", "beam"])
+def test_stop_strings_end_hypotheses_as_the_library_does(capsys, ckpt, kind):
+    model, tokenizer = decoding.load_model(ckpt), decoding.load_tokenizer(ckpt)
+    prompt = tokenizer.encode("the cat")
+    make = {
+        "greedy": lambda stop: decoding.GreedyDecoder(8, None, stopping=stop),
+        "sample": lambda stop: decoding.SamplingDecoder(8, None, num_samples=3, seed=0,
+                                                        stopping=stop),
+        "beam": lambda stop: decoding.BeamSearchDecoder(3, 8, 0.6, None, stopping=stop),
+    }[kind]  # fmt: skip
+    free = make([]).decode(model, [prompt])[0][0]
+    word = WORDS[free.tokens[2]]  # the third generated word
+    stop = [decoding.StopStrings([word], tokenizer)]
+    want = make(stop).decode(model, [prompt])
+    flags = {"greedy": ["--decoder", "greedy"], "sample": ["--decoder", "sample",
+             "--num-samples", "3"], "beam": ["--beam-width", "3"]}[kind]  # fmt: skip
+    argv = ["--model", ckpt, "--text", "the cat", "--eos", "none", "--max-new-tokens", "8"]
+    document = json_run(capsys, *argv, *flags, "--stop", word)
+    assert document["settings"]["stop"] == [word]
+    got = document["results"][0]["beams"]
+    assert [b["tokens"] for b in got] == [list(b.tokens) for b in want[0]]
+    assert [b["finish_reason"] for b in got] == [b.finish_reason for b in want[0]]
+    assert "stop" in [b["finish_reason"] for b in got]
+
+
+def test_stop_is_repeatable(capsys, ckpt):
+    argv = ["--model", ckpt, "--text", "the cat", "--decoder", "greedy", "--eos", "none"]
+    document = json_run(capsys, *argv, "--stop", "zebra", "--stop", "the", "--stop", "a")
+    assert document["settings"]["stop"] == ["zebra", "the", "a"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stop", "x"], "--stop needs --model PATH (its tokenizer spells the text)"),
+        (["--model", "{ckpt}", "--text", "a", "--stop", ""],
+         "--stop needs a non-empty string, got ''"),
+        (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "diverse"],
+         "--stop applies only to --decoder beam, greedy, sample or mbr"),
+        (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "speculative"],
+         "--stop applies only to --decoder beam, greedy, sample or mbr"),
+    ],
+)  # fmt: skip
+def test_stop_errors_are_one_line(capsys, ckpt, argv, message):
+    assert error_line(capsys, *[a.replace("{ckpt}", ckpt) for a in argv]) == message
+
+
+def test_trace_shows_token_text_with_a_tokenizer_and_ids_without(capsys, ckpt):
+    argv = ["--model", ckpt, "--text", "the cat", "--beam-width", "2", "--max-new-tokens", "3"]
+    assert main([*argv, "--trace"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1]
+    lines = tree.splitlines()
+    assert lines[0] == '  ["the cat"]'
+    for line in lines[1:-1]:
+        token = line.split("-", 1)[1].split(" ")[0]
+        assert token.startswith('"') and token.strip('"') in WORDS, line
+    assert main(["--prompt", "1 2", "--beam-width", "2", "--max-new-tokens", "2", "--trace"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1]
+    assert tree.splitlines()[0] == "  [1 2]" and '"' not in tree
+
+
+# -- streaming and the progress line --------------------------------------------------------------
+
+
+class Writes(io.StringIO):
+    """A standard output that records each write."""
+
+    def __init__(self):
+        super().__init__()
+        self.pieces = []
+
+    def write(self, text):
+        self.pieces.append(text)
+        return super().write(text)
+
+
+def test_stream_prints_token_ids_as_they_come_without_a_tokenizer(capsys, monkeypatch):
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["--decoder", "greedy", "--prompt", "1 2 3", "--max-new-tokens", "6", "--stream"]
+    assert main(argv) == 0
+    (beam,) = decoding.GreedyDecoder(6, DEFAULT_EOS).decode(
+        decoding.NumpyTransformerLM(), [[1, 2, 3]]
+    )[0]
+    assert out.getvalue() == " ".join(map(str, beam.tokens)) + "\n"
+    assert len([p for p in out.pieces if p]) == len(beam.tokens) + 1  # a token a step, then "\n"
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", ["greedy", "sample"])
+def test_stream_prints_the_text_as_it_is_generated(capsys, monkeypatch, ckpt, kind):
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["--model", ckpt, "--text", "the cat", "--decoder", kind, "--eos", "none"]
+    assert main([*argv, "--max-new-tokens", "6", "--stream"]) == 0
+    streamed = out.getvalue()
+    monkeypatch.undo()
+    document = json_run(capsys, *argv, "--max-new-tokens", "6")
+    (beam,) = document["results"][0]["beams"]
+    assert streamed == beam["text"] + "\n"
+    assert len([p for p in out.pieces if p]) > 2  # piece by piece, not all at the end
+
+
+def test_stream_stops_on_a_stop_string(capsys, monkeypatch, ckpt):
+    argv = ["--model", ckpt, "--text", "the cat", "--decoder", "greedy", "--eos", "none"]
+    document = json_run(capsys, *argv, "--max-new-tokens", "8")
+    text = document["results"][0]["beams"][0]["text"]
+    word = text.split()[2]
+    assert main([*argv, "--max-new-tokens", "8", "--stop", word, "--stream"]) == 0
+    streamed = capsys.readouterr().out
+    assert streamed.endswith(word + "\n") and text.startswith(streamed[:-1])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stream"], "--stream applies only to --decoder greedy or sample (one growing text), "
+         "not --decoder beam"),
+        (["--stream", "--decoder", "diverse"], "--stream applies only to --decoder greedy or "
+         "sample (one growing text), not --decoder diverse"),
+        (["--stream", "--decoder", "greedy", "--prompt", "2"], "--stream shows one prompt as it "
+         "is generated; got 2 prompts"),
+        (["--stream", "--decoder", "sample", "--num-samples", "2"], "--stream shows one sample; "
+         "got --num-samples 2"),
+        (["--stream", "--decoder", "greedy", "--json"], "--stream prints text as it is generated "
+         "and cannot be combined with --json"),
+        (["--stream", "--decoder", "greedy", "--trace"], "--stream prints text as it is "
+         "generated and cannot be combined with --trace"),
+    ],
+)  # fmt: skip
+def test_stream_is_refused_where_it_cannot_show_one_text(capsys, argv, message):
+    assert error_line(capsys, "--prompt", "1", *argv) == message
+
+
+def test_stream_to_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", BrokenPipe())
+    assert main(["--decoder", "greedy", "--prompt", "1", "--max-new-tokens", "3", "--stream"]) == 0
+    sys.stdout.close()
+    assert capsys.readouterr().err == ""
+
+
+class Clock:
+    """``time.monotonic`` that advances ``tick`` seconds a call."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def test_progress_shows_on_a_terminal_when_the_run_takes_over_a_second(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(time, "monotonic", Clock(0.25))
+    argv = ["--decoder", "greedy", "--prompt", "1", "--eos", "none", "--max-new-tokens", "8"]
+    document = json_run_err(capsys, *argv)
+    err = document.pop("stderr")
+    assert err.startswith("\r") and err.endswith("\n") and err.count("\n") == 1
+    last = err.rsplit("\r", 1)[1]
+    assert re.fullmatch(r"step 8/8  8 tokens  [0-9.]+ tokens/s  [0-9.]+ s *\n", last), last
+    assert "step 1/8" not in err  # nothing in the first second
+    monkeypatch.undo()
+    plain = json_run(capsys, *argv)
+    assert plain == document
+
+
+@pytest.mark.parametrize(("tty", "tick"), [(False, 0.25), (True, 0.01)], ids=["no tty", "fast"])
+def test_no_progress_without_a_terminal_or_in_under_a_second(capsys, monkeypatch, tty, tick):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    monkeypatch.setattr(time, "monotonic", Clock(tick))
+    assert main(["--decoder", "greedy", "--prompt", "1", "--max-new-tokens", "8"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def json_run_err(capsys, *argv: str) -> dict:
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out) | {"stderr": captured.err}

@@ -42,7 +42,7 @@ def test_speculative_prints_greedy_tokens_and_the_accepted_counts(capsys):
 
 def test_speculative_sampling_with_a_temperature(capsys):
     spec = results(capsys, "--decoder", "speculative", "--temperature", "0.8",
-                   "--sampling-seed", "3", "--max-new-tokens", "6", "--prompt", "4 5")  # fmt: skip
+                   "--seed", "3", "--max-new-tokens", "6", "--prompt", "4 5")  # fmt: skip
     decoder = decoding.SpeculativeDecoder(decoding.PromptLookup(), 4, 6, 49, 0.8, 3)
     want = decoder.decode(decoding.NumpyTransformerLM(), [[4, 5]])[0][0]
     assert spec["results"][0]["beams"][0]["tokens"] == list(want.tokens)

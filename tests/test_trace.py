@@ -508,3 +508,15 @@ def test_bad_arguments_have_their_whole_message():
         recorded.to_text(1)
     with raises_exactly(ValueError, "b must be a prompt index in [0, 1), got -1"):
         recorded.to_dot(-1)
+
+
+def test_to_text_shows_token_text_in_place_of_ids():
+    import json
+
+    recorded = decoding.trace(decoding.GreedyDecoder(2), decoding.NumpyTransformerLM(), [[1, 2]])
+    plain = recorded.to_text(0)
+    shown = recorded.to_text(0, lambda ids: json.dumps("".join(f"<{t}>" for t in ids)))
+    assert shown.splitlines()[0] == '["<1><2>"]'
+    for a, b in zip(plain.splitlines()[1:-1], shown.splitlines()[1:-1], strict=True):
+        token = a.split("-", 1)[1].split(" ")[0]
+        assert b == a.replace(f"-{token} ", f'-"<{token}>" ', 1)

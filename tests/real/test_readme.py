@@ -17,15 +17,17 @@ from tools import demo_real  # noqa: E402
 
 def test_the_section_shows_greedy_beam_sampling_and_chat():
     commands = " ".join(" ".join(lines) for lines, _ in demo_real.commands())
-    for flag in ("--decoder greedy", "--beam-width", "--decoder sample", "--chat", "--system"):
+    flags = ("--decoder greedy", "--beam-width", "--decoder sample", "--chat", "--system",
+             "--stop", "--stream", "--input", "--output")  # fmt: skip
+    for flag in flags:
         assert flag in commands
     assert len(demo_real.python_blocks()) == 1
 
 
 @pytest.mark.parametrize("index", range(len(demo_real.commands())))
-def test_each_command_prints_what_the_readme_shows(gguf_path, index):
+def test_each_command_prints_what_the_readme_shows(gguf_path, index, tmp_path):
     lines, shown = demo_real.commands()[index]
-    assert "".join(demo_real.run(command, gguf_path) for command in lines) == shown
+    assert "".join(demo_real.run(command, gguf_path, tmp_path) for command in lines) == shown
 
 
 def test_the_python_example_prints_what_the_readme_shows():

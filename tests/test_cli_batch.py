@@ -1,0 +1,338 @@
+"""Batch jobs on the command line: ``--input prompts.jsonl --output results.jsonl
+[--batch-size N]``. The results equal one ``decode`` call on every prompt whatever the batch
+size (tokens exactly; floats to float32 rounding, since padding changes BLAS blocking), a rerun
+skips the ids already written and cuts off a line a killed run left unfinished, and a bad input
+line is one error naming its number."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import pytest
+
+import decoding
+from decoding.cli import DEFAULT_EOS, main
+
+from checkpoints import word_checkpoint
+
+PREFIX = "python -m decoding: error: "
+
+PROMPTS = [[1, 2, 3], [4], [7, 8, 9, 10, 11], [5, 5], [100, 200, 300, 400, 500, 600], [9], [33]]
+
+# The default model computes in float32: a prompt batched with others of other lengths gets
+# its logits through differently blocked matrix products, equal to about 1e-6 relative.
+FLOAT32 = 1e-5
+
+DECODERS = {
+    "beam": ([], lambda: decoding.BeamSearchDecoder(4, 6, 0.6, DEFAULT_EOS)),
+    "greedy": (["--decoder", "greedy"], lambda: decoding.GreedyDecoder(6, DEFAULT_EOS)),
+    "sample": (
+        ["--decoder", "sample", "--num-samples", "3", "--seed", "7"],
+        lambda: decoding.SamplingDecoder(6, DEFAULT_EOS, num_samples=3, seed=7),
+    ),
+    "mbr": (
+        ["--decoder", "mbr", "--num-candidates", "4"],
+        lambda: decoding.MBRDecoder(
+            decoding.SamplingDecoder(6, DEFAULT_EOS, num_samples=4, seed=0)
+        ),
+    ),
+}
+
+
+def write_input(path, lines):
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return str(path)
+
+
+def read_output(path):
+    text = path.read_text()
+    assert text.endswith("\n") or not text
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def run(capsys, *argv):
+    try:
+        status = main(list(argv))
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def error_line(capsys, *argv):
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert err.startswith(PREFIX) and err.count("\n") == 1 and err.endswith("\n"), err
+    return err[len(PREFIX) : -1]
+
+
+def assert_same(records, results, rel_tol=FLOAT32):
+    assert len(records) == len(results)
+    for record, beams in zip(records, results, strict=True):
+        got = record["beams"]
+        assert [b["tokens"] for b in got] == [list(b.tokens) for b in beams]
+        assert [b["finish_reason"] for b in got] == [b.finish_reason for b in beams]
+        for g, w in zip(got, beams, strict=True):
+            for a, b in [(g["logprob"], w.logprob), (g["score"], w.score)]:
+                assert math.isclose(a, b, rel_tol=rel_tol), (a, b)
+            for a, b in zip(g["token_logprobs"], w.token_logprobs, strict=True):
+                assert math.isclose(a, b, rel_tol=rel_tol), (a, b)
+
+
+@pytest.mark.parametrize("kind", DECODERS)
+@pytest.mark.parametrize("size", [1, 3, 7, None])
+def test_results_equal_one_decode_call_whatever_the_batch_size(tmp_path, capsys, kind, size):
+    flags, make = DECODERS[kind]
+    prompts = write_input(tmp_path / "in.jsonl", [{"ids": p} for p in PROMPTS])
+    batch = [] if size is None else ["--batch-size", str(size)]
+    argv = ["--input", prompts, "--output", str(tmp_path / "out.jsonl"), *flags, *batch]
+    status, out, err = run(capsys, *argv, "--max-new-tokens", "6")
+    assert status == 0 and out == ""
+    assert (
+        err
+        == f"python -m decoding: wrote 7 results to {tmp_path / 'out.jsonl'} (0 already there)\n"
+    )
+    records = read_output(tmp_path / "out.jsonl")
+    want = make().decode(decoding.NumpyTransformerLM(), PROMPTS)
+    # one batch of every prompt (the default size, 8, holds all 7): the same floats exactly
+    assert_same(records, want, rel_tol=0.0 if size in (7, None) else FLOAT32)
+    assert [r["id"] for r in records] == list(range(1, 8))
+    assert [r["prompt"] for r in records] == PROMPTS
+    assert [r["input"] for r in records] == [{"ids": p} for p in PROMPTS]
+
+
+def test_ids_default_to_the_line_number_and_blank_lines_count(tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"ids": [1]}\n\n{"id": "x", "ids": [2]}\n{"ids": [3], "note": "kept"}')
+    assert main(["--input", str(path), "--output", str(tmp_path / "out.jsonl")]) == 0
+    records = read_output(tmp_path / "out.jsonl")
+    assert [r["id"] for r in records] == [1, "x", 4]
+    assert records[2]["input"] == {"ids": [3], "note": "kept"}
+
+
+def test_a_rerun_skips_the_ids_already_written(tmp_path, capsys):
+    lines = [{"id": f"p{i}", "ids": p} for i, p in enumerate(PROMPTS)]
+    out = tmp_path / "out.jsonl"
+    first = write_input(tmp_path / "first.jsonl", lines[:3])
+    assert main(["--input", first, "--output", str(out), "--max-new-tokens", "4"]) == 0
+    written = out.read_text()
+    everything = write_input(tmp_path / "all.jsonl", lines)
+    argv = ["--input", everything, "--output", str(out), "--max-new-tokens", "4"]
+    assert main([*argv, "--batch-size", "2"]) == 0
+    assert capsys.readouterr().err.endswith(
+        "wrote 4 results to " + str(out) + " (3 already there)\n"
+    )
+    assert out.read_text().startswith(written)
+    records = read_output(out)
+    assert [r["id"] for r in records] == [line["id"] for line in lines]
+    assert_same(records, decoding.BeamSearchDecoder(4, 4, 0.6, DEFAULT_EOS).decode(
+        decoding.NumpyTransformerLM(), PROMPTS))  # fmt: skip
+    assert main(argv) == 0
+    assert read_output(out) == records
+    assert capsys.readouterr().err.endswith(
+        "wrote 0 results to " + str(out) + " (7 already there)\n"
+    )
+
+
+def test_sampling_draws_do_not_depend_on_which_ids_were_already_written(tmp_path, capsys):
+    lines = [{"ids": p} for p in PROMPTS]
+    out = tmp_path / "out.jsonl"
+    flags = ["--decoder", "sample", "--num-samples", "2", "--max-new-tokens", "5"]
+    write_input(tmp_path / "in.jsonl", lines)
+    assert main(["--input", str(tmp_path / "in.jsonl"), "--output", str(out), *flags]) == 0
+    whole = read_output(out)
+    kept = [r for r in whole if r["id"] % 2]  # as if the run had stopped after odd ids
+    out.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    assert main(["--input", str(tmp_path / "in.jsonl"), "--output", str(out), *flags]) == 0
+    again = sorted(read_output(out), key=lambda r: r["id"])
+    assert [r["id"] for r in again] == [r["id"] for r in whole]
+    for a, w in zip(again, whole, strict=True):  # the same draws: tokens exactly
+        assert [b["tokens"] for b in a["beams"]] == [b["tokens"] for b in w["beams"]]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ['{"id": 9, "beams": [{"tok', '{"id": 9}', "not json\n", '{"id": 9, "be\n'],
+    ids=["cut mid-line", "whole object without a line end", "garbage line", "cut, line end"],
+)
+def test_an_unfinished_last_line_is_cut_off_and_redone(tmp_path, capsys, tail):
+    lines = [{"ids": p} for p in PROMPTS[:4]]
+    write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    argv = ["--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--max-new-tokens", "3"]
+    assert main(argv) == 0
+    whole = out.read_text()
+    kept = "".join(whole.splitlines(keepends=True)[:2])
+    out.write_text(kept + tail)
+    assert main(argv) == 0
+    again = read_output(out)
+    assert out.read_text().startswith(kept)
+    assert [r["id"] for r in again] == [1, 2, 3, 4]
+    for a, w in zip(again, [json.loads(line) for line in whole.splitlines()], strict=True):
+        assert [b["tokens"] for b in a["beams"]] == [b["tokens"] for b in w["beams"]]
+
+
+def test_a_bad_line_before_the_last_is_an_error_and_the_file_is_left_alone(tmp_path, capsys):
+    write_input(tmp_path / "in.jsonl", [{"ids": [1]}, {"ids": [2]}])
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 1, "beams": []}\nnot json\n{"id": 5, "beams": []}\n')
+    message = error_line(capsys, "--input", str(tmp_path / "in.jsonl"), "--output", str(out))
+    assert message == "--output line 2 is not a result line; not appending to that file"
+    assert out.read_text() == '{"id": 1, "beams": []}\nnot json\n{"id": 5, "beams": []}\n'
+
+
+def test_a_run_interrupted_mid_job_exits_130_and_a_rerun_finishes_it(tmp_path, capsys, monkeypatch):
+    lines = [{"ids": p} for p in PROMPTS]
+    write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    argv = ["--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--batch-size", "2"]
+    calls = []
+    fsync = os.fsync
+
+    def interrupt(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    assert main([*argv, "--max-new-tokens", "4"]) == 130
+    assert capsys.readouterr().err == "python -m decoding: interrupted\n"
+    monkeypatch.undo()
+    assert len(read_output(out)) == 3  # the third line was written, not yet synced
+    assert main([*argv, "--max-new-tokens", "4"]) == 0
+    records = read_output(out)
+    assert [r["id"] for r in records] == list(range(1, 8))
+    assert_same(records, decoding.BeamSearchDecoder(4, 4, 0.6, DEFAULT_EOS).decode(
+        decoding.NumpyTransformerLM(), PROMPTS))  # fmt: skip
+
+
+def test_text_prompts_need_a_model_and_give_the_text_of_each_beam(tmp_path, capsys):
+    ckpt = str(tmp_path / "ckpt")
+    word_checkpoint(tmp_path / "ckpt")
+    write_input(tmp_path / "in.jsonl", [{"ids": [2, 4]}, {"id": "a", "text": "the cat"}])
+    argv = ["--model", ckpt, "--max-new-tokens", "3", "--decoder", "greedy"]
+    assert (
+        main([*argv, "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o")]) == 0
+    )
+    records = read_output(tmp_path / "o")
+    capsys.readouterr()
+    assert main([*argv, "--text", "the cat", "--prompt", "2 4", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    for record, entry in zip(records, document["results"], strict=True):
+        assert record["prompt"] == entry["prompt"]
+        assert record["beams"] == entry["beams"]  # one batch: the same numbers
+    assert "text" in records[1]["beams"][0] and records[1]["id"] == "a"
+
+
+NEEDS = 'line 2: needs "text" (a string) or "ids" (a list of token ids), one of them'
+NOT_AN_ID = "not a token id in [0, 1000)"
+
+BAD_LINES = {
+    "not JSON": (
+        "{nope",
+        "line 2: not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1))",
+    ),
+    "not an object": ("[1, 2]", "line 2: not a JSON object, got '[1, 2]'"),
+    "no prompt": ('{"id": 3}', NEEDS),
+    "both": ('{"text": "a", "ids": [1]}', NEEDS),
+    "text without a model": (
+        '{"text": "hi"}',
+        'line 2: "text" needs --model PATH (its tokenizer); give "ids" instead',
+    ),
+    "empty ids": ('{"ids": []}', "line 2: \"ids\" must be a non-empty list of token ids, got '[]'"),
+    "id out of range": ('{"ids": [1, 1000]}', f"line 2: \"ids\" holds '1000', {NOT_AN_ID}"),
+    "float id": ('{"ids": [1.0]}', f"line 2: \"ids\" holds '1.0', {NOT_AN_ID}"),
+    "bool id": ('{"ids": [true]}', f"line 2: \"ids\" holds 'true', {NOT_AN_ID}"),
+    "bad id type": (
+        '{"id": [1], "ids": [1]}',
+        "line 2: \"id\" must be a string or an int, got '[1]'",
+    ),
+    "duplicate id": ('{"id": 1, "ids": [1]}', "line 2: \"id\" '1' is already on line 1"),
+}
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES.values(), ids=BAD_LINES.keys())
+def test_a_bad_input_line_is_one_error_naming_its_number(tmp_path, capsys, line, message):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"ids": [1, 2]}\n' + line + "\n")
+    out = tmp_path / "out.jsonl"
+    assert error_line(capsys, "--input", str(path), "--output", str(out)) == f"--input {message}"
+    assert not out.exists()  # nothing decoded, nothing written
+
+
+def test_input_that_is_not_utf8_names_the_line(tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"ids": [1]}\n{"ids": [2]}\n{"text": "\xff"}\n')
+    message = error_line(capsys, "--input", str(path), "--output", str(tmp_path / "o"))
+    assert message == "--input line 3: not UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--input", "in.jsonl"], "--input needs --output"),
+        (["--output", "out.jsonl"], "--output needs --input"),
+        (["--batch-size", "2"], "--batch-size needs --input PATH and --output PATH"),
+        (["--input", "in.jsonl", "--output", "o", "--prompt", "1"],
+         "--prompt cannot be combined with --input (a batch job)"),
+        (["--input", "in.jsonl", "--output", "o", "--json"],
+         "--json cannot be combined with --input (a batch job)"),
+        (["--input", "in.jsonl", "--output", "o", "--stream", "--decoder", "greedy"],
+         "--stream cannot be combined with --input (a batch job)"),
+        (["--input", "in.jsonl", "--output", "o", "--batch-size", "0"],
+         "argument --batch-size: must be a positive int, got '0'"),
+        (["--input", "missing.jsonl", "--output", "o"],
+         "--input: cannot read 'missing.jsonl': No such file or directory"),
+        (["--input", "in.jsonl", "--output", "."], "--output '.' is a folder; give a file path"),
+        (["--input", "in.jsonl", "--output", "o", "--decoder", "speculative", "--temperature",
+          "0.5"], "--input: --decoder speculative with --temperature > 0 draws by each prompt's "
+         "place in its batch; a batch job needs --temperature 0 with it"),
+    ],
+)  # fmt: skip
+def test_batch_flag_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    assert error_line(capsys, *argv) == message
+
+
+class Clock:
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def test_a_batch_job_shows_progress_on_a_terminal(tmp_path, capsys, monkeypatch):
+    write_input(tmp_path / "in.jsonl", [{"ids": p} for p in PROMPTS])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(time, "monotonic", Clock(0.3))
+    argv = [
+        "--input",
+        str(tmp_path / "in.jsonl"),
+        "--output",
+        str(tmp_path / "o"),
+        "--batch-size",
+        "3",
+    ]
+    assert main([*argv, "--decoder", "greedy", "--max-new-tokens", "4", "--eos", "none"]) == 0
+    err = capsys.readouterr().err
+    progress, summary = err.rsplit("\n", 2)[:2]
+    assert summary.startswith("python -m decoding: wrote 7 results")
+    assert "prompts 3/7  step" in progress and "tokens/s" in progress
+    assert progress.rsplit("\r", 1)[1].startswith("prompts 7/7  step 4/4  28 tokens")
+
+
+def test_a_batch_job_shows_no_progress_without_a_terminal(tmp_path, capsys, monkeypatch):
+    write_input(tmp_path / "in.jsonl", [{"ids": p} for p in PROMPTS])
+    monkeypatch.setattr(time, "monotonic", Clock(0.3))
+    argv = ["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o")]
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("\n") == 1  # the summary line alone
