@@ -345,8 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar='"..."',
         help="end a hypothesis once its generated text contains this string (kept in the "
-        "text; finish_reason 'stop'); repeat for several (not with --decoder speculative or "
-        "diverse)",
+        "text; finish_reason 'stop'); repeat for several",
     )
     parser.add_argument(
         "--trace",
@@ -570,8 +569,6 @@ def _decoder(
     if args.stop:
         if args.tokenizer is None:
             parser.error("--stop needs --model PATH (its tokenizer spells the text)")
-        if args.decoder in ("speculative", "diverse"):
-            parser.error("--stop applies only to --decoder beam, greedy, sample or mbr")
         for text in args.stop:
             if not text:
                 parser.error("--stop needs a non-empty string, got ''")
@@ -597,7 +594,14 @@ def _decoder(
             groups = 2 if args.num_groups is None else args.num_groups
             penalty = 1.0 if args.diversity_penalty is None else args.diversity_penalty
             decoder = DiverseBeamSearchDecoder(
-                width, groups, penalty, args.max_new_tokens, alpha, eos, processors
+                width,
+                groups,
+                penalty,
+                args.max_new_tokens,
+                alpha,
+                eos,
+                processors,
+                stopping=stopping,
             )
             settings |= {"decoder": kind, "num_groups": groups, "diversity_penalty": penalty}
         settings |= {"beam_width": width, "max_new_tokens": args.max_new_tokens, "alpha": alpha}
@@ -619,7 +623,14 @@ def _decoder(
                 parser.error("--seed applies only to --decoder speculative with --temperature > 0")
             seed = 0 if args.seed is None else args.seed
             decoder = SpeculativeDecoder(
-                draft, count, args.max_new_tokens, eos, temperature, seed, processors
+                draft,
+                count,
+                args.max_new_tokens,
+                eos,
+                temperature,
+                seed,
+                processors,
+                stopping=stopping,
             )
             settings |= {"draft": args.draft or "prompt-lookup", "num_draft_tokens": count}
             settings["temperature"] = temperature

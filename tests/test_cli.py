@@ -1424,7 +1424,7 @@ def test_processor_flag_errors_are_one_line(capsys, argv, message):
 # -- stop strings ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["greedy", "sample", "beam"])
+@pytest.mark.parametrize("kind", ["greedy", "sample", "beam", "speculative", "diverse"])
 def test_stop_strings_end_hypotheses_as_the_library_does(capsys, ckpt, kind):
     model, tokenizer = decoding.load_model(ckpt), decoding.load_tokenizer(ckpt)
     prompt = tokenizer.encode("the cat")
@@ -1433,13 +1433,20 @@ def test_stop_strings_end_hypotheses_as_the_library_does(capsys, ckpt, kind):
         "sample": lambda stop: decoding.SamplingDecoder(8, None, num_samples=3, seed=0,
                                                         stopping=stop),
         "beam": lambda stop: decoding.BeamSearchDecoder(3, 8, 0.6, None, stopping=stop),
+        "speculative": lambda stop: decoding.SpeculativeDecoder(
+            decoding.PromptLookup(), 4, 8, None, stopping=stop),
+        "diverse": lambda stop: decoding.DiverseBeamSearchDecoder(
+            4, 2, 1.0, 8, 0.6, None, stopping=stop),
     }[kind]  # fmt: skip
     free = make([]).decode(model, [prompt])[0][0]
     word = WORDS[free.tokens[2]]  # the third generated word
     stop = [decoding.StopStrings([word], tokenizer)]
     want = make(stop).decode(model, [prompt])
     flags = {"greedy": ["--decoder", "greedy"], "sample": ["--decoder", "sample",
-             "--num-samples", "3"], "beam": ["--beam-width", "3"]}[kind]  # fmt: skip
+             "--num-samples", "3"], "beam": ["--beam-width", "3"],
+             "speculative": ["--decoder", "speculative", "--num-draft-tokens", "4"],
+             "diverse": ["--decoder", "diverse", "--beam-width", "4", "--num-groups", "2",
+                         "--diversity-penalty", "1.0"]}[kind]  # fmt: skip
     argv = ["--model", ckpt, "--text", "the cat", "--eos", "none", "--max-new-tokens", "8"]
     document = json_run(capsys, *argv, *flags, "--stop", word)
     assert document["settings"]["stop"] == [word]
@@ -1461,10 +1468,6 @@ def test_stop_is_repeatable(capsys, ckpt):
         (["--stop", "x"], "--stop needs --model PATH (its tokenizer spells the text)"),
         (["--model", "{ckpt}", "--text", "a", "--stop", ""],
          "--stop needs a non-empty string, got ''"),
-        (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "diverse"],
-         "--stop applies only to --decoder beam, greedy, sample or mbr"),
-        (["--model", "{ckpt}", "--text", "a", "--stop", "x", "--decoder", "speculative"],
-         "--stop applies only to --decoder beam, greedy, sample or mbr"),
     ],
 )  # fmt: skip
 def test_stop_errors_are_one_line(capsys, ckpt, argv, message):
