@@ -563,8 +563,8 @@ def _decoder(
         if args.tokenizer is None:
             parser.error("--regex needs --model PATH (its tokenizer spells the text)")
         processors.append(RegexConstraint(args.regex, args.tokenizer))
-    if args.min_p is not None:
-        processors.append(MinP(args.min_p))
+    if args.min_p is not None and args.decoder not in ("sample", "mbr"):
+        processors.append(MinP(args.min_p))  # sampling's own min_p runs after its temperature
     stopping: list[StoppingCriterion] = []
     if args.stop:
         if args.tokenizer is None:
@@ -644,6 +644,8 @@ def _decoder(
                 "top_p": args.top_p,
                 "seed": 0 if args.seed is None else args.seed,
             }
+            if args.min_p is not None:
+                sampling["min_p"] = args.min_p
             if kind == "mbr":
                 if args.num_samples is not None:
                     parser.error("--num-samples: --decoder mbr draws --num-candidates samples")

@@ -1365,24 +1365,31 @@ NEW_PROCESSORS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "decoder",
-    [
-        lambda ps: decoding.BeamSearchDecoder(3, 6, 0.6, DEFAULT_EOS, processors=ps),
-        lambda ps: decoding.GreedyDecoder(6, DEFAULT_EOS, processors=ps),
-        lambda ps: decoding.SamplingDecoder(6, DEFAULT_EOS, num_samples=2, seed=0, processors=ps),
-    ],
-    ids=["beam", "greedy", "sample"],
-)
-def test_min_p_logit_bias_and_penalty_flags_reach_every_decoder(capsys, decoder):
-    kind = {"BeamSearchDecoder": [], "GreedyDecoder": ["--decoder", "greedy"]}.get(
-        type(decoder([])).__name__, ["--decoder", "sample", "--num-samples", "2"]
-    )
-    width = ["--beam-width", "3"] if not kind else []
-    argv = [*kind, *width, *NEW_PROCESSOR_FLAGS, "--max-new-tokens", "6", "--prompt", "1 2 3"]
+MIN_P_DECODERS = {
+    "beam": (
+        ["--beam-width", "3"],
+        decoding.BeamSearchDecoder(3, 6, 0.6, DEFAULT_EOS, processors=NEW_PROCESSORS),
+    ),
+    "greedy": (["--decoder", "greedy"], decoding.GreedyDecoder(6, DEFAULT_EOS, NEW_PROCESSORS)),
+    # Sampling's own min_p: after its temperature, as HF's sampler runs it.
+    "sample": (
+        ["--decoder", "sample", "--num-samples", "2"],
+        decoding.SamplingDecoder(
+            6, DEFAULT_EOS, num_samples=2, seed=0, processors=NEW_PROCESSORS[:-1], min_p=0.05
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", MIN_P_DECODERS)
+def test_min_p_logit_bias_and_penalty_flags_reach_every_decoder(capsys, kind):
+    flags, decoder = MIN_P_DECODERS[kind]
+    argv = [*flags, *NEW_PROCESSOR_FLAGS, "--max-new-tokens", "6", "--prompt", "1 2 3"]
     document = json_run(capsys, *argv)
-    assert document["settings"]["processors"] == [repr(p) for p in NEW_PROCESSORS]
-    want = decoder(NEW_PROCESSORS).decode(decoding.NumpyTransformerLM(), [[1, 2, 3]])
+    assert document["settings"]["processors"] == [repr(p) for p in decoder.processors]
+    if kind == "sample":
+        assert document["settings"]["min_p"] == 0.05
+    want = decoder.decode(decoding.NumpyTransformerLM(), [[1, 2, 3]])
     assert_beams_equal(document, want)
     assert 549 not in [t for b in document["results"][0]["beams"] for t in b["tokens"]]
 
