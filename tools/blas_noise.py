@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from decoding.lm.cache import CachedLM
+from decoding.lm.early_exit import EarlyExit
 
 
 def noisy(forward: Any) -> Any:
@@ -34,7 +35,9 @@ def noisy(forward: Any) -> Any:
         tokens_NT, k_chunks, start, rows = args[0], args[3], args[5], args[6]
         logits_MV = forward(self, *args, **kwargs)  # [M, V], or [M, T, V] for every position
         capacity = sum(k.shape[3] for k in k_chunks)
-        key = repr((type(self).__name__, tokens_NT.shape, start, capacity, len(k_chunks)))
+        # An EarlyExit runs its model's own layers and head: the model's arithmetic.
+        arithmetic = type(self.model if isinstance(self, EarlyExit) else self).__name__
+        key = repr((arithmetic, tokens_NT.shape, start, capacity, len(k_chunks)))
         rng = np.random.default_rng(zlib.crc32(key.encode()))
         sign_RV = rng.integers(-1, 2, size=(tokens_NT.shape[0], *logits_MV.shape[1:]))
         sign_MV = sign_RV if rows is None else sign_RV[rows]
