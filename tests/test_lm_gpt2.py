@@ -227,19 +227,40 @@ def test_float64_weights_folded_into_a_float32_model_run_in_float32():
     np.testing.assert_allclose(logits, exact.next_token_logits([(1, 2, 3)]), rtol=1e-4, atol=1e-4)
 
 
-def test_weights_in_the_models_dtype_are_held_in_the_fast_layouts():
-    """GPT-2 weights arrive ``[in, out]`` row-major; a model holds each linear weight as the
-    transposed view of a C-contiguous ``[out, in]`` array and the tied embedding as that of a
-    C-contiguous ``[D, V]`` one (the layouts its products stream fastest; README,
-    Performance), converting each once."""
+def test_weights_in_the_models_dtype_are_held_as_given_in_either_fast_layout():
+    """GPT-2 weights arrive ``[in, out]`` row-major: a model holds such linear weights as they
+    are (no copy; `linear_t` multiplies ``x @ w``), as it holds the transposed view of a
+    C-contiguous ``[out, in]`` array; any other layout is copied once into the latter. The
+    tied embedding is held as the transposed view of a C-contiguous ``[D, V]`` array. Each
+    layout gives the same tokens and logits to float32 precision."""
     source = decoding.NumpyTransformerLM(vocab_size=40, d_model=16, n_heads=4)
+    names = ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD")
     given = _writable_copy(source.weights, order="C")
     assert given.blocks[0].qkv_w_D3D.flags.c_contiguous and given.wte_VD.flags.c_contiguous
-    held = decoding.NumpyTransformerLM.from_weights(given, dtype="float32").weights
+    as_given = decoding.NumpyTransformerLM.from_weights(given, dtype="float32")
+    held = as_given.weights
     assert held.wte_VD.T.flags.c_contiguous
-    for block in held.blocks:
-        for name in ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD"):
+    for block, original in zip(held.blocks, given.blocks, strict=True):
+        for name in names:
+            assert np.shares_memory(getattr(block, name), getattr(original, name)), name
+    fortran = _writable_copy(source.weights, order="F")
+    other = decoding.NumpyTransformerLM.from_weights(fortran, dtype="float32")
+    for block in other.weights.blocks:
+        for name in names:
             assert getattr(block, name).T.flags.c_contiguous, name
+    strided = attrs.evolve(
+        given,
+        blocks=tuple(
+            attrs.evolve(b, **{n: np.repeat(getattr(b, n), 2, axis=1)[:, ::2] for n in names})
+            for b in given.blocks
+        ),
+    )
+    copied = decoding.NumpyTransformerLM.from_weights(strided, dtype="float32")
+    assert copied.weights.blocks[0].qkv_w_D3D.T.flags.c_contiguous
+    prompts = [(1, 2, 3), (4,)]
+    want = source.next_token_logits(prompts)
+    for model in (as_given, other, copied):
+        np.testing.assert_allclose(model.next_token_logits(prompts), want, rtol=1e-5, atol=1e-5)
 
 
 # -- errors ----------------------------------------------------------------------------------------

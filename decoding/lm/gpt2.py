@@ -23,6 +23,7 @@ from decoding.lm.cache import CachedLM
 from decoding.lm.layers import (
     AttentionMask,
     affine,
+    as_stored,
     chunked_attention,
     gelu,
     linear,
@@ -412,7 +413,7 @@ class NumpyTransformerLM(CachedLM):
         self.dtype = float_dtype("dtype", dtype)
         if weights.wte_VD.dtype == self.dtype:  # held as it is (not folded): one copy
             blocks = tuple(
-                attrs.evolve(b, **{name: out_in(getattr(b, name)) for name in _LINEAR})
+                attrs.evolve(b, **{name: as_stored(getattr(b, name)) for name in _LINEAR})
                 for b in weights.blocks
             )
             if weights.head_DV is None:

@@ -121,8 +121,8 @@ def gpt2(config: Config, tensors: TensorSource, dtype: np.dtype) -> NumpyTransfo
         return tensors.get(prefix + name, shape, dtype)
 
     def conv1d(name: str, inputs: int, outputs: int) -> np.ndarray:
-        """Conv1D ``[in, out]``, held as the view of a C-contiguous ``[out, in]`` array."""
-        return tensors.get_transposed(prefix + name, (inputs, outputs), dtype).T
+        """Conv1D ``[in, out]`` as stored (a view of the file when it holds ``dtype``)."""
+        return tensors.get(prefix + name, (inputs, outputs), dtype)
 
     blocks = tuple(
         BlockWeights(
