@@ -46,7 +46,9 @@ from decoding.decoders.base import (
     frozen,
     owned_logits,
 )
+from decoding.decoders.beam.hot import hot_select
 from decoding.decoders.beam.policies import POLICIES, Archive, FinishedPolicy, follow
+from decoding.decoders.beam.select import CARRIED, Selection
 from decoding.lm.base import LanguageModel
 from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.results import Beam, TraceEntry
@@ -111,6 +113,9 @@ def _beam_width(value: int) -> int:
 
 
 FINISHED_POLICIES = tuple(POLICIES)
+
+#: Set by tests (and benchmarks) to run every step on the general path, for comparison.
+_NO_HOT_PATH = False
 
 
 def _finished(value: Literal["pool", "archive"]) -> str:
@@ -217,6 +222,43 @@ class BeamSearchDecoder(EosSetting, Decoder):
         return self.processor_order == "hf" and self.beam_width > 1
 
     @property
+    def hot(self) -> bool:
+        """Whether `step` tries `hot_select` first: the pool policy, no processors, no stopping
+        criteria, log-softmax here (not ``processor_order="hf"``)."""
+        return (
+            self.finished == "pool"
+            and not self.processors
+            and not self.stopping
+            and not self.hf_order
+            and not _NO_HOT_PATH
+        )
+
+    def _hot_step(
+        self, state: BeamState, live_BK: np.ndarray, new_length: int
+    ) -> tuple[Selection, np.ndarray, None] | None:
+        """`PoolPolicy.select`'s answer by `hot_select`, or None (then the policy decides)."""
+        assert state.logits_MV is not None
+        chosen = hot_select(
+            state.logits_MV,
+            live_BK,
+            state.logprob_BK,
+            state.length_BK,
+            state.finished_BK,
+            new_length,
+            self.ranker,
+        )
+        if chosen is None:
+            return None
+        # A carried entry is a finished beam (or an empty slot); a new one finishes on an EOS.
+        finished_BK = (chosen.token_BK == CARRIED) & (chosen.logprob_BK > -np.inf)
+        eos = self.eos_token_ids
+        if len(eos) == 1:
+            finished_BK |= chosen.token_BK == eos[0]
+        elif eos:
+            finished_BK |= np.isin(chosen.token_BK, eos)
+        return chosen, finished_BK, None
+
+    @property
     def policy(self) -> FinishedPolicy:
         """The finished-beam policy ``finished`` names."""
         return POLICIES[self.finished]
@@ -309,8 +351,13 @@ class BeamSearchDecoder(EosSetting, Decoder):
         batch, width = state.logprob_BK.shape
         new_length = state.step + 1
         live_BK = state.live_BK
-        # The finished-beam policy decides who competes for the K slots.
-        chosen, finished_BK, archive = self.policy.select(self, state, new_length)
+        # The finished-beam policy decides who competes for the K slots; the common step (the
+        # pool policy, no processors or stopping criteria) first tries the hot path.
+        hot = self._hot_step(state, live_BK, new_length) if self.hot else None
+        if hot is None:
+            chosen, finished_BK, archive = self.policy.select(self, state, new_length)
+        else:
+            chosen, finished_BK, archive = hot
         source_BK, token_BK = frozen(chosen.source_BK), frozen(chosen.token_BK)
         history = (*state.history, (source_BK, token_BK))
         tokens_BKT = follow(state.tokens_BKT, source_BK, token_BK)
