@@ -28,7 +28,7 @@ import functools
 import numpy as np
 
 from decoding.decoders.beam.select import CARRIED, Selection, _block_size
-from decoding.scoring import Scorer
+from decoding.scoring import LengthPenalty, Scorer, _divisors
 
 __all__ = ["hot_select"]
 
@@ -63,7 +63,8 @@ def hot_select(
         return None
     size, blocks, offsets = _layout(vocab, count)
     # Differences of extreme finite logits overflow to -inf: an impossible token, no warning.
-    with np.errstate(over="ignore"):
+    # 0 / 0 scores (a divisor underflowed to 0) are replaced as LengthPenalty replaces them.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         block_max_MN = logits_MV.reshape(rows, size, blocks).max(axis=1)
         peak_M1 = block_max_MN.max(axis=1, keepdims=True)
         if not np.isfinite(peak_M1).all():  # NaN, +inf, or a row of -inf: the exact path
@@ -101,13 +102,18 @@ def hot_select(
         length_BP = np.concatenate(
             [length_BK, np.full(cand_logprob_BX.shape, new_length, dtype=np.int64)], axis=1
         )
-        score_BP = np.asarray(scorer.score(logprob_BP, length_BP))
+        if type(scorer) is LengthPenalty:  # its score, inlined: the same table and division
+            divisor_BP = _divisors(scorer.alpha, new_length)[length_BP]
+            score_BP = np.where(logprob_BP == 0.0, 0.0, logprob_BP / divisor_BP)
+        else:
+            score_BP = np.asarray(scorer.score(logprob_BP, length_BP))
         if np.isnan(score_BP).any():  # refused by the exact path
             return None
         key_BP = np.where(logprob_BP > -np.inf, -score_BP, np.inf)
-        done_B = np.asarray(~live_BK.any(axis=1))
-        if done_B.any():  # no live beam: the held beams stay as they are, in slot order
-            key_BP = np.where(done_B[:, None], np.arange(key_BP.shape[1], dtype=float), key_BP)
+        if rows < batch * width:
+            done_B = np.asarray(~live_BK.any(axis=1))
+            if done_B.any():  # no live beam: the held beams stay as they are, in slot order
+                key_BP = np.where(done_B[:, None], np.arange(key_BP.shape[1], dtype=float), key_BP)
         lead = width + 1
         cut_B1 = np.partition(key_BP, width, axis=1)[:, width, None]
         lead_BP = key_BP <= cut_B1

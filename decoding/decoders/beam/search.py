@@ -369,7 +369,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
         if new_length < self.max_new_tokens and next_live_BK.any():
             # Row of each live slot in the last model call (row-major over live slots).
             row_BK = np.cumsum(live_BK.ravel()).reshape(batch, width) - 1
-            parents_M = np.take_along_axis(row_BK, source_BK, axis=1)[next_live_BK]
+            parents_M = row_BK[np.arange(batch)[:, None], source_BK][next_live_BK]
             logits, model_state = model.extend(state.model_state, parents_M, token_BK[next_live_BK])
             logits_MV = owned_logits(
                 logits,
