@@ -30,7 +30,11 @@ import numpy as np
 from decoding.decoders.beam.select import CARRIED, Selection, _block_size
 from decoding.scoring import LengthPenalty, Scorer, _divisors
 
-__all__ = ["hot_select"]
+__all__ = ["HOT_ENTRIES", "hot_select"]
+
+#: The most candidates (slots x tokens kept per slot) the hot path takes on; wider steps
+#: (thousands of beams) go to the exact path, whose memory follows the beams, not the blocks.
+HOT_ENTRIES = 1 << 18
 
 
 @functools.cache
@@ -62,6 +66,8 @@ def hot_select(
     if rows == 0:
         return None
     size, blocks, offsets = _layout(vocab, count)
+    if live_BK.size * count * size > HOT_ENTRIES:  # wide: the exact path's memory bounds
+        return None
     # Differences of extreme finite logits overflow to -inf: an impossible token, no warning.
     # 0 / 0 scores (a divisor underflowed to 0) are replaced as LengthPenalty replaces them.
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

@@ -50,6 +50,7 @@ from decoding.decoders.beam.hot import hot_select
 from decoding.decoders.beam.policies import POLICIES, Archive, FinishedPolicy, follow
 from decoding.decoders.beam.select import CARRIED, Selection
 from decoding.lm.base import LanguageModel
+from decoding.lm.cache import CachedLM
 from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.results import Beam, TraceEntry
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
@@ -224,9 +225,11 @@ class BeamSearchDecoder(EosSetting, Decoder):
     @property
     def hot(self) -> bool:
         """Whether `step` tries `hot_select` first: the pool policy, no processors, no stopping
-        criteria, log-softmax here (not ``processor_order="hf"``)."""
+        criteria, log-softmax here (not ``processor_order="hf"``), `LengthPenalty` ranking (a
+        scorer breaking the `Scorer` contract ranks as the exact path's pool says)."""
         return (
-            self.finished == "pool"
+            self.scorer is None
+            and self.finished == "pool"
             and not self.processors
             and not self.stopping
             and not self.hf_order
@@ -288,7 +291,12 @@ class BeamSearchDecoder(EosSetting, Decoder):
         logits_MV, model_state = None, None
         memo: dict[object, object] = {}
         if checked:
-            logits, model_state = model.prefill(checked)
+            # A KV cache allocated for the whole search (a subclass's own prefill is called
+            # as the LanguageModel interface has it).
+            if isinstance(model, CachedLM) and type(model).prefill is CachedLM.prefill:
+                logits, model_state = model.prefill(checked, self.max_new_tokens)
+            else:
+                logits, model_state = model.prefill(checked)
             logits_MV = owned_logits(
                 logits,
                 batch,
