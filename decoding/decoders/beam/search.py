@@ -115,6 +115,13 @@ def _beam_width(value: int) -> int:
 
 FINISHED_POLICIES = tuple(POLICIES)
 
+
+@functools.cache
+def _length_penalty(alpha: float) -> LengthPenalty:
+    """``LengthPenalty(alpha)``, built once per alpha (a step asks for it every time)."""
+    return LengthPenalty(alpha)
+
+
 #: Set by tests (and benchmarks) to run every step on the general path, for comparison.
 _NO_HOT_PATH = False
 
@@ -214,7 +221,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
     @property
     def ranker(self) -> Scorer:
         """The scorer that ranks: ``scorer`` if given, else ``LengthPenalty(alpha)``."""
-        return self.scorer if self.scorer is not None else LengthPenalty(self.alpha)
+        return self.scorer if self.scorer is not None else _length_penalty(self.alpha)
 
     @property
     def hf_order(self) -> bool:
