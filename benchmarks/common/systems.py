@@ -2,7 +2,8 @@
 
 - ``project``: `decoding.batched_beam_search` with ``alpha = ALPHA`` and no EOS, checked to
   return K beams of N tokens for every prompt;
-- ``floor``: the same model's cached forward pass alone, ``prefill`` then ``N - 1`` ``extend``
+- ``floor``: the same model's cached forward pass alone, ``prefill`` (with ``max_new_tokens``
+  for a `decoding.lm.cache.CachedLM`, as the project calls it) then ``N - 1`` ``extend``
   calls over ``B*K`` rows (first ``parents = repeat(arange(B), K)``, then ``arange(B*K)``;
   fixed tokens): the model work any beam search over this model has to do, with no selection.
 """
