@@ -72,6 +72,9 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	@echo '$(BIN)/python -m pip install --quiet ctranslate2'
 	@$(BIN)/python -m pip install --quiet ctranslate2 || \
 	echo "bench: could not install ctranslate2; CTranslate2 will be skipped" >&2
+	@echo '$(BIN)/python -m pip install --quiet threadpoolctl'
+	@$(BIN)/python -m pip install --quiet threadpoolctl || \
+	echo "bench: could not install threadpoolctl; the thread scaling will be skipped" >&2
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -37,20 +37,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import decoding
+from benchmarks.common.compare import agreement, ct2_system, hf_system
 from benchmarks.common.ct2 import CT2BeamSearch, CT2Unavailable
-from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, left_padded, llama_to_hf, load
+from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, llama_to_hf, load
 from benchmarks.common.report import fmt, log, table
-from benchmarks.common.systems import ALPHA, floor_system, make_prompts, project_system
+from benchmarks.common.systems import floor_system, make_prompts, project_system
 from benchmarks.common.timing import (
     BenchmarkError,
-    System,
     figures,
     peak_traced_bytes,
     ratio,
     time_systems,
 )
 
-TOLERANCE = 1e-4  # near-tie: |score difference| <= TOLERANCE * max(1, |score|)
 FLOOR_TARGET = 1.3  # project / floor where B*K >= 32
 MEMORY_TARGET = 1.3  # peak / (weights + KV cache)
 
@@ -110,68 +109,6 @@ def prompts_for(w: Workload, vocab: int) -> list[list[int]]:
         return make_prompts(w.B)
     rng = np.random.default_rng([2, w.B, w.prompt])
     return rng.integers(0, vocab, size=(w.B, w.prompt)).tolist()
-
-
-# -- the same weights in three systems ---------------------------------------------------------
-
-
-def hf_system(hf: Any, torch: Any, prompts: list[list[int]], k: int, n: int) -> System:
-    """``generate(num_beams=K)`` on the left-padded prompts; a run returns, per prompt, its K
-    hypotheses (generated ids only), best first."""
-    ids, mask = left_padded(torch, prompts, 0)
-    width = ids.shape[1]
-
-    def generate() -> list[list[tuple[int, ...]]]:
-        with torch.inference_mode():
-            out = hf.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                num_beams=k,
-                num_return_sequences=k,
-                max_new_tokens=n,
-                do_sample=False,
-                length_penalty=ALPHA,
-                early_stopping=False,
-            )
-        if tuple(out.shape) != (len(prompts) * k, width + n):
-            raise BenchmarkError(f"hf: output shape {tuple(out.shape)}: not all {n} steps run")
-        rows = [tuple(r) for r in out[:, width:].tolist()]
-        return [rows[b * k : (b + 1) * k] for b in range(len(prompts))]
-
-    return System("hf", generate, lambda out: None)
-
-
-def ct2_system(ct2: Any, prompts: list[list[int]], k: int, n: int) -> System:
-    """`CT2BeamSearch.generate`; a run returns, per prompt, its K hypotheses, best first."""
-
-    def check(out: list[list[tuple[int, ...]]]) -> None:
-        if any(len(beams) != k or any(len(t) != n for t in beams) for beams in out):
-            raise BenchmarkError(f"ct2: not {k} hypotheses of {n} tokens per prompt")
-
-    return System("ct2", lambda: ct2.generate(prompts, k, n, ALPHA), check)
-
-
-# -- agreement ---------------------------------------------------------------------------------
-
-
-def agreement(
-    model: Any, prompts: list[list[int]], ours: list[list[tuple]], theirs: list[list[tuple]]
-) -> str:
-    """``"equal"``, ``"equal up to N near-ties"`` or ``"DIFFERENT: ..."`` (see the module
-    docstring). Differing hypotheses are scored with the NumPy model (teacher forcing)."""
-    near = 0
-    for b, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
-        if mine == other:
-            continue
-        n = len(mine[0])
-        pairs = [(prompts[b], t) for t in (*mine, *other)]
-        logprobs = decoding.score_continuations(model, *zip(*pairs, strict=True))
-        scores = np.array([lp.sum() / n**ALPHA for lp in logprobs])
-        a, c = scores[: len(mine)], scores[len(mine) :]
-        if len(a) != len(c) or not np.all(np.abs(a - c) <= TOLERANCE * np.maximum(1.0, np.abs(a))):
-            return f"DIFFERENT: prompt {b}: scores {a.round(5).tolist()} vs {c.round(5).tolist()}"
-        near += 1
-    return "equal" if not near else f"equal up to {near} near-tie prompt(s)"
 
 
 # -- memory ------------------------------------------------------------------------------------
@@ -351,6 +288,7 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     add("toy (64,4,128) project/CT2", by.get(("toy", 64, 4, 128, None)), "project/ct2", 1.0)
     add("toy (8,4,64) project/CT2", by.get(("toy", 8, 4, 64, None)), "project/ct2", 2.0)
     add("toy (8,4,64) project/HF", by.get(("toy", 8, 4, 64, None)), "project/hf", 0.25)
+    add("toy (1,1,32) project/CT2", by.get(("toy", 1, 1, 32, None)), "project/ct2", 5.0)
     for r in rows:
         if r["B"] * r["K"] >= 32:
             add(f"{r['label']} project/floor", r, "project/floor", FLOOR_TARGET)

@@ -7,8 +7,12 @@ Parses the flags, runs the parts asked for, in this order, and writes their figu
    ``generate`` on the default model's shape; then scaling versus N and B, then peak memory;
 2. the real-size part (`benchmarks.real`; ``--no-real`` skips it): the same weights in the
    project, HF and CTranslate2;
-3. loading checkpoints (`benchmarks.loading`; ``--no-loading`` skips it);
-4. the search families on the trained SmolLM2 (`benchmarks.search`; ``--no-search`` skips it):
+3. loading checkpoints (`benchmarks.loading`; ``--no-loading`` skips it; it runs after 4);
+4. calls per beam-search step (`benchmarks.calls`; ``--no-calls``), property-test throughput
+   (`benchmarks.throughput`; ``--no-throughput``), the trained SmolLM2 in the project, HF and
+   CTranslate2 (`benchmarks.trained`; ``--no-trained``) and thread scaling 1 -> ``--threads``
+   (default 2; ``--threads 1`` skips it);
+5. the search families on the trained SmolLM2 (`benchmarks.search`; ``--no-search`` skips it):
    speculative greedy against greedy, diverse beams against beams.
 
 See benchmarks/README.md for how to read the results.
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import decoding
-from benchmarks import loading, real, search, toy
+from benchmarks import calls, loading, real, search, throughput, toy, trained
 from benchmarks.common.hf import HFBeamSearch, HFUnavailable
 from benchmarks.common.machine import machine_info
 from benchmarks.common.report import log
@@ -165,6 +169,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "beams against beams, on SmolLM2 (benchmarks/search.py; default on)",
     )
     p.add_argument(
+        "--trained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the trained SmolLM2 in the project, HF and CTranslate2 (float32 and int8) "
+        "(benchmarks/trained.py; default on)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="scale the project, HF and CTranslate2 from 1 to this many threads at GPT-2 "
+        "small and SmolLM2 (8,4,32) (benchmarks/trained.py; default 2; 1 skips it)",
+    )
+    p.add_argument(
+        "--throughput",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decodes per second on tiny scripted problems against the test kit's reference "
+        "decoders (benchmarks/throughput.py; default on)",
+    )
+    p.add_argument(
+        "--calls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="C and Python calls per beam-search step, hot and general path "
+        "(benchmarks/calls.py; default on)",
+    )
+    p.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -232,6 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["real"] = real.run_real(
             3, want_hf=not args.skip_hf, quick=args.quick, clock=args.clock
         )
+    if args.calls:
+        result["calls"] = calls.run_calls()
+    if args.throughput:
+        result["throughput"] = throughput.run_throughput(3, quick=args.quick, clock=args.clock)
+    if args.trained:
+        result["trained"] = trained.run_trained(
+            3, want_hf=not args.skip_hf, quick=args.quick, clock=args.clock
+        )
+    if args.threads > 1:
+        result["threads"] = trained.run_threads(
+            args.threads, 3, want_hf=not args.skip_hf, quick=args.quick, clock=args.clock
+        )
     if args.loading:
         result["loading"] = loading.run_loading(1 if args.quick else 3, want_hf=not args.skip_hf)
     if args.search:
@@ -246,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(toy.report(result))
     if result.get("real"):
         print("\n" + real.report(result["real"]))
+    if result.get("calls"):
+        print("\n" + calls.report(result["calls"]))
+    if result.get("throughput"):
+        print("\n" + throughput.report(result["throughput"]))
+    if result.get("trained") or result.get("threads"):
+        print("\n" + trained.report(result.get("trained"), result.get("threads")))
     if result.get("loading"):
         print("\n" + loading.report(result["loading"]))
     if result.get("search"):

@@ -30,6 +30,9 @@ PARTS = {
     "benchmarks.loading": set(),
     "benchmarks.policies": set(),
     "benchmarks.naive": set(),
+    "benchmarks.calls": set(),
+    "benchmarks.throughput": set(),
+    "benchmarks.trained": set(),
 }
 
 

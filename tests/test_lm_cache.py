@@ -198,3 +198,56 @@ def test_extend_past_the_position_table_is_refused():
     _, state = m.extend(state, np.array([0]), np.array([3]))  # 8 positions: the whole table
     with pytest.raises(ValueError, match=r"n_ctx=8"):
         m.extend(state, np.array([0]), np.array([3]))
+
+
+# -- a cache allocated for the whole search ----------------------------------------------------
+
+
+def test_prefill_with_max_new_tokens_allocates_the_search_once():
+    """prefill(prompts, N): the slab holds the longest prompt + N - 1 columns, and the first
+    extend that adds rows (a beam search's) allocates that many for its rows, no more; a search
+    that outgrows it still runs (the cache grows as usual)."""
+    model = decoding.NumpyTransformerLM(dtype="float64")
+    prompts = [(1, 2, 3), (7, 8)]
+    _, state = model.prefill(prompts, 4)
+    assert state.allocated == (2, 6)
+    _, state = model.extend(state, np.array([0, 0, 1, 1]), np.array([4, 5, 6, 7]))
+    assert state.allocated == (4, 6)
+    sequences = [(1, 2, 3, 4), (1, 2, 3, 5), (7, 8, 6), (7, 8, 7)]
+    for step in range(4):  # two steps past the reserve
+        parents = np.array([1, 0, 3, 3])
+        tokens = np.array([9, 10, 11, 12 + step])
+        logits, state = model.extend(state, parents, tokens)
+        sequences = [sequences[p] + (int(t),) for p, t in zip(parents, tokens, strict=True)]
+        np.testing.assert_allclose(logits, model.next_token_logits(sequences), atol=1e-9)
+    assert state.allocated[1] > 6
+
+
+@pytest.mark.no_blas_noise
+def test_a_reserved_state_replays_bit_identically():
+    """An older state of a reserved cache is rebuilt with the same reserve: the same calls,
+    the same shapes, bit-identical logits."""
+    model = decoding.NumpyTransformerLM()
+    _, state0 = model.prefill([(1, 2, 3), (7, 8)], 3)
+    _, state1 = model.extend(state0, np.array([0, 0, 1]), np.array([4, 5, 6]))
+    first, state2 = model.extend(state1, np.array([2, 2, 0]), np.array([1, 1, 1]))
+    assert not state1.is_current  # state2 was written over it
+    again, replayed = model.extend(state1, np.array([2, 2, 0]), np.array([1, 1, 1]))
+    assert replayed.slab is not state2.slab
+    assert replayed.allocated == state2.allocated == (3, 5)
+    np.testing.assert_array_equal(first, again)
+
+
+def test_beam_search_reserves_its_cache_and_a_prefill_override_is_called_plainly():
+    calls = []
+
+    class Counting(decoding.NumpyTransformerLM):
+        def prefill(self, prompts):
+            calls.append(len(prompts))
+            return super().prefill(prompts)
+
+    model = decoding.NumpyTransformerLM()
+    state = decoding.BeamSearchDecoder(3, 5).init(model, [[1, 2, 3]])
+    assert state.model_state.allocated == (1, 3 + 5 - 1)
+    decoding.BeamSearchDecoder(3, 5).decode(Counting(), [[1, 2, 3]])
+    assert calls == [1]

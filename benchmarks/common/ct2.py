@@ -6,7 +6,8 @@ as it converts them)
 with ``ctranslate2.converters.TransformersConverter`` into a temporary directory (vocabulary
 ``"0" .. "V-1"``, so token ids map to token names one to one) and loads a
 ``ctranslate2.Generator`` on the CPU with one inter-op thread and ``threads`` intra-op threads,
-computing in float32 like the NumPy model. `generate` runs ``generate_batch(beam_size=K,
+computing in float32 like the NumPy model (``compute_type="int8"``: int8 weights, as users
+often run it; different arithmetic). `generate` runs ``generate_batch(beam_size=K,
 num_hypotheses=K, max_length=N, min_length=N, length_penalty=alpha,
 include_prompt_in_result=False, end_token=[])``: no token ends a beam, so every beam runs
 all N steps, as in the other systems.
@@ -60,7 +61,7 @@ def _converter(ctranslate2: Any, hf_model: Any) -> Any:
 class CT2BeamSearch:
     """A CTranslate2 copy of an HF GPT-2 and a callable that beam-searches prompts with it."""
 
-    def __init__(self, hf_model: Any, threads: int = 1) -> None:
+    def __init__(self, hf_model: Any, threads: int = 1, compute_type: str = "float32") -> None:
         try:
             import ctranslate2
             import ctranslate2.converters
@@ -69,6 +70,7 @@ class CT2BeamSearch:
                 f"{type(error).__name__}: {error} (install with: pip install ctranslate2)"
             ) from error
         self.version = ctranslate2.__version__
+        self.compute_type = compute_type
         work = tempfile.mkdtemp(prefix="decoding-ct2-")
         try:
             hf_model.config.save_pretrained(f"{work}/hf")
@@ -77,7 +79,7 @@ class CT2BeamSearch:
             self.generator = ctranslate2.Generator(
                 f"{work}/ct2",
                 device="cpu",
-                compute_type="float32",
+                compute_type=compute_type,
                 inter_threads=1,
                 intra_threads=threads,
             )

@@ -2,7 +2,8 @@
 
 - ``project``: `decoding.batched_beam_search` with ``alpha = ALPHA`` and no EOS, checked to
   return K beams of N tokens for every prompt;
-- ``floor``: the same model's cached forward pass alone, ``prefill`` then ``N - 1`` ``extend``
+- ``floor``: the same model's cached forward pass alone, ``prefill`` (with ``max_new_tokens``
+  for a `decoding.lm.cache.CachedLM`, as the project calls it) then ``N - 1`` ``extend``
   calls over ``B*K`` rows (first ``parents = repeat(arange(B), K)``, then ``arange(B*K)``;
   fixed tokens): the model work any beam search over this model has to do, with no selection.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 import decoding
 from benchmarks.common.timing import BenchmarkError, System
+from decoding.lm.cache import CachedLM
 
 __all__ = [
     "ALPHA",
@@ -79,7 +81,11 @@ def floor_system(model: Any, prompts: list[list[int]], k: int, n: int) -> System
     tokens = np.random.default_rng([1, batch, k, n]).integers(0, vocab, size=(max(n - 1, 1), rows))
 
     def run() -> tuple[int, Any]:
-        logits, cache = model.prefill(prompts)
+        # As the project calls it: a KV cache allocated for the whole search.
+        if isinstance(model, CachedLM):
+            logits, cache = model.prefill(prompts, n)
+        else:
+            logits, cache = model.prefill(prompts)
         calls = 1
         for t in range(n - 1):
             logits, cache = model.extend(cache, first_parents if t == 0 else parents, tokens[t])

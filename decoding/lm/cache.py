@@ -73,8 +73,10 @@ class _Slab:
             stop = min(k.shape[3], start - offset)
             if stop <= 0:
                 break
-            out.k_chunks[0][:, :, :, offset : offset + stop] = k[:, source_M, :, :stop]
-            out.v_chunks[0][:, :, :, offset : offset + stop] = v[:, source_M, :, :stop]
+            # Layer by layer: the gathered copy NumPy makes first is one layer's, not all.
+            for layer in range(k.shape[0]):
+                out.k_chunks[0][layer, :, :, offset : offset + stop] = k[layer, source_M, :, :stop]
+                out.v_chunks[0][layer, :, :, offset : offset + stop] = v[layer, source_M, :, :stop]
             offset += stop
 
 
@@ -97,6 +99,9 @@ class KVCache:
     # One entry per call since prefill: (parents_M, tokens_M) for extend, (parents_M,
     # tokens_MT) for extend_many, (None, count) for rewind.
     history: tuple[tuple[np.ndarray | None, Any], ...]
+    # The columns the caller said the rows will fill (prefill's ``max_new_tokens``), 0 if not
+    # said: slabs are allocated for that many at once (see `CachedLM.prefill`).
+    reserve: int = 0
 
     @property
     def allocated(self) -> tuple[int, int]:
@@ -141,14 +146,19 @@ def _reorder_in_place(slab: _Slab, source_M: np.ndarray, start: int) -> np.ndarr
         stop = min(k.shape[3], start - offset)
         if stop <= 0:
             break
-        k[:, free_X, :, :stop] = k[:, from_X, :, :stop]
-        v[:, free_X, :, :stop] = v[:, from_X, :, :stop]
+        for layer in range(k.shape[0]):  # one layer's gathered copy at a time
+            k[layer, free_X, :, :stop] = k[layer, from_X, :, :stop]
+            v[layer, free_X, :, :stop] = v[layer, from_X, :, :stop]
         offset += stop
     slab.pad_R[free_X] = slab.pad_R[from_X]
     slab.bias_R1S[free_X] = slab.bias_R1S[from_X]
     slot_M = source_M.copy()
     slot_M[extra_X] = free_X
     return slot_M
+
+
+def _width(prompts: Sequence[Sequence[int]]) -> int:
+    return max((len(p) for p in prompts), default=0)
 
 
 class CachedLM(LanguageModel):
@@ -269,8 +279,24 @@ class CachedLM(LanguageModel):
         limit = self.max_sequence_length + int(pad_R.max(initial=0))
         return max(filled + 1, min(max(capacity + capacity // 2, filled + 8), limit))
 
-    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, KVCache]:
-        """``[N prompts] -> (logits [N, V], cache)``; prompts of any lengths, one batched call."""
+    def prefill(
+        self, prompts: Sequence[Sequence[int]], max_new_tokens: int | None = None
+    ) -> tuple[np.ndarray, KVCache]:
+        """``[N prompts] -> (logits [N, V], cache)``; prompts of any lengths, one batched call.
+
+        ``max_new_tokens`` (optional): the most tokens a search will add to each row (so at
+        most ``max_new_tokens - 1`` extend calls follow). The cache is then allocated for the
+        longest prompt plus that many columns at once, here and in the first extend that adds
+        rows (a beam search's), instead of growing 1.5x at a time: memory follows what the
+        search needs. Later calls beyond it still work (the cache grows as usual).
+        """
+        return self._prefill(prompts, 0 if max_new_tokens is None else max_new_tokens)
+
+    def _prefill(self, prompts: Sequence[Sequence[int]], more: int) -> tuple[np.ndarray, KVCache]:
+        """`prefill`, with room for ``more`` columns past the longest prompt (0: the default
+        1.5x)."""
+        if more:
+            more = non_negative_int("max_new_tokens", more)
         checked = check_prompts(prompts, self.vocab_size)
         if not checked:
             raise ValueError("prompts must not be empty")
@@ -291,13 +317,18 @@ class CachedLM(LanguageModel):
         for i, prompt in enumerate(checked):
             tokens_NT[i, : pad_N[i]] = prompt[0]
             tokens_NT[i, pad_N[i] :] = prompt
-        slab = self._new_slab(len(checked), self._capacity(width, width, pad_N), pad_N)
+        reserve = width + more - 1 if more else 0
+        capacity = self._capacity(width, width, pad_N)
+        if reserve:
+            limit = self.max_sequence_length + int(pad_N.max(initial=0))
+            capacity = max(width + 1, min(reserve, limit))
+        slab = self._new_slab(len(checked), capacity, pad_N)
         positions_NT = np.maximum(np.arange(width) - pad_N[:, None], 0)
         logits_NV = self._forward(
             tokens_NT, positions_NT, AttentionMask(pad_N, 0), slab.k_chunks, slab.v_chunks, 0, None
         )
         slots_N = readonly(np.arange(len(checked)))
-        return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, ())
+        return logits_NV, KVCache(slab, slab.generation, slots_N, width, checked, (), reserve)
 
     def _checked_call(
         self, state: KVCache, parents_M: np.ndarray, tokens: np.ndarray, name: str
@@ -377,7 +408,8 @@ class CachedLM(LanguageModel):
         cache entry, and so every later logit, is bit-identical to the original's (a single
         prefill of the full sequences would agree only to float tolerance). It costs what the
         original steps cost."""
-        replayed = self.prefill(state.prompts)[1]
+        more = state.reserve - _width(state.prompts) + 1 if state.reserve else 0
+        replayed = self._prefill(state.prompts, more)[1]
         for parents_M, tokens in state.history:
             if parents_M is None:
                 replayed = self.rewind(replayed, int(tokens))
@@ -432,7 +464,9 @@ class CachedLM(LanguageModel):
             every_position=tokens.ndim == 2,
         )
         history = (*state.history, (readonly(parents_M.copy()), readonly(tokens.copy())))
-        cache = KVCache(slab, slab.generation, readonly(slot_M), end, state.prompts, history)
+        cache = KVCache(
+            slab, slab.generation, readonly(slot_M), end, state.prompts, history, state.reserve
+        )
         return logits, cache
 
     def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:

@@ -40,8 +40,11 @@ _RAW = LengthPenalty(0.0)  # ranks by raw log-prob
 
 def follow(past_BKT: np.ndarray, source_BK: np.ndarray, new_BK: np.ndarray) -> np.ndarray:
     """``[B, K, T] -> [B, K, T + 1]``: each slot's parent's row, then its new entry."""
-    parent_BKT = np.take_along_axis(past_BKT, source_BK[:, :, None], axis=1)
-    return np.concatenate([parent_BKT, new_BK[:, :, None]], axis=2)
+    (batch, width), steps = source_BK.shape, past_BKT.shape[2]
+    out_BKT = np.empty((batch, width, steps + 1), dtype=np.result_type(past_BKT, new_BK))
+    out_BKT[:, :, :steps] = past_BKT[np.arange(batch)[:, None], source_BK]
+    out_BKT[:, :, steps] = new_BK
+    return out_BKT
 
 
 @attrs.frozen(eq=False)

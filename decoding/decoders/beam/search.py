@@ -46,8 +46,11 @@ from decoding.decoders.base import (
     frozen,
     owned_logits,
 )
+from decoding.decoders.beam.hot import hot_select
 from decoding.decoders.beam.policies import POLICIES, Archive, FinishedPolicy, follow
+from decoding.decoders.beam.select import CARRIED, Selection
 from decoding.lm.base import LanguageModel
+from decoding.lm.cache import CachedLM
 from decoding.processors import LogitsProcessor, StepContext, check_processors
 from decoding.results import Beam, TraceEntry
 from decoding.scoring import LengthPenalty, Scorer, finite_alpha
@@ -111,6 +114,16 @@ def _beam_width(value: int) -> int:
 
 
 FINISHED_POLICIES = tuple(POLICIES)
+
+
+@functools.cache
+def _length_penalty(alpha: float) -> LengthPenalty:
+    """``LengthPenalty(alpha)``, built once per alpha (a step asks for it every time)."""
+    return LengthPenalty(alpha)
+
+
+#: Set by tests (and benchmarks) to run every step on the general path, for comparison.
+_NO_HOT_PATH = False
 
 
 def _finished(value: Literal["pool", "archive"]) -> str:
@@ -208,13 +221,52 @@ class BeamSearchDecoder(EosSetting, Decoder):
     @property
     def ranker(self) -> Scorer:
         """The scorer that ranks: ``scorer`` if given, else ``LengthPenalty(alpha)``."""
-        return self.scorer if self.scorer is not None else LengthPenalty(self.alpha)
+        return self.scorer if self.scorer is not None else _length_penalty(self.alpha)
 
     @property
     def hf_order(self) -> bool:
         """Whether processors run on the log-softmax (``processor_order="hf"``, with more than
         one beam: HF runs ``num_beams=1`` as greedy search, processors on the logits)."""
         return self.processor_order == "hf" and self.beam_width > 1
+
+    @property
+    def hot(self) -> bool:
+        """Whether `step` tries `hot_select` first: the pool policy, no processors, no stopping
+        criteria, log-softmax here (not ``processor_order="hf"``), `LengthPenalty` ranking (a
+        scorer breaking the `Scorer` contract ranks as the exact path's pool says)."""
+        return (
+            self.scorer is None
+            and self.finished == "pool"
+            and not self.processors
+            and not self.stopping
+            and not self.hf_order
+            and not _NO_HOT_PATH
+        )
+
+    def _hot_step(
+        self, state: BeamState, live_BK: np.ndarray, new_length: int
+    ) -> tuple[Selection, np.ndarray, None] | None:
+        """`PoolPolicy.select`'s answer by `hot_select`, or None (then the policy decides)."""
+        assert state.logits_MV is not None
+        chosen = hot_select(
+            state.logits_MV,
+            live_BK,
+            state.logprob_BK,
+            state.length_BK,
+            state.finished_BK,
+            new_length,
+            self.ranker,
+        )
+        if chosen is None:
+            return None
+        # A carried entry is a finished beam (or an empty slot); a new one finishes on an EOS.
+        finished_BK = (chosen.token_BK == CARRIED) & (chosen.logprob_BK > -np.inf)
+        eos = self.eos_token_ids
+        if len(eos) == 1:
+            finished_BK |= chosen.token_BK == eos[0]
+        elif eos:
+            finished_BK |= np.isin(chosen.token_BK, eos)
+        return chosen, finished_BK, None
 
     @property
     def policy(self) -> FinishedPolicy:
@@ -246,7 +298,12 @@ class BeamSearchDecoder(EosSetting, Decoder):
         logits_MV, model_state = None, None
         memo: dict[object, object] = {}
         if checked:
-            logits, model_state = model.prefill(checked)
+            # A KV cache allocated for the whole search (a subclass's own prefill is called
+            # as the LanguageModel interface has it).
+            if isinstance(model, CachedLM) and type(model).prefill is CachedLM.prefill:
+                logits, model_state = model.prefill(checked, self.max_new_tokens)
+            else:
+                logits, model_state = model.prefill(checked)
             logits_MV = owned_logits(
                 logits,
                 batch,
@@ -309,8 +366,13 @@ class BeamSearchDecoder(EosSetting, Decoder):
         batch, width = state.logprob_BK.shape
         new_length = state.step + 1
         live_BK = state.live_BK
-        # The finished-beam policy decides who competes for the K slots.
-        chosen, finished_BK, archive = self.policy.select(self, state, new_length)
+        # The finished-beam policy decides who competes for the K slots; the common step (the
+        # pool policy, no processors or stopping criteria) first tries the hot path.
+        hot = self._hot_step(state, live_BK, new_length) if self.hot else None
+        if hot is None:
+            chosen, finished_BK, archive = self.policy.select(self, state, new_length)
+        else:
+            chosen, finished_BK, archive = hot
         source_BK, token_BK = frozen(chosen.source_BK), frozen(chosen.token_BK)
         history = (*state.history, (source_BK, token_BK))
         tokens_BKT = follow(state.tokens_BKT, source_BK, token_BK)
@@ -322,7 +384,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
         if new_length < self.max_new_tokens and next_live_BK.any():
             # Row of each live slot in the last model call (row-major over live slots).
             row_BK = np.cumsum(live_BK.ravel()).reshape(batch, width) - 1
-            parents_M = np.take_along_axis(row_BK, source_BK, axis=1)[next_live_BK]
+            parents_M = row_BK[np.arange(batch)[:, None], source_BK][next_live_BK]
             logits, model_state = model.extend(state.model_state, parents_M, token_BK[next_live_BK])
             logits_MV = owned_logits(
                 logits,
