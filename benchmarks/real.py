@@ -40,7 +40,7 @@ import decoding
 from benchmarks.common.compare import agreement, ct2_system, hf_system
 from benchmarks.common.ct2 import CT2BeamSearch, CT2Unavailable
 from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, llama_to_hf, load
-from benchmarks.common.report import fmt, log, table
+from benchmarks.common.report import fmt, log, median_ms, table
 from benchmarks.common.systems import floor_system, make_prompts, project_system
 from benchmarks.common.timing import (
     BenchmarkError,
@@ -358,21 +358,14 @@ def report(result: dict[str, Any]) -> str:
     rows = []
     for r in result["rows"]:
         s = r["systems"]
-
-        def ms(name: str, s: dict = s) -> str:
-            fig = s.get(name, {})
-            if "median_ms" in fig:
-                return fmt(fig["median_ms"]) + (" !" if fig["noisy"] else "")
-            return "skipped"
-
         q = r["ratios"]
         rows.append(
             [
                 r["label"],
-                ms("project"),
-                ms("floor"),
-                ms("hf"),
-                ms("ct2"),
+                median_ms(s, "project"),
+                median_ms(s, "floor"),
+                median_ms(s, "hf"),
+                median_ms(s, "ct2"),
                 fmt(q["project/hf"], ".2f"),
                 fmt(q["project/ct2"], ".2f"),
                 fmt(q["project/floor"], ".2f"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-__all__ = ["fmt", "log", "table"]
+__all__ = ["fmt", "log", "median_ms", "table"]
 
 
 def log(message: str) -> None:
@@ -16,6 +16,15 @@ def log(message: str) -> None:
 def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
     """``value`` formatted by ``spec``, then ``suffix``; ``"—"`` for None."""
     return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def median_ms(systems: dict, name: str) -> str:
+    """System ``name``'s median time in a row's ``systems`` figures (``" !"`` when noisy), or
+    ``"skipped"`` when it did not run."""
+    figure = systems.get(name, {})
+    if "median_ms" in figure:
+        return fmt(figure["median_ms"]) + (" !" if figure["noisy"] else "")
+    return "skipped"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
