@@ -1114,15 +1114,7 @@ def test_help_exits_zero_and_explains_the_eos_default(capsys):
 
 @pytest.mark.parametrize("argv", BAD_FLAGS.values(), ids=BAD_FLAGS.keys())
 def test_bad_flag_exits_2_with_one_stderr_line(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("python -m decoding: error: ")
-    assert "Traceback" not in captured.err
+    assert "Traceback" not in error_line(capsys, *argv)
 
 
 def test_bad_flag_messages_name_the_problem(capsys):
@@ -1149,15 +1141,7 @@ def test_python_dash_m_decoding_bad_flag(argv):
 
 @pytest.mark.parametrize("argv", BAD_STRATEGY_FLAGS.values(), ids=BAD_STRATEGY_FLAGS.keys())
 def test_bad_strategy_flag_exits_2_with_one_short_stderr_line(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("python -m decoding: error: ")
-    assert len(lines[0]) < 400  # values of thousands of digits are cut
+    assert len(PREFIX + error_line(capsys, *argv)) < 400  # values of thousands of digits are cut
 
 
 def test_flag_of_another_decoder_is_named(capsys):
