@@ -25,6 +25,7 @@ from decoding.streaming import Rows, StepEvent
 __all__ = [
     "Decoder",
     "EosSetting",
+    "ends_on",
     "Finished",
     "finish_reasons",
     "check_same_model",
@@ -42,9 +43,19 @@ def finish_reasons(
     on_eos_X = np.zeros(np.shape(length_X), dtype=bool)
     if tokens_XT.shape[-1]:
         last_X1 = np.take_along_axis(tokens_XT, np.maximum(length_X - 1, 0)[..., None], axis=-1)
-        on_eos_X = np.isin(last_X1[..., 0], eos) & (length_X > 0)
+        on_eos_X = ends_on(last_X1[..., 0], eos) & (length_X > 0)
     reasons: list[Any] = np.where(finished_X, np.where(on_eos_X, "eos", "stop"), "length").tolist()
     return reasons
+
+
+def ends_on(tokens: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+    """bool, shaped as ``tokens``: which tokens are among ``ids`` (`np.isin`, without its
+    fixed cost for the usual zero or one EOS id)."""
+    if len(ids) == 1:
+        return np.asarray(tokens == ids[0])
+    if not ids:
+        return np.zeros(np.shape(tokens), dtype=bool)
+    return np.isin(tokens, ids)
 
 
 def frozen(array: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from decoding.decoders.base import (
     Decoder,
     EosSetting,
     check_same_model,
+    ends_on,
     finish_reasons,
     frozen,
     owned_logits,
@@ -233,7 +234,7 @@ class RowDecoder(EosSetting, Decoder):
         token_logprob_R = np.zeros(len(live_R))
         token_logprob_R[rows_M] = token_logprob_M
         logprob_R = state.logprob_R + token_logprob_R
-        ends_M = np.isin(token_M, self.eos_token_ids)
+        ends_M = ends_on(token_M, self.eos_token_ids)
         tokens_RT = np.concatenate([state.tokens_RT, token_R[:, None]], axis=1)
         if self.stopping:
             ends_M |= stopped_rows(

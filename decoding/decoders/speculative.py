@@ -43,6 +43,7 @@ from decoding.decoders.base import (
     Decoder,
     EosSetting,
     check_same_model,
+    ends_on,
     finish_reasons,
     frozen,
     owned_logits,
@@ -605,7 +606,7 @@ class SpeculativeDecoder(EosSetting, Decoder):
     ) -> np.ndarray:
         """bool ``[M, C - start]``: whether each of the kept tokens ``new_MC[:, start:]`` ends
         its row (an EOS id, or a stopping criterion asked right after it)."""
-        ends_MC = np.isin(new_MC[:, start:], self.eos_token_ids)
+        ends_MC = ends_on(new_MC[:, start:], self.eos_token_ids)
         for i in range(start, new_MC.shape[1]) if self.stopping else ():
             context = StepContext(
                 frozen(np.concatenate([generated_MT, new_MC[:, : i + 1]], axis=1)),

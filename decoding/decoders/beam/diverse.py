@@ -34,6 +34,7 @@ from decoding.decoders.base import (
     Decoder,
     EosSetting,
     check_same_model,
+    ends_on,
     finish_reasons,
     frozen,
     owned_logits,
@@ -272,7 +273,7 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
             length_BK[:, group] = chosen.length_BK
             if chosen_BV is not None:  # tokens that go on (HF counts its running beams)
                 new_BQ = (chosen.logprob_BK > -np.inf) & (chosen.token_BK != CARRIED)
-                new_BQ &= ~np.isin(chosen.token_BK, self.eos_token_ids)
+                new_BQ &= ~ends_on(chosen.token_BK, self.eos_token_ids)
                 b_X, q_X = np.nonzero(new_BQ)
                 np.add.at(chosen_BV, (b_X, chosen.token_BK[b_X, q_X]), 1.0)
         present_BK = total_BK > -np.inf
@@ -285,7 +286,7 @@ class DiverseBeamSearchDecoder(EosSetting, Decoder):
             )
         new_BK = present_BK & (token_BK != CARRIED)
         carried_BK = present_BK & ~new_BK
-        finished_BK = carried_BK | (new_BK & np.isin(token_BK, self.eos_token_ids))
+        finished_BK = carried_BK | (new_BK & ends_on(token_BK, self.eos_token_ids))
         # The model's own log-prob of each new token (the penalty is not part of it).
         parent_row_BK = np.take_along_axis(row_BK, source_BK, axis=1)
         token_logprob_BK = np.where(

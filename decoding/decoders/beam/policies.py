@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 
 from decoding._validate import named_list
-from decoding.decoders.base import finish_reasons, frozen
+from decoding.decoders.base import ends_on, finish_reasons, frozen
 from decoding.decoders.beam.select import CARRIED, Selection, ranked_pool, select
 from decoding.processors import StepContext
 from decoding.results import TraceEntry
@@ -263,7 +263,7 @@ class PoolPolicy(FinishedPolicy):
         new_BK = present_BK & (chosen.token_BK != CARRIED)
         finished_BK = present_BK & ~new_BK
         if decoder.eos_token_id is not None:
-            finished_BK |= new_BK & np.isin(chosen.token_BK, decoder.eos_token_ids)
+            finished_BK |= new_BK & ends_on(chosen.token_BK, decoder.eos_token_ids)
         finished_BK |= _stopped(
             decoder, state, chosen.source_BK, chosen.token_BK, new_BK & ~finished_BK, new_length
         )
@@ -349,7 +349,7 @@ class ArchivePolicy(FinishedPolicy):
             np.asarray(live_BK.any(axis=1) & ~present_BW.any(axis=1) & had_nothing_B),
             new_length,
         )
-        eos_BW = present_BW & np.isin(top.token_BK, decoder.eos_token_ids)
+        eos_BW = present_BW & ends_on(top.token_BK, decoder.eos_token_ids)
         stopped_BW = _stopped(
             decoder, state, top.source_BK, top.token_BK, present_BW & ~eos_BW, new_length
         )
@@ -437,7 +437,7 @@ class ArchivePolicy(FinishedPolicy):
             last_BK = np.take_along_axis(
                 archive.tokens_BKT, np.maximum(archive.length_BK - 1, 0)[:, :, None], axis=2
             )[:, :, 0]
-            finished_BK = np.isin(last_BK, decoder.eos_token_ids) & (archive.length_BK > 0)
+            finished_BK = ends_on(last_BK, decoder.eos_token_ids) & (archive.length_BK > 0)
         finished_BK |= archive.stopped_BK
         return Held(
             present_BK=archive.present_BK,

@@ -43,6 +43,7 @@ from decoding.decoders.base import (
     Decoder,
     EosSetting,
     check_same_model,
+    ends_on,
     frozen,
     owned_logits,
 )
@@ -265,7 +266,7 @@ class BeamSearchDecoder(EosSetting, Decoder):
         if len(eos) == 1:
             finished_BK |= chosen.token_BK == eos[0]
         elif eos:
-            finished_BK |= np.isin(chosen.token_BK, eos)
+            finished_BK |= ends_on(chosen.token_BK, eos)
         return chosen, finished_BK, None
 
     @property
