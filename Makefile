@@ -80,12 +80,14 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Mutation testing (hours on 2 cores for the whole package; not part of `make test`): mutmut over decoding/,
-# then a per-module score table and mutation-survivors.txt (docs/testing.md explains both).
-# MUTANTS="decoding.scoring*" limits the run to matching mutants.
+# starting from the results saved in tools/mutation-results.json.gz and saving them back (Ctrl-C
+# stops a run and keeps what it judged), then a per-module score table and mutation-survivors.txt
+# (docs/mutation.md explains both). MUTANTS="decoding.scoring*" limits the run to matching mutants.
 MUTANTS ?=
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m tools.mutate $(MUTANTS) || true
+	$(BIN)/python -m tools.mutate --save
 	$(BIN)/python -m tools.mutation_report
 
 # What mutmut skips (decorated functions' bodies, attrs field defaults, signature defaults,

@@ -8,16 +8,29 @@ the matching mutants without a result, or marked "no tests" (mutmut maps tests t
 once, in its stats pass, so a function written since then has none until `--stats` refreshes
 the map). ``--again`` runs the matching ones anyway. With no pattern, mutmut's own behaviour
 already skips judged mutants, so nothing is changed.
+
+The whole package is more mutants than one sitting on 2 cores can run, so the results travel
+with the repository: ``--save`` writes mutmut's verdicts and its test map from ``mutants/`` to
+`SAVED` (gzipped JSON, committed), and a run in a checkout without ``mutants/`` starts from
+them. mutmut keeps a saved verdict only while its function's code is unchanged (it compares a
+hash of each function), so a restored run goes on where the last one stopped and re-runs
+exactly the functions edited since.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 NO_TESTS = 33  # mutmut's exit code for a mutant of a function no test calls
+MUTANTS = Path("mutants")
+SAVED = Path("tools/mutation-results.json.gz")
+STATS = "mutmut-stats.json"
+KEPT = ("exit_code_by_key", "hash_by_function_name", "durations_by_key")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         "--stats", action="store_true", help="map tests to functions again before running"
     )
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument(
+        "--save", action="store_true", help=f"write the results in mutants/ to {SAVED}; no run"
+    )
     args = parser.parse_args(argv)
+    if args.save:
+        print(save())
+        return 0
+    print(restore())
     import mutmut.__main__ as mutmut_main  # a dev tool: installed by `make mutate` only
 
     if args.stats:
@@ -43,6 +63,44 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     return 0
+
+
+def save(mutants: Path = MUTANTS, saved: Path = SAVED) -> str:
+    """Write the verdicts (per module: function hashes, exit code and duration per mutant) and
+    mutmut's test map under ``mutants`` to ``saved``; returns a one-line summary."""
+    modules = {}
+    for meta in sorted(mutants.glob("decoding/**/*.py.meta")):
+        data = json.loads(meta.read_text())
+        modules[meta.relative_to(mutants).as_posix()] = {key: data.get(key, {}) for key in KEPT}
+    stats_path = mutants / STATS
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
+    document = {"modules": modules, "stats": stats}
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    saved.write_bytes(gzip.compress(text.encode(), mtime=0))
+    judged = sum(
+        code is not None for m in modules.values() for code in m["exit_code_by_key"].values()
+    )
+    total = sum(len(m["exit_code_by_key"]) for m in modules.values())
+    return f"saved {judged} of {total} verdicts ({len(modules)} modules) to {saved}"
+
+
+def restore(mutants: Path = MUTANTS, saved: Path = SAVED) -> str:
+    """Start ``mutants`` from the saved results when it holds none of its own (a fresh
+    checkout); returns a one-line summary."""
+    if any(mutants.glob("decoding/**/*.py.meta")):
+        return f"results already in {mutants}/: not restoring {saved}"
+    if not saved.exists():
+        return f"no saved results in {saved}: starting afresh"
+    document = json.loads(gzip.decompress(saved.read_bytes()))
+    for name, kept in document["modules"].items():
+        meta = mutants / name
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        data = {key: kept.get(key, {}) for key in KEPT}
+        data |= {"type_check_error_by_key": {}, "estimated_durations_by_key": {}}
+        meta.write_text(json.dumps(data))
+    if document.get("stats") is not None:
+        (mutants / STATS).write_text(json.dumps(document["stats"]))
+    return f"restored {len(document['modules'])} modules' results from {saved}"
 
 
 def pending_only(collect: Any) -> Any:

@@ -4,7 +4,7 @@ Reads mutmut's per-file results (``mutants/**/*.py.meta``), prints the mutation 
 module as a Markdown table (killed / (killed + survived); "no tests", timeouts and the like
 are counted apart), and writes every surviving mutant's name to ``mutation-survivors.txt``,
 one per line, for ``mutmut show NAME``. Equivalent survivors, judged by hand, are listed with
-their reasons in docs/testing.md.
+their reasons in docs/mutation.md.
 """
 
 from __future__ import annotations
