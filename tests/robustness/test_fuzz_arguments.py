@@ -745,12 +745,12 @@ MEMORY_LIMIT = 640 << 20  # the child process may use 640 MiB of address space a
     ],
 )
 def test_model_sizes_beyond_memory_are_named_errors(call, argument):
-    """In a child process capped at 640 MiB of address space, so a runaway build cannot take
-    the test run down with it."""
+    """In a child process capped at 640 MiB of address space (after its imports, whose size is
+    not the question), so a runaway build cannot take the test run down with it."""
     code = textwrap.dedent(f"""
         import resource
-        resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))
         from decoding import *
+        resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))
         try:
             {call}
         except (TypeError, ValueError) as error:
