@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from decoding._validate import _is_int, brief
+from decoding._validate import brief, is_int
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -61,7 +61,7 @@ def set_memory_limit(limit: int | None) -> int | None:
     The limit is process-wide (every thread sees it).
     """
     if limit is not None:
-        if not _is_int(limit):
+        if not is_int(limit):
             raise TypeError(f"limit must be a positive int (bytes) or None, got {brief(limit)}")
         if limit < 1:
             raise ValueError(f"limit must be a positive int (bytes) or None, got {brief(limit)}")

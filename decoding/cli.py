@@ -45,12 +45,13 @@ from decoding.lm.cache import CachedLM
 from decoding.lm.early_exit import EarlyExit
 from decoding.lm.gpt2 import NumpyTransformerLM
 from decoding.lm.loading import (
+    Folder,
     Tokenizer,
     load_generation_config,
     load_model,
     load_tokenizer,
+    read_json,
 )
-from decoding.lm.loading._common import Folder, read_json
 from decoding.processors import (
     BanTokens,
     FrequencyPenalty,

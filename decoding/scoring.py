@@ -11,7 +11,7 @@ import numpy as np
 
 from decoding._validate import finite_real
 
-__all__ = ["LengthPenalty", "Scorer"]
+__all__ = ["LengthPenalty", "Scorer", "length_divisors"]
 
 
 class Scorer(abc.ABC):
@@ -60,7 +60,7 @@ class LengthPenalty(Scorer):
         """
         logprob = np.asarray(logprob, dtype=np.float64)
         length = np.asarray(length)
-        divisor = _divisors(self.alpha, int(length.max(initial=0)))[length]
+        divisor = length_divisors(self.alpha, int(length.max(initial=0)))[length]
         # A huge |logprob| over a divisor that underflowed towards 0 (a hugely negative alpha)
         # overflows to -inf: that is the IEEE answer, not a warning.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -86,7 +86,7 @@ def _table(alpha: float, size: int) -> np.ndarray:
     return table
 
 
-def _divisors(alpha: float, longest: int) -> np.ndarray:
+def length_divisors(alpha: float, longest: int) -> np.ndarray:
     """``[n] -> n ** alpha`` for ``n`` up to at least ``longest``; sizes are powers of two so
     a search reuses a handful of tables."""
     return _table(alpha, max(64, 1 << longest.bit_length()))

@@ -28,7 +28,7 @@ import functools
 import numpy as np
 
 from decoding.decoders.beam.select import CARRIED, Selection, _block_size
-from decoding.scoring import LengthPenalty, Scorer, _divisors
+from decoding.scoring import LengthPenalty, Scorer, length_divisors
 
 __all__ = ["HOT_ENTRIES", "hot_select"]
 
@@ -109,7 +109,7 @@ def hot_select(
             [length_BK, np.full(cand_logprob_BX.shape, new_length, dtype=np.int64)], axis=1
         )
         if type(scorer) is LengthPenalty:  # its score, inlined: the same table and division
-            divisor_BP = _divisors(scorer.alpha, new_length)[length_BP]
+            divisor_BP = length_divisors(scorer.alpha, new_length)[length_BP]
             score_BP = np.where(logprob_BP == 0.0, 0.0, logprob_BP / divisor_BP)
         else:
             score_BP = np.asarray(scorer.score(logprob_BP, length_BP))

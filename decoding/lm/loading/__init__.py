@@ -63,11 +63,13 @@ __all__ = [
     "MAX_TOKENIZER_BYTES",
     "ROPE_TYPES",
     "SUPPORTED_MODEL_TYPES",
+    "Folder",
     "GenerationConfig",
     "Tokenizer",
     "load_generation_config",
     "load_model",
     "load_tokenizer",
+    "read_json",
 ]
 
 
