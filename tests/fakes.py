@@ -14,6 +14,7 @@ import re
 from math import log
 from typing import NamedTuple
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 import decoding
 from decoding import Beam, BeamSearchDecoder, GreedyDecoder, SamplingDecoder, ScriptedLM
+from decoding.lm.llama import LlamaBlock, LlamaWeights
 from decoding.testing import reference
 from decoding.testing.strategies import eos_settings, processor_lists, prompt_lists, scripted_models
 
@@ -412,3 +414,10 @@ class NotReordered(SequencesLM):
         rows = len(state)
         sequences = [state[min(i, rows - 1)] + [int(t)] for i, t in enumerate(tokens_M)]
         return self.next_token_logits(sequences), sequences
+
+
+def weight_arrays(w: LlamaWeights) -> list[np.ndarray]:
+    """Every weight array of a Llama model's ``w`` (a tied head is not one of its own)."""
+    arrays = [w.embed_VD, w.norm_D, w.head_DV]
+    arrays += [getattr(b, f.name) for b in w.blocks for f in attrs.fields(LlamaBlock)]
+    return [a for a in arrays if a is not None]

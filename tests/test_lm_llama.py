@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 import decoding
-
-# The per-layer and base overheads the size bound adds are internal constants.
-from decoding import _memory
 from decoding.lm.llama import LlamaBlock, LlamaWeights, init_llama_weights
+from tests.fakes import weight_arrays
 
 
 def ref_rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
@@ -127,20 +125,6 @@ CONFIGS = {
 @pytest.fixture(params=list(CONFIGS), scope="module")
 def weights(request) -> LlamaWeights:
     return random_weights(len(request.param), **CONFIGS[request.param])
-
-
-def weight_arrays(w: LlamaWeights) -> list[np.ndarray]:
-    """Every weight array of ``w`` (a tied head is not one of its own)."""
-    arrays = [w.embed_VD, w.norm_D, w.head_DV]
-    arrays += [getattr(b, f.name) for b in w.blocks for f in attrs.fields(LlamaBlock)]
-    return [a for a in arrays if a is not None]
-
-
-SIZES = [
-    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=24, tied=False),
-    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=3, d_ff=24, tied=True),
-    dict(vocab_size=11, d_model=12, n_heads=2, n_kv_heads=1, n_layers=2, d_ff=40, tied=False),
-]
 
 
 # -- worked cases ----------------------------------------------------------------------------------
@@ -345,30 +329,6 @@ def test_from_weights_refuses_other_records_by_type():
     assert str(info.value) == (
         "weights must be a LlamaWeights, got <class 'decoding.lm.gpt2.TransformerWeights'>"
     )
-
-
-@pytest.mark.parametrize("sizes", SIZES, ids=str)
-def test_the_size_bound_counts_exactly_the_parameters_held(sizes):
-    """A memory limit of exactly what the held arrays take (in the model's dtype, plus the
-    float64 draw of the largest, the per-layer and the base overhead) builds the model; one
-    byte less is a `ValueError` naming every size."""
-    arrays = weight_arrays(decoding.NumpyLlamaLM(**sizes).weights)
-    need = (
-        sum(a.nbytes for a in arrays)
-        + 8 * max(a.size for a in arrays)
-        + sizes["n_layers"] * _memory.LAYER_OVERHEAD["NumpyLlamaLM"]
-        + _memory.BASE_OVERHEAD
-    )
-    previous = decoding.set_memory_limit(need)
-    try:
-        decoding.NumpyLlamaLM(**sizes)
-        decoding.set_memory_limit(need - 1)
-        with pytest.raises(ValueError) as info:
-            decoding.NumpyLlamaLM(**sizes)
-    finally:
-        decoding.set_memory_limit(previous)
-    named = ", ".join(f"{k}={sizes[k]}" for k in ("vocab_size", "d_model", "n_layers", "d_ff"))
-    assert str(info.value).startswith(f"NumpyLlamaLM({named}) would need "), str(info.value)
 
 
 def test_random_llama_constructor_is_seeded_and_checked():

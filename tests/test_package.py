@@ -149,3 +149,15 @@ def test_the_layering_checks_see_the_imports():
     assert any(
         module == "decoding.lm.loading" for module, _ in load_time_imports(MODULES["decoding.cli"])
     )
+
+
+def test_the_module_tests_use_public_names_only():
+    """``tests/test_<module>.py`` read the package as a user does; the robustness tests, which
+    measure internal bounds, and the peer tests stay apart."""
+    private = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for module, name in all_imports(path):
+            dotted = module if name is None else f"{module}.{name}"
+            if any(is_private(part) for part in dotted.split(".")):
+                private.append(f"{path.name} imports {dotted}")
+    assert private == []

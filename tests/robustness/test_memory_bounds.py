@@ -21,6 +21,7 @@ import decoding
 # The size check's overheads and byte count, and the request's memory check (spied on), are
 # internal: the bounds they set are what these tests measure.
 from decoding import _memory, _request
+from tests.fakes import weight_arrays
 
 
 class Counting(decoding.LanguageModel):
@@ -281,3 +282,34 @@ def test_a_long_prefill_holds_no_t_by_t_scores():
         tracemalloc.stop()
     assert ATTENTION_BYTES == 64 << 20
     assert peak < 160 << 20, peak / 2**20
+
+
+LLAMA_SIZES = [
+    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=24, tied=False),
+    dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=3, d_ff=24, tied=True),
+    dict(vocab_size=11, d_model=12, n_heads=2, n_kv_heads=1, n_layers=2, d_ff=40, tied=False),
+]
+
+
+@pytest.mark.parametrize("sizes", LLAMA_SIZES, ids=str)
+def test_the_llama_size_bound_counts_exactly_the_parameters_held(sizes):
+    """A memory limit of exactly what the held arrays take (in the model's dtype, plus the
+    float64 draw of the largest, the per-layer and the base overhead) builds the model; one
+    byte less is a `ValueError` naming every size."""
+    arrays = weight_arrays(decoding.NumpyLlamaLM(**sizes).weights)
+    need = (
+        sum(a.nbytes for a in arrays)
+        + 8 * max(a.size for a in arrays)
+        + sizes["n_layers"] * _memory.LAYER_OVERHEAD["NumpyLlamaLM"]
+        + _memory.BASE_OVERHEAD
+    )
+    previous = decoding.set_memory_limit(need)
+    try:
+        decoding.NumpyLlamaLM(**sizes)
+        decoding.set_memory_limit(need - 1)
+        with pytest.raises(ValueError) as info:
+            decoding.NumpyLlamaLM(**sizes)
+    finally:
+        decoding.set_memory_limit(previous)
+    named = ", ".join(f"{k}={sizes[k]}" for k in ("vocab_size", "d_model", "n_layers", "d_ff"))
+    assert str(info.value).startswith(f"NumpyLlamaLM({named}) would need "), str(info.value)
