@@ -74,6 +74,16 @@ def save(mutants: Path = MUTANTS, saved: Path = SAVED) -> str:
         modules[meta.relative_to(mutants).as_posix()] = {key: data.get(key, {}) for key in KEPT}
     stats_path = mutants / STATS
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
+    if stats is not None:  # each test's name once; the map refers to it by number
+        tests = sorted(
+            {t for names in stats["tests_by_mangled_function_name"].values() for t in names}
+        )
+        number = {t: i for i, t in enumerate(tests)}
+        stats["test_names"] = tests
+        stats["tests_by_mangled_function_name"] = {
+            function: sorted(number[t] for t in names)
+            for function, names in stats["tests_by_mangled_function_name"].items()
+        }
     document = {"modules": modules, "stats": stats}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     saved.write_bytes(gzip.compress(text.encode(), mtime=0))
@@ -98,8 +108,14 @@ def restore(mutants: Path = MUTANTS, saved: Path = SAVED) -> str:
         data = {key: kept.get(key, {}) for key in KEPT}
         data |= {"type_check_error_by_key": {}, "estimated_durations_by_key": {}}
         meta.write_text(json.dumps(data))
-    if document.get("stats") is not None:
-        (mutants / STATS).write_text(json.dumps(document["stats"]))
+    stats = document.get("stats")
+    if stats is not None:
+        tests = stats.pop("test_names")
+        stats["tests_by_mangled_function_name"] = {
+            function: [tests[i] for i in numbers]
+            for function, numbers in stats["tests_by_mangled_function_name"].items()
+        }
+        (mutants / STATS).write_text(json.dumps(stats))
     return f"restored {len(document['modules'])} modules' results from {saved}"
 
 
