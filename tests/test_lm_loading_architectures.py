@@ -549,6 +549,7 @@ def test_a_tensor_the_configuration_does_not_use_is_refused_naming_it(tmp_path):
     ],
 )  # fmt: skip
 def test_llama_settings_not_implemented_are_refused_by_name(tmp_path, settings, message):
+    settings = dict(settings)  # the parameter is shared by every run of the test in a process
     model_type = settings.pop("model_type", "llama")
     tensors = llama_tensors(np.random.default_rng(24), biases=model_type == "qwen2")
     with pytest.raises(ValueError) as info:
