@@ -14,7 +14,8 @@ with the repository: ``--save`` writes mutmut's verdicts and its test map from `
 `SAVED` (gzipped JSON, committed), and a run in a checkout without ``mutants/`` starts from
 them. mutmut keeps a saved verdict only while its function's code is unchanged (it compares a
 hash of each function), so a restored run goes on where the last one stopped and re-runs
-exactly the functions edited since.
+exactly the functions edited since. A verdict of a function that did not change stays,
+survivors included: ``--survivors`` runs every survivor again once tests were written for them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="run every survivor (and mutant no test reached) again, with today's tests",
+    )
+    parser.add_argument(
         "--save", action="store_true", help=f"write the results in mutants/ to {SAVED}; no run"
     )
     args = parser.parse_args(argv)
@@ -53,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.stats:
         Path("mutants/mutmut-stats.json").unlink(missing_ok=True)
+    if args.survivors:
+        args.patterns += survivors()
+        args.again = True
+        if not args.patterns:
+            print("no survivors to run again")
+            return 0
     if args.patterns and not args.again:
         mutmut_main.collect_source_file_mutation_data = pending_only(
             mutmut_main.collect_source_file_mutation_data
@@ -63,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     return 0
+
+
+def survivors(mutants: Path = MUTANTS) -> list[str]:
+    """The names of the mutants under ``mutants`` that survived or that no test reached."""
+    names = []
+    for meta in sorted(mutants.glob("decoding/**/*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        names += sorted(name for name, code in codes.items() if code in (0, 5, NO_TESTS))
+    return names
 
 
 def save(mutants: Path = MUTANTS, saved: Path = SAVED) -> str:
