@@ -235,6 +235,61 @@ def test_minus_inf_logits_are_not_an_error():
     assert [b.tokens for b in beams] == [(0, 0, 0)]
 
 
+class HeldBeams(decoding.Decoder):
+    """A user strategy whose state is the beams themselves: `explain` is the default one."""
+
+    def finalize(self, state):
+        return state
+
+
+def test_the_default_explain_links_each_hypothesis_to_the_one_it_extends_or_carries():
+    """Prompt 0. Old: [7], [2], [2 5]. New, slot by slot: [2 5] is old slot 2 carried as it
+    was (no token), though old slot 1 is a prefix of it; [2 6] extends old slot 1, not old
+    slot 0, the first old hypothesis; [2 5 1] extends old slot 2 (not slot 1, whose [2]
+    begins it too); [8 8] extends nothing in old. Prompt 1: the empty hypothesis is carried
+    over, and [4] extends it. Every entry is kept, ranked in slot order, with the new beam's
+    log-prob, score and finished flag."""
+    old = [
+        [
+            Beam((7,), -1.0, -1.0, False),
+            Beam((2,), -1.5, -1.5, False),
+            Beam((2, 5), -2.0, -1.0, True),
+        ],
+        [Beam((), 0.0, 0.0, False)],
+    ]
+    new = [
+        [
+            Beam((2, 5), -2.0, -1.0, True),
+            Beam((2, 6), -2.5, -1.25, True),
+            Beam((2, 5, 1), -3.0, -1.0, False),
+            Beam((8, 8), -4.0, -2.0, False),
+        ],
+        [Beam((), 0.0, 0.0, False), Beam((4,), -0.5, -0.5, False)],
+    ]
+    entry = decoding.TraceEntry
+    assert HeldBeams().explain(old, new) == (
+        (
+            entry(2, None, -2.0, -1.0, finished=True, kept=True, rank=0, slot=0),
+            entry(1, 6, -2.5, -1.25, finished=True, kept=True, rank=1, slot=1),
+            entry(2, 1, -3.0, -1.0, finished=False, kept=True, rank=2, slot=2),
+            entry(None, 8, -4.0, -2.0, finished=False, kept=True, rank=3, slot=3),
+        ),
+        (
+            entry(0, None, 0.0, 0.0, finished=False, kept=True, rank=0, slot=0),
+            entry(0, 4, -0.5, -0.5, finished=False, kept=True, rank=1, slot=1),
+        ),
+    )
+
+
+def test_the_default_explain_refuses_states_of_different_prompt_counts():
+    # A step that lost a prompt cannot be explained prompt by prompt: no pool is dropped.
+    one = [[Beam((1,), -1.0, -1.0, False)]]
+    with pytest.raises(ValueError):
+        HeldBeams().explain(one + one, one)
+    with pytest.raises(ValueError):
+        HeldBeams().explain(one, one + one)
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 

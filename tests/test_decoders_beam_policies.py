@@ -256,6 +256,50 @@ def test_finalizing_before_the_first_step_gives_what_each_policy_holds(eos):
     assert archive.finalize(archive.init(lm, [[1], [2, 2]])) == [[], []]
 
 
+def test_archive_trace_ranks_hf_order_log_probs_by_the_length_penalty():
+    """K = 2, alpha 1, no EOS, 2 steps, processor_order="hf": LogitBias adds 1 to token 2's
+    log-prob after the log-softmax, and nothing renormalises it (HF's order). Step 1, after
+    [3]: 2 at log 0.2 + 1 = -0.609, 0 at log 0.5 = -0.693, 1 at log 0.3 = -1.204; none ends,
+    so the best two, [2] and [0], run in slots 0 and 1, and [1] is pruned; at length 1 the
+    score is the log-prob. Step 2 (the last): after either beam, 0 at 0.6 and 1 at 0.4. Every
+    candidate ends, none keeps running; each scores its log-prob / 2, ranked: [2 0], [0 0],
+    [2 1], [0 1]. The archive keeps the first two."""
+    model = ScriptedLM(
+        {(3,): {0: log(0.5), 1: log(0.3), 2: log(0.2)}, (): {0: log(0.6), 1: log(0.4)}},
+        vocab_size=4,
+    )
+    decoder = decoding.BeamSearchDecoder(
+        2,
+        2,
+        1.0,
+        finished="archive",
+        processor_order="hf",
+        processors=[decoding.LogitBias({2: 1.0})],
+    )
+    recorded = decoding.trace(decoder, model, [[3]])
+    assert recorded.results == decoder.decode(model, [[3]])
+    assert [b.tokens for b in recorded.results[0]] == [(2, 0), (0, 0)]
+    first, second = (pools[0] for pools in recorded.steps)
+    assert [(e.parent, e.token, e.kept, e.rank, e.slot) for e in first] == [
+        (None, 2, True, 0, 0),
+        (None, 0, True, 1, 1),
+        (None, 1, False, 2, None),
+    ]
+    assert [(e.parent, e.token, e.kept, e.rank, e.slot) for e in second] == [
+        (0, 0, False, 0, None),
+        (1, 0, False, 1, None),
+        (0, 1, False, 2, None),
+        (1, 1, False, 3, None),
+    ]
+    two = log(0.2) + 1.0  # token 2's biased log-prob
+    logprobs = [two, log(0.5), log(0.3)]
+    assert [e.logprob for e in first] == pytest.approx(logprobs, rel=1e-12)
+    assert [e.score for e in first] == pytest.approx(logprobs, rel=1e-12)
+    logprobs = [two + log(0.6), log(0.5 * 0.6), two + log(0.4), log(0.5 * 0.4)]
+    assert [e.logprob for e in second] == pytest.approx(logprobs, rel=1e-12)
+    assert [e.score for e in second] == pytest.approx([lp / 2 for lp in logprobs], rel=1e-12)
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 
@@ -386,3 +430,18 @@ def test_archive_names_a_stuck_prompt_while_another_prompt_has_archived_hypothes
     )
     with pytest.raises(ValueError, match=r"^at step 2, prompt 1 has no candidate"):
         decoder.decode(model, [[0], [2]])
+
+
+def test_archive_trace_names_the_step_at_which_the_scorer_returned_nan():
+    """The trace scores the whole pool with the decoder's scorer; this one returns NaN from
+    length 2 on, so step 1 is recorded and step 2 is refused, naming it."""
+
+    class NanFromLength2(decoding.Scorer):
+        def score(self, logprob, length):
+            logprob = np.asarray(logprob, dtype=np.float64)
+            return np.where(np.asarray(length) >= 2, np.nan, logprob)
+
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}}, vocab_size=3)
+    decoder = decoding.BeamSearchDecoder(2, 3, scorer=NanFromLength2(), finished="archive")
+    with pytest.raises(ValueError, match=r" returned NaN at step 2 for a hypothesis with a "):
+        decoding.trace(decoder, model, [[0]])

@@ -115,6 +115,45 @@ def test_trace_records_each_step_last_token():
     assert all(pool[0][0].token in tokens for pool in recorded.steps)
 
 
+def test_trace_of_rows_that_finish_at_different_steps_by_hand():
+    """Greedy, one draft token per step; the draft always proposes 1. Step 1: after [3] and
+    after [4] the target's arg-max is 1, so both rows accept it and add the target's next
+    token: 0 (EOS, 0.7) after [3 1], 2 (0.8) after [4 1]. Prompt 0 has finished. Step 2:
+    after [4 1 2] the target wants 0 (0.6), not the proposed 1: prompt 1 keeps 0 and finishes.
+    Each live prompt's pool is one kept entry, the step's last token, at the row's running
+    log-prob; a finished prompt's pool is empty, and the prompts after it still have theirs."""
+    target = ScriptedLM(
+        {
+            (3,): {1: log(0.9), 0: log(0.1)},
+            (3, 1): {0: log(0.7), 2: log(0.3)},
+            (4,): {1: log(0.6), 2: log(0.4)},
+            (4, 1): {2: log(0.8), 0: log(0.2)},
+            (2,): {0: log(0.6), 1: log(0.4)},
+            (): {0: 0.0},
+        },
+        vocab_size=5,
+    )
+    draft = ScriptedLM({(): {1: 0.0}}, vocab_size=5)
+    decoder = SpeculativeDecoder(draft, 1, 5, eos_token_id=0)
+    recorded = decoding.trace(decoder, target, [[3], [4]])
+    assert recorded.results == decoder.decode(target, [[3], [4]])
+    assert [b[0].tokens for b in recorded.results] == [(1, 0), (1, 2, 0)]
+    rows = [
+        [[(e.parent, e.token, e.finished, e.kept, e.rank, e.slot) for e in pool] for pool in step]
+        for step in recorded.steps
+    ]
+    assert rows == [
+        [[(None, 0, True, True, 0, 0)], [(None, 2, False, True, 0, 0)]],
+        [[], [(0, 0, True, True, 0, 0)]],
+    ]
+    assert recorded.steps[1][0] == ()
+    entries = [e for step in recorded.steps for pool in step for e in pool]
+    assert [e.logprob for e in entries] == pytest.approx(
+        [log(0.9 * 0.7), log(0.6 * 0.8), log(0.6 * 0.8 * 0.6)], rel=1e-12
+    )
+    assert [e.score for e in entries] == [e.logprob for e in entries]
+
+
 # -- greedy: token for token greedy decoding ---------------------------------------------------
 
 
