@@ -6,6 +6,7 @@ properties, then errors. (tests/peers/test_hf_processors.py compares them with H
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -86,6 +87,48 @@ def test_typical_p_can_drop_the_most_likely_token():
     assert np.isneginf(out[0]).tolist() == [True, False, False]
 
 
+def test_typical_p_reads_each_rows_own_entropy():
+    # The two rows worked above, in one call: (0.7, 0.2, 0.1) keeps token 0 only and
+    # (0.4, 0.3, 0.3) drops token 0 at mass 0.5. (One entropy for both, 0.802 + 1.089 = 1.891,
+    # would put (0.7, 0.2, 0.1)'s token 1 first and keep all three.)
+    logits = np.vstack([probs_row(0.7, 0.2, 0.1), probs_row(0.4, 0.3, 0.3)])
+    out = TypicalP(0.5)(logits, context([[], []]))
+    assert np.isneginf(out).tolist() == [[False, True, True], [True, False, False]]
+
+
+def test_typical_p_stops_once_the_mass_is_reached_exactly():
+    # p = (0.5, 0.25, 0.125, 0.125) (all exact in binary): H = 1.75 log 2; surprisals log 2,
+    # 2 log 2, 3 log 2 (distances 0.75, 0.25, 1.25 times log 2). Order 1, 0, then 2 and 3;
+    # cumulative 0.25, 0.75: with mass 0.75 tokens 1 and 0 reach it (HF counts the entries
+    # *below* the mass), so 2 and 3 go.
+    out = TypicalP(0.75)(probs_row(0.5, 0.25, 0.125, 0.125), context([[]]))
+    assert np.isneginf(out[0]).tolist() == [False, False, True, True]
+
+
+def test_typical_p_keeps_every_token_when_the_mass_is_never_reached():
+    # p = (0.7, 0.2, 0.1), mass 0.95: cumulative 0.7, 0.9 below it, so the cut is the last
+    # (least typical) token's distance: all three stay.
+    out = TypicalP(0.95)(probs_row(0.7, 0.2, 0.1), context([[]]))
+    assert not np.isneginf(out).any()
+    # Nine ninths sum to 1 - 3 * 2**-53 in floating point, below the largest mass short of 1:
+    # no cumulative entry reaches it, and the cut stays at the last token (all stay).
+    mass = 1.0 - 2.0**-53
+    out = TypicalP(mass)(np.zeros((1, 9)), context([[]]))
+    assert not np.isneginf(out).any()
+
+
+def test_a_forbidden_token_adds_no_entropy_and_no_warning():
+    # logits (0, -inf, 1): p = (0.269, 0, 0.731), H = 0.582 (the -inf token's 0 * -inf counts
+    # as 0, silently). TypicalP(0.5): distances 0.731, inf, 0.269: token 2 alone reaches 0.5.
+    # EtaCutoff(0.1): bound sqrt(0.1) * exp(-0.582) = 0.177 > 0.1: nothing more goes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        typical = TypicalP(0.5)(np.array([[0.0, NEG, 1.0]]), context([[]]))
+        eta = EtaCutoff(0.1)(np.array([[0.0, NEG, 1.0]]), context([[]]))
+    assert typical.tolist() == [[NEG, NEG, 1.0]]
+    assert eta.tolist() == [[0.0, NEG, 1.0]]
+
+
 def test_epsilon_cutoff_forbids_tokens_below_epsilon_but_never_the_top():
     out = EpsilonCutoff(0.1)(probs_row(0.6, 0.3, 0.08, 0.02), context([[]]))
     assert np.isneginf(out[0]).tolist() == [False, False, True, True]
@@ -102,6 +145,39 @@ def test_eta_cutoff_takes_the_smaller_of_epsilon_and_the_entropy_bound():
     # eta = 0.04: tokens 1 and 2 go.
     out = EtaCutoff(0.04)(probs_row(0.97, 0.02, 0.01), context([[]]))
     assert np.isneginf(out[0]).tolist() == [False, True, True]
+
+
+def test_eta_cutoff_bound_shrinks_with_each_rows_entropy():
+    # epsilon 0.09, sqrt 0.3. Row 0: p = (0.3, 0.3, 0.3, 0.08, 0.02), H = 1.364, bound
+    # 0.3 * exp(-1.364) = 0.0767 < 0.09: eta = 0.0767, so 0.08 stays and 0.02 goes. Row 1:
+    # p = (0.9, 0.08, 0.01, 0.005, 0.005), H = 0.396, bound 0.202 > 0.09: eta = 0.09, so 0.08
+    # goes with the rest. (One entropy for both, 1.760, would keep row 1's 0.08.)
+    logits = np.vstack(
+        [probs_row(0.3, 0.3, 0.3, 0.08, 0.02), probs_row(0.9, 0.08, 0.01, 0.005, 0.005)]
+    )
+    out = EtaCutoff(0.09)(logits, context([[], []]))
+    assert np.isneginf(out).tolist() == [
+        [False, False, False, False, True],
+        [False, True, True, True, True],
+    ]
+
+
+def test_eta_cutoff_keeps_a_token_exactly_at_the_cutoff():
+    # p = (0.25, 0.75): H = 0.562, bound sqrt(0.25) * exp(-0.562) = 0.285 > 0.25: eta = 0.25,
+    # and 0.25 is not below it (HF forbids probabilities < eta).
+    out = EtaCutoff(0.25)(probs_row(0.25, 0.75), context([[]]))
+    assert not np.isneginf(out).any()
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (2, 0)])
+@pytest.mark.parametrize("processor", [MinP(0.5), EpsilonCutoff(0.5), EtaCutoff(0.5)])
+def test_probability_cutoffs_pass_empty_logits_through(processor, shape):
+    # No rows, or rows over no tokens: nothing to cut, the same empty array back.
+    rows = shape[0]
+    ctx = StepContext(np.zeros((rows, 0), np.int64), (), 0, ((9,),), np.zeros(rows, np.int64))
+    logits = np.zeros(shape)
+    out = processor(logits, ctx)
+    assert out is logits and out.shape == shape
 
 
 def test_logit_bias_adds_to_the_chosen_tokens_only():
@@ -133,6 +209,30 @@ def test_ban_sequences_forbid_the_last_token_after_the_rest():
         False,
         True,
     ]
+
+
+def test_ban_sequences_of_one_length_alone():
+    # Only two-token sequences: 2 is banned after a 1, the prompt's or a generated one.
+    ban = BanSequences([[1, 2]])
+    ctx = context([[1], [3]], prompts=((1,),))
+    assert np.isneginf(ban(np.zeros((2, 4)), ctx)).tolist() == [
+        [False, False, True, False],
+        [False, False, False, False],
+    ]
+    assert np.isneginf(ban(np.zeros((1, 4)), context([[]], prompts=((1,),)))).tolist() == [
+        [False, False, True, False]
+    ]
+    # Only one-token sequences: banned everywhere.
+    out = BanSequences([[3], [0]])(np.zeros((2, 4)), context([[1], [2]]))
+    assert np.isneginf(out).tolist() == [[True, False, False, True]] * 2
+
+
+def test_ban_sequences_refuse_the_vocabulary_size_itself():
+    BanSequences([[1, 4]]).validate(5)
+    with pytest.raises(ValueError) as info:
+        BanSequences([[1, 5]]).validate(5)
+    message = "BanSequences sequences[0] holds 5, out of range [0, 5) for this model"
+    assert str(info.value) == message
 
 
 def test_presence_and_frequency_penalties_count_generated_tokens_only():

@@ -5,6 +5,7 @@ pieces that join to the tokenizer's decode and never end inside a character."""
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import pytest
 
@@ -140,3 +141,59 @@ def test_text_stream_with_any_tokenizer_decodes_the_row():
         TextStream(object())
     with pytest.raises(TypeError, match=r"tokens\[0\] must be an int token id"):
         TextStream(Chars()).update([1.5])
+
+
+def test_several_new_tokens_at_once_come_out_as_their_text(byte_tokenizer):
+    ids = byte_tokenizer.encode("plain text, café", add_special_tokens=False)
+    assert len(ids) > 3
+    stream = TextStream(byte_tokenizer)
+    assert stream.update(ids[:1]) == byte_tokenizer.decode(ids[:1])
+    assert stream.update(ids) == byte_tokenizer.decode(ids)[len(byte_tokenizer.decode(ids[:1])) :]
+    assert stream.finish() == ""
+
+
+def test_text_stream_holds_back_only_a_trailing_replacement_character():
+    """Decoded whole, the row's text comes out as it is (spaces, a leading U+FFFD, any letter)
+    but for a trailing U+FFFD, which may be a character later tokens complete: it waits, and
+    comes out at ``finish`` if the row ends on it."""
+    stream = TextStream(Chars())
+    assert stream.update([0xFFFD, 104]) == "\ufffdh"
+    assert stream.update([0xFFFD, 104, 32]) == " "
+    assert stream.update([0xFFFD, 104, 32, 88]) == "X"
+    assert stream.update([0xFFFD, 104, 32, 88, 0xFFFD]) == ""
+    assert stream.update([0xFFFD, 104, 32, 88, 0xFFFD, 105]) == "\ufffdi"
+    assert stream.update([0xFFFD, 104, 32, 88, 0xFFFD, 105, 0xFFFD]) == ""
+    assert stream.finish() == "\ufffd"
+    assert stream.finish() == ""  # nothing remains once everything is out
+
+
+class Composing:
+    """A tokenizer whose decode composes characters (NFC): "e" then a combining acute accent
+    decodes to one "é", which rewrites the "e" already returned."""
+
+    def decode(self, ids):
+        return unicodedata.normalize("NFC", "".join(chr(i) for i in ids))
+
+
+def test_text_stream_never_invents_text_when_the_decode_rewrites_what_was_returned():
+    stream = TextStream(Composing())
+    assert stream.update([101]) == "e"
+    row = [101, 0x301, 120]  # "éx": no longer starts with the "e" returned
+    text = Composing().decode(row)
+    assert text == "\u00e9x"
+    assert stream.update(row) in text
+    assert stream.finish() in text
+
+
+def test_text_stream_refusals_name_the_value():
+    stream = TextStream(Chars())
+    with pytest.raises(TypeError) as info:
+        stream.update(5)
+    assert str(info.value) == "tokens must be a sequence of int token ids, got 5"
+    with pytest.raises(TypeError) as info:
+        stream.update([104, "i"])
+    assert str(info.value) == "tokens[1] must be an int token id, got 'i'"
+    assert stream.update([104, 105]) == "hi"
+    with pytest.raises(ValueError) as info:
+        stream.update([104, 106, 33])
+    assert str(info.value) == "tokens must extend the row so far (2 tokens), got [104, 106, 33]"
