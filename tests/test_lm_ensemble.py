@@ -134,6 +134,19 @@ def test_hand_worked_mixture_of_two_scripted_models():
     assert mixed.weights == pytest.approx((0.75, 0.25))
 
 
+def test_repr_shows_the_members_and_the_normalised_weights_to_4_digits():
+    class Named(decoding.ScriptedLM):
+        def __init__(self, name):
+            super().__init__({(): [0.0, 0.0]})
+            self.name = name
+
+        def __repr__(self):
+            return f"Named({self.name!r})"
+
+    mixed = decoding.Ensemble([Named("a"), Named("b")], weights=[2, 1])
+    assert repr(mixed) == "Ensemble([Named('a'), Named('b')], weights=[0.6667, 0.3333])"
+
+
 def test_default_weights_are_equal():
     a, b = scripted_pair()
     got = decoding.Ensemble([a, b]).next_token_logits([(2,)])

@@ -1,5 +1,5 @@
-"""`decoding.lm.layers`: attention stays finite and equal on the cached path for large
-activations.
+"""`decoding.lm.layers`: attention on a hand-worked case, and finite and equal on the cached
+path for large activations.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 
 import decoding
+from decoding.lm.layers import attention
 
 # -- worked cases ----------------------------------------------------------------------------------
 
@@ -26,3 +27,16 @@ def test_attention_is_stable_for_large_activations():
     for token in (4, 5, 6):
         cached, state = model.extend(state, np.array([0]), np.array([token]))
     np.testing.assert_allclose(cached, logits, rtol=1e-9, atol=1e-9)
+
+
+def test_attention_is_the_softmax_of_the_visible_scores_averaging_the_values():
+    """One head, width 1: keys 1 and 0, values 4 and 8. Query 0 (ln 3) sees both keys: scores
+    [ln 3, 0], weights [3/4, 1/4], output 3 + 2 = 5. Query 1 sees key 1 only (bias -inf on
+    key 0): output 8, whatever its score."""
+    q = np.array([np.log(3.0), 5.0]).reshape(1, 1, 2, 1)
+    k = np.array([1.0, 0.0]).reshape(1, 1, 2, 1)
+    v = np.array([4.0, 8.0]).reshape(1, 1, 2, 1)
+    bias = np.array([[[0.0, 0.0], [-np.inf, 0.0]]])
+    out = attention(q, k, v, bias)
+    assert out.shape == (1, 1, 2, 1)
+    np.testing.assert_allclose(out.ravel(), [5.0, 8.0], rtol=1e-15)

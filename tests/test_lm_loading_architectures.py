@@ -8,6 +8,8 @@ and the exact one-line errors for settings not implemented.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -309,6 +311,22 @@ def test_rope_scaling_linear_and_llama3_are_as_hf_computes_them(tmp_path):
         folder = save(tmp_path / str(i), llama_config(rope_theta=50.0, **settings), tensors)
         np.testing.assert_allclose(logits(folder), expected(**reference), rtol=0, atol=1e-10)
         assert np.abs(expected(**reference) - expected()).max() > 1e-3
+
+
+def test_llama3_scaling_at_its_long_wavelength_bound_and_just_beyond(tmp_path):
+    """Llama 3, factor 8, low_freq_factor 2, high_freq_factor 4, over 4 pi original positions,
+    theta 9, E 4. Frequency 0 (1, wavelength 2 pi) is exactly on the bound original / low =
+    2 pi, where the blend is all scaled (smooth = (4 pi / 2 pi - 2) / 2 = 0): 1 / 8, divided
+    once (not kept, not divided twice). Frequency 1 (1 / 3, wavelength 6 pi) is beyond the
+    bound (though below original * low = 8 pi): divided by 8, 1 / 24."""
+    tensors = llama_tensors(np.random.default_rng(24))
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 2.0,
+               "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 4 * math.pi}  # fmt: skip
+    folder = save(tmp_path, llama_config(rope_theta=9.0, rope_scaling=scaling), tensors)
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=9.0, eps=1e-6, tied=False,
+                               frequency=lambda i, f: [1 / 8, 1 / 24][i])  # fmt: skip
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
 
 
 def test_rope_scaling_yarn_is_as_hf_computes_it(tmp_path):

@@ -1,5 +1,5 @@
-"""`decoding.testing` itself: without hypothesis the kit imports, and its hypothesis parts say
-what to install.
+"""`decoding.testing` itself: `strategies` is reached as an attribute (imported lazily); without
+hypothesis the kit imports, and its hypothesis parts say what to install.
 """
 
 from __future__ import annotations
@@ -10,6 +10,19 @@ import sys
 import pytest
 
 from fakes import good
+
+# -- worked cases ----------------------------------------------------------------------------------
+
+
+def test_strategies_is_reached_as_an_attribute_and_other_names_are_attribute_errors(monkeypatch):
+    kit = importlib.import_module("decoding.testing")
+    strategies = importlib.import_module("decoding.testing.strategies")
+    monkeypatch.delattr(kit, "strategies", raising=False)  # as before its first use
+    assert kit.strategies is strategies
+    with pytest.raises(AttributeError) as raised:
+        kit.no_such_name  # noqa: B018
+    assert str(raised.value) == "module 'decoding.testing' has no attribute 'no_such_name'"
+
 
 # -- errors ----------------------------------------------------------------------------------------
 

@@ -393,6 +393,9 @@ def test_checked_lm_forwards_and_returns_the_inner_results():
     checked = CheckedLM(inner)
     assert checked.vocab_size == inner.vocab_size
     assert checked.max_sequence_length == inner.max_sequence_length
+    np.testing.assert_array_equal(
+        checked.next_token_logits([[1, 2], [3]]), inner.next_token_logits([[1, 2], [3]])
+    )
     decoder = BeamSearchDecoder(3, 4, 0.6, 7)
     # Beam search allocates a bare CachedLM's cache for the whole search; through CheckedLM
     # the cache grows as it fills: another shape of the same sums, so floats agree to the
@@ -490,6 +493,26 @@ def test_checked_lm_numbers_extend_steps_from_1(first):
         BeamSearchDecoder(2, 4, 0.6, None).decode(CheckedLM(OffFrom(first, offset=1.0)), [[0, 1]])
 
 
+def test_checked_lm_checks_extend_many_at_each_position_numbering_its_steps_from_1():
+    """Two extend_many calls of 2 tokens are extend calls 1, 2 and 3, 4 of the inner model;
+    from its 4th call on its logits are 1e-6 off: the second call's position 1, caught by the
+    float64 default tolerance and named by step and position, accepted with tol=1e-5."""
+
+    def run(checked):
+        _, state = checked.prefill([[0, 1], [2]])
+        _, state = checked.extend_many(state, np.array([0, 1]), np.array([[1, 2], [3, 0]]))
+        checked.extend_many(state, np.array([1]), np.array([[2, 3]]))
+
+    run(CheckedLM(OffFrom(4), tol=1e-5))
+    with pytest.raises(AssertionError) as raised:
+        run(CheckedLM(OffFrom(4)))
+    message = str(raised.value)
+    assert message.startswith(
+        "step 2 (extend_many, position 1): row 0 (sequence (2, 3, 0, 2, 3)) logit of token 0 is "
+    )
+    assert message.endswith("(tol 1e-09)")
+
+
 def test_check_results_defaults_to_alpha_0_6_like_the_decoder():
     results = BeamSearchDecoder(2, 3, eos_token_id=2).decode(UNIFORM, [[0]])
     check_results(results, [[0]], 2, 3, eos_token_id=2)
@@ -546,3 +569,32 @@ def test_checked_lm_rejects_parents_and_tokens_of_different_lengths():
     _, state = checked.prefill([[0, 1], [2]])
     with pytest.raises(AssertionError, match=r"^step 1 \(extend\): 3 parents but 2 tokens$"):
         checked.extend(state, np.array([0, 1, 1]), np.array([2, 3]))
+
+
+def test_checked_lm_names_the_step_of_an_extend_many_of_the_wrong_shape():
+    """A common slip: extend_many returning only the last position's logits ``[M, V]``."""
+
+    class LastOnly(Sequences):
+        def extend_many(self, state, parents_M, tokens_MT):
+            logits, state = super().extend_many(state, parents_M, tokens_MT)
+            return logits[:, -1], state
+
+    checked = CheckedLM(LastOnly())
+    _, state = checked.prefill([[0, 1], [2]])
+    with pytest.raises(AssertionError) as raised:
+        checked.extend_many(state, np.array([0, 1]), np.array([[1, 2], [3, 0]]))
+    assert str(raised.value) == "step 1 (extend_many): logits shape (2, 4)"
+
+
+def test_checked_lm_extend_many_refuses_more_parents_than_token_rows():
+    """A model that zips parents with token rows would drop the third parent silently."""
+
+    class Lenient(Sequences):
+        def extend_many(self, state, parents_M, tokens_MT):
+            n = min(len(parents_M), len(tokens_MT))
+            return super().extend_many(state, parents_M[:n], tokens_MT[:n])
+
+    checked = CheckedLM(Lenient())
+    _, state = checked.prefill([[0, 1], [2]])
+    with pytest.raises(ValueError):
+        checked.extend_many(state, np.array([0, 1, 1]), np.array([[2], [3]]))

@@ -4,6 +4,8 @@ never passed (hypothesis.find for the ends, NoSuchExample for just beyond them).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import find, given, settings
@@ -15,11 +17,13 @@ from decoding import (
     MinNewTokens,
     NoRepeatNGram,
     RepetitionPenalty,
+    ScriptedLM,
     Temperature,
     TopK,
     TopP,
 )
 from decoding.testing.strategies import (
+    ShownScriptedLM,
     processor_lists,
     prompts,
     scripted_models,
@@ -132,6 +136,18 @@ def test_processor_lists_top_k_goes_one_past_a_one_token_vocabulary():
     reaches(processor_lists(1), lambda ps: 1 in got(ps))
     reaches(processor_lists(1), lambda ps: 2 in got(ps))
     never(processor_lists(1), lambda ps: any(v < 1 or v > 2 for v in got(ps)))
+
+
+def test_shown_scripted_lm_repr_is_a_scripted_lm_call_that_rebuilds_it():
+    """A falsifying example's model is shown as the call that replays it: every row in full,
+    ``-inf`` as ``-math.inf``."""
+    model = ShownScriptedLM({(): [0.0, -math.inf], (1,): {0: -1.5, 1: 0.5}}, vocab_size=2)
+    shown = repr(model)
+    assert shown == "ScriptedLM({(): [0.0, -math.inf], (1,): [-1.5, 0.5]}, vocab_size=2)"
+    rebuilt = eval(shown, {"ScriptedLM": ScriptedLM, "math": math})  # noqa: S307
+    assert rebuilt.table.keys() == model.table.keys() and rebuilt.vocab_size == 2
+    for key, row in model.table.items():
+        np.testing.assert_array_equal(rebuilt.table[key], row)
 
 
 # -- properties ------------------------------------------------------------------------------------

@@ -111,6 +111,24 @@ def test_raising_the_limit_lets_a_refused_decode_run(limit):
 
 
 @pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (10**10, "9.31 GiB"),
+        (8 << 30, "8 GiB"),
+        (2**999 - 1, "4.99e+291 GiB"),  # 999 bits: 2**969 GiB, still a float
+        (2**999, "more than 2**999 bytes"),  # 1000 bits: the power of two below it
+        (2**1000 + 5, "more than 2**1000 bytes"),
+    ],
+)
+def test_a_byte_count_is_shown_in_gib_below_1000_bits_and_as_a_power_of_two_from_there(
+    count, shown
+):
+    """The messages' sizes: GiB to 3 significant digits, or, for a count of 1000 bits or more
+    (its GiB would be near the float range), ``more than 2**(bits - 1) bytes``."""
+    assert _memory.gib(count) == shown
+
+
+@pytest.mark.parametrize(
     "make",
     [
         lambda: decoding.BeamSearchDecoder(512, 4),
