@@ -596,5 +596,17 @@ def test_checked_lm_extend_many_refuses_more_parents_than_token_rows():
 
     checked = CheckedLM(Lenient())
     _, state = checked.prefill([[0, 1], [2]])
-    with pytest.raises(ValueError):
+    with pytest.raises(AssertionError) as raised:
         checked.extend_many(state, np.array([0, 1, 1]), np.array([[2], [3]]))
+    assert str(raised.value) == "step 1 (extend_many): 3 parents but tokens of shape (2, 1)"
+
+
+def test_checked_lm_extend_many_of_no_rows_expects_logits_of_no_rows_and_t_positions():
+    """``[0, T]`` tokens (no row continues) give ``[0, T, V]`` logits from a correct model."""
+    checked = CheckedLM(decoding.ScriptedLM({(): [0.0, -1.0, -2.0]}, vocab_size=3))
+    _, state = checked.prefill([[0], [1]])
+    for width in (1, 2):
+        logits, _ = checked.extend_many(
+            state, np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64)
+        )
+        assert np.shape(logits) == (0, width, 3)

@@ -229,16 +229,21 @@ class CheckedLM(LanguageModel):
     ) -> tuple[np.ndarray, Any]:
         """The inner extend_many, each position checked."""
         inner, sequences, step = state
+        parents, tokens = np.asarray(parents_M), np.asarray(tokens_MT)
+        assert tokens.ndim == 2 and len(parents) == len(tokens), (
+            f"step {step + 1} (extend_many): {len(parents)} parents but tokens of shape "
+            f"{tokens.shape}"
+        )
         logits, new_inner = self.model.extend_many(inner, parents_M, tokens_MT)
         got = np.asarray(logits)
-        rows = np.asarray(tokens_MT).tolist()
+        rows = tokens.tolist()
         grown = []
-        for p, row in zip(np.asarray(parents_M).tolist(), rows, strict=True):
+        for p, row in zip(parents.tolist(), rows, strict=True):
             sequence = sequences[p]
             for t in row:
                 sequence = sequence.append(t)
             grown.append(sequence)
-        width = len(rows[0]) if rows else 0
+        width = tokens.shape[1]  # also for no rows: the model returns [0, T, V]
         assert got.shape == (len(rows), width, self.vocab_size), (
             f"step {step + 1} (extend_many): logits shape {got.shape}"
         )
