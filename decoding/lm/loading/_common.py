@@ -380,10 +380,6 @@ class TensorSource(ABC):
         self._checked(name, shape)
         return self._load(name, dtype, transpose=True)
 
-    def optional(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-        """`get`, or None when the checkpoint has no tensor ``name``."""
-        return self.get(name, shape, dtype) if name in self.names() else None
-
     def unused(self, ignorable: Callable[[str], bool]) -> list[str]:
         """Tensors never asked for (sorted), ``ignorable`` ones left out."""
         return sorted(n for n in self.names() - self.used if not ignorable(n))
