@@ -6,7 +6,9 @@ byte-level BPE equal to the ``tokenizers`` pipeline its pre-tokenizer type names
 
 from __future__ import annotations
 
+import itertools
 import json
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -61,6 +63,16 @@ STRICT = """{{ bos_token }}
     [{{ message['role'] }}] {{ message['content'] | tojson }}
 {% endfor %}
 {% if add_generation_prompt %}[assistant]{% endif %}"""
+
+
+_UNSEEN = itertools.count()
+
+
+def fresh(template):
+    """``template`` with a comment no other template in this process has: compiled templates are
+    cached by their text, so a test of the template environment (its whitespace control, filters
+    and globals) compiles its own rather than reusing a template compiled before."""
+    return f"{template}{{# {next(_UNSEEN)} #}}"
 
 
 def reference(inner, digits):
@@ -201,7 +213,7 @@ def test_a_gguf_tokenizer_adds_bos_when_its_metadata_says_so(tmp_path, trained):
 
 
 def test_the_chat_template_renders_as_transformers_renders_it(tmp_path, trained):
-    folder = folder_with(tmp_path, trained, {"bos_token": "<s>", "chat_template": STRICT})
+    folder = folder_with(tmp_path, trained, {"bos_token": "<s>", "chat_template": fresh(STRICT)})
     tok = decoding.load_tokenizer(folder)
     messages = [
         {"role": "user", "content": 'Say "<b>hi</b>"'},
@@ -229,6 +241,119 @@ def test_the_chat_template_renders_as_transformers_renders_it(tmp_path, trained)
     assert str(info.value) == (
         "the chat template refused the messages: roles must alternate user/assistant"
     )
+
+
+def test_tojson_takes_the_arguments_of_json_dumps(tmp_path, trained):
+    """transformers' ``tojson``: ``json.dumps`` keeping non-ASCII and key order by default,
+    with the ``ensure_ascii``, ``sort_keys``, ``separators`` and ``indent`` the template gives."""
+    calls = [
+        "tojson",
+        "tojson(ensure_ascii=True)",
+        "tojson(sort_keys=True)",
+        "tojson(separators=(',', ':'))",
+        "tojson(indent=1)",
+    ]
+    template = "|".join(f"{{{{ messages[0] | {call} }}}}" for call in calls)
+    folder = folder_with(tmp_path, trained, {"chat_template": fresh(template)})
+    tok = decoding.load_tokenizer(folder)
+    assert tok.render_chat_template([{"role": "user", "content": "é"}]) == "|".join(
+        [
+            '{"role": "user", "content": "é"}',
+            '{"role": "user", "content": "\\u00e9"}',
+            '{"content": "é", "role": "user"}',
+            '{"role":"user","content":"é"}',
+            '{\n "role": "user",\n "content": "é"\n}',
+        ]
+    )
+
+
+def test_strftime_now_formats_the_current_time(tmp_path, trained):
+    template = fresh("{{ strftime_now('%Y-%m-%d') }}")
+    tok = decoding.load_tokenizer(folder_with(tmp_path, trained, {"chat_template": template}))
+    before = datetime.now().strftime("%Y-%m-%d")
+    rendered = tok.render_chat_template([])
+    after = datetime.now().strftime("%Y-%m-%d")
+    assert rendered in {before, after}
+
+
+class Unprintable:
+    """Message content whose ``str`` raises ``RuntimeError(message)``."""
+
+    def __init__(self, message):
+        self.message = message
+
+    def __str__(self):
+        raise RuntimeError(self.message)
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("", "RuntimeError"),
+        ("first line\nsecond line", "RuntimeError: first line"),
+        ("x" * 250, "RuntimeError: " + "x" * 200),
+    ],
+)
+def test_what_a_template_raises_is_named_by_type_and_first_line(tmp_path, trained, message, shown):
+    template = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+    tok = decoding.load_tokenizer(folder_with(tmp_path, trained, {"chat_template": template}))
+    with pytest.raises(ValueError) as info:
+        tok.render_chat_template([{"role": "user", "content": Unprintable(message)}])
+    assert str(info.value) == f"the chat template failed: {shown}"
+
+
+def test_token_bytes_of_a_tokenizer_that_is_not_byte_level(tmp_path):
+    """``<0xNN>`` is the byte NN (other tokens that merely end in ``>`` or have six characters
+    are their text), ``\u2581`` a space, a byte-level spelling ('Ġ') its own text, and an added
+    token its text as it is, ``\u2581`` included."""
+    words = ["[UNK]", "\u2581the", "<0x41>", "<0xZZ>", "<face>", "decade", "Ġx"]
+    inner = tokenizers.Tokenizer(
+        tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]")
+    )
+    inner.decoder = tokenizers.decoders.Metaspace()
+    bos = "<\uff5cbegin\u2581of\u2581sentence\uff5c>"  # DeepSeek's
+    inner.add_special_tokens([bos])
+    inner.save(str(tmp_path / "tokenizer.json"))
+    tok = decoding.Tokenizer.from_file(tmp_path / "tokenizer.json")
+    assert tok.token_bytes() == (
+        b"[UNK]",
+        b" the",
+        b"A",
+        b"<0xZZ>",
+        b"<face>",
+        b"decade",
+        b"\xc4\xa0x",
+        b"<\xef\xbd\x9cbegin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    )
+
+
+def test_token_id_is_none_for_an_unknown_token_and_refuses_what_is_not_text(tokenizer_file):
+    tok = decoding.load_tokenizer(tokenizer_file)
+    assert (tok.token_id("cat"), tok.token_id("dog"), tok.token_id(None)) == (4, None, None)
+    with pytest.raises(TypeError) as info:
+        tok.token_id(4)
+    assert str(info.value) == "token must be a str or None, got 4"
+
+
+def test_decode_stream_keeps_special_tokens_unless_told_to_skip_them(tokenizer_file):
+    tok = decoding.load_tokenizer(tokenizer_file)
+    ids = [1, 3, 4, 2]  # <s> the cat </s>
+    kept, skipped = tok.decode_stream(), tok.decode_stream(skip_special_tokens=True)
+    assert [kept(i) for i in ids] == ["<s>", " the", " cat", " </s>"]
+    assert [skipped(i) for i in ids] == [None, "the", " cat", None]
+
+
+def test_a_tokenizer_file_alone_is_named_by_its_path(tokenizer_file):
+    folder, missing = tokenizer_file.parent, tokenizer_file.parent / "missing.json"
+    with pytest.raises(IsADirectoryError) as info:
+        decoding.Tokenizer.from_file(folder)
+    assert str(info.value) == f"{folder} is a folder, not a tokenizer.json file"
+    with pytest.raises(FileNotFoundError) as info:
+        decoding.Tokenizer.from_file(missing)
+    assert str(info.value) == f"tokenizer file {missing} does not exist"
+    with pytest.raises(ValueError) as info:
+        decoding.Tokenizer.from_file(tokenizer_file).render_chat_template([])
+    assert str(info.value).startswith(f"{tokenizer_file} has no chat template (")
 
 
 # -- errors ----------------------------------------------------------------------------------------
