@@ -445,3 +445,26 @@ def test_archive_trace_names_the_step_at_which_the_scorer_returned_nan():
     decoder = decoding.BeamSearchDecoder(2, 3, scorer=NanFromLength2(), finished="archive")
     with pytest.raises(ValueError, match=r" returned NaN at step 2 for a hypothesis with a "):
         decoding.trace(decoder, model, [[0]])
+
+
+def test_archive_decode_refuses_a_scorer_that_returns_nan_naming_the_step():
+    """As the pool policy does: the hypotheses that enter the archive at step 2 are scored NaN
+    (the EOS id 2 ends one at every step), which would rank them at random."""
+
+    class NanFromLength2(decoding.Scorer):
+        def score(self, logprob, length):
+            logprob = np.asarray(logprob, dtype=np.float64)
+            return np.where(np.asarray(length) >= 2, np.nan, logprob)
+
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}}, vocab_size=3)
+    for finished in ("archive", "pool"):
+        decoder = decoding.BeamSearchDecoder(
+            2, 3, eos_token_id=2, scorer=NanFromLength2(), finished=finished
+        )
+        with pytest.raises(ValueError) as raised:
+            decoder.decode(model, [[0]])
+        message = str(raised.value)
+        assert message.startswith("scorer <") and message.endswith(
+            " returned NaN at step 2 for a hypothesis with a finite logprob; a Scorer must give "
+            "a number for every finite logprob <= 0 and length >= 1"
+        ), (finished, message)

@@ -24,7 +24,7 @@ import numpy as np
 
 from decoding._validate import named_list
 from decoding.decoders.base import ends_on, finish_reasons, frozen
-from decoding.decoders.beam.select import CARRIED, Selection, ranked_pool, select
+from decoding.decoders.beam.select import CARRIED, Selection, _score, ranked_pool, select
 from decoding.processors import StepContext
 from decoding.results import TraceEntry
 from decoding.scoring import LengthPenalty
@@ -375,7 +375,8 @@ class ArchivePolicy(FinishedPolicy):
         rank_W = np.arange(count)
         enter_BW = ends_BW & (rank_W < width) & archive.open_B[:, None]
         enter_BW &= ~(archive.full_B & (decoder.early_stopping is True))[:, None]
-        score_BW = np.where(enter_BW, decoder.ranker.score(top.logprob_BK, new_length), -np.inf)
+        entering_BW = _score(decoder.ranker, top.logprob_BK, new_length, enter_BW, new_length)
+        score_BW = np.where(enter_BW, entering_BW, -np.inf)
         # Held and entering hypotheses best first (stable: held ones win ties), then the empty
         # slots and the candidates that do not enter. Occupancy is tracked apart from the
         # score: a hypothesis may legitimately score -inf.
