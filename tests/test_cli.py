@@ -912,6 +912,33 @@ def test_a_dot_file_that_cannot_be_written_is_one_line_with_the_reason(
     )
 
 
+def test_trace_dot_checks_every_file_name_and_refuses_a_device(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tree-1.dot").mkdir()  # "tree.dot" and "tree-0.dot" are free, the second is not
+    argv = ["--prompt", "1", "--prompt", "2", "--max-new-tokens", "2", "--trace-dot", "tree.dot"]
+    assert error_line(capsys, *argv) == (
+        "--trace-dot: 'tree-1.dot' is a folder; give a file path such as 'tree.dot' (several "
+        "prompts: tree-0.dot, tree-1.dot, ...)"
+    )
+    assert not (tmp_path / "tree-0.dot").exists()  # refused before decoding
+    if os.path.exists("/dev/null"):
+        line = error_line(capsys, "--prompt", "1", "--trace-dot", "/dev/null")
+        assert line == (
+            "--trace-dot: '/dev/null' is not a regular file; give a file path such as "
+            "'tree.dot' (several prompts: tree-0.dot, tree-1.dot, ...)"
+        )
+
+
+def test_trace_dot_with_an_index_checks_the_numbered_names_not_the_pattern(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t{b}").mkdir()  # a folder named like the pattern: never written to
+    assert main(["--prompt", "1", "--max-new-tokens", "2", "--trace-dot", "t{b}"]) == 0
+    assert (tmp_path / "t0").is_file()
+    assert capsys.readouterr().err == "python -m decoding: wrote t0\n"
+
+
 def test_json_records_the_checkpoint_and_every_prompt_in_order(capsys, ckpt):
     argv = ["--model", ckpt, "--prompt", "2 3", "--text", "a dog", "--max-new-tokens", "2"]
     assert main([*argv, "--json"]) == 0
@@ -1412,6 +1439,13 @@ def test_processor_flag_errors_are_one_line(capsys, argv, message):
     assert error_line(capsys, *argv, "--max-new-tokens", "2", "--prompt", "1") == message
 
 
+@pytest.mark.parametrize("p", ["0", "1"])
+def test_min_p_takes_both_ends_of_the_unit_interval(capsys, p):
+    # MinP(p) keeps the tokens within p times the top probability: 0 keeps all, 1 the top.
+    argv = ["--decoder", "greedy", "--min-p", p, "--max-new-tokens", "2", "--prompt", "1"]
+    assert json_run(capsys, *argv)["settings"]["processors"] == [f"MinP(p={float(p)})"]
+
+
 # -- stop strings ----------------------------------------------------------------------------------
 
 
@@ -1546,6 +1580,8 @@ def test_stream_stops_on_a_stop_string(capsys, monkeypatch, ckpt):
          "and cannot be combined with --json"),
         (["--stream", "--decoder", "greedy", "--trace"], "--stream prints text as it is "
          "generated and cannot be combined with --trace"),
+        (["--stream", "--decoder", "greedy", "--trace-dot", "t.dot"], "--stream prints text as "
+         "it is generated and cannot be combined with --trace-dot"),
     ],
 )  # fmt: skip
 def test_stream_is_refused_where_it_cannot_show_one_text(capsys, argv, message):
