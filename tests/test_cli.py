@@ -1595,6 +1595,95 @@ def test_stream_to_a_closed_pipe_ends_quietly(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
+STREAM = [
+    "--decoder",
+    "greedy",
+    "--prompt",
+    "1",
+    "--eos",
+    "none",
+    "--max-new-tokens",
+    "3",
+    "--stream",
+]
+
+
+class FailsOnce(Writes):
+    """A standard output whose first write raises ``error``; later writes are recorded."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def write(self, text):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return super().write(text)
+
+
+def assert_writable_replacement(old):
+    replacement = sys.stdout
+    try:
+        assert replacement is not old
+        replacement.write("later output is discarded\n")  # e.g. the exit-time flush
+        replacement.flush()
+    finally:
+        replacement.close()
+
+
+def test_stream_leaves_a_working_stdout_in_place(capsys, monkeypatch):
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(STREAM) == 0
+    assert sys.stdout is out
+    assert capsys.readouterr().err == ""
+
+
+def test_stream_to_a_closed_stdout_is_one_line_and_status_1(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(STREAM) == 1
+    assert_writable_replacement(None)
+    assert capsys.readouterr().err == (
+        "python -m decoding: error: cannot write the output: standard output is closed\n"
+    )
+
+
+def test_stream_shows_nothing_more_after_a_closed_pipe(capsys, monkeypatch):
+    out = FailsOnce(BrokenPipeError(32, "Broken pipe"))
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(STREAM) == 0
+    assert out.pieces == []  # the pipe closed at the first token: not the later ones, nor "\n"
+    assert_writable_replacement(out)
+    assert capsys.readouterr().err == ""
+
+
+def test_stream_stops_at_the_first_failed_write_and_names_it(capsys, monkeypatch):
+    out = FailsOnce(OSError(28, "No space left on device"))
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(STREAM) == 1
+    assert out.pieces == []
+    assert_writable_replacement(out)
+    assert capsys.readouterr().err == (
+        "python -m decoding: error: cannot write the output: [Errno 28] No space left on device\n"
+    )
+
+
+def test_stream_decodes_once(capsys, monkeypatch):
+    # The streamed steps are the run: the model reads the prompt once, not again for results.
+    calls = []
+    prefill = decoding.NumpyTransformerLM.prefill
+
+    def counted(self, prompts, *args, **kwargs):
+        calls.append([list(p) for p in prompts])
+        return prefill(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(decoding.NumpyTransformerLM, "prefill", counted)
+    assert main(STREAM) == 0
+    assert calls == [[[1]]]
+    capsys.readouterr()
+
+
 class Clock:
     """``time.monotonic`` that advances ``tick`` seconds a call."""
 
