@@ -27,7 +27,7 @@ import decoding
 from decoding import cli
 from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, build_parser, dot_paths, main
 
-from checkpoints import WORDS, word_checkpoint
+from checkpoints import WORDS, word_checkpoint, write_llama
 
 PREFIX = "python -m decoding: error: "
 
@@ -1595,17 +1595,24 @@ def test_stream_to_a_closed_pipe_ends_quietly(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
-STREAM = [
-    "--decoder",
-    "greedy",
-    "--prompt",
-    "1",
-    "--eos",
-    "none",
-    "--max-new-tokens",
-    "3",
-    "--stream",
-]
+def test_trace_shows_ids_the_tokenizer_does_not_know(capsys, tmp_path):
+    # A model one id larger than its tokenizer: id 12 has no token.
+    word_checkpoint(tmp_path / "m")
+    write_llama(tmp_path / "m", np.random.default_rng(0), vocab=len(WORDS) + 1)
+    u = len(WORDS)
+    argv = ["--model", str(tmp_path / "m"), "--decoder", "greedy", "--eos", "none"]
+    argv += ["--max-new-tokens", "1", "--logit-bias", f"{u}=100", "--trace"]  # forces id 12
+    assert main([*argv, "--prompt", f"2 {u}"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1].splitlines()
+    assert tree[0] == f'  ["the[unknown id {u}]"]'  # the prompt: its text, the unknown id named
+    assert f"[unknown id {u}]" in tree[1]  # the generated token alone
+    assert main([*argv, "--prompt", f"{u}"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1].splitlines()
+    assert tree[0] == f"  [[unknown id {u}]]"
+
+
+STREAM = ["--decoder", "greedy", "--prompt", "1", "--eos", "none", "--max-new-tokens", "3",
+          "--stream"]  # fmt: skip
 
 
 class FailsOnce(Writes):
