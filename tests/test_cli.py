@@ -27,7 +27,7 @@ import decoding
 from decoding import cli
 from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, build_parser, dot_paths, main
 
-from checkpoints import WORDS, word_checkpoint, write_llama
+from checkpoints import WORDS, folder_with, train_bpe, word_checkpoint, write_llama
 
 PREFIX = "python -m decoding: error: "
 
@@ -1637,6 +1637,23 @@ def assert_writable_replacement(old):
         replacement.flush()
     finally:
         replacement.close()
+
+
+def test_stream_prints_a_cut_off_character_at_the_end(capsys, monkeypatch, tmp_path):
+    # Byte-level BPE: the token "Ã" is the lone byte 0xC3, the first half of a two-byte
+    # character. Its text waits for a second byte that never comes; the end shows it as is.
+    inner = train_bpe()
+    folder = folder_with(tmp_path / "m", inner, post=False)
+    write_llama(folder, np.random.default_rng(0), vocab=inner.get_vocab_size())
+    lone = inner.token_to_id("\u00c3")
+    argv = ["--model", str(folder), "--prompt", "5", "--decoder", "greedy", "--eos", "none"]
+    argv += ["--max-new-tokens", "2", "--logit-bias", f"{lone}=100"]
+    (beam,) = json_run(capsys, *argv)["results"][0]["beams"]
+    assert beam["tokens"] == [lone, lone] and beam["text"] == "\ufffd\ufffd"
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main([*argv, "--stream"]) == 0
+    assert out.getvalue() == "\ufffd\ufffd\n"
 
 
 def test_stream_leaves_a_working_stdout_in_place(capsys, monkeypatch):
