@@ -27,7 +27,7 @@ import decoding
 from decoding import cli
 from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, build_parser, dot_paths, main
 
-from checkpoints import WORDS, word_checkpoint
+from checkpoints import WORDS, folder_with, train_bpe, word_checkpoint, write_llama
 
 PREFIX = "python -m decoding: error: "
 
@@ -912,6 +912,33 @@ def test_a_dot_file_that_cannot_be_written_is_one_line_with_the_reason(
     )
 
 
+def test_trace_dot_checks_every_file_name_and_refuses_a_device(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tree-1.dot").mkdir()  # "tree.dot" and "tree-0.dot" are free, the second is not
+    argv = ["--prompt", "1", "--prompt", "2", "--max-new-tokens", "2", "--trace-dot", "tree.dot"]
+    assert error_line(capsys, *argv) == (
+        "--trace-dot: 'tree-1.dot' is a folder; give a file path such as 'tree.dot' (several "
+        "prompts: tree-0.dot, tree-1.dot, ...)"
+    )
+    assert not (tmp_path / "tree-0.dot").exists()  # refused before decoding
+    if os.path.exists("/dev/null"):
+        line = error_line(capsys, "--prompt", "1", "--trace-dot", "/dev/null")
+        assert line == (
+            "--trace-dot: '/dev/null' is not a regular file; give a file path such as "
+            "'tree.dot' (several prompts: tree-0.dot, tree-1.dot, ...)"
+        )
+
+
+def test_trace_dot_with_an_index_checks_the_numbered_names_not_the_pattern(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t{b}").mkdir()  # a folder named like the pattern: never written to
+    assert main(["--prompt", "1", "--max-new-tokens", "2", "--trace-dot", "t{b}"]) == 0
+    assert (tmp_path / "t0").is_file()
+    assert capsys.readouterr().err == "python -m decoding: wrote t0\n"
+
+
 def test_json_records_the_checkpoint_and_every_prompt_in_order(capsys, ckpt):
     argv = ["--model", ckpt, "--prompt", "2 3", "--text", "a dog", "--max-new-tokens", "2"]
     assert main([*argv, "--json"]) == 0
@@ -1412,6 +1439,13 @@ def test_processor_flag_errors_are_one_line(capsys, argv, message):
     assert error_line(capsys, *argv, "--max-new-tokens", "2", "--prompt", "1") == message
 
 
+@pytest.mark.parametrize("p", ["0", "1"])
+def test_min_p_takes_both_ends_of_the_unit_interval(capsys, p):
+    # MinP(p) keeps the tokens within p times the top probability: 0 keeps all, 1 the top.
+    argv = ["--decoder", "greedy", "--min-p", p, "--max-new-tokens", "2", "--prompt", "1"]
+    assert json_run(capsys, *argv)["settings"]["processors"] == [f"MinP(p={float(p)})"]
+
+
 # -- stop strings ----------------------------------------------------------------------------------
 
 
@@ -1546,6 +1580,8 @@ def test_stream_stops_on_a_stop_string(capsys, monkeypatch, ckpt):
          "and cannot be combined with --json"),
         (["--stream", "--decoder", "greedy", "--trace"], "--stream prints text as it is "
          "generated and cannot be combined with --trace"),
+        (["--stream", "--decoder", "greedy", "--trace-dot", "t.dot"], "--stream prints text as "
+         "it is generated and cannot be combined with --trace-dot"),
     ],
 )  # fmt: skip
 def test_stream_is_refused_where_it_cannot_show_one_text(capsys, argv, message):
@@ -1557,6 +1593,119 @@ def test_stream_to_a_closed_pipe_ends_quietly(capsys, monkeypatch):
     assert main(["--decoder", "greedy", "--prompt", "1", "--max-new-tokens", "3", "--stream"]) == 0
     sys.stdout.close()
     assert capsys.readouterr().err == ""
+
+
+def test_trace_shows_ids_the_tokenizer_does_not_know(capsys, tmp_path):
+    # A model one id larger than its tokenizer: id 12 has no token.
+    word_checkpoint(tmp_path / "m")
+    write_llama(tmp_path / "m", np.random.default_rng(0), vocab=len(WORDS) + 1)
+    u = len(WORDS)
+    argv = ["--model", str(tmp_path / "m"), "--decoder", "greedy", "--eos", "none"]
+    argv += ["--max-new-tokens", "1", "--logit-bias", f"{u}=100", "--trace"]  # forces id 12
+    assert main([*argv, "--prompt", f"2 {u}"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1].splitlines()
+    assert tree[0] == f'  ["the[unknown id {u}]"]'  # the prompt: its text, the unknown id named
+    assert f"[unknown id {u}]" in tree[1]  # the generated token alone
+    assert main([*argv, "--prompt", f"{u}"]) == 0
+    tree = capsys.readouterr().out.split("  search tree:\n")[1].splitlines()
+    assert tree[0] == f"  [[unknown id {u}]]"
+
+
+STREAM = ["--decoder", "greedy", "--prompt", "1", "--eos", "none", "--max-new-tokens", "3",
+          "--stream"]  # fmt: skip
+
+
+class FailsOnce(Writes):
+    """A standard output whose first write raises ``error``; later writes are recorded."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def write(self, text):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return super().write(text)
+
+
+def assert_writable_replacement(old):
+    replacement = sys.stdout
+    try:
+        assert replacement is not old
+        replacement.write("later output is discarded\n")  # e.g. the exit-time flush
+        replacement.flush()
+    finally:
+        replacement.close()
+
+
+def test_stream_prints_a_cut_off_character_at_the_end(capsys, monkeypatch, tmp_path):
+    # Byte-level BPE: the token "Ã" is the lone byte 0xC3, the first half of a two-byte
+    # character. Its text waits for a second byte that never comes; the end shows it as is.
+    inner = train_bpe()
+    folder = folder_with(tmp_path / "m", inner, post=False)
+    write_llama(folder, np.random.default_rng(0), vocab=inner.get_vocab_size())
+    lone = inner.token_to_id("\u00c3")
+    argv = ["--model", str(folder), "--prompt", "5", "--decoder", "greedy", "--eos", "none"]
+    argv += ["--max-new-tokens", "2", "--logit-bias", f"{lone}=100"]
+    (beam,) = json_run(capsys, *argv)["results"][0]["beams"]
+    assert beam["tokens"] == [lone, lone] and beam["text"] == "\ufffd\ufffd"
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main([*argv, "--stream"]) == 0
+    assert out.getvalue() == "\ufffd\ufffd\n"
+
+
+def test_stream_leaves_a_working_stdout_in_place(capsys, monkeypatch):
+    out = Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(STREAM) == 0
+    assert sys.stdout is out
+    assert capsys.readouterr().err == ""
+
+
+def test_stream_to_a_closed_stdout_is_one_line_and_status_1(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(STREAM) == 1
+    assert_writable_replacement(None)
+    assert capsys.readouterr().err == (
+        "python -m decoding: error: cannot write the output: standard output is closed\n"
+    )
+
+
+def test_stream_shows_nothing_more_after_a_closed_pipe(capsys, monkeypatch):
+    out = FailsOnce(BrokenPipeError(32, "Broken pipe"))
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(STREAM) == 0
+    assert out.pieces == []  # the pipe closed at the first token: not the later ones, nor "\n"
+    assert_writable_replacement(out)
+    assert capsys.readouterr().err == ""
+
+
+def test_stream_stops_at_the_first_failed_write_and_names_it(capsys, monkeypatch):
+    out = FailsOnce(OSError(28, "No space left on device"))
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(STREAM) == 1
+    assert out.pieces == []
+    assert_writable_replacement(out)
+    assert capsys.readouterr().err == (
+        "python -m decoding: error: cannot write the output: [Errno 28] No space left on device\n"
+    )
+
+
+def test_stream_decodes_once(capsys, monkeypatch):
+    # The streamed steps are the run: the model reads the prompt once, not again for results.
+    calls = []
+    prefill = decoding.NumpyTransformerLM.prefill
+
+    def counted(self, prompts, *args, **kwargs):
+        calls.append([list(p) for p in prompts])
+        return prefill(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(decoding.NumpyTransformerLM, "prefill", counted)
+    assert main(STREAM) == 0
+    assert calls == [[[1]]]
+    capsys.readouterr()
 
 
 class Clock:

@@ -176,6 +176,17 @@ def test_an_unfinished_last_line_is_cut_off_and_redone(tmp_path, capsys, tail):
         assert [b["tokens"] for b in a["beams"]] == [b["tokens"] for b in w["beams"]]
 
 
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="needs Linux's /proc")
+def test_an_unfinished_last_line_that_cannot_be_cut_off_is_one_line(tmp_path, capsys):
+    # /proc/version reads as one line that is no result line (so it is cut off, being last)
+    # and cannot be cut: not opened for writing, or (as root) truncate() refused.
+    write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    message = error_line(capsys, "--input", str(tmp_path / "in.jsonl"), "--output", "/proc/version")
+    head = "--output: cannot cut off the unfinished last line of '/proc/version': "
+    assert message.startswith(head)
+    assert message[len(head) :] in ("Permission denied", "Invalid argument")
+
+
 def test_a_bad_line_before_the_last_is_an_error_and_the_file_is_left_alone(tmp_path, capsys):
     write_input(tmp_path / "in.jsonl", [{"ids": [1]}, {"ids": [2]}])
     out = tmp_path / "out.jsonl"

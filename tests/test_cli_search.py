@@ -4,11 +4,15 @@ diverse (--num-groups, --diversity-penalty), mbr (--num-candidates, --utility), 
 from __future__ import annotations
 
 import json
+import sys
 
+import numpy as np
 import pytest
 
 import decoding
 from decoding.cli import main
+
+from checkpoints import llama_config, llama_tensors, word_checkpoint, write_gguf
 
 
 def run(capsys, *argv):
@@ -76,7 +80,10 @@ def test_mbr(capsys):
         (["--decoder", "speculative", "--beam-width", "2"], "applies only to --decoder beam"),
         (["--decoder", "speculative", "--draft", "early-exit:x"], "needs an int N"),
         (["--decoder", "speculative", "--draft", "early-exit:5"], "num_layers must be at most"),
-        (["--decoder", "speculative", "--draft", "/no/such/model"], "--draft '/no/such/model'"),
+        (
+            ["--decoder", "speculative", "--draft", "/no/such/model"],
+            "--draft '/no/such/model': checkpoint folder /no/such/model does not exist",
+        ),
         (["--decoder", "diverse", "--beam-width", "3"], "beam_width must be divisible"),
         (["--decoder", "diverse", "--diversity-penalty", "-1"], "a finite number >= 0"),
         (["--decoder", "mbr", "--num-samples", "3"], "--num-candidates"),
@@ -87,3 +94,41 @@ def test_bad_flags_are_one_line(capsys, argv, message):
     status, _, err = run(capsys, *argv)
     assert status == 2
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_speculative_with_a_checkpoint_draft(capsys, tmp_path):
+    # The target as its own draft: every drafted token is accepted, the tokens are greedy's.
+    word_checkpoint(tmp_path / "m")
+    common = ("--model", str(tmp_path / "m"), "--prompt", "2 3", "--max-new-tokens", "4",
+              "--eos", "none")  # fmt: skip
+    greedy = results(capsys, "--decoder", "greedy", *common)
+    spec = results(capsys, "--decoder", "speculative", "--draft", str(tmp_path / "m"), *common)
+    (beam,) = spec["results"][0]["beams"]
+    assert beam["tokens"] == greedy["results"][0]["beams"][0]["tokens"]
+    assert beam["accepted_draft_tokens"] == beam["draft_tokens"] > 0
+    assert spec["settings"]["draft"] == str(tmp_path / "m")
+
+
+def test_a_quantised_gguf_draft_without_the_gguf_package_names_the_install(
+    capsys, tmp_path, monkeypatch
+):
+    gguf = pytest.importorskip("gguf")
+    config = llama_config(vocab=20, d=32, ff=32)
+    tensors = llama_tensors(np.random.default_rng(0), vocab=20, d=32, ff=32)
+    write_gguf(tmp_path / "d.gguf", "llama", config, tensors, gguf.GGMLQuantizationType.Q8_0)
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    status, out, err = run(capsys, "--decoder", "speculative", "--draft", str(tmp_path / "d.gguf"))
+    assert (status, out) == (2, "")
+    assert err == (
+        "python -m decoding: error: reading checkpoints and tokenizers needs the 'gguf' "
+        "package: pip install 'numpy-decoding[hf]'\n"
+    )
+
+
+def test_a_blank_draft_is_refused_in_one_exact_line(capsys):
+    status, out, err = run(capsys, "--decoder", "speculative", "--draft", " ")
+    assert (status, out) == (2, "")
+    assert err == (
+        "python -m decoding: error: --draft needs prompt-lookup, early-exit:N or a checkpoint "
+        "PATH, got ''\n"
+    )
