@@ -645,7 +645,7 @@ def _decoder(
                 "top_p": args.top_p,
                 "seed": 0 if args.seed is None else args.seed,
             }
-            if args.min_p is not None:
+            if args.min_p:  # --min-p 0 keeps every token: no min_p (the sampler's is in (0, 1])
                 sampling["min_p"] = args.min_p
             if kind == "mbr":
                 if args.num_samples is not None:

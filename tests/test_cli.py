@@ -1446,6 +1446,20 @@ def test_min_p_takes_both_ends_of_the_unit_interval(capsys, p):
     assert json_run(capsys, *argv)["settings"]["processors"] == [f"MinP(p={float(p)})"]
 
 
+def test_min_p_0_with_sampling_keeps_every_token_as_no_min_p_does(capsys):
+    """The sampler's own min_p lies in (0, 1]; --min-p 0 keeps every token, so it samples as
+    without the flag (same seed, same tokens), and 1 keeps only the likeliest (greedy)."""
+    argv = ["--decoder", "sample", "--num-samples", "2", "--max-new-tokens", "4", "--prompt", "1"]
+    plain = json_run(capsys, *argv)
+    zero = json_run(capsys, *argv, "--min-p", "0")
+    assert "min_p" not in zero["settings"]
+    assert zero["results"] == plain["results"]
+    one = json_run(capsys, *argv, "--min-p", "1")
+    greedy = json_run(capsys, "--decoder", "greedy", "--max-new-tokens", "4", "--prompt", "1")
+    tokens = [beam["tokens"] for beam in one["results"][0]["beams"]]
+    assert tokens == [greedy["results"][0]["beams"][0]["tokens"]] * 2
+
+
 # -- stop strings ----------------------------------------------------------------------------------
 
 
