@@ -53,6 +53,10 @@ class TextStream:
     A `decoding.Tokenizer` decodes incrementally (``tokenizers``' ``DecodeStream``: each new
     token costs about one token's work); any other tokenizer with ``decode(ids) -> str`` has its
     row decoded whole on each update, the text after a trailing replacement character held back.
+    Text once returned cannot be taken back: if such a ``decode`` rewrites it (a combining
+    accent that composes with the letter before it), the stream goes on with the text past the
+    length already returned, as HF's ``TextStreamer`` does, and the joined pieces differ from
+    ``decode(tokens)`` in the rewritten characters only.
     """
 
     def __init__(self, tokenizer: Decodes) -> None:
@@ -85,16 +89,13 @@ class TextStream:
             piece = "".join(p for p in pieces if p)
         else:
             text = self._tokenizer.decode(tokens).rstrip("\ufffd")
-            done = "".join(self._emitted)
-            piece = text[len(done) :] if text.startswith(done) else ""
+            piece = text[sum(map(len, self._emitted)) :]
         self._emitted.append(piece)
         return piece
 
     def finish(self) -> str:
         """What remains of ``tokenizer.decode(tokens)`` after everything returned so far."""
-        text = self._tokenizer.decode(self._tokens)
-        done = "".join(self._emitted)
-        rest = text[len(done) :] if text.startswith(done) else ""
+        rest = self._tokenizer.decode(self._tokens)[sum(map(len, self._emitted)) :]
         self._emitted.append(rest)
         return rest
 
