@@ -126,7 +126,9 @@ class Tokenizer:
         A token may hold part of a character: byte-level BPE splits multi-byte characters.
 
         Exact for byte-level BPE tokenizers (GPT-2, Llama 3, Qwen2, SmolLM2: every GGUF this
-        package reads) and added tokens (their text). For others, ``<0xNN>`` tokens are the
+        package reads) and added tokens (their text; ``tokenizers`` also runs added tokens
+        through the decoder, so an added token that holds the decoder's own marks, such as
+        ``Ġ`` or ``▁``, decodes otherwise). For others, ``<0xNN>`` tokens are the
         byte NN and ``▁`` is a space (SentencePiece), which ``decode`` may strip at the start.
         Computed once.
         """
