@@ -149,38 +149,40 @@ def _parse_float(text: str) -> float:
     return float(text)
 
 
-def _flag(
-    parse: Callable[[str], Any], rule: Callable[[str, Any], Any], what: str
-) -> Callable[[str], Any]:
+class _Flag:
     """An argparse ``type``: ``parse`` the text (ASCII numbers only), then check the number with
     the library's own ``rule`` (`decoding._validate`), so a flag accepts what the API accepts.
     Text that is no number is ``must be an int`` (or ``a finite number``); a number the rule
-    refuses is ``must be {what}``; both name the text as given."""
-    kind = "an int" if parse is _parse_int else "a finite number"
+    refuses is ``must be {what}``; both name the text as given. (A class, not a closure, so
+    that the work happens in a call: mutation testing switches mutants per call.)"""
 
-    def convert(text: str) -> Any:
+    def __init__(
+        self, parse: Callable[[str], Any], rule: Callable[[str, Any], Any], what: str
+    ) -> None:
+        self.parse, self.rule, self.what = parse, rule, what
+
+    def __call__(self, text: str) -> Any:
+        kind = "an int" if self.parse is _parse_int else "a finite number"
         try:
-            number = parse(text)
+            number = self.parse(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {kind}, got {_shown(text)}") from None
         try:
-            return rule("value", number)
+            return self.rule("value", number)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {_shown(text)}") from None
-
-    return convert
+            raise argparse.ArgumentTypeError(f"must be {self.what}, got {_shown(text)}") from None
 
 
 def _any(name: str, value: Any) -> Any:
     return value
 
 
-_int = _flag(_parse_int, _any, "an int")
-_positive_int = _flag(_parse_int, positive_int, "a positive int")
-_non_negative_int = _flag(_parse_int, non_negative_int, "a non-negative int")
-_float = _flag(_parse_float, finite_real, "a finite number")
-_positive_float = _flag(_parse_float, positive_real, "a finite number > 0")
-_probability = _flag(_parse_float, probability, "a number in (0, 1]")
+_int = _Flag(_parse_int, _any, "an int")
+_positive_int = _Flag(_parse_int, positive_int, "a positive int")
+_non_negative_int = _Flag(_parse_int, non_negative_int, "a non-negative int")
+_float = _Flag(_parse_float, finite_real, "a finite number")
+_positive_float = _Flag(_parse_float, positive_real, "a finite number > 0")
+_probability = _Flag(_parse_float, probability, "a number in (0, 1]")
 
 
 def _non_negative_rule(name: str, value: Any) -> float:
@@ -190,7 +192,7 @@ def _non_negative_rule(name: str, value: Any) -> float:
     return number
 
 
-_non_negative_float = _flag(_parse_float, _non_negative_rule, "a finite number >= 0")
+_non_negative_float = _Flag(_parse_float, _non_negative_rule, "a finite number >= 0")
 
 
 def _unit_rule(name: str, value: Any) -> float:
@@ -200,7 +202,7 @@ def _unit_rule(name: str, value: Any) -> float:
     return number
 
 
-_unit_float = _flag(_parse_float, _unit_rule, "a number in [0, 1]")
+_unit_float = _Flag(_parse_float, _unit_rule, "a number in [0, 1]")
 
 
 def _logit_bias(text: str) -> tuple[int, float]:
