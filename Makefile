@@ -83,10 +83,12 @@ bench: $(STAMP) $(BENCH_STAMP)
 # starting from the results saved in tools/mutation-results.json.gz and saving them back (Ctrl-C
 # stops a run and keeps what it judged), then a per-module score table and mutation-survivors.txt
 # (docs/mutation.md explains both). MUTANTS="decoding.scoring*" limits the run to matching mutants.
+# BLAS runs one thread per mutant: mutmut already runs one mutant per core.
 MUTANTS ?=
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m tools.mutate $(MUTANTS) || true
+	HYPOTHESIS_PROFILE=ci OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+		$(BIN)/python -m tools.mutate $(MUTANTS) || true
 	$(BIN)/python -m tools.mutate --save
 	$(BIN)/python -m tools.mutation_report
 
