@@ -87,7 +87,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 MUTANTS ?=
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
-	HYPOTHESIS_PROFILE=ci OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+	HYPOTHESIS_PROFILE=mutate OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
 		$(BIN)/python -m tools.mutate $(MUTANTS) || true
 	$(BIN)/python -m tools.mutate --save
 	$(BIN)/python -m tools.mutation_report

@@ -1,5 +1,7 @@
-"""Hypothesis profiles: ``default`` (quick local runs) and ``ci`` (derandomized, reproducible);
-and the models several test files share, as session fixtures.
+"""Hypothesis profiles: ``default`` (quick local runs), ``ci`` (derandomized, reproducible) and
+``mutate`` (``ci`` without shrinking: mutation testing asks only whether a test fails, and
+shrinking a failing example can take a minute); and the models several test files share, as
+session fixtures.
 
 Pick a profile with the ``HYPOTHESIS_PROFILE`` environment variable; ``default`` when unset.
 """
@@ -8,7 +10,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 import decoding
 
@@ -27,6 +29,9 @@ settings.register_profile(
     derandomize=True,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "mutate", settings.get_profile("ci"), phases=[p for p in Phase if p is not Phase.shrink]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
