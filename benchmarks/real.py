@@ -39,7 +39,7 @@ import numpy as np
 import decoding
 from benchmarks.common.compare import agreement, ct2_system, hf_system
 from benchmarks.common.ct2 import CT2BeamSearch, CT2Unavailable
-from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, llama_to_hf, load
+from benchmarks.common.hf import gpt2_to_hf, llama_to_hf, load_or_skip
 from benchmarks.common.report import fmt, log, median_ms, table
 from benchmarks.common.systems import floor_system, make_prompts, project_system
 from benchmarks.common.timing import (
@@ -190,17 +190,11 @@ def build(shape: Shape, threads: int, want_hf: bool) -> dict[str, Any]:
             shape.vocab, shape.d_model, shape.n_heads, shape.n_layers, shape.n_ctx, seed=0
         )
     out: dict[str, Any] = {"shape": shape, "model": model, "hf": None, "ct2": None, "versions": {}}
-    if not want_hf:
-        out["hf_skip"] = out["ct2_skip"] = "--skip-hf"
+    loaded = load_or_skip(out, want_hf, "real")
+    if loaded is None:
         return out
-    try:
-        torch, transformers = load()
-    except HFUnavailable as error:
-        out["hf_skip"] = out["ct2_skip"] = "torch/transformers not importable"
-        log(f"real: HF and CT2 skipped: {error}")
-        return out
+    torch, transformers = loaded
     torch.set_num_threads(threads)
-    transformers.logging.set_verbosity_error()
     out["torch"] = torch
     copy = llama_to_hf if shape.arch == "llama" else gpt2_to_hf
     out["hf"] = copy(model, torch, transformers)

@@ -39,7 +39,7 @@ from typing import Any
 import decoding
 from benchmarks.common.compare import agreement, ct2_system, hf_system
 from benchmarks.common.ct2 import CT2BeamSearch, CT2Unavailable
-from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, load
+from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, load, load_or_skip
 from benchmarks.common.report import fmt, log, median_ms, table
 from benchmarks.common.systems import make_prompts, project_system
 from benchmarks.common.timing import (
@@ -89,16 +89,10 @@ def load_trained(want_hf: bool, threads: Sequence[int] = (1,)) -> dict[str, Any]
     log(f"trained: loading {path.name}")
     out: dict[str, Any] = {"model": decoding.load_model(path), "hf": None, "ct2": {}}
     out["versions"] = {}
-    if not want_hf:
-        out["hf_skip"] = out["ct2_skip"] = "--skip-hf"
+    loaded = load_or_skip(out, want_hf, "trained")
+    if loaded is None:
         return out
-    try:
-        torch, transformers = load()
-    except HFUnavailable as error:
-        out["hf_skip"] = out["ct2_skip"] = "torch/transformers not importable"
-        log(f"trained: HF and CT2 skipped: {error}")
-        return out
-    transformers.logging.set_verbosity_error()
+    torch, transformers = loaded
     torch.set_num_threads(1)
     try:
         hf = transformers.AutoModelForCausalLM.from_pretrained(

@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 import decoding
+from benchmarks.common.report import log
 from benchmarks.common.timing import BenchmarkError
 
 __all__ = [
@@ -59,6 +60,22 @@ def load() -> tuple[Any, Any]:
             f"{type(error).__name__}: {error} (install with: pip install torch==2.13.0 "
             f"transformers, or `make bench`)"
         ) from error
+    return torch, transformers
+
+
+def load_or_skip(out: dict[str, Any], want_hf: bool, part: str) -> tuple[Any, Any] | None:
+    """`load`, quiet, for a part that compares with HF and CTranslate2; or None, with the
+    reason both are skipped in ``out["hf_skip"]`` and ``out["ct2_skip"]``."""
+    if not want_hf:
+        out["hf_skip"] = out["ct2_skip"] = "--skip-hf"
+        return None
+    try:
+        torch, transformers = load()
+    except HFUnavailable as error:
+        out["hf_skip"] = out["ct2_skip"] = "torch/transformers not importable"
+        log(f"{part}: HF and CT2 skipped: {error}")
+        return None
+    transformers.logging.set_verbosity_error()
     return torch, transformers
 
 
