@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools.mutation_report import bucket, load
+
 NO_TESTS = 33  # mutmut's exit code for a mutant of a function no test calls
 MUTANTS = Path("mutants")
 SAVED = Path("tools/mutation-results.json.gz")
@@ -78,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def survivors(mutants: Path = MUTANTS) -> list[str]:
-    """The names of the mutants under ``mutants`` that survived or that no test reached."""
-    names = []
-    for meta in sorted(mutants.glob("decoding/**/*.py.meta")):
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += sorted(name for name, code in codes.items() if code in (0, 5, NO_TESTS))
-    return names
+    """The names of the mutants under ``mutants`` that survived or that no test reached (the
+    names `tools.mutation_report` writes to its survivors file)."""
+    return [
+        name
+        for codes in load(mutants).values()
+        for name, code in sorted(codes.items())
+        if bucket(code) in ("survived", "no tests")
+    ]
 
 
 def save(mutants: Path = MUTANTS, saved: Path = SAVED) -> str:
