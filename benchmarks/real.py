@@ -43,7 +43,7 @@ from benchmarks.common.hf import gpt2_to_hf, llama_to_hf, load_or_skip
 from benchmarks.common.report import fmt, log, median_ms, table
 from benchmarks.common.systems import floor_system, make_prompts, project_system
 from benchmarks.common.timing import (
-    BenchmarkError,
+    exit_with,
     figures,
     peak_traced_bytes,
     ratio,
@@ -432,8 +432,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main)

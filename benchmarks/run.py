@@ -47,7 +47,7 @@ from benchmarks.common.hf import HFBeamSearch, HFUnavailable
 from benchmarks.common.machine import machine_info
 from benchmarks.common.report import log
 from benchmarks.common.systems import ALPHA, PROMPT_LENGTHS, VOCAB
-from benchmarks.common.timing import BenchmarkError
+from benchmarks.common.timing import exit_with
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -309,8 +309,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main)

@@ -42,13 +42,7 @@ from benchmarks.common.ct2 import CT2BeamSearch, CT2Unavailable
 from benchmarks.common.hf import HFUnavailable, gpt2_to_hf, load, load_or_skip
 from benchmarks.common.report import fmt, log, median_ms, table
 from benchmarks.common.systems import make_prompts, project_system
-from benchmarks.common.timing import (
-    BenchmarkError,
-    System,
-    figures,
-    ratio,
-    time_systems,
-)
+from benchmarks.common.timing import BenchmarkError, System, exit_with, figures, ratio, time_systems
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALING_TARGET = 1.6
@@ -378,8 +372,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main)

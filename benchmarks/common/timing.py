@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -35,6 +36,16 @@ SPREAD = 1.5
 
 class BenchmarkError(RuntimeError):
     """A system did not do the work it was asked for (for example, stopped before N steps)."""
+
+
+def exit_with(main: Callable[[], int]) -> None:
+    """A benchmark script's entry point: exit with ``main()``'s status, or 1 with one line on
+    stderr when a system failed its check (`BenchmarkError`)."""
+    try:
+        sys.exit(main())
+    except BenchmarkError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 class System:
