@@ -71,7 +71,7 @@ class TextStream:
             tokenizer.decode_stream() if isinstance(tokenizer, Tokenizer) else None
         )
         self._tokens: list[int] = []
-        self._emitted: list[str] = []
+        self._returned = 0  # characters returned so far
 
     def update(self, tokens: Sequence[int]) -> str:
         """The text the tokens added since the last call complete (``tokens`` is the whole row
@@ -89,14 +89,14 @@ class TextStream:
             piece = "".join(p for p in pieces if p)
         else:
             text = self._tokenizer.decode(tokens).rstrip("\ufffd")
-            piece = text[sum(map(len, self._emitted)) :]
-        self._emitted.append(piece)
+            piece = text[self._returned :]
+        self._returned += len(piece)
         return piece
 
     def finish(self) -> str:
         """What remains of ``tokenizer.decode(tokens)`` after everything returned so far."""
-        rest = self._tokenizer.decode(self._tokens)[sum(map(len, self._emitted)) :]
-        self._emitted.append(rest)
+        rest = self._tokenizer.decode(self._tokens)[self._returned :]
+        self._returned += len(rest)
         return rest
 
 
