@@ -696,6 +696,42 @@ def test_a_checkpoint_run_shows_the_decoded_text_of_prompts_and_beams(checkpoint
     ]
 
 
+def test_the_shown_text_leaves_special_tokens_out(tmp_path, capsys):
+    """The text of a prompt or beam (JSON and table) is decoded without special tokens: here
+    ``</s>`` (id 1) is marked special, so prompt 2 1 3 reads "the cat", not "the </s> cat"."""
+    tokenizers = pytest.importorskip("tokenizers")
+    word_checkpoint(tmp_path / "ckpt")
+    inner = tokenizers.Tokenizer.from_file(str(tmp_path / "ckpt" / "tokenizer.json"))
+    inner.add_special_tokens(["</s>"])
+    inner.save(str(tmp_path / "ckpt" / "tokenizer.json"))
+    argv = ["--model", str(tmp_path / "ckpt"), "--prompt", "2 1 3", "--max-new-tokens", "2"]
+    (entry,) = json_run(capsys, *argv)["results"]
+    assert entry["prompt_text"] == "the cat"
+    for beam in entry["beams"]:
+        assert beam["text"].split() == [WORDS[t] for t in beam["tokens"] if t != 1]
+    assert main(argv) == 0
+    assert '  text: "the cat"' in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("generation", "config", "expected"),
+    [(5, [1], 5), ([5], 1, [5])],
+    ids=["an id before a list", "a list of one before an id"],
+)
+def test_the_eos_is_shown_as_generation_config_json_writes_it(
+    tmp_path, capsys, generation, config, expected
+):
+    """generation_config.json's eos_token_id comes before config.json's, and so does its form:
+    a list of one id is shown as a list, a plain id as a number."""
+    folder = tmp_path / "ckpt"
+    word_checkpoint(folder)
+    values = json.loads((folder / "config.json").read_text()) | {"eos_token_id": config}
+    (folder / "config.json").write_text(json.dumps(values))
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": generation}))
+    argv = ["--model", str(folder), "--text", "the cat", "--max-new-tokens", "1"]
+    assert json_run(capsys, *argv)["settings"]["eos_token_id"] == expected
+
+
 def test_default_run_prints_a_table_of_k_beams_per_prompt(capsys):
     assert main([]) == 0
     captured = capsys.readouterr()
