@@ -27,7 +27,16 @@ import decoding
 from decoding import cli
 from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, build_parser, dot_paths, main
 
-from checkpoints import WORDS, folder_with, train_bpe, word_checkpoint, write_llama
+from checkpoints import (
+    WORDS,
+    folder_with,
+    llama_config,
+    llama_tensors,
+    train_bpe,
+    word_checkpoint,
+    write_gguf,
+    write_llama,
+)
 
 PREFIX = "python -m decoding: error: "
 
@@ -730,6 +739,36 @@ def test_the_eos_is_shown_as_generation_config_json_writes_it(
     (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": generation}))
     argv = ["--model", str(folder), "--text", "the cat", "--max-new-tokens", "1"]
     assert json_run(capsys, *argv)["settings"]["eos_token_id"] == expected
+
+
+def test_a_gguf_shows_its_one_eos_id_as_a_number_even_at_the_longest_path(tmp_path, capsys):
+    """A GGUF file holds one EOS id, shown as a number, not a list. Its path here is so long that
+    no file name fits under it (``PATH/generation_config.json`` is past PATH_MAX): looking for
+    a folder's JSON settings there fails, and that failure does not make the id a list."""
+    gguf = pytest.importorskip("gguf")
+    limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+    folder = tmp_path
+    while len(str(folder)) + 101 < limit - 150:  # then 122 to 223 characters are left
+        folder = folder / ("d" * 100)
+    folder = folder / ("d" * (limit - 20 - len(str(folder)) - 1 - len("/m.gguf")))
+    folder.mkdir(parents=True)
+    path = str(folder / "m.gguf")
+    assert len(path) == limit - 20 and len(path + "/generation_config.json") > limit
+    tokens = [*"abcdefghijklmnop", "Ġ", "ab", "<eos>"]
+    kinds = gguf.GGUFValueType
+    metadata = [
+        ("tokenizer.ggml.model", ("gpt2", kinds.STRING)),
+        ("tokenizer.ggml.pre", ("gpt-2", kinds.STRING)),
+        ("tokenizer.ggml.tokens", (tokens, kinds.ARRAY)),
+        ("tokenizer.ggml.token_type", ([1] * (len(tokens) - 1) + [3], kinds.ARRAY)),
+        ("tokenizer.ggml.merges", (["a b"], kinds.ARRAY)),
+        ("tokenizer.ggml.eos_token_id", (len(tokens) - 1, kinds.UINT32)),
+    ]
+    config = llama_config(vocab=len(tokens))
+    tensors = llama_tensors(np.random.default_rng(3), vocab=len(tokens))
+    write_gguf(path, "llama", config, tensors, metadata=metadata)
+    argv = ["--model", path, "--text", "ab", "--max-new-tokens", "1"]
+    assert json_run(capsys, *argv)["settings"]["eos_token_id"] == len(tokens) - 1
 
 
 def test_default_run_prints_a_table_of_k_beams_per_prompt(capsys):
