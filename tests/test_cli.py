@@ -27,7 +27,16 @@ import decoding
 from decoding import cli
 from decoding.cli import DEFAULT_EOS, DEFAULT_PROMPTS, EPILOG, build_parser, dot_paths, main
 
-from checkpoints import WORDS, folder_with, train_bpe, word_checkpoint, write_llama
+from checkpoints import (
+    WORDS,
+    folder_with,
+    llama_config,
+    llama_tensors,
+    train_bpe,
+    word_checkpoint,
+    write_gguf,
+    write_llama,
+)
 
 PREFIX = "python -m decoding: error: "
 
@@ -694,6 +703,72 @@ def test_a_checkpoint_run_shows_the_decoded_text_of_prompts_and_beams(checkpoint
     assert texts == [f"  text: {json.dumps(tokenizer.decode([2, 3, 5]))}"] + [
         " " * 40 + f"text: {json.dumps(tokenizer.decode(b['tokens']))}" for b in entry["beams"]
     ]
+
+
+def test_the_shown_text_leaves_special_tokens_out(tmp_path, capsys):
+    """The text of a prompt or beam (JSON and table) is decoded without special tokens: here
+    ``</s>`` (id 1) is marked special, so prompt 2 1 3 reads "the cat", not "the </s> cat"."""
+    tokenizers = pytest.importorskip("tokenizers")
+    word_checkpoint(tmp_path / "ckpt")
+    inner = tokenizers.Tokenizer.from_file(str(tmp_path / "ckpt" / "tokenizer.json"))
+    inner.add_special_tokens(["</s>"])
+    inner.save(str(tmp_path / "ckpt" / "tokenizer.json"))
+    argv = ["--model", str(tmp_path / "ckpt"), "--prompt", "2 1 3", "--max-new-tokens", "2"]
+    (entry,) = json_run(capsys, *argv)["results"]
+    assert entry["prompt_text"] == "the cat"
+    for beam in entry["beams"]:
+        assert beam["text"].split() == [WORDS[t] for t in beam["tokens"] if t != 1]
+    assert main(argv) == 0
+    assert '  text: "the cat"' in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("generation", "config", "expected"),
+    [(5, [1], 5), ([5], 1, [5])],
+    ids=["an id before a list", "a list of one before an id"],
+)
+def test_the_eos_is_shown_as_generation_config_json_writes_it(
+    tmp_path, capsys, generation, config, expected
+):
+    """generation_config.json's eos_token_id comes before config.json's, and so does its form:
+    a list of one id is shown as a list, a plain id as a number."""
+    folder = tmp_path / "ckpt"
+    word_checkpoint(folder)
+    values = json.loads((folder / "config.json").read_text()) | {"eos_token_id": config}
+    (folder / "config.json").write_text(json.dumps(values))
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": generation}))
+    argv = ["--model", str(folder), "--text", "the cat", "--max-new-tokens", "1"]
+    assert json_run(capsys, *argv)["settings"]["eos_token_id"] == expected
+
+
+def test_a_gguf_shows_its_one_eos_id_as_a_number_even_at_the_longest_path(tmp_path, capsys):
+    """A GGUF file holds one EOS id, shown as a number, not a list. Its path here is so long that
+    no file name fits under it (``PATH/generation_config.json`` is past PATH_MAX): looking for
+    a folder's JSON settings there fails, and that failure does not make the id a list."""
+    gguf = pytest.importorskip("gguf")
+    limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+    folder = tmp_path
+    while len(str(folder)) + 101 < limit - 150:  # then 122 to 223 characters are left
+        folder = folder / ("d" * 100)
+    folder = folder / ("d" * (limit - 20 - len(str(folder)) - 1 - len("/m.gguf")))
+    folder.mkdir(parents=True)
+    path = str(folder / "m.gguf")
+    assert len(path) == limit - 20 and len(path + "/generation_config.json") > limit
+    tokens = [*"abcdefghijklmnop", "Ġ", "ab", "<eos>"]
+    kinds = gguf.GGUFValueType
+    metadata = [
+        ("tokenizer.ggml.model", ("gpt2", kinds.STRING)),
+        ("tokenizer.ggml.pre", ("gpt-2", kinds.STRING)),
+        ("tokenizer.ggml.tokens", (tokens, kinds.ARRAY)),
+        ("tokenizer.ggml.token_type", ([1] * (len(tokens) - 1) + [3], kinds.ARRAY)),
+        ("tokenizer.ggml.merges", (["a b"], kinds.ARRAY)),
+        ("tokenizer.ggml.eos_token_id", (len(tokens) - 1, kinds.UINT32)),
+    ]
+    config = llama_config(vocab=len(tokens))
+    tensors = llama_tensors(np.random.default_rng(3), vocab=len(tokens))
+    write_gguf(path, "llama", config, tensors, metadata=metadata)
+    argv = ["--model", path, "--text", "ab", "--max-new-tokens", "1"]
+    assert json_run(capsys, *argv)["settings"]["eos_token_id"] == len(tokens) - 1
 
 
 def test_default_run_prints_a_table_of_k_beams_per_prompt(capsys):
