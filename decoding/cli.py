@@ -1292,14 +1292,15 @@ def _checkpoint(
 
 def _listed(path: str) -> bool:
     """Whether a checkpoint folder's EOS setting is a JSON list (shown as a list even when it
-    holds one id): the first of generation_config.json and config.json that sets one."""
+    holds one id): the first of generation_config.json and config.json that sets one, as the
+    loader reads the ids (an empty list sets none)."""
     for name in ("generation_config.json", "config.json"):
         try:
             file = Folder(Path(path)).file(name)
             value = None if file is None else read_json(file).get("eos_token_id")
         except (OSError, ValueError):
             return False
-        if value is not None:
+        if value is not None and value != []:
             return isinstance(value, list)
     return False
 

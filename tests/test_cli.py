@@ -724,14 +724,15 @@ def test_the_shown_text_leaves_special_tokens_out(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("generation", "config", "expected"),
-    [(5, [1], 5), ([5], 1, [5])],
-    ids=["an id before a list", "a list of one before an id"],
+    [(5, [1], 5), ([5], 1, [5]), ([], 1, 1)],
+    ids=["an id before a list", "a list of one before an id", "an empty list sets no id"],
 )
 def test_the_eos_is_shown_as_generation_config_json_writes_it(
     tmp_path, capsys, generation, config, expected
 ):
     """generation_config.json's eos_token_id comes before config.json's, and so does its form:
-    a list of one id is shown as a list, a plain id as a number."""
+    a list of one id is shown as a list, a plain id as a number. An empty list sets no id, so
+    the id and its form both come from config.json."""
     folder = tmp_path / "ckpt"
     word_checkpoint(folder)
     values = json.loads((folder / "config.json").read_text()) | {"eos_token_id": config}
