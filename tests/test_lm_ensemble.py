@@ -324,12 +324,19 @@ def test_bad_models_are_refused_with_their_whole_message():
 
 
 def test_a_state_from_another_ensemble_is_refused():
-    """``extend`` pairs each member with its own state: a state with one entry too few (from
-    a two-member ensemble, given to a three-member one) is an error, not a mixture of two."""
+    """``extend``, ``extend_many`` and ``rewind`` pair each member with its own state: a state
+    with one entry too few (from a two-member ensemble, given to a three-member one) is an
+    error, not a mixture (or a state) of two."""
     a, b = pair()
     _, state = decoding.Ensemble([a, b]).prefill([(0,)])
+    three = decoding.Ensemble([a, b, a])
     with pytest.raises(ValueError):
-        decoding.Ensemble([a, b, a]).extend(state, np.array([0]), np.array([1]))
+        three.extend(state, np.array([0]), np.array([1]))
+    with pytest.raises(ValueError):
+        three.extend_many(state, np.array([0]), np.array([[1, 2]]))
+    _, longer = decoding.Ensemble([a, b]).extend(state, np.array([0]), np.array([1]))
+    with pytest.raises(ValueError):
+        three.rewind(longer, 1)
 
 
 @pytest.mark.parametrize("logits, message", BAD_LOGITS.values(), ids=BAD_LOGITS.keys())
