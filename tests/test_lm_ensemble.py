@@ -324,14 +324,20 @@ def test_bad_models_are_refused_with_their_whole_message():
 
 
 def test_a_state_from_another_ensemble_is_refused():
-    """``extend``, ``extend_many`` and ``rewind`` pair each member with its own state: a state
-    with one entry too few (from a two-member ensemble, given to a three-member one) is an
-    error, not a mixture (or a state) of two."""
+    """``extend`` pairs each member with its own state: a state with one entry too few (from
+    a two-member ensemble, given to a three-member one) is an error, not a mixture of two."""
+    a, b = pair()
+    _, state = decoding.Ensemble([a, b]).prefill([(0,)])
+    with pytest.raises(ValueError):
+        decoding.Ensemble([a, b, a]).extend(state, np.array([0]), np.array([1]))
+
+
+def test_extend_many_and_rewind_refuse_a_state_from_an_ensemble_of_another_size():
+    """As ``extend``: a two-member ensemble's state given to a three-member one is an error,
+    not a mixture (or a rewound state) of two."""
     a, b = pair()
     _, state = decoding.Ensemble([a, b]).prefill([(0,)])
     three = decoding.Ensemble([a, b, a])
-    with pytest.raises(ValueError):
-        three.extend(state, np.array([0]), np.array([1]))
     with pytest.raises(ValueError):
         three.extend_many(state, np.array([0]), np.array([[1, 2]]))
     _, longer = decoding.Ensemble([a, b]).extend(state, np.array([0]), np.array([1]))
