@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import decoding
 from decoding import BanTokens, Beam, BeamSearchDecoder, GreedyDecoder, SamplingDecoder
+from decoding.decoders.base import ends_on
 from decoding.testing import reference
 from decoding.testing.strategies import transformer
 
@@ -233,6 +234,15 @@ def test_minus_inf_logits_are_not_an_error():
     model = MinusInf(5, prompt_length=1, bad_step=0, kind="none")  # bad_step 0: never broken
     (beams,) = decoding.batched_beam_search([[3]], 2, 3, alpha=0.0, model=model)
     assert [b.tokens for b in beams] == [(0, 0, 0)]
+
+
+def test_ends_on_marks_the_tokens_among_the_eos_ids_whatever_their_number():
+    tokens = np.array([[1, 2], [3, 4]])
+    # No ids: nothing ends, in the tokens' shape.
+    assert ends_on(tokens, ()).tolist() == [[False, False], [False, False]]
+    assert ends_on(tokens, (3,)).tolist() == [[False, False], [True, False]]
+    assert ends_on(tokens, (2, 3)).tolist() == [[False, True], [True, False]]
+    assert ends_on(tokens, (4, 9, 1)).tolist() == [[True, False], [False, True]]
 
 
 class HeldBeams(decoding.Decoder):

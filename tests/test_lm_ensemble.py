@@ -332,6 +332,19 @@ def test_a_state_from_another_ensemble_is_refused():
         decoding.Ensemble([a, b, a]).extend(state, np.array([0]), np.array([1]))
 
 
+def test_extend_many_and_rewind_refuse_a_state_from_an_ensemble_of_another_size():
+    """As ``extend``: a two-member ensemble's state given to a three-member one is an error,
+    not a mixture (or a rewound state) of two."""
+    a, b = pair()
+    _, state = decoding.Ensemble([a, b]).prefill([(0,)])
+    three = decoding.Ensemble([a, b, a])
+    with pytest.raises(ValueError):
+        three.extend_many(state, np.array([0]), np.array([[1, 2]]))
+    _, longer = decoding.Ensemble([a, b]).extend(state, np.array([0]), np.array([1]))
+    with pytest.raises(ValueError):
+        three.rewind(longer, 1)
+
+
 @pytest.mark.parametrize("logits, message", BAD_LOGITS.values(), ids=BAD_LOGITS.keys())
 def test_a_members_bad_logits_are_refused_naming_it(logits, message):
     a, _ = pair()

@@ -169,6 +169,30 @@ def test_eta_cutoff_keeps_a_token_exactly_at_the_cutoff():
     assert not np.isneginf(out).any()
 
 
+def test_epsilon_cutoff_keeps_a_token_exactly_at_epsilon():
+    # p = (0.25, 0.75) and epsilon 0.25: 0.25 is not below epsilon (HF forbids p < epsilon).
+    out = EpsilonCutoff(0.25)(probs_row(0.25, 0.75), context([[]]))
+    assert not np.isneginf(out).any()
+
+
+def test_min_p_and_epsilon_read_each_rows_own_top_token():
+    # Row 0 is peaked (top 0.9), row 1 flatter (top 0.4). MinP(0.5): row 1's threshold is
+    # 0.5 * 0.4 = 0.2, so its 0.3s stay (row 0's top would make it 0.45). EpsilonCutoff(0.5):
+    # every token of row 1 is below 0.5, and its own top token (0.4) stays (row 0's larger
+    # top logit must not take it away).
+    def rows():
+        return np.vstack([probs_row(0.9, 0.05, 0.05), probs_row(0.4, 0.3, 0.3)])
+
+    assert np.isneginf(MinP(0.5)(rows(), context([[], []]))).tolist() == [
+        [False, True, True],
+        [False, False, False],
+    ]
+    assert np.isneginf(EpsilonCutoff(0.5)(rows(), context([[], []]))).tolist() == [
+        [False, True, True],
+        [False, True, True],
+    ]
+
+
 @pytest.mark.parametrize("shape", [(0, 4), (2, 0)])
 @pytest.mark.parametrize("processor", [MinP(0.5), EpsilonCutoff(0.5), EtaCutoff(0.5)])
 def test_probability_cutoffs_pass_empty_logits_through(processor, shape):
@@ -244,6 +268,53 @@ def test_presence_and_frequency_penalties_count_generated_tokens_only():
     assert out.tolist() == [[-0.5, 0.0, -1.0, 0.0]]
     out = FrequencyPenalty(-1.0)(np.zeros((1, 4)), ctx)  # negative: repeats favoured
     assert out.tolist() == [[1.0, 0.0, 2.0, 0.0]]
+    # A penalty of 1 is a penalty like any other (0 is the one that changes nothing).
+    assert PresencePenalty(1.0)(np.zeros((1, 4)), ctx).tolist() == [[-1.0, 0.0, -1.0, 0.0]]
+    assert FrequencyPenalty(1.0)(np.zeros((1, 4)), ctx).tolist() == [[-1.0, 0.0, -2.0, 0.0]]
+
+
+@pytest.mark.parametrize("penalty", [PresencePenalty, FrequencyPenalty])
+def test_penalties_leave_the_logits_bit_for_bit_before_any_token_or_at_zero(penalty):
+    # Nothing generated yet (step 0), or a penalty of 0 (of either sign): the logits come
+    # back untouched, a -0.0 included (subtracting a zero, -0.0 for a negative penalty, would
+    # turn it into 0.0).
+    for make, ctx in [(penalty(-1.0), context([[]])), (penalty(-0.0), context([[0, 1]]))]:
+        logits = np.array([[-0.0, 2.0]])
+        out = make(logits, ctx)
+        assert out is logits
+        assert out.tolist() == [[0.0, 2.0]] and np.signbit(out).tolist() == [[True, False]]
+
+
+def test_bias_and_frequency_penalty_are_rounded_to_the_logits_dtype_first():
+    # As vLLM does, the bias (and a penalty times its count) becomes a number of the logits'
+    # dtype before it is added: in float32, 2**-24 + 2**-50 rounds to 2**-24, and 1 + 2**-24
+    # is a tie that rounds to even, 1.0. (Added in float64 and then rounded, it would give the
+    # next float32 above 1.)
+    tiny = 2.0**-24 + 2.0**-50
+    logits = np.ones((1, 2), dtype=np.float32)
+    out = LogitBias({0: tiny})(logits, context([[]]))
+    assert out.dtype == np.float32 and out.tolist() == [[1.0, 1.0]]
+    logits = np.ones((1, 2), dtype=np.float32)
+    out = FrequencyPenalty(-tiny)(logits, context([[0]]))
+    assert out.dtype == np.float32 and out.tolist() == [[1.0, 1.0]]
+
+
+def test_a_bias_or_penalty_beyond_the_dtype_gives_inf_or_nan_without_a_warning():
+    # The decoder refuses such logits naming the processor, so numpy's RuntimeWarning would
+    # only say it twice. float32 tops out at 3.4e38: 3e38 + 3e38 overflows to inf.
+    def big():
+        return np.array([[3e38, 0.0]], dtype=np.float32)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        biased = LogitBias({0: 3e38})(big(), context([[]]))
+        present = PresencePenalty(-3e38)(big(), context([[0]]))
+        frequent = FrequencyPenalty(-3e38)(big(), context([[0]]))
+        # In float64, -1e308 * 2 overflows to -inf, and -inf - -inf is NaN (invalid).
+        nan = FrequencyPenalty(-1e308)(np.array([[NEG, 0.0]]), context([[0, 0]]))
+    for out in (biased, present, frequent):
+        assert out.tolist() == [[np.inf, 0.0]]
+    assert np.isnan(nan[0, 0]) and nan[0, 1] == 0.0
 
 
 def test_sampling_min_p_is_the_processor_after_top_p():
@@ -324,13 +395,26 @@ def test_epsilon_and_eta_keep_the_top_token(row, epsilon):
         (lambda: TypicalP(0.0), ValueError, "mass must be a number in (0, 1], got 0.0"),
         (lambda: EpsilonCutoff(1.0), ValueError, "epsilon must be a number in (0, 1), got 1.0"),
         (lambda: EtaCutoff(0.0), ValueError, "epsilon must be a number in (0, 1), got 0.0"),
-        (lambda: LogitBias([1, 2]), TypeError, "bias must be a mapping"),
+        (lambda: EpsilonCutoff("x"), TypeError, "epsilon must be a number in (0, 1), got 'x'"),
+        (
+            lambda: LogitBias([1, 2]),
+            TypeError,
+            "bias must be a mapping of token ids to biases, got [1, 2]",
+        ),
         (lambda: LogitBias({-1: 1.0}), ValueError, "bias key must be a non-negative int"),
         (lambda: LogitBias({1: math.inf}), ValueError, "bias[1] must be a finite real number"),
         (lambda: LogitBias({1.5: 1.0}), TypeError, "bias key must be a non-negative int"),
         (lambda: BanSequences([[]]), ValueError, "sequences[0] is empty"),
-        (lambda: BanSequences([1, 2]), TypeError, "sequences[0] must be a sequence of token ids"),
-        (lambda: BanSequences("ab"), TypeError, "sequences must be a sequence"),
+        (
+            lambda: BanSequences([1, 2]),
+            TypeError,
+            "sequences[0] must be a sequence of token ids, got 1",
+        ),
+        (
+            lambda: BanSequences("ab"),
+            TypeError,
+            "sequences must be a sequence of token-id sequences, got 'ab'",
+        ),
         (lambda: BanSequences([[1, -2]]), ValueError, "sequences[0][1] must be a non-negative"),
         (lambda: PresencePenalty(math.nan), ValueError, "penalty must be a finite real number"),
         (lambda: FrequencyPenalty("x"), TypeError, "penalty must be a finite real number"),

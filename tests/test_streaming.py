@@ -68,7 +68,11 @@ def test_beam_rows_are_the_held_beams_best_first():
 def test_a_decode_only_decoder_streams_one_event_with_its_results():
     rerank = decoding.RerankDecoder(DECODERS["beam"], MODEL)
     (event,) = list(rerank.stream(MODEL, PROMPTS))
-    assert event.step == 1 and rerank.finalize(event.state) == rerank.decode(MODEL, PROMPTS)
+    results = rerank.decode(MODEL, PROMPTS)
+    assert event.step == 1 and rerank.finalize(event.state) == results
+    # Its rows are the results' tokens, per prompt, best first.
+    assert event.tokens == tuple(tuple(b.tokens for b in beams) for beams in results)
+    assert [len(rows) for rows in event.tokens] == [3, 3, 3]
     assert list(DECODERS["greedy"].stream(MODEL, [])) == []
 
 
