@@ -36,6 +36,26 @@ def test_bleu_worked_values():
     assert ngrams((1, 2, 1, 2), 2)[(1, 2)] == 2
 
 
+def test_bleu_averages_four_smoothed_orders_and_only_penalises_brevity():
+    # One word too many: unigrams 3/4; bigrams (2+1)/(3+1), trigrams (1+1)/(2+1) and 4-grams
+    # (0+1)/(1+1), add-one smoothed; a longer hypothesis is not penalised (brevity exp(0)).
+    assert math.isclose(bleu("a b c d", "a b c"), 100 * (3 / 4 * 3 / 4 * 2 / 3 * 1 / 2) ** (1 / 4))
+    # The last word differs: unigrams 4/5, bigrams (3+1)/(4+1), trigrams (2+1)/(3+1), 4-grams
+    # (1+1)/(2+1); the 5-grams (0+1)/(1+1) count only with order=5.
+    four = 100 * (4 / 5 * 4 / 5 * 3 / 4 * 2 / 3) ** (1 / 4)
+    assert math.isclose(bleu("a b c d e", "a b c d f"), four)
+    assert math.isclose(bleu("a b c d e", "a b c d f", order=4), four)
+    five = 100 * (4 / 5 * 4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** (1 / 5)
+    assert math.isclose(bleu("a b c d e", "a b c d f", order=5), five)
+
+
+def test_bleu_of_an_empty_side_is_100_only_when_both_are_empty():
+    assert bleu("", "") == 100.0
+    assert bleu((), ()) == 100.0
+    assert bleu("", "a b") == 0.0
+    assert bleu((1, 2), ()) == 0.0
+
+
 def candidates(*token_lists):
     return [Beam(t, -1.0, -1.0, False, [-1.0 / len(t)] * len(t)) for t in token_lists]
 

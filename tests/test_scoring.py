@@ -12,6 +12,7 @@ import pytest
 
 import decoding
 from decoding.lm.scripted import normalised
+from decoding.scoring import length_divisors
 
 from fakes import FreshLM
 
@@ -51,6 +52,18 @@ def test_length_penalty_scores_float32_logprobs_in_float64():
     score = decoding.LengthPenalty(0.5).score(logprob32, np.array([3]))
     assert score.dtype == np.float64
     assert score[0] == np.float64(logprob32[0]) / 3**0.5
+
+
+@pytest.mark.parametrize(
+    ("longest", "size"), [(0, 64), (63, 64), (64, 128), (100, 128), (127, 128), (128, 256)]
+)
+def test_length_divisors_is_the_smallest_power_of_two_table_above_the_longest_length(longest, size):
+    """At least 64 entries, doubled only when ``longest`` reaches the size: a search reuses a
+    handful of tables; entry ``n`` is Python's ``n ** alpha``."""
+    table = length_divisors(0.37, longest)
+    assert len(table) == size
+    assert table[longest] == float(longest) ** 0.37
+    assert decoding.LengthPenalty(0.37).score(-2.0, longest + 1) == -2.0 / (longest + 1) ** 0.37
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -181,6 +181,58 @@ class WrongDtype(SequencesLM):
 BROKEN_MODELS = [NotReordered, MutatesState, StaleCache, WrongDtype]
 
 
+class Many(Sequences):
+    """`Sequences` with an `extend_many` and a `rewind` of its own (so `check_model` checks
+    them too). A state is (the call that made it, its rows); every call after the prefill is
+    logged as (call, the call that made the state it continues, that state's rows, parents,
+    tokens), a rewind as (``"rewind"``, ..., count, None). Growing a row past the limit raises
+    ValueError. ``off`` names the calls whose logits are 1e-6 off: ``"extend_many"`` (of a fresh
+    or rewound state), ``"after rewind"`` (an extend of a rewound state), ``"again"`` (an
+    extend_many of a state an extend_many made)."""
+
+    def __init__(self, limit=None, off=""):
+        super().__init__(limit)
+        self.off = off
+
+    def prefill(self, prompts):
+        rows = [tuple(p) for p in prompts]
+        return self.logits(rows), ("prefill", rows)
+
+    def grow(self, call, state, parents, tokens_MT):
+        made_by, rows = state
+        parents, tokens = np.asarray(parents).tolist(), np.asarray(tokens_MT).tolist()
+        self.log.append((call, made_by, rows, parents, tokens))
+        new = [rows[p] + tuple(row) for p, row in zip(parents, tokens, strict=True)]
+        longest = max(map(len, new), default=0)
+        if self.max_sequence_length is not None and longest > self.max_sequence_length:
+            raise ValueError(f"{call} to {longest} tokens")
+        return new
+
+    def extend(self, state, parents_M, tokens_M):
+        new = self.grow("extend", state, parents_M, np.asarray(tokens_M).reshape(-1, 1))
+        off = "after rewind" in self.off and state[0] == "rewind"
+        return self.logits(new) + (1e-6 if off else 0.0), ("extend", new)
+
+    def extend_many(self, state, parents_M, tokens_MT):
+        width = np.shape(tokens_MT)[1]
+        new = self.grow("extend_many", state, parents_M, tokens_MT)
+        logits = np.stack(
+            [self.logits([s[: len(s) - width + 1 + t] for s in new]) for t in range(width)], 1
+        )
+        off = "again" if state[0] == "extend_many" else "extend_many"
+        return logits + (1e-6 if off in self.off else 0.0), ("extend_many", new)
+
+    def rewind(self, state, count):
+        made_by, rows = state
+        self.log.append(("rewind", made_by, rows, count, None))
+        return "rewind", [r[: len(r) - count] for r in rows]
+
+    def many_calls(self):
+        """The log from the first extend_many on (check_model's extend_many / rewind part)."""
+        first = next(i for i, entry in enumerate(self.log) if entry[0] == "extend_many")
+        return self.log[first:]
+
+
 # -- worked cases ----------------------------------------------------------------------------------
 
 
@@ -322,6 +374,97 @@ def test_check_model_older_states_are_extended_with_any_token():
         check_model(model, PROMPTS, seed=seed)
         drawn |= {t for _, _, tokens, _ in schedule(model.log)[1] for t in tokens}
     assert drawn == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("limit", [None, 50])
+def test_check_model_makes_4_rounds_of_extend_many_rewind_and_extend_then_one_extend_many_again(
+    limit,
+):
+    """For a model with its own extend_many / rewind, from the prefill's state: 4 rounds of
+    extend_many (1 to rows + 1 parents, 1 to 3 tokens each), a rewind by 0 to that many tokens,
+    an extend of every rewound row by one token; then the state the last extend_many made,
+    before its rewind, is extended again by one token per row. Tokens are any of the vocabulary.
+    A limit far away changes none of it."""
+    widths, drops, counts = set(), set(), set()
+    tokens = {"many": set(), "after rewind": set(), "again": set()}
+    for seed in range(12):
+        model = Many(limit=limit)
+        check_model(model, PROMPTS, steps=2, seed=seed)
+        calls = model.many_calls()
+        assert len(calls) == 4 * 3 + 1, seed
+        rows, made_by = [tuple(p) for p in PROMPTS], "prefill"
+        for r in range(4):
+            many, rewind, extend = calls[3 * r : 3 * r + 3]
+            assert many[:3] == ("extend_many", made_by, rows)
+            parents, width = many[3], len(many[4][0])
+            assert all(len(row) == width for row in many[4]) and len(many[4]) == len(parents)
+            assert 1 <= len(parents) <= len(rows) + 1 and all(0 <= q < len(rows) for q in parents)
+            assert 1 <= width <= 3
+            grown = [rows[q] + tuple(row) for q, row in zip(parents, many[4], strict=True)]
+            assert rewind[:3] == ("rewind", "extend_many", grown) and 0 <= rewind[3] <= width
+            rows = [g[: len(g) - rewind[3]] for g in grown]
+            assert extend[:4] == ("extend", "rewind", rows, list(range(len(rows))))
+            widths.add(width)
+            drops.add(rewind[3] / width)
+            counts |= {"one"} if len(parents) == 1 else set()
+            counts |= {"rows + 1"} if len(parents) == len(many[2]) + 1 else set()
+            tokens["many"] |= {t for row in many[4] for t in row}
+            tokens["after rewind"] |= {t for (t,) in extend[4]}
+            made_by = "rewind"
+        again = calls[-1]
+        assert again[:4] == ("extend_many", "extend_many", grown, list(range(len(grown))))
+        assert all(len(row) == 1 for row in again[4]) and len(again[4]) == len(grown)
+        tokens["again"] |= {t for (t,) in again[4]}
+    assert widths == {1, 2, 3}
+    assert {0.0, 1.0} <= drops  # none and all of the round's tokens rewound
+    assert counts == {"one", "rows + 1"}
+    assert tokens == dict.fromkeys(["many", "after rewind", "again"], {0, 1, 2, 3})
+
+
+@pytest.mark.parametrize("limit", [3, 4, 5])
+def test_check_model_extends_many_and_after_rewinds_only_up_to_max_sequence_length(limit):
+    """Prompts of 2 tokens: extend_many takes at most the room left, and a row at the limit is
+    extended neither after its rewind nor again (the model raises past its limit)."""
+    at_limit = 0
+    for seed in range(12):
+        model = Many(limit=limit)
+        check_model(model, [[0, 1], [2, 3]], steps=2, seed=seed)
+        calls = model.many_calls()
+        assert len(calls[0][4][0]) <= limit - 2
+        at_limit += any(max(map(len, c[2])) == limit for c in calls if c[0] == "rewind")
+    assert at_limit
+
+
+def test_check_model_of_prompts_at_the_limit_makes_no_extend_many_or_rewind():
+    model = Many(limit=2)
+    check_model(model, [[0, 1], [2, 3]], steps=2)
+    assert [call for call, *_ in model.log] == ["extend", "extend"]  # the empty step, twice
+
+
+@pytest.mark.parametrize("off", ["extend_many", "after rewind", "again"])
+def test_check_model_names_each_extend_many_and_rewind_call_and_uses_the_given_tol(off):
+    """Logits 1e-6 off in one kind of call: accepted with tol=1e-5, refused by the float64
+    default tolerance naming that call (with its parents, tokens and the count rewound), row 0
+    and the sequence that row stands for."""
+    check_model(Many(off=off), PROMPTS, steps=2, tol=1e-5)
+    model = Many(off=off)
+    with pytest.raises(AssertionError) as raised:
+        check_model(model, PROMPTS, steps=2)
+    _, _, rows, parents, tokens = model.log[-1]
+    sequence = rows[parents[0]] + (tokens[0][0],)
+    if off == "extend_many":
+        where = f"extend_many #1 (parents {parents}, tokens {tokens}), position 0"
+    elif off == "after rewind":
+        drop = model.log[-2][3]
+        _, _, _, many_parents, many_tokens = model.log[-3]
+        where = (
+            f"extend after rewind({drop}) of extend_many #1 (parents {many_parents}, "
+            f"tokens {many_tokens})"
+        )
+    else:
+        where = "extend_many of a state before a rewind, again"
+    assert str(raised.value).startswith(f"{where}: row 0 (sequence {sequence}) logit of token 0 ")
+    assert str(raised.value).endswith("(tol 1e-09)")
 
 
 @pytest.mark.parametrize("mutant", BROKEN_MODELS, ids=lambda m: m.__name__)
