@@ -137,7 +137,6 @@ def _check_many(
     state, sequences = start
     vocab = model.vocab_size
     before: tuple[Any, list[tuple[int, ...]]] | None = None
-    added = 0
     for call in range(1, 5):
         room = None if limit is None else limit - max(map(len, sequences))
         steps = int(rng.integers(1, 4)) if room is None else min(int(rng.integers(1, 4)), room)
@@ -159,11 +158,9 @@ def _check_many(
             prefixes = [g[: len(g) - steps + t + 1] for g in grown]
             _compare(f"{where}, position {t}", got[:, t], prefixes, model, tol)
         before = (new_state, grown)
-        added += steps
         drop = int(rng.integers(0, steps + 1))
         state = model.rewind(new_state, drop)
         sequences = [g[: len(g) - drop] for g in grown]
-        added -= drop
         tokens = rng.integers(0, vocab, size=len(sequences))
         if limit is None or max(map(len, sequences)) < limit:
             logits, _ = model.extend(state, np.arange(len(sequences)), tokens)
