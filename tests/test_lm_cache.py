@@ -127,6 +127,25 @@ def test_extend_leaves_the_previous_state_usable_and_unchanged(gpt2_float64):
     np.testing.assert_allclose(branch, model.next_token_logits([(4, 5, 8, 4)]), rtol=0, atol=TOL)
 
 
+def test_calls_with_no_rows_give_empty_logits_and_a_state_of_no_sequences():
+    """A call with no rows (every beam finished) is a call like any other: ``[0, V]`` or
+    ``[0, T, V]`` logits, and a state whose sequences are none; rows added later from the
+    prefill state are unaffected."""
+    model = decoding.NumpyTransformerLM(
+        vocab_size=23, d_model=8, n_heads=2, seed=3, dtype=np.float64
+    )
+    _, s0 = model.prefill([[1, 2, 3], [4]])
+    logits, empty = model.extend(s0, np.zeros(0, int), np.zeros(0, int))
+    assert logits.shape == (0, 23) and empty.sequences() == ()
+    logits, empty_many = model.extend_many(s0, np.zeros(0, int), np.zeros((0, 2), int))
+    assert logits.shape == (0, 2, 23) and empty_many.sequences() == ()
+    logits, grown = model.extend_many(s0, np.array([1, 0]), np.array([[5, 6], [7, 8]]))
+    assert grown.sequences() == ((4, 5, 6), (1, 2, 3, 7, 8))
+    np.testing.assert_allclose(
+        logits[:, -1], model.next_token_logits([(4, 5, 6), (1, 2, 3, 7, 8)]), rtol=0, atol=TOL
+    )
+
+
 def test_default_incremental_path_is_overridden_by_a_cache():
     # The transformer's state is a KV cache, not the base class's tuple of sequences.
     m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)

@@ -345,6 +345,36 @@ def test_extend_many_and_rewind_refuse_a_state_from_an_ensemble_of_another_size(
         three.rewind(longer, 1)
 
 
+def test_extend_many_with_no_rows_gives_empty_logits():
+    a, b = scripted_pair()
+    mixed = decoding.Ensemble([a, b])
+    _, state = mixed.prefill([[0]])
+    logits, _ = mixed.extend_many(state, np.zeros(0, int), np.zeros((0, 3), int))
+    assert logits.shape == (0, 3, mixed.vocab_size)
+
+
+def test_a_members_extend_many_logits_of_another_shape_are_refused_with_their_shape():
+    """A member's ``extend_many`` logits are checked as returned, ``[M, T, V]``, before they
+    are mixed: the message shows the member's own shape, not a reshaped one."""
+    a, _ = scripted_pair()
+
+    class Wide(decoding.ScriptedLM):
+        def extend_many(self, state, parents_M, tokens_MT):
+            logits, new = super().extend_many(state, parents_M, tokens_MT)
+            return np.concatenate([logits, logits[:, :, :1]], axis=2), new
+
+    wide = Wide({(): [log(0.5), log(0.3), log(0.2)]})
+    mixed = decoding.Ensemble([a, wide])
+    _, state = mixed.prefill([[0]])
+    v = a.vocab_size
+    with raises_exactly(
+        ValueError,
+        f"models[1] returned logits of shape (1, 2, {v + 1}) and dtype float64; expected real"
+        f" numbers of shape (1, 2, {v})",
+    ):
+        mixed.extend_many(state, np.array([0]), np.array([[0, 0]]))
+
+
 @pytest.mark.parametrize("logits, message", BAD_LOGITS.values(), ids=BAD_LOGITS.keys())
 def test_a_members_bad_logits_are_refused_naming_it(logits, message):
     a, _ = pair()

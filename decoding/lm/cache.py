@@ -120,7 +120,8 @@ class KVCache:
             if parents_M is None:
                 rows = tuple(row[: len(row) - int(tokens)] for row in rows)
                 continue
-            added = np.asarray(tokens).reshape(len(parents_M), -1).tolist()
+            tokens_MT = np.asarray(tokens)
+            added = (tokens_MT[:, None] if tokens_MT.ndim == 1 else tokens_MT).tolist()
             rows = tuple(rows[p] + tuple(t) for p, t in zip(parents_M.tolist(), added, strict=True))
         return rows
 
@@ -250,7 +251,8 @@ class CachedLM(LanguageModel):
         if every_position:
             x_MTD = x_NTD if rows is None else x_NTD[rows]
             rows_, steps, width = x_MTD.shape
-            return self._head(x_MTD.reshape(rows_ * steps, width)).reshape(rows_, steps, -1)
+            logits_NV = self._head(x_MTD.reshape(rows_ * steps, width))
+            return logits_NV.reshape(rows_, steps, logits_NV.shape[-1])
         return self._head(x_NTD[:, -1] if rows is None else x_NTD[rows, -1])
 
     def memory_estimate(self, rows: int, length: int, positions: int = 1) -> int:

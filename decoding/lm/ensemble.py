@@ -149,8 +149,17 @@ class Ensemble(LanguageModel):
             m.extend_many(s, parents_M, tokens_MT) for m, s in zip(self.models, state, strict=True)
         ]
         rows, steps = np.shape(tokens_MT)
-        flat = [np.asarray(logits).reshape(rows * steps, -1) for logits, _ in outputs]
-        logits_MTV = self._mix(flat, rows * steps).reshape(rows, steps, self.vocab_size)
+        shape = (rows, steps, self.vocab_size)
+        flat = []
+        for j, (logits, _) in enumerate(outputs):
+            array_MTV = np.asarray(logits)
+            if array_MTV.shape != shape:
+                raise ValueError(
+                    f"models[{j}] returned logits of shape {array_MTV.shape} and dtype "
+                    f"{array_MTV.dtype}; expected real numbers of shape {shape}"
+                )
+            flat.append(array_MTV.reshape(rows * steps, self.vocab_size))
+        logits_MTV = self._mix(flat, rows * steps).reshape(shape)
         return logits_MTV, tuple(s for _, s in outputs)
 
     def rewind(self, state: Any, count: int) -> Any:
