@@ -260,6 +260,20 @@ def test_speculative_sample_raises_stuck_at_the_token_after_the_accepted_proposa
         decoder.decode(target, [[1]])
 
 
+def test_speculative_sample_raises_stuck_where_a_rejected_proposal_leaves_no_token():
+    # The target has no token after the prompt (1,); the draft proposes 0 (or 1) there. The
+    # proposal is rejected (the target gives it probability 0), the residual is all zero and so
+    # is the target's row it falls back to: the first token cannot be chosen.
+    target = ScriptedLM({(): {0: 0.0}, (1,): {}}, vocab_size=2)
+    draft = ScriptedLM({(): [0.0, 0.0]})
+    with pytest.raises(Stuck, match=r"^stuck at step 1$") as raised:
+        reference_speculative_sample(target, draft, [1], 1, 2, constant(0.5, 0.5, 0.5))
+    assert raised.value.step == 1
+    decoder = SpeculativeDecoder(draft, 1, 2, temperature=1.0, seed=0)
+    with pytest.raises(ValueError, match=r"^at step 1, prompt 0 has no token left to choose"):
+        decoder.decode(target, [[1]])
+
+
 # -- reference_diverse_beam_search ---------------------------------------------------------------
 
 

@@ -245,6 +245,8 @@ def reference_speculative_sample(
                 residual = [max(a - b, 0.0) for a, b in zip(p, q, strict=True)]
                 if not sum(residual) > 0:
                     residual = p
+                if not any(v > 0 for v in residual):
+                    raise Stuck(len(tokens) + i + 1)
                 emitted = tuple(drafted[:i]) + (_inverse_cdf(residual, u[2 * num_draft_tokens]),)
                 break
         if emitted is None:
