@@ -387,6 +387,8 @@ def yarn_correction(rotations, theta=1e4, original=4096, e=16):
         ({"mscale": 0, "mscale_all_dim": 1}, 1e4, [0, 0, 0, 0.25, 0.5, 0.75, 1, 1],
          0.1 * math.log(4) + 1),
     ],
+    ids=["defaults", "truncated", "not truncated", "one dimension", "clamped", "mscale ratio",
+         "mscale zero"],
 )  # fmt: skip
 def test_yarn_frequencies_and_attention_factor_follow_each_setting(
     tmp_path, settings, theta, ramp, attention
@@ -419,6 +421,7 @@ def test_yarn_frequencies_and_attention_factor_follow_each_setting(
         # dimensions, 34.8 and 74.8, put every frequency past the ramp (low 34 > high 15)
         (1.5, 2.0, [1] * 8, 0.1 * math.log(1.5) + 1),
     ],
+    ids=["factor 0.5", "factor 1.5 theta 2"],
 )
 def test_yarn_small_factors_and_thetas(tmp_path, factor, theta, ramp, attention):
     tensors = llama_tensors(np.random.default_rng(27), layers=1, e=16)
