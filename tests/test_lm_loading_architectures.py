@@ -9,7 +9,9 @@ and the exact one-line errors for settings not implemented.
 from __future__ import annotations
 
 import math
+import mmap
 
+import attrs
 import numpy as np
 import pytest
 
@@ -356,6 +358,82 @@ def test_rope_scaling_yarn_is_as_hf_computes_it(tmp_path):
     np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
 
 
+def yarn_correction(rotations, theta=1e4, original=4096, e=16):
+    """HF's ``find_correction_dim``: the dimension that turns ``rotations`` times over the
+    ``original`` positions."""
+    return e * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+
+@pytest.mark.parametrize(
+    ("settings", "theta", "ramp", "attention"),
+    [
+        # beta_fast 32 and beta_slow 1 by default: dimensions 2.62 .. 5.63, truncated to the
+        # integers 2 .. 6 around them; the ramp is (i - 2) / 4 clipped to [0, 1]
+        ({}, 1e4, [0, 0, 0, 0.25, 0.5, 0.75, 1, 1], 0.1 * math.log(4) + 1),
+        ({"truncate": True}, 1e4, [0, 0, 0, 0.25, 0.5, 0.75, 1, 1], 0.1 * math.log(4) + 1),
+        # not truncated: the ramp runs between the two correction dimensions themselves
+        ({"truncate": False}, 1e4, (yarn_correction(32), yarn_correction(1)),
+         0.1 * math.log(4) + 1),
+        # beta_fast = beta_slow: both at dimension 4.42, the ramp a step 0.001 wide there
+        ({"truncate": False, "beta_fast": 4, "beta_slow": 4}, 1e4, [0, 0, 0, 0, 0, 1, 1, 1],
+         0.1 * math.log(4) + 1),
+        # beta_fast 2048 is below dimension 0 (clamped to 0); beta_slow's 22.5, rounded up to
+        # 23, is clamped to E - 1 = 15: the ramp is i / 15. attention_factor is taken as given
+        ({"beta_fast": 2048, "attention_factor": 0.5}, 10.0, [i / 15 for i in range(8)], 0.5),
+        # mscale and mscale_all_dim both set: the ratio of their two scales
+        ({"mscale": 2, "mscale_all_dim": 0.5}, 1e4, [0, 0, 0, 0.25, 0.5, 0.75, 1, 1],
+         (0.2 * math.log(4) + 1) / (0.05 * math.log(4) + 1)),
+        # a zero mscale counts as unset: the plain 0.1 ln(factor) + 1
+        ({"mscale": 0, "mscale_all_dim": 1}, 1e4, [0, 0, 0, 0.25, 0.5, 0.75, 1, 1],
+         0.1 * math.log(4) + 1),
+    ],
+    ids=["defaults", "truncated", "not truncated", "one dimension", "clamped", "mscale ratio",
+         "mscale zero"],
+)  # fmt: skip
+def test_yarn_frequencies_and_attention_factor_follow_each_setting(
+    tmp_path, settings, theta, ramp, attention
+):
+    """YaRN over 4096 original positions, factor 4, E 16: frequency i is
+    ``theta ** (-2i / E)``, divided by 4 in the proportion ``ramp[i]`` (given, or as
+    ``(low, high)``: ``(i - low) / (high - low)`` clipped to [0, 1]); cos and sin are
+    multiplied by the attention factor."""
+    tensors = llama_tensors(np.random.default_rng(26), layers=1, e=16)
+    scaling = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}
+    config = llama_config(layers=1, head_dim=16, rope_theta=theta,
+                          rope_scaling=scaling | settings)  # fmt: skip
+    model = decoding.load_model(save(tmp_path, config, tensors), dtype="float64")
+    i = np.arange(8)
+    if isinstance(ramp, tuple):
+        low, high = ramp
+        ramp = np.clip((i - low) / (high - low), 0, 1)
+    base = theta ** (-2 * i / 16)
+    expected = base / 4 * np.asarray(ramp) + base * (1 - np.asarray(ramp))
+    np.testing.assert_allclose(model.weights.rope_inverse_E2, expected, rtol=1e-12, atol=0)
+    assert model.weights.rope_scale == pytest.approx(attention, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("factor", "theta", "ramp", "attention"),
+    [
+        # a factor of at most 1 scales nothing: attention factor 1
+        (0.5, 1e4, [0, 0, 0, 0.25, 0.5, 0.75, 1, 1], 1.0),
+        # any factor above 1 does, 1.5 too; theta 2 (> 1) is accepted: its correction
+        # dimensions, 34.8 and 74.8, put every frequency past the ramp (low 34 > high 15)
+        (1.5, 2.0, [1] * 8, 0.1 * math.log(1.5) + 1),
+    ],
+    ids=["factor 0.5", "factor 1.5 theta 2"],
+)
+def test_yarn_small_factors_and_thetas(tmp_path, factor, theta, ramp, attention):
+    tensors = llama_tensors(np.random.default_rng(27), layers=1, e=16)
+    scaling = {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": 4096}
+    config = llama_config(layers=1, head_dim=16, rope_theta=theta, rope_scaling=scaling)
+    model = decoding.load_model(save(tmp_path, config, tensors), dtype="float64")
+    base = theta ** (-2 * np.arange(8) / 16)
+    expected = base / factor * np.asarray(ramp) + base * (1 - np.asarray(ramp))
+    np.testing.assert_allclose(model.weights.rope_inverse_E2, expected, rtol=1e-12, atol=0)
+    assert model.weights.rope_scale == pytest.approx(attention, rel=1e-12)
+
+
 def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path):
     """tie_word_embeddings true ignores an ``lm_head.weight``; false or absent reads it; a
     checkpoint without one is tied whatever the config says (save_pretrained drops it)."""
@@ -376,6 +454,56 @@ def test_the_head_is_the_embedding_when_tied_or_when_lm_head_is_absent(tmp_path)
             np.testing.assert_array_equal(model.weights.head_DV, with_head["lm_head.weight"].T)
         expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=tied)
         np.testing.assert_allclose(model.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+
+
+def test_gpt2_causal_mask_buffers_are_ignored_and_other_extra_tensors_refused(tmp_path):
+    """Older GPT-2 checkpoints hold each layer's causal mask (``attn.bias``) and
+    ``attn.masked_bias`` buffers: not weights, ignored with or without the ``transformer.``
+    prefix. Any other tensor the configuration does not use is refused by name, tied head or
+    not."""
+    for prefix in ("transformer.", ""):
+        tensors = gpt2_tensors(np.random.default_rng(6), prefix=prefix)
+        buffers = {
+            f"{prefix}h.0.attn.bias": np.tril(np.ones((1, 1, 16, 16))),
+            f"{prefix}h.1.attn.bias": np.tril(np.ones((1, 1, 16, 16))),
+            f"{prefix}h.0.attn.masked_bias": np.array([-1e4]),
+        }
+        folder = save(tmp_path / (prefix or "bare"), gpt2_config(), tensors | buffers)
+        expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5, prefix=prefix)
+        np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    tensors = gpt2_tensors(np.random.default_rng(6))
+    extra = {"transformer.h.0.attn.bias_scale": np.ones(8), "transformer.h.0.attn.bias": np.ones(1)}
+    for tie in (True, False):
+        if not tie:
+            tensors["lm_head.weight"] = np.ones((20, 8))
+        config = gpt2_config(tie_word_embeddings=tie)
+        folder = save(tmp_path / f"extra-{tie}", config, tensors | extra)
+        with pytest.raises(ValueError) as info:
+            decoding.load_model(folder)
+        assert str(info.value) == (
+            "config.json: the checkpoint has tensors this configuration does not use: "
+            "'transformer.h.0.attn.bias_scale'"
+        )
+
+
+def test_gpt2_float32_weights_stay_in_the_file_and_every_weight_is_float32(tmp_path):
+    """A float32 GPT-2 loaded as float32: the position table and Conv1D weights are read-only
+    views of the mapped file (no copy), and no weight is held in another dtype."""
+    tensors = gpt2_tensors(np.random.default_rng(7))
+    folder = save(tmp_path, gpt2_config(), {k: v.astype(np.float32) for k, v in tensors.items()})
+    model = decoding.load_model(folder, dtype="float32")
+    weights = model.weights
+    arrays = [weights.wte_VD, weights.wpe_PD, weights.lnf_g_D, weights.lnf_b_D]
+    for block in weights.blocks:
+        arrays += [getattr(block, field.name) for field in attrs.fields(type(block))]
+    assert {a.dtype for a in arrays} == {np.dtype(np.float32)}
+    for view in (weights.wpe_PD, weights.blocks[1].fc_w_DF):
+        base = view
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        assert not base.flags.owndata and not view.flags.writeable
+        assert isinstance(base.base, memoryview) and isinstance(base.base.obj, mmap.mmap)
+    np.testing.assert_array_equal(weights.wpe_PD, tensors["transformer.wpe.weight"].astype("f4"))
 
 
 def test_gpt2_n_inner_sets_the_mlp_width_and_null_means_four_times_n_embd(tmp_path):
@@ -572,6 +700,35 @@ def test_llama_settings_not_implemented_are_refused_by_name(tmp_path, settings, 
     tensors = llama_tensors(np.random.default_rng(24), biases=model_type == "qwen2")
     with pytest.raises(ValueError) as info:
         decoding.load_model(save(tmp_path, llama_config(model_type, **settings), tensors))
+    assert str(info.value) == f"config.json: {message}"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"attention_factor": 0},
+         "rope_scaling type 'yarn''s attention_factor must be a positive finite number, got 0"),
+        ({"beta_slow": 0},
+         "rope_scaling type 'yarn''s beta_slow must be a positive finite number, got 0"),
+        ({"mscale": True}, "rope_scaling type 'yarn''s mscale must be a finite number, got True"),
+        ({"mscale": "2"}, "rope_scaling type 'yarn''s mscale must be a finite number, got '2'"),
+        # 0.1 * -10 * ln(e) + 1 = 0: a division by zero, then a zero factor
+        ({"factor": math.e, "mscale": 1, "mscale_all_dim": -10},
+         "rope_scaling type 'yarn''s mscale 1.0 and mscale_all_dim -10.0 give the attention "
+         "factor inf; it must be a positive finite number"),
+        ({"factor": math.e, "mscale": -10, "mscale_all_dim": 1},
+         "rope_scaling type 'yarn''s mscale -10.0 and mscale_all_dim 1.0 give the attention "
+         "factor 0.0; it must be a positive finite number"),
+        ({"rope_theta": 1.0}, "rope_theta must be greater than 1 for rope type 'yarn', got 1.0"),
+    ],
+)  # fmt: skip
+def test_yarn_settings_out_of_range_are_refused_by_name(tmp_path, settings, message):
+    settings = dict(settings)  # the parameter is shared by every run of the test in a process
+    theta = settings.pop("rope_theta", 1e4)
+    scaling = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
+    config = llama_config(rope_theta=theta, rope_scaling=scaling | settings)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(save(tmp_path, config, llama_tensors(np.random.default_rng(28))))
     assert str(info.value) == f"config.json: {message}"
 
 

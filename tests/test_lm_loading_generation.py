@@ -65,3 +65,45 @@ def test_sampling_defaults_are_read_and_absent_ones_are_none(tmp_path):
         decoding.load_generation_config(tmp_path / "absent")
     with pytest.raises(TypeError, match="path must be a str or Path, got 3"):
         decoding.load_generation_config(3)
+
+
+def write_gguf_settings(path, eos=None, eot=None, eom=None, **sampling):
+    """A GGUF file holding only these ids and ``general.sampling.*`` settings."""
+    gguf = pytest.importorskip("gguf")
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for name, value in (("eos", eos), ("eot", eot), ("eom", eom)):
+        if value is not None:
+            getattr(writer, f"add_{name}_token_id")(value)
+    for name, value in sampling.items():
+        getattr(writer, f"add_sampling_{name}")(value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_gguf_ends_at_eos_then_end_of_turn_then_end_of_message_and_reads_every_sampling_key(
+    tmp_path,
+):
+    """llama.cpp stops on the EOS, EOT and EOM ids (in that order, each once); the four
+    ``general.sampling`` keys are temp, top_k, top_p and penalty_repeat (binary fractions:
+    exact in float32)."""
+    path = write_gguf_settings(
+        tmp_path / "s.gguf", eos=2, eot=7, eom=8, temp=0.5, top_k=40, top_p=0.75,
+        penalty_repeat=1.25,
+    )  # fmt: skip
+    got = decoding.load_generation_config(path)
+    assert got == decoding.GenerationConfig(
+        eos_token_ids=(2, 7, 8), temperature=0.5, top_k=40, top_p=0.75, repetition_penalty=1.25
+    )
+    assert type(got.top_k) is int and type(got.temperature) is float
+    path = write_gguf_settings(tmp_path / "e.gguf", eos=2, eot=2, eom=9)
+    assert decoding.load_generation_config(path).eos_token_ids == (2, 9)
+
+
+def test_a_gguf_sampling_value_that_is_not_finite_is_refused_naming_the_file_and_key(tmp_path):
+    path = write_gguf_settings(tmp_path / "nan.gguf", eos=2, top_p=float("inf"))
+    with pytest.raises(ValueError) as info:
+        decoding.load_generation_config(path)
+    assert str(info.value) == f"{path}: general.sampling.top_p must be a finite number, got inf"

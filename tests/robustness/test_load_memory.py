@@ -51,10 +51,12 @@ def llama(tied):
     return config, tensors
 
 
-def gpt2():
+def gpt2(tied=True):
     rng = np.random.default_rng(1)
     shapes = {"wte.weight": (V, D), "wpe.weight": (256, D), "ln_f.weight": (D,),
               "ln_f.bias": (D,)}  # fmt: skip
+    if not tied:  # nn.Linear [V, D], read as its [D, V] transpose
+        shapes["lm_head.weight"] = (V, D)
     for i in range(L):
         shapes |= {
             f"h.{i}.{k}": s
@@ -68,7 +70,7 @@ def gpt2():
         }  # fmt: skip
     tensors = {k: (rng.normal(size=s) * 0.05).astype(np.float32) for k, s in shapes.items()}
     config = {"model_type": "gpt2", "vocab_size": V, "n_embd": D, "n_head": H, "n_layer": L,
-              "n_positions": 256}  # fmt: skip
+              "n_positions": 256, "tie_word_embeddings": tied}  # fmt: skip
     return config, tensors
 
 
@@ -98,6 +100,7 @@ def _gguf(path, qtype):
 
 CASES = {
     "gpt2 folder float32": lambda p: folder(p, *_with(gpt2(), float_entries)),
+    "gpt2 folder float32 untied": lambda p: folder(p, *_with(gpt2(False), float_entries)),
     "llama folder float32": lambda p: folder(p, *_with(llama(False), float_entries)),
     "llama folder float32 tied": lambda p: folder(p, *_with(llama(True), float_entries)),
     "llama folder bfloat16": lambda p: folder(p, *_with(llama(False), bf16_entries)),
