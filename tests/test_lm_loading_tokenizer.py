@@ -478,7 +478,7 @@ def test_a_gguf_without_its_tokens_or_merges_is_refused_saying_so(tmp_path, trai
     path = write_gguf_tokenizer(tmp_path / "t.gguf", trained, "gpt-2", **{missing: False})
     with pytest.raises(ValueError) as info:
         decoding.load_tokenizer(path)
-    assert str(info.value) == (f"{path}: tokenizer.ggml.tokens or tokenizer.ggml.merges is missing")
+    assert str(info.value) == f"{path}: tokenizer.ggml.tokens or tokenizer.ggml.merges is missing"
 
 
 def test_a_gguf_without_a_template_is_refused_saying_so(tmp_path, trained):
