@@ -208,19 +208,26 @@ def folder_with(tmp_path, inner, config=None, post=True, files=()):
     return tmp_path
 
 
-def write_gguf_tokenizer(path, inner, pre, add_bos=False, template=CHATML, model="gpt2"):
-    """``inner``'s vocabulary and merges as GGUF metadata, special tokens marked control."""
+def write_gguf_tokenizer(
+    path, inner, pre, add_bos=False, template=CHATML, model="gpt2", tokens=True, merges=True
+):
+    """``inner``'s vocabulary and merges as GGUF metadata, special tokens marked control; without
+    ``tokenizer.ggml.pre`` when ``pre`` is None, without the token list or the merges when
+    ``tokens`` or ``merges`` is False."""
     gguf = pytest.importorskip("gguf")
     state = json.loads(inner.to_str())
     vocab = state["model"]["vocab"]
-    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in state["model"]["merges"]]
+    vocabulary = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    pairs = [m if isinstance(m, str) else " ".join(m) for m in state["model"]["merges"]]
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_tokenizer_model(model)
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types([3 if t in SPECIALS else 1 for t in tokens])
-    writer.add_token_merges(merges)
+    if pre is not None:
+        writer.add_tokenizer_pre(pre)
+    if tokens:
+        writer.add_token_list(vocabulary)
+    writer.add_token_types([3 if t in SPECIALS else 1 for t in vocabulary])
+    if merges:
+        writer.add_token_merges(pairs)
     writer.add_bos_token_id(vocab["<s>"])
     writer.add_eos_token_id(vocab["<|im_end|>"])
     writer.add_eot_token_id(vocab["</s>"])

@@ -159,6 +159,45 @@ def test_without_a_post_processor_the_config_flags_add_bos_and_eos(tmp_path, tra
     assert none.eos_token_id is None and none.eos_token is None
 
 
+def test_the_config_flags_add_only_the_special_tokens_asked_for_and_named(tmp_path, trained):
+    """Without a post-processor, ``add_bos_token`` adds BOS and ``add_eos_token`` EOS, each only
+    when asked and only when the config names that token (transformers'
+    ``update_post_processor``): a token named nowhere is not looked up under some placeholder
+    name, whatever the vocabulary holds (here an added token ``XXXX``)."""
+    inner = tokenizers.Tokenizer.from_str(trained.to_str())
+    inner.add_tokens(["XXXX"])
+    plain = trained.encode("The capital").ids
+    bos, eos = trained.token_to_id("<s>"), trained.token_to_id("</s>")
+    cases = [
+        ({"bos_token": "<s>", "eos_token": "</s>", "add_eos_token": True}, [*plain, eos]),
+        ({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}, [bos, *plain]),
+        ({"eos_token": "</s>", "add_bos_token": True, "add_eos_token": True}, [*plain, eos]),
+        ({"bos_token": "<s>", "add_bos_token": True, "add_eos_token": True}, [bos, *plain]),
+    ]
+    for i, (config, want) in enumerate(cases):
+        tok = decoding.load_tokenizer(folder_with(tmp_path / str(i), inner, config, post=False))
+        assert tok.encode("The capital") == want, config
+        assert tok.encode("The capital", add_special_tokens=False) == plain, config
+
+
+def test_special_tokens_that_make_no_template_are_named(tmp_path, trained):
+    """A template names its tokens between spaces, so a BOS or EOS holding a space cannot be
+    added; the ValueError names both tokens."""
+    inner = tokenizers.Tokenizer.from_str(trained.to_str())
+    inner.add_special_tokens(["<end of text>"])
+    config = {
+        "bos_token": "<s>",
+        "eos_token": "<end of text>",
+        "add_bos_token": True,
+        "add_eos_token": True,
+    }
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(folder_with(tmp_path, inner, config, post=False))
+    assert str(info.value).startswith(
+        "the special tokens '<s>' and '<end of text>' do not make a template: "
+    )
+
+
 @pytest.mark.parametrize(
     ("files", "config_template", "chosen"),
     [
@@ -241,6 +280,14 @@ def test_the_chat_template_renders_as_transformers_renders_it(tmp_path, trained)
     assert str(info.value) == (
         "the chat template refused the messages: roles must alternate user/assistant"
     )
+
+
+def test_a_template_sees_tools_and_documents_as_none(tmp_path, trained):
+    """transformers renders with ``tools=None`` and ``documents=None`` when none are given, so a
+    template's ``is none`` tests hold (they fail for an undefined name)."""
+    template = fresh("{{ tools is none }} {{ documents is none }}")
+    tok = decoding.load_tokenizer(folder_with(tmp_path, trained, {"chat_template": template}))
+    assert tok.render_chat_template([]) == "True True"
 
 
 def test_tojson_takes_the_arguments_of_json_dumps(tmp_path, trained):
@@ -390,6 +437,11 @@ def test_a_checkpoint_without_a_template_is_refused_saying_so(tmp_path, trained)
          "skip_special_tokens must be a bool, got None"),
         (lambda t: t.apply_chat_template("hi"), TypeError,
          "messages must be a sequence of dicts, got 'hi'"),
+        (lambda t: t.apply_chat_template([{"role": "user", "content": "x"}, "hi"]), TypeError,
+         "messages must be a sequence of dicts, got [{'role': 'user', 'content': 'x'}, 'hi']"),
+        (lambda t: t.apply_chat_template({0: {"role": "user", "content": "x"}}.values()),
+         TypeError, "messages must be a sequence of dicts, got "
+         "dict_values([{'role': 'user', 'content': 'x'}])"),
         (lambda t: t.apply_chat_template([{"role": "user", "content": "x"}], 1), TypeError,
          "add_generation_prompt must be a bool, got 1"),
     ],
@@ -401,18 +453,32 @@ def test_bad_arguments_are_named(tmp_path, trained, call, error, message):
     assert str(info.value) == message
 
 
+SUPPORTED = "supported: " + ", ".join(decoding.lm.loading.tokenizer.GGUF_PRE_TOKENIZERS)
+
+
 @pytest.mark.parametrize(
     ("pre", "model", "named"),
     [
-        ("falcon", "gpt2", "tokenizer.ggml.pre 'falcon' is not supported"),
-        ("gpt-2", "llama", "tokenizer.ggml.model 'llama' is not supported"),
+        ("falcon", "gpt2", f"tokenizer.ggml.pre 'falcon' is not supported ({SUPPORTED})"),
+        # No tokenizer.ggml.pre: llama.cpp's 'default' pre-tokenizer, not implemented here.
+        (None, "gpt2", f"tokenizer.ggml.pre 'default' is not supported ({SUPPORTED})"),
+        ("gpt-2", "llama",
+         "tokenizer.ggml.model 'llama' is not supported (byte-level BPE, 'gpt2', only)"),
     ],
-)
+)  # fmt: skip
 def test_gguf_tokenizers_not_implemented_are_refused_by_name(tmp_path, trained, pre, model, named):
     path = write_gguf_tokenizer(tmp_path / "t.gguf", trained, pre, model=model)
     with pytest.raises(ValueError) as info:
         decoding.load_tokenizer(path)
-    assert str(info.value).startswith(f"{path}: {named} (")
+    assert str(info.value) == f"{path}: {named}"
+
+
+@pytest.mark.parametrize("missing", ["tokens", "merges"])
+def test_a_gguf_without_its_tokens_or_merges_is_refused_saying_so(tmp_path, trained, missing):
+    path = write_gguf_tokenizer(tmp_path / "t.gguf", trained, "gpt-2", **{missing: False})
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    assert str(info.value) == f"{path}: tokenizer.ggml.tokens or tokenizer.ggml.merges is missing"
 
 
 def test_a_gguf_without_a_template_is_refused_saying_so(tmp_path, trained):

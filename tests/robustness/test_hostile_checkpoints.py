@@ -10,7 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import signal
+import stat
+import sys
 import tracemalloc
 
 import numpy as np
@@ -214,6 +217,57 @@ def test_an_unreadable_file_says_permission_denied(tmp_path):
     (folder / "config.json").chmod(0)
     with pytest.raises(PermissionError, match="config.json: permission denied"):
         decoding.load_model(folder)
+
+
+@pytest.mark.parametrize("load", LOADERS.values(), ids=LOADERS.keys())
+def test_what_os_stat_refuses_is_named_by_path_and_in_words(load, tmp_path, monkeypatch):
+    """The path, then what went wrong in lower case: a NUL byte (``os.stat`` raises a
+    ValueError, "embedded null byte") or the OSError's own description."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink("loop", "loop")
+    with pytest.raises(ValueError) as info:
+        load("a\0b")
+    assert str(info.value) == "a\0b: a path cannot hold a NUL byte"
+    with pytest.raises(OSError) as info:
+        load("loop")
+    assert str(info.value) == "loop: too many levels of symbolic links"
+
+
+def test_an_os_error_without_a_description_is_named_by_its_type(tmp_path, monkeypatch):
+    """(Simulated: ``os.stat`` always describes its errors.) Compared without case, as the first
+    letter is lower-cased as a description's would be."""
+    monkeypatch.chdir(tmp_path)
+    real_stat = os.stat
+
+    def undescribed_stat(path, *args, **kwargs):
+        if str(path) == "model":
+            raise OSError("no errno, no strerror")
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", undescribed_stat)
+    for load in LOADERS.values():
+        with pytest.raises(OSError) as info:
+            load("model")
+        assert str(info.value).lower() == "model: oserror"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and /proc are Linux's")
+@pytest.mark.parametrize("load", LOADERS.values(), ids=LOADERS.keys())
+def test_a_file_of_no_known_type_is_not_a_regular_file(load):
+    """An epoll descriptor's ``/proc/self/fd`` link leads to an anonymous inode, whose mode has
+    no file type: not a folder, a FIFO, a device or a socket, and not a regular file."""
+    epoll = select.epoll()
+    try:
+        path = f"/proc/self/fd/{epoll.fileno()}"
+        if stat.S_IFMT(os.stat(path).st_mode):
+            pytest.skip("this kernel gives anonymous inodes a file type")
+        with pytest.raises(ValueError) as info:
+            load(path)
+        assert str(info.value) == (
+            f"{path} is neither a checkpoint folder nor a .gguf file (it is not a regular file)"
+        )
+    finally:
+        epoll.close()
 
 
 @pytest.mark.parametrize("load", LOADERS.values(), ids=LOADERS.keys())
