@@ -194,8 +194,20 @@ def test_special_tokens_that_make_no_template_are_named(tmp_path, trained):
     with pytest.raises(ValueError) as info:
         decoding.load_tokenizer(folder_with(tmp_path, inner, config, post=False))
     assert str(info.value).startswith(
-        "the special tokens '<s>' and '<end of text>' do not make a template: "
+        f"{tmp_path}: the special tokens '<s>' and '<end of text>' do not make a template: "
     )
+
+
+def test_a_flag_adds_no_token_the_config_does_not_name_even_an_empty_one(tmp_path):
+    """``add_bos_token`` with no ``bos_token`` named adds nothing, even when the vocabulary
+    holds the empty string as a token."""
+    words = {"": 0, "a": 1, "[UNK]": 2}
+    inner = tokenizers.Tokenizer(tokenizers.models.WordLevel(words, unk_token="[UNK]"))
+    inner.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    assert inner.token_to_id("") == 0
+    config = {"add_bos_token": True, "add_eos_token": True}
+    tok = decoding.load_tokenizer(folder_with(tmp_path, inner, config, post=False))
+    assert tok.encode("a a") == [1, 1]
 
 
 @pytest.mark.parametrize(

@@ -234,8 +234,8 @@ def test_what_os_stat_refuses_is_named_by_path_and_in_words(load, tmp_path, monk
 
 
 def test_an_os_error_without_a_description_is_named_by_its_type(tmp_path, monkeypatch):
-    """(Simulated: ``os.stat`` always describes its errors.) Compared without case, as the first
-    letter is lower-cased as a description's would be."""
+    """(Simulated: ``os.stat`` always describes its errors.) The type's name is shown as it is
+    spelled; only a description's first letter is lower-cased."""
     monkeypatch.chdir(tmp_path)
     real_stat = os.stat
 
@@ -248,7 +248,7 @@ def test_an_os_error_without_a_description_is_named_by_its_type(tmp_path, monkey
     for load in LOADERS.values():
         with pytest.raises(OSError) as info:
             load("model")
-        assert str(info.value).lower() == "model: oserror"
+        assert str(info.value) == "model: OSError"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and /proc are Linux's")
@@ -264,7 +264,8 @@ def test_a_file_of_no_known_type_is_not_a_regular_file(load):
         with pytest.raises(ValueError) as info:
             load(path)
         assert str(info.value) == (
-            f"{path} is neither a checkpoint folder nor a .gguf file (it is not a regular file)"
+            f"{path} is neither a checkpoint folder nor a .gguf file"
+            " (it is a file of no known type)"
         )
     finally:
         epoll.close()

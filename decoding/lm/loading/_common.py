@@ -89,7 +89,7 @@ _KINDS = (
 
 def _kind(mode: int) -> str:
     """What a non-regular file is, in words."""
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return next((name for test, name in _KINDS if test(mode)), "a file of no known type")
 
 
 def _os_error(path: object, error: OSError | ValueError) -> OSError | ValueError:
@@ -99,8 +99,9 @@ def _os_error(path: object, error: OSError | ValueError) -> OSError | ValueError
         return ValueError(f"{shown(path)}: a path cannot hold a NUL byte")
     if isinstance(error, PermissionError):
         return PermissionError(f"{shown(path)}: permission denied")
-    reason = error.strerror or type(error).__name__
-    return type(error)(f"{shown(path)}: {reason[:1].lower()}{reason[1:]}")
+    if not error.strerror:
+        return type(error)(f"{shown(path)}: {type(error).__name__}")
+    return type(error)(f"{shown(path)}: {error.strerror[:1].lower()}{error.strerror[1:]}")
 
 
 def _stat(path: object, follow: bool = True) -> os.stat_result | None:

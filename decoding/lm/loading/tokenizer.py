@@ -399,7 +399,7 @@ def _folder_tokenizer(folder: Folder) -> Tokenizer:
     add_bos, add_eos = bool(config.get("add_bos_token")), bool(config.get("add_eos_token"))
     if inner.post_processor is None and (add_bos or add_eos):
         # No post-processor in tokenizer.json: the config's flags say what to add.
-        _set_post_processor(tokenizers, inner, special, add_bos, add_eos)
+        _set_post_processor(tokenizers, inner, special, add_bos, add_eos, shown(folder.path))
     return Tokenizer(inner, special, _folder_template(folder, config), str(folder.path))
 
 
@@ -424,24 +424,23 @@ def _folder_template(folder: Folder, config: dict[str, Any]) -> str | None:
 
 
 def _set_post_processor(
-    tokenizers: Any, inner: Any, special: Mapping[str, str], bos: bool, eos: bool
+    tokenizers: Any, inner: Any, special: Mapping[str, str], bos: bool, eos: bool, where: str
 ) -> None:
-    """Add BOS before and/or EOS after each sequence (transformers' ``update_post_processor``)."""
-    bos_token, eos_token = special.get("bos_token", ""), special.get("eos_token", "")
-    bos = bos and inner.token_to_id(bos_token) is not None
-    eos = eos and inner.token_to_id(eos_token) is not None
+    """Add BOS before and/or EOS after each text (transformers' ``update_post_processor``; a
+    token the settings do not name is not added). ``where`` names the checkpoint in errors."""
+    bos_token, eos_token = special.get("bos_token"), special.get("eos_token")
+    bos = bos and bos_token is not None and inner.token_to_id(bos_token) is not None
+    eos = eos and eos_token is not None and inner.token_to_id(eos_token) is not None
     if not (bos or eos):
         return
     first, last = f"{bos_token}:0 " if bos else "", f" {eos_token}:0" if eos else ""
-    single = f"{first}$A:0{last}"
-    second, end = f" {bos_token}:1" if bos else "", f" {eos_token}:1" if eos else ""
-    pair = f"{single}{second} $B:1{end}"
     pairs = [(t, inner.token_to_id(t)) for t, on in ((bos_token, bos), (eos_token, eos)) if on]
     inner.post_processor = _built(
         lambda: tokenizers.processors.TemplateProcessing(
-            single=single, pair=pair, special_tokens=pairs
+            single=f"{first}$A:0{last}", special_tokens=pairs
         ),
-        f"the special tokens {brief(bos_token)} and {brief(eos_token)} do not make a template",
+        f"{where}: the special tokens {brief(bos_token)} and {brief(eos_token)} do not make a "
+        "template",
     )
 
 
@@ -524,6 +523,7 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
         special,
         bool(gguf.get("tokenizer.ggml.add_bos_token", False)),
         bool(gguf.get("tokenizer.ggml.add_eos_token", False)),
+        path,
     )
     template = gguf.get("tokenizer.chat_template")
     return Tokenizer(
