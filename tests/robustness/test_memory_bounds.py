@@ -65,6 +65,25 @@ def test_set_memory_limit_names_a_bad_limit_and_keeps_the_old_one(bad):
     assert decoding.memory_limit() == before
 
 
+@pytest.mark.parametrize(
+    ("bad", "error", "shown"),
+    [(0, ValueError, "0"), (-3, ValueError, "-3"), (2.5, TypeError, "2.5")],
+)
+def test_a_bad_limit_is_shown_in_the_message(bad, error, shown):
+    with pytest.raises(error) as info:
+        decoding.set_memory_limit(bad)
+    assert str(info.value) == f"limit must be a positive int (bytes) or None, got {shown}"
+
+
+def test_one_byte_is_the_smallest_limit(limit):
+    """A positive int is a limit, 1 included: nothing fits under it, but it is accepted."""
+    before = decoding.memory_limit()
+    assert limit(1) == before
+    assert decoding.memory_limit() == 1
+    with pytest.raises(ValueError, match="memory limit of"):
+        decoding.NumpyTransformerLM()
+
+
 @pytest.mark.parametrize("prompts", [1, 2])
 def test_a_huge_beam_is_refused_before_the_model_is_called(prompts):
     """``BeamSearchDecoder(65536, 3)`` would need about 7.6 GB on one prompt, more on two: each
@@ -306,6 +325,8 @@ LLAMA_SIZES = [
     dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=24, tied=False),
     dict(vocab_size=30, d_model=16, n_heads=4, n_kv_heads=2, n_layers=3, d_ff=24, tied=True),
     dict(vocab_size=11, d_model=12, n_heads=2, n_kv_heads=1, n_layers=2, d_ff=40, tied=False),
+    # The query and output projections (D x D) are the largest arrays here.
+    dict(vocab_size=3, d_model=16, n_heads=2, n_kv_heads=2, n_layers=1, d_ff=4, tied=False),
 ]
 
 
