@@ -106,6 +106,16 @@ def test_early_exit_is_the_first_layers_and_the_head():
     assert "num_layers=1" in repr(shallow)
 
 
+def test_early_exit_of_a_llama_model_passes_the_blocks_their_rotary_tables():
+    """Llama's blocks rotate queries and keys by position: an early exit that keeps every layer
+    gives the model's own logits, by recompute and by the cache."""
+    model = decoding.NumpyLlamaLM(vocab_size=30, d_model=16, n_layers=2, seed=7, dtype="float64")
+    full = decoding.EarlyExit(model, 2)
+    prompts = [(1, 2, 3), (4, 5)]
+    np.testing.assert_array_equal(full.next_token_logits(prompts), model.next_token_logits(prompts))
+    np.testing.assert_array_equal(full.prefill(prompts)[0], model.prefill(prompts)[0])
+
+
 def test_trace_records_each_step_last_token():
     model = tiny(5)
     decoder = SpeculativeDecoder(tiny(6), 3, 6)
