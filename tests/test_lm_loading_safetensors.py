@@ -180,6 +180,64 @@ def test_malformed_safetensors_files_are_refused_naming_the_file_and_tensor(tmp_
         decoding.load_model(tmp_path / "m")
 
 
+def sharded_index(folder, shards, weight_map):
+    """A Llama checkpoint's config in ``folder`` with shards ``name -> tensor names`` (a float32
+    scalar each) and an index of ``weight_map``; returns the index's path."""
+    save(folder, llama_config(), llama_tensors(np.random.default_rng(0)))
+    (folder / "model.safetensors").unlink()
+    for shard, names in shards.items():
+        tensors = {name: np.zeros(1, np.float32) for name in names}
+        safetensors_numpy.save_file(tensors, str(folder / shard))
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    return index
+
+
+@pytest.mark.parametrize(
+    ("shards", "weight_map", "message"),
+    [
+        pytest.param(
+            {"a.st": ["x"]},
+            "a.st",
+            "{index} is not a safetensors index: its weight_map must be a JSON object (tensor "
+            "name -> shard file), got 'a.st'",
+            id="weight_map a string",
+        ),
+        pytest.param(
+            {"a.st": ["x"]},
+            {"x": "a.st", "y": 3},
+            "{index}: the shard of tensor 'y' must be a file name, got 3",
+            id="shard an int",
+        ),
+        pytest.param(
+            {"a.st": ["x"], "b.st": ["y"]},
+            {"x": "a.st", "y": "a.st"},
+            "{index} lists tensor 'y' in shard 'a.st', which does not hold it",
+            id="listed in the wrong shard",
+        ),
+        pytest.param(
+            {"a.st": ["x", "y"]},
+            {"x": "a.st"},
+            "shard 'a.st' holds tensor 'y', but {index} does not list it",
+            id="not listed",
+        ),
+        pytest.param(
+            {"a.st": ["x", "y"], "b.st": ["y"]},
+            {"x": "a.st", "y": "b.st"},
+            "shard 'a.st' holds tensor 'y', but {index} lists it in 'b.st'",
+            id="held by two shards",
+        ),
+    ],
+)
+def test_a_safetensors_index_that_does_not_match_its_shards_is_refused_by_name(
+    tmp_path, shards, weight_map, message
+):
+    index = sharded_index(tmp_path, shards, weight_map)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path)
+    assert str(info.value) == message.format(index=index)
+
+
 def test_a_safetensors_index_without_a_weight_map_is_refused_naming_the_file(tmp_path):
     save(tmp_path, llama_config(), llama_tensors(np.random.default_rng(0)))
     (tmp_path / "model.safetensors").unlink()
