@@ -1,8 +1,8 @@
 """`decoding.testing.reference_search`, specified on tiny models worked out by hand: the random
 numbers `speculative_uniforms` reads, `speculative_distribution`'s enumeration of the draft's
 proposals, `reference_speculative_sample` on given uniforms (acceptance, the residual resample,
-EOS ids, `Stuck`), and `reference_diverse_beam_search` (finished beams carried, emptied
-groups, defaults).
+EOS ids, `Stuck`), `reference_diverse_beam_search` (finished beams carried, emptied groups,
+defaults), and `regex_texts`' enumeration.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from decoding.testing import (
     Stuck,
     reference_diverse_beam_search,
     reference_speculative_sample,
+    regex_texts,
     speculative_distribution,
     speculative_uniforms,
 )
@@ -345,3 +346,19 @@ def test_diverse_reference_raises_stuck_naming_the_step_a_group_runs_out():
     decoder = DiverseBeamSearchDecoder(1, 1, 0.0, 2, processors=[MinNewTokens(0)])
     with pytest.raises(ValueError, match="step 2"):
         decoder.decode(model, [[0]])
+
+
+def test_regex_texts_lists_every_utf8_sequence_up_to_the_length_by_hand():
+    """Tokens 0 "a", 1 the byte 0xFF (never UTF-8), 2 no text, 3 "b"; up to 2 tokens. Token 2
+    is never used; a sequence holding token 1 is skipped, the ones after it are still listed.
+    The empty sequence is listed too; only "a" and "ab" fullmatch ``a|ab``."""
+    table = regex_texts("a|ab", ["a", b"\xff", None, "b"], 2)
+    assert table == {
+        (): False,
+        (0,): True,
+        (3,): False,
+        (0, 0): False,
+        (0, 3): True,
+        (3, 0): False,
+        (3, 3): False,
+    }
