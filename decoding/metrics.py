@@ -12,6 +12,8 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
+from decoding._validate import positive_int
+
 __all__ = ["bleu", "chrf", "ngrams"]
 
 
@@ -35,6 +37,7 @@ def chrf(
     """chrF: for each n in 1..``order``, the F-beta score of the hypothesis's n-gram precision
     and recall against the reference; their mean over the orders both sides have n-grams of,
     times 100 (0 when none has). ``beta = 2`` weighs recall twice as much as precision."""
+    order = positive_int("order", order)
     hyp, ref = _symbols(hypothesis, False), _symbols(reference, False)
     if list(hyp) == list(ref):
         return 100.0
@@ -59,6 +62,7 @@ def bleu(
     """Sentence BLEU: the geometric mean of the clipped n-gram precisions for n in
     1..``order`` (add-one smoothing for n > 1, so one missing 4-gram does not zero it) times
     the brevity penalty ``min(1, exp(1 - len(reference) / len(hypothesis)))``, times 100."""
+    order = positive_int("order", order)
     hyp, ref = _symbols(hypothesis, True), _symbols(reference, True)
     if not hyp or not ref:
         return 100.0 if len(hyp) == len(ref) else 0.0

@@ -70,6 +70,16 @@ class Fixed(decoding.Decoder):
         return [list(self.beams) for _ in prompts]
 
 
+@pytest.mark.parametrize("metric", [bleu, chrf])
+@pytest.mark.parametrize(
+    ("order", "error"), [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)]
+)
+def test_metrics_refuse_an_order_that_is_not_a_positive_int(metric, order, error):
+    with pytest.raises(error) as raised:
+        metric("a b", "", order=order)
+    assert str(raised.value) == f"order must be a positive int, got {order!r}"
+
+
 def test_worked_case_the_consensus_wins():
     beams = candidates((1, 2, 3), (1, 2, 4), (7, 8, 9), (1, 2, 3))
     got = MBRDecoder(Fixed(beams), "bleu").decode(decoding.NumpyTransformerLM(), [[1]])[0]

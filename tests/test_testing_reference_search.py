@@ -362,3 +362,25 @@ def test_regex_texts_lists_every_utf8_sequence_up_to_the_length_by_hand():
         (3, 0): False,
         (3, 3): False,
     }
+
+
+def test_the_speculative_references_refuse_a_draft_of_another_vocabulary():
+    target = ScriptedLM({(): [0.0, 0.0]})
+    draft = ScriptedLM({(): [0.0, 0.0, 0.0]})
+    message = "the draft has vocab_size 3, the target 2: a draft must share the target's vocabulary"
+    with pytest.raises(ValueError) as raised:
+        speculative_distribution(target, draft, [0], 1, 2)
+    assert str(raised.value) == message
+    with pytest.raises(ValueError) as raised:
+        reference_speculative_sample(target, draft, [0], 1, 2, constant(0.5, 0.5, 0.5))
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("penalty", [math.inf, math.nan, -0.5])
+def test_the_diverse_reference_refuses_a_penalty_the_decoder_refuses(penalty):
+    model = ScriptedLM({(): [-1.2, -0.5, -2.0]})
+    with pytest.raises(ValueError) as raised:
+        reference_diverse_beam_search(model, [[0]], 2, 2, penalty, 2)
+    assert str(raised.value) == f"diversity_penalty must be a finite number >= 0, got {penalty!r}"
+    with pytest.raises(ValueError, match="^diversity_penalty must be a finite number >= 0"):
+        DiverseBeamSearchDecoder(2, 2, penalty, 2)

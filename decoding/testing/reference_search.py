@@ -152,6 +152,7 @@ def speculative_distribution(
     with probability ``min(1, p(d) / q(d))`` in turn; at the first rejection a token from
     ``max(p - q, 0)`` normalised, after all of them one from ``p``. Then cut at the first EOS
     id. Equal to `sequence_distribution` (the theorem of Leviathan et al. 2023)."""
+    _check_draft(target, draft)
     prompt = tuple(int(t) for t in prompt)
     eos = eos_tuple(eos_token_id)
     chain = _sampling_processors(processors, temperature)
@@ -208,6 +209,7 @@ def reference_speculative_sample(
     ``uniforms(step)`` gives the step's ``2 * num_draft_tokens + 1`` numbers in
     [0, 1): the draft's draws, then the acceptance tests, then the resample (the layout
     `SpeculativeDecoder` reads from its per-prompt stream, see `speculative_uniforms`)."""
+    _check_draft(target, draft)
     prompt = tuple(int(t) for t in prompt)
     eos = eos_tuple(eos_token_id)
     chain = _sampling_processors(processors, temperature)
@@ -280,6 +282,16 @@ def speculative_uniforms(
     return at
 
 
+def _check_draft(target: LanguageModel, draft: LanguageModel | PromptLookup) -> None:
+    """The speculative references' precondition, `SpeculativeDecoder`'s: a draft model shares
+    the target's vocabulary."""
+    if not isinstance(draft, PromptLookup) and draft.vocab_size != target.vocab_size:
+        raise ValueError(
+            f"the draft has vocab_size {draft.vocab_size}, the target {target.vocab_size}: a "
+            "draft must share the target's vocabulary"
+        )
+
+
 def _inverse_cdf(probs: Sequence[float], u: float) -> int:
     """The first token whose running sum exceeds ``u`` times the total (NumPy's cumsum, as the
     decoders draw); the last possible token if rounding reaches the top."""
@@ -311,6 +323,10 @@ def reference_diverse_beam_search(
     candidates by parent rank, token score, token id); it keeps the best Q. Results: every
     group's beams, best score first (ties: group, then rank), ``logprob`` without penalties.
     """
+    if not (math.isfinite(diversity_penalty) and diversity_penalty >= 0):
+        raise ValueError(
+            f"diversity_penalty must be a finite number >= 0, got {diversity_penalty!r}"
+        )
     eos = eos_tuple(eos_token_id)
     size = beam_width // num_groups
     ranker = LengthPenalty(alpha)
