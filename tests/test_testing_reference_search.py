@@ -384,3 +384,15 @@ def test_the_diverse_reference_refuses_a_penalty_the_decoder_refuses(penalty):
     assert str(raised.value) == f"diversity_penalty must be a finite number >= 0, got {penalty!r}"
     with pytest.raises(ValueError, match="^diversity_penalty must be a finite number >= 0"):
         DiverseBeamSearchDecoder(2, 2, penalty, 2)
+
+
+def test_speculative_distribution_lists_only_sequences_it_can_output():
+    # The target's p(0) rounds to exactly 1.0 (1 / (1 + e**-39)) while token 1 keeps e**-39:
+    # the draft's sure proposal 0 is always accepted, so no rejection happens and its residual
+    # (token 1) is not listed with probability 0. Token 1 comes only after the accepted 0.
+    target = ScriptedLM({(): [0.0, -39.0]})
+    draft = ScriptedLM({(): {0: 0.0}}, vocab_size=2)
+    got = speculative_distribution(target, draft, [0], 1, 2)
+    assert set(got) == {(0, 0), (0, 1)}
+    assert got[(0, 0)] == 1.0
+    assert got[(0, 1)] == pytest.approx(math.exp(-39), rel=1e-12)
