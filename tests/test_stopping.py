@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 import decoding
 from decoding import Beam, ScriptedLM, StopOnTokens, StopStrings
 
+from fakes import raises_exactly
+
 log = math.log
 
 
@@ -106,6 +108,75 @@ def test_stop_strings_read_a_bounded_tail_whatever_the_length():
     assert lengths and max(lengths) <= 9
 
 
+class Bytes:
+    """A byte-level tokenizer: token t is the byte t, so "東" is three tokens, each of which
+    decodes alone to one U+FFFD."""
+
+    def decode(self, ids):
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+class Pieces:
+    """A tokenizer whose token t decodes to ``pieces[t]``; it records what it was asked."""
+
+    def __init__(self, *pieces):
+        self.pieces = pieces
+        self.calls = []
+
+    def decode(self, ids):
+        self.calls.append(list(ids))
+        return "".join(self.pieces[i] for i in ids)
+
+
+def script(tokens, vocab=256, then=0):
+    """A model that generates ``tokens`` after the prompt [0] for sure, then ``then`` forever
+    (its table is keyed by the whole sequence, so tokens may repeat)."""
+    table = {(): {then: 0.0}}
+    for i, token in enumerate(tokens):
+        table[(0, *tokens[:i])] = {token: 0.0}
+    return ScriptedLM(table, vocab_size=vocab)
+
+
+def test_stop_strings_read_exactly_the_longest_string_the_newest_token_and_a_margin():
+    """With tokens of one character each, the tail decoded per step is the newest token, the
+    longest string's 2 and a margin of 4 (7 tokens, counted back from the newest), and one
+    token more for a character split at the tail's start: min(step, 8) tokens. Each token is
+    decoded alone once, for its width, and never again."""
+    tokenizer = Letters()
+    model = chain(1, 2, 3, vocab=7)  # "c d e e e ...": never "zz"
+    decoding.GreedyDecoder(20, stopping=[StopStrings("zz", tokenizer)]).decode(model, [[0]])
+    tails = [len(ids) for ids in tokenizer.calls if len(ids) > 1]
+    assert tails == [min(step, 8) for step in range(2, 21)]
+    # Step 1: token 1's width, then its tail [1]; steps 2 and 3 add the widths of 2 and 3.
+    assert [ids for ids in tokenizer.calls if len(ids) == 1] == [[1], [1], [2], [3]]
+
+
+def test_a_stop_string_of_characters_split_into_byte_tokens_ends_the_row():
+    """Each byte of "東京東" (9 bytes, 3 characters) is a token of width 1 (its U+FFFD alone):
+    the tail of 3 + 1 + 4 widths and one token more holds the 9 bytes exactly."""
+    text = "abcdef東京東"
+    ids = list(text.encode())
+    decoder = decoding.GreedyDecoder(30, stopping=[StopStrings("東京東", Bytes())])
+    (beam,) = decoder.decode(script([*ids, *b"xyz"]), [[0]])[0]
+    assert beam.tokens == tuple(ids) and beam.finish_reason == "stop"
+
+
+def test_a_long_newest_token_does_not_shorten_the_text_looked_back_at():
+    """Token 1 is 9 characters: "aaaab" ends in it, 4 characters back in the tokens before."""
+    tokenizer = Pieces("a", "bcdefghij", "z")
+    decoder = decoding.GreedyDecoder(20, stopping=[StopStrings("aaaab", tokenizer)])
+    (beam,) = decoder.decode(script([0] * 10 + [1], vocab=3, then=2), [[0]])[0]
+    assert beam.tokens == (0,) * 10 + (1,) and beam.finish_reason == "stop"
+
+
+def test_a_long_stop_string_over_one_character_tokens_ends_the_row():
+    tokenizer = Pieces(*"abcdefghijklmnop")
+    string = "cdefghijkl"  # 10 tokens of one character
+    decoder = decoding.GreedyDecoder(20, stopping=[StopStrings(string, tokenizer)])
+    (beam,) = decoder.decode(script(list(range(16)), vocab=16), [[0]])[0]
+    assert beam.tokens == tuple(range(12)) and beam.finish_reason == "stop"
+
+
 def test_beam_finish_reason_defaults_and_checks():
     assert Beam((1,), -1.0, -1.0, True).finish_reason == "eos"
     assert Beam((1,), -1.0, -1.0, False).finish_reason == "length"
@@ -180,6 +251,28 @@ def test_bad_criteria_are_named(make, error, words):
     with pytest.raises(error) as info:
         make()
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda: StopStrings(3, Letters()),
+            TypeError,
+            "strings must be a string or a sequence of strings, got 3",
+        ),
+        (lambda: StopStrings(["a", 1], Letters()), TypeError, "strings[1] must be a str, got 1"),
+        (lambda: StopStrings((), Letters()), ValueError, "strings must hold at least one string"),
+        (
+            lambda: StopStrings("x", 42),
+            TypeError,
+            "tokenizer must have a decode(ids) method, got 42",
+        ),
+    ],
+)
+def test_bad_stop_strings_have_their_whole_message(make, error, message):
+    with raises_exactly(error, message):
+        make()
 
 
 def test_a_criterion_answering_the_wrong_shape_is_named_with_the_step():

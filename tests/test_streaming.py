@@ -134,6 +134,26 @@ def _bytes_to_unicode():
     return table
 
 
+def test_a_tokenizer_streams_without_decoding_the_row_again(byte_tokenizer, monkeypatch):
+    """A `decoding.Tokenizer` decodes incrementally: ``update`` never decodes the row so far;
+    ``finish`` decodes it once, for what remains (nothing here)."""
+    ids = byte_tokenizer.encode("café 東京", add_special_tokens=False)
+    decoded = []
+    decode = byte_tokenizer.decode
+
+    def counted(ids, **options):
+        decoded.append(list(ids))
+        return decode(ids, **options)
+
+    monkeypatch.setattr(byte_tokenizer, "decode", counted)
+    stream = TextStream(byte_tokenizer)
+    pieces = [stream.update(ids[: n + 1]) for n in range(len(ids))]
+    assert decoded == []
+    assert stream.finish() == ""
+    assert decoded == [ids]
+    assert "".join(pieces) == "café 東京"
+
+
 def test_text_stream_with_any_tokenizer_decodes_the_row():
     stream = TextStream(Chars())
     assert stream.update([104, 105]) == "hi"
@@ -202,3 +222,6 @@ def test_text_stream_refusals_name_the_value():
     with pytest.raises(ValueError) as info:
         stream.update([104, 106, 33])
     assert str(info.value) == "tokens must extend the row so far (2 tokens), got [104, 106, 33]"
+    with pytest.raises(TypeError) as info:
+        TextStream(42)
+    assert str(info.value) == "tokenizer must have a decode(ids) method, got 42"

@@ -354,6 +354,41 @@ def test_identical_samples_are_drawn_apart_each_with_its_own_rank():
     assert len(edges) == len(nodes) - 1 == 8
 
 
+def test_each_returned_hypothesis_is_marked_on_a_node_of_its_own_kept_ones_first():
+    """A hand-built trace of two identical rows [5]. Step 1: row 0 is kept as [5 7] (slot 0),
+    row 1 as [5 8] (slot 1), and row 1's [5 7] is pruned (it left the rows with the results,
+    as the archive's hypotheses do). The results [5 7], [5 8], [5 7]: the first [5 7] goes to
+    the kept node, the second to the pruned one, never twice to one node."""
+    entry = decoding.TraceEntry
+    steps = (
+        (
+            (
+                entry(None, 5, -0.5, -0.5, False, True, 0, 0),
+                entry(None, 5, -0.5, -0.5, False, True, 1, 1),
+            ),
+        ),
+        (
+            (
+                entry(0, 7, -1.0, -1.0, False, True, 0, 0),
+                entry(1, 8, -1.2, -1.2, False, True, 1, 1),
+                entry(1, 7, -1.1, -1.1, False, False, 2, None),
+            ),
+        ),
+    )
+    hypotheses = [((5, 7), -1.0), ((5, 8), -1.2), ((5, 7), -1.1)]
+    results = [[decoding.Beam(tokens, lp, lp, False) for tokens, lp in hypotheses]]
+    recorded = decoding.Trace(((0,),), results, steps, 2)
+    assert recorded.to_text() == (
+        "[0]\n"
+        "|-5 -0.500\n"
+        "| `-7 -1.000 #1\n"
+        "`-5 -0.500\n"
+        "  |-8 -1.200 #2\n"
+        "  `-7 -1.100 x #3\n"
+        f"{LEGEND}\n"
+    )
+
+
 def test_archive_trace_records_a_running_beam_from_outside_the_pool():
     """Step 1. The archive policy takes the best W = (1 + 3 EOS ids) * K = 8 candidates by
     log-prob: 0, 3, 1, 2, 4, ... Of the first K = 2, only [0] ends: it goes to the archive.
