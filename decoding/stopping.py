@@ -146,8 +146,9 @@ class StopStrings(StoppingCriterion):
 
     Each step decodes only the row's last tokens, enough to hold the longest string plus the
     newest token's text and a margin for a character split between tokens: the cost per row
-    and step follows the longest string, not the row. ``tokenizer`` is a `decoding.Tokenizer`
-    or anything with ``decode(ids) -> str``.
+    and step follows the longest string, not the row (a byte token that decodes alone to
+    U+FFFD, part of a character, counts as a quarter of one). ``tokenizer`` is a
+    `decoding.Tokenizer` or anything with ``decode(ids) -> str``.
     """
 
     strings: tuple[str, ...] = attrs.field(converter=_strings)
@@ -155,11 +156,14 @@ class StopStrings(StoppingCriterion):
     _widths: dict[int, int] = attrs.field(factory=dict, init=False, repr=False)
 
     def _width(self, token: int) -> int:
-        """Characters token ``token`` decodes to alone (at least 1), cached: a lower bound of
-        what it adds to a text, up to a character split between tokens."""
+        """Quarter characters token ``token`` adds to a text at least (at least 1), cached: 4
+        per character it decodes to alone, 1 per U+FFFD there (a byte of a character split
+        between tokens: a UTF-8 character has at most 4 bytes)."""
         width = self._widths.get(token)
         if width is None:
-            width = max(1, len(self.tokenizer.decode([token])))
+            text = self.tokenizer.decode([token])
+            split = text.count("\N{REPLACEMENT CHARACTER}")
+            width = max(1, 4 * (len(text) - split) + split)
             self._widths[token] = width
         return width
 
@@ -171,7 +175,7 @@ class StopStrings(StoppingCriterion):
         longest = max(len(s) for s in self.strings)
         for row, generated in enumerate(context.generated_MT.tolist()):
             newest = self._width(generated[-1])
-            need, start = longest + newest + 4, steps
+            need, start = 4 * (longest + 4) + newest, steps
             while start > 0 and need > 0:  # walk back until the tail holds enough text
                 start -= 1
                 need -= self._width(generated[start])

@@ -151,12 +151,14 @@ def test_stop_strings_read_exactly_the_longest_string_the_newest_token_and_a_mar
     assert [ids for ids in tokenizer.calls if len(ids) == 1] == [[1], [1], [2], [3]]
 
 
-def test_a_stop_string_of_characters_split_into_byte_tokens_ends_the_row():
-    """Each byte of "東京東" (9 bytes, 3 characters) is a token of width 1 (its U+FFFD alone):
-    the tail of 3 + 1 + 4 widths and one token more holds the 9 bytes exactly."""
-    text = "abcdef東京東"
-    ids = list(text.encode())
-    decoder = decoding.GreedyDecoder(30, stopping=[StopStrings("東京東", Bytes())])
+@pytest.mark.parametrize("string", ["東京東", "東京東京", "東京東京東京東京", "😀😀😀😀😀"])
+def test_a_stop_string_of_characters_split_into_byte_tokens_ends_the_row(string):
+    """Each byte of a character split into byte tokens decodes alone to one U+FFFD, and counts
+    as a quarter of a character (a UTF-8 character has at most 4 bytes): the tail looked back
+    at holds the whole string however long it is (a width of one character per byte token
+    held only 3 + 1 + 4 bytes of "東京東京" and never saw it)."""
+    ids = list(("abcdef" + string).encode())
+    decoder = decoding.GreedyDecoder(80, stopping=[StopStrings(string, Bytes())])
     (beam,) = decoder.decode(script([*ids, *b"xyz"]), [[0]])[0]
     assert beam.tokens == tuple(ids) and beam.finish_reason == "stop"
 
