@@ -244,6 +244,33 @@ def write_gguf_tokenizer(
     return path
 
 
+def write_gguf_vocabulary(path, tokens, merges, pre="gpt-2", types=None, metadata=()):
+    """A GGUF holding a tokenizer written by hand: ``tokens`` (of ``types``, when given; GGUF's
+    1 normal, 2 unknown, 3 control, 4 user-defined), ``merges`` ('left right') and the
+    pre-tokenizer type, plus the ``metadata`` pairs (key, value) as written: a bool, an int
+    (uint32) or a str. Nothing else: no BOS/EOS ids or flags unless ``metadata`` has them."""
+    gguf = pytest.importorskip("gguf")
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    if types is not None:
+        writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for key, value in dict(metadata).items():
+        if isinstance(value, bool):
+            writer.add_bool(key, value)
+        elif isinstance(value, int):
+            writer.add_uint32(key, value)
+        else:
+            writer.add_string(key, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 # -- GGUF files ----------------------------------------------------------------------------------
 # HF tensor names renamed, the query and key rows of ``llama`` files permuted per head, tensors
 # stored in a chosen ggml type (quantised with ``gguf.quants``; K-quants, which ``gguf`` cannot

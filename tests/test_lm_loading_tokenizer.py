@@ -15,7 +15,7 @@ import pytest
 
 import decoding
 
-from checkpoints import CHATML, folder_with, write_gguf_tokenizer
+from checkpoints import CHATML, folder_with, write_gguf_tokenizer, write_gguf_vocabulary
 
 pytest.importorskip("jinja2")
 
@@ -447,6 +447,8 @@ def test_a_checkpoint_without_a_template_is_refused_saying_so(tmp_path, trained)
          "ids[1] = 1000000 is not a token id of this tokenizer (it has 400 tokens)"),
         (lambda t: t.decode([1], skip_special_tokens=None), TypeError,
          "skip_special_tokens must be a bool, got None"),
+        (lambda t: t.decode([1], skip_special_tokens=1), TypeError,
+         "skip_special_tokens must be a bool, got 1"),
         (lambda t: t.apply_chat_template("hi"), TypeError,
          "messages must be a sequence of dicts, got 'hi'"),
         (lambda t: t.apply_chat_template([{"role": "user", "content": "x"}, "hi"]), TypeError,
@@ -494,8 +496,134 @@ def test_a_gguf_without_its_tokens_or_merges_is_refused_saying_so(tmp_path, trai
 
 
 def test_a_gguf_without_a_template_is_refused_saying_so(tmp_path, trained):
-    tok = decoding.load_tokenizer(
-        write_gguf_tokenizer(tmp_path / "t.gguf", trained, "gpt-2", template=None)
-    )
-    with pytest.raises(ValueError, match="has no chat template"):
+    path = write_gguf_tokenizer(tmp_path / "t.gguf", trained, "gpt-2", template=None)
+    tok = decoding.load_tokenizer(path)
+    with pytest.raises(ValueError) as info:
         tok.apply_chat_template([{"role": "user", "content": "hi"}])
+    assert str(info.value) == (
+        f"{path} has no chat template (none in tokenizer_config.json, chat_template.jinja, "
+        "chat_template.json or the GGUF's tokenizer.chat_template)"
+    )
+
+
+# -- GGUF vocabularies written by hand -------------------------------------------------------------
+# Tokens are spelled in GPT-2's byte-level alphabet, as GGUF files spell them: the printable
+# Latin-1 bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for themselves, the other 68 bytes, in
+# order, for U+0100 onwards (byte 0 'Ā', the space 'Ġ' U+0120, 0x7F 'ġ' U+0121, 0x84
+# 'Ħ' U+0126, 0xAD 'Ń' U+0143, the last).
+
+
+def test_a_gguf_token_outside_the_byte_level_alphabet_is_its_utf8_text(tmp_path):
+    """'ń' (U+0144) is not in the alphabet, so the token is the text 'ń', whose UTF-8 bytes C5 84
+    are spelled 'Å' 'Ħ': the merge 'Å Ħ' makes it."""
+    tok = decoding.load_tokenizer(
+        write_gguf_vocabulary(tmp_path / "t.gguf", ["Å", "Ħ", "ń"], ["Å Ħ"])
+    )
+    assert tok.encode("ń") == [2]
+    assert tok.decode([2]) == "ń"
+    assert tok.id_to_token(2) == "ÅĦ"
+    assert tok.token_bytes() == (b"\xc5", b"\x84", b"\xc5\x84")
+
+
+def test_token_bytes_reads_the_byte_level_alphabet(tmp_path, trained):
+    """Each of the alphabet's characters is one byte (the table above), 'þ' and 'ÿ', the last
+    two printable bytes, included."""
+    tok = decoding.load_tokenizer(folder_with(tmp_path, trained))
+    table = tok.token_bytes()
+    spelled = {"!": 0x21, "~": 0x7E, "¡": 0xA1, "¬": 0xAC, "®": 0xAE, "þ": 0xFE, "ÿ": 0xFF,
+               "Ā": 0x00, "Ġ": 0x20, "ġ": 0x7F, "Ħ": 0x84, "Ń": 0xAD}  # fmt: skip
+    assert {c: table[tok.token_id(c)] for c in spelled} == {
+        c: bytes([b]) for c, b in spelled.items()
+    }
+
+
+@pytest.mark.parametrize("pre", ["llama3", "qwen2"])
+def test_the_llama3_split_keeps_a_mark_before_a_word_in_one_piece(tmp_path, pre):
+    """Llama 3's and Qwen2's split (``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+``) keeps '(hi' one piece, so
+    the merge '( h' applies; GPT-2's split would cut '(' off first."""
+    path = write_gguf_vocabulary(tmp_path / "t.gguf", ["(", "h", "i", "(h"], ["( h"], pre=pre)
+    assert decoding.load_tokenizer(path).encode("(hi") == [3, 2]
+
+
+VOCABULARY = ["<s>", "</s>", "<unk>", "<pad>", "a", "b", "ab", "<x>"]
+KINDS = [3, 3, 2, 3, 1, 1, 1, 4]  # control, control, unknown, control, normal..., user-defined
+
+
+def test_a_gguf_names_its_special_tokens_and_adds_what_its_flags_say(tmp_path):
+    """The four ids name BOS, EOS, UNK and PAD; control tokens are special (left out by
+    ``skip_special_tokens``), a user-defined token is one whole token but not special; EOS is
+    added (``add_eos_token``) and BOS is not (no ``add_bos_token``: false)."""
+    ids = {"bos": 0, "eos": 1, "unknown": 2, "padding": 3}
+    path = write_gguf_vocabulary(
+        tmp_path / "t.gguf",
+        VOCABULARY,
+        ["a b"],
+        types=KINDS,
+        metadata={f"tokenizer.ggml.{k}_token_id": i for k, i in ids.items()}
+        | {"tokenizer.ggml.add_eos_token": True},
+    )
+    tok = decoding.load_tokenizer(path)
+    assert tok.special_tokens == {
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"
+    }  # fmt: skip
+    assert tok.encode("ab<x>a") == [6, 7, 4, 1]
+    assert tok.encode("ab<x>a", add_special_tokens=False) == [6, 7, 4]
+    assert tok.decode([0, 6, 7, 1]) == "<s>ab<x></s>"
+    assert tok.decode([0, 6, 7, 1], skip_special_tokens=True) == "ab<x>"
+
+
+def test_a_gguf_special_token_id_past_the_last_token_names_none(tmp_path):
+    """Eight tokens: ids 8 (one past the last) and 1000 name no token."""
+    metadata = {
+        "tokenizer.ggml.bos_token_id": 0,
+        "tokenizer.ggml.unknown_token_id": 8,
+        "tokenizer.ggml.padding_token_id": 1000,
+    }
+    path = write_gguf_vocabulary(
+        tmp_path / "t.gguf", VOCABULARY, ["a b"], types=KINDS, metadata=metadata
+    )
+    assert decoding.load_tokenizer(path).special_tokens == {"bos_token": "<s>"}
+
+
+def test_a_gguf_merge_is_two_tokens_split_at_the_first_space(tmp_path):
+    """A merge without a space is refused as such; one with two spaces is read as 'a' + 'b c'
+    (llama.cpp's reading), a token the vocabulary lacks, which the error names."""
+    path = write_gguf_vocabulary(tmp_path / "t.gguf", ["a", "b", "ab"], ["ab"])
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    assert str(info.value) == (
+        f"{path}: tokenizer.ggml.merges must be a list of strings 'left right'"
+    )
+    path = write_gguf_vocabulary(tmp_path / "u.gguf", ["a", "b", "c", "ab"], ["a b c"])
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: its tokens and merges do not make a BPE tokenizer: ")
+    assert "`b c`" in message and "`a b`" not in message
+
+
+def test_id_to_token_reads_every_u32_id(tmp_path):
+    """The tokenizers package's ids are u32 and need not be contiguous: 2**32 - 1 can be a
+    token's id; 2**32 and negative ids name none; an id that is not an int is refused."""
+    path = tmp_path / "tokenizer.json"
+    inner = json.loads(tokenizers.Tokenizer(tokenizers.models.WordLevel({}, "[UNK]")).to_str())
+    inner["model"]["vocab"] = {"[UNK]": 0, "a": 1, "z": 2**32 - 1}
+    path.write_text(json.dumps(inner))
+    tok = decoding.Tokenizer.from_file(path)
+    assert [tok.id_to_token(i) for i in (0, 1, 2, 2**32 - 1, 2**32, -1)] == [
+        "[UNK]", "a", None, "z", None, None
+    ]  # fmt: skip
+    with pytest.raises(TypeError) as info:
+        tok.id_to_token(1.5)
+    assert str(info.value) == "id must be an int token id, got 1.5"
+
+
+def test_gguf_control_and_user_defined_tokens_are_found_in_one_pass(tmp_path):
+    """Both kinds are matched in the text as it is, together, the longer first at a place:
+    'xa<s>' holds the user-defined 'xa<s' (then '>'), not the control token '<s>' (llama.cpp
+    too tries the longer token first)."""
+    tokens = ["x", "a", "<", "s", ">", "xa", "<s>", "xa<s"]
+    path = write_gguf_vocabulary(
+        tmp_path / "t.gguf", tokens, ["x a"], types=[1, 1, 1, 1, 1, 1, 3, 4]
+    )
+    assert decoding.load_tokenizer(path).encode("xa<s>") == [7, 4]

@@ -128,14 +128,39 @@ def test_every_hostile_case_is_a_named_error_without_hang_or_big_allocation(
         ("/abs/x.safetensors", "is not a file inside the checkpoint folder"),
         ("../../../etc/passwd", "is not a file inside the checkpoint folder"),
         ("a/../../x.safetensors", "is not a file inside the checkpoint folder"),
+        # A backslash is a separator too (Windows' spelling), wherever the entry is read.
+        ("..\\x.safetensors", "is not a file inside the checkpoint folder"),
+        ("a\\..\\..\\x.safetensors", "is not a file inside the checkpoint folder"),
+        ("\\x.safetensors", "is not a file inside the checkpoint folder"),
     ],
 )
 def test_an_index_entry_outside_the_folder_is_refused_naming_the_entry(tmp_path, entry, expected):
     folder = good_folder(tmp_path / "m")
     (folder / "model.safetensors").rename(tmp_path / "x.safetensors")
     index = folder / "model.safetensors.index.json"
-    index.write_text(f'{{"weight_map": {{"model.norm.weight": "{entry}"}}}}')
+    index.write_text(json.dumps({"weight_map": {"model.norm.weight": entry}}))
     with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == f"{index}: shard {entry!r} {expected}"
+
+
+@pytest.mark.parametrize(
+    ("entry", "error", "expected"),
+    [
+        ("", ValueError, "is not a file name"),
+        ("   ", ValueError, "is not a file name"),
+        ("./", ValueError, "is not a file name"),
+        ("x.safetensors", FileNotFoundError, "is missing"),
+    ],
+)
+def test_an_index_entry_that_names_no_file_is_refused_naming_the_entry(
+    tmp_path, entry, error, expected
+):
+    folder = good_folder(tmp_path / "m")
+    (folder / "model.safetensors").unlink()
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"model.norm.weight": entry}}))
+    with pytest.raises(error) as info:
         decoding.load_model(folder)
     assert str(info.value) == f"{index}: shard {entry!r} {expected}"
 
