@@ -122,3 +122,19 @@ def test_make_mutate_hands_mutmut_only_the_mutants_without_a_result() -> None:
     assert mutants == pending
     assert by_path == {"m.py": data}
     assert seen == [("m.x_*",)]
+
+
+def test_survivors_with_pending_hands_mutmut_the_survivors_and_the_mutants_without_a_result():
+    from tools.mutate import pending_only
+
+    data = object()
+    killed, survived = (data, "m.x_f__mutmut_1", 1), (data, "m.x_f__mutmut_2", 0)
+    waiting = (data, "m.x_f__mutmut_3", None)
+
+    def collect(
+        *, mutant_names: tuple[str, ...]
+    ) -> tuple[list[tuple[object, str, int | None]], dict[str, object]]:
+        return [killed, survived, waiting], {"m.py": data}
+
+    mutants, _ = pending_only(collect, also={"m.x_f__mutmut_2"})(mutant_names=("m.*",))
+    assert mutants == [survived, waiting]

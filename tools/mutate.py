@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run every survivor (and mutant no test reached) again, with today's tests",
     )
     parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="with --survivors: the mutants not yet run too, in one run (cheapest first)",
+    )
+    parser.add_argument(
         "--save", action="store_true", help=f"write the results in mutants/ to {SAVED}; no run"
     )
     args = parser.parse_args(argv)
@@ -61,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.stats:
         Path("mutants/mutmut-stats.json").unlink(missing_ok=True)
-    if args.survivors:
+    if args.survivors and args.pending:
+        mutmut_main.collect_source_file_mutation_data = pending_only(
+            mutmut_main.collect_source_file_mutation_data, also=set(survivors())
+        )
+        args.patterns = ["decoding.*"]
+    elif args.survivors:
         args.patterns += survivors()
         args.again = True
         if not args.patterns:
@@ -144,12 +154,13 @@ def restore(mutants: Path = MUTANTS, saved: Path = SAVED) -> str:
     return f"restored {len(document['modules'])} modules' results from {saved}"
 
 
-def pending_only(collect: Any) -> Any:
-    """mutmut's collector, keeping only the mutants with no result or "no tests"."""
+def pending_only(collect: Any, also: frozenset[str] | set[str] = frozenset()) -> Any:
+    """mutmut's collector, keeping only the mutants with no result or "no tests", and those
+    named in ``also``."""
 
     def collect_pending(*, mutant_names: tuple[str, ...] | list[str]) -> Any:
         mutants, data_by_path = collect(mutant_names=mutant_names)
-        pending = [mutant for mutant in mutants if mutant[2] in (None, NO_TESTS)]
+        pending = [m for m in mutants if m[2] in (None, NO_TESTS) or m[1] in also]
         print(f"{len(pending)} of {len(mutants)} matching mutants have no result yet")
         return pending, data_by_path
 
