@@ -627,3 +627,23 @@ def test_gguf_control_and_user_defined_tokens_are_found_in_one_pass(tmp_path):
         tmp_path / "t.gguf", tokens, ["x a"], types=[1, 1, 1, 1, 1, 1, 3, 4]
     )
     assert decoding.load_tokenizer(path).encode("xa<s>") == [7, 4]
+
+
+def test_gguf_control_and_user_defined_tokens_outside_the_alphabet_are_matched_as_written(
+    tmp_path,
+):
+    """GGUF files (as llama.cpp's converter writes them) keep a user-defined or control token's
+    own text, spaces and all: 'a b' and '日' (user-defined) and '<|im start|>' (control) are
+    found in the text as written and decode to it, where a normal token's text is spelled in
+    the byte-level alphabet."""
+    tokens = ["a", "b", "Ġ", "a b", "日", "<|im start|>", "ab"]
+    types = [1, 1, 1, 4, 4, 3, 1]
+    tok = decoding.load_tokenizer(
+        write_gguf_vocabulary(tmp_path / "t.gguf", tokens, ["a b"], types=types)
+    )
+    assert tok.encode("a b") == [3]
+    assert tok.encode("a 日b") == [0, 2, 4, 1]
+    assert tok.encode("<|im start|>a") == [5, 0]
+    assert tok.decode([3, 4]) == "a b日"
+    assert tok.decode([5, 0], skip_special_tokens=True) == "a"
+    assert tok.encode("ab") == [6]

@@ -481,9 +481,13 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
         )
     alphabet = set(_bytes_to_unicode().values())
     spelled = _bytes_to_unicode()
+    # A token is spelled in the byte-level alphabet; one outside it is respelled from its UTF-8
+    # bytes, except a control or user-defined one: that is matched as written, before BPE.
     vocab = {
-        t if set(t) <= alphabet else "".join(spelled[b] for b in t.encode("utf-8")): i
-        for i, t in enumerate(tokens)
+        t
+        if set(t) <= alphabet or kind in (3, 4)
+        else "".join(spelled[b] for b in t.encode("utf-8")): i
+        for i, (t, kind) in enumerate(zip(tokens, types, strict=True))
     }
     pairs = [tuple(m.split(" ", 1)) for m in merges]
     bpe = _built(
@@ -501,14 +505,14 @@ def gguf_tokenizer(gguf: GGUFFile) -> Tokenizer:
     inner.decoder = tokenizers.decoders.ByteLevel()
     control = [
         tokenizers.AddedToken(t, normalized=False, special=True)
-        for t, kind in zip(tokens, types, strict=False)
-        if kind == 3 and set(t) <= alphabet
+        for t, kind in zip(tokens, types, strict=True)
+        if kind == 3
     ]
     inner.add_special_tokens(control)
     user = [
         tokenizers.AddedToken(t, normalized=False, special=False)
-        for t, kind in zip(tokens, types, strict=False)
-        if kind == 4 and t in vocab
+        for t, kind in zip(tokens, types, strict=True)
+        if kind == 4
     ]
     inner.add_tokens(user)
     special = {}
