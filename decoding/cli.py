@@ -149,17 +149,18 @@ def _parse_float(text: str) -> float:
     return float(text)
 
 
+@attrs.frozen
 class _Flag:
     """An argparse ``type``: ``parse`` the text (ASCII numbers only), then check the number with
     the library's own ``rule`` (`decoding._validate`), so a flag accepts what the API accepts.
     Text that is no number is ``must be an int`` (or ``a finite number``); a number the rule
-    refuses is ``must be {what}``; both name the text as given. (A class, not a closure, so
-    that the work happens in a call: mutation testing switches mutants per call.)"""
+    refuses is ``must be {what}``; both name the text as given. (A record, not a closure, so
+    that the work happens in a call, where mutation testing switches mutants; its fields are
+    set at import, by attrs' own ``__init__``, before any mutant is.)"""
 
-    def __init__(
-        self, parse: Callable[[str], Any], rule: Callable[[str, Any], Any], what: str
-    ) -> None:
-        self.parse, self.rule, self.what = parse, rule, what
+    parse: Callable[[str], Any]
+    rule: Callable[[str, Any], Any]
+    what: str
 
     def __call__(self, text: str) -> Any:
         kind = "an int" if self.parse is _parse_int else "a finite number"
