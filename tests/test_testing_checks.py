@@ -753,3 +753,24 @@ def test_checked_lm_extend_many_of_no_rows_expects_logits_of_no_rows_and_t_posit
             state, np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64)
         )
         assert np.shape(logits) == (0, width, 3)
+
+
+def test_check_results_accepts_a_beam_a_stopping_criterion_ended():
+    """Finished without an EOS token, finish_reason "stop": valid (finished, and the reason is
+    neither "eos" nor "length")."""
+    beam = Beam((1, 2), -1.0, -0.5, True, token_logprobs=(-0.5, -0.5), finish_reason="stop")
+    check_results([[beam]], [[0]], 1, 4, 1.0, 3)
+
+
+class OwnRewindOnly(Sequences):
+    """`Sequences` with a rewind of its own (the default extend_many) that forgets nothing."""
+
+    def rewind(self, state, count):
+        return state
+
+
+def test_check_model_checks_rewind_of_a_model_overriding_only_rewind():
+    """A model's own rewind is checked even when extend_many is the default: one that keeps the
+    rewound tokens is caught by the extend after it."""
+    with pytest.raises(AssertionError, match=r"^extend after rewind\([1-9]"):
+        check_model(OwnRewindOnly(), PROMPTS, steps=2)
