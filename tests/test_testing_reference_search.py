@@ -25,6 +25,7 @@ from decoding.testing import (
     reference_diverse_beam_search,
     reference_speculative_sample,
     regex_texts,
+    sequence_distribution,
     speculative_distribution,
     speculative_uniforms,
 )
@@ -396,3 +397,15 @@ def test_speculative_distribution_lists_only_sequences_it_can_output():
     assert set(got) == {(0, 0), (0, 1)}
     assert got[(0, 0)] == 1.0
     assert got[(0, 1)] == pytest.approx(math.exp(-39), rel=1e-12)
+
+
+def test_sequence_distribution_defaults_to_temperature_1():
+    """Unprocessed probabilities: logits 0, 0, log(4/3) are odds 1 : 1 : 4/3, so 0.3, 0.3, 0.4
+    for one new token, and their products for two (no EOS)."""
+    model = ScriptedLM({(): [0.0, 0.0, log(4 / 3)]}, vocab_size=3)
+    one = sequence_distribution(model, (0,), 1)
+    assert one.keys() == {(0,), (1,), (2,)}
+    assert [one[(t,)] for t in range(3)] == pytest.approx([0.3, 0.3, 0.4], abs=1e-12)
+    two = sequence_distribution(model, (0,), 2)
+    assert two[(2, 2)] == pytest.approx(0.16, abs=1e-12)
+    assert two[(0, 1)] == pytest.approx(0.09, abs=1e-12)
