@@ -276,6 +276,20 @@ def test_speculative_sample_raises_stuck_where_a_rejected_proposal_leaves_no_tok
         decoder.decode(target, [[1]])
 
 
+def test_speculative_sample_raises_stuck_at_a_rejected_later_proposal():
+    # Two proposals (0, 0) from the prompt (1,): the target takes the first surely, but has no
+    # token after (1, 0): the second is rejected with an all-zero residual and target row, so
+    # the 2nd token (the 1st of the step plus one) cannot be chosen.
+    target = ScriptedLM({(): {0: 0.0}, (1, 0): {}}, vocab_size=2)
+    draft = ScriptedLM({(): {0: 0.0}}, vocab_size=2)
+    with pytest.raises(Stuck, match=r"^stuck at step 2$") as raised:
+        reference_speculative_sample(target, draft, [1], 2, 5, constant(*[0.5] * 5))
+    assert raised.value.step == 2
+    decoder = SpeculativeDecoder(draft, 2, 5, temperature=1.0, seed=0)
+    with pytest.raises(ValueError, match=r"^at step 2, prompt 0 has no token left to choose"):
+        decoder.decode(target, [[1]])
+
+
 # -- reference_diverse_beam_search ---------------------------------------------------------------
 
 
