@@ -406,3 +406,16 @@ def test_output_lines_before_the_last_are_checked(tmp_path, capsys, monkeypatch,
         assert run(capsys, *argv)[0] == 0
         lines = (tmp_path / "o").read_text().splitlines()
         assert [json.loads(line)["id"] for line in lines if line] == [1, 3, 2]
+
+
+def test_a_sampling_batch_keeps_its_processors(tmp_path, capsys):
+    prompts = [{"ids": [1, 2]}, {"ids": [3]}]
+    write_input(tmp_path / "in.jsonl", prompts)
+    argv = ["--decoder", "sample", "--seed", "1", "--max-new-tokens", "4", "--eos", "none"]
+    argv += ["--no-repeat-ngram", "1"]
+    out = tmp_path / "o.jsonl"
+    status, _, err = run(capsys, *argv, "--input", str(tmp_path / "in.jsonl"), "--output", str(out))
+    assert status == 0, err
+    for record in read_output(out):  # no token repeated: the processor ran
+        tokens = record["prompt"] + record["beams"][0]["tokens"]
+        assert len(set(tokens)) == len(tokens)
