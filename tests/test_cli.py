@@ -1836,3 +1836,75 @@ def json_run_err(capsys, *argv: str) -> dict:
     assert main([*argv, "--json"]) == 0
     captured = capsys.readouterr()
     return json.loads(captured.out) | {"stderr": captured.err}
+
+
+class SetClock:
+    """``time.monotonic`` that reads ``now``, set by the test."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_line_timing_rate_and_padding(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    clock = SetClock(1000.0)
+    monkeypatch.setattr(time, "monotonic", clock)
+    progress = cli.Progress(4)
+    progress.step, progress.tokens = 1, 12
+    clock.now = 1001.0  # exactly DELAY in: the line shows
+    progress.draw()
+    assert capsys.readouterr().err == "\rstep 1/4  12 tokens  12.0 tokens/s  1.0 s"
+    clock.now = 1001.05  # under INTERVAL since the last draw: not redrawn
+    progress.draw()
+    assert capsys.readouterr().err == ""
+    progress.step = 2
+    clock.now = 1002.0  # 12 tokens in 2 s; the line is one character shorter: one space pads it
+    progress.draw()
+    assert capsys.readouterr().err == "\rstep 2/4  12 tokens  6.0 tokens/s  2.0 s "
+    clock.now = 1002.01  # the last line is drawn even within INTERVAL, and kept
+    progress.finish()
+    assert capsys.readouterr().err == "\rstep 2/4  12 tokens  6.0 tokens/s  2.0 s\n"
+
+
+def test_progress_redraws_once_interval_has_passed(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    clock = SetClock(-1.0)
+    monkeypatch.setattr(time, "monotonic", clock)
+    progress = cli.Progress(4)
+    clock.now = 0.125
+    progress.draw()
+    clock.now = 0.225  # 0.225 - 0.125 == 0.1 exactly in floats: INTERVAL has passed
+    assert clock.now - 0.125 == cli.Progress.INTERVAL
+    progress.draw()
+    assert capsys.readouterr().err.count("\r") == 2
+
+
+def test_progress_stops_after_a_failed_write(monkeypatch):
+    class Broken:
+        def __init__(self):
+            self.writes = 0
+
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            self.writes += 1
+            raise OSError("gone")
+
+        def flush(self):
+            pass
+
+    stream = Broken()
+    monkeypatch.setattr(sys, "stderr", stream)
+    clock = SetClock(1000.0)
+    monkeypatch.setattr(time, "monotonic", clock)
+    progress = cli.Progress(4)
+    clock.now = 1002.0
+    progress.draw()
+    clock.now = 1003.0
+    progress.draw()
+    progress.finish()
+    assert stream.writes == 1

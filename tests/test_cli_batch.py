@@ -256,6 +256,7 @@ BAD_LINES = {
         '{"text": "hi"}',
         'line 2: "text" needs --model PATH (its tokenizer); give "ids" instead',
     ),
+    "text not a string": ('{"text": 5}', "line 2: \"text\" must be a string, got '5'"),
     "empty ids": ('{"ids": []}', "line 2: \"ids\" must be a non-empty list of token ids, got '[]'"),
     "id out of range": ('{"ids": [1, 1000]}', f"line 2: \"ids\" holds '1000', {NOT_AN_ID}"),
     "float id": ('{"ids": [1.0]}', f"line 2: \"ids\" holds '1.0', {NOT_AN_ID}"),
@@ -347,3 +348,74 @@ def test_a_batch_job_shows_no_progress_without_a_terminal(tmp_path, capsys, monk
     argv = ["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o")]
     assert main(argv) == 0
     assert capsys.readouterr().err.count("\n") == 1  # the summary line alone
+
+
+def test_token_id_zero_is_a_prompt(tmp_path, capsys):
+    write_input(tmp_path / "in.jsonl", [{"id": "z", "ids": [0]}])
+    out = tmp_path / "o.jsonl"
+    argv = ["--decoder", "greedy", "--max-new-tokens", "1"]
+    status, _, err = run(capsys, *argv, "--input", str(tmp_path / "in.jsonl"), "--output", str(out))
+    assert status == 0, err
+    assert [r["prompt"] for r in read_output(out)] == [[0]]
+
+
+def test_output_keeps_non_ascii_as_written(tmp_path, capsys):
+    write_input(tmp_path / "in.jsonl", [{"id": "café", "ids": [1]}])
+    out = tmp_path / "o.jsonl"
+    argv = ["--decoder", "greedy", "--max-new-tokens", "1"]
+    assert run(capsys, *argv, "--input", str(tmp_path / "in.jsonl"), "--output", str(out))[0] == 0
+    assert out.read_bytes().startswith('{"id": "café", "input": {"id": "café"'.encode())
+
+
+def test_text_that_encodes_to_no_tokens_or_fails_is_refused(tmp_path, capsys, monkeypatch):
+    word_checkpoint(tmp_path / "ckpt")
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": ""}\n')
+    argv = ["--model", str(tmp_path / "ckpt"), "--input", str(path), "--output", "o"]
+    monkeypatch.chdir(tmp_path)
+    message = error_line(capsys, *argv)
+    assert message == '--input line 1: "text" encodes to no tokens; give some text'
+
+    def failing(self, text):
+        raise ValueError("no such word\nsecond line")
+
+    monkeypatch.setattr(decoding.Tokenizer, "encode", failing)
+    message = error_line(capsys, *argv)
+    assert message == "--input line 1: the tokenizer failed: no such word"
+
+
+def test_output_under_a_file_is_one_error_with_the_reason(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    (tmp_path / "f").write_text("")
+    message = error_line(capsys, "--input", "in.jsonl", "--output", "f/o")
+    assert message == "--output: cannot read 'f/o': Not a directory"
+
+
+@pytest.mark.parametrize("bad", ["", '{"x": 1}'], ids=["blank line", "no id"])
+def test_output_lines_before_the_last_are_checked(tmp_path, capsys, monkeypatch, bad):
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "in.jsonl", [{"id": 1, "ids": [1]}, {"id": 2, "ids": [2]}])
+    (tmp_path / "o").write_text('{"id": 1}\n' + bad + '\n{"id": 3}\n')
+    argv = ["--decoder", "greedy", "--max-new-tokens", "1", "--input", "in.jsonl", "--output", "o"]
+    if bad:
+        assert error_line(capsys, *argv) == (
+            "--output line 2 is not a result line; not appending to that file"
+        )
+    else:  # a blank line is skipped: only id 2 is decoded and appended
+        assert run(capsys, *argv)[0] == 0
+        lines = (tmp_path / "o").read_text().splitlines()
+        assert [json.loads(line)["id"] for line in lines if line] == [1, 3, 2]
+
+
+def test_a_sampling_batch_keeps_its_processors(tmp_path, capsys):
+    prompts = [{"ids": [1, 2]}, {"ids": [3]}]
+    write_input(tmp_path / "in.jsonl", prompts)
+    argv = ["--decoder", "sample", "--seed", "1", "--max-new-tokens", "4", "--eos", "none"]
+    argv += ["--no-repeat-ngram", "1"]
+    out = tmp_path / "o.jsonl"
+    status, _, err = run(capsys, *argv, "--input", str(tmp_path / "in.jsonl"), "--output", str(out))
+    assert status == 0, err
+    for record in read_output(out):  # no token repeated: the processor ran
+        tokens = record["prompt"] + record["beams"][0]["tokens"]
+        assert len(set(tokens)) == len(tokens)
