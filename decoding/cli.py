@@ -1001,6 +1001,12 @@ def _result_line(job: _Job, beams: Sequence[Beam], tokenizer: Tokenizer | None) 
     return json.dumps(record, allow_nan=False, ensure_ascii=False) + "\n"
 
 
+def _not_json(name: str) -> NoReturn:
+    """``json.loads``'s hook for ``NaN``, ``Infinity`` and ``-Infinity``, which Python reads
+    and JSON does not have (a line holding one could not be written back)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _read_jobs(
     path: str, vocab_size: int, tokenizer: Tokenizer | None, parser: argparse.ArgumentParser
 ) -> list[_Job]:
@@ -1026,7 +1032,7 @@ def _read_jobs(
         if not text.strip():
             continue
         try:
-            line = json.loads(text)
+            line = json.loads(text, parse_constant=_not_json)
         except ValueError as error:
             bad(f"not valid JSON ({_first_line(error)})")
         if not isinstance(line, dict):

@@ -249,6 +249,14 @@ BAD_LINES = {
         "line 2: not valid JSON (Expecting property name enclosed in double quotes: line 1 "
         "column 2 (char 1))",
     ),
+    "NaN elsewhere on the line": (
+        '{"ids": [1], "x": NaN}',
+        "line 2: not valid JSON (NaN is not a JSON number)",
+    ),
+    "-Infinity": (
+        '{"ids": [1], "x": [-Infinity]}',
+        "line 2: not valid JSON (-Infinity is not a JSON number)",
+    ),
     "not an object": ("[1, 2]", "line 2: not a JSON object, got '[1, 2]'"),
     "no prompt": ('{"id": 3}', NEEDS),
     "both": ('{"text": "a", "ids": [1]}', NEEDS),
