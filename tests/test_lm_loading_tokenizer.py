@@ -647,3 +647,10 @@ def test_gguf_control_and_user_defined_tokens_outside_the_alphabet_are_matched_a
     assert tok.decode([3, 4]) == "a b日"
     assert tok.decode([5, 0], skip_special_tokens=True) == "a"
     assert tok.encode("ab") == [6]
+
+
+def test_a_tokenizer_built_in_code_calls_itself_the_tokenizer_when_it_has_no_template():
+    inner = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]"))
+    with pytest.raises(ValueError) as info:
+        decoding.Tokenizer(inner).render_chat_template([{"role": "user", "content": "a"}])
+    assert str(info.value).startswith("the tokenizer has no chat template (none in ")
