@@ -654,3 +654,12 @@ def test_a_tokenizer_built_in_code_calls_itself_the_tokenizer_when_it_has_no_tem
     with pytest.raises(ValueError) as info:
         decoding.Tokenizer(inner).render_chat_template([{"role": "user", "content": "a"}])
     assert str(info.value).startswith("the tokenizer has no chat template (none in ")
+
+
+def test_a_gguf_with_too_few_token_types_names_what_it_holds(tmp_path):
+    path = write_gguf_vocabulary(tmp_path / "t.gguf", ["a", "b", "ab"], ["a b"], types=[1, 1])
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    assert str(info.value) == (
+        f"{path}: tokenizer.ggml.token_type must list one type per token (3), got [1, 1]"
+    )
