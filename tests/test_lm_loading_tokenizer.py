@@ -663,3 +663,10 @@ def test_a_gguf_with_too_few_token_types_names_what_it_holds(tmp_path):
     assert str(info.value) == (
         f"{path}: tokenizer.ggml.token_type must list one type per token (3), got [1, 1]"
     )
+
+
+def test_a_gguf_chat_template_that_is_not_text_is_no_template(tmp_path):
+    path = write_gguf_vocabulary(
+        tmp_path / "t.gguf", ["a", "b", "ab"], ["a b"], metadata=[("tokenizer.chat_template", 7)]
+    )
+    assert decoding.load_tokenizer(path).chat_template is None
