@@ -670,3 +670,13 @@ def test_a_gguf_chat_template_that_is_not_text_is_no_template(tmp_path):
         tmp_path / "t.gguf", ["a", "b", "ab"], ["a b"], metadata=[("tokenizer.chat_template", 7)]
     )
     assert decoding.load_tokenizer(path).chat_template is None
+
+
+def test_llama3_takes_a_word_the_vocabulary_holds_whole_without_merging(tmp_path):
+    """llama.cpp's Llama 3 BPE ignores the merges for a word that is itself a token: 'abc' is
+    token 4 though no merge builds it; GPT-2's BPE merges 'a b' and leaves 'c'."""
+    tokens, merges = ["a", "b", "c", "ab", "abc"], ["a b"]
+    llama3 = write_gguf_vocabulary(tmp_path / "l.gguf", tokens, merges, pre="llama3")
+    assert decoding.load_tokenizer(llama3).encode("abc") == [4]
+    gpt2 = write_gguf_vocabulary(tmp_path / "g.gguf", tokens, merges, pre="gpt-2")
+    assert decoding.load_tokenizer(gpt2).encode("abc") == [3, 2]
