@@ -107,3 +107,15 @@ def test_blocked_vocabulary_equals_the_reference(problem) -> None:
         assert [(b.tokens, b.finished) for b in beams] == [(b.tokens, b.finished) for b in want]
         for b, w in zip(beams, want, strict=True):
             assert math.isclose(b.logprob, w.logprob, rel_tol=TOL, abs_tol=TOL)
+
+
+def test_ranked_pool_names_the_step_of_nan_logits():
+    logits_MV = np.array([[0.0, np.nan, 1.0]])
+    one = np.ones((1, 1), dtype=bool)
+    try:
+        select.ranked_pool(logits_MV, one, np.zeros((1, 1)), np.ones((1, 1), dtype=np.int64),
+                           ~one, 4, decoding.LengthPenalty(1.0), 3)  # fmt: skip
+    except ValueError as error:
+        assert str(error) == "model returned logits containing NaN at step 3"
+    else:
+        raise AssertionError("NaN logits were accepted")

@@ -155,3 +155,12 @@ def test_the_default_extend_refuses_parents_and_tokens_of_different_lengths():
     logits, new = model.extend(state, np.array([1, 0]), np.array([3, 2]))
     assert logits.shape == (2, 4)
     assert [tuple(s) for s in new] == [(2, 3), (1, 2)]
+
+
+def test_drop_past_the_prompt_names_how_many_tokens_were_appended():
+    # prompt (1, 2, 3) plus two appends: dropping 3 would eat into the prompt
+    seq = TokenSequence((1, 2, 3)).append(4).append(5)
+    assert seq.drop(2) == (1, 2, 3)
+    with pytest.raises(ValueError) as info:
+        seq.drop(3)
+    assert str(info.value) == "cannot drop 3 tokens: only 2 were appended after the prompt"

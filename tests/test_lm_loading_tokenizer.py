@@ -647,3 +647,36 @@ def test_gguf_control_and_user_defined_tokens_outside_the_alphabet_are_matched_a
     assert tok.decode([3, 4]) == "a b日"
     assert tok.decode([5, 0], skip_special_tokens=True) == "a"
     assert tok.encode("ab") == [6]
+
+
+def test_a_tokenizer_built_in_code_calls_itself_the_tokenizer_when_it_has_no_template():
+    inner = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "[UNK]": 1}, "[UNK]"))
+    with pytest.raises(ValueError) as info:
+        decoding.Tokenizer(inner).render_chat_template([{"role": "user", "content": "a"}])
+    assert str(info.value).startswith("the tokenizer has no chat template (none in ")
+
+
+def test_a_gguf_with_too_few_token_types_names_what_it_holds(tmp_path):
+    path = write_gguf_vocabulary(tmp_path / "t.gguf", ["a", "b", "ab"], ["a b"], types=[1, 1])
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    assert str(info.value) == (
+        f"{path}: tokenizer.ggml.token_type must list one type per token (3), got [1, 1]"
+    )
+
+
+def test_a_gguf_chat_template_that_is_not_text_is_no_template(tmp_path):
+    path = write_gguf_vocabulary(
+        tmp_path / "t.gguf", ["a", "b", "ab"], ["a b"], metadata=[("tokenizer.chat_template", 7)]
+    )
+    assert decoding.load_tokenizer(path).chat_template is None
+
+
+def test_llama3_takes_a_word_the_vocabulary_holds_whole_without_merging(tmp_path):
+    """llama.cpp's Llama 3 BPE ignores the merges for a word that is itself a token: 'abc' is
+    token 4 though no merge builds it; GPT-2's BPE merges 'a b' and leaves 'c'."""
+    tokens, merges = ["a", "b", "c", "ab", "abc"], ["a b"]
+    llama3 = write_gguf_vocabulary(tmp_path / "l.gguf", tokens, merges, pre="llama3")
+    assert decoding.load_tokenizer(llama3).encode("abc") == [4]
+    gpt2 = write_gguf_vocabulary(tmp_path / "g.gguf", tokens, merges, pre="gpt-2")
+    assert decoding.load_tokenizer(gpt2).encode("abc") == [3, 2]

@@ -216,3 +216,37 @@ def test_bad_patterns_are_value_errors_at_construction():
         RegexConstraint("a", 42)
     with pytest.raises(TypeError, match=r"tokenizer\[1\]"):
         RegexConstraint("a", ["a", 3])
+
+
+def test_an_eos_id_past_the_logits_is_ignored():
+    # EOS id 11 is one past the 11 logits: there is no column to allow or forbid
+    assert allowed(RegexConstraint(r"a+b", TEXTS), [], eos=(len(TEXTS),)) == [1, 3]
+    assert allowed(RegexConstraint(r"a+b", TEXTS), [3], eos=(len(TEXTS),)) == []
+
+
+def test_the_constraint_leaves_its_states_in_the_memo():
+    constraint = RegexConstraint(r"(ab|b)*a?", TEXTS)
+    first = context([[3], [2], [1]])
+    constraint(np.zeros((3, len(TEXTS))), first)
+    np.testing.assert_array_equal(first.memo[constraint], constraint.states(first))
+
+
+def test_without_the_previous_call_or_its_rows_the_states_are_walked():
+    constraint = RegexConstraint(r"(ab|b)*a?", TEXTS)
+    first = context([[3], [2]])
+    constraint(np.zeros((2, len(TEXTS))), first)
+    generated_MT = np.array([[2, 1], [3, 2], [3, 1]])
+    walked = constraint.states(context(generated_MT.tolist()))
+    for parent_M, previous in [
+        (np.array([1, 0, 0]), None),  # no previous memo
+        (None, first.memo),  # the decoder does not say which rows continue which
+        (np.array([1, 0, 0]), {}),  # a previous memo without this constraint in it
+    ]:
+        later = StepContext(generated_MT, (0,), 2, ((1,),), np.zeros(3, dtype=np.int64),
+                            parent_M=parent_M, previous=previous)  # fmt: skip
+        np.testing.assert_array_equal(constraint.states(later), walked)
+    # a first call (step 0, nothing generated) never reads a memo
+    empty = StepContext(np.zeros((1, 0), dtype=np.int64), (0,), 0, ((1,),),
+                        np.zeros(1, dtype=np.int64), parent_M=np.array([0]),
+                        previous=first.memo)  # fmt: skip
+    np.testing.assert_array_equal(constraint.states(empty), constraint.states(context([[]])))
