@@ -304,6 +304,13 @@ def test_input_that_is_not_utf8_names_the_line(tmp_path, capsys):
         (["--input", "in.jsonl", "--output", "o", "--decoder", "speculative", "--temperature",
           "0.5"], "--input: --decoder speculative with --temperature > 0 draws by each prompt's "
          "place in its batch; a batch job needs --temperature 0 with it"),
+        (["--input", "in.jsonl", "--output", "o", "--trace-dot", "t.dot"],
+         "--trace-dot cannot be combined with --input (a batch job)"),
+        (["--input", " ", "--output", "o"], "--input needs a file path, got ' '"),
+        (["--input", "in.jsonl", "--output", " "], "--output needs a file path, got ' '"),
+        (["--input", "in.jsonl", "--output", "o\0"], "--output needs a file path, got 'o\\x00'"),
+        (["--input", "in.jsonl", "--output", "no-such-folder/o"],
+         "--output: cannot write 'no-such-folder/o': No such file or directory"),
     ],
 )  # fmt: skip
 def test_batch_flag_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
@@ -347,3 +354,16 @@ def test_a_batch_job_shows_no_progress_without_a_terminal(tmp_path, capsys, monk
     argv = ["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o")]
     assert main(argv) == 0
     assert capsys.readouterr().err.count("\n") == 1  # the summary line alone
+
+
+def test_a_batch_job_says_how_many_results_it_wrote(tmp_path, capsys):
+    # one new result is "1 result", two are "2 results"; --temperature is fine without
+    # --decoder speculative
+    src, out = write_input(tmp_path / "in.jsonl", [{"ids": [1]}, {"ids": [2]}]), tmp_path / "o"
+    out.write_text(json.dumps({"id": 1}) + "\n")
+    argv = ["--decoder", "sample", "--temperature", "0.5", "--max-new-tokens", "2"]
+    status, _, err = run(capsys, "--input", src, "--output", str(out), *argv)
+    assert (status, err) == (0, f"python -m decoding: wrote 1 result to {out} (1 already there)\n")
+    out.write_text("")
+    status, _, err = run(capsys, "--input", src, "--output", str(out), *argv)
+    assert (status, err) == (0, f"python -m decoding: wrote 2 results to {out} (0 already there)\n")
