@@ -367,3 +367,12 @@ def test_a_batch_job_says_how_many_results_it_wrote(tmp_path, capsys):
     out.write_text("")
     status, _, err = run(capsys, "--input", src, "--output", str(out), *argv)
     assert (status, err) == (0, f"python -m decoding: wrote 2 results to {out} (0 already there)\n")
+
+
+def test_a_batch_job_decodes_with_the_model_of_model_seed(tmp_path, capsys):
+    src, out = write_input(tmp_path / "in.jsonl", [{"ids": [1, 2]}]), tmp_path / "o"
+    argv = ["--decoder", "greedy", "--max-new-tokens", "6", "--model-seed", "3"]
+    assert run(capsys, "--input", src, "--output", str(out), *argv)[0] == 0
+    model = decoding.NumpyTransformerLM(seed=3)
+    want = decoding.GreedyDecoder(6, DEFAULT_EOS).decode(model, [[1, 2]])
+    assert_same(read_output(out), want)
