@@ -376,3 +376,16 @@ def test_a_batch_job_decodes_with_the_model_of_model_seed(tmp_path, capsys):
     model = decoding.NumpyTransformerLM(seed=3)
     want = decoding.GreedyDecoder(6, DEFAULT_EOS).decode(model, [[1, 2]])
     assert_same(read_output(out), want)
+
+
+def test_a_failed_write_is_one_error_line_and_exit_status_1(tmp_path, capsys, monkeypatch):
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    src = write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    argv = ["--input", src, "--output", "o.jsonl", "--decoder", "greedy"]
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, *argv, "--max-new-tokens", "2")
+    assert (status, out) == (1, "")
+    assert err == PREFIX + "cannot write 'o.jsonl': No space left on device\n"
