@@ -313,6 +313,13 @@ def test_input_that_is_not_utf8_names_the_line(tmp_path, capsys):
         (["--input", "in.jsonl", "--output", "o", "--decoder", "speculative", "--temperature",
           "0.5"], "--input: --decoder speculative with --temperature > 0 draws by each prompt's "
          "place in its batch; a batch job needs --temperature 0 with it"),
+        (["--input", "in.jsonl", "--output", "o", "--trace-dot", "t.dot"],
+         "--trace-dot cannot be combined with --input (a batch job)"),
+        (["--input", " ", "--output", "o"], "--input needs a file path, got ' '"),
+        (["--input", "in.jsonl", "--output", " "], "--output needs a file path, got ' '"),
+        (["--input", "in.jsonl", "--output", "o\0"], "--output needs a file path, got 'o\\x00'"),
+        (["--input", "in.jsonl", "--output", "no-such-folder/o"],
+         "--output: cannot write 'no-such-folder/o': No such file or directory"),
     ],
 )  # fmt: skip
 def test_batch_flag_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
@@ -427,3 +434,38 @@ def test_a_sampling_batch_keeps_its_processors(tmp_path, capsys):
     for record in read_output(out):  # no token repeated: the processor ran
         tokens = record["prompt"] + record["beams"][0]["tokens"]
         assert len(set(tokens)) == len(tokens)
+
+
+def test_a_batch_job_says_how_many_results_it_wrote(tmp_path, capsys):
+    # one new result is "1 result", two are "2 results"; --temperature is fine without
+    # --decoder speculative
+    src, out = write_input(tmp_path / "in.jsonl", [{"ids": [1]}, {"ids": [2]}]), tmp_path / "o"
+    out.write_text(json.dumps({"id": 1}) + "\n")
+    argv = ["--decoder", "sample", "--temperature", "0.5", "--max-new-tokens", "2"]
+    status, _, err = run(capsys, "--input", src, "--output", str(out), *argv)
+    assert (status, err) == (0, f"python -m decoding: wrote 1 result to {out} (1 already there)\n")
+    out.write_text("")
+    status, _, err = run(capsys, "--input", src, "--output", str(out), *argv)
+    assert (status, err) == (0, f"python -m decoding: wrote 2 results to {out} (0 already there)\n")
+
+
+def test_a_batch_job_decodes_with_the_model_of_model_seed(tmp_path, capsys):
+    src, out = write_input(tmp_path / "in.jsonl", [{"ids": [1, 2]}]), tmp_path / "o"
+    argv = ["--decoder", "greedy", "--max-new-tokens", "6", "--model-seed", "3"]
+    assert run(capsys, "--input", src, "--output", str(out), *argv)[0] == 0
+    model = decoding.NumpyTransformerLM(seed=3)
+    want = decoding.GreedyDecoder(6, DEFAULT_EOS).decode(model, [[1, 2]])
+    assert_same(read_output(out), want)
+
+
+def test_a_failed_write_is_one_error_line_and_exit_status_1(tmp_path, capsys, monkeypatch):
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    src = write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    argv = ["--input", src, "--output", "o.jsonl", "--decoder", "greedy"]
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, *argv, "--max-new-tokens", "2")
+    assert (status, out) == (1, "")
+    assert err == PREFIX + "cannot write 'o.jsonl': No space left on device\n"
