@@ -1035,6 +1035,10 @@ def _read_jobs(
             line = json.loads(text, parse_constant=_not_json)
         except ValueError as error:
             bad(f"not valid JSON ({_first_line(error)})")
+        try:  # the line is written back with its result, in UTF-8
+            json.dumps(line, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            bad("holds a lone surrogate escape (\\ud800 to \\udfff), which UTF-8 cannot write")
         if not isinstance(line, dict):
             bad(f"not a JSON object, got {_shown(text.strip())}")
         job_id = line.get("id", number)

@@ -257,6 +257,10 @@ BAD_LINES = {
         '{"ids": [1], "x": [-Infinity]}',
         "line 2: not valid JSON (-Infinity is not a JSON number)",
     ),
+    "lone surrogate": (
+        '{"ids": [1], "x": "\\ud800"}',
+        "line 2: holds a lone surrogate escape (\\ud800 to \\udfff), which UTF-8 cannot write",
+    ),
     "not an object": ("[1, 2]", "line 2: not a JSON object, got '[1, 2]'"),
     "no prompt": ('{"id": 3}', NEEDS),
     "both": ('{"text": "a", "ids": [1]}', NEEDS),
