@@ -249,44 +249,53 @@ def test_speculative_sample_gives_the_processors_the_eos_ids_for_draft_and_targe
     assert got == (0, 0, 1)
 
 
-def test_speculative_sample_raises_stuck_at_the_token_after_the_accepted_proposals():
+STUCK = {
     # Target and draft take 0 surely, until the target has no token after (..., 0, 0, 0).
     # Step 0 makes (0, 0); step 1 proposes 0, accepted: the 4th token cannot be chosen.
-    target = ScriptedLM({(): {0: 0.0}, (0, 0, 0): {}}, vocab_size=2)
-    draft = ScriptedLM({(): {0: 0.0}}, vocab_size=2)
-    with pytest.raises(Stuck, match=r"^stuck at step 4$") as raised:
-        reference_speculative_sample(target, draft, [1], 1, 5, constant(0.5, 0.5, 0.5))
-    assert raised.value.step == 4
-    decoder = SpeculativeDecoder(draft, 1, 5, temperature=1.0, seed=0)
-    with pytest.raises(ValueError, match=r"^at step 4, prompt 0 has no token left to choose"):
-        decoder.decode(target, [[1]])
-
-
-def test_speculative_sample_raises_stuck_where_a_rejected_proposal_leaves_no_token():
+    "after the accepted proposals": (
+        ScriptedLM({(): {0: 0.0}, (0, 0, 0): {}}, vocab_size=2),
+        ScriptedLM({(): {0: 0.0}}, vocab_size=2),
+        1,
+        5,
+        4,
+    ),
     # The target has no token after the prompt (1,); the draft proposes 0 (or 1) there. The
     # proposal is rejected (the target gives it probability 0), the residual is all zero and so
     # is the target's row it falls back to: the first token cannot be chosen.
-    target = ScriptedLM({(): {0: 0.0}, (1,): {}}, vocab_size=2)
-    draft = ScriptedLM({(): [0.0, 0.0]})
-    with pytest.raises(Stuck, match=r"^stuck at step 1$") as raised:
-        reference_speculative_sample(target, draft, [1], 1, 2, constant(0.5, 0.5, 0.5))
-    assert raised.value.step == 1
-    decoder = SpeculativeDecoder(draft, 1, 2, temperature=1.0, seed=0)
-    with pytest.raises(ValueError, match=r"^at step 1, prompt 0 has no token left to choose"):
-        decoder.decode(target, [[1]])
-
-
-def test_speculative_sample_raises_stuck_at_a_rejected_later_proposal():
+    "where a rejected proposal leaves no token": (
+        ScriptedLM({(): {0: 0.0}, (1,): {}}, vocab_size=2),
+        ScriptedLM({(): [0.0, 0.0]}),
+        1,
+        2,
+        1,
+    ),
     # Two proposals (0, 0) from the prompt (1,): the target takes the first surely, but has no
     # token after (1, 0): the second is rejected with an all-zero residual and target row, so
     # the 2nd token (the 1st of the step plus one) cannot be chosen.
-    target = ScriptedLM({(): {0: 0.0}, (1, 0): {}}, vocab_size=2)
-    draft = ScriptedLM({(): {0: 0.0}}, vocab_size=2)
-    with pytest.raises(Stuck, match=r"^stuck at step 2$") as raised:
-        reference_speculative_sample(target, draft, [1], 2, 5, constant(*[0.5] * 5))
-    assert raised.value.step == 2
-    decoder = SpeculativeDecoder(draft, 2, 5, temperature=1.0, seed=0)
-    with pytest.raises(ValueError, match=r"^at step 2, prompt 0 has no token left to choose"):
+    "at a rejected later proposal": (
+        ScriptedLM({(): {0: 0.0}, (1, 0): {}}, vocab_size=2),
+        ScriptedLM({(): {0: 0.0}}, vocab_size=2),
+        2,
+        5,
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "draft", "num_draft", "max_new", "step"), STUCK.values(), ids=STUCK.keys()
+)
+def test_speculative_sample_raises_stuck_at_the_step_the_decoder_names(
+    target, draft, num_draft, max_new, step
+):
+    """The reference's `Stuck` and `SpeculativeDecoder`'s error name the same step (all
+    uniforms 0.5, prompt [1])."""
+    uniforms = constant(*[0.5] * (2 * num_draft + 1))
+    with pytest.raises(Stuck, match=rf"^stuck at step {step}$") as raised:
+        reference_speculative_sample(target, draft, [1], num_draft, max_new, uniforms)
+    assert raised.value.step == step
+    decoder = SpeculativeDecoder(draft, num_draft, max_new, temperature=1.0, seed=0)
+    with pytest.raises(ValueError, match=rf"^at step {step}, prompt 0 has no token left to choose"):
         decoder.decode(target, [[1]])
 
 
