@@ -98,18 +98,20 @@ class Ensemble(LanguageModel):
         weights = ", ".join(f"{w:.4g}" for w in self.weights)
         return f"Ensemble({list(self.models)!r}, weights=[{weights}])"
 
-    def _mix(self, logits_per_member: Sequence[object], rows: int) -> np.ndarray:
-        """``J x [M, V]`` member logits -> ``[M, V]`` float64 mixture log-probs."""
-        shape = (rows, self.vocab_size)
-        weighted_JMV = np.empty((len(self.models), *shape))
+    def _mix(self, logits_per_member: Sequence[object], lead: tuple[int, ...]) -> np.ndarray:
+        """``J x [*lead, V]`` member logits (``lead`` is ``(M,)`` or ``(M, T)``) -> ``[*lead,
+        V]`` float64 mixture log-probs; a member's logits are checked as it returned them."""
+        shape = (*lead, self.vocab_size)
+        rows = math.prod(lead)
+        weighted_JMV = np.empty((len(self.models), rows, self.vocab_size))
         for j, logits in enumerate(logits_per_member):
-            array_MV = np.asarray(logits)
-            if array_MV.shape != shape or array_MV.dtype.kind not in "fiu":
+            array = np.asarray(logits)
+            if array.shape != shape or array.dtype.kind not in "fiu":
                 raise ValueError(
-                    f"models[{j}] returned logits of shape {array_MV.shape} and dtype "
-                    f"{array_MV.dtype}; expected real numbers of shape {shape}"
+                    f"models[{j}] returned logits of shape {array.shape} and dtype "
+                    f"{array.dtype}; expected real numbers of shape {shape}"
                 )
-            array_MV = array_MV.astype(np.float64)
+            array_MV = array.reshape(rows, self.vocab_size).astype(np.float64)
             if rows and not (array_MV.max(axis=1) < np.inf).all():
                 raise ValueError(f"models[{j}] returned logits containing NaN or +inf")
             weighted_JMV[j] = log_softmax(array_MV) + self.log_weight_J[j]
@@ -118,17 +120,17 @@ class Ensemble(LanguageModel):
         safe_MV = np.where(peak_MV > -np.inf, peak_MV, 0.0)
         total_MV = np.exp(weighted_JMV - safe_MV).sum(axis=0)
         with np.errstate(divide="ignore"):
-            return np.asarray(safe_MV + np.log(total_MV))
+            return np.asarray(safe_MV + np.log(total_MV)).reshape(shape)
 
     def next_token_logits(self, sequences: list[Sequence[int]]) -> np.ndarray:
         """``[M sequences] -> [M, V]`` float64 mixture log-probs (each member's
         `next_token_logits`)."""
-        return self._mix([m.next_token_logits(sequences) for m in self.models], len(sequences))
+        return self._mix([m.next_token_logits(sequences) for m in self.models], (len(sequences),))
 
     def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, Any]:
         """Every member's ``prefill``; the state is the tuple of member states."""
         outputs = [m.prefill(prompts) for m in self.models]
-        logits_MV = self._mix([logits for logits, _ in outputs], len(prompts))
+        logits_MV = self._mix([logits for logits, _ in outputs], (len(prompts),))
         return logits_MV, tuple(state for _, state in outputs)
 
     def extend(
@@ -138,7 +140,7 @@ class Ensemble(LanguageModel):
         outputs = [
             m.extend(s, parents_M, tokens_M) for m, s in zip(self.models, state, strict=True)
         ]
-        logits_MV = self._mix([logits for logits, _ in outputs], len(parents_M))
+        logits_MV = self._mix([logits for logits, _ in outputs], (len(parents_M),))
         return logits_MV, tuple(s for _, s in outputs)
 
     def extend_many(
@@ -148,18 +150,7 @@ class Ensemble(LanguageModel):
         outputs = [
             m.extend_many(s, parents_M, tokens_MT) for m, s in zip(self.models, state, strict=True)
         ]
-        rows, steps = np.shape(tokens_MT)
-        shape = (rows, steps, self.vocab_size)
-        flat = []
-        for j, (logits, _) in enumerate(outputs):
-            array_MTV = np.asarray(logits)
-            if array_MTV.shape != shape:
-                raise ValueError(
-                    f"models[{j}] returned logits of shape {array_MTV.shape} and dtype "
-                    f"{array_MTV.dtype}; expected real numbers of shape {shape}"
-                )
-            flat.append(array_MTV.reshape(rows * steps, self.vocab_size))
-        logits_MTV = self._mix(flat, rows * steps).reshape(shape)
+        logits_MTV = self._mix([logits for logits, _ in outputs], np.shape(tokens_MT))
         return logits_MTV, tuple(s for _, s in outputs)
 
     def rewind(self, state: Any, count: int) -> Any:
