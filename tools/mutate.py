@@ -16,6 +16,10 @@ them. mutmut keeps a saved verdict only while its function's code is unchanged (
 hash of each function), so a restored run goes on where the last one stopped and re-runs
 exactly the functions edited since. A verdict of a function that did not change stays,
 survivors included: ``--survivors`` runs every survivor again once tests were written for them.
+
+Each mutant's tests run with `tools.mutant_timeout.PerTestTimeout`: a test that spends far more
+CPU time than it did on the clean code ends that mutant's run as a timeout at once, instead of
+after mutmut's limit for the whole run (minutes, for a mutant of the search loop).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print(restore())
     import mutmut.__main__ as mutmut_main  # a dev tool: installed by `make mutate` only
 
+    time_each_test()
+
     if args.stats:
         Path("mutants/mutmut-stats.json").unlink(missing_ok=True)
     if args.survivors and args.pending:
@@ -87,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     return 0
+
+
+def time_each_test() -> None:
+    """Run each mutant's tests under `PerTestTimeout`, budgets from mutmut's clean durations."""
+    from mutmut.runners.harness import PytestRunner, change_cwd
+    from mutmut.state import state
+
+    from tools.mutant_timeout import PerTestTimeout
+
+    def run_tests(self: PytestRunner, *, mutant_name: str | None, tests: Any) -> int:
+        plugin = PerTestTimeout(state().duration_by_test)
+        with change_cwd("mutants"):
+            return int(self.execute_pytest(self._pytest_args_regular_run(tests), plugins=[plugin]))
+
+    PytestRunner.run_tests = run_tests  # type: ignore[method-assign]
 
 
 def survivors(mutants: Path = MUTANTS) -> list[str]:
