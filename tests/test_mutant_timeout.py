@@ -23,10 +23,10 @@ TESTS = textwrap.dedent(
             pass
 
     def test_busy_a():
-        spend(0.3)
+        spend(0.15)
 
     def test_busy_b():
-        spend(0.3)
+        spend(0.15)
 
     def test_spins():
         while True:
@@ -35,7 +35,7 @@ TESTS = textwrap.dedent(
 )
 
 
-def run(tmp_path: Path, durations: dict[str, float], *selected: str, constant: float = 0.5) -> int:
+def run(tmp_path: Path, durations: dict[str, float], *selected: str, constant: float = 0.25) -> int:
     (tmp_path / "test_cases.py").write_text(TESTS)
     script = textwrap.dedent(
         f"""
@@ -62,15 +62,15 @@ def test_tests_within_their_budgets_pass(tmp_path):
 
 
 def test_each_test_gets_its_own_budget(tmp_path):
-    """Two tests of 0.3 CPU seconds each fit budgets of 0.5 s each, though not one of 0.5 s."""
+    """Two tests of 0.15 CPU seconds each fit budgets of 0.25 s each, though not one of 0.25 s."""
     assert run(tmp_path, {}, "test_cases.py::test_busy_a", "test_cases.py::test_busy_b") == 0
 
 
 def test_a_test_s_clean_duration_widens_its_budget(tmp_path):
-    """0.3 CPU seconds overrun a budget of 0.1 s, and fit 0.1 s + 2 x a clean duration of 0.2 s."""
+    """0.15 CPU seconds overrun a budget of 0.05 s and fit 0.05 s + 2 x a clean time of 0.1 s."""
     busy = "test_cases.py::test_busy_a"
-    assert run(tmp_path, {}, busy, constant=0.1) == TIMEOUT
-    assert run(tmp_path, {busy: 0.2}, busy, constant=0.1) == 0
+    assert run(tmp_path, {}, busy, constant=0.05) == TIMEOUT
+    assert run(tmp_path, {busy: 0.1}, busy, constant=0.05) == 0
 
 
 def test_the_budget_is_the_constant_plus_factor_times_the_clean_duration():
