@@ -1,6 +1,7 @@
 """Hypothesis profiles: ``default`` (quick local runs), ``ci`` (derandomized, reproducible) and
-``mutate`` (``ci`` without shrinking: mutation testing asks only whether a test fails, and
-shrinking a failing example can take a minute); and the models several test files share, as
+``mutate`` (``ci`` with 30 examples and without shrinking: mutation testing asks only whether a
+test fails, a surviving mutant runs every example of every test that reaches it, and shrinking a
+failing example can take a minute); and the models several test files share, as
 session fixtures.
 
 Pick a profile with the ``HYPOTHESIS_PROFILE`` environment variable; ``default`` when unset.
@@ -31,7 +32,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
-    "mutate", settings.get_profile("ci"), phases=[p for p in Phase if p is not Phase.shrink]
+    "mutate",
+    settings.get_profile("ci"),
+    max_examples=30,
+    phases=[p for p in Phase if p is not Phase.shrink],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
