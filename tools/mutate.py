@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.mutation_report import bucket, load
+from tools.mutation_report import EQUIVALENTS, bucket, equivalents, load
 
 NO_TESTS = 33  # mutmut's exit code for a mutant of a function no test calls
 MUTANTS = Path("mutants")
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="run every survivor (and mutant no test reached) again, with today's tests",
+        help="run every survivor not judged equivalent (and mutant no test reached) again",
     )
     parser.add_argument(
         "--pending",
@@ -110,14 +110,16 @@ def time_each_test() -> None:
     PytestRunner.run_tests = run_tests  # type: ignore[method-assign]
 
 
-def survivors(mutants: Path = MUTANTS) -> list[str]:
-    """The names of the mutants under ``mutants`` that survived or that no test reached (the
-    names `tools.mutation_report` writes to its survivors file)."""
+def survivors(mutants: Path = MUTANTS, judged: Path = EQUIVALENTS) -> list[str]:
+    """The names of the mutants under ``mutants`` that survived, other than those ``judged``
+    lists as equivalent, or that no test reached (the names `tools.mutation_report` writes to
+    its survivors file)."""
+    equivalent = equivalents(judged.read_text()) if judged.exists() else set()
     return [
         name
         for codes in load(mutants).values()
         for name, code in sorted(codes.items())
-        if bucket(code) in ("survived", "no tests")
+        if bucket(code) in ("survived", "no tests") and name not in equivalent
     ]
 
 

@@ -1,17 +1,21 @@
 """Summarise a mutmut run: ``python -m tools.mutation_report`` (``make mutate`` runs it).
 
 Reads mutmut's per-file results (``mutants/**/*.py.meta``), prints a Markdown table
-per module (killed, timed out, survived, reached by no test, other, not yet run; the score is
-killed and timed out over every mutant run to a verdict), and writes the name of every mutant
-that survived or that no test reaches to ``mutation-survivors.txt``, one per line, for
-``mutmut show NAME``. Equivalent survivors, judged by hand, are listed with
-their reasons in docs/mutation.md.
+per module (killed, timed out, survived, judged equivalent, reached by no test, other, not yet
+run), and writes the name of every mutant that survived, not judged equivalent, or that no test
+reaches to ``mutation-survivors.txt``, one per line, for ``mutmut show NAME``.
+
+Survivors judged equivalent by hand (no input can tell them from the real code) are listed with
+their reasons in docs/mutation.md, under "Survivors judged equivalent"; a survivor named there is
+counted as equivalent, not survived. The score is killed and timed out over every mutant run to a
+verdict, less the equivalent ones: the share of the mutants that can be noticed which were.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +23,9 @@ KILLED = {1, 3, 37}  # test failure, pytest internal error, caught by the type c
 TIMEOUT = {36, 24, -24, 152, 255}  # the tests ran past their time limit: the mutant is noticed
 SURVIVED = {0}
 NO_TESTS = {5, 33}  # no test calls the function: not noticed either
-COLUMNS = ("killed", "timeout", "survived", "no tests", "other", "not yet run")
+COLUMNS = ("killed", "timeout", "survived", "equivalent", "no tests", "other", "not yet run")
+EQUIVALENTS = Path("docs/mutation.md")
+SECTION = "## Survivors judged equivalent"
 
 
 def load(root: Path) -> dict[str, dict[str, int | None]]:
@@ -30,6 +36,32 @@ def load(root: Path) -> dict[str, dict[str, int | None]]:
         module = str(meta.relative_to(root))[: -len(".meta")]
         results[module] = data.get("exit_code_by_key", {})
     return results
+
+
+def equivalents(text: str) -> set[str]:
+    """The mutant names listed in ``text``'s section `SECTION` (to the next ``## `` heading).
+
+    Names are in backquotes: in full (``decoding.scoring.x_f__mutmut_3``); without the module
+    (``x_f__mutmut_3``) after a module's path (``decoding/scoring.py``); or, after a name, by
+    number alone (``_4``, ``..._4``) for more mutants of the same function."""
+    start = text.find(SECTION)
+    if start < 0:
+        return set()
+    end = text.find("\n## ", start + len(SECTION))
+    names = set()
+    module = function = None
+    for code in re.findall(r"`([^`]+)`", text[start : end if end >= 0 else len(text)]):
+        if re.fullmatch(r"decoding(/\w+)*\.py", code):
+            module = code.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            continue
+        if module is not None and re.fullmatch(r"x[_ǁ]\S*__mutmut_\d+", code):
+            code = f"{module}.{code}"
+        if named := re.fullmatch(r"(decoding\.\S+__mutmut_)\d+", code):
+            function = named.group(1)
+            names.add(code)
+        elif function is not None and (number := re.fullmatch(r"(?:\.\.\.)?_(\d+)", code)):
+            names.add(function + number.group(1))
+    return names
 
 
 def bucket(code: int | None) -> str:
@@ -51,7 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mutants", type=Path, default=Path("mutants"))
     parser.add_argument("--survivors", type=Path, default=Path("mutation-survivors.txt"))
+    parser.add_argument(
+        "--equivalents",
+        type=Path,
+        default=EQUIVALENTS,
+        help="the Markdown file whose section '" + SECTION + "' names them",
+    )
     args = parser.parse_args(argv)
+    judged_equivalent = (
+        equivalents(args.equivalents.read_text()) if args.equivalents.exists() else set()
+    )
     results = {module: codes for module, codes in load(args.mutants).items() if codes}
     if not results:
         print(f"no mutmut results under {args.mutants}/; run `make mutate` first")
@@ -61,9 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     survivors: list[str] = []
     totals: Counter[str] = Counter()
     for module, codes in results.items():
-        counts = Counter(bucket(c) for c in codes.values())
+        columns = {
+            name: "equivalent"
+            if bucket(c) == "survived" and name in judged_equivalent
+            else bucket(c)
+            for name, c in codes.items()
+        }
+        counts = Counter(columns.values())
         survivors += sorted(
-            name for name, c in codes.items() if bucket(c) in ("survived", "no tests")
+            name for name, column in columns.items() if column in ("survived", "no tests")
         )
         totals.update(counts)
         print(table_row(f"`{module}`", len(codes), counts))
@@ -74,21 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table_row(name: str, total: int, counts: Counter[str]) -> str:
-    """One Markdown row; the score is (killed + timeout) / every mutant run to a verdict."""
+    """One Markdown row; the score is (killed + timeout) / every mutant run to a verdict and
+    not judged equivalent."""
     noticed = counts["killed"] + counts["timeout"]
     judged = noticed + counts["survived"] + counts["no tests"]
     score = f"{100 * noticed / judged:.1f}%" if judged else "-"
     cells = " | ".join(str(counts[c]) for c in COLUMNS)
     return f"| {name} | {total} | {cells} | {score} |"
-
-
-def _row(name: str, total: int, counts: Counter[str]) -> str:
-    judged = counts["killed"] + counts["survived"]
-    score = f"{100 * counts['killed'] / judged:.1f}%" if judged else "-"
-    return (
-        f"| {name} | {total} | {counts['killed']} | {counts['survived']} "
-        f"| {counts['other']} | {score} |"
-    )
 
 
 if __name__ == "__main__":
