@@ -493,3 +493,20 @@ def test_bad_arguments_are_named():
         decoder = SpeculativeDecoder(PromptLookup(), 2, 1)
         model = tiny(27)
         decoder.step(model, decoder.step(model, decoder.init(model, [[1]])))
+
+
+def test_early_exit_refuses_a_model_or_a_depth_it_cannot_cut_with_the_exact_message():
+    """Only a cached transformer has layers to cut, and the cut keeps 1 to all of them."""
+    with pytest.raises(TypeError) as info:
+        decoding.EarlyExit("gpt2", 1)
+    assert str(info.value) == (
+        "model must be a decoding.lm.cache.CachedLM (NumpyTransformerLM, NumpyLlamaLM), got 'gpt2'"
+    )
+    model = tiny(28)  # two layers
+    with pytest.raises(ValueError) as info:
+        decoding.EarlyExit(model, 0)
+    assert str(info.value) == "num_layers must be a positive int, got 0"
+    with pytest.raises(ValueError) as info:
+        decoding.EarlyExit(model, 3)
+    assert str(info.value) == "num_layers must be at most the model's 2 layers, got 3"
+    assert decoding.EarlyExit(model, 2).num_layers == 2

@@ -1,6 +1,7 @@
 """`decoding.lm.base`: `TokenSequence` (what `LanguageModel.extend`'s default state holds and
 what a model's `next_token_logits` receives) behaves exactly as the tuple of its ids; the
-default ``extend`` refuses parents and tokens of different lengths.
+default ``extend`` refuses parents and tokens of different lengths, ``extend_many`` tokens that
+are not one row of columns per parent, and ``rewind`` a state of the model's own.
 
 Each sequence is built from a prompt by appends along a random tree, so prefixes are shared and
 chains cross the every-32nd-token checkpoints that cache ids; it is then read in a random order
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from decoding import LanguageModel
-from decoding.lm.base import TokenSequence
+from decoding.lm.base import RewindUnsupported, TokenSequence
 
 tokens = st.integers(0, 9)
 
@@ -164,3 +165,43 @@ def test_drop_past_the_prompt_names_how_many_tokens_were_appended():
     with pytest.raises(ValueError) as info:
         seq.drop(3)
     assert str(info.value) == "cannot drop 3 tokens: only 2 were appended after the prompt"
+
+
+def test_the_default_extend_many_refuses_tokens_that_are_not_m_rows_of_t_columns():
+    """``tokens_MT`` must be 2-D, with at least one column and one row per parent."""
+    model = Echo()
+    _, state = model.prefill([[1], [2]])
+    for parents, tokens_, shape in (
+        ([0, 1], np.array([3, 2]), "(2,)"),  # one token per row, but not as a column
+        ([0, 1], np.zeros((2, 0), dtype=np.int64), "(2, 0)"),  # no column
+        ([0], np.array([[3], [2]]), "(2, 1)"),  # two rows for one parent
+    ):
+        with pytest.raises(ValueError) as info:
+            model.extend_many(state, np.array(parents), tokens_)
+        assert str(info.value) == (
+            "tokens_MT must be [M, T] with T >= 1 and M = len(parents_M) = "
+            f"{len(parents)}, got shape {shape}"
+        )
+    logits, new = model.extend_many(state, np.array([1, 0]), np.array([[3, 1], [2, 0]]))
+    assert logits.shape == (2, 2, 4)
+    assert [tuple(s) for s in new] == [(2, 3, 1), (1, 2, 0)]
+
+
+def test_the_default_rewind_refuses_a_state_it_did_not_make_naming_the_model():
+    """A state that is not a tuple of `TokenSequence` rows (plain tuples, or a list) is the
+    model's own: `RewindUnsupported` names the model's class."""
+
+    class OwnState(Echo):
+        def prefill(self, prompts):
+            return np.zeros((len(prompts), 4)), tuple(tuple(p) for p in prompts)
+
+    model = OwnState()
+    _, state = model.prefill([[1, 2], [3, 4]])
+    for own in (state, [TokenSequence((1,)).append(2)]):
+        with pytest.raises(RewindUnsupported) as info:
+            model.rewind(own, 1)
+        assert str(info.value) == (
+            "OwnState keeps a state of its own (its prefill and extend are overridden) but "
+            "does not override rewind(state, count)"
+        )
+    assert model.rewind(state, 0) is state

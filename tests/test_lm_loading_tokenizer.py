@@ -587,7 +587,8 @@ def test_a_gguf_special_token_id_past_the_last_token_names_none(tmp_path):
 
 def test_a_gguf_merge_is_two_tokens_split_at_the_first_space(tmp_path):
     """A merge without a space is refused as such; one with two spaces is read as 'a' + 'b c'
-    (llama.cpp's reading), a token the vocabulary lacks, which the error names."""
+    (llama.cpp's reading), a token the vocabulary lacks, which the error names; 'a  b' likewise
+    as 'a' + ' b'."""
     path = write_gguf_vocabulary(tmp_path / "t.gguf", ["a", "b", "ab"], ["ab"])
     with pytest.raises(ValueError) as info:
         decoding.load_tokenizer(path)
@@ -600,6 +601,12 @@ def test_a_gguf_merge_is_two_tokens_split_at_the_first_space(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{path}: its tokens and merges do not make a BPE tokenizer: ")
     assert "`b c`" in message and "`a b`" not in message
+    path = write_gguf_vocabulary(tmp_path / "v.gguf", ["a", "b", "ab"], ["a  b"])
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: its tokens and merges do not make a BPE tokenizer: ")
+    assert "` b`" in message
 
 
 def test_id_to_token_reads_every_u32_id(tmp_path):
@@ -680,3 +687,42 @@ def test_llama3_takes_a_word_the_vocabulary_holds_whole_without_merging(tmp_path
     assert decoding.load_tokenizer(llama3).encode("abc") == [4]
     gpt2 = write_gguf_vocabulary(tmp_path / "g.gguf", tokens, merges, pre="gpt-2")
     assert decoding.load_tokenizer(gpt2).encode("abc") == [3, 2]
+
+
+def test_a_gguf_control_token_longer_than_a_user_defined_one_wins_where_both_start(tmp_path):
+    """The other way round: in '<s>xa' the control token '<s>x' starts first and takes the 'x'
+    the user-defined 'xa' would need, so 'a' is left on its own (llama.cpp, which tries the
+    longest special token first, reads it so too)."""
+    tokens = ["x", "a", "<", "s", ">", "<s>x", "xa"]
+    path = write_gguf_vocabulary(tmp_path / "t.gguf", tokens, ["x a"], types=[1, 1, 1, 1, 1, 3, 4])
+    assert decoding.load_tokenizer(path).encode("<s>xa") == [5, 1]
+
+
+def test_a_gguf_token_spelled_with_the_whole_byte_level_alphabet_is_in_it(tmp_path):
+    """A token's characters need only all be in the alphabet: one that uses every one of its
+    256 characters (bytes 0 to 255, in order) is those 256 bytes, not its UTF-8 text."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    others = iter(range(0x100, 0x100 + 256 - len(printable)))
+    whole = "".join(chr(b) if b in printable else chr(next(others)) for b in range(256))
+    path = write_gguf_vocabulary(tmp_path / "t.gguf", ["a", "b", "ab", whole], ["a b"])
+    tok = decoding.load_tokenizer(path)
+    assert tok.token_bytes()[3] == bytes(range(256))
+    assert tok.id_to_token(3) == whole
+
+
+def test_a_gguf_bos_token_that_makes_no_template_is_named_with_the_file(tmp_path):
+    """A control token may hold a space; as BOS, with ``add_bos_token``, it cannot be put in a
+    template (whose tokens are separated by spaces): the error names the GGUF and the token."""
+    path = write_gguf_vocabulary(
+        tmp_path / "t.gguf",
+        ["a", "b", "ab", "<s> x"],
+        ["a b"],
+        types=[1, 1, 1, 3],
+        metadata={"tokenizer.ggml.bos_token_id": 3, "tokenizer.ggml.add_bos_token": True},
+    )
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(path)
+    assert str(info.value).startswith(
+        f"{path}: the special tokens '<s> x' and None do not make a template: "
+    )
