@@ -16,7 +16,7 @@ DOC = """# Mutation testing
 ### This run's
 
 - `decoding.a.x_f__mutmut_1`, `_2`, `..._3`: the same value either way.
-- `decoding.a.xǁCǁg__mutmut_7`, `_8`: `strict=` of a zip of equal lengths.
+- `decoding.a.xǁCǁg__mutmut_7`, `_8`, `x_k__mutmut_2`, `_3`: `strict=` of a zip of equal lengths.
 
 `decoding/b/c.py`:
 
@@ -39,6 +39,8 @@ def test_the_names_are_those_of_the_equivalents_section_with_numbers_after_a_ful
         "decoding.a.x_f__mutmut_3",
         "decoding.a.xǁCǁg__mutmut_7",
         "decoding.a.xǁCǁg__mutmut_8",
+        "decoding.a.x_k__mutmut_2",
+        "decoding.a.x_k__mutmut_3",
         "decoding.b.c.x_h__mutmut_5",
         "decoding.b.c.x_h__mutmut_6",
         "decoding.b.xǁDǁk__mutmut_1",

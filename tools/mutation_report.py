@@ -42,8 +42,9 @@ def equivalents(text: str) -> set[str]:
     """The mutant names listed in ``text``'s section `SECTION` (to the next ``## `` heading).
 
     Names are in backquotes: in full (``decoding.scoring.x_f__mutmut_3``); without the module
-    (``x_f__mutmut_3``) after a module's path (``decoding/scoring.py``); or, after a name, by
-    number alone (``_4``, ``..._4``) for more mutants of the same function."""
+    (``x_f__mutmut_3``) after a module's path (``decoding/scoring.py``) or a full name of that
+    module; or, after a name, by number alone (``_4``, ``..._4``) for more mutants of the same
+    function."""
     start = text.find(SECTION)
     if start < 0:
         return set()
@@ -56,8 +57,8 @@ def equivalents(text: str) -> set[str]:
             continue
         if module is not None and re.fullmatch(r"x[_ǁ]\S*__mutmut_\d+", code):
             code = f"{module}.{code}"
-        if named := re.fullmatch(r"(decoding\.\S+__mutmut_)\d+", code):
-            function = named.group(1)
+        if named := re.fullmatch(r"((decoding(?:\.\w+)*?)\.x[_ǁ]\S*__mutmut_)\d+", code):
+            function, module = named.groups()
             names.add(code)
         elif function is not None and (number := re.fullmatch(r"(?:\.\.\.)?_(\d+)", code)):
             names.add(function + number.group(1))
