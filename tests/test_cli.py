@@ -980,6 +980,12 @@ def test_a_dot_file_that_cannot_be_written_is_one_line_with_the_reason(
     monkeypatch.chdir(tmp_path)
     line = error_line(capsys, "--prompt", "1 2", "--trace-dot", "no-such-folder/tree.dot")
     assert line == "--trace-dot: cannot write 'no-such-folder/tree.dot': No such file or directory"
+    # a lone surrogate (only via ``main(argv)``): the codec's reason, for want of an errno
+    line = error_line(capsys, "--prompt", "1 2", "--trace-dot", "\ud800")
+    assert line == (
+        f"--trace-dot: cannot write '\\ud800': '{sys.getfilesystemencoding()}' codec can't "
+        "encode character '\\ud800' in position 0: surrogates not allowed"
+    )
     (tmp_path / "folder").mkdir()
     line = error_line(capsys, "--prompt", "1 2", "--trace-dot", "folder")
     assert line == (

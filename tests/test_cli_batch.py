@@ -332,15 +332,20 @@ def test_batch_flag_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, mes
     assert error_line(capsys, *argv) == message
 
 
-def test_an_input_path_the_file_system_cannot_encode_is_refused_naming_it(
-    tmp_path, capsys, monkeypatch
-):
+def test_a_path_the_file_system_cannot_encode_is_refused_naming_it(tmp_path, capsys, monkeypatch):
     """A path holding a lone surrogate (only via ``main(argv)``: no shell passes one) cannot be
-    opened: the error names the path and the codec's reason, as for any unreadable file."""
+    opened: the error names the path and the codec's reason, as for any unreadable file; an
+    ``--output`` so named is refused when it is read for the ids already done."""
     monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "in.jsonl", [{"ids": p} for p in PROMPTS])
     message = error_line(capsys, "--input", "\ud800", "--output", "o")
     assert message == (
         f"--input: cannot read '\\ud800': '{sys.getfilesystemencoding()}' codec can't encode "
+        "character '\\ud800' in position 0: surrogates not allowed"
+    )
+    message = error_line(capsys, "--input", "in.jsonl", "--output", "\ud800")
+    assert message == (
+        f"--output: cannot read '\\ud800': '{sys.getfilesystemencoding()}' codec can't encode "
         "character '\\ud800' in position 0: surrogates not allowed"
     )
 
