@@ -481,7 +481,7 @@ def test_bad_arguments_are_named():
         SpeculativeDecoder(PromptLookup(), 257, 5)
     with pytest.raises(ValueError, match="temperature"):
         SpeculativeDecoder(PromptLookup(), 2, 5, temperature=-0.5)
-    with pytest.raises(ValueError, match="max_ngram"):
+    with pytest.raises(ValueError, match=r"^max_ngram must be a positive int, got 0$"):
         PromptLookup(0)
     with pytest.raises(TypeError, match="model must be"):
         decoding.EarlyExit(ScriptedLM({(): [0.0]}), 1)

@@ -270,3 +270,41 @@ def test_beam_search_reserves_its_cache_and_a_prefill_override_is_called_plainly
     assert state.model_state.allocated == (1, 3 + 5 - 1)
     decoding.BeamSearchDecoder(3, 5).decode(Counting(), [[1, 2, 3]])
     assert calls == [1]
+
+
+def test_extend_many_names_tokens_MT_in_its_errors():
+    model = decoding.NumpyTransformerLM(vocab_size=11, d_model=8, n_heads=2, n_ctx=32)
+    _, state = model.prefill([[1, 2], [3]])
+    with pytest.raises(TypeError, match=r"^tokens_MT must be an int array, got "):
+        model.extend_many(state, [0, 1], [[1.5], [2.0]])
+    with pytest.raises(ValueError) as info:
+        model.extend_many(state, [0, 1], [1, 2])  # [M] where [M, T] is wanted
+    assert str(info.value) == (
+        "parents_M and tokens_MT must be 1-D and 2-D with as many rows, got shapes (2,) and (2,)"
+    )
+    with pytest.raises(ValueError, match=r"^tokens_MT must be in \[0, 11\), got "):
+        model.extend_many(state, [0, 1], [[1, 2], [3, 11]])
+
+
+def test_rewind_refuses_what_is_not_a_count_of_added_tokens():
+    model = decoding.NumpyTransformerLM(vocab_size=11, d_model=8, n_heads=2, n_ctx=32)
+    _, prefilled = model.prefill([[1, 2, 3], [4]])  # 3 columns: the longest prompt
+    with pytest.raises(TypeError) as info:
+        model.rewind("a state", 1)
+    assert str(info.value) == "state must be a KVCache from prefill or extend, got 'a state'"
+    with pytest.raises(ValueError) as info:
+        model.rewind(prefilled, -1)
+    assert str(info.value) == "count must be a non-negative int, got -1"
+    with pytest.raises(TypeError, match=r"^count must be a non-negative int, got 1\.0$"):
+        model.rewind(prefilled, 1.0)
+    with pytest.raises(ValueError) as info:
+        model.rewind(prefilled, 1)  # nothing added yet: the prompts cannot be cut
+    assert str(info.value) == "count must be at most the 0 tokens added since prefill"
+    _, state = model.extend(prefilled, [0, 1], [5, 6])
+    _, state = model.extend(state, [0, 1], [7, 8])  # 5 columns, 2 of them added
+    with pytest.raises(ValueError) as info:
+        model.rewind(state, 3)
+    assert str(info.value) == "count must be at most the 2 tokens added since prefill"
+    rewound = model.rewind(state, 2)
+    assert rewound.sequences() == ((1, 2, 3), (4,))
+    assert model.rewind(state, 0) is state
