@@ -339,3 +339,16 @@ def test_random_llama_constructor_is_seeded_and_checked():
         decoding.NumpyLlamaLM(d_model=16, n_heads=4, n_kv_heads=3)
     with pytest.raises(ValueError, match="seed"):
         decoding.NumpyLlamaLM(seed=-1)
+
+
+def test_memory_estimate_counts_the_mlp_width_of_the_blocks():
+    """Worked: float32, 3 rows of a 10-token cache running 2 positions. The cache holds
+    min(10 + 5 + 8, 2048 + 10) = 23 columns: 2 (K, V) * layers * 3 rows * 1 KV head * E = 2 *
+    23 * 4 bytes; the activations 3 * 2 * (8 D + 3 F) * 4; three chunks of scores of
+    3 * 2 heads * 2 * (10 + 8) * 4 = 864; the logits 2 * 3 * V * 4 = 120."""
+    model = decoding.NumpyLlamaLM(vocab_size=5, d_model=4, n_heads=2, n_kv_heads=1, d_ff=6)
+    assert model.memory_estimate(3, 10, 2) == 1104 + 3 * 2 * (32 + 18) * 4 + 3 * 864 + 120
+    # No blocks: no cache and no MLP (F = 0), only the 8 D activations.
+    weights = attrs.evolve(model.weights, blocks=())
+    bare = decoding.NumpyLlamaLM.from_weights(weights)
+    assert bare.memory_estimate(3, 10, 2) == 0 + 3 * 2 * 32 * 4 + 3 * 864 + 120
