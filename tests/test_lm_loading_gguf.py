@@ -9,6 +9,7 @@ tokenizer and EOS.
 from __future__ import annotations
 
 import json
+import mmap
 
 import numpy as np
 import pytest
@@ -148,6 +149,18 @@ def test_float32_tensors_stay_in_the_file_and_permuted_ones_are_restored(tmp_pat
     model = decoding.load_model(tmp_path / "m.gguf", dtype="float32")
     up = model.weights.blocks[0].up_w_DF
     assert not up.flags.writeable and not up.T.flags.owndata  # a view of the mapped file
+    base = up
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    assert isinstance(base.base, memoryview) and isinstance(base.base.obj, mmap.mmap)
+    # A norm (1-D, small) is copied: a view would keep the file's pages around it mapped.
+    norm = model.weights.blocks[0].mlp_norm_D
+    while isinstance(norm.base, np.ndarray):
+        norm = norm.base
+    assert norm.flags.owndata
+    np.testing.assert_array_equal(
+        norm, values["model.layers.0.post_attention_layernorm.weight"].astype(np.float32)
+    )
     np.testing.assert_array_equal(
         up, values["model.layers.0.mlp.up_proj.weight"].astype(np.float32).T
     )
@@ -389,6 +402,29 @@ def test_files_that_are_not_gguf_are_refused_naming_them(tmp_path):
     with pytest.raises(ValueError) as info:
         decoding.load_model(version)
     assert str(info.value) == f"{version}: GGUF version 1 is not supported (2 and 3 are)"
+
+
+@pytest.mark.parametrize("qtype", [Q.F32, Q.F16, Q.BF16], ids=lambda q: q.name)
+def test_float_files_load_without_the_gguf_package(tmp_path, monkeypatch, qtype):
+    """Weights need NumPy alone (docs/models.md): float tensors are read straight from the
+    file; only the quantised types call ``gguf``'s dequantisers."""
+    cfg = config(d=64, ff=96, layers=1)
+    expected = write_gguf(tmp_path / "m.gguf", "llama", cfg, tensors(cfg, np.random.default_rng(8)),
+                          qtype)  # fmt: skip
+    monkeypatch.setitem(__import__("sys").modules, "gguf", None)
+    for dtype in ("float32", "float64"):
+        model = decoding.load_model(tmp_path / "m.gguf", dtype=dtype)
+        block = model.weights.blocks[0]
+        np.testing.assert_array_equal(
+            block.q_w_DX, expected["model.layers.0.self_attn.q_proj.weight"].T
+        )
+        np.testing.assert_array_equal(
+            block.up_w_DF, expected["model.layers.0.mlp.up_proj.weight"].T
+        )
+        np.testing.assert_array_equal(
+            block.attn_norm_D, expected["model.layers.0.input_layernorm.weight"]
+        )
+        np.testing.assert_array_equal(model.weights.norm_D, expected["model.norm.weight"])
 
 
 def test_a_quantised_file_without_the_gguf_package_names_the_install(tmp_path, monkeypatch):
