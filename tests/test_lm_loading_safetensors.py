@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 
 import numpy as np
 import pytest
@@ -127,6 +128,36 @@ def test_weights_in_the_model_dtype_and_layout_stay_in_the_mapped_file(tmp_path)
     while isinstance(base.base, np.ndarray):
         base = base.base
     assert copy.T.flags.c_contiguous and base.flags.owndata  # a float64 array of its own
+
+
+def resident_kib(path):
+    """Kibibytes of ``path``'s mapped pages this process holds (its ``Rss`` in
+    /proc/self/smaps, over every mapping of the file)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=1)[0]
+            if not head.endswith(":"):  # a mapping's first line: address range ... path
+                inside = line.rstrip().endswith(str(path))
+            elif inside and head == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(
+    not hasattr(mmap, "MADV_DONTNEED") or not os.path.exists("/proc/self/smaps"),
+    reason="pages are handed back with madvise; resident pages are read from /proc/self/smaps",
+)
+def test_the_file_pages_a_conversion_read_are_handed_back(tmp_path):
+    """A tied float32 Llama: the head's [D, V] copy of the 4 MiB embedding is built chunk by
+    chunk from the mapped file, and each chunk's pages are dropped once copied. The file stays
+    mapped (the other weights are views of it), but holds almost none of its pages."""
+    write_llama(tmp_path / "m", np.random.default_rng(34), vocab=8192, d=128, layers=1,
+                tied=True, dtype=np.float32)  # fmt: skip
+    model = decoding.load_model(tmp_path / "m", dtype="float32")
+    assert model.weights.head_DV is None and model.weights.embed_VD.nbytes == 4 << 20
+    resident = resident_kib(tmp_path / "m" / "model.safetensors")
+    assert 0 < resident < 1024  # a quarter of the embedding: its pages are not held
 
 
 def test_unaligned_and_unpadded_files_load_too(tmp_path):
