@@ -9,12 +9,13 @@ import json
 import mmap
 import os
 
+import attrs
 import numpy as np
 import pytest
 
 import decoding
 
-from checkpoints import llama_config, llama_tensors, save, write_llama
+from checkpoints import llama_config, llama_tensors, save, write_gpt2, write_llama
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -128,6 +129,23 @@ def test_weights_in_the_model_dtype_and_layout_stay_in_the_mapped_file(tmp_path)
     while isinstance(base.base, np.ndarray):
         base = base.base
     assert copy.T.flags.c_contiguous and base.flags.owndata  # a float64 array of its own
+
+
+@pytest.mark.parametrize(("stored", "dtype"), [(np.float64, "float32"), (np.float32, "float64")])
+def test_a_gpt2_holds_every_weight_in_the_dtype_asked_for(tmp_path, stored, dtype):
+    """GPT-2 keeps the loaded arrays themselves: the norms and biases (1-D, copied from the
+    file) are converted to the model's dtype like the matrices, whatever the file holds."""
+    tensors = write_gpt2(tmp_path / "float64", np.random.default_rng(35), layers=1)
+    folder = save(tmp_path / "m", json.loads((tmp_path / "float64" / "config.json").read_text()),
+                  {k: v.astype(stored) for k, v in tensors.items()})  # fmt: skip
+    weights = decoding.load_model(folder, dtype=dtype).weights
+    arrays = [weights.wte_VD, weights.wpe_PD, weights.lnf_g_D, weights.lnf_b_D]
+    arrays += [getattr(weights.blocks[0], f.name) for f in attrs.fields(type(weights.blocks[0]))]
+    assert {a.dtype for a in arrays} == {np.dtype(dtype)}
+    np.testing.assert_array_equal(
+        weights.blocks[0].ln2_b_D,
+        tensors["transformer.h.0.ln_2.bias"].astype(stored).astype(dtype),
+    )
 
 
 def resident_kib(path):
