@@ -175,7 +175,7 @@ def test_the_file_pages_a_conversion_read_are_handed_back(tmp_path):
     model = decoding.load_model(tmp_path / "m", dtype="float32")
     assert model.weights.head_DV is None and model.weights.embed_VD.nbytes == 4 << 20
     resident = resident_kib(tmp_path / "m" / "model.safetensors")
-    assert 0 < resident < 1024  # a quarter of the embedding: its pages are not held
+    assert 0 < resident < 2048  # half the embedding: its pages are not held
 
 
 def test_unaligned_and_unpadded_files_load_too(tmp_path):
