@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import decoding
-from decoding.lm.loading.gguf_files import GGUFFile
+from decoding.lm.loading.gguf_files import GGUFFile, GGUFSource, gguf_config
 
 from checkpoints import permute, write_gguf
 
@@ -434,3 +434,103 @@ def test_a_quantised_file_without_the_gguf_package_names_the_install(tmp_path, m
     monkeypatch.setitem(__import__("sys").modules, "gguf", None)
     with pytest.raises(ImportError, match=r"pip install 'numpy-decoding\[hf\]'"):
         decoding.load_model(path)
+
+
+# -- the configuration from the metadata alone ---------------------------------------------------
+
+U32, F32, BOOL, STRING, ARRAY = (
+    gguf.GGUFValueType.UINT32, gguf.GGUFValueType.FLOAT32, gguf.GGUFValueType.BOOL,
+    gguf.GGUFValueType.STRING, gguf.GGUFValueType.ARRAY,
+)  # fmt: skip
+
+
+def metadata_only(path, entries):
+    """A ``llama`` GGUF of no tensors holding the metadata ``entries`` (key -> (value, type))."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, (value, kind) in entries.items():
+        writer.add_key_value(key, value, kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_config_from_the_fewest_keys_takes_the_defaults_and_the_token_count(tmp_path):
+    """One head and a width of 8 are all it needs: the vocabulary is the token list's length
+    when there is no embedding, the KV heads default to the heads, the head width to the
+    width over the heads; and an integer where a float is read is taken as it is."""
+    least = {"llama.attention.head_count": (1, U32), "llama.embedding_length": (8, U32)}
+    tokens = {"tokenizer.ggml.tokens": (["a", "b", "c"], ARRAY)}
+    path = metadata_only(tmp_path / "m.gguf", least | tokens)
+    assert gguf_config(GGUFFile(path)) == {
+        "model_type": "llama", "vocab_size": 3, "hidden_size": 8, "num_attention_heads": 1,
+        "num_key_value_heads": 1, "head_dim": 8, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+        "max_position_embeddings": 2048, "tie_word_embeddings": True, "hidden_act": "silu",
+    }  # fmt: skip
+    path = metadata_only(
+        tmp_path / "n.gguf", least | {"llama.rope.freq_base": (500, U32)}
+    )  # no tokens: no vocabulary size
+    config = gguf_config(GGUFFile(path))
+    assert "vocab_size" not in config
+    assert config["rope_theta"] == 500
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ({"llama.attention.layer_norm_rms_epsilon": (True, BOOL)},
+         "llama.attention.layer_norm_rms_epsilon is True, not a float"),
+        ({"llama.rope.freq_base": ("x", STRING)}, "llama.rope.freq_base is 'x', not a float"),
+        ({"llama.expert_count": (1, U32)}, "llama.expert_count = 1 is not supported"),
+        ({"llama.attention.head_count": (1, U32)},
+         "llama.attention.head_count or embedding_length is missing"),
+        ({"llama.embedding_length": (8, U32)},
+         "llama.attention.head_count or embedding_length is missing"),
+        ({"llama.attention.head_count": (2, U32), "llama.embedding_length": (0, U32)},
+         "llama.embedding_length must be positive, got 0"),
+        ({"llama.attention.value_length": (4, U32)},
+         "llama.attention.value_length = 4 is not supported"),
+    ],
+)  # fmt: skip
+def test_metadata_that_makes_no_model_is_refused_naming_the_key_and_value(
+    tmp_path, entries, message
+):
+    least = {"llama.attention.head_count": (2, U32), "llama.embedding_length": (16, U32)}
+    if "is missing" in message:
+        least = {}
+    path = metadata_only(tmp_path / "m.gguf", least | entries)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_permuted_and_one_dimensional_tensors_come_in_the_dtype_and_shape_asked_for(tmp_path):
+    """Query/key weights and biases (un-permuted as a whole) and 1-D norms are built in the
+    model's dtype, in their own shape; a transposed query weight is the transpose."""
+    cfg = config(d=64, ff=96, heads=4, kv=2)
+    values = tensors(cfg, np.random.default_rng(12), biases=True)
+    expected = write_gguf(tmp_path / "m.gguf", "llama", cfg, values)
+    model = decoding.load_model(tmp_path / "m.gguf", dtype="float64")
+    block = model.weights.blocks[0]
+    for got, name in [
+        (block.q_w_DX, "self_attn.q_proj.weight"),
+        (block.k_b_Y, "self_attn.k_proj.bias"),
+        (block.mlp_norm_D, "post_attention_layernorm.weight"),
+    ]:
+        want = expected["model.layers.0." + name]
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, want.T)  # .T: a 1-D array is its own transpose
+    assert block.mlp_norm_D.shape == (64,)
+    assert block.k_b_Y.shape == (32,)
+    file = GGUFFile(tmp_path / "m.gguf")
+    source = GGUFSource(file, gguf_config(file))
+    q = "model.layers.1.self_attn.q_proj.weight"
+    got = source.get_transposed(q, (64, 64), np.dtype(np.float32))
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected[q].T)
+    k = "model.layers.1.self_attn.k_proj.bias"
+    for name, shape in [(q, (64, 64)), (k, (32,))]:
+        got = source.get(name, shape, np.dtype(np.float64))
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, expected[name])

@@ -147,3 +147,87 @@ def _arrays(record):
 
     visit(record)
     return out
+
+
+def _merged(ranges):
+    """Byte ranges ``(start, stop)`` merged where they touch or overlap, in order."""
+    out = []
+    for start, stop in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], stop))
+        else:
+            out.append((start, stop))
+    return out
+
+
+def test_a_quantised_gguf_hands_back_exactly_the_bytes_of_every_tensor_it_converts(
+    tmp_path, monkeypatch
+):
+    """Each converted chunk's bytes are handed back as it is read: taken together, the ranges
+    released are the byte ranges of the tensors built from the file (the Q8_0 weights, the
+    permuted query/key ones among them); the float32 norms stay views and are not."""
+    from decoding.lm.loading._common import MappedFile
+    from decoding.lm.loading.gguf_files import GGUFFile
+
+    config = {
+        "model_type": "llama", "vocab_size": 40, "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+    }  # fmt: skip
+    rng = np.random.default_rng(3)
+    shapes = {"model.embed_tokens.weight": (40, 64), "model.norm.weight": (64,),
+              "lm_head.weight": (40, 64), "model.layers.0.input_layernorm.weight": (64,),
+              "model.layers.0.post_attention_layernorm.weight": (64,),
+              "model.layers.0.self_attn.q_proj.weight": (64, 64),
+              "model.layers.0.self_attn.k_proj.weight": (32, 64),
+              "model.layers.0.self_attn.v_proj.weight": (32, 64),
+              "model.layers.0.self_attn.o_proj.weight": (64, 64),
+              "model.layers.0.mlp.gate_proj.weight": (96, 64),
+              "model.layers.0.mlp.up_proj.weight": (96, 64),
+              "model.layers.0.mlp.down_proj.weight": (64, 96)}  # fmt: skip
+    tensors = {k: rng.normal(size=s) * 0.1 for k, s in shapes.items()}
+    path = tmp_path / "q.gguf"
+    write_gguf(path, "llama", config, tensors, Q.Q8_0)
+    released = []
+    original = MappedFile.release
+
+    def release(self, start, stop):
+        released.append((start, stop))
+        original(self, start, stop)
+
+    monkeypatch.setattr(MappedFile, "release", release)
+    decoding.load_model(path)
+    file = GGUFFile(path)
+    # Q8_0: 34 bytes for each 32 values of a row
+    built = [(t.offset, t.offset + 34 * t.shape[0] * t.shape[1] // 32)
+             for t in file.tensors.values() if len(t.shape) == 2]  # fmt: skip
+    assert len(built) == 9
+    assert _merged(released) == _merged(built)
+
+
+@pytest.mark.no_blas_noise
+def test_a_permuted_gguf_weight_is_un_permuted_with_one_float32_copy_of_temporaries(tmp_path):
+    """A ``llama`` GGUF's query/key weight is read whole into float32 and un-permuted into the
+    model's copy: besides what the model keeps, one float32 copy of the weight at a time (the
+    other weights, float32 in the file, stay views of it)."""
+    d = 512  # every 2-D weight but the 8-row ones [d, d]: 1 MiB in float32
+    config = {
+        "model_type": "llama", "vocab_size": 8, "hidden_size": d, "intermediate_size": 8,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+    }  # fmt: skip
+    shapes = {"model.embed_tokens.weight": (8, d), "model.norm.weight": (d,),
+              "lm_head.weight": (8, d), "model.layers.0.input_layernorm.weight": (d,),
+              "model.layers.0.post_attention_layernorm.weight": (d,),
+              "model.layers.0.mlp.gate_proj.weight": (8, d),
+              "model.layers.0.mlp.up_proj.weight": (8, d),
+              "model.layers.0.mlp.down_proj.weight": (d, 8)}  # fmt: skip
+    shapes |= {f"model.layers.0.self_attn.{x}_proj.weight": (d, d) for x in "qkvo"}
+    rng = np.random.default_rng(4)
+    tensors = {k: (rng.normal(size=s) * 0.1).astype(np.float32) for k, s in shapes.items()}
+    write_gguf(tmp_path / "p.gguf", "llama", config, tensors)
+    tracemalloc.start()
+    model = decoding.load_model(tmp_path / "p.gguf")
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    weight = d * d * 4
+    assert model.weights.blocks[0].q_w_DX.dtype == np.float32
+    assert peak - kept <= 1.5 * weight, (peak - kept) / weight
