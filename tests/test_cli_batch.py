@@ -7,6 +7,7 @@ line is one error naming its number."""
 from __future__ import annotations
 
 import json
+import locale
 import math
 import os
 import sys
@@ -491,3 +492,77 @@ def test_a_failed_write_is_one_error_line_and_exit_status_1(tmp_path, capsys, mo
     status, out, err = run(capsys, *argv, "--max-new-tokens", "2")
     assert (status, out) == (1, "")
     assert err == PREFIX + "cannot write 'o.jsonl': No space left on device\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "missing"], "--model 'missing': checkpoint folder missing does not exist"),
+        (["--decoder", "greedy", "--alpha", "1"], "--alpha applies only to --decoder beam"),
+        (["--decoder", "diverse", "--beam-width", "3", "--num-groups", "2"],
+         "beam_width must be divisible by num_groups, got beam_width=3 and num_groups=2"),
+    ],
+    ids=["no checkpoint", "flag of another decoder", "decoder refuses its settings"],
+)  # fmt: skip
+def test_a_batch_job_refuses_a_bad_model_or_decoder_in_one_line(
+    tmp_path, capsys, monkeypatch, argv, message
+):
+    """As without --input: the checkpoint, the flags the decoder takes and the decoder's own
+    checks of its settings each fail as one error line."""
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    assert error_line(capsys, "--input", "in.jsonl", "--output", "o", *argv) == message
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_prompt_the_model_cannot_hold_fails_the_batch_in_one_line(tmp_path, capsys):
+    """The default model has 1024 positions: a prompt of 1024 ids and 2 new tokens needs
+    1024 + 1 (the last token is never fed back); the decoder's error is the job's one line."""
+    src = write_input(tmp_path / "in.jsonl", [{"ids": [1] * 1024}])
+    argv = ["--decoder", "greedy", "--max-new-tokens", "2"]
+    assert error_line(capsys, "--input", src, "--output", str(tmp_path / "o"), *argv) == (
+        "prompts[0] has 1024 tokens; with max_new_tokens=2 the model would need 1024 + 1 "
+        "positions, more than its max_sequence_length 1024"
+    )
+
+
+def test_a_batch_out_of_memory_names_the_flags_that_size_a_batch(tmp_path, capsys, monkeypatch):
+    def exhausted(self, model, prompts):
+        raise MemoryError
+
+    monkeypatch.setattr(decoding.GreedyDecoder, "decode", exhausted)
+    src = write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    argv = ["--input", src, "--output", str(tmp_path / "o"), "--decoder", "greedy"]
+    assert error_line(capsys, *argv) == (
+        "out of memory; try a smaller --batch-size or --max-new-tokens"
+    )
+
+
+def test_output_is_utf8_under_an_ascii_locale(tmp_path, capsys):
+    """The output file is written in UTF-8 whatever the locale's encoding (the C locale's is
+    ASCII), so non-ASCII input comes back as written."""
+    src = write_input(tmp_path / "in.jsonl", [{"id": "café", "ids": [1]}])
+    out = tmp_path / "o.jsonl"
+    argv = ["--input", src, "--output", str(out), "--decoder", "greedy", "--max-new-tokens", "1"]
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        status, _, err = run(capsys, *argv)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert status == 0, err
+    assert out.read_bytes().startswith('{"id": "café", "input": {"id": "café"'.encode())
+
+
+def test_a_failed_write_without_an_os_reason_shows_the_error(tmp_path, capsys, monkeypatch):
+    """An error with no ``strerror`` (not an OSError) is shown by its message."""
+
+    def refused(fd):
+        raise ValueError("the file was closed")
+
+    monkeypatch.setattr(os, "fsync", refused)
+    src = write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, "--input", src, "--output", "o.jsonl", "--decoder", "greedy")
+    assert (status, out) == (1, "")
+    assert err == PREFIX + "cannot write 'o.jsonl': the file was closed\n"

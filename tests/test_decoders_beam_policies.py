@@ -468,3 +468,81 @@ def test_archive_decode_refuses_a_scorer_that_returns_nan_naming_the_step():
             " returned NaN at step 2 for a hypothesis with a finite logprob; a Scorer must give "
             "a number for every finite logprob <= 0 and length >= 1"
         ), (finished, message)
+
+
+def test_pool_trace_ranks_hf_order_log_probs_as_the_processors_left_them():
+    """The pool policy's trace of the archive case above (K = 2, alpha 1, no EOS, 2 steps,
+    processor_order="hf", LogitBias adds 1 to token 2's log-prob after the log-softmax). Step
+    1, after [3]: 2 at log 0.2 + 1 = -0.609, 0 at log 0.5 = -0.693, 1 at log 0.3 = -1.204; the
+    best two, [2] and [0], are kept in slots 0 and 1. Step 2: after either beam, 0 at 0.6 and 1
+    at 0.4; scored log-prob / 2: [2 0] -0.560, [0 0] -0.602, [2 1] -0.763, [0 1] -0.805, the
+    first two kept. The biased log-probs are not normalised again (they sum to more than 1)."""
+    model = ScriptedLM(
+        {(3,): {0: log(0.5), 1: log(0.3), 2: log(0.2)}, (): {0: log(0.6), 1: log(0.4)}},
+        vocab_size=4,
+    )
+    decoder = decoding.BeamSearchDecoder(
+        2, 2, 1.0, processor_order="hf", processors=[decoding.LogitBias({2: 1.0})]
+    )
+    recorded = decoding.trace(decoder, model, [[3]])
+    assert recorded.results == decoder.decode(model, [[3]])
+    assert [b.tokens for b in recorded.results[0]] == [(2, 0), (0, 0)]
+    first, second = (pools[0] for pools in recorded.steps)
+    assert [(e.parent, e.token, e.kept, e.rank, e.slot) for e in first] == [
+        (None, 2, True, 0, 0),
+        (None, 0, True, 1, 1),
+        (None, 1, False, 2, None),
+    ]
+    assert [(e.parent, e.token, e.kept, e.rank, e.slot) for e in second] == [
+        (0, 0, True, 0, 0),
+        (1, 0, True, 1, 1),
+        (0, 1, False, 2, None),
+        (1, 1, False, 3, None),
+    ]
+    two = log(0.2) + 1.0  # token 2's biased log-prob
+    logprobs = [two, log(0.5), log(0.3)]
+    assert [e.logprob for e in first] == pytest.approx(logprobs, rel=1e-12)
+    assert [e.score for e in first] == pytest.approx(logprobs, rel=1e-12)
+    logprobs = [two + log(0.6), log(0.5 * 0.6), two + log(0.4), log(0.5 * 0.4)]
+    assert [e.logprob for e in second] == pytest.approx(logprobs, rel=1e-12)
+    assert [e.score for e in second] == pytest.approx([lp / 2 for lp in logprobs], rel=1e-12)
+
+
+def test_pool_trace_names_the_step_at_which_the_scorer_returned_nan_for_a_pruned_candidate():
+    """V = 36 is ranked in blocks of two interleaved tokens (block j holds j and j + 18), and
+    `select` scores only each block's best and the tokens of the best K blocks. K = 2, after
+    [5]: 0 at log 0.4, 1 at log 0.3, 2 at log 0.2 and 20 at log 0.1 (in block 2, behind 2).
+    Blocks 0 and 1 win; 20 is never scored, and the scorer, NaN below -2, gives a number for
+    all select sees: the decode works. The trace ranks the whole pool, each beam's top 2K = 4
+    tokens, 20 among them, and refuses its NaN score, naming step 1."""
+
+    class NanBelowMinus2(decoding.Scorer):
+        def score(self, logprob, length):
+            logprob = np.asarray(logprob, dtype=np.float64)
+            return np.where((logprob < -2.0) & (logprob > -np.inf), np.nan, logprob)
+
+    model = ScriptedLM({(): {0: log(0.4), 1: log(0.3), 2: log(0.2), 20: log(0.1)}}, vocab_size=36)
+    decoder = decoding.BeamSearchDecoder(2, 1, scorer=NanBelowMinus2())
+    assert [b.tokens for b in decoder.decode(model, [[5]])[0]] == [(0,), (1,)]
+    with pytest.raises(ValueError) as raised:
+        decoding.trace(decoder, model, [[5]])
+    message = str(raised.value)
+    assert message.startswith("scorer <") and message.endswith(
+        " returned NaN at step 1 for a hypothesis with a finite logprob; a Scorer must give "
+        "a number for every finite logprob <= 0 and length >= 1"
+    ), message
+
+
+@pytest.mark.parametrize("finished", ["pool", "archive"])
+def test_explain_of_the_first_step_gives_no_parents(finished):
+    """`Decoder.explain` called by hand on the first step (from `init`): its entries extend
+    the prompt itself, so their parent is None (TraceEntry), as `decoding.trace` shows it."""
+    model = ScriptedLM({(): {0: log(0.5), 1: log(0.3), 2: log(0.2)}}, vocab_size=3)
+    decoder = decoding.BeamSearchDecoder(2, 3, finished=finished)
+    state = decoder.init(model, [[1]])
+    (pool,) = decoder.explain(state, decoder.step(model, state))
+    assert [(e.parent, e.token, e.kept) for e in pool] == [
+        (None, 0, True),
+        (None, 1, True),
+        (None, 2, False),
+    ]

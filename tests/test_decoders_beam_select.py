@@ -6,6 +6,7 @@ blocks (V >= 36), with the exact path taking over on ties; tie order across bloc
 from __future__ import annotations
 
 import math
+import warnings
 from math import log
 
 import numpy as np
@@ -119,3 +120,27 @@ def test_ranked_pool_names_the_step_of_nan_logits():
         assert str(error) == "model returned logits containing NaN at step 3"
     else:
         raise AssertionError("NaN logits were accepted")
+
+
+def test_ranked_pool_takes_extreme_logits_without_a_warning():
+    """K = 1, one live beam at log-prob 0, logits [1e308, -1e308, 0]: the normaliser is the
+    peak 1e308 (the other terms vanish), so token 0 has log-prob 0, token 2 -1e308, and token 1
+    1e308 below that, which overflows to -inf: an impossible token, the right answer, silently
+    (as `select`). The pool is C = min(2K, V) = 2 tokens: [0] then [2]."""
+    one = np.ones((1, 1), dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pool = select.ranked_pool(np.array([[1e308, -1e308, 0.0]]), one, np.zeros((1, 1)),
+                                  np.zeros((1, 1), dtype=np.int64), ~one, 1,
+                                  decoding.LengthPenalty(1.0), 1)  # fmt: skip
+    assert pool.token_BK.tolist() == [[0, 2]]
+    assert pool.logprob_BK.tolist() == [[0.0, -1e308]]
+
+
+def test_ranked_pool_over_an_empty_vocabulary_is_empty():
+    """V = 0: each live beam offers C = min(2K, 0) = 0 tokens, so the pool has no entries."""
+    live = np.array([[True, False]])
+    pool = select.ranked_pool(np.zeros((1, 0)), live, np.array([[0.0, -np.inf]]),
+                              np.zeros((1, 2), dtype=np.int64), np.zeros_like(live), 1,
+                              decoding.LengthPenalty(1.0), 1)  # fmt: skip
+    assert pool.token_BK.shape == pool.logprob_BK.shape == (1, 0)

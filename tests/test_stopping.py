@@ -151,6 +151,24 @@ def test_stop_strings_read_exactly_the_longest_string_the_newest_token_and_a_mar
     assert [ids for ids in tokenizer.calls if len(ids) == 1] == [[1], [1], [2], [3]]
 
 
+@pytest.mark.parametrize(
+    ("piece", "window"),
+    [("\N{REPLACEMENT CHARACTER}", 26), ("a\N{REPLACEMENT CHARACTER}", 7)],
+    ids=["one U+FFFD", "a letter and a U+FFFD"],
+)
+def test_stop_strings_count_a_u_fffd_as_a_quarter_of_a_character(piece, window):
+    """Every token decodes alone to ``piece``; the tail must hold 4 * (2 + 4) quarters for
+    the longest string "zz" and the margin, plus the newest token's width. A lone U+FFFD (part
+    of a character) is 1 quarter: 24 + 1 = 25 tokens back, and one more for a character split
+    at the tail's start: 26. "a" and a U+FFFD are 4 + 1 = 5 quarters: 24 + 5 = 29 needs 6
+    tokens back (30 quarters), and one more: 7. The tail is min(step, window) tokens."""
+    tokenizer = Pieces("a", piece)
+    model = chain(1, vocab=2)  # token 1 forever: never "zz"
+    decoding.GreedyDecoder(30, stopping=[StopStrings("zz", tokenizer)]).decode(model, [[0]])
+    tails = [len(ids) for ids in tokenizer.calls if len(ids) > 1]
+    assert tails == [min(step, window) for step in range(2, 31)]
+
+
 @pytest.mark.parametrize("string", ["東京東", "東京東京", "東京東京東京東京", "😀😀😀😀😀"])
 def test_a_stop_string_of_characters_split_into_byte_tokens_ends_the_row(string):
     """Each byte of a character split into byte tokens decodes alone to one U+FFFD, and counts
