@@ -36,6 +36,11 @@ def allowed(constraint, generated, eos=(0,)):
     return [i for i in range(len(TEXTS)) if out[0, i] > -np.inf]
 
 
+def allowed_in(constraint, vocabulary, generated):
+    out = constraint(np.zeros((1, len(vocabulary))), context([generated]))
+    return [i for i in range(len(vocabulary)) if out[0, i] > -np.inf]
+
+
 def test_worked_case_prefixes_and_full_matches():
     constraint = RegexConstraint(r"a+b", TEXTS)
     assert allowed(constraint, []) == [1, 3]  # "a" and "ab"; EOS: "" is no match
@@ -278,11 +283,6 @@ def test_a_character_at_the_edge_of_a_utf8_range_whole_or_byte_by_byte(char):
         same = [2 + j for j in range(len(data)) if data[j] == data[i]]
         assert allowed_in(constraint, vocabulary, list(range(2, 2 + i))) == same
     assert allowed_in(constraint, vocabulary, list(range(2, 2 + len(data)))) == [0]
-
-
-def allowed_in(constraint, vocabulary, generated):
-    out = constraint(np.zeros((1, len(vocabulary))), context([generated]))
-    return [i for i in range(len(vocabulary)) if out[0, i] > -np.inf]
 
 
 def test_any_character_takes_exactly_its_continuation_bytes():
