@@ -36,6 +36,11 @@ def allowed(constraint, generated, eos=(0,)):
     return [i for i in range(len(TEXTS)) if out[0, i] > -np.inf]
 
 
+def allowed_in(constraint, vocabulary, generated):
+    out = constraint(np.zeros((1, len(vocabulary))), context([generated]))
+    return [i for i in range(len(vocabulary)) if out[0, i] > -np.inf]
+
+
 def test_worked_case_prefixes_and_full_matches():
     constraint = RegexConstraint(r"a+b", TEXTS)
     assert allowed(constraint, []) == [1, 3]  # "a" and "ab"; EOS: "" is no match
@@ -202,7 +207,9 @@ def test_token_bytes_concatenate_to_the_decoded_text():
 
 
 def test_bad_patterns_are_value_errors_at_construction():
-    with pytest.raises(ValueError, match="no sequence of the tokenizer's tokens spells"):
+    with pytest.raises(
+        ValueError, match="^no sequence of the tokenizer.s tokens spells a match of the pattern$"
+    ):
         RegexConstraint("xyz", TEXTS)
     with pytest.raises(ValueError, match="not a regular expression"):
         RegexConstraint("a(", TEXTS)
@@ -251,3 +258,105 @@ def test_without_the_previous_call_or_its_rows_the_states_are_walked():
                         np.zeros(1, dtype=np.int64), parent_M=np.array([0]),
                         previous=first.memo)  # fmt: skip
     np.testing.assert_array_equal(constraint.states(empty), constraint.states(context([[]])))
+
+
+# -- UTF-8 at the edges of its ranges -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\x80",  # C2 80: the lowest two-byte character, lead C2
+        "¿",  # C2 BF: the highest character of lead C2, last continuation byte BF
+        "\u0800",  # E0 A0 80: lead E0, whose second byte is A0..BF (no overlong form)
+        "\ud7ff",  # ED 9F BF: lead ED, whose second byte is 80..9F (no surrogate)
+        "\U00010000",  # F0 90 80 80: lead F0, whose second byte is 90..BF
+        "\U0010ffff",  # F4 8F BF BF: lead F4, whose second byte is 80..8F
+    ],
+)
+def test_a_character_at_the_edge_of_a_utf8_range_whole_or_byte_by_byte(char):
+    data = char.encode()
+    vocabulary = ["<eos>", char, *(data[i : i + 1] for i in range(len(data)))]
+    constraint = RegexConstraint(re.escape(char), vocabulary)
+    assert allowed_in(constraint, vocabulary, []) == [1, 2]  # the character, or its lead byte
+    assert allowed_in(constraint, vocabulary, [1]) == [0]
+    for i in range(1, len(data)):  # each byte is followed by (a token equal to) the next one
+        same = [2 + j for j in range(len(data)) if data[j] == data[i]]
+        assert allowed_in(constraint, vocabulary, list(range(2, 2 + i))) == same
+    assert allowed_in(constraint, vocabulary, list(range(2, 2 + len(data)))) == [0]
+
+
+def test_any_character_takes_exactly_its_continuation_bytes():
+    # "." has no explicit multi-byte character: a lead byte is followed by exactly as many
+    # continuation bytes (80..BF) as its character needs, then the character is complete.
+    vocabulary = ["<eos>", "a", "ÿ", b"\xe6\x97", b"\xe6", b"\xc3\xc0", "日"]
+    # "ÿ" is C3 BF; E6 97 and E6 are two and one bytes of the three of "日" (E6 97 A5), and no
+    # token completes them; C3 C0 is a lead byte followed by a byte that is no continuation.
+    constraint = RegexConstraint(".", vocabulary)
+    assert allowed_in(constraint, vocabulary, []) == [1, 2, 6]
+    assert allowed_in(constraint, vocabulary, [2]) == [0]
+    # Any character but \x01: "é" (C3 A9, no explicit character near it) is one.
+    assert allowed_in(RegexConstraint("[^\x01]", TEXTS), TEXTS, []) == [1, 2, 4, 5, 7, 8]
+
+
+def test_partial_characters_needing_the_same_bytes_share_a_state():
+    # "अ" (E0 A4 85) is the only explicit character; after E0 A5 or E6 97 one continuation
+    # byte completes some other character, which "." takes: the same state either way.
+    vocabulary = ["<eos>", b"\xe0\xa5", b"\xe6\x97", b"\x80", "अ"]
+    constraint = RegexConstraint("अ|.", vocabulary)
+    state = constraint.automaton.states(np.array([[1], [2]]))
+    assert state[0] == state[1]
+    assert allowed_in(constraint, vocabulary, [1]) == [3]
+    assert allowed_in(constraint, vocabulary, [2, 3]) == [0]
+
+
+# -- the dead state, empty and missing texts -------------------------------------------------------
+
+
+def test_a_row_that_left_the_pattern_is_in_the_dead_state_where_nothing_is_allowed():
+    constraint = RegexConstraint(r"a+b", TEXTS)
+    automaton = constraint.automaton
+    # "b" cannot start a match; "ab" then "a" leaves the match; id 99 is past the vocabulary
+    state = automaton.states(np.array([[2, 1], [3, 1], [99, 1]]))
+    assert state.tolist() == [automaton.dead] * 3
+    assert allowed(constraint, [2]) == []
+    assert allowed(constraint, [3, 1]) == []
+
+
+def test_an_empty_token_keeps_the_state_and_a_missing_one_is_never_allowed():
+    vocabulary = ["<eos>", "a", "", None]
+    constraint = RegexConstraint(".", vocabulary)  # "." matches "\x00" too: None is no text
+    assert allowed_in(constraint, vocabulary, []) == [1, 2]
+    assert allowed_in(constraint, vocabulary, [2, 2]) == [1, 2]
+    assert allowed_in(constraint, vocabulary, [1]) == [0, 2]
+
+
+# -- the table: its memory, read-only ------------------------------------------------------------
+
+
+def test_the_table_takes_the_five_bytes_per_state_and_token_of_its_estimate():
+    # "ab" over "a" and "b": three states (nothing, "a", "ab") and the dead one
+    automaton = RegexConstraint("ab", ["a", "b"]).automaton
+    assert automaton.next_RV.shape == automaton.allowed_RV.shape == (4, 2)
+    assert automaton.next_RV.nbytes + automaton.allowed_RV.nbytes == 5 * 2 * 4
+    for array in (automaton.next_RV, automaton.allowed_RV, automaton.accepting_R):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0
+
+
+def test_the_memory_limit_bounds_the_table_as_it_grows():
+    # At its k-th state (k = 1, 2, 3) the table may grow to k + 1 rows (one for the dead
+    # state) of 2 tokens x 5 bytes: 40 bytes at the third state of "ab" over "a" and "b".
+    previous = decoding.set_memory_limit(40)
+    try:
+        RegexConstraint("ab", ["a", "b"])
+        decoding.set_memory_limit(39)
+        expected = (
+            "the automaton of a pattern over 2 tokens (3 states) would need an estimated "
+            "3.73e-08 GiB, more than the memory limit of 3.63e-08 GiB; use a simpler pattern, "
+            "or raise the limit with decoding.set_memory_limit(bytes)"
+        )
+        with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+            RegexConstraint("ab", ["a", "b"])
+    finally:
+        decoding.set_memory_limit(previous)
