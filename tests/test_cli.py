@@ -1471,6 +1471,16 @@ MIN_P_DECODERS = {
             6, DEFAULT_EOS, num_samples=2, seed=0, processors=NEW_PROCESSORS[:-1], min_p=0.05
         ),
     ),
+    "diverse": (
+        ["--decoder", "diverse"],
+        decoding.DiverseBeamSearchDecoder(4, 2, 1.0, 6, 0.6, DEFAULT_EOS, NEW_PROCESSORS),
+    ),
+    "speculative": (
+        ["--decoder", "speculative"],
+        decoding.SpeculativeDecoder(
+            decoding.PromptLookup(), 4, 6, DEFAULT_EOS, processors=NEW_PROCESSORS
+        ),
+    ),
 }
 
 
@@ -1873,6 +1883,57 @@ def test_progress_line_timing_rate_and_padding(capsys, monkeypatch):
     clock.now = 1002.01  # the last line is drawn even within INTERVAL, and kept
     progress.finish()
     assert capsys.readouterr().err == "\rstep 2/4  12 tokens  6.0 tokens/s  2.0 s\n"
+
+
+def test_progress_drawn_before_the_first_step_counts_nothing(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    clock = SetClock(1000.0)
+    monkeypatch.setattr(time, "monotonic", clock)
+    progress = cli.Progress(4)
+    clock.now = 1002.0
+    progress.draw()
+    assert capsys.readouterr().err == "\rstep 0/4  0 tokens  0.0 tokens/s  2.0 s"
+
+
+class NoIsatty:
+    """A standard error that takes writes but has no ``isatty``."""
+
+    def __init__(self):
+        self.written = []
+
+    def write(self, text):
+        self.written.append(text)
+
+    def flush(self):
+        pass
+
+
+class FailingIsatty(NoIsatty):
+    """A standard error whose ``isatty`` raises ``error``."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def isatty(self):
+        raise self.error("cannot tell")
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [NoIsatty, lambda: FailingIsatty(OSError), lambda: FailingIsatty(ValueError)],
+    ids=["no isatty", "OSError", "ValueError"],
+)
+def test_no_progress_when_standard_error_cannot_tell_it_is_a_terminal(monkeypatch, stream):
+    stream = stream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    clock = SetClock(1000.0)
+    monkeypatch.setattr(time, "monotonic", clock)
+    progress = cli.Progress(4)
+    clock.now = 1002.0  # past DELAY: a terminal would show the line
+    progress.draw()
+    progress.finish()
+    assert stream.written == []
 
 
 def test_progress_redraws_once_interval_has_passed(capsys, monkeypatch):
