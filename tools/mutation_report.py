@@ -131,5 +131,15 @@ def table_row(name: str, total: int, counts: Counter[str]) -> str:
     return f"| {name} | {total} | {cells} | {score} |"
 
 
+def _row(name: str, total: int, counts: Counter[str]) -> str:
+    """A row of `tools.extra_mutants`' table (killed, survived, other, score)."""
+    judged = counts["killed"] + counts["survived"]
+    score = f"{100 * counts['killed'] / judged:.1f}%" if judged else "-"
+    return (
+        f"| {name} | {total} | {counts['killed']} | {counts['survived']} "
+        f"| {counts['other']} | {score} |"
+    )
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
