@@ -256,25 +256,29 @@ def test_finalizing_before_the_first_step_gives_what_each_policy_holds(eos):
     assert archive.finalize(archive.init(lm, [[1], [2, 2]])) == [[], []]
 
 
-def test_archive_trace_ranks_hf_order_log_probs_by_the_length_penalty():
+@pytest.mark.parametrize(
+    ("policy", "kept"),
+    [
+        ({"finished": "archive"}, [(0, 0, False, 0, None), (1, 0, False, 1, None)]),
+        ({}, [(0, 0, True, 0, 0), (1, 0, True, 1, 1)]),
+    ],
+    ids=["archive", "pool"],
+)
+def test_trace_ranks_hf_order_log_probs_by_the_length_penalty(policy, kept):
     """K = 2, alpha 1, no EOS, 2 steps, processor_order="hf": LogitBias adds 1 to token 2's
     log-prob after the log-softmax, and nothing renormalises it (HF's order). Step 1, after
     [3]: 2 at log 0.2 + 1 = -0.609, 0 at log 0.5 = -0.693, 1 at log 0.3 = -1.204; none ends,
     so the best two, [2] and [0], run in slots 0 and 1, and [1] is pruned; at length 1 the
     score is the log-prob. Step 2 (the last): after either beam, 0 at 0.6 and 1 at 0.4. Every
     candidate ends, none keeps running; each scores its log-prob / 2, ranked: [2 0], [0 0],
-    [2 1], [0 1]. The archive keeps the first two."""
+    [2 1], [0 1]. The archive keeps the first two as finished hypotheses; the pool keeps them
+    in slots 0 and 1. The biased log-probs are not normalised again (they sum to more than 1)."""
     model = ScriptedLM(
         {(3,): {0: log(0.5), 1: log(0.3), 2: log(0.2)}, (): {0: log(0.6), 1: log(0.4)}},
         vocab_size=4,
     )
     decoder = decoding.BeamSearchDecoder(
-        2,
-        2,
-        1.0,
-        finished="archive",
-        processor_order="hf",
-        processors=[decoding.LogitBias({2: 1.0})],
+        2, 2, 1.0, processor_order="hf", processors=[decoding.LogitBias({2: 1.0})], **policy
     )
     recorded = decoding.trace(decoder, model, [[3]])
     assert recorded.results == decoder.decode(model, [[3]])
@@ -286,8 +290,7 @@ def test_archive_trace_ranks_hf_order_log_probs_by_the_length_penalty():
         (None, 1, False, 2, None),
     ]
     assert [(e.parent, e.token, e.kept, e.rank, e.slot) for e in second] == [
-        (0, 0, False, 0, None),
-        (1, 0, False, 1, None),
+        *kept,
         (0, 1, False, 2, None),
         (1, 1, False, 3, None),
     ]
@@ -468,44 +471,6 @@ def test_archive_decode_refuses_a_scorer_that_returns_nan_naming_the_step():
             " returned NaN at step 2 for a hypothesis with a finite logprob; a Scorer must give "
             "a number for every finite logprob <= 0 and length >= 1"
         ), (finished, message)
-
-
-def test_pool_trace_ranks_hf_order_log_probs_as_the_processors_left_them():
-    """The pool policy's trace of the archive case above (K = 2, alpha 1, no EOS, 2 steps,
-    processor_order="hf", LogitBias adds 1 to token 2's log-prob after the log-softmax). Step
-    1, after [3]: 2 at log 0.2 + 1 = -0.609, 0 at log 0.5 = -0.693, 1 at log 0.3 = -1.204; the
-    best two, [2] and [0], are kept in slots 0 and 1. Step 2: after either beam, 0 at 0.6 and 1
-    at 0.4; scored log-prob / 2: [2 0] -0.560, [0 0] -0.602, [2 1] -0.763, [0 1] -0.805, the
-    first two kept. The biased log-probs are not normalised again (they sum to more than 1)."""
-    model = ScriptedLM(
-        {(3,): {0: log(0.5), 1: log(0.3), 2: log(0.2)}, (): {0: log(0.6), 1: log(0.4)}},
-        vocab_size=4,
-    )
-    decoder = decoding.BeamSearchDecoder(
-        2, 2, 1.0, processor_order="hf", processors=[decoding.LogitBias({2: 1.0})]
-    )
-    recorded = decoding.trace(decoder, model, [[3]])
-    assert recorded.results == decoder.decode(model, [[3]])
-    assert [b.tokens for b in recorded.results[0]] == [(2, 0), (0, 0)]
-    first, second = (pools[0] for pools in recorded.steps)
-    assert [(e.parent, e.token, e.kept, e.rank, e.slot) for e in first] == [
-        (None, 2, True, 0, 0),
-        (None, 0, True, 1, 1),
-        (None, 1, False, 2, None),
-    ]
-    assert [(e.parent, e.token, e.kept, e.rank, e.slot) for e in second] == [
-        (0, 0, True, 0, 0),
-        (1, 0, True, 1, 1),
-        (0, 1, False, 2, None),
-        (1, 1, False, 3, None),
-    ]
-    two = log(0.2) + 1.0  # token 2's biased log-prob
-    logprobs = [two, log(0.5), log(0.3)]
-    assert [e.logprob for e in first] == pytest.approx(logprobs, rel=1e-12)
-    assert [e.score for e in first] == pytest.approx(logprobs, rel=1e-12)
-    logprobs = [two + log(0.6), log(0.5 * 0.6), two + log(0.4), log(0.5 * 0.4)]
-    assert [e.logprob for e in second] == pytest.approx(logprobs, rel=1e-12)
-    assert [e.score for e in second] == pytest.approx([lp / 2 for lp in logprobs], rel=1e-12)
 
 
 def test_pool_trace_names_the_step_at_which_the_scorer_returned_nan_for_a_pruned_candidate():
