@@ -1007,6 +1007,16 @@ def _not_json(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    """``json.loads``'s hook for numbers with a fraction or an exponent: one beyond a float's
+    range (``1e999``) would read as infinity, and a line holding it could not be written
+    back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a float's range")
+    return value
+
+
 def _read_jobs(
     path: str, vocab_size: int, tokenizer: Tokenizer | None, parser: argparse.ArgumentParser
 ) -> list[_Job]:
@@ -1032,7 +1042,7 @@ def _read_jobs(
         if not text.strip():
             continue
         try:
-            line = json.loads(text, parse_constant=_not_json)
+            line = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
         except ValueError as error:
             bad(f"not valid JSON ({_first_line(error)})")
         try:  # the line is written back with its result, in UTF-8

@@ -82,8 +82,9 @@ class RegexConstraint(LogitsProcessor):
             'numpy-decoding[regex]'``).
 
     ``interegular`` (MIT; used by outlines, vLLM and lm-format-enforcer for the same job) turns
-    the pattern into a minimal deterministic automaton over characters; this package then makes
-    it one over bytes and over tokens. It is an optional extra: the core stays NumPy and attrs.
+    the pattern into a deterministic automaton over characters (not minimised); this package
+    then makes it one over bytes and over tokens. It is an optional extra: the core stays NumPy
+    and attrs.
     """
 
     pattern: str = attrs.field(converter=_pattern)

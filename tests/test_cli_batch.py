@@ -108,11 +108,14 @@ def test_results_equal_one_decode_call_whatever_the_batch_size(tmp_path, capsys,
 
 def test_ids_default_to_the_line_number_and_blank_lines_count(tmp_path, capsys):
     path = tmp_path / "in.jsonl"
-    path.write_text('{"ids": [1]}\n\n{"id": "x", "ids": [2]}\n{"ids": [3], "note": "kept"}')
+    path.write_text(
+        '{"ids": [1]}\n\n{"id": "x", "ids": [2]}\n'
+        '{"ids": [3], "note": "kept", "x": [1e308, 1e-999]}'
+    )
     assert main(["--input", str(path), "--output", str(tmp_path / "out.jsonl")]) == 0
     records = read_output(tmp_path / "out.jsonl")
     assert [r["id"] for r in records] == [1, "x", 4]
-    assert records[2]["input"] == {"ids": [3], "note": "kept"}
+    assert records[2]["input"] == {"ids": [3], "note": "kept", "x": [1e308, 0.0]}
 
 
 def test_a_rerun_skips_the_ids_already_written(tmp_path, capsys):
@@ -257,6 +260,14 @@ BAD_LINES = {
     "-Infinity": (
         '{"ids": [1], "x": [-Infinity]}',
         "line 2: not valid JSON (-Infinity is not a JSON number)",
+    ),
+    "a number beyond a float's range": (
+        '{"ids": [1], "x": {"y": 1e999}}',
+        "line 2: not valid JSON (1e999 is beyond a float's range)",
+    ),
+    "a negative one": (
+        '{"ids": [1], "x": -2.5E+400}',
+        "line 2: not valid JSON (-2.5E+400 is beyond a float's range)",
     ),
     "lone surrogate": (
         '{"ids": [1], "x": "\\ud800"}',
