@@ -445,6 +445,10 @@ def test_ctrl_c_exits_130_with_one_line():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background by a script (`make test &`) ignores SIGINT,
+        # and a child inherits that (Python then installs no KeyboardInterrupt handler):
+        # give the child the default action a terminal's Ctrl-C meets.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(2.0)  # past start-up, inside the decode
     child.send_signal(signal.SIGINT)
