@@ -334,26 +334,33 @@ def _gelu(x):
 
 def reference_gpt2_logits(weights, sequence) -> np.ndarray:
     """Next-token logits [V] of `NumpyTransformerLM` weights for one unpadded sequence, by an
-    independent GPT-2 forward (picoGPT style): wte + wpe, pre-LN blocks, final LN, tied head."""
+    independent GPT-2 forward (picoGPT style): wte + wpe, pre-LN blocks, final LN, the head
+    ``head_DV`` or tied to ``wte_VD``; scores divided by sqrt(E) if ``scale_attn_weights`` and
+    by ``layer + 1`` if ``scale_attn_by_inverse_layer_idx`` (HF GPT-2's settings)."""
     tokens = np.asarray(sequence)
     t = len(tokens)
     x = weights.wte_VD[tokens] + weights.wpe_PD[np.arange(t)]
     h, eps = weights.n_heads, weights.layer_norm_eps
-    for w in weights.blocks:
+    for layer, w in enumerate(weights.blocks):
         qkv = _layer_norm(x, w.ln1_g_D, w.ln1_b_D, eps) @ w.qkv_w_D3D + w.qkv_b_3D
         q, k, v = np.split(qkv, 3, axis=-1)
         heads = []
         for qh, kh, vh in zip(
             np.split(q, h, -1), np.split(k, h, -1), np.split(v, h, -1), strict=True
         ):
-            att = qh @ kh.T / np.sqrt(qh.shape[-1])
+            att = qh @ kh.T
+            if weights.scale_attn_weights:
+                att = att / np.sqrt(qh.shape[-1])
+            if weights.scale_attn_by_inverse_layer_idx:
+                att = att / (layer + 1)
             att = np.where(np.tril(np.ones((t, t), dtype=bool)), att, -np.inf)
             att = np.exp(att - att.max(-1, keepdims=True))
             heads.append((att / att.sum(-1, keepdims=True)) @ vh)
         x = x + np.hstack(heads) @ w.out_w_DD + w.out_b_D
         hidden = _gelu(_layer_norm(x, w.ln2_g_D, w.ln2_b_D, eps) @ w.fc_w_DF + w.fc_b_F)
         x = x + hidden @ w.proj_w_FD + w.proj_b_D
-    return _layer_norm(x[-1], weights.lnf_g_D, weights.lnf_b_D, eps) @ weights.wte_VD.T
+    head = weights.wte_VD.T if weights.head_DV is None else weights.head_DV
+    return _layer_norm(x[-1], weights.lnf_g_D, weights.lnf_b_D, eps) @ head
 
 
 def extend_and_compare(model, prompts, steps, tol=TOL):

@@ -227,23 +227,34 @@ def test_float64_weights_folded_into_a_float32_model_run_in_float32():
     np.testing.assert_allclose(logits, exact.next_token_logits([(1, 2, 3)]), rtol=1e-4, atol=1e-4)
 
 
-def test_weights_in_the_models_dtype_are_held_as_given_in_either_fast_layout():
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_weights_in_the_models_dtype_are_held_as_given_in_either_fast_layout(tied):
     """GPT-2 weights arrive ``[in, out]`` row-major: a model holds such linear weights as they
     are (no copy; `linear_t` multiplies ``x @ w``), as it holds the transposed view of a
-    C-contiguous ``[out, in]`` array; any other layout is copied once into the latter. The
-    tied embedding is held as the transposed view of a C-contiguous ``[D, V]`` array. Each
-    layout gives the same tokens and logits to float32 precision."""
+    C-contiguous ``[out, in]`` array; any other layout is copied once into the latter, with a
+    tied head or an untied one. The tied embedding is held as the transposed view of a
+    C-contiguous ``[D, V]`` array; beside an untied head (held C-contiguous ``[D, V]``) the
+    embedding stays row-major. Each layout gives the same tokens and logits to float32
+    precision."""
     source = decoding.NumpyTransformerLM(vocab_size=40, d_model=16, n_heads=4)
     names = ("qkv_w_D3D", "out_w_DD", "fc_w_DF", "proj_w_FD")
-    given = _writable_copy(source.weights, order="C")
+
+    def with_head(record):  # untied: a head of its own, equal to the embedding's transpose
+        head = None if tied else np.array(source.weights.wte_VD.T, dtype=np.float32, order="F")
+        return attrs.evolve(record, head_DV=head)
+
+    given = with_head(_writable_copy(source.weights, order="C"))
     assert given.blocks[0].qkv_w_D3D.flags.c_contiguous and given.wte_VD.flags.c_contiguous
     as_given = decoding.NumpyTransformerLM.from_weights(given, dtype="float32")
     held = as_given.weights
-    assert held.wte_VD.T.flags.c_contiguous
+    if tied:
+        assert held.head_DV is None and held.wte_VD.T.flags.c_contiguous
+    else:
+        assert held.head_DV.flags.c_contiguous and held.wte_VD.flags.c_contiguous
     for block, original in zip(held.blocks, given.blocks, strict=True):
         for name in names:
             assert np.shares_memory(getattr(block, name), getattr(original, name)), name
-    fortran = _writable_copy(source.weights, order="F")
+    fortran = with_head(_writable_copy(source.weights, order="F"))
     other = decoding.NumpyTransformerLM.from_weights(fortran, dtype="float32")
     for block in other.weights.blocks:
         for name in names:
@@ -256,14 +267,160 @@ def test_weights_in_the_models_dtype_are_held_as_given_in_either_fast_layout():
         ),
     )
     copied = decoding.NumpyTransformerLM.from_weights(strided, dtype="float32")
-    assert copied.weights.blocks[0].qkv_w_D3D.T.flags.c_contiguous
+    for block in copied.weights.blocks:
+        for name in names:
+            assert getattr(block, name).T.flags.c_contiguous, name
     prompts = [(1, 2, 3), (4,)]
     want = source.next_token_logits(prompts)
     for model in (as_given, other, copied):
         np.testing.assert_allclose(model.next_token_logits(prompts), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("dtype", "tol"), [("float64", 1e-9), ("float32", 2e-4)])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"untied": True},
+        {"scale_attn_by_inverse_layer_idx": True},
+        {"untied": True, "scale_attn_weights": False, "scale_attn_by_inverse_layer_idx": True},
+    ],
+    ids=["untied", "inverse-layer", "all"],
+)
+def test_an_untied_head_and_the_attention_scale_settings_hold_in_either_path(dtype, tol, settings):
+    """`TransformerWeights`' settings: the head is ``head_DV`` when given; scores are divided
+    by sqrt(E) only if ``scale_attn_weights``, and layer i's by i + 1 if
+    ``scale_attn_by_inverse_layer_idx``. float64 weights are held as they are by a float64
+    model and folded (the query scale merged into each layer's query columns) by a float32
+    one: both paths must match the textbook forward pass."""
+    exact = decoding.NumpyTransformerLM(
+        vocab_size=40, d_model=16, n_heads=4, n_layers=3, n_ctx=16, seed=6, dtype="float64"
+    )
+    flags = {name: on for name, on in settings.items() if name != "untied"}
+    head = (
+        np.random.default_rng(8).normal(0.0, 0.5, size=(16, 40)) if "untied" in settings else None
+    )
+    weights = attrs.evolve(exact.weights, head_DV=head, **flags)
+    m = decoding.NumpyTransformerLM.from_weights(weights, dtype=dtype)
+    seq = [5, 39, 0, 17, 17, 3]
+    want = reference_gpt2_logits(weights, seq)
+    # The settings matter on these weights: the default ones give other logits.
+    assert np.abs(want - reference_gpt2_logits(exact.weights, seq)).max() > 1e-2
+    got = m.next_token_logits([seq])[0]
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    logits, _ = m.prefill([seq, [7]])
+    np.testing.assert_allclose(logits[0], want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(logits[1], reference_gpt2_logits(weights, [7]), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_layer_norm_gains_of_two_are_applied_in_either_path(dtype):
+    """A LayerNorm gain of ones may be skipped (exact), a gain of twos may not: every gain 2.0
+    (the final one doubles the logits) matches the textbook forward pass, whether the float64
+    weights are held as they are (float64) or folded (float32)."""
+    exact = decoding.NumpyTransformerLM(
+        vocab_size=40, d_model=16, n_heads=4, n_layers=2, n_ctx=16, seed=4, dtype="float64"
+    )
+    w = exact.weights
+    twos = np.full(16, 2.0)
+    weights = attrs.evolve(
+        w,
+        blocks=tuple(attrs.evolve(b, ln1_g_D=twos, ln2_g_D=twos) for b in w.blocks),
+        lnf_g_D=twos,
+    )
+    m = decoding.NumpyTransformerLM.from_weights(weights, dtype=dtype)
+    tol = 1e-9 if dtype == "float64" else 4e-4
+    for seq in ([5, 39, 0, 17, 17, 3], [12]):
+        np.testing.assert_allclose(
+            m.next_token_logits([seq])[0], reference_gpt2_logits(weights, seq), rtol=tol, atol=tol
+        )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_output_biases_given_as_none_are_zero_biases(dtype):
+    """`BlockWeights`' attention and MLP output biases may be None (an all-zero bias,
+    skipped): the model then computes exactly what it computes from zero arrays, in the path
+    that holds float64 weights as they are and in the one that folds them into float32."""
+    exact = decoding.NumpyTransformerLM(
+        vocab_size=40, d_model=16, n_heads=4, n_layers=2, n_ctx=16, seed=2, dtype="float64"
+    )
+    w = exact.weights
+    assert not any(b.out_b_D.any() or b.proj_b_D.any() for b in w.blocks)  # the init's zeros
+    none = attrs.evolve(
+        w, blocks=tuple(attrs.evolve(b, out_b_D=None, proj_b_D=None) for b in w.blocks)
+    )
+    got, _ = decoding.NumpyTransformerLM.from_weights(none, dtype=dtype).prefill([[1, 2], [3]])
+    want, _ = decoding.NumpyTransformerLM.from_weights(w, dtype=dtype).prefill([[1, 2], [3]])
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_weights_beside_an_embedding_in_the_models_dtype_are_converted_to_it():
+    """Only arrays already in the model's dtype are shared: a float32 model given a float32
+    embedding and float64 everything else (the float32 values, widened) converts the rest and
+    runs in float32, giving the float32 model's logits."""
+    source = decoding.NumpyTransformerLM(vocab_size=40, d_model=16, n_heads=4, n_layers=2)
+
+    def widened(record):
+        if isinstance(record, np.ndarray):
+            return record.astype(np.float64)
+        if isinstance(record, tuple):
+            return tuple(widened(item) for item in record)
+        if attrs.has(type(record)):
+            fields = attrs.fields(type(record))
+            return attrs.evolve(
+                record, **{f.name: widened(getattr(record, f.name)) for f in fields}
+            )
+        return record
+
+    mixed = attrs.evolve(widened(source.weights), wte_VD=source.weights.wte_VD)
+    assert mixed.wte_VD.dtype == np.float32 and mixed.wpe_PD.dtype == np.float64
+    model = decoding.NumpyTransformerLM.from_weights(mixed, dtype="float32")
+    prompts = [[1, 2, 3], [4]]
+    got, state = model.prefill(prompts)
+    want, _ = source.prefill(prompts)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL32)
+    got, _ = model.extend(state, np.array([0, 1]), np.array([5, 6]))
+    assert got.dtype == np.float32
+
+
+def test_an_untied_head_in_another_dtype_is_held_once_in_the_models_dtype():
+    """A float32 model given a float64 head (and float32 everything else) converts the head
+    once and shares that copy with its forward pass: it holds float32 arrays only, one copy of
+    each parameter (the head's D * V included)."""
+    source = decoding.NumpyTransformerLM(vocab_size=40, d_model=16, n_heads=4, n_ctx=32)
+    head = np.asarray(source.weights.wte_VD.T, dtype=np.float64)
+    model = decoding.NumpyTransformerLM.from_weights(
+        attrs.evolve(source.weights, head_DV=head), dtype="float32"
+    )
+    held = _held_arrays(tuple(vars(model).values()), {})
+    assert {a.dtype for a in held.values()} == {np.dtype(np.float32)}
+    params = 40 * 16 + 32 * 16 + 12 * 256 + 13 * 16 + 2 * 16 + 16 * 40
+    assert sum(a.nbytes for a in held.values()) == 4 * params
+    np.testing.assert_allclose(
+        model.next_token_logits([[1, 2, 3]]), source.next_token_logits([[1, 2, 3]]), atol=TOL32
+    )
+
+
 # -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vocab_size": 0}, "vocab_size must be a positive int, got 0"),
+        ({"d_model": 0}, "d_model must be a positive int, got 0"),
+        ({"n_heads": 0}, "n_heads must be a positive int, got 0"),
+        ({"n_layers": 0}, "n_layers must be a positive int, got 0"),
+        ({"n_ctx": 0}, "n_ctx must be a positive int, got 0"),
+        ({"d_model": 10, "n_heads": 4}, "d_model (10) must be divisible by n_heads (4)"),
+    ],
+)
+def test_bad_sizes_are_value_errors_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError) as raised:
+        decoding.NumpyTransformerLM(**kwargs)
+    assert str(raised.value) == message
 
 
 def test_weights_record_is_frozen_and_read_only(gpt2):
