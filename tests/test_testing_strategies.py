@@ -24,6 +24,7 @@ from decoding import (
 )
 from decoding.testing.strategies import (
     ShownScriptedLM,
+    eos_settings,
     processor_lists,
     prompts,
     scripted_models,
@@ -78,6 +79,24 @@ def test_transformers_draw_the_seed_0_to_3_models_of_the_dtype(dtype):
     for seed in range(4):
         reaches(strategy, lambda m, seed=seed: seed_of(m) == seed)
     never(strategy, lambda m: seed_of(m) is None)
+
+
+def test_eos_settings_are_none_one_id_or_1_to_3_distinct_ids():
+    settings = eos_settings(5)
+    reaches(settings, lambda e: e is None)
+    reaches(settings, lambda e: isinstance(e, int))
+    reaches(settings, lambda e: isinstance(e, list) and len(e) == 1)
+    reaches(settings, lambda e: isinstance(e, list) and len(e) == 3)
+    never(settings, lambda e: isinstance(e, list) and (len(e) > 3 or len(set(e)) != len(e)))
+
+    def ids(e):
+        return [] if e is None else [e] if isinstance(e, int) else e
+
+    reaches(settings, lambda e: 0 in ids(e))
+    reaches(settings, lambda e: 4 in ids(e))
+    never(settings, lambda e: any(not 0 <= t < 5 for t in ids(e)))
+    # A 2-token vocabulary holds at most 2 distinct ids.
+    never(eos_settings(2), lambda e: isinstance(e, list) and len(e) > 2)
 
 
 def test_processor_lists_hold_0_to_3_processors():
