@@ -337,18 +337,18 @@ def test_layer_norm_gains_of_two_are_applied_in_either_path(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_output_biases_given_as_none_are_zero_biases(dtype):
-    """`BlockWeights`' attention and MLP output biases may be None (an all-zero bias,
-    skipped): the model then computes exactly what it computes from zero arrays, in the path
-    that holds float64 weights as they are and in the one that folds them into float32."""
+def test_biases_given_as_none_are_zero_biases(dtype):
+    """`BlockWeights`' four linear biases may each be None (an all-zero bias, skipped): the
+    model then computes exactly what it computes from zero arrays, in the path that holds
+    float64 weights as they are and in the one that folds them into float32 (where the
+    LayerNorm biases are folded into the qkv and MLP input biases)."""
     exact = decoding.NumpyTransformerLM(
         vocab_size=40, d_model=16, n_heads=4, n_layers=2, n_ctx=16, seed=2, dtype="float64"
     )
+    names = ("qkv_b_3D", "out_b_D", "fc_b_F", "proj_b_D")
     w = exact.weights
-    assert not any(b.out_b_D.any() or b.proj_b_D.any() for b in w.blocks)  # the init's zeros
-    none = attrs.evolve(
-        w, blocks=tuple(attrs.evolve(b, out_b_D=None, proj_b_D=None) for b in w.blocks)
-    )
+    assert not any(getattr(b, n).any() for b in w.blocks for n in names)  # the init's zeros
+    none = attrs.evolve(w, blocks=tuple(attrs.evolve(b, **dict.fromkeys(names)) for b in w.blocks))
     got, _ = decoding.NumpyTransformerLM.from_weights(none, dtype=dtype).prefill([[1, 2], [3]])
     want, _ = decoding.NumpyTransformerLM.from_weights(w, dtype=dtype).prefill([[1, 2], [3]])
     assert got.dtype == np.dtype(dtype)
@@ -420,6 +420,26 @@ def test_an_untied_head_in_another_dtype_is_held_once_in_the_models_dtype():
 def test_bad_sizes_are_value_errors_naming_the_argument(kwargs, message):
     with pytest.raises(ValueError) as raised:
         decoding.NumpyTransformerLM(**kwargs)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("n_heads", "error", "message"),
+    [
+        (3, ValueError, "weights.n_heads (3) must divide d_model (16, the width of wte_VD)"),
+        (32, ValueError, "weights.n_heads (32) must divide d_model (16, the width of wte_VD)"),
+        (0, ValueError, "weights.n_heads must be a positive int, got 0"),
+        (4.0, TypeError, "weights.n_heads must be a positive int, got 4.0"),
+    ],
+)
+def test_from_weights_refuses_heads_that_do_not_divide_the_width(n_heads, error, message):
+    """As the constructor refuses ``d_model`` not divisible by ``n_heads``, `from_weights`
+    refuses such a record by name, before any call (not with numpy's reshape error at the
+    first step, or a ZeroDivisionError for more heads than the width)."""
+    model = decoding.NumpyTransformerLM(vocab_size=40, d_model=16, n_heads=4, n_ctx=16)
+    weights = attrs.evolve(model.weights, n_heads=n_heads)
+    with pytest.raises(error) as raised:
+        decoding.NumpyTransformerLM.from_weights(weights)
     assert str(raised.value) == message
 
 

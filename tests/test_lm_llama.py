@@ -322,6 +322,32 @@ def test_bad_from_weights_arguments_are_named_errors(kwargs, error, message):
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"n_heads": 0}, ValueError, "weights.n_heads must be a positive int, got 0"),
+        ({"n_kv_heads": 2.0}, TypeError, "weights.n_kv_heads must be a positive int, got 2.0"),
+        ({"n_kv_heads": 3}, ValueError, "weights.n_kv_heads (3) must divide weights.n_heads (4)"),
+        ({"n_heads": 6, "n_kv_heads": 2}, ValueError,
+         "weights.n_heads (6) must divide d_model (16, the width of embed_VD) when head_dim is None"),  # noqa: E501
+        ({"n_heads": 8}, ValueError,
+         "weights.blocks[0].k_w_DY has 8 columns, not 2 heads x head width 2 = 4"),
+        ({"head_dim": 8}, ValueError,
+         "weights.blocks[0].q_w_DX has 16 columns, not 4 heads x head width 8 = 32"),
+    ],
+)  # fmt: skip
+def test_from_weights_refuses_head_counts_the_arrays_cannot_split_into(settings, error, message):
+    """A record whose head counts do not fit its arrays is refused by name before any call
+    (not with numpy's reshape error at the first step). One that fits another way runs: 2
+    heads of width 8 and 1 KV head read the same arrays as 4 of width 4 and 2."""
+    weights = decoding.NumpyLlamaLM(vocab_size=40, d_model=16, n_heads=4, n_kv_heads=2).weights
+    with pytest.raises(error) as info:
+        decoding.NumpyLlamaLM.from_weights(attrs.evolve(weights, **settings))
+    assert str(info.value) == message
+    other = decoding.NumpyLlamaLM.from_weights(attrs.evolve(weights, n_heads=2, n_kv_heads=1))
+    assert other.next_token_logits([[1, 2]]).shape == (1, 40)
+
+
 def test_from_weights_refuses_other_records_by_type():
     gpt = decoding.NumpyTransformerLM(vocab_size=10, d_model=8, n_heads=2, n_ctx=8).weights
     with pytest.raises(TypeError) as info:

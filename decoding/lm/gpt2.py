@@ -202,6 +202,9 @@ def fold(
     def bias(array: np.ndarray | None) -> np.ndarray | None:
         return cast(array) if array is not None and array.any() else None
 
+    def plus(folded: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        return folded if bias is None else folded + bias  # None: an all-zero bias
+
     d = weights.wte_VD.shape[1]
 
     def scales(layer: int) -> np.ndarray:
@@ -212,11 +215,11 @@ def fold(
     blocks = tuple(
         FoldedBlock(
             qkv_wt_3DD=cast((w.ln1_g_D[:, None] * w.qkv_w_D3D * scales(i)).T),
-            qkv_b_3D=bias((w.ln1_b_D @ w.qkv_w_D3D + w.qkv_b_3D) * scales(i)),
+            qkv_b_3D=bias(plus(w.ln1_b_D @ w.qkv_w_D3D, w.qkv_b_3D) * scales(i)),
             out_wt_DD=cast(w.out_w_DD.T),
             out_b_D=bias(w.out_b_D),
             fc_wt_FD=cast((w.ln2_g_D[:, None] * w.fc_w_DF).T),
-            fc_b_F=bias(w.ln2_b_D @ w.fc_w_DF + w.fc_b_F),
+            fc_b_F=bias(plus(w.ln2_b_D @ w.fc_w_DF, w.fc_b_F)),
             proj_wt_DF=cast(w.proj_w_FD.T),
             proj_b_D=bias(w.proj_b_D),
             eps=weights.layer_norm_eps,
@@ -400,6 +403,12 @@ class NumpyTransformerLM(CachedLM):
         them afterwards changes the model."""
         if not isinstance(weights, TransformerWeights):
             raise TypeError(f"weights must be a TransformerWeights, got {brief(type(weights))}")
+        d_model = weights.wte_VD.shape[1]
+        if d_model % positive_int("weights.n_heads", weights.n_heads):
+            raise ValueError(
+                f"weights.n_heads ({brief(weights.n_heads)}) must divide d_model "
+                f"({brief(d_model)}, the width of wte_VD)"
+            )
         model = cls.__new__(cls)
         model.vocab_size, _ = weights.wte_VD.shape
         model.max_sequence_length = weights.wpe_PD.shape[0]

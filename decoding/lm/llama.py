@@ -105,6 +105,33 @@ class LlamaWeights:
         return rope_frequencies(self.head_width, self.rope_theta)
 
 
+def _check_heads(weights: LlamaWeights) -> None:
+    """Refuse, by name, head counts a record's arrays cannot be split into (the constructor
+    checks its arguments; a hand-built record would otherwise fail at its first call with
+    numpy's reshape error)."""
+    h = positive_int("weights.n_heads", weights.n_heads)
+    g = positive_int("weights.n_kv_heads", weights.n_kv_heads)
+    if h % g:
+        raise ValueError(
+            f"weights.n_kv_heads ({brief(g)}) must divide weights.n_heads ({brief(h)})"
+        )
+    d = weights.embed_VD.shape[1]
+    if weights.head_dim is None and d % h:
+        raise ValueError(
+            f"weights.n_heads ({brief(h)}) must divide d_model ({brief(d)}, the width of "
+            "embed_VD) when head_dim is None"
+        )
+    e = weights.head_width
+    for i, block in enumerate(weights.blocks):
+        for name, heads in (("q_w_DX", h), ("k_w_DY", g), ("v_w_DY", g)):
+            width = getattr(block, name).shape[-1]
+            if width != heads * e:
+                raise ValueError(
+                    f"weights.blocks[{i}].{name} has {width} columns, not {heads} heads x "
+                    f"head width {e} = {heads * e}"
+                )
+
+
 def init_llama_weights(
     vocab_size: int,
     d_model: int,
@@ -278,6 +305,7 @@ class NumpyLlamaLM(CachedLM):
         them afterwards changes the model."""
         if not isinstance(weights, LlamaWeights):
             raise TypeError(f"weights must be a LlamaWeights, got {brief(type(weights))}")
+        _check_heads(weights)
         model = cls.__new__(cls)
         model.vocab_size = weights.embed_VD.shape[0]
         model.max_sequence_length = positive_int("max_sequence_length", max_sequence_length)
