@@ -308,3 +308,16 @@ def test_rewind_refuses_what_is_not_a_count_of_added_tokens():
     rewound = model.rewind(state, 2)
     assert rewound.sequences() == ((1, 2, 3), (4,))
     assert model.rewind(state, 0) is state
+
+
+def test_memory_estimate_worked_for_a_small_transformer():
+    """Worked, float32: 1 layer, 2 heads of width 2, D = 4, the MLP's F = 4 D = 16, V = 5,
+    a 16-position table. 3 rows of a 7-token cache running one position (the default): the
+    cache holds min(7 + 3 + 8, 16 + 7) = 18 columns, 2 (K, V) * 1 * 3 * 2 * 2 * 18 * 4 = 1728
+    bytes; the activations 3 * 1 * (8 D + 3 F) * 4 = 960; three chunks of scores of
+    3 * 2 heads * 1 * (7 + 8) * 4 = 360; the logits 2 * 3 * V * 4 = 120."""
+    model = decoding.NumpyTransformerLM(vocab_size=5, d_model=4, n_heads=2, n_ctx=16)
+    assert model.memory_estimate(3, 7) == 1728 + 960 + 3 * 360 + 120
+    # A 40-token cache running 2 positions: 1.5x the length + 8 = 68 columns is past the
+    # position table, so the cache is counted at 16 + 40 = 56 columns (2 * 3 * 2 * 2 * 56 * 4).
+    assert model.memory_estimate(3, 40, 2) == 5376 + 3 * 2 * 80 * 4 + 3 * (3 * 2 * 2 * 48 * 4) + 120
