@@ -352,3 +352,51 @@ def test_the_llama_size_bound_counts_exactly_the_parameters_held(sizes):
         decoding.set_memory_limit(previous)
     named = ", ".join(f"{k}={sizes[k]}" for k in ("vocab_size", "d_model", "n_layers", "d_ff"))
     assert str(info.value).startswith(f"NumpyLlamaLM({named}) would need "), str(info.value)
+
+
+GPT2_SIZES = [
+    # The token embedding (V x D) is the largest array.
+    dict(vocab_size=40, d_model=8, n_heads=2, n_layers=2, n_ctx=4),
+    # The position embedding (n_ctx x D), in float64.
+    dict(vocab_size=5, d_model=4, n_heads=2, n_layers=1, n_ctx=64, dtype="float64"),
+    # The MLP's weights (D x 4D) are the largest arrays here.
+    dict(vocab_size=3, d_model=16, n_heads=2, n_layers=1, n_ctx=8),
+]
+
+
+def _gpt2_arrays(w):
+    """Every weight array of a GPT-2 record ``w`` (the tied head is None, not an array)."""
+    values = [getattr(w, f.name) for f in attrs.fields(type(w))]
+    values += [getattr(b, f.name) for b in w.blocks for f in attrs.fields(type(b))]
+    return [a for a in values if isinstance(a, np.ndarray)]
+
+
+@pytest.mark.parametrize("sizes", GPT2_SIZES, ids=str)
+def test_the_gpt2_size_bound_counts_exactly_the_parameters_held(sizes):
+    """As for Llama: a memory limit of exactly what the held arrays take (in the model's
+    dtype, plus the float64 draw of the largest, the per-layer and the base overhead) builds
+    the model; one byte less is a `ValueError` naming every size and both byte counts."""
+    arrays = _gpt2_arrays(decoding.NumpyTransformerLM(**sizes).weights)
+    # V D + n_ctx D + per layer 12 D^2 + 13 D + the final LayerNorm's 2 D numbers.
+    v, d, c, layers = (sizes[k] for k in ("vocab_size", "d_model", "n_ctx", "n_layers"))
+    assert sum(a.size for a in arrays) == v * d + c * d + layers * (12 * d * d + 13 * d) + 2 * d
+    need = (
+        sum(a.nbytes for a in arrays)
+        + 8 * max(a.size for a in arrays)
+        + layers * _memory.LAYER_OVERHEAD["NumpyTransformerLM"]
+        + _memory.BASE_OVERHEAD
+    )
+    previous = decoding.set_memory_limit(need)
+    try:
+        decoding.NumpyTransformerLM(**sizes)
+        decoding.set_memory_limit(need - 1)
+        with pytest.raises(ValueError) as info:
+            decoding.NumpyTransformerLM(**sizes)
+    finally:
+        decoding.set_memory_limit(previous)
+    assert str(info.value) == (
+        f"NumpyTransformerLM(vocab_size={v}, d_model={d}, n_layers={layers}, n_ctx={c}) would "
+        f"need an estimated {need / 2**30:.3g} GiB, more than the memory limit of "
+        f"{(need - 1) / 2**30:.3g} GiB; use smaller sizes, or raise the limit with "
+        "decoding.set_memory_limit(bytes)"
+    )
