@@ -10,6 +10,7 @@ import warnings
 from math import log
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,6 +95,27 @@ def test_ties_across_blocks_keep_the_pool_order():
     model = decoding.ScriptedLM({(): normalised(36, row)}, vocab_size=36)
     beams = decoding.BeamSearchDecoder(2, 1).decode(model, [[5]])[0]
     assert [b.tokens for b in beams] == [(1,), (18,)]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"scorer": decoding.LengthPenalty(0.6)}, {"finished": "archive"}],
+    ids=["hot", "scorer", "archive"],
+)
+def test_the_best_tokens_are_kept_wherever_they_sit_in_a_large_vocabulary(options) -> None:
+    # V = 2**17 (more than 65,536 logits in the step) splits into 2048 blocks of 64 interleaved
+    # tokens: block j = {j, j + 2048, ..., j + 63 * 2048}. The three best tokens sit in the
+    # first, second and last of those 64 slices: 1 (block 1), 2048 + 2 (block 2) and V - 1
+    # (block 2047); every other logit is distinct and below them, so the blocks' bounds have
+    # no ties and the fast path answers. Each block's bound must be the max over all 64 slices.
+    # A given scorer or the archive policy ranks with `select`; the default with the hot path.
+    vocab = 1 << 17
+    assert select._block_size(vocab) == 64
+    row = [-1.0 - t * 1e-6 for t in range(vocab)]
+    row[1], row[2048 + 2], row[vocab - 1] = 5.0, 6.0, 7.0
+    model = ScriptedLM({(): row}, vocab_size=vocab)
+    got = BeamSearchDecoder(3, 1, eos_token_id=None, **options).decode(model, [[0]])
+    assert [b.tokens for b in got[0]] == [(vocab - 1,), (2048 + 2,), (1,)]
 
 
 # -- properties ------------------------------------------------------------------------------------
