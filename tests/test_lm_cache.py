@@ -109,6 +109,54 @@ def test_cached_extend_survives_growing_past_the_initial_cache(gpt2_small):
     assert all(len(s) >= 81 for s in sequences)
 
 
+def test_more_rows_from_a_cache_of_three_chunks_copy_every_chunk_in_place(gpt2_small):
+    """One row of prompt width 1 has 9 cache columns; extending it one token at a time adds
+    chunks of 8 (17, then 25 columns). At 21 filled columns (9 + 8 + 4 in three chunks), three
+    children of the row are a new slab of three rows: each chunk's filled columns go to the
+    same columns of it, so the next logits are the full recompute's."""
+    model = gpt2_small
+    sequence = (1,)
+    _, state = model.prefill([sequence])
+    for step in range(20):
+        token = (5 * step + 2) % model.vocab_size
+        _, state = model.extend(state, np.array([0]), np.array([token]))
+        sequence += (token,)
+    assert [k.shape[3] for k in state.slab.k_chunks] == [9, 8, 8] and state.length == 21
+    logits, grown = model.extend(state, np.array([0, 0, 0]), np.array([3, 4, 5]))
+    assert grown.allocated == (3, 25)
+    expected = model.next_token_logits([sequence + (3,), sequence + (4,), sequence + (5,)])
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize(
+    "parents",
+    [
+        [1, 1, 0, 0],
+        [3, 3, 1, 0, 3, 1, 1, 3, 0, 0, 3, 1, 0, 1, 3, 0],
+    ],
+    ids=["4 rows", "16 rows"],
+)
+def test_a_parents_first_child_keeps_its_slot_and_later_ones_take_free_slots(parents):
+    """Extending in place (no more rows than the slab): the first row naming a parent keeps
+    the parent's slot (no copy); each later child takes the lowest slot no new row's parent
+    occupies, in row order."""
+    model = decoding.NumpyTransformerLM(vocab_size=23, d_model=8, n_heads=2, dtype="float64")
+    prompts = [(i + 1, i + 2) for i in range(len(parents))]
+    _, state = model.prefill(prompts)
+    assert state.slot_M.tolist() == list(range(len(parents)))
+    free = iter(slot for slot in range(len(parents)) if slot not in parents)
+    expected, seen = [], set()
+    for parent in parents:
+        expected.append(next(free) if parent in seen else parent)
+        seen.add(parent)
+    tokens = np.arange(len(parents)) % 23
+    logits, child = model.extend(state, np.array(parents), tokens)
+    assert child.slot_M.tolist() == expected
+    assert child.slab is state.slab
+    sequences = [prompts[p] + (int(t),) for p, t in zip(parents, tokens, strict=True)]
+    np.testing.assert_allclose(logits, model.next_token_logits(sequences), rtol=0, atol=TOL)
+
+
 def test_extend_leaves_the_previous_state_usable_and_unchanged(gpt2_float64):
     model = gpt2_float64
     _, s0 = model.prefill([[1, 2, 3], [4, 5]])

@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 
 import decoding
-from decoding.lm.layers import attention
+from decoding.lm.layers import attention, normalize
 
 # -- worked cases ----------------------------------------------------------------------------------
 
@@ -40,3 +40,13 @@ def test_attention_is_the_softmax_of_the_visible_scores_averaging_the_values():
     out = attention(q, k, v, bias)
     assert out.shape == (1, 1, 2, 1)
     np.testing.assert_allclose(out.ravel(), [5.0, 8.0], rtol=1e-15)
+
+
+def test_normalize_is_layer_norm_with_eps_1e_5_by_default():
+    """Row [1, 3]: mean 2, deviations [-1, 1], variance 1, so [-1, 1] / sqrt(1 + eps); eps is
+    1e-5 (GPT-2's and torch's LayerNorm default) unless given. A constant row is all 0."""
+    x = np.array([[1.0, 3.0], [5.0, 5.0]])
+    root = np.sqrt(1.0 + 1e-5)
+    np.testing.assert_allclose(normalize(x), [[-1 / root, 1 / root], [0.0, 0.0]], rtol=1e-15)
+    np.testing.assert_allclose(normalize(x, 3.0), [[-0.5, 0.5], [0.0, 0.0]], rtol=1e-15)
+    assert x.tolist() == [[1.0, 3.0], [5.0, 5.0]]  # the input is left as it was

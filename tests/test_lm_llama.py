@@ -290,6 +290,7 @@ def test_a_tied_head_reads_the_embedding_in_its_fast_layout():
         ({"seed": 1.0}, TypeError, "seed must be a non-negative int, got 1.0"),
         ({"dtype": "int32"}, ValueError, "dtype must be float32 or float64, got 'int32'"),
         ({"dtype": None}, TypeError, "dtype must be float32 or float64, got None"),
+        ({"dtype": "bogus"}, TypeError, "dtype must be float32 or float64, got 'bogus'"),
         ({"tied": 1}, TypeError, "tied must be a bool, got 1"),
         ({"d_model": 12, "n_heads": 4}, ValueError,
          "d_model (12) must split into n_heads (4) heads of even width"),

@@ -100,6 +100,16 @@ def test_best_sequences_is_exact_and_bounded():
         best_sequences(UNIFORM, [[0]], 3, 6, 0.6, None, limit=10)
 
 
+def test_scores_divide_each_logprob_by_its_length_to_the_alpha_and_refuse_complex_ones():
+    """``logprob / len(tokens) ** alpha``: -2 over 4 ** 0.5 is -1.0, -3.0 over 1 is -3.0, an
+    int logprob is a number like any other. A log-probability is real: a complex one is a
+    TypeError, not cut to its real part."""
+    assert literal.scores([((1, 2, 3, 4), -2), ((5,), -3.0)], 0.5) == [-1.0, -3.0]
+    assert literal.scores([], 0.5) == []
+    with pytest.raises(TypeError):
+        literal.scores([((1, 2), -1 + 0j)], 1.0)
+
+
 def test_reference_defaults_to_alpha_0_6_like_the_decoder():
     got = reference_beam_search(UNIFORM, [[0]], 3, 3, eos_token_id=2)
     assert got == BeamSearchDecoder(3, 3, eos_token_id=2).decode(UNIFORM, [[0]])
