@@ -297,15 +297,15 @@ def block(
     x_NTD: np.ndarray,
     w: FoldedBlock,
     n_heads: int,
-    k_NHSE: np.ndarray | Sequence[np.ndarray],
-    v_NHSE: np.ndarray | Sequence[np.ndarray],
+    k_chunks: Sequence[np.ndarray],
+    v_chunks: Sequence[np.ndarray],
     start: int,
     mask: AttentionMask,
 ) -> np.ndarray:
     """``[N, T, D] -> [N, T, D]``; writes this block's keys/values into cache columns
-    ``[start, start + T)`` and attends over ``[0, start + T)`` as ``mask`` says. The cache may
-    be one array or a list of chunks split along ``S``; the columns written must lie in one
-    chunk."""
+    ``[start, start + T)`` and attends over ``[0, start + T)`` as ``mask`` says. The cache is
+    a list of ``[N, H, S, E]`` chunks split along ``S`` (one chunk for one array), as
+    ``decoding.lm.llama.llama_block`` takes it; the columns written must lie in one chunk."""
     n, t, d = x_NTD.shape
     qkv_NT3D = linear_t(
         affine(normalize(x_NTD, w.eps), w.ln1_g_D, w.ln1_b_D), w.qkv_wt_3DD, w.qkv_b_3D
@@ -313,8 +313,6 @@ def block(
     if w.q_scale is not None:
         qkv_NT3D[..., :d] *= x_NTD.dtype.type(w.q_scale)
     qkv_3NHTE = qkv_NT3D.reshape(n, t, 3, n_heads, d // n_heads).transpose(2, 0, 3, 1, 4)
-    k_chunks = [k_NHSE] if isinstance(k_NHSE, np.ndarray) else k_NHSE
-    v_chunks = [v_NHSE] if isinstance(v_NHSE, np.ndarray) else v_NHSE
     keys, values = write_cache(k_chunks, v_chunks, qkv_3NHTE[1], qkv_3NHTE[2], start)
     heads_NHTE = chunked_attention(qkv_3NHTE[0], keys, values, mask)
     heads_NTD = heads_NHTE.transpose(0, 2, 1, 3).reshape(n, t, d)
