@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.patterns:
             print("no survivors to run again")
             return 0
-    if args.patterns and not args.again:
+    elif args.patterns and not args.again:
         mutmut_main.collect_source_file_mutation_data = pending_only(
             mutmut_main.collect_source_file_mutation_data
         )
