@@ -138,3 +138,34 @@ def test_survivors_with_pending_hands_mutmut_the_survivors_and_the_mutants_witho
 
     mutants, _ = pending_only(collect, also={"m.x_f__mutmut_2"})(mutant_names=("m.*",))
     assert mutants == [survived, waiting]
+
+
+def test_survivors_with_pending_reach_mutmut_through_main(monkeypatch) -> None:
+    """``python -m tools.mutate --survivors --pending``: mutmut's collector, as `main` leaves
+    it, hands over the survivors and the mutants without a result, and nothing else (a second
+    filter for patterns once dropped the survivors, so they were never run again)."""
+    import sys
+    import types
+
+    from tools import mutate
+
+    data = object()
+    killed, survived = (data, "m.x_f__mutmut_1", 1), (data, "m.x_f__mutmut_2", 0)
+    waiting = (data, "m.x_f__mutmut_3", None)
+    handed: list[object] = []
+
+    def collect(*, mutant_names):
+        return [killed, survived, waiting], {"m.py": data}
+
+    def cli(argv, standalone_mode):
+        handed.append(argv)
+        handed.append(fake.collect_source_file_mutation_data(mutant_names=argv[3:])[0])
+
+    fake = types.SimpleNamespace(collect_source_file_mutation_data=collect, cli=cli)
+    monkeypatch.setitem(sys.modules, "mutmut", types.ModuleType("mutmut"))
+    monkeypatch.setitem(sys.modules, "mutmut.__main__", fake)
+    monkeypatch.setattr(mutate, "restore", lambda: "restored")
+    monkeypatch.setattr(mutate, "time_each_test", lambda: None)
+    monkeypatch.setattr(mutate, "survivors", lambda: ["m.x_f__mutmut_2"])
+    assert mutate.main(["--survivors", "--pending"]) == 0
+    assert handed == [["run", "--max-children", "2", "decoding.*"], [survived, waiting]]
