@@ -511,3 +511,104 @@ def test_explain_of_the_first_step_gives_no_parents(finished):
         (None, 1, True),
         (None, 2, False),
     ]
+
+
+class _EndOn(decoding.StoppingCriterion):
+    """Ends the rows whose newest token is in ``tokens``; records each call's rows."""
+
+    def __init__(self, *tokens):
+        self.tokens, self.seen = tokens, []
+
+    def __call__(self, context):
+        generated = context.generated_MT
+        self.seen.append([tuple(row) for row in generated.tolist()])
+        return np.isin(generated[:, -1], self.tokens)
+
+
+def test_archive_runs_no_candidate_past_the_first_w_even_when_all_of_them_end():
+    """K = 2 and one EOS id: W = max(2, 1 + 1) * 2 = 4 candidates a step. Step 1 ranks (0,)
+    .3 (EOS), (3,) .25, (4,) .2, (5,) .15, all ended (a criterion ends 3, 4 and 5), then (1,)
+    .1. The first K enter the archive; (1,) is the fifth, so nothing runs and the prompt
+    closes with (0,) and (3,). Looking at 6 candidates would run (1,) (early_stopping="never":
+    log .1 / 3 ** 2 = -0.256 could beat log .25 = -1.386) and archive (1, 0), log .1 / 2 ** 2
+    = -0.576, first."""
+    lm = ScriptedLM(
+        {
+            (6,): {0: log(0.3), 3: log(0.25), 4: log(0.2), 5: log(0.15), 1: log(0.1)},
+            (1,): {0: 0.0},
+        },
+        vocab_size=7,
+    )
+    decoder = decoding.BeamSearchDecoder(
+        2,
+        3,
+        alpha=2.0,
+        eos_token_id=0,
+        stopping=[_EndOn(3, 4, 5)],
+        finished="archive",
+        early_stopping="never",
+    )
+    (beams,) = decoder.decode(lm, [[6]])
+    assert [b.tokens for b in beams] == [(0,), (3,)]
+    assert [b.finish_reason for b in beams] == ["eos", "stop"]
+    assert [b.score for b in beams] == pytest.approx([log(0.3), log(0.25)])
+
+
+def test_archive_asks_stopping_criteria_only_about_candidates_not_ending_on_eos():
+    """As the pool policy does: a candidate that ends on an EOS id is finished already, so
+    the criteria see the other three of step 1's W = 4 candidates, best first."""
+    lm = ScriptedLM({(5,): {0: log(0.4), 1: log(0.3), 2: log(0.2), 3: log(0.1)}}, vocab_size=6)
+    criterion = _EndOn(2)
+    decoder = decoding.BeamSearchDecoder(
+        2, 1, eos_token_id=0, stopping=[criterion], finished="archive"
+    )
+    (beams,) = decoder.decode(lm, [[5]])
+    assert criterion.seen == [[(1,), (2,), (3,)]]
+    assert [(b.tokens, b.finish_reason) for b in beams] == [((0,), "eos"), ((1,), "length")]
+
+
+def test_archive_scores_only_the_hypotheses_entering_it():
+    """The scorer returns NaN below -2 (log .1 = -2.303). The last step ends (0,) .5, (1,) .3,
+    (2,) .1 and (3,) .1; only the first K = 2 enter the archive and are scored, so the NaN of
+    the other two is never asked for, as with a pruned candidate of the pool policy."""
+
+    class NanBelowMinus2(decoding.Scorer):
+        def score(self, logprob, length):
+            logprob = np.asarray(logprob, dtype=np.float64)
+            return np.where((logprob < -2.0) & (logprob > -np.inf), np.nan, logprob)
+
+    lm = ScriptedLM({(5,): {0: log(0.5), 1: log(0.3), 2: log(0.1), 3: log(0.1)}}, vocab_size=6)
+    decoder = decoding.BeamSearchDecoder(
+        2, 1, eos_token_id=0, scorer=NanBelowMinus2(), finished="archive"
+    )
+    (beams,) = decoder.decode(lm, [[5]])
+    assert [b.tokens for b in beams] == [(0,), (1,)]
+    assert [b.score for b in beams] == pytest.approx([log(0.5), log(0.3)])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_archive_names_the_step_at_which_the_model_returned_nan_or_inf(bad):
+    """Logits are checked where the candidates are ranked (the default processor order, no
+    log-softmax first): step 1 is fine, step 2's logits after (1,) hold NaN or +inf."""
+    lm = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}, (1,): np.array([0.0, bad, 0.0])}, vocab_size=3)
+    decoder = decoding.BeamSearchDecoder(2, 3, finished="archive")
+    name = "NaN" if math.isnan(bad) else "+inf"
+    with pytest.raises(ValueError) as raised:
+        decoder.decode(lm, [[0]])
+    assert str(raised.value) == f"model returned logits containing {name} at step 2"
+
+
+def test_archive_arrays_keep_their_dtypes_as_hypotheses_of_several_lengths_enter():
+    """`Archive` holds int64 tokens (valid up to each length), float64 log-probs and scores:
+    (1,) enters at step 1 (EOS 1, score log .6 = -0.511) and (2, 1) at step 2 behind it
+    (log .4 / 2 ** 0.6 = -0.604, the default alpha), so the shorter one's row is padded."""
+    lm = ScriptedLM({(0,): {1: log(0.6), 2: log(0.4)}, (2,): {1: 0.0}}, vocab_size=3)
+    decoder = decoding.BeamSearchDecoder(2, 2, eos_token_id=1, finished="archive")
+    state = decoder.step(lm, decoder.step(lm, decoder.init(lm, [[0]])))
+    archive = state.archive
+    assert archive.tokens_BKT.dtype == np.int64 and archive.tokens_BKT.shape == (1, 2, 2)
+    assert archive.length_BK.tolist() == [[1, 2]]
+    assert archive.tokens_BKT[0, 0, :1].tolist() == [1]
+    assert archive.tokens_BKT[0, 1].tolist() == [2, 1]
+    assert archive.logprob_BK.dtype == archive.score_BK.dtype == np.float64
+    assert archive.token_logprob_BKT.dtype == np.float64

@@ -128,6 +128,28 @@ def test_more_rows_from_a_cache_of_three_chunks_copy_every_chunk_in_place(gpt2_s
     np.testing.assert_allclose(logits, expected, rtol=0, atol=TOL)
 
 
+def test_children_of_a_rewound_cache_copy_only_the_chunks_before_its_length():
+    """Two rows of prompt width 1 have 9 cache columns; the ninth extend adds a chunk of 8
+    (17 columns, 10 filled). Rewound by 3, the rows fill 7 columns, all in the first chunk.
+    Two children of row 0 in place (row 1 leaves none, so its slot is free): the copy stops
+    at the first chunk, and the second chunk is never read: the logits are the full
+    recompute's."""
+    model = decoding.NumpyTransformerLM(vocab_size=23, d_model=8, n_heads=2, dtype="float64")
+    sequences = [(1,), (2,)]
+    _, state = model.prefill(sequences)
+    for step in range(9):
+        tokens = [(3 * step + 4) % 23, (5 * step + 6) % 23]
+        _, state = model.extend(state, np.array([0, 1]), np.array(tokens))
+        sequences = [s + (t,) for s, t in zip(sequences, tokens, strict=True)]
+    assert [k.shape[3] for k in state.slab.k_chunks] == [9, 8] and state.length == 10
+    rewound = model.rewind(state, 3)
+    kept = sequences[0][:7]
+    logits, child = model.extend(rewound, np.array([0, 0]), np.array([3, 4]))
+    assert child.slab is state.slab and child.slot_M.tolist() == [0, 1]
+    expected = model.next_token_logits([kept + (3,), kept + (4,)])
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=TOL)
+
+
 @pytest.mark.parametrize(
     "parents",
     [
