@@ -612,3 +612,49 @@ def test_archive_arrays_keep_their_dtypes_as_hypotheses_of_several_lengths_enter
     assert archive.tokens_BKT[0, 1].tolist() == [2, 1]
     assert archive.logprob_BK.dtype == archive.score_BK.dtype == np.float64
     assert archive.token_logprob_BKT.dtype == np.float64
+
+
+# -- archive: full archives and the empty archive --
+
+
+def test_the_empty_archive_holds_nothing_and_every_prompt_is_open():
+    """Nothing held: no slot present, every score and log-prob -inf (an impossible entry, as a
+    `BeamState`'s empty slot), no tokens yet (int64 ids, float64 log-probs), all prompts open."""
+    from decoding.decoders.beam.policies import Archive
+
+    archive = Archive.empty(2, 3)
+    assert archive.present_BK.tolist() == [[False] * 3] * 2
+    assert archive.score_BK.tolist() == [[-math.inf] * 3] * 2
+    assert archive.logprob_BK.dtype == np.float64
+    assert archive.logprob_BK.tolist() == [[-math.inf] * 3] * 2
+    assert archive.length_BK.tolist() == [[0] * 3] * 2
+    assert (archive.tokens_BKT.shape, archive.tokens_BKT.dtype) == ((2, 3, 0), np.int64)
+    token_logprob_BKT = archive.token_logprob_BKT
+    assert (token_logprob_BKT.shape, token_logprob_BKT.dtype) == ((2, 3, 0), np.float64)
+    assert archive.open_B.tolist() == [True, True]
+    assert archive.full_B.tolist() == [False, False]
+
+
+def test_after_one_step_an_archive_is_closed_when_full_or_when_nothing_runs():
+    """K=2, EOS ids {2, 3}, ``early_stopping=True``. Prompt [0] can only end (EOS 3): its
+    archive holds (3,) and one empty slot, and no beam runs, so it is closed though not full.
+    Prompt [1] ends both ways (2 and 3, log 0.5 each): the archive is full, so closed. Prompt
+    [4] continues with 0 or 1 (log 0.5 each): nothing archived, two beams run, open. The
+    state's archive keeps its documented dtypes (int64 token ids, float64 log-probs)."""
+    half = log(0.5)
+    model = ScriptedLM(
+        {(0,): {3: 0.0}, (1,): {2: half, 3: half}, (4,): {0: half, 1: half}, (): {0: 0.0}},
+        vocab_size=5,
+    )
+    decoder = decoding.BeamSearchDecoder(
+        2, 3, eos_token_id=[2, 3], finished="archive", early_stopping=True
+    )
+    state = decoder.step(model, decoder.init(model, [[0], [1], [4]]))
+    archive = state.archive
+    assert archive.open_B.tolist() == [False, False, True]
+    assert archive.present_BK.tolist() == [[True, False], [True, True], [False, False]]
+    assert archive.logprob_BK.dtype == np.float64 and archive.tokens_BKT.dtype == np.int64
+    assert archive.tokens_BKT[0, 0].tolist() == [3]
+    assert sorted(archive.tokens_BKT[1].tolist()) == [[2], [3]]
+    assert archive.logprob_BK[:2].tolist() == [[0.0, -math.inf], [half, half]]
+    assert state.logprob_BK.tolist() == [[-math.inf] * 2, [-math.inf] * 2, [half, half]]

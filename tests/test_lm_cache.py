@@ -216,6 +216,23 @@ def test_calls_with_no_rows_give_empty_logits_and_a_state_of_no_sequences():
     )
 
 
+def test_an_older_state_of_no_rows_still_gives_empty_logits_of_the_calls_shape():
+    """Extending a state of no rows in place leaves it older (a later call wrote its slab):
+    extending it again gives ``[0, V]`` (extend) or ``[0, T, V]`` (extend_many) logits in the
+    model's dtype, and a state of no sequences."""
+    model = decoding.NumpyTransformerLM(
+        vocab_size=19, d_model=8, n_heads=2, seed=4, dtype=np.float64
+    )
+    _, s0 = model.prefill([[1, 2], [3]])
+    _, older = model.extend(s0, np.zeros(0, int), np.zeros(0, int))
+    model.extend(older, np.zeros(0, int), np.zeros(0, int))  # now `older` is older
+    assert not older.is_current
+    logits, state = model.extend(older, np.zeros(0, int), np.zeros(0, int))
+    assert (logits.shape, logits.dtype, state.sequences()) == ((0, 19), np.float64, ())
+    logits, state = model.extend_many(older, np.zeros(0, int), np.zeros((0, 3), int))
+    assert (logits.shape, logits.dtype, state.sequences()) == ((0, 3, 19), np.float64, ())
+
+
 def test_default_incremental_path_is_overridden_by_a_cache():
     # The transformer's state is a KV cache, not the base class's tuple of sequences.
     m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)

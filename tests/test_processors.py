@@ -38,6 +38,7 @@ from decoding.testing.strategies import logit_rows
 from fakes import DECODERS, PROMPTS, Recording, V, cases, fewer, names, refused
 
 inf = math.inf
+nan = math.nan
 
 
 class NoImmediateRepeat(LogitsProcessor):
@@ -761,3 +762,82 @@ def test_a_processor_making_nan_is_named_not_the_model(entry):
     with pytest.raises(ValueError, match=r"MakesNaN\(\).*NaN.*step 1\b") as caught:
         entry(PROMPTS, Recording(), processors=[MakesNaN()])
     assert "model returned" not in str(caught.value)
+
+
+# -- the NaN and +inf check after the model and after each processor -----------------------------
+
+
+class MakesInf(decoding.LogitsProcessor):
+    def __call__(self, logits_MV, context):
+        logits_MV[:, 1] = np.inf
+        return logits_MV
+
+    def __repr__(self):
+        return "MakesInf()"
+
+
+class BadAtCall(decoding.LanguageModel):
+    """Zero logits over 3 tokens, except that call ``at`` puts ``value`` at row 0, token 1."""
+
+    vocab_size = 3
+
+    def __init__(self, at, value):
+        self.at, self.value, self.calls = at, value, 0
+
+    def next_token_logits(self, sequences):
+        self.calls += 1
+        out = np.zeros((len(sequences), 3))
+        if self.calls == self.at:
+            out[0, 1] = self.value
+        return out
+
+
+def rows_context(rows: int, step: int) -> StepContext:
+    """``rows`` rows of prompt (0,) with ``step`` generated zeros each."""
+    return StepContext(np.zeros((rows, step), dtype=np.int64), (), step, ((0,),),
+                       np.zeros(rows, dtype=np.int64))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rows", "word"),
+    [
+        ([[0.0, nan, 1.0], [0.0, 1.0, 2.0]], "NaN"),
+        ([[0.0, 1.0, 2.0], [0.0, inf, 2.0]], "+inf"),
+        ([[-inf, -inf, -inf], [inf, 0.0, -inf]], "+inf"),  # -inf is fine, +inf is not
+        ([[0.0, inf, 1.0], [nan, 0.0, 1.0]], "NaN"),  # +inf in one row, NaN in another
+        ([[0.0, inf, nan], [0.0, 1.0, 2.0]], "NaN"),  # both in one row
+    ],
+)
+def test_apply_processors_refuses_nan_then_inf_from_the_model_by_name(rows, word):
+    # context.step 2 is the decoder's step 3 (steps are counted from 1).
+    with pytest.raises(ValueError) as caught:
+        decoding.processors.apply_processors([Temperature(1.0)], np.array(rows),
+                                             rows_context(2, 2))  # fmt: skip
+    assert str(caught.value) == f"model returned logits containing {word} at step 3"
+
+
+@pytest.mark.parametrize(("value", "word"), [(inf, "+inf"), (nan, "NaN")])
+def test_a_decoder_with_processors_names_the_models_bad_logits_and_step(value, word):
+    """With processors the model's logits are checked before the first one runs: call 2 is
+    step 2."""
+    decoder = GreedyDecoder(3, eos_token_id=None, processors=[Temperature(1.0)])
+    with pytest.raises(ValueError) as caught:
+        decoder.decode(BadAtCall(2, value), [[0]])
+    assert str(caught.value) == f"model returned logits containing {word} at step 2"
+
+
+def test_a_processor_making_inf_is_named_with_the_step_and_the_likely_cause():
+    decoder = GreedyDecoder(3, eos_token_id=None, processors=[MakesInf()])
+    with pytest.raises(ValueError) as caught:
+        decoder.decode(Recording(), [[0]])
+    assert str(caught.value) == (
+        "processor MakesInf() made logits +inf at step 1 (an argument too extreme for the "
+        "logits' float type?)"
+    )
+
+
+def test_apply_processors_takes_no_rows():
+    """A call with no rows has nothing to check: ``[0, 1]`` logits come back as they are."""
+    out = decoding.processors.apply_processors([Temperature(2.0)], np.zeros((0, 1)),
+                                               rows_context(0, 1))  # fmt: skip
+    assert out.shape == (0, 1)

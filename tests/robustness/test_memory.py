@@ -75,3 +75,21 @@ def test_logits_across_column_chunks_equal_a_full_recompute():
         parents, tokens = rng.integers(0, 4, size=4), rng.integers(0, 50, size=4)
     assert len(state.slab.k_chunks) >= 4
     np.testing.assert_allclose(logits, model.next_token_logits(list(state.sequences())), atol=1e-9)
+
+
+def test_extending_an_older_state_of_no_rows_runs_nothing():
+    """An older state (a later call wrote its slab) is normally rebuilt by replaying its
+    prefill and steps; one of no rows has nothing to rebuild and nothing to run, so no forward
+    pass happens at all (a replay would rerun the prompts' prefill)."""
+    model = NumpyTransformerLM(vocab_size=17, d_model=8, n_heads=2, seed=5)
+    _, s0 = model.prefill([[1, 2, 3], [4]])
+    _, older = model.extend(s0, np.zeros(0, int), np.zeros(0, int))
+    model.extend(older, np.zeros(0, int), np.zeros(0, int))  # now `older` is older
+    assert not older.is_current
+    calls = []
+    forward = model._forward
+    model._forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
+    logits, state = model.extend(older, np.zeros(0, int), np.zeros(0, int))
+    assert (logits.shape, state.sequences(), calls) == ((0, 17), (), [])
+    logits, state = model.extend_many(older, np.zeros(0, int), np.zeros((0, 2), int))
+    assert (logits.shape, state.sequences(), calls) == ((0, 2, 17), (), [])
