@@ -168,7 +168,7 @@ def apply_processors(
 
 def _check_finite(logits_MV: np.ndarray, message: str) -> None:
     """Refuse NaN or ``+inf`` (``-inf`` forbids a token and is fine); one pass over the rows."""
-    peak_M = logits_MV.max(axis=1, initial=-np.inf) if logits_MV.size else logits_MV[:, 0]
+    peak_M = logits_MV.max(axis=1, initial=-np.inf)  # -inf for a row of no tokens
     if not (peak_M < np.inf).all():
         raise ValueError(message.format("NaN" if np.isnan(peak_M).any() else "+inf"))
 
