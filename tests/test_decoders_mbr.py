@@ -217,3 +217,29 @@ def test_text_mode_skips_special_tokens():
     decoder = MBRDecoder(Fixed(beams), utility, tokenizer=decoding.Tokenizer(inner))
     decoder.decode(decoding.NumpyTransformerLM(), [[1]])
     assert sorted(set(seen)) == ["a", "b"]
+
+
+def test_chrf_weighs_recall_over_precision_when_the_hypothesis_is_longer():
+    # "abc" vs "ab": unigrams P=2/3, R=1: F2 = 5PR / (4P + R) = (10/3) / (11/3) = 10/11;
+    # bigrams P=1/2, R=1: F2 = (5/2) / 3 = 5/6.
+    assert math.isclose(chrf("abc", "ab"), 100 * (10 / 11 + 5 / 6) / 2)
+    # "ab" vs "cb": unigrams P=R=1/2: F2 = (5/4) / (5/2) = 1/2; no bigram matches (F2 0).
+    assert math.isclose(chrf("ab", "cb"), 100 * (1 / 2 + 0) / 2)
+
+
+def test_chrf_averages_six_orders_by_default():
+    # "abcdefg" vs "abcdefgh": for n = 1..6 every hypothesis n-gram matches (P=1) and
+    # R = (8-n)/(9-n), F2 = 5R / (4 + R); the 7-grams (P=1, R=1/2) count only with order=7.
+    def f2(recall):
+        return 5 * recall / (4 + recall)
+
+    six = [f2((8 - n) / (9 - n)) for n in range(1, 7)]
+    assert math.isclose(chrf("abcdefg", "abcdefgh"), 100 * sum(six) / 6)
+    assert math.isclose(chrf("abcdefg", "abcdefgh", order=7), 100 * (sum(six) + f2(1 / 2)) / 7)
+
+
+def test_chrf_of_an_empty_side_is_0_and_bleu_reads_whole_words():
+    assert chrf("", "abc") == 0.0
+    assert chrf((1, 2), ()) == 0.0
+    # Words, not characters: "cat" and "act" share no word.
+    assert bleu("cat", "act") == 0.0
