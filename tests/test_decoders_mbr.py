@@ -12,6 +12,8 @@ from decoding import Beam, MBRDecoder
 from decoding.metrics import bleu, chrf, ngrams
 from decoding.testing import reference_mbr
 
+from fakes import raises_exactly
+
 pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -149,3 +151,95 @@ def test_bad_arguments_are_named():
         MBRDecoder(Fixed(candidates((1,), (2,))), lambda h, r: math.nan).decode(
             decoding.NumpyTransformerLM(), [[1]]
         )
+
+
+def test_bad_arguments_are_named_with_the_value_given():
+    with raises_exactly(TypeError, "sampler must be a decoding.Decoder, got 'sampling'"):
+        MBRDecoder("sampling")
+    with raises_exactly(ValueError, "utility must be 'chrf', 'bleu' or a callable, got 'rouge'"):
+        MBRDecoder(decoding.GreedyDecoder(3), "rouge")
+    with raises_exactly(TypeError, "utility must be 'chrf', 'bleu' or a callable, got 3"):
+        MBRDecoder(decoding.GreedyDecoder(3), 3)
+    with raises_exactly(ValueError, "num_candidates must be a positive int, got 0"):
+        MBRDecoder(decoding.GreedyDecoder(3), num_candidates=0)
+    with raises_exactly(TypeError, "tokenizer must be a decoding.Tokenizer or None, got 'gpt2'"):
+        MBRDecoder(decoding.GreedyDecoder(3), tokenizer="gpt2")
+
+
+def test_a_non_finite_utility_is_named():
+    class NanUtility:
+        def __call__(self, hypothesis, reference):
+            return math.nan
+
+        def __repr__(self):
+            return "NanUtility()"
+
+    decoder = MBRDecoder(Fixed(candidates((1,), (2,))), NanUtility())
+    with raises_exactly(ValueError, "utility NanUtility() returned a non-finite number"):
+        decoder.decode(decoding.NumpyTransformerLM(), [[1]])
+
+
+def test_a_prompt_without_candidates_gets_an_empty_list_and_the_next_prompts_are_ranked():
+    class PerPrompt(decoding.Decoder):
+        def decode(self, model, prompts):
+            return [[] if prompt == [1] else candidates((4,), (5,)) for prompt in prompts]
+
+    got = MBRDecoder(PerPrompt()).decode(decoding.NumpyTransformerLM(), [[1], [2], [1]])
+    assert got[0] == [] and got[2] == []
+    # chrF of (4,) against (5,) and back is 0: a tie, kept in the sampler's order.
+    assert [(b.tokens, b.score) for b in got[1]] == [((4,), 0.0), ((5,), 0.0)]
+
+
+def test_ties_keep_the_samplers_order_among_many_candidates():
+    # The utility sees only the hypothesis: odd first tokens score 1, even ones 0. Sixteen
+    # candidates: the odd ones first, then the even ones, each group in the sampler's order.
+    beams = candidates(*[(t,) for t in range(16)])
+    got = MBRDecoder(Fixed(beams), lambda h, r: float(h[0] % 2)).decode(
+        decoding.NumpyTransformerLM(), [[1]]
+    )[0]
+    assert [b.tokens[0] for b in got] == [*range(1, 16, 2), *range(0, 16, 2)]
+    assert [b.score for b in got] == [1.0] * 8 + [0.0] * 8
+
+
+def test_text_mode_skips_special_tokens():
+    tokenizers = pytest.importorskip("tokenizers")
+    inner = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "b": 1, "<x>": 2}))
+    inner.add_special_tokens(["<x>"])
+    inner.decoder = tokenizers.decoders.WordPiece()
+    seen = []
+
+    def utility(hypothesis, reference):
+        seen.append(hypothesis)
+        return 0.0
+
+    # Unfinished beams: every token is viewed, the special one (2) left out of the text.
+    beams = candidates((2, 0, 2), (1, 2))
+    decoder = MBRDecoder(Fixed(beams), utility, tokenizer=decoding.Tokenizer(inner))
+    decoder.decode(decoding.NumpyTransformerLM(), [[1]])
+    assert sorted(set(seen)) == ["a", "b"]
+
+
+def test_chrf_weighs_recall_over_precision_when_the_hypothesis_is_longer():
+    # "abc" vs "ab": unigrams P=2/3, R=1: F2 = 5PR / (4P + R) = (10/3) / (11/3) = 10/11;
+    # bigrams P=1/2, R=1: F2 = (5/2) / 3 = 5/6.
+    assert math.isclose(chrf("abc", "ab"), 100 * (10 / 11 + 5 / 6) / 2)
+    # "ab" vs "cb": unigrams P=R=1/2: F2 = (5/4) / (5/2) = 1/2; no bigram matches (F2 0).
+    assert math.isclose(chrf("ab", "cb"), 100 * (1 / 2 + 0) / 2)
+
+
+def test_chrf_averages_six_orders_by_default():
+    # "abcdefg" vs "abcdefgh": for n = 1..6 every hypothesis n-gram matches (P=1) and
+    # R = (8-n)/(9-n), F2 = 5R / (4 + R); the 7-grams (P=1, R=1/2) count only with order=7.
+    def f2(recall):
+        return 5 * recall / (4 + recall)
+
+    six = [f2((8 - n) / (9 - n)) for n in range(1, 7)]
+    assert math.isclose(chrf("abcdefg", "abcdefgh"), 100 * sum(six) / 6)
+    assert math.isclose(chrf("abcdefg", "abcdefgh", order=7), 100 * (sum(six) + f2(1 / 2)) / 7)
+
+
+def test_chrf_of_an_empty_side_is_0_and_bleu_reads_whole_words():
+    assert chrf("", "abc") == 0.0
+    assert chrf((1, 2), ()) == 0.0
+    # Words, not characters: "cat" and "act" share no word.
+    assert bleu("cat", "act") == 0.0

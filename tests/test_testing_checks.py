@@ -15,7 +15,15 @@ from decoding import Beam, BeamSearchDecoder, LanguageModel, ScriptedLM
 from decoding.testing import CheckedLM, check_model, check_results, reference_beam_search
 from decoding.testing import reference as literal
 
-from fakes import TOL32, UNIFORM, NotReordered, SequencesLM, assert_same_beams, good
+from fakes import (
+    TOL32,
+    UNIFORM,
+    NotReordered,
+    SequencesLM,
+    assert_same_beams,
+    good,
+    raises_exactly,
+)
 
 PROMPTS = [[0, 1], [2], [3, 3, 1]]
 
@@ -774,3 +782,94 @@ def test_check_model_checks_rewind_of_a_model_overriding_only_rewind():
     rewound tokens is caught by the extend after it."""
     with pytest.raises(AssertionError, match=r"^extend after rewind\([1-9]"):
         check_model(OwnRewindOnly(), PROMPTS, steps=2)
+
+
+def test_default_tol_by_dtype():
+    from decoding.testing.checks import default_tol
+
+    assert default_tol(np.zeros(2, np.float32)) == 1e-4
+    assert default_tol(np.zeros(2, np.float16)) == 1e-4
+    assert default_tol(np.zeros(2, np.float64)) == 1e-9
+    assert default_tol(np.zeros(2, np.longdouble)) == 1e-9  # wider than float64
+    assert default_tol(np.zeros(2, np.int64)) == 1e-4  # not a float: the loose one
+
+
+class IntegralAsInt(Sequences):
+    """Integral logits, right in value, but prefill returns them as int64."""
+
+    def next_token_logits(self, sequences):
+        return np.round(4 * super().next_token_logits(sequences))
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return logits.astype(np.int64), state
+
+
+def test_check_model_rejects_integer_logits_even_of_the_right_values():
+    with raises_exactly(AssertionError, "prefill: logits dtype int64, not a float"):
+        check_model(IntegralAsInt(), PROMPTS)
+
+
+class Scaled(Sequences):
+    """Rows whose sequence starts with token 0 have logits 1000 times larger (largest |logit|
+    above 600); the logits returned are off by ``offset`` on the rows ``off`` picks."""
+
+    def __init__(self, offset, off=lambda row: True):
+        super().__init__()
+        self.offset, self.off = offset, off
+
+    def next_token_logits(self, sequences):
+        base = super().next_token_logits(sequences)
+        return base * np.array([[1000.0 if s[0] == 0 else 1.0] for s in sequences]).reshape(-1, 1)
+
+    def logits(self, rows):
+        shift = np.array([[self.offset if self.off(r) else 0.0] for r in rows]).reshape(-1, 1)
+        return self.next_token_logits(rows) + shift
+
+
+def test_check_model_tol_is_relative_to_each_rows_largest_logit():
+    # 1e-7 off on the large rows: within 1e-9 times their largest |logit| (above 600).
+    check_model(Scaled(1e-7, off=lambda row: row[0] == 0), PROMPTS)
+    # 1e-7 off on every row: the small rows (largest |logit| at most 1, scale 1) reject it,
+    # whatever the large rows in the same call.
+    small_row = r"^prefill: row 1 \(sequence \(2,\)\) logit of token 0 "
+    with pytest.raises(AssertionError, match=small_row):
+        check_model(Scaled(1e-7), PROMPTS)
+
+
+class Quarters(Sequences):
+    """Logits in multiples of 1/4 within [-1, 1], returned off by ``offset``; exact in binary."""
+
+    def __init__(self, offset):
+        super().__init__()
+        self.offset = offset
+
+    def next_token_logits(self, sequences):
+        return np.round(4 * super().next_token_logits(sequences)) / 4
+
+    def logits(self, rows):
+        return self.next_token_logits(rows) + self.offset
+
+
+def test_check_model_tol_is_inclusive_and_scaled_by_at_least_1_not_more():
+    check_model(Quarters(0.25), PROMPTS, tol=0.25)  # off by exactly tol: accepted
+    # Rows of |logit| at most 1 scale the tolerance by 1: off by 1.5 tol is rejected.
+    with pytest.raises(AssertionError, match=r"^prefill: row 0 .*\(tol 0\.25\)$"):
+        check_model(Quarters(0.375), PROMPTS, tol=0.25)
+
+
+class MinusInf(Sequences):
+    """Token 3 is impossible (-inf) everywhere, and the model says so too."""
+
+    def next_token_logits(self, sequences):
+        logits = super().next_token_logits(sequences)
+        logits[:, 3] = -np.inf
+        return logits
+
+
+def test_check_model_compares_minus_inf_logits_without_a_numpy_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_model(MinusInf(), PROMPTS)

@@ -204,3 +204,18 @@ def test_score_continuations_at_extremes_is_warning_free(dtype):
         for s in scores:
             assert not np.isnan(s).any()
             assert (s <= 0).all()
+
+
+def test_speculative_inverse_cdf_never_draws_a_token_of_probability_zero():
+    from decoding.decoders.speculative import _draw
+
+    # A uniform of 0 targets 0: the first token whose cumulative probability exceeds 0 (token
+    # 1), not token 0, whose cumulative 0 only equals it.
+    assert _draw(np.array([[0.0, 1.0]]), np.array([0.0])).tolist() == [1]
+    # Subnormal rows: the uniform just below 1 times the total rounds to the total itself, so
+    # no cumulative probability exceeds it; each row falls back to its last token of
+    # probability above 0 (2 and 4), never a trailing token of probability 0.
+    tiny = 5e-324
+    probs = np.array([[0.0, tiny, tiny, 0.0, 0.0], [2 * tiny, 0.0, 0.0, 0.0, tiny]])
+    below_one = np.nextafter(1.0, 0.0)
+    assert _draw(probs, np.array([below_one, below_one])).tolist() == [2, 4]
