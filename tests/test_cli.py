@@ -1975,3 +1975,38 @@ def test_progress_stops_after_a_failed_write(monkeypatch):
     progress.draw()
     progress.finish()
     assert stream.writes == 1
+
+
+def test_running_out_of_memory_loading_the_checkpoint_is_one_line(
+    capsys, ckpt, monkeypatch, tmp_path
+):
+    def exhausted(path):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "load_model", exhausted)
+    monkeypatch.chdir(tmp_path)
+    line = error_line(capsys, "--model", "ckpt", "--prompt", "1")
+    assert line == "--model 'ckpt': out of memory loading the checkpoint"
+
+
+def test_a_gguf_with_an_end_of_turn_id_shows_its_eos_ids_as_a_list(tmp_path, capsys):
+    """GGUF's EOS id and its end-of-turn id, two ids: shown as a list, as llama.cpp stops on
+    either."""
+    gguf = pytest.importorskip("gguf")
+    tokens = [*"abcdefghijklmnop", "Ġ", "ab", "<eos>", "<eot>"]
+    kinds = gguf.GGUFValueType
+    metadata = [
+        ("tokenizer.ggml.model", ("gpt2", kinds.STRING)),
+        ("tokenizer.ggml.pre", ("gpt-2", kinds.STRING)),
+        ("tokenizer.ggml.tokens", (tokens, kinds.ARRAY)),
+        ("tokenizer.ggml.token_type", ([1] * (len(tokens) - 2) + [3, 3], kinds.ARRAY)),
+        ("tokenizer.ggml.merges", (["a b"], kinds.ARRAY)),
+        ("tokenizer.ggml.eos_token_id", (18, kinds.UINT32)),
+        ("tokenizer.ggml.eot_token_id", (19, kinds.UINT32)),
+    ]
+    config = llama_config(vocab=len(tokens))
+    tensors = llama_tensors(np.random.default_rng(4), vocab=len(tokens))
+    path = str(tmp_path / "m.gguf")
+    write_gguf(path, "llama", config, tensors, metadata=metadata)
+    argv = ["--model", path, "--text", "ab", "--max-new-tokens", "1"]
+    assert json_run(capsys, *argv)["settings"]["eos_token_id"] == [18, 19]

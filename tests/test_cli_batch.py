@@ -577,3 +577,23 @@ def test_a_failed_write_without_an_os_reason_shows_the_error(tmp_path, capsys, m
     status, out, err = run(capsys, "--input", src, "--output", "o.jsonl", "--decoder", "greedy")
     assert (status, out) == (1, "")
     assert err == PREFIX + "cannot write 'o.jsonl': the file was closed\n"
+
+
+def test_a_whole_last_line_without_a_line_end_that_cannot_be_cut_off_is_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    # the last result line is valid JSON but has no line end: it is cut off as unfinished,
+    # and a refused fsync of that cut is the one error line
+    write_input(tmp_path / "in.jsonl", [{"ids": [1]}])
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 1, "beams": []}\n{"id": 2, "beams": []}')
+
+    def refused(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", refused)
+    message = error_line(capsys, "--input", str(tmp_path / "in.jsonl"), "--output", "out.jsonl")
+    assert message == (
+        "--output: cannot cut off the unfinished last line of 'out.jsonl': Input/output error"
+    )

@@ -360,3 +360,45 @@ def test_the_memory_limit_bounds_the_table_as_it_grows():
             RegexConstraint("ab", ["a", "b"])
     finally:
         decoding.set_memory_limit(previous)
+
+
+def test_pattern_errors_name_the_pattern():
+    with pytest.raises(ValueError) as info:
+        RegexConstraint("b(", TEXTS)
+    assert str(info.value).startswith("pattern 'b(' is not a regular expression: ")
+    with pytest.raises(ValueError) as info:
+        RegexConstraint(r"a\W", TEXTS)
+    assert str(info.value) == (
+        "pattern 'a\\\\W' uses a negated class escape (\\D, \\W, \\S, or \\d \\w \\s inside "
+        "[^...]): the automaton reads class escapes as ASCII, which for a negation is more "
+        "than Python's re matches; spell the class out, e.g. [^0-9]"
+    )
+
+
+def test_tokenizer_errors_name_the_bad_value():
+    with pytest.raises(TypeError) as info:
+        RegexConstraint("a", 42)
+    assert str(info.value) == (
+        "tokenizer must be a decoding.Tokenizer or a sequence of token texts (str or bytes), got 42"
+    )
+    with pytest.raises(TypeError) as info:
+        RegexConstraint("a", ["a", 3.5])
+    assert str(info.value) == "tokenizer[1] must be a str, bytes or None, got 3.5"
+    with pytest.raises(ValueError) as info:
+        RegexConstraint("a", ["a", "b\ud800"])
+    assert str(info.value) == "tokenizer[1] is not encodable as UTF-8: 'b\\ud800'"
+
+
+def test_a_generated_id_past_the_tokenizer_is_the_dead_state():
+    # ids 1 (one past a one-token vocabulary) and 11 (one past TEXTS) spell no text: no token
+    # and no EOS may follow
+    one = RegexConstraint("c*", ["c"])
+    out = one(np.zeros((1, 2)), context([[1]], eos=(1,)))
+    assert out.tolist() == [[-np.inf, -np.inf]]
+    assert allowed(RegexConstraint(r"b*a", TEXTS), [len(TEXTS)]) == []
+
+
+def test_states_are_int32_at_every_step():
+    constraint = RegexConstraint(r"b*a?", TEXTS)
+    assert constraint.states(context([[], []])).dtype == np.int32
+    assert constraint.states(context([[2], [1]])).dtype == np.int32

@@ -304,3 +304,49 @@ def test_a_criterion_answering_the_wrong_shape_is_named_with_the_step():
 def test_ids_beyond_the_vocabulary_are_refused_before_the_model_is_called():
     with pytest.raises(ValueError, match=r"StopOnTokens token_ids must be in \[0, 7\)"):
         decoding.GreedyDecoder(3, stopping=[StopOnTokens([9])]).decode(chain(1, 2), [[0]])
+
+
+def _step_context(generated):
+    generated_MT = np.array(generated, dtype=np.int64).reshape(len(generated), -1)
+    rows = len(generated)
+    return decoding.StepContext(generated_MT, (), generated_MT.shape[1], ((1,),) * rows,
+                                np.zeros(rows, dtype=np.int64))  # fmt: skip
+
+
+def test_stop_on_tokens_before_any_token_ends_no_row():
+    answer = StopOnTokens([1])(_step_context([[], [], []]))
+    assert answer.dtype == np.bool_
+    assert answer.tolist() == [False, False, False]
+
+
+def test_stop_on_tokens_messages_name_the_bad_value():
+    with pytest.raises(TypeError) as info:
+        StopOnTokens(5)
+    assert str(info.value) == "token_ids must be a sequence of int token ids, got 5"
+    with pytest.raises(ValueError) as info:
+        StopOnTokens([2, 7]).validate(5)
+    assert str(info.value) == "StopOnTokens token_ids must be in [0, 5) for this model, got 7"
+
+
+def test_stopped_rows_ends_a_row_any_criterion_ends():
+    # row 0 ends on token 1 only, row 1 on token 2 only, row 2 on neither: the first
+    # criterion's answer is kept when the second says no
+    context = _step_context([[1], [2], [3]])
+    ended = decoding.stopping.stopped_rows([StopOnTokens([1]), StopOnTokens([2])], context)
+    assert ended.tolist() == [True, True, False]
+
+
+def test_stopped_rows_names_a_criterion_that_answers_the_wrong_shape():
+    class OneRow:
+        def __call__(self, context):
+            return np.array([True])
+
+        def __repr__(self):
+            return "OneRow()"
+
+    with pytest.raises(ValueError) as info:
+        decoding.stopping.stopped_rows([OneRow()], _step_context([[1], [2]]))
+    assert str(info.value) == (
+        "stopping criterion OneRow() returned array([ True]) at step 1; "
+        "expected a bool array of shape (2,)"
+    )
