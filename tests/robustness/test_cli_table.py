@@ -434,13 +434,20 @@ def test_trace_dot_names_the_files_it_wrote(capsys, tmp_path):
 )
 def test_ctrl_c_exits_130_with_one_line():
     """SIGINT during a long decode: status 130 (as shells report it), one stderr line, no
-    traceback (not 25 lines of it)."""
+    traceback (not 25 lines of it). The child runs ``python -m decoding`` through `runpy`
+    once its imports are done and said so: a fixed wait could end inside the imports on a
+    busy machine (Python's own KeyboardInterrupt there, before the command line runs)."""
     import signal
     import time
 
     argv = ["--beam-width", "64", "--max-new-tokens", "1000", "--eos", "none", "--prompt", "1 2"]
+    code = (
+        "import runpy, sys, decoding.cli; print('imported', flush=True); "
+        f"sys.argv[1:] = {argv!r}; "
+        "runpy.run_module('decoding', run_name='__main__', alter_sys=True)"
+    )
     child = subprocess.Popen(
-        [sys.executable, "-m", "decoding", *argv],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -450,7 +457,8 @@ def test_ctrl_c_exits_130_with_one_line():
         # give the child the default action a terminal's Ctrl-C meets.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(2.0)  # past start-up, inside the decode
+    assert child.stdout.readline() == "imported\n"
+    time.sleep(1.0)  # inside the command line (it handles Ctrl-C from its first line on)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130
