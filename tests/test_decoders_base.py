@@ -381,3 +381,35 @@ def test_stepping_with_another_model_names_both_models(decoder):
         "model NamedLM('b') is not the model this state was started with (NamedLM('a')); "
         "step a state with the model passed to init()"
     )
+
+
+class Script(HeldBeams):
+    """A user strategy that walks a fixed list of states, one per step (no `width` of its
+    own, so `record` sizes the trace from what it saw)."""
+
+    def __init__(self, *states):
+        self.states = states
+
+    def init(self, model, prompts):
+        return self.states[0]
+
+    def step(self, model, state):
+        return self.states[self.states.index(state) + 1]
+
+    def done(self, state):
+        return state is self.states[-1]
+
+
+def test_record_without_a_width_takes_the_most_hypotheses_a_prompt_held_at_any_step():
+    """One prompt: the empty hypothesis, then three one-token ones, then a single two-token
+    result. The widest pool (3 entries) sets the width, not the one result; a strategy that
+    holds one hypothesis throughout is recorded with width 1."""
+    model = decoding.ScriptedLM({(): [0.0, 0.0]})
+    start = [[Beam((), 0.0, 0.0, False)]]
+    wide = [[Beam((t,), -1.0, -1.0, False) for t in (1, 2, 3)]]
+    end = [[Beam((1, 4), -2.0, -2.0, True)]]
+    recorded = Script(start, wide, end).record(model, [[0]])
+    assert [len(pools[0]) for pools in recorded.steps] == [3, 1]
+    assert recorded.width == 3
+    narrow = [[Beam((1,), -1.0, -1.0, True)]]
+    assert Script(start, narrow).record(model, [[0]]).width == 1

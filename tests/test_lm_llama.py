@@ -379,3 +379,15 @@ def test_memory_estimate_counts_the_mlp_width_of_the_blocks():
     weights = attrs.evolve(model.weights, blocks=())
     bare = decoding.NumpyLlamaLM.from_weights(weights)
     assert bare.memory_estimate(3, 10, 2) == 0 + 3 * 2 * 32 * 4 + 3 * 864 + 120
+
+
+def test_from_weights_counts_the_columns_of_a_weight_on_its_last_axis():
+    """A query weight given a trailing axis ([16, 16, 1]) has 1 column, not 16 (its second
+    axis): it is refused by name like any other width that does not fit the heads."""
+    weights = decoding.NumpyLlamaLM(vocab_size=40, d_model=16, n_heads=4, n_kv_heads=2).weights
+    block = attrs.evolve(weights.blocks[0], q_w_DX=weights.blocks[0].q_w_DX[..., None])
+    with pytest.raises(ValueError) as info:
+        decoding.NumpyLlamaLM.from_weights(attrs.evolve(weights, blocks=(block,)))
+    assert str(info.value) == (
+        "weights.blocks[0].q_w_DX has 1 columns, not 4 heads x head width 4 = 16"
+    )

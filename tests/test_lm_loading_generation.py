@@ -107,3 +107,21 @@ def test_a_gguf_sampling_value_that_is_not_finite_is_refused_naming_the_file_and
     with pytest.raises(ValueError) as info:
         decoding.load_generation_config(path)
     assert str(info.value) == f"{path}: general.sampling.top_p must be a finite number, got inf"
+
+
+def test_an_integer_setting_that_is_not_a_whole_number_is_none_and_a_whole_one_stays_an_int(
+    tmp_path,
+):
+    """top_k and max_new_tokens are counts: 40.5 is no count, so it is dropped (None), while
+    the float settings take an int as a float (1 -> 1.0). A folder with no config.json reads
+    generation_config.json alone."""
+    settings = {"temperature": 1, "top_k": 40.5, "top_p": 1, "repetition_penalty": 2,
+                "max_new_tokens": 64.5, "eos_token_id": 5}  # fmt: skip
+    (tmp_path / "generation_config.json").write_text(json.dumps(settings))
+    got = decoding.load_generation_config(tmp_path)
+    assert got == decoding.GenerationConfig((5,), None, None, 1.0, None, 1.0, 2.0, None)
+    settings.update(top_k=40, max_new_tokens=64)
+    (tmp_path / "generation_config.json").write_text(json.dumps(settings))
+    got = decoding.load_generation_config(tmp_path)
+    assert (got.top_k, got.max_new_tokens) == (40, 64)
+    assert type(got.top_k) is int and type(got.max_new_tokens) is int

@@ -726,3 +726,47 @@ def test_a_gguf_bos_token_that_makes_no_template_is_named_with_the_file(tmp_path
     assert str(info.value).startswith(
         f"{path}: the special tokens '<s> x' and None do not make a template: "
     )
+
+
+def test_a_missing_tokenizer_is_named_as_a_tokenizer_file(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        decoding.load_tokenizer(tmp_path / "absent")
+    assert str(info.value) == f"tokenizer file {tmp_path / 'absent'} does not exist"
+    with pytest.raises(FileNotFoundError) as info:
+        decoding.load_tokenizer(tmp_path)
+    assert str(info.value) == f"tokenizer file {tmp_path / 'tokenizer.json'} does not exist"
+
+
+def test_the_template_skips_what_does_not_name_one(tmp_path, trained):
+    """chat_template.json without the key leaves tokenizer_config.json's template; a list
+    entry that is not a mapping is skipped; a template that is not text is no template."""
+    config_template = fresh("C")
+    folder = folder_with(
+        tmp_path / "a", trained, {"chat_template": config_template},
+        files=[("chat_template.json", "{}")],
+    )  # fmt: skip
+    assert decoding.load_tokenizer(folder).render_chat_template([]) == "C"
+    default = fresh("D")
+    listed = ["junk", {"name": "default", "template": default}]
+    folder = folder_with(tmp_path / "b", trained, {"chat_template": listed})
+    assert decoding.load_tokenizer(folder).render_chat_template([]) == "D"
+    folder = folder_with(tmp_path / "c", trained, {"chat_template": 5})
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(folder).render_chat_template([])
+    assert str(info.value).startswith(f"{folder} has no chat template (")
+
+
+def test_special_tokens_come_from_the_map_when_the_config_names_none(tmp_path, trained):
+    mapped = json.dumps({"eos_token": "</s>"})
+    folder = folder_with(tmp_path, trained, {}, files=[("special_tokens_map.json", mapped)])
+    tok = decoding.load_tokenizer(folder)
+    assert tok.eos_token == "</s>"
+    assert tok.eos_token_id == trained.token_to_id("</s>")
+
+
+def test_the_config_flags_leave_a_post_processor_the_tokenizer_has(tmp_path, trained):
+    """tokenizer.json's own post-processor (here ``<s> $A``) wins over ``add_eos_token``."""
+    config = {"bos_token": "<s>", "eos_token": "</s>", "add_eos_token": True}
+    tok = decoding.load_tokenizer(folder_with(tmp_path, trained, config))
+    plain = trained.encode("The capital").ids
+    assert tok.encode("The capital") == [trained.token_to_id("<s>"), *plain]

@@ -413,3 +413,29 @@ def test_a_chat_template_that_fails_is_a_named_error_and_one_cli_line(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_an_unreadable_tokenizer_file_is_named_with_the_first_200_characters_of_the_reason(
+    tmp_path,
+):
+    """The tokenizers package's reason quotes the bad value in full; the ValueError keeps the
+    first 200 characters of it: 'invalid type: string "' (22) and 178 of the 300 y's."""
+    pytest.importorskip("tokenizers")
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"truncation": "y" * 300}))
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'tokenizer.json'} is not a tokenizer file the tokenizers package can "
+        f'read: invalid type: string "{"y" * 178}'
+    )
+
+
+def test_an_error_without_a_message_is_named_by_its_type():
+    from decoding.lm.loading.tokenizer import _built
+
+    def fail():
+        raise LookupError
+
+    with pytest.raises(ValueError) as info:
+        _built(fail, "what")
+    assert str(info.value) == "what: LookupError"
