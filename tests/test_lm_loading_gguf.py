@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import struct
 
 import numpy as np
 import pytest
@@ -534,3 +535,70 @@ def test_permuted_and_one_dimensional_tensors_come_in_the_dtype_and_shape_asked_
         got = source.get(name, shape, np.dtype(np.float64))
         assert got.dtype == np.float64
         np.testing.assert_array_equal(got, expected[name])
+
+
+# -- metadata values, byte by byte ---------------------------------------------------------------
+
+
+def raw_gguf(path, *entries, kv_count=None):
+    """A version-3 GGUF of no tensors whose metadata is ``entries`` (already encoded), ending
+    where the last entry ends; ``kv_count`` overrides the entry count in the header."""
+    count = len(entries) if kv_count is None else kv_count
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, count) + b"".join(entries))
+    return path
+
+
+def entry(key, kind, payload):
+    return struct.pack("<Q", len(key)) + key.encode() + struct.pack("<I", kind) + payload
+
+
+def test_metadata_values_read_as_the_gguf_spec_lays_them_out(tmp_path):
+    """A bool array is true where its byte is nonzero; arrays nest; a string's bytes that are
+    not UTF-8 read as U+FFFD; a value may end on the file's last byte."""
+    path = raw_gguf(
+        tmp_path / "v.gguf",
+        entry("s", 8, struct.pack("<Q", 3) + b"a\xffb"),
+        # array of arrays (9) of u8 (0): [[1, 2], [3]]
+        entry(
+            "n",
+            9,
+            struct.pack("<IQ", 9, 2)
+            + struct.pack("<IQ", 0, 2)
+            + b"\x01\x02"
+            + struct.pack("<IQ", 0, 1)
+            + b"\x03",
+        ),  # fmt: skip
+        entry("b", 9, struct.pack("<IQ", 7, 3) + b"\x00\x01\x02"),
+    )
+    metadata = GGUFFile(path).metadata
+    assert metadata["s"] == "a\ufffdb"
+    assert metadata["n"] == [[1, 2], [3]]
+    assert metadata["b"] == [False, True, True]
+    assert all(type(x) is bool for x in metadata["b"])
+    path = raw_gguf(tmp_path / "u.gguf", entry("u", 4, struct.pack("<I", 70000)))
+    assert GGUFFile(path).metadata == {"u": 70000}
+
+
+def test_truncated_or_malformed_metadata_is_refused_saying_why(tmp_path):
+    def refusal(*entries, kv_count=None):
+        path = raw_gguf(tmp_path / "x.gguf", *entries, kv_count=kv_count)
+        with pytest.raises(ValueError) as info:
+            GGUFFile(path)
+        prefix = f"{path} is not a readable GGUF file: "
+        assert str(info.value).startswith(prefix)
+        return str(info.value)[len(prefix) :]
+
+    cut = "it ends inside its header"
+    assert refusal(entry("u", 4, b"\x01\x02")) == cut  # a u32 of two bytes
+    assert refusal(entry("s", 8, struct.pack("<Q", 100) + b"abc")) == cut  # 3 of 100 bytes
+    assert refusal(entry("a", 9, struct.pack("<IQ", 4, 10) + b"\0" * 8)) == cut  # 2 of 10 u32
+    assert refusal(entry("a", 9, struct.pack("<IQ", 2**32 - 1, 1))) == (
+        "unknown metadata array item type 4294967295"
+    )
+    # one entry and MAX_GGUF_ITEMS array items: one too many; one fewer is allowed (the
+    # array then ends early)
+    limit = "decoding.lm.loading.MAX_GGUF_ITEMS = 4194304 items"
+    assert refusal(entry("a", 9, struct.pack("<IQ", 0, 2**22))) == (
+        f"array count 4194304 takes it past {limit}"
+    )
+    assert refusal(entry("a", 9, struct.pack("<IQ", 0, 2**22 - 1))) == cut
