@@ -477,6 +477,21 @@ def test_a_config_from_the_fewest_keys_takes_the_defaults_and_the_token_count(tm
     assert config["rope_theta"] == 500
 
 
+def test_linear_rope_scaling_comes_from_either_key_and_a_factor_of_1_is_none(tmp_path):
+    """llama.cpp's ``rope.scaling.type`` "linear" with its factor, or the older
+    ``rope.scale_linear`` alone, is HF's linear rope scaling; a factor of 1 scales nothing."""
+    least = {"llama.attention.head_count": (1, U32), "llama.embedding_length": (8, U32)}
+    for name, entries, expected in [
+        ("old", {"llama.rope.scale_linear": (2.0, F32)}, {"rope_type": "linear", "factor": 2.0}),
+        ("typed", {"llama.rope.scaling.type": ("linear", STRING),
+                   "llama.rope.scaling.factor": (4.0, F32)},
+         {"rope_type": "linear", "factor": 4.0}),
+        ("one", {"llama.rope.scaling.factor": (1.0, F32)}, None),
+    ]:  # fmt: skip
+        config = gguf_config(GGUFFile(metadata_only(tmp_path / f"{name}.gguf", least | entries)))
+        assert config.get("rope_scaling") == expected, name
+
+
 @pytest.mark.parametrize(
     ("entries", "message"),
     [

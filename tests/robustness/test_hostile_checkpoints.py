@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import stat
+import struct
 import sys
 import tracemalloc
 
@@ -26,7 +27,11 @@ from .hostile_files import (
     WORDS,
     float_entries,
     gguf_bytes,
+    gguf_metadata,
+    gguf_string,
     good_folder,
+    kv,
+    kv_u32,
     llama_tensors,
     rewrite_json,
     safetensors_bytes,
@@ -75,6 +80,101 @@ def test_the_good_folder_and_gguf_load(tmp_path):
     np.testing.assert_array_equal(gguf.weights.embed_VD, model.weights.embed_VD)
     assert decoding.load_tokenizer(tmp_path / "good.gguf").encode("ab") == [11]
     assert decoding.load_generation_config(tmp_path / "good.gguf").eos_token_ids == (1,)
+
+
+def test_a_version_2_gguf_and_one_named_otherwise_load(tmp_path):
+    """GGUF versions 2 and 3 read alike; a file not named .gguf is a GGUF by its magic."""
+    good = decoding.load_model(_written(tmp_path / "good.gguf", gguf_bytes()))
+    old = decoding.load_model(_written(tmp_path / "v2.gguf", gguf_bytes(version=2)))
+    np.testing.assert_array_equal(old.weights.embed_VD, good.weights.embed_VD)
+    renamed = decoding.load_model(_written(tmp_path / "weights.bin", gguf_bytes()))
+    np.testing.assert_array_equal(renamed.weights.embed_VD, good.weights.embed_VD)
+
+
+def _written(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _info(name, dims, offset, n_dims=None, ggml_type=0):
+    """A tensor info as GGUF writes it (``n_dims`` may differ from ``len(dims)``)."""
+    n_dims = len(dims) if n_dims is None else n_dims
+    packed = b"".join(struct.pack("<Q", d) for d in dims)
+    return (
+        gguf_string(name)
+        + struct.pack("<I", n_dims)
+        + packed
+        + struct.pack("<IQ", ggml_type, offset)
+    )
+
+
+def _one(target, **change):
+    """A ``tensor_info`` that changes tensor ``target``'s info only."""
+    return lambda name, dims, offset: _info(
+        name, dims, offset, **(change if name == target else {})
+    )
+
+
+def test_malformed_gguf_headers_are_refused_with_what_is_wrong(tmp_path):
+    """Each header fault is named exactly: counts (past the cap, by what they count),
+    repeated keys and tensors, types and sizes read unsigned, the alignment."""
+    cap = decoding.lm.loading.MAX_GGUF_ITEMS
+    norm = "output_norm.weight"
+    u32 = 2**32 - 1
+    cases = [
+        (gguf_bytes(tensor_count=cap + 1),
+         f"tensor count {cap + 1} takes it past decoding.lm.loading.MAX_GGUF_ITEMS = {cap} items"),
+        (gguf_bytes(kv_count=cap + 1),
+         f"metadata entry count {cap + 1} takes it past "
+         f"decoding.lm.loading.MAX_GGUF_ITEMS = {cap} items"),
+        (gguf_bytes([*gguf_metadata(), kv_u32("general.architecture", 1)]),
+         "metadata key 'general.architecture' appears twice"),
+        (gguf_bytes([*gguf_metadata(), kv("general.x", u32, b"")]),
+         f"unknown metadata value type {u32}"),
+        (gguf_bytes(tensor_info=_one(norm, n_dims=u32)),
+         f"tensor '{norm}' has {u32} dimensions (ggml allows 4)"),
+        (gguf_bytes(tensor_info=lambda name, dims, offset: _info(norm, dims, offset)),
+         f"tensor '{norm}' appears twice"),
+        (gguf_bytes(tensor_info=lambda name, dims, offset: _info(
+            name, () if name == norm else dims, offset)), f"tensor '{norm}' has dimensions ()"),
+        (gguf_bytes(tensor_info=lambda name, dims, offset: _info(
+            name, (2**64 - 1,) if name == norm else dims, offset)),
+         f"tensor '{norm}' lies past the end of the file"),
+        (gguf_bytes([*gguf_metadata(), kv_u32("general.alignment", 3)]),
+         "general.alignment is 3, not a power of 2"),
+    ]  # fmt: skip
+    for i, (data, message) in enumerate(cases):
+        path = _written(tmp_path / f"{i}.gguf", data)
+        with pytest.raises(ValueError) as info:
+            decoding.load_model(path)
+        assert str(info.value) == f"{path} is not a readable GGUF file: {message}", i
+    path = _written(tmp_path / "type.gguf", gguf_bytes(tensor_info=_one(norm, ggml_type=u32)))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(path)
+    assert str(info.value).startswith(f"{path}: tensor '{norm}' has type type {u32}, which is")
+
+
+def test_a_gguf_tensor_may_have_four_dimensions_and_an_alignment_of_1(tmp_path):
+    """ggml allows 4 dimensions; with ``general.alignment`` 1 the data starts right after the
+    header, where the first tensor is."""
+    from decoding.lm.loading.gguf_files import GGUFFile
+
+    infos = []
+
+    def record(name, dims, offset):
+        infos.append(
+            _info(name, (*dims, 1, 1)[:4] if name == "token_embd.weight" else dims, offset)
+        )
+        return infos[-1]
+
+    metadata = [*gguf_metadata(), kv_u32("general.alignment", 1)]
+    path = _written(tmp_path / "m.gguf", gguf_bytes(metadata, tensor_info=record))
+    header = 4 + 4 + 8 + 8 + sum(map(len, metadata)) + sum(map(len, infos))
+    file = GGUFFile(path)
+    first = file.tensors["token_embd.weight"]
+    assert first.offset == header
+    assert len(first.dims) == 4
+    assert first.shape[:2] == (1, 1)
 
 
 def test_there_are_at_least_190_cases(hostile_cases):
