@@ -510,3 +510,28 @@ def test_early_exit_refuses_a_model_or_a_depth_it_cannot_cut_with_the_exact_mess
         decoding.EarlyExit(model, 3)
     assert str(info.value) == "num_layers must be at most the model's 2 layers, got 3"
     assert decoding.EarlyExit(model, 2).num_layers == 2
+
+
+class _BadExtend(ScriptedLM):
+    """A target whose ``extend_many`` logits are all NaN, or short of the last token's column
+    (its prefill's are fine)."""
+
+    short = False
+
+    def extend_many(self, state, parents_M, tokens_MT):
+        logits, state = super().extend_many(state, parents_M, tokens_MT)
+        logits = np.asarray(logits, dtype=np.float64)
+        return (logits[..., :-1] if self.short else np.full_like(logits, np.nan)), state
+
+
+def test_bad_target_logits_are_refused_naming_the_step_they_score():
+    # Prompt [1, 2, 1]: the lookup proposes 2, 1. The first step's position 1 is the prefill's
+    # (fine); position 2, the target's logits after the draft's 2, is the step-2 distribution.
+    target = _BadExtend({(): {1: 0.0}}, vocab_size=3)
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5).decode(target, [[1, 2, 1]])
+    assert str(info.value) == "model returned logits containing NaN at step 2"
+    target.short = True
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5).decode(target, [[1, 2, 1]])
+    assert str(info.value) == "model returned logits of shape (1, 2) at step 2; expected (1, 3)"
