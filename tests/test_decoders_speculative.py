@@ -535,3 +535,33 @@ def test_bad_target_logits_are_refused_naming_the_step_they_score():
     with pytest.raises(ValueError) as info:
         SpeculativeDecoder(PromptLookup(), 2, 5).decode(target, [[1, 2, 1]])
     assert str(info.value) == "model returned logits of shape (1, 2) at step 2; expected (1, 3)"
+
+
+class _Chained(decoding.LogitsProcessor):
+    """Leaves each row's token count in its memo and records what the previous call left."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, logits_MV, context):
+        context.memo[self] = [context.step] * len(logits_MV)
+        parent = None if context.parent_M is None else context.parent_M.tolist()
+        before = None if context.previous is None else context.previous.get(self)
+        self.seen.append((context.step, parent, before))
+        return logits_MV
+
+
+def test_each_position_gets_the_memo_left_for_the_one_before():
+    # Greedy target 1, 2, 0 after the prompt; no draft tokens (PromptLookup finds no match in
+    # [5]), so the draft proposes nothing and each step scores one position with the target.
+    target = ScriptedLM(
+        {(): {1: 0.0}, (1,): {2: 0.0}, (1, 2): {0: 0.0}},
+        vocab_size=6,
+    )
+    chained = _Chained()
+    decoder = SpeculativeDecoder(PromptLookup(), 2, 5, eos_token_id=0, processors=[chained])
+    (beam,) = decoder.decode(target, [[5]])[0]
+    assert beam.tokens == (1, 2, 0)
+    # step 0 is a search's first call: no previous memo; each later one continues row 0 of
+    # the call one token before.
+    assert chained.seen == [(0, None, None), (1, [0], [0]), (2, [0], [1])]
