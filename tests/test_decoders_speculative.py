@@ -565,3 +565,29 @@ def test_each_position_gets_the_memo_left_for_the_one_before():
     # step 0 is a search's first call: no previous memo; each later one continues row 0 of
     # the call one token before.
     assert chained.seen == [(0, None, None), (1, [0], [0]), (2, [0], [1])]
+
+
+def test_a_model_whose_state_is_its_history_and_no_rewind_is_extended_from_it():
+    class History(decoding.LanguageModel):
+        """The state is each row's whole sequence; the logits read all of it; no rewind."""
+
+        vocab_size = 4
+        table = np.random.default_rng(5).normal(size=(4, 4, 4))
+
+        def next_token_logits(self, sequences):
+            return np.array([self.table[sum(s) % 4, s[-1]] for s in sequences])
+
+        def prefill(self, prompts):
+            state = [tuple(p) for p in prompts]
+            return self.next_token_logits(state), state
+
+        def extend(self, state, parents_M, tokens_M):
+            state = [state[p] + (int(t),) for p, t in zip(parents_M, tokens_M, strict=True)]
+            return self.next_token_logits(state), state
+
+    model = History()
+    prompts = [[1, 2, 1, 2, 1], [3, 1, 3, 1]]
+    want = decoding.GreedyDecoder(9).decode(model, prompts)
+    for draft in (PromptLookup(), ScriptedLM({(): [0.0, 1.0, 0.5, 0.2]})):
+        got = SpeculativeDecoder(draft, 3, 9).decode(model, prompts)
+        assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
