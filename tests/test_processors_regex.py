@@ -4,6 +4,7 @@ up to a length, every decoder's finished outputs under it, the tokenizer's bytes
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -412,4 +413,13 @@ def test_an_unsupported_pattern_error_names_the_pattern_and_the_cause():
     assert str(info.value) == (
         "pattern '(b)\\\\1' cannot be made an automaton: "
         "Unsupported: Group references are not implemented"
+    )
+
+
+def test_without_interegular_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "interegular", None)  # `import interegular` then fails
+    with pytest.raises(ImportError) as info:
+        RegexConstraint("q+z", TEXTS)
+    assert str(info.value) == (
+        "RegexConstraint needs the interegular package: pip install 'numpy-decoding[regex]'"
     )
