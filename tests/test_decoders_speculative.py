@@ -510,3 +510,84 @@ def test_early_exit_refuses_a_model_or_a_depth_it_cannot_cut_with_the_exact_mess
         decoding.EarlyExit(model, 3)
     assert str(info.value) == "num_layers must be at most the model's 2 layers, got 3"
     assert decoding.EarlyExit(model, 2).num_layers == 2
+
+
+class _BadExtend(ScriptedLM):
+    """A target whose ``extend_many`` logits are all NaN, or short of the last token's column
+    (its prefill's are fine)."""
+
+    short = False
+
+    def extend_many(self, state, parents_M, tokens_MT):
+        logits, state = super().extend_many(state, parents_M, tokens_MT)
+        logits = np.asarray(logits, dtype=np.float64)
+        return (logits[..., :-1] if self.short else np.full_like(logits, np.nan)), state
+
+
+def test_bad_target_logits_are_refused_naming_the_step_they_score():
+    # Prompt [1, 2, 1]: the lookup proposes 2, 1. The first step's position 1 is the prefill's
+    # (fine); position 2, the target's logits after the draft's 2, is the step-2 distribution.
+    target = _BadExtend({(): {1: 0.0}}, vocab_size=3)
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5).decode(target, [[1, 2, 1]])
+    assert str(info.value) == "model returned logits containing NaN at step 2"
+    target.short = True
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5).decode(target, [[1, 2, 1]])
+    assert str(info.value) == "model returned logits of shape (1, 2) at step 2; expected (1, 3)"
+
+
+class _Chained(decoding.LogitsProcessor):
+    """Leaves each row's token count in its memo and records what the previous call left."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, logits_MV, context):
+        context.memo[self] = [context.step] * len(logits_MV)
+        parent = None if context.parent_M is None else context.parent_M.tolist()
+        before = None if context.previous is None else context.previous.get(self)
+        self.seen.append((context.step, parent, before))
+        return logits_MV
+
+
+def test_each_position_gets_the_memo_left_for_the_one_before():
+    # Greedy target 1, 2, 0 after the prompt; no draft tokens (PromptLookup finds no match in
+    # [5]), so the draft proposes nothing and each step scores one position with the target.
+    target = ScriptedLM(
+        {(): {1: 0.0}, (1,): {2: 0.0}, (1, 2): {0: 0.0}},
+        vocab_size=6,
+    )
+    chained = _Chained()
+    decoder = SpeculativeDecoder(PromptLookup(), 2, 5, eos_token_id=0, processors=[chained])
+    (beam,) = decoder.decode(target, [[5]])[0]
+    assert beam.tokens == (1, 2, 0)
+    # step 0 is a search's first call: no previous memo; each later one continues row 0 of
+    # the call one token before.
+    assert chained.seen == [(0, None, None), (1, [0], [0]), (2, [0], [1])]
+
+
+def test_a_model_whose_state_is_its_history_and_no_rewind_is_extended_from_it():
+    class History(decoding.LanguageModel):
+        """The state is each row's whole sequence; the logits read all of it; no rewind."""
+
+        vocab_size = 4
+        table = np.random.default_rng(5).normal(size=(4, 4, 4))
+
+        def next_token_logits(self, sequences):
+            return np.array([self.table[sum(s) % 4, s[-1]] for s in sequences])
+
+        def prefill(self, prompts):
+            state = [tuple(p) for p in prompts]
+            return self.next_token_logits(state), state
+
+        def extend(self, state, parents_M, tokens_M):
+            state = [state[p] + (int(t),) for p, t in zip(parents_M, tokens_M, strict=True)]
+            return self.next_token_logits(state), state
+
+    model = History()
+    prompts = [[1, 2, 1, 2, 1], [3, 1, 3, 1]]
+    want = decoding.GreedyDecoder(9).decode(model, prompts)
+    for draft in (PromptLookup(), ScriptedLM({(): [0.0, 1.0, 0.5, 0.2]})):
+        got = SpeculativeDecoder(draft, 3, 9).decode(model, prompts)
+        assert [r[0].tokens for r in got] == [r[0].tokens for r in want]

@@ -50,3 +50,20 @@ def test_normalize_is_layer_norm_with_eps_1e_5_by_default():
     np.testing.assert_allclose(normalize(x), [[-1 / root, 1 / root], [0.0, 0.0]], rtol=1e-15)
     np.testing.assert_allclose(normalize(x, 3.0), [[-0.5, 0.5], [0.0, 0.0]], rtol=1e-15)
     assert x.tolist() == [[1.0, 3.0], [5.0, 5.0]]  # the input is left as it was
+
+
+def test_rope_tables_are_cos_and_sin_of_position_times_frequency_times_scale():
+    from decoding.lm.layers import rope_tables
+
+    positions_NT = np.array([[0, 3]])
+    inverse_E2 = np.array([1.0, 0.25])
+    # angles [0, 0] and [3, 0.75], each repeated for the two halves of E = 4
+    cos_NTE, sin_NTE = rope_tables(positions_NT, inverse_E2, np.float64)
+    expected_cos = np.array([[[1.0, 1.0, 1.0, 1.0], [np.cos(3), np.cos(0.75)] * 2]])
+    expected_sin = np.array([[[0.0, 0.0, 0.0, 0.0], [np.sin(3), np.sin(0.75)] * 2]])
+    np.testing.assert_allclose(cos_NTE, expected_cos, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(sin_NTE, expected_sin, rtol=1e-12, atol=1e-15)
+    cos_NTE, sin_NTE = rope_tables(positions_NT, inverse_E2, np.float32, scale=2.0)
+    assert cos_NTE.dtype == sin_NTE.dtype == np.float32
+    np.testing.assert_allclose(cos_NTE, 2 * expected_cos, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sin_NTE, 2 * expected_sin, rtol=1e-6, atol=1e-7)

@@ -391,3 +391,11 @@ def test_from_weights_counts_the_columns_of_a_weight_on_its_last_axis():
     assert str(info.value) == (
         "weights.blocks[0].q_w_DX has 1 columns, not 4 heads x head width 4 = 16"
     )
+
+
+def test_given_inverse_frequencies_are_returned_as_float64():
+    w = init_llama_weights(20, 8, 2, 2, 1, 8, seed=0, tied=True)
+    given = attrs.evolve(w, rope_inverse_E2=np.array([1.0, 0.1], dtype=np.float32))
+    inverse_E2 = given.inverse_frequencies()
+    assert inverse_E2.dtype == np.float64
+    np.testing.assert_array_equal(inverse_E2, np.array([1.0, np.float32(0.1)], dtype=np.float64))

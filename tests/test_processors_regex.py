@@ -4,6 +4,7 @@ up to a length, every decoder's finished outputs under it, the tokenizer's bytes
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -269,8 +270,10 @@ def test_without_the_previous_call_or_its_rows_the_states_are_walked():
         "\x80",  # C2 80: the lowest two-byte character, lead C2
         "¿",  # C2 BF: the highest character of lead C2, last continuation byte BF
         "\u0800",  # E0 A0 80: lead E0, whose second byte is A0..BF (no overlong form)
+        "\ud000",  # ED 80 80: the lowest character of lead ED
         "\ud7ff",  # ED 9F BF: lead ED, whose second byte is 80..9F (no surrogate)
         "\U00010000",  # F0 90 80 80: lead F0, whose second byte is 90..BF
+        "\U00100000",  # F4 80 80 80: the lowest character of lead F4
         "\U0010ffff",  # F4 8F BF BF: lead F4, whose second byte is 80..8F
     ],
 )
@@ -402,3 +405,21 @@ def test_states_are_int32_at_every_step():
     constraint = RegexConstraint(r"b*a?", TEXTS)
     assert constraint.states(context([[], []])).dtype == np.int32
     assert constraint.states(context([[2], [1]])).dtype == np.int32
+
+
+def test_an_unsupported_pattern_error_names_the_pattern_and_the_cause():
+    with pytest.raises(ValueError) as info:
+        RegexConstraint(r"(b)\1", TEXTS)
+    assert str(info.value) == (
+        "pattern '(b)\\\\1' cannot be made an automaton: "
+        "Unsupported: Group references are not implemented"
+    )
+
+
+def test_without_interegular_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "interegular", None)  # `import interegular` then fails
+    with pytest.raises(ImportError) as info:
+        RegexConstraint("q+z", TEXTS)
+    assert str(info.value) == (
+        "RegexConstraint needs the interegular package: pip install 'numpy-decoding[regex]'"
+    )
