@@ -330,28 +330,41 @@ LLAMA_SIZES = [
 ]
 
 
+def _counted_bytes(arrays, layers, kind):
+    """What a model holding ``arrays`` is counted to need: their bytes, the float64 draw of
+    the largest, ``kind``'s per-layer overhead and the base overhead."""
+    return (
+        sum(a.nbytes for a in arrays)
+        + 8 * max(a.size for a in arrays)
+        + layers * _memory.LAYER_OVERHEAD[kind]
+        + _memory.BASE_OVERHEAD
+    )
+
+
+def _refused_one_byte_below(need, build):
+    """``build()`` under a memory limit of exactly ``need`` bytes (it must build), then of one
+    byte less: the message of the `ValueError` it must raise."""
+    previous = decoding.set_memory_limit(need)
+    try:
+        build()
+        decoding.set_memory_limit(need - 1)
+        with pytest.raises(ValueError) as info:
+            build()
+    finally:
+        decoding.set_memory_limit(previous)
+    return str(info.value)
+
+
 @pytest.mark.parametrize("sizes", LLAMA_SIZES, ids=str)
 def test_the_llama_size_bound_counts_exactly_the_parameters_held(sizes):
     """A memory limit of exactly what the held arrays take (in the model's dtype, plus the
     float64 draw of the largest, the per-layer and the base overhead) builds the model; one
     byte less is a `ValueError` naming every size."""
     arrays = weight_arrays(decoding.NumpyLlamaLM(**sizes).weights)
-    need = (
-        sum(a.nbytes for a in arrays)
-        + 8 * max(a.size for a in arrays)
-        + sizes["n_layers"] * _memory.LAYER_OVERHEAD["NumpyLlamaLM"]
-        + _memory.BASE_OVERHEAD
-    )
-    previous = decoding.set_memory_limit(need)
-    try:
-        decoding.NumpyLlamaLM(**sizes)
-        decoding.set_memory_limit(need - 1)
-        with pytest.raises(ValueError) as info:
-            decoding.NumpyLlamaLM(**sizes)
-    finally:
-        decoding.set_memory_limit(previous)
+    need = _counted_bytes(arrays, sizes["n_layers"], "NumpyLlamaLM")
+    message = _refused_one_byte_below(need, lambda: decoding.NumpyLlamaLM(**sizes))
     named = ", ".join(f"{k}={sizes[k]}" for k in ("vocab_size", "d_model", "n_layers", "d_ff"))
-    assert str(info.value).startswith(f"NumpyLlamaLM({named}) would need "), str(info.value)
+    assert message.startswith(f"NumpyLlamaLM({named}) would need "), message
 
 
 GPT2_SIZES = [
@@ -380,21 +393,9 @@ def test_the_gpt2_size_bound_counts_exactly_the_parameters_held(sizes):
     # V D + n_ctx D + per layer 12 D^2 + 13 D + the final LayerNorm's 2 D numbers.
     v, d, c, layers = (sizes[k] for k in ("vocab_size", "d_model", "n_ctx", "n_layers"))
     assert sum(a.size for a in arrays) == v * d + c * d + layers * (12 * d * d + 13 * d) + 2 * d
-    need = (
-        sum(a.nbytes for a in arrays)
-        + 8 * max(a.size for a in arrays)
-        + layers * _memory.LAYER_OVERHEAD["NumpyTransformerLM"]
-        + _memory.BASE_OVERHEAD
-    )
-    previous = decoding.set_memory_limit(need)
-    try:
-        decoding.NumpyTransformerLM(**sizes)
-        decoding.set_memory_limit(need - 1)
-        with pytest.raises(ValueError) as info:
-            decoding.NumpyTransformerLM(**sizes)
-    finally:
-        decoding.set_memory_limit(previous)
-    assert str(info.value) == (
+    need = _counted_bytes(arrays, layers, "NumpyTransformerLM")
+    message = _refused_one_byte_below(need, lambda: decoding.NumpyTransformerLM(**sizes))
+    assert message == (
         f"NumpyTransformerLM(vocab_size={v}, d_model={d}, n_layers={layers}, n_ctx={c}) would "
         f"need an estimated {need / 2**30:.3g} GiB, more than the memory limit of "
         f"{(need - 1) / 2**30:.3g} GiB; use smaller sizes, or raise the limit with "
