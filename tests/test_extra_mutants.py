@@ -169,3 +169,29 @@ def test_survivors_with_pending_reach_mutmut_through_main(monkeypatch) -> None:
     monkeypatch.setattr(mutate, "survivors", lambda: ["m.x_f__mutmut_2"])
     assert mutate.main(["--survivors", "--pending"]) == 0
     assert handed == [["run", "--max-children", "2", "decoding.*"], [survived, waiting]]
+
+
+def test_a_mutants_tests_run_its_mirror_files_first_then_the_rest_each_fastest_first() -> None:
+    from tools.mutate import likely_killers_first
+
+    durations = {
+        "tests/test_lm_cache.py::slow": 3.0,
+        "tests/test_lm_cache.py::quick": 0.5,
+        "tests/test_lm_cache_extra.py::fast": 0.1,
+        "tests/test_search.py::b": 0.2,
+        "tests/test_search.py::a": 0.2,
+    }
+    tests = set(durations) | {"tests/test_other.py::untimed"}
+    order = [
+        "tests/test_lm_cache.py::quick",
+        "tests/test_lm_cache.py::slow",
+        "tests/test_other.py::untimed",  # no clean duration: counted as 0 s
+        "tests/test_lm_cache_extra.py::fast",
+        "tests/test_search.py::a",  # equal durations: by name
+        "tests/test_search.py::b",
+    ]
+    function = likely_killers_first(tests, "decoding.lm.cache.x_reorder__mutmut_7", durations)
+    method = likely_killers_first(tests, "decoding.lm.cache.xǁSlabǁtake__mutmut_1", durations)
+    assert function == method == order
+    unnamed = likely_killers_first(tests, None, durations)
+    assert unnamed == sorted(tests, key=lambda t: (durations.get(t, 0.0), t))
