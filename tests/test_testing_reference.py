@@ -13,7 +13,14 @@ import pytest
 from hypothesis import given, settings
 
 import decoding
-from decoding import BeamSearchDecoder, LanguageModel, LogitsProcessor, MinNewTokens, ScriptedLM
+from decoding import (
+    Beam,
+    BeamSearchDecoder,
+    LanguageModel,
+    LogitsProcessor,
+    MinNewTokens,
+    ScriptedLM,
+)
 from decoding.lm.scripted import normalised
 from decoding.testing import (
     CheckedLM,
@@ -160,6 +167,36 @@ def test_best_sequences_never_takes_a_minus_inf_token():
     assert all(b.logprob == 2 * math.log(0.5) for b in got)
 
 
+def same_beams(got: list[Beam], want: list[tuple[tuple[int, ...], float, bool]]) -> bool:
+    """Tokens and finished flags exactly, log-prob and (alpha 0) score to rounding."""
+    return [(b.tokens, b.finished) for b in got] == [(t, f) for t, _, f in want] and all(
+        close(b.logprob, lp, 1e-12) and close(b.score, lp, 1e-12)
+        for b, (_, lp, _) in zip(got, want, strict=True)
+    )
+
+
+def test_literal_beam_search_hands_processors_and_eos_ids_to_the_processed_search() -> None:
+    """UNIFORM (0 and 1 at .3, EOS 2 at .4), K=2, 2 tokens, alpha 0, with BanGenerated. Step
+    1: (2,) log .4 finished, (0,) log .3 (before (1,) on the tie). Step 2 from (0,): 0 banned,
+    so 1 at 3/7 and 2 at 4/7; the pool (2,), (0, 2), (0, 1) keeps the two finished beams."""
+    got = literal.beam_search(UNIFORM, [0], 2, 2, 0.0, 2, processors=[BanGenerated()])
+    assert same_beams(got, [((2,), L4, True), ((0, 2), L3 + math.log(4 / 7), True)])
+    assert len(got[1].token_logprobs) == 2
+    assert close(got[1].token_logprobs[1], math.log(4 / 7), 1e-12)
+    # Several EOS ids without processors: 1 ends a beam too. Step 1 keeps (2,) and (0,);
+    # step 2 from (0,) gives (0, 2) at log .3 + log .4, then (0, 0) and (0, 1) at 2 log .3.
+    several = literal.beam_search(UNIFORM, [0], 2, 2, 0.0, (1, 2))
+    assert same_beams(several, [((2,), L4, True), ((0, 2), L3 + L4, True)])
+
+
+def test_literal_beam_search_with_one_eos_id_builds_beams_without_token_logprobs() -> None:
+    """No processors, no EOS: one step keeps (2,) at log .4 and (0,) at log .3, both live,
+    built as by hand (no per-token log-probs, as the docstring says)."""
+    got = literal.beam_search(UNIFORM, [0], 2, 1, 0.0, None)
+    assert same_beams(got, [((2,), L4, False), ((0,), L3, False)])
+    assert [b.token_logprobs for b in got] == [(), ()]
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 
@@ -201,3 +238,12 @@ def test_best_sequences_default_limit_is_100000_prefixes():
     over = ScriptedLM({(): [0.0] * 100_000}, vocab_size=100_000)
     with pytest.raises(ValueError, match="limit=100000"):
         best_sequences(over, [[0]], 1, 1)
+
+
+def test_literal_beam_search_models_the_classic_bug_without_processors_only() -> None:
+    with pytest.raises(
+        AssertionError, match="^the classic bug is only modelled without processors$"
+    ):
+        literal.beam_search(
+            UNIFORM, [0], 2, 2, 0.0, 2, keep_finished=False, processors=[BanGenerated()]
+        )

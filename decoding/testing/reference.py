@@ -93,7 +93,8 @@ def beam_search(
     ``keep_finished=False`` is the classic bug: a finished beam is not put back into the next
     step's pool, so it is discarded unless it was picked at the very last step.
 
-    With ``processors`` or several EOS ids this is `beam_search_processed`.
+    With ``processors`` or several EOS ids this is `beam_search_processed`, whose beams carry
+    their ``token_logprobs``; otherwise the beams are built as by hand, without them.
     """
     if processors or not (eos_token_id is None or isinstance(eos_token_id, int)):
         assert keep_finished, "the classic bug is only modelled without processors"
