@@ -495,6 +495,20 @@ def test_bad_arguments_are_named():
         decoder.step(model, decoder.step(model, decoder.init(model, [[1]])))
 
 
+def test_a_bad_draft_or_draft_count_gets_the_exact_message() -> None:
+    """A step proposes at most 256 draft tokens: 256 is taken, 257 is refused by its value."""
+    with pytest.raises(TypeError) as info:
+        SpeculativeDecoder("lookup", 2, 5)
+    assert str(info.value) == (
+        "draft must be a decoding.LanguageModel or a decoding.PromptLookup, got 'lookup'"
+    )
+    with pytest.raises(ValueError, match=r"^num_draft_tokens must be at most 256, got 257$"):
+        SpeculativeDecoder(PromptLookup(), 257, 5)
+    with pytest.raises(ValueError, match=r"^num_draft_tokens must be a positive int, got 0$"):
+        SpeculativeDecoder(PromptLookup(), 0, 5)
+    assert SpeculativeDecoder(PromptLookup(), 256, 5).num_draft_tokens == 256
+
+
 def test_early_exit_refuses_a_model_or_a_depth_it_cannot_cut_with_the_exact_message():
     """Only a cached transformer has layers to cut, and the cut keeps 1 to all of them."""
     with pytest.raises(TypeError) as info:
