@@ -233,3 +233,38 @@ def test_every_malformed_checkpoint_is_refused_by_name(tmp_path):
 def test_bad_dtype_is_refused_before_reading(tmp_path):
     with pytest.raises((TypeError, ValueError), match="dtype"):
         decoding.load_model(tmp_path, dtype="int32")
+
+
+def test_read_json_takes_a_file_of_exactly_its_limit_and_names_the_limit_past_it(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"a": 1}')  # 8 bytes
+    assert decoding.lm.loading.read_json(path, 8, "LIMIT") == {"a": 1}
+    path.write_text('{"a": 10}')  # 9 bytes
+    with pytest.raises(ValueError) as info:
+        decoding.lm.loading.read_json(path, 8, "LIMIT")
+    assert str(info.value) == f"{path} is larger than decoding.lm.loading.LIMIT = 8 bytes"
+
+
+def test_a_folder_whose_name_ends_in_a_space_holds_its_own_files(tmp_path):
+    """The folder test compares resolved paths with the folder's path and a separator; only
+    separators are trimmed from the folder's end, not the space in its name."""
+    write_llama(tmp_path / "model ", np.random.default_rng(35))
+    write_llama(tmp_path / "model", np.random.default_rng(35))
+    np.testing.assert_array_equal(
+        decoding.load_model(tmp_path / "model ").next_token_logits([(1, 2)]),
+        decoding.load_model(tmp_path / "model").next_token_logits([(1, 2)]),
+    )
+
+
+def test_a_config_linked_outside_its_folder_is_refused_naming_both_and_the_folder(tmp_path):
+    folder = tmp_path / "m"
+    write_llama(folder, np.random.default_rng(36))
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text((folder / "config.json").read_text())
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to(outside)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        f"{folder / 'config.json'} resolves to {outside}, outside the checkpoint folder {folder}"
+    )

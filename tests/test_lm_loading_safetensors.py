@@ -298,3 +298,79 @@ def test_a_safetensors_index_without_a_weight_map_is_refused_naming_the_file(tmp
         f"{index} is not a safetensors index: its weight_map must be a JSON object (tensor "
         "name -> shard file), got None"
     )
+
+
+def write_header(path, header, data):
+    """A safetensors file of this ``header`` (a dict, offsets as given) and ``data`` bytes."""
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+
+
+def test_a_header_length_past_the_end_of_the_file_is_refused_with_both_sizes(tmp_path):
+    """Ten bytes: the 8-byte length says 3, but only 2 header bytes follow."""
+    write_llama(tmp_path / "m", np.random.default_rng(37))
+    path = tmp_path / "m" / "model.safetensors"
+    path.write_bytes((3).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == (
+        f"{path} is not a safetensors file (header length 3, but the file has 10 bytes)"
+    )
+
+
+def test_tensors_sharing_bytes_are_refused_naming_both(tmp_path):
+    """'a' is float32 bytes [0, 8), 'b' float32 bytes [4, 12): they share bytes 4 to 7."""
+    write_llama(tmp_path / "m", np.random.default_rng(38))
+    path = tmp_path / "m" / "model.safetensors"
+    header = {
+        "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+    }
+    write_header(path, header, bytes(12))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == f"{path}: tensors 'a' and 'b' overlap in the file"
+
+
+def test_an_empty_tensor_inside_another_shares_no_byte(tmp_path):
+    """'b' has no elements and begins inside 'a': the header is sound, so loading goes on
+    until the model asks for its first tensor (the first layer's norm)."""
+    write_llama(tmp_path / "m", np.random.default_rng(39))
+    path = tmp_path / "m" / "model.safetensors"
+    header = {
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "b": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]},
+    }
+    write_header(path, header, bytes(8))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == f"{path} is missing tensor 'model.layers.0.input_layernorm.weight'"
+
+
+def test_a_file_with_metadata_loads_as_without(tmp_path):
+    """Files saved by torch carry ``__metadata__`` (``{"format": "pt"}``): not a tensor."""
+    tensors = write_llama(tmp_path / "m", np.random.default_rng(40), dtype=np.float32)
+    want = decoding.load_model(tmp_path / "m").next_token_logits([(1, 2)])
+    path = str(tmp_path / "m" / "model.safetensors")
+    safetensors_numpy.save_file(tensors, path, metadata={"format": "pt"})
+    assert b'"__metadata__"' in (tmp_path / "m" / "model.safetensors").read_bytes()[:4096]
+    np.testing.assert_array_equal(
+        decoding.load_model(tmp_path / "m").next_token_logits([(1, 2)]), want
+    )
+
+
+def test_a_sharded_checkpoint_names_its_index_for_a_missing_tensor(tmp_path):
+    index = sharded_index(tmp_path, {"a.st": ["x"]}, {"x": "a.st"})
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path)
+    assert str(info.value) == f"{index} is missing tensor 'model.layers.0.input_layernorm.weight'"
+
+
+def test_a_folder_without_weights_is_refused_naming_both_file_names(tmp_path):
+    write_llama(tmp_path, np.random.default_rng(41))
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        decoding.load_model(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path} has neither model.safetensors nor model.safetensors.index.json"
+    )

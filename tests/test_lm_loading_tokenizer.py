@@ -770,3 +770,18 @@ def test_the_config_flags_leave_a_post_processor_the_tokenizer_has(tmp_path, tra
     tok = decoding.load_tokenizer(folder_with(tmp_path, trained, config))
     plain = trained.encode("The capital").ids
     assert tok.encode("The capital") == [trained.token_to_id("<s>"), *plain]
+
+
+def test_a_chat_template_file_past_the_config_limit_is_refused_naming_it(tmp_path, trained):
+    """chat_template.jinja is held to MAX_CONFIG_BYTES (16 MiB); a sparse file one byte over is
+    refused before it is read."""
+    folder = folder_with(tmp_path, trained, {}, files=[("chat_template.jinja", "J")])
+    limit = decoding.lm.loading.MAX_CONFIG_BYTES
+    with open(folder / "chat_template.jinja", "r+b") as file:
+        file.truncate(limit + 1)
+    with pytest.raises(ValueError) as info:
+        decoding.load_tokenizer(folder)
+    assert str(info.value) == (
+        f"{folder / 'chat_template.jinja'} is larger than "
+        f"decoding.lm.loading.MAX_CONFIG_BYTES = {limit} bytes"
+    )

@@ -231,3 +231,18 @@ def test_a_permuted_gguf_weight_is_un_permuted_with_one_float32_copy_of_temporar
     weight = d * d * 4
     assert model.weights.blocks[0].q_w_DX.dtype == np.float32
     assert peak - kept <= 1.5 * weight, (peak - kept) / weight
+
+
+def test_handing_pages_back_is_a_no_op_where_the_mapping_has_no_madvise(tmp_path):
+    """Windows' mmap objects have no ``madvise``: `MappedFile.release` then does nothing."""
+    import mmap
+
+    from decoding.lm.loading._common import MappedFile
+
+    path = tmp_path / "pages"
+    path.write_bytes(b"\x01" * (3 * mmap.PAGESIZE))
+    mapped = MappedFile(path)
+    mapped.map.close()
+    mapped.map = b"\x01" * mapped.size  # the same bytes, read like a mapping, no madvise
+    mapped.release(0, mapped.size)
+    assert mapped.array(mmap.PAGESIZE, np.dtype(np.uint8), 4).tolist() == [1, 1, 1, 1]
