@@ -399,3 +399,33 @@ def test_given_inverse_frequencies_are_returned_as_float64():
     inverse_E2 = given.inverse_frequencies()
     assert inverse_E2.dtype == np.float64
     np.testing.assert_array_equal(inverse_E2, np.array([1.0, np.float32(0.1)], dtype=np.float64))
+
+
+# -- attention windows given in the record --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [(4,), (4, None, 4), (0, None), (None, -2), (2.0, None), ("2", None)],
+)
+def test_from_weights_refuses_windows_that_are_not_one_positive_int_or_none_per_layer(windows):
+    weights = decoding.NumpyLlamaLM(vocab_size=40, d_model=16, n_heads=4, n_layers=2).weights
+    with pytest.raises(ValueError) as info:
+        decoding.NumpyLlamaLM.from_weights(attrs.evolve(weights, sliding_windows=windows))
+    assert str(info.value) == (
+        f"sliding_windows must hold one positive int or None per layer (2), got {windows!r}"
+    )
+
+
+def test_a_window_of_one_lets_each_position_attend_to_itself_only():
+    """Window 1 on every layer: each query's one visible key is its own, so attention returns
+    the position's own value (RoPE rotates query and key alike, softmax of one score is 1) and
+    the last logits depend on the last token alone, not on what came before or where it is."""
+    weights = decoding.NumpyLlamaLM(vocab_size=40, d_model=16, n_heads=4, n_layers=2).weights
+    model = decoding.NumpyLlamaLM.from_weights(
+        attrs.evolve(weights, sliding_windows=(1, 1)), dtype="float64"
+    )
+    alone = model.next_token_logits([[7]])[0]
+    np.testing.assert_allclose(model.next_token_logits([[3, 1, 4, 7]])[0], alone, atol=1e-12)
+    full = decoding.NumpyLlamaLM.from_weights(weights, dtype="float64")
+    assert not np.allclose(full.next_token_logits([[3, 1, 4, 7]])[0], alone)

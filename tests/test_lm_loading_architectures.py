@@ -767,3 +767,106 @@ def test_a_bad_config_value_is_refused_naming_the_key_and_the_value(tmp_path, ke
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
     assert str(info.value) == message
+
+
+# -- Llama loader: biases, the loaded record, tied heads, rope_freqs -------------------------------
+
+
+def llama_tensors_with_every_bias(rng):
+    """`llama_tensors` (d 16, ff 12, 4 heads over 2 KV heads of width 4) with q/k/v, o and
+    gate/up/down biases on both layers."""
+    tensors = llama_tensors(rng, biases=True)
+    for i in range(2):
+        p = f"model.layers.{i}."
+        tensors[p + "self_attn.o_proj.bias"] = rng.normal(size=16)
+        tensors[p + "mlp.gate_proj.bias"] = rng.normal(size=12)
+        tensors[p + "mlp.up_proj.bias"] = rng.normal(size=12)
+        tensors[p + "mlp.down_proj.bias"] = rng.normal(size=16)
+    return tensors
+
+
+@pytest.mark.parametrize(
+    ("model_type", "settings", "missing"),
+    [
+        ("llama", {"attention_bias": True}, "model.layers.1.self_attn.q_proj.bias"),
+        ("llama", {"attention_bias": True}, "model.layers.1.self_attn.k_proj.bias"),
+        ("llama", {"attention_bias": True}, "model.layers.1.self_attn.v_proj.bias"),
+        ("llama", {"attention_bias": True}, "model.layers.1.self_attn.o_proj.bias"),
+        ("llama", {"mlp_bias": True}, "model.layers.1.mlp.gate_proj.bias"),
+        ("llama", {"mlp_bias": True}, "model.layers.1.mlp.down_proj.bias"),
+        ("qwen2", {}, "model.layers.1.self_attn.q_proj.bias"),
+        ("qwen2", {}, "model.layers.1.self_attn.k_proj.bias"),
+        ("qwen2", {}, "model.layers.1.self_attn.v_proj.bias"),
+    ],
+)
+def test_a_bias_the_architecture_requires_is_read_and_its_absence_refused(
+    tmp_path, model_type, settings, missing
+):
+    """Llama's ``attention_bias`` requires q, k, v and o biases and ``mlp_bias`` gate, up and
+    down ones; Qwen2 always has q, k and v biases (HF builds those layers with ``bias=True``)."""
+    tensors = llama_tensors_with_every_bias(np.random.default_rng(30))
+    del tensors[missing]
+    folder = save(tmp_path, llama_config(model_type, **settings), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == f"{folder / 'model.safetensors'} is missing tensor {missing!r}"
+
+
+def test_mistral_has_no_biases_whatever_attention_bias_and_mlp_bias_say(tmp_path):
+    """HF's Mistral layers are built without biases (MistralConfig has neither key): the flags
+    are not read, and a checkpoint without biases loads and computes the plain reference."""
+    tensors = llama_tensors(np.random.default_rng(31))
+    config = llama_config("mistral", attention_bias=True, mlp_bias=True, sliding_window=None)
+    folder = save(tmp_path, config, tensors)
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=1e4, eps=1e-6, tied=False)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+
+
+def test_the_loaded_record_holds_the_configured_rope_theta(tmp_path):
+    """``rope_theta`` is kept in the model's `LlamaWeights`: a record rebuilt without the
+    loaded inverse frequencies recomputes the same ones from it (no rope scaling here)."""
+    tensors = llama_tensors(np.random.default_rng(32))
+    folder = save(tmp_path, llama_config(rope_theta=500.0), tensors)
+    model = decoding.load_model(folder, dtype="float64")
+    assert model.weights.rope_theta == 500.0
+    rebuilt = decoding.NumpyLlamaLM.from_weights(
+        attrs.evolve(model.weights, rope_inverse_E2=None), dtype="float64"
+    )
+    expected = llama_reference(tensors, PROMPT, heads=4, kv=2, theta=500.0, eps=1e-6, tied=False)
+    np.testing.assert_allclose(rebuilt.next_token_logits([PROMPT])[0], expected, atol=1e-10)
+
+
+def test_a_tied_model_refuses_a_tensor_it_does_not_use_but_ignores_lm_head(tmp_path):
+    """Tied, ``lm_head.weight`` is left unread without complaint; any other tensor the
+    configuration does not use is still refused."""
+    tensors = llama_tensors(np.random.default_rng(33))
+    config = llama_config(tie_word_embeddings=True)
+    model = decoding.load_model(save(tmp_path / "head", config, tensors), dtype="float64")
+    assert model.weights.head_DV is None
+    tensors["model.layers.0.self_attn.q_norm.weight"] = np.ones(4)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(save(tmp_path / "extra", config, tensors))
+    assert str(info.value) == (
+        "config.json: the checkpoint has tensors this configuration does not use: "
+        "'model.layers.0.self_attn.q_norm.weight'"
+    )
+
+
+def test_rope_freqs_divides_the_frequencies_and_must_hold_one_per_pair(tmp_path):
+    """``rope_freqs.weight`` (a GGUF's Llama 3 divisors, one per rotary pair: E / 2 = 2
+    here) divides each inverse frequency; any other length is refused with both shapes."""
+    tensors = llama_tensors(np.random.default_rng(34))
+    tensors["rope_freqs.weight"] = np.array([1.0, 4.0])
+    folder = save(tmp_path / "two", llama_config(), tensors)
+    expected = llama_reference(
+        {k: v for k, v in tensors.items() if k != "rope_freqs.weight"}, PROMPT, heads=4, kv=2,
+        theta=1e4, eps=1e-6, tied=False, frequency=lambda i, f: f / [1.0, 4.0][i],
+    )  # fmt: skip
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)
+    tensors["rope_freqs.weight"] = np.array([1.0, 4.0, 2.0])
+    folder = save(tmp_path / "three", llama_config(), tensors)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        f"{folder / 'model.safetensors'}: tensor 'rope_freqs.weight' has shape (3,), expected (2,)"
+    )
