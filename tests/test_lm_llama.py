@@ -406,7 +406,7 @@ def test_given_inverse_frequencies_are_returned_as_float64():
 
 @pytest.mark.parametrize(
     "windows",
-    [(4,), (4, None, 4), (0, None), (None, -2), (2.0, None), ("2", None)],
+    [(4,), (4, None, 4), (0, None), (None, -2), (2.0, None), ("2", None), (True, True)],
 )
 def test_from_weights_refuses_windows_that_are_not_one_positive_int_or_none_per_layer(windows):
     weights = decoding.NumpyLlamaLM(vocab_size=40, d_model=16, n_heads=4, n_layers=2).weights

@@ -327,7 +327,7 @@ class NumpyLlamaLM(CachedLM):
         windows = weights.sliding_windows
         if windows is not None and (
             len(windows) != len(weights.blocks)
-            or not all(w is None or (isinstance(w, int) and w > 0) for w in windows)
+            or not all(w is None or (type(w) is int and w > 0) for w in windows)
         ):
             raise ValueError(
                 f"sliding_windows must hold one positive int or None per layer "
