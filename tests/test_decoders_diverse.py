@@ -171,3 +171,138 @@ def test_bad_arguments_are_named():
         DiverseBeamSearchDecoder(4, 2, "1", 4)
     with pytest.raises(TypeError, match="DiverseBeamState"):
         DiverseBeamSearchDecoder(4, 2, 1.0, 4).step(decoding.NumpyTransformerLM(), object())
+
+
+# -- init, _check_state, finalize and the converters: messages, memo, memory ----------------------
+
+
+def test_a_bad_diversity_penalty_is_named_with_the_rule_and_the_value():
+    with pytest.raises(TypeError) as info:
+        DiverseBeamSearchDecoder(4, 2, "1", 4)
+    assert str(info.value) == "diversity_penalty must be a finite number >= 0, got '1'"
+    for bad, shown in [(-1.0, "-1.0"), (math.inf, "inf"), (math.nan, "nan")]:
+        with pytest.raises(ValueError) as info:
+            DiverseBeamSearchDecoder(4, 2, bad, 4)
+        assert str(info.value) == f"diversity_penalty must be a finite number >= 0, got {shown}"
+
+
+def test_a_state_of_another_kind_or_width_is_refused_by_step_and_finalize():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(4, 2, 1.0, 3)
+    for call in (lambda s: decoder.step(model, s), decoder.finalize):
+        with pytest.raises(TypeError) as info:
+            call("state")
+        assert str(info.value) == (
+            "state must be a DiverseBeamState from init() or step(), got 'state'"
+        )
+        narrow = DiverseBeamSearchDecoder(2, 2, 1.0, 3).init(model, [[0]])
+        with pytest.raises(ValueError) as info:
+            call(narrow)
+        assert str(info.value) == (
+            "state holds 2 beams per prompt but this decoder's beam_width is 4"
+        )
+
+
+class _Chained(decoding.LogitsProcessor):
+    """Leaves ``(step, row)`` per row in its memo; records what each call is told."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, logits_MV, context):
+        generated = context.generated_MT
+        parent = None if context.parent_M is None else context.parent_M.tolist()
+        before = None if context.previous is None else context.previous.get(self)
+        self.seen.append((context.step, generated.dtype, generated.shape, parent, before))
+        context.memo[self] = [(context.step, r) for r in range(len(logits_MV))]
+        return logits_MV
+
+
+def test_processors_get_the_first_call_then_the_memo_it_left():
+    # Two groups of one beam on prompt [4]: the prefill's call has 2 rows (one per group), no
+    # tokens (int64 [2, 0]), step 0, no parent and no previous memo. Group 0 takes 1 (log
+    # 0.6), group 1 pays 1.0 for it (-1.51 < log 0.4) and takes 2; step 1 continues row 0
+    # then row 1 of the first call and is handed the memo that call left.
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}}, vocab_size=5)
+    chained = _Chained()
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 2, alpha=0.0, processors=[chained])
+    state = decoder.init(model, [[4]])
+    assert state.processor_memo == {chained: [(0, 0), (0, 1)]}
+    state = decoder.step(model, state)
+    assert chained.seen == [
+        (0, np.dtype(np.int64), (2, 0), None, None),
+        (1, np.dtype(np.int64), (2, 1), [0, 1], [(0, 0), (0, 1)]),
+    ]
+    assert [b.tokens for b in decoder.finalize(state)[0]] == [(1,), (2,)]
+    # Without processors nothing is called, so no memo is kept.
+    plain = DiverseBeamSearchDecoder(2, 2, 1.0, 2, alpha=0.0)
+    assert plain.init(model, [[4]]).processor_memo is None
+
+
+class _ShortPrefill(ScriptedLM):
+    """A model whose prefill logits lack the last token's column."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return np.asarray(logits)[:, :-1], state
+
+
+def test_bad_prefill_logits_are_refused_as_step_1():
+    model = _ShortPrefill({(): {1: 0.0}}, vocab_size=3)
+    with pytest.raises(ValueError) as info:
+        DiverseBeamSearchDecoder(2, 2, 1.0, 2).init(model, [[0]])
+    assert str(info.value) == "model returned logits of shape (1, 2) at step 1; expected (1, 3)"
+
+
+def test_stopping_criteria_are_checked_against_the_vocabulary():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=5)
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 2, stopping=[StopOnTokens([9])])
+    with pytest.raises(ValueError) as info:
+        decoder.init(model, [[0]])
+    assert str(info.value) == "StopOnTokens token_ids must be in [0, 5) for this model, got 9"
+
+
+@pytest.fixture
+def limit():
+    """Set the memory limit inside a test; the previous one is restored after it."""
+    previous = decoding.memory_limit()
+    yield decoding.set_memory_limit
+    decoding.set_memory_limit(previous)
+
+
+def _refusal(decoder, model, prompts):
+    """The memory error of ``decoder.init``, or None when it runs."""
+    try:
+        decoder.init(model, prompts)
+    except ValueError as error:
+        assert "memory limit" in str(error)
+        return str(error)
+    return None
+
+
+@pytest.mark.parametrize("eos", [None, 0, (0, 1)])
+def test_the_memory_bound_is_beam_searchs_for_the_same_width(limit, eos):
+    """K beams per prompt ranking max(2, 1 + #EOS) * K candidates: the rows and the pool of
+    `BeamSearchDecoder` with the same K and EOS ids, so the same smallest limit (found by
+    bisection) and the same message one byte below it. The vocabulary (40) is larger than
+    every pool (at most 3 * 4 = 12 candidates), so the pool's size counts."""
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=40)
+    prompts = [[2, 3], [4]]
+    plain = decoding.BeamSearchDecoder(4, 3, eos_token_id=eos)
+    diverse = DiverseBeamSearchDecoder(4, 2, 1.0, 3, eos_token_id=eos)
+    low, high = 1, 1 << 30  # plain is refused at low, runs at high
+    limit(low)
+    assert _refusal(plain, model, prompts) is not None
+    while high - low > 1:
+        middle = (low + high) // 2
+        limit(middle)
+        if _refusal(plain, model, prompts) is None:
+            high = middle
+        else:
+            low = middle
+    limit(high)
+    assert _refusal(diverse, model, prompts) is None
+    limit(low)
+    message = _refusal(plain, model, prompts)
+    assert message.startswith("decoding beam_width=4 x 2 prompts (8 rows over 40 tokens)")
+    assert _refusal(diverse, model, prompts) == message
