@@ -870,3 +870,145 @@ def test_rope_freqs_divides_the_frequencies_and_must_hold_one_per_pair(tmp_path)
     assert str(info.value) == (
         f"{folder / 'model.safetensors'}: tensor 'rope_freqs.weight' has shape (3,), expected (2,)"
     )
+
+
+# -- RoPE settings, attention windows and unused tensors: each key's default and each rule ---------
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (3, "'extra.a', 'extra.b', 'extra.c'"),
+        (4, "'extra.a', 'extra.b', 'extra.c' and 1 more"),
+        (5, "'extra.a', 'extra.b', 'extra.c' and 2 more"),
+    ],
+)
+def test_unused_tensors_are_named_up_to_three_then_counted(tmp_path, extra, named):
+    tensors = llama_tensors(np.random.default_rng(31))
+    tensors |= {f"extra.{'abcde'[i]}": np.ones(2) for i in range(extra)}
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(save(tmp_path, llama_config(), tensors))
+    assert str(info.value) == (
+        f"config.json: the checkpoint has tensors this configuration does not use: {named}"
+    )
+
+
+def test_the_first_scaling_entry_that_is_not_default_is_the_one_applied(tmp_path):
+    """theta 9, E 4: base frequencies 1 and 1 / 3. A ``default`` entry scales nothing, so the
+    other key's linear factor 2 applies; when both scale, ``rope_parameters`` (transformers 5)
+    is read before ``rope_scaling``: its factor 3, not 2."""
+    tensors = llama_tensors(np.random.default_rng(32))
+    linear_2 = {"type": "linear", "factor": 2.0}
+    cases = [
+        ({"rope_parameters": {"rope_type": "default"}, "rope_scaling": linear_2}, [1 / 2, 1 / 6]),
+        ({"rope_parameters": {"rope_type": "linear", "factor": 3.0}, "rope_scaling": linear_2},
+         [1 / 3, 1 / 9]),
+    ]  # fmt: skip
+    for i, (settings, expected) in enumerate(cases):
+        folder = save(tmp_path / str(i), llama_config(rope_theta=9.0, **settings), tensors)
+        model = decoding.load_model(folder, dtype="float64")
+        np.testing.assert_allclose(model.weights.inverse_frequencies(), expected, rtol=1e-15)
+
+
+def test_partial_rotary_factor_1_is_accepted_and_2_refused(tmp_path):
+    tensors = llama_tensors(np.random.default_rng(33))
+    for i, factor in enumerate([1, 1.0]):
+        decoding.load_model(save(tmp_path / str(i), llama_config(partial_rotary_factor=factor),
+                                 tensors))  # fmt: skip
+    for i, factor in enumerate([2, 2.0]):
+        folder = save(tmp_path / f"bad{i}", llama_config(partial_rotary_factor=factor), tensors)
+        with pytest.raises(ValueError) as info:
+            decoding.load_model(folder)
+        assert str(info.value) == (
+            f"config.json: partial_rotary_factor {factor} is not supported (1 only)"
+        )
+
+
+def llama3_reference(f, factor, low, high, original):
+    """Llama 3.1's rule for one frequency ``f``, written out."""
+    wavelength = 2 * math.pi / f
+    if wavelength < original / high:
+        return f
+    if wavelength > original / low:
+        return f / factor
+    smooth = (original / wavelength - low) / (high - low)
+    return (1 - smooth) * f / factor + smooth * f
+
+
+@pytest.mark.parametrize(
+    ("top", "low", "high", "original"),
+    [
+        ({"max_position_embeddings": 16}, 1.0, 4.0, 16),  # frequency 0 blended, 1 divided
+        ({}, 100.0, 512.0, 2048),  # HF's default: both frequencies blended
+    ],
+)
+def test_llama3_original_positions_default_to_max_position_embeddings_then_2048(
+    tmp_path, top, low, high, original
+):
+    """Without ``original_max_position_embeddings`` Llama 3 scaling reads the model's
+    ``max_position_embeddings`` (default 2048). theta 9, E 4: frequencies 1 and 1 / 3."""
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": low,
+               "high_freq_factor": high}  # fmt: skip
+    config = llama_config(rope_theta=9.0, rope_scaling=scaling, **top)
+    model = decoding.load_model(save(tmp_path, config, llama_tensors(np.random.default_rng(34))))
+    expected = [llama3_reference(f, 8.0, low, high, original) for f in (1.0, 1 / 3)]
+    np.testing.assert_allclose(model.weights.inverse_frequencies(), expected, rtol=1e-13)
+
+
+def test_llama3_needs_high_freq_factor_above_low_freq_factor(tmp_path):
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 2.0,
+               "high_freq_factor": 1.5, "original_max_position_embeddings": 64}  # fmt: skip
+    folder = save(tmp_path, llama_config(rope_scaling=scaling),
+                  llama_tensors(np.random.default_rng(35)))  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        "config.json: rope_scaling type 'llama3' needs high_freq_factor (1.5) greater than "
+        "low_freq_factor (2.0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "scaling"),
+    [
+        ("rope_scaling", {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                          "high_freq_factor": 4.0}),
+        ("rope_parameters", {"rope_type": "yarn", "factor": 4.0}),
+    ],
+)  # fmt: skip
+def test_original_max_position_embeddings_out_of_range_is_refused_by_name(tmp_path, key, scaling):
+    kind = scaling["rope_type"]
+    scaling = scaling | {"original_max_position_embeddings": 0}
+    folder = save(tmp_path, llama_config(**{key: scaling}),
+                  llama_tensors(np.random.default_rng(36)))  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == (
+        f"config.json: {key} type {kind!r}'s original_max_position_embeddings must be a "
+        "positive finite number, got 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "layers", "windows"),
+    [
+        ({"sliding_window": 3, "max_window_layers": 0}, 2, None),  # use_sliding_window: false
+        ({"use_sliding_window": True, "sliding_window": None, "max_window_layers": 0}, 2, None),
+        ({"use_sliding_window": True, "max_window_layers": 0}, 2, (4096, 4096)),
+        # max_window_layers 28 by default: layers 0 .. 27 attend to every position
+        ({"use_sliding_window": True, "sliding_window": 3}, 29, (None,) * 28 + (3,)),
+    ],
+)  # fmt: skip
+def test_qwen2_window_defaults_are_hf_qwen2config_defaults(tmp_path, settings, layers, windows):
+    tensors = llama_tensors(np.random.default_rng(37), layers=layers, biases=True)
+    config = llama_config("qwen2", layers=layers) | settings  # null kept
+    model = decoding.load_model(save(tmp_path, config, tensors))
+    assert model.weights.sliding_windows == windows
+
+
+def test_qwen2_max_window_layers_true_is_refused(tmp_path):
+    config = llama_config("qwen2", use_sliding_window=True, max_window_layers=True)
+    folder = save(tmp_path, config, llama_tensors(np.random.default_rng(38), biases=True))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(folder)
+    assert str(info.value) == "config.json: max_window_layers must be an int >= 0, got True"
