@@ -942,13 +942,17 @@ def llama3_reference(f, factor, low, high, original):
         ({}, 100.0, 512.0, 2048),  # HF's default: both frequencies blended
     ],
 )
+@pytest.mark.parametrize("null", [False, True])
 def test_llama3_original_positions_default_to_max_position_embeddings_then_2048(
-    tmp_path, top, low, high, original
+    tmp_path, top, low, high, original, null
 ):
-    """Without ``original_max_position_embeddings`` Llama 3 scaling reads the model's
-    ``max_position_embeddings`` (default 2048). theta 9, E 4: frequencies 1 and 1 / 3."""
+    """Without ``original_max_position_embeddings`` (or with it null, as HF reads it) Llama 3
+    scaling reads the model's ``max_position_embeddings`` (default 2048). theta 9, E 4:
+    frequencies 1 and 1 / 3."""
     scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": low,
                "high_freq_factor": high}  # fmt: skip
+    if null:
+        scaling["original_max_position_embeddings"] = None
     config = llama_config(rope_theta=9.0, rope_scaling=scaling, **top)
     model = decoding.load_model(save(tmp_path, config, llama_tensors(np.random.default_rng(34))))
     expected = [llama3_reference(f, 8.0, low, high, original) for f in (1.0, 1 / 3)]

@@ -298,8 +298,9 @@ def rope(config: Config, width: int) -> tuple[np.ndarray, float, float]:
         return inverse_E2, 1.0, theta
 
     def setting(name: str, default: Any = None) -> float:
+        value = chosen.get(name)  # null is left out, as HF reads it
         return config.positive(
-            name, chosen.get(name, default), f"{chosen_key} type {kind!r}'s {name}"
+            name, default if value is None else value, f"{chosen_key} type {kind!r}'s {name}"
         )
 
     original = chosen.get("original_max_position_embeddings")
