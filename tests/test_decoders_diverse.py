@@ -306,3 +306,19 @@ def test_the_memory_bound_is_beam_searchs_for_the_same_width(limit, eos):
     message = _refusal(plain, model, prompts)
     assert message.startswith("decoding beam_width=4 x 2 prompts (8 rows over 40 tokens)")
     assert _refusal(diverse, model, prompts) == message
+
+
+# -- the size arguments' messages ----------------------------------------------------------------
+
+
+def test_beam_width_above_the_limit_and_no_groups_are_refused_with_their_exact_messages():
+    # The same wording as BeamSearchDecoder: the argument, then the public constant by name.
+    limit = decoding.MAX_BEAM_WIDTH
+    with pytest.raises(ValueError) as info:
+        DiverseBeamSearchDecoder(limit + 1, 1, 0.0, 4)
+    assert str(info.value) == (
+        f"beam_width must be at most decoding.MAX_BEAM_WIDTH = {limit}, got {limit + 1}"
+    )
+    with pytest.raises(ValueError) as info:
+        DiverseBeamSearchDecoder(4, 0, 1.0, 4)
+    assert str(info.value) == "num_groups must be a positive int, got 0"

@@ -1016,3 +1016,16 @@ def test_qwen2_max_window_layers_true_is_refused(tmp_path):
     with pytest.raises(ValueError) as info:
         decoding.load_model(folder)
     assert str(info.value) == "config.json: max_window_layers must be an int >= 0, got True"
+
+
+# -- null settings read as left out --------------------------------------------------------------
+
+
+def test_gpt2_null_layer_norm_epsilon_and_activation_take_their_defaults(tmp_path):
+    """``layer_norm_epsilon: null`` and ``activation_function: null`` are as if left out: 1e-5
+    and ``gelu_new``."""
+    tensors = gpt2_tensors(np.random.default_rng(41))
+    config = gpt2_config() | {"layer_norm_epsilon": None, "activation_function": None}
+    folder = save(tmp_path, config, tensors)
+    expected = gpt2_reference(tensors, PROMPT, heads=2, eps=1e-5)
+    np.testing.assert_allclose(logits(folder), expected, rtol=0, atol=1e-10)

@@ -841,3 +841,21 @@ def test_apply_processors_takes_no_rows():
     out = decoding.processors.apply_processors([Temperature(2.0)], np.zeros((0, 1)),
                                                rows_context(0, 1))  # fmt: skip
     assert out.shape == (0, 1)
+
+
+# -- a huge temperature on float32 logits --------------------------------------------------------
+
+
+def test_a_temperature_beyond_float32_is_refused_by_the_decoder_without_a_warning():
+    # t = 1e39 is inf in float32: the -inf that TopK(2) set becomes -inf / inf = NaN. The
+    # processor divides silently; the decoder then names the processor.
+    model = decoding.NumpyTransformerLM(vocab_size=10, d_model=8, n_heads=2, seed=0)
+    decoder = GreedyDecoder(2, processors=[TopK(2), Temperature(1e39)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as info:
+            decoder.decode(model, [[0]])
+    assert str(info.value) == (
+        "processor Temperature(t=1e+39) made logits NaN at step 1 "
+        "(an argument too extreme for the logits' float type?)"
+    )
