@@ -2010,3 +2010,65 @@ def test_a_gguf_with_an_end_of_turn_id_shows_its_eos_ids_as_a_list(tmp_path, cap
     write_gguf(path, "llama", config, tensors, metadata=metadata)
     argv = ["--model", path, "--text", "ab", "--max-new-tokens", "1"]
     assert json_run(capsys, *argv)["settings"]["eos_token_id"] == [18, 19]
+
+
+def test_cli_chat_messages_carry_their_roles_and_no_system_message_unless_given(tmp_path, capsys):
+    """The template sees each --chat message with role 'user', and a system message only when
+    --system is given: here a user message renders as 'the ...', a system one as 'a ...' and
+    any other role as 'mat'."""
+    words = word_checkpoint(tmp_path / "ckpt")
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'user' %}the {{ m['content'] }} "
+        "{% elif m['role'] == 'system' %}a {{ m['content'] }} {% else %}mat {% endif %}"
+        "{% endfor %}"
+    )
+    (tmp_path / "ckpt" / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": template})
+    )
+    argv = ["--model", str(tmp_path / "ckpt"), "--max-new-tokens", "1", "--json"]
+    index = {w: i for i, w in enumerate(words)}
+    for extra, text in [([], "the cat sat"), (["--system", "dog"], "a dog the cat sat")]:
+        assert main([*argv, "--chat", "cat sat", *extra]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert document["results"][0]["prompt"] == [index[w] for w in text.split()]
+
+
+def test_cli_chat_without_jinja2_names_the_package_to_install(tmp_path, capsys, monkeypatch):
+    word_checkpoint(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": "{{ messages[0]['content'] }}"})
+    )
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    with pytest.raises(SystemExit) as info:
+        main(["--model", str(tmp_path / "ckpt"), "--chat", "the cat"])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(
+        "python -m decoding: error: reading checkpoints and tokenizers needs the 'jinja2' "
+        "package: pip install"
+    ), last
+
+
+def test_cli_system_without_chat_is_refused_exactly(tmp_path, capsys):
+    word_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(SystemExit) as info:
+        main(["--model", str(tmp_path / "ckpt"), "--text", "the cat", "--system", "x"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "python -m decoding: error: --system needs --chat (it comes before each chat message)"
+    )
+
+
+def test_cli_utility_is_chrf_or_bleu(capsys):
+    assert build_parser().parse_args(["--utility", "chrf"]).utility == "chrf"
+    assert build_parser().parse_args(["--utility", "bleu"]).utility == "bleu"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--utility", "ter"])
+    # argparse's own wording of the choices differs between Python versions
+    assert "error: argument --utility: invalid choice: 'ter'" in capsys.readouterr().err
+
+
+def test_cli_help_groups_the_batch_flags_under_batch_jobs(capsys, monkeypatch):
+    text = help_text(capsys, monkeypatch)
+    section = text.split("\nbatch jobs:\n", 1)[1]
+    assert section.lstrip().startswith("--input PATH")

@@ -374,3 +374,66 @@ def test_a_folder_without_weights_is_refused_naming_both_file_names(tmp_path):
     assert str(info.value) == (
         f"{tmp_path} has neither model.safetensors nor model.safetensors.index.json"
     )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param({"dtype": "F32", "shape": 4, "data_offsets": [0, 16]}, id="int shape"),
+        pytest.param({"dtype": "F32", "shape": [4], "data_offsets": [0, 8, 16]}, id="3 offsets"),
+        pytest.param({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, id="too few bytes"),
+    ],
+)
+def test_a_malformed_entry_is_refused_quoting_it_whole(tmp_path, entry):
+    """Each entry is refused as malformed, the message quoting the file, the tensor's name and
+    the entry as given (not a TypeError or an unpacking error from a later step)."""
+    write_llama(tmp_path / "m", np.random.default_rng(38))
+    path = tmp_path / "m" / "model.safetensors"
+    write_header(path, {"model.norm.weight": entry}, b"\x00" * 16)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == (
+        f"{path}: tensor 'model.norm.weight' has a malformed entry {entry!r}"
+    )
+
+
+def test_a_tensor_past_the_end_of_the_file_is_refused_by_name(tmp_path):
+    """Offsets 0..16 of a float32[4], but only 12 data bytes follow the header."""
+    write_llama(tmp_path / "m", np.random.default_rng(39))
+    path = tmp_path / "m" / "model.safetensors"
+    entry = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
+    write_header(path, {"model.norm.weight": entry}, b"\x00" * 12)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == f"{path}: tensor 'model.norm.weight' lies past the end of the file"
+
+
+def test_an_eight_byte_file_is_read_as_an_empty_header(tmp_path):
+    """Eight bytes are a whole length field (0): the file is refused for its empty header, not
+    for being too short."""
+    write_llama(tmp_path / "m", np.random.default_rng(40))
+    path = tmp_path / "m" / "model.safetensors"
+    path.write_bytes((0).to_bytes(8, "little"))
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value).startswith(
+        f"{path} is not a safetensors file: its header is not valid JSON"
+    ), info.value
+
+
+def test_a_header_of_exactly_the_limit_is_read(tmp_path, monkeypatch):
+    """MAX_SAFETENSORS_HEADER_BYTES is the largest header length read: at the header's own
+    length the model loads; one byte less and it is refused naming both numbers."""
+    write_llama(tmp_path / "m", np.random.default_rng(41))
+    path = tmp_path / "m" / "model.safetensors"
+    length = int.from_bytes(path.read_bytes()[:8], "little")
+    files = decoding.lm.loading.safetensors_files
+    monkeypatch.setattr(files, "MAX_SAFETENSORS_HEADER_BYTES", length)
+    assert decoding.load_model(tmp_path / "m").vocab_size == 40
+    monkeypatch.setattr(files, "MAX_SAFETENSORS_HEADER_BYTES", length - 1)
+    with pytest.raises(ValueError) as info:
+        decoding.load_model(tmp_path / "m")
+    assert str(info.value) == (
+        f"{path} is not a safetensors file (header length {length} is more than "
+        f"decoding.lm.loading.MAX_SAFETENSORS_HEADER_BYTES = {length - 1})"
+    )
