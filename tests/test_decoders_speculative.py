@@ -605,3 +605,83 @@ def test_a_model_whose_state_is_its_history_and_no_rewind_is_extended_from_it():
     for draft in (PromptLookup(), ScriptedLM({(): [0.0, 1.0, 0.5, 0.2]})):
         got = SpeculativeDecoder(draft, 3, 9).decode(model, prompts)
         assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
+
+
+# -- SpeculativeDecoder.step: exact message, counts, sampling on the reference's numbers ------
+
+
+def test_stepping_a_finished_search_gets_the_exact_message():
+    decoder = SpeculativeDecoder(PromptLookup(), 2, 1)
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=2)
+    state = decoder.step(model, decoder.init(model, [[1]]))
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == "step() called on a finished search; check done(state) first"
+
+
+def test_prompt_lookup_proposes_nothing_from_an_eos_on():
+    # The prompt's 2-gram (1, 2) was followed by EOS (0): the lookup stops before it, so step 1
+    # proposes nothing; step 2 is the last token and proposes nothing either.
+    target = ScriptedLM({(): {3: 0.0}}, vocab_size=4)
+    decoder = SpeculativeDecoder(PromptLookup(2), 2, 2, eos_token_id=0)
+    (beam,) = decoder.decode(target, [[1, 2, 0, 3, 1, 2]])[0]
+    assert beam.tokens == (3, 3)
+    assert beam.draft_tokens == 0
+    assert beam.accepted_draft_tokens == 0
+
+
+def test_a_row_keeps_its_accepted_last_proposal_when_another_row_rejects_its_own():
+    # One draft token a step, always 1. After prompt [0] the target wants 1 (accepted), after
+    # [2] it wants 2 (rejected): the cut is 1 for both, and the first row's token is its draft.
+    target = ScriptedLM({(): {2: 0.0}, (0,): {1: 0.0}}, vocab_size=3)
+    draft = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    first, second = SpeculativeDecoder(draft, 1, 2).decode(target, [[0], [2]])
+    assert first[0].tokens == (1, 2) and second[0].tokens == (2, 2)
+    assert (first[0].accepted_draft_tokens, first[0].draft_tokens) == (1, 1)
+    assert (second[0].accepted_draft_tokens, second[0].draft_tokens) == (0, 1)
+
+
+def _reference_sample_pair():
+    target = ScriptedLM(
+        {
+            (): [0.3, -0.4, 1.1, 0.0],
+            (0,): [1.2, 0.1, -0.7, 0.4],
+            (1,): [-0.2, 0.9, 0.3, -1.0],
+            (2,): [0.5, 0.5, -0.3, 1.4],
+            (3,): [0.0, -1.1, 0.8, 0.6],
+        },
+        vocab_size=4,
+    )
+    draft = ScriptedLM(
+        {(): [1.0, 0.2, -0.5, 0.3], (0,): [-0.6, 1.3, 0.2, 0.0], (2,): [0.4, -0.2, 1.0, 0.1]},
+        vocab_size=4,
+    )
+    return target, draft
+
+
+@pytest.mark.parametrize("lookup", [False, True], ids=["model-draft", "prompt-lookup"])
+def test_rejections_draw_from_the_residual_of_the_rejected_position(lookup):
+    # Two drafted tokens a step: when the first is rejected, the literal algorithm draws from
+    # max(p - q, 0) at position 1 (q of that position; for a lookup, p without the draft).
+    target, draft = _reference_sample_pair()
+    if lookup:
+        draft = PromptLookup(1)
+    prompt = [0, 1, 2, 3, 0, 2, 1, 0]
+    for seed in range(40):
+        decoder = SpeculativeDecoder(draft, 2, 4, temperature=1.0, seed=seed)
+        want = reference_speculative_sample(
+            target, draft, prompt, 2, 4, speculative_uniforms(seed, 0, 1, 2)
+        )
+        assert decoder.decode(target, [prompt])[0][0].tokens == want, seed
+
+
+def test_the_random_numbers_of_steps_past_two_chunks_are_the_reference_ones():
+    # Random numbers come 64 steps at a time. One drafted token a step: a step adds one or two
+    # tokens, so 300 tokens take at least 150 steps and read three chunks.
+    target, _ = _reference_sample_pair()
+    draft = PromptLookup(1)
+    decoder = SpeculativeDecoder(draft, 1, 300, temperature=1.0, seed=11)
+    want = reference_speculative_sample(
+        target, draft, [3], 1, 300, speculative_uniforms(11, 0, 1, 1)
+    )
+    assert decoder.decode(target, [[3]])[0][0].tokens == want
