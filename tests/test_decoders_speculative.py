@@ -685,3 +685,26 @@ def test_the_random_numbers_of_steps_past_two_chunks_are_the_reference_ones():
         target, draft, [3], 1, 300, speculative_uniforms(11, 0, 1, 1)
     )
     assert decoder.decode(target, [[3]])[0][0].tokens == want
+
+
+def test_a_scripted_draft_equal_to_the_target_reading_three_tokens_back_is_always_accepted():
+    # After (a, b, c) the model says (a + 2b + 3c + 1) % 5 with probability 0.7, the next id
+    # 0.3. A draft that saw every token agrees with the target on each proposal, so every
+    # drafted token is accepted; steps keep 2 + 1 tokens: 3 + 3 + 3, 2 drafted each.
+    def follows(a, b, c):
+        return (a + 2 * b + 3 * c + 1) % 5
+
+    table = {
+        (a, b, c): {follows(a, b, c): log(0.7), (follows(a, b, c) + 1) % 5: log(0.3)}
+        for a in range(5)
+        for b in range(5)
+        for c in range(5)
+    }
+    model = ScriptedLM({(): [0.0] * 5, **table}, vocab_size=5)
+    want = [0, 1, 2]
+    for _ in range(9):
+        want.append(follows(*want[-3:]))
+    (beam,) = SpeculativeDecoder(model, 2, 9).decode(model, [[0, 1, 2]])[0]
+    assert beam.tokens == tuple(want[3:])
+    assert math.isclose(beam.logprob, 9 * log(0.7))
+    assert (beam.accepted_draft_tokens, beam.draft_tokens) == (6, 6)
