@@ -708,3 +708,32 @@ def test_a_scripted_draft_equal_to_the_target_reading_three_tokens_back_is_alway
     assert beam.tokens == tuple(want[3:])
     assert math.isclose(beam.logprob, 9 * log(0.7))
     assert (beam.accepted_draft_tokens, beam.draft_tokens) == (6, 6)
+
+
+def test_a_draft_without_rewind_is_extended_again_from_its_state_before_the_step():
+    class History(decoding.LanguageModel):
+        """The state is each row's whole sequence; the logits read all of it; no rewind."""
+
+        vocab_size = 4
+
+        def __init__(self, seed):
+            self.table = np.random.default_rng(seed).normal(size=(4, 4, 4))
+
+        def next_token_logits(self, sequences):
+            return np.array([self.table[sum(s) % 4, s[-1]] for s in sequences])
+
+        def prefill(self, prompts):
+            state = [tuple(p) for p in prompts]
+            return self.next_token_logits(state), state
+
+        def extend(self, state, parents_M, tokens_M):
+            state = [state[p] + (int(t),) for p, t in zip(parents_M, tokens_M, strict=True)]
+            return self.next_token_logits(state), state
+
+    model, draft = History(6), History(7)
+    prompts = [[1, 2, 1], [3, 1]]
+    want = decoding.GreedyDecoder(9).decode(model, prompts)
+    got = SpeculativeDecoder(draft, 2, 9).decode(model, prompts)
+    assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
+    # Some proposals are rejected, so the draft's state is cut back (extended again).
+    assert any(r[0].accepted_draft_tokens < r[0].draft_tokens for r in got)
