@@ -737,3 +737,15 @@ def test_a_draft_without_rewind_is_extended_again_from_its_state_before_the_step
     assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
     # Some proposals are rejected, so the draft's state is cut back (extended again).
     assert any(r[0].accepted_draft_tokens < r[0].draft_tokens for r in got)
+
+
+def test_a_step_leaves_no_prefill_logits_and_no_memo_without_processors():
+    model = ScriptedLM({(): [0.0, 0.5, 1.0]}, vocab_size=3)
+    decoder = SpeculativeDecoder(ScriptedLM({(): [1.0, 0.5, 0.0]}, vocab_size=3), 2, 9)
+    state = decoder.init(model, [[1], [2]])
+    assert state.target_logits_MV is not None and state.draft_logits_MV is not None
+    state = decoder.step(model, state)
+    assert state.target_logits_MV is None and state.draft_logits_MV is None
+    assert state.processor_memo is None
+    state = decoder.step(model, state)  # now past the prefill's logits: still no memo
+    assert state.processor_memo is None
