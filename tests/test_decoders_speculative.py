@@ -749,3 +749,11 @@ def test_a_step_leaves_no_prefill_logits_and_no_memo_without_processors():
     assert state.processor_memo is None
     state = decoder.step(model, state)  # now past the prefill's logits: still no memo
     assert state.processor_memo is None
+
+
+def test_a_draft_whose_prefill_logits_hold_nan_is_refused_at_step_1():
+    target = ScriptedLM({(): [0.0, 0.5, 1.0]}, vocab_size=3)
+    draft = ScriptedLM({(): [math.nan, 0.5, 1.0]}, vocab_size=3)
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(draft, 2, 5).decode(target, [[1]])
+    assert str(info.value) == "model returned logits containing NaN at step 1"
