@@ -757,3 +757,14 @@ def test_a_draft_whose_prefill_logits_hold_nan_is_refused_at_step_1():
     with pytest.raises(ValueError) as info:
         SpeculativeDecoder(draft, 2, 5).decode(target, [[1]])
     assert str(info.value) == "model returned logits containing NaN at step 1"
+
+
+def test_one_draft_token_a_step_after_a_row_has_finished():
+    # Prompt [0] ends at once (EOS 0); prompt [2] goes on 1, 2, 1, 2, ... The draft equals the
+    # target, so every proposal is accepted: four steps keep a proposal and the target's token,
+    # a fifth (nothing left to draft) the last token.
+    model = ScriptedLM({(0,): {0: 0.0}, (1,): {2: 0.0}, (2,): {1: 0.0}}, vocab_size=3)
+    first, second = SpeculativeDecoder(model, 1, 9, eos_token_id=0).decode(model, [[0], [2]])
+    assert first[0].tokens == (0,) and first[0].finished
+    assert second[0].tokens == (1, 2, 1, 2, 1, 2, 1, 2, 1)
+    assert (second[0].accepted_draft_tokens, second[0].draft_tokens) == (4, 4)
