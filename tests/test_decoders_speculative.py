@@ -605,3 +605,166 @@ def test_a_model_whose_state_is_its_history_and_no_rewind_is_extended_from_it():
     for draft in (PromptLookup(), ScriptedLM({(): [0.0, 1.0, 0.5, 0.2]})):
         got = SpeculativeDecoder(draft, 3, 9).decode(model, prompts)
         assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
+
+
+# -- SpeculativeDecoder.step: exact message, counts, sampling on the reference's numbers ------
+
+
+def test_stepping_a_finished_search_gets_the_exact_message():
+    decoder = SpeculativeDecoder(PromptLookup(), 2, 1)
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=2)
+    state = decoder.step(model, decoder.init(model, [[1]]))
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == "step() called on a finished search; check done(state) first"
+
+
+def test_prompt_lookup_proposes_nothing_from_an_eos_on():
+    # The prompt's 2-gram (1, 2) was followed by EOS (0): the lookup stops before it, so step 1
+    # proposes nothing; step 2 is the last token and proposes nothing either.
+    target = ScriptedLM({(): {3: 0.0}}, vocab_size=4)
+    decoder = SpeculativeDecoder(PromptLookup(2), 2, 2, eos_token_id=0)
+    (beam,) = decoder.decode(target, [[1, 2, 0, 3, 1, 2]])[0]
+    assert beam.tokens == (3, 3)
+    assert beam.draft_tokens == 0
+    assert beam.accepted_draft_tokens == 0
+
+
+def test_a_row_keeps_its_accepted_last_proposal_when_another_row_rejects_its_own():
+    # One draft token a step, always 1. After prompt [0] the target wants 1 (accepted), after
+    # [2] it wants 2 (rejected): the cut is 1 for both, and the first row's token is its draft.
+    target = ScriptedLM({(): {2: 0.0}, (0,): {1: 0.0}}, vocab_size=3)
+    draft = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    first, second = SpeculativeDecoder(draft, 1, 2).decode(target, [[0], [2]])
+    assert first[0].tokens == (1, 2) and second[0].tokens == (2, 2)
+    assert (first[0].accepted_draft_tokens, first[0].draft_tokens) == (1, 1)
+    assert (second[0].accepted_draft_tokens, second[0].draft_tokens) == (0, 1)
+
+
+def _reference_sample_pair():
+    target = ScriptedLM(
+        {
+            (): [0.3, -0.4, 1.1, 0.0],
+            (0,): [1.2, 0.1, -0.7, 0.4],
+            (1,): [-0.2, 0.9, 0.3, -1.0],
+            (2,): [0.5, 0.5, -0.3, 1.4],
+            (3,): [0.0, -1.1, 0.8, 0.6],
+        },
+        vocab_size=4,
+    )
+    draft = ScriptedLM(
+        {(): [1.0, 0.2, -0.5, 0.3], (0,): [-0.6, 1.3, 0.2, 0.0], (2,): [0.4, -0.2, 1.0, 0.1]},
+        vocab_size=4,
+    )
+    return target, draft
+
+
+@pytest.mark.parametrize("lookup", [False, True], ids=["model-draft", "prompt-lookup"])
+def test_rejections_draw_from_the_residual_of_the_rejected_position(lookup):
+    # Two drafted tokens a step: when the first is rejected, the literal algorithm draws from
+    # max(p - q, 0) at position 1 (q of that position; for a lookup, p without the draft).
+    target, draft = _reference_sample_pair()
+    if lookup:
+        draft = PromptLookup(1)
+    prompt = [0, 1, 2, 3, 0, 2, 1, 0]
+    for seed in range(40):
+        decoder = SpeculativeDecoder(draft, 2, 4, temperature=1.0, seed=seed)
+        want = reference_speculative_sample(
+            target, draft, prompt, 2, 4, speculative_uniforms(seed, 0, 1, 2)
+        )
+        assert decoder.decode(target, [prompt])[0][0].tokens == want, seed
+
+
+def test_the_random_numbers_of_steps_past_two_chunks_are_the_reference_ones():
+    # Random numbers come 64 steps at a time. One drafted token a step: a step adds one or two
+    # tokens, so 300 tokens take at least 150 steps and read three chunks.
+    target, _ = _reference_sample_pair()
+    draft = PromptLookup(1)
+    decoder = SpeculativeDecoder(draft, 1, 300, temperature=1.0, seed=11)
+    want = reference_speculative_sample(
+        target, draft, [3], 1, 300, speculative_uniforms(11, 0, 1, 1)
+    )
+    assert decoder.decode(target, [[3]])[0][0].tokens == want
+
+
+def test_a_scripted_draft_equal_to_the_target_reading_three_tokens_back_is_always_accepted():
+    # After (a, b, c) the model says (a + 2b + 3c + 1) % 5 with probability 0.7, the next id
+    # 0.3. A draft that saw every token agrees with the target on each proposal, so every
+    # drafted token is accepted; steps keep 2 + 1 tokens: 3 + 3 + 3, 2 drafted each.
+    def follows(a, b, c):
+        return (a + 2 * b + 3 * c + 1) % 5
+
+    table = {
+        (a, b, c): {follows(a, b, c): log(0.7), (follows(a, b, c) + 1) % 5: log(0.3)}
+        for a in range(5)
+        for b in range(5)
+        for c in range(5)
+    }
+    model = ScriptedLM({(): [0.0] * 5, **table}, vocab_size=5)
+    want = [0, 1, 2]
+    for _ in range(9):
+        want.append(follows(*want[-3:]))
+    (beam,) = SpeculativeDecoder(model, 2, 9).decode(model, [[0, 1, 2]])[0]
+    assert beam.tokens == tuple(want[3:])
+    assert math.isclose(beam.logprob, 9 * log(0.7))
+    assert (beam.accepted_draft_tokens, beam.draft_tokens) == (6, 6)
+
+
+def test_a_draft_without_rewind_is_extended_again_from_its_state_before_the_step():
+    class History(decoding.LanguageModel):
+        """The state is each row's whole sequence; the logits read all of it; no rewind."""
+
+        vocab_size = 4
+
+        def __init__(self, seed):
+            self.table = np.random.default_rng(seed).normal(size=(4, 4, 4))
+
+        def next_token_logits(self, sequences):
+            return np.array([self.table[sum(s) % 4, s[-1]] for s in sequences])
+
+        def prefill(self, prompts):
+            state = [tuple(p) for p in prompts]
+            return self.next_token_logits(state), state
+
+        def extend(self, state, parents_M, tokens_M):
+            state = [state[p] + (int(t),) for p, t in zip(parents_M, tokens_M, strict=True)]
+            return self.next_token_logits(state), state
+
+    model, draft = History(6), History(7)
+    prompts = [[1, 2, 1], [3, 1]]
+    want = decoding.GreedyDecoder(9).decode(model, prompts)
+    got = SpeculativeDecoder(draft, 2, 9).decode(model, prompts)
+    assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
+    # Some proposals are rejected, so the draft's state is cut back (extended again).
+    assert any(r[0].accepted_draft_tokens < r[0].draft_tokens for r in got)
+
+
+def test_a_step_leaves_no_prefill_logits_and_no_memo_without_processors():
+    model = ScriptedLM({(): [0.0, 0.5, 1.0]}, vocab_size=3)
+    decoder = SpeculativeDecoder(ScriptedLM({(): [1.0, 0.5, 0.0]}, vocab_size=3), 2, 9)
+    state = decoder.init(model, [[1], [2]])
+    assert state.target_logits_MV is not None and state.draft_logits_MV is not None
+    state = decoder.step(model, state)
+    assert state.target_logits_MV is None and state.draft_logits_MV is None
+    assert state.processor_memo is None
+    state = decoder.step(model, state)  # now past the prefill's logits: still no memo
+    assert state.processor_memo is None
+
+
+def test_a_draft_whose_prefill_logits_hold_nan_is_refused_at_step_1():
+    target = ScriptedLM({(): [0.0, 0.5, 1.0]}, vocab_size=3)
+    draft = ScriptedLM({(): [math.nan, 0.5, 1.0]}, vocab_size=3)
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(draft, 2, 5).decode(target, [[1]])
+    assert str(info.value) == "model returned logits containing NaN at step 1"
+
+
+def test_one_draft_token_a_step_after_a_row_has_finished():
+    # Prompt [0] ends at once (EOS 0); prompt [2] goes on 1, 2, 1, 2, ... The draft equals the
+    # target, so every proposal is accepted: four steps keep a proposal and the target's token,
+    # a fifth (nothing left to draft) the last token.
+    model = ScriptedLM({(0,): {0: 0.0}, (1,): {2: 0.0}, (2,): {1: 0.0}}, vocab_size=3)
+    first, second = SpeculativeDecoder(model, 1, 9, eos_token_id=0).decode(model, [[0], [2]])
+    assert first[0].tokens == (0,) and first[0].finished
+    assert second[0].tokens == (1, 2, 1, 2, 1, 2, 1, 2, 1)
+    assert (second[0].accepted_draft_tokens, second[0].draft_tokens) == (4, 4)
