@@ -246,3 +246,53 @@ def test_handing_pages_back_is_a_no_op_where_the_mapping_has_no_madvise(tmp_path
     mapped.map = b"\x01" * mapped.size  # the same bytes, read like a mapping, no madvise
     mapped.release(0, mapped.size)
     assert mapped.array(mmap.PAGESIZE, np.dtype(np.uint8), 4).tolist() == [1, 1, 1, 1]
+
+
+# --- MappedFile.release: which pages it hands back ---
+
+
+class _Advice:
+    """Stands in for the mapping: records each madvise call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def madvise(self, *args):
+        self.calls.append(args)
+
+
+def _mapped_with_advice(tmp_path, pages):
+    import mmap
+
+    from decoding.lm.loading._common import MappedFile
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\1" * (pages * mmap.PAGESIZE))
+    mapped = MappedFile(path)
+    mapped.map.close()
+    mapped.map = _Advice()
+    return mapped
+
+
+def test_release_hands_back_only_the_whole_pages_inside_the_range(tmp_path):
+    import mmap
+
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        pytest.skip("no MADV_DONTNEED here")
+    page = mmap.PAGESIZE
+    mapped = _mapped_with_advice(tmp_path, 4)
+    # Bytes [1, 3 pages + 5): pages 1 and 2 lie wholly inside; 0 and 3 only in part.
+    mapped.release(1, 3 * page + 5)
+    assert mapped.map.calls == [(mmap.MADV_DONTNEED, page, 2 * page)]
+    # Bytes [page + 1, 2 pages + 1) hold no whole page: nothing is handed back.
+    mapped.release(page + 1, 2 * page + 1)
+    assert mapped.map.calls == [(mmap.MADV_DONTNEED, page, 2 * page)]
+
+
+def test_release_is_a_no_op_without_madv_dontneed(tmp_path, monkeypatch):
+    import mmap
+
+    mapped = _mapped_with_advice(tmp_path, 4)
+    monkeypatch.delattr(mmap, "MADV_DONTNEED", raising=False)
+    mapped.release(0, 4 * mmap.PAGESIZE)
+    assert mapped.map.calls == []
