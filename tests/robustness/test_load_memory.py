@@ -296,3 +296,32 @@ def test_release_is_a_no_op_without_madv_dontneed(tmp_path, monkeypatch):
     monkeypatch.delattr(mmap, "MADV_DONTNEED", raising=False)
     mapped.release(0, 4 * mmap.PAGESIZE)
     assert mapped.map.calls == []
+
+
+# --- build: the row chunks it reads (CHUNK_BYTES = 1 MiB of float32 at a time, at least a row)
+
+
+def _chunks_read(rows, columns, transpose=False):
+    from decoding.lm.loading._common import build
+
+    asked, released = [], []
+
+    def read(first, stop):
+        asked.append((first, stop))
+        return np.arange(first * columns, stop * columns, dtype=np.float32).reshape(-1, columns)
+
+    out = build(rows, columns, read, np.dtype(np.float32), transpose, lambda *r: released.append(r))
+    whole = np.arange(rows * columns, dtype=np.float32).reshape(rows, columns)
+    np.testing.assert_array_equal(out, whole.T if transpose else whole)
+    assert released == asked
+    return asked
+
+
+def test_build_reads_a_mebibyte_of_float32_rows_at_a_time():
+    # 1024 columns: 2**20 // (4 * 1024) = 256 rows a chunk.
+    assert _chunks_read(600, 1024) == [(0, 256), (256, 512), (512, 600)]
+    assert _chunks_read(300, 1024, transpose=True) == [(0, 256), (256, 300)]
+    # One column: 2**20 // 4 = 262144 rows a chunk.
+    assert _chunks_read(262145, 1) == [(0, 262144), (262144, 262145)]
+    # A row wider than a mebibyte (262145 float32) is read alone.
+    assert _chunks_read(3, 262145) == [(0, 1), (1, 2), (2, 3)]
