@@ -268,3 +268,31 @@ def test_a_config_linked_outside_its_folder_is_refused_naming_both_and_the_folde
     assert str(info.value) == (
         f"{folder / 'config.json'} resolves to {outside}, outside the checkpoint folder {folder}"
     )
+
+
+# --- open_file's refusals, through read_json and load_model: each message names the path ---
+
+
+def test_read_json_names_a_missing_file_a_dangling_link_and_a_folder(tmp_path):
+    from decoding.lm.loading import read_json
+
+    missing = tmp_path / "missing.json"
+    with pytest.raises(FileNotFoundError) as info:
+        read_json(missing)
+    assert str(info.value) == f"{missing} does not exist"
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "nowhere.json")
+    with pytest.raises(FileNotFoundError) as info:
+        read_json(dangling)
+    assert str(info.value) == f"{dangling} is a symbolic link to nothing"
+    folder = tmp_path / "config.json"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        read_json(folder)
+    assert str(info.value) == f"{folder} is a folder, not a file"
+
+
+def test_load_model_of_a_folder_without_config_json_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        decoding.load_model(tmp_path)
+    assert str(info.value) == f"{tmp_path} has no config.json"

@@ -125,3 +125,13 @@ def test_an_integer_setting_that_is_not_a_whole_number_is_none_and_a_whole_one_s
     got = decoding.load_generation_config(tmp_path)
     assert (got.top_k, got.max_new_tokens) == (40, 64)
     assert type(got.top_k) is int and type(got.max_new_tokens) is int
+
+
+# --- a path with nothing there ---
+
+
+def test_generation_config_of_a_missing_path_says_checkpoint_does_not_exist(tmp_path):
+    missing = tmp_path / "gone"
+    with pytest.raises(FileNotFoundError) as info:
+        decoding.load_generation_config(missing)
+    assert str(info.value) == f"checkpoint {missing} does not exist"

@@ -539,3 +539,84 @@ def test_an_error_without_a_message_is_named_by_its_type():
     with pytest.raises(ValueError) as info:
         _built(fail, "what")
     assert str(info.value) == "what: LookupError"
+
+
+# --- open_file, shown and MappedFile directly: the flags a file is opened with, a file turned
+# into a FIFO between the check and the open, a path cut for a message, a mapping that fails ---
+
+from decoding.lm.loading import _common  # noqa: E402
+
+BINARY = 1 << 30  # stands for Windows' O_BINARY; taken out again before the real os.open
+
+
+def spy_open(monkeypatch):
+    """Record the flags every os.open is asked for (``BINARY`` removed before opening)."""
+    flags, real = [], os.open
+
+    def spy(path, given, *args, **kwargs):
+        flags.append(given)
+        return real(path, given & ~BINARY, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    return flags
+
+
+def test_a_file_is_opened_read_only_without_blocking_and_in_binary(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    path.write_text('{"a": 1}')
+    monkeypatch.setattr(os, "O_BINARY", BINARY, raising=False)
+    flags = spy_open(monkeypatch)
+    assert decoding.lm.loading.read_json(path) == {"a": 1}
+    assert flags == [os.O_RDONLY | os.O_NONBLOCK | BINARY]
+
+
+def test_a_platform_without_nonblocking_or_binary_flags_opens_read_only(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    path.write_text('{"a": 1}')
+    monkeypatch.delattr(os, "O_NONBLOCK")
+    monkeypatch.delattr(os, "O_BINARY", raising=False)
+    flags = spy_open(monkeypatch)
+    assert decoding.lm.loading.read_json(path) == {"a": 1}
+    assert flags == [os.O_RDONLY]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_file_replaced_by_a_fifo_after_its_check_is_refused_once_opened(tmp_path, monkeypatch):
+    regular = tmp_path / "regular.json"
+    regular.write_text("{}")
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    # The check sees the regular file; the open finds the FIFO (no writer: it must not block).
+    monkeypatch.setattr(_common, "_stat", lambda path, follow=True: os.stat(regular))
+    closed, real_close = [], os.close
+    monkeypatch.setattr(os, "close", lambda fd: (closed.append(fd), real_close(fd))[1])
+    with pytest.raises(ValueError) as info:
+        decoding.lm.loading.read_json(fifo)
+    assert str(info.value) == f"{fifo} is a FIFO, not a regular file"
+    assert len(closed) == 1
+
+
+def test_shown_keeps_120_characters_whole_and_cuts_longer_paths_in_the_middle():
+    exact = "".join(chr(ord("a") + i % 26) for i in range(120))
+    assert _common.shown(exact) == exact
+    long = "".join(chr(ord("a") + i % 26) for i in range(121))
+    # (120 - 30) // 2 = 45 characters either side of "...".
+    assert _common.shown(long) == f"{long[:45]}...{long[-45:]} (121 characters)"
+    assert long[:45] == "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrs"
+    assert _common.shown(b"/models/tiny") == "/models/tiny"
+    assert _common.shown(7) == "7"
+
+
+def test_a_mapping_that_fails_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    import mmap
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"\0" * 64)
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    with pytest.raises(OSError) as info:
+        _common.MappedFile(path)
+    assert str(info.value) == f"{path}: cannot allocate memory"

@@ -246,3 +246,82 @@ def test_handing_pages_back_is_a_no_op_where_the_mapping_has_no_madvise(tmp_path
     mapped.map = b"\x01" * mapped.size  # the same bytes, read like a mapping, no madvise
     mapped.release(0, mapped.size)
     assert mapped.array(mmap.PAGESIZE, np.dtype(np.uint8), 4).tolist() == [1, 1, 1, 1]
+
+
+# --- MappedFile.release: which pages it hands back ---
+
+
+class _Advice:
+    """Stands in for the mapping: records each madvise call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def madvise(self, *args):
+        self.calls.append(args)
+
+
+def _mapped_with_advice(tmp_path, pages):
+    import mmap
+
+    from decoding.lm.loading._common import MappedFile
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\1" * (pages * mmap.PAGESIZE))
+    mapped = MappedFile(path)
+    mapped.map.close()
+    mapped.map = _Advice()
+    return mapped
+
+
+def test_release_hands_back_only_the_whole_pages_inside_the_range(tmp_path):
+    import mmap
+
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        pytest.skip("no MADV_DONTNEED here")
+    page = mmap.PAGESIZE
+    mapped = _mapped_with_advice(tmp_path, 4)
+    # Bytes [1, 3 pages + 5): pages 1 and 2 lie wholly inside; 0 and 3 only in part.
+    mapped.release(1, 3 * page + 5)
+    assert mapped.map.calls == [(mmap.MADV_DONTNEED, page, 2 * page)]
+    # Bytes [page + 1, 2 pages + 1) hold no whole page: nothing is handed back.
+    mapped.release(page + 1, 2 * page + 1)
+    assert mapped.map.calls == [(mmap.MADV_DONTNEED, page, 2 * page)]
+
+
+def test_release_is_a_no_op_without_madv_dontneed(tmp_path, monkeypatch):
+    import mmap
+
+    mapped = _mapped_with_advice(tmp_path, 4)
+    monkeypatch.delattr(mmap, "MADV_DONTNEED", raising=False)
+    mapped.release(0, 4 * mmap.PAGESIZE)
+    assert mapped.map.calls == []
+
+
+# --- build: the row chunks it reads (CHUNK_BYTES = 1 MiB of float32 at a time, at least a row)
+
+
+def _chunks_read(rows, columns, transpose=False):
+    from decoding.lm.loading._common import build
+
+    asked, released = [], []
+
+    def read(first, stop):
+        asked.append((first, stop))
+        return np.arange(first * columns, stop * columns, dtype=np.float32).reshape(-1, columns)
+
+    out = build(rows, columns, read, np.dtype(np.float32), transpose, lambda *r: released.append(r))
+    whole = np.arange(rows * columns, dtype=np.float32).reshape(rows, columns)
+    np.testing.assert_array_equal(out, whole.T if transpose else whole)
+    assert released == asked
+    return asked
+
+
+def test_build_reads_a_mebibyte_of_float32_rows_at_a_time():
+    # 1024 columns: 2**20 // (4 * 1024) = 256 rows a chunk.
+    assert _chunks_read(600, 1024) == [(0, 256), (256, 512), (512, 600)]
+    assert _chunks_read(300, 1024, transpose=True) == [(0, 256), (256, 300)]
+    # One column: 2**20 // 4 = 262144 rows a chunk.
+    assert _chunks_read(262145, 1) == [(0, 262144), (262144, 262145)]
+    # A row wider than a mebibyte (262145 float32) is read alone.
+    assert _chunks_read(3, 262145) == [(0, 1), (1, 2), (2, 3)]
