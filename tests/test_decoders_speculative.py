@@ -605,3 +605,34 @@ def test_a_model_whose_state_is_its_history_and_no_rewind_is_extended_from_it():
     for draft in (PromptLookup(), ScriptedLM({(): [0.0, 1.0, 0.5, 0.2]})):
         got = SpeculativeDecoder(draft, 3, 9).decode(model, prompts)
         assert [r[0].tokens for r in got] == [r[0].tokens for r in want]
+
+
+# -- exact messages of init, step's state check and the temperature ----------------------------
+
+
+def test_a_bad_temperature_gets_the_exact_message() -> None:
+    """A temperature is a finite number >= 0: a non-number is a TypeError, a negative or a NaN
+    a ValueError, each echoing the value given."""
+    rule = "temperature must be a finite number >= 0, got "
+    with pytest.raises(TypeError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5, temperature="hot")
+    assert str(info.value) == rule + "'hot'"
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5, temperature=-0.5)
+    assert str(info.value) == rule + "-0.5"
+
+
+def test_a_bad_state_or_a_draft_of_another_vocabulary_gets_the_exact_message() -> None:
+    """step names the object it was given instead of a state; init names the draft whose
+    vocabulary differs from the target's."""
+    target = ScriptedLM({(): [0.0] * 5}, vocab_size=5)
+    draft = ScriptedLM({(): [0.0] * 3}, vocab_size=3)
+    with pytest.raises(TypeError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 3).step(target, "x")
+    assert str(info.value) == "state must be a SpeculativeState from init() or step(), got 'x'"
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(draft, 2, 3).decode(target, [[1]])
+    assert str(info.value) == (
+        f"draft {draft!r} has vocab_size 3, the target 5: a draft must share the target's"
+        " vocabulary"
+    )
