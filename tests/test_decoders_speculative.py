@@ -636,3 +636,27 @@ def test_a_bad_state_or_a_draft_of_another_vocabulary_gets_the_exact_message() -
         f"draft {draft!r} has vocab_size 3, the target 5: a draft must share the target's"
         " vocabulary"
     )
+
+
+def test_a_stopping_criterion_sees_each_kept_token_in_a_context_of_its_own() -> None:
+    """A criterion is asked right after each kept token with the tokens so far (step = their
+    count), the decoder's EOS ids and its prompts; init checks it against the vocabulary."""
+    seen = []
+
+    class Record(decoding.StoppingCriterion):
+        def __call__(self, context: decoding.StepContext) -> np.ndarray:
+            tokens = context.generated_MT.tolist()
+            seen.append((tokens, context.step, context.eos_token_ids, context.prompts))
+            return np.zeros(len(context.prompt_index_M), dtype=bool)
+
+    target = ScriptedLM({(): {1: 0.0}, (1,): {2: 0.0}, (1, 2): {1: 0.0}}, vocab_size=5)
+    decoder = SpeculativeDecoder(PromptLookup(), 2, 2, eos_token_id=4, stopping=[Record()])
+    [[beam]] = decoder.decode(target, [[3]])
+    assert beam.tokens == (1, 2)
+    prompts = ((3,),)
+    assert seen == [([[1]], 1, (4,), prompts), ([[1, 2]], 2, (4,), prompts)]
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 2, stopping=[decoding.StopOnTokens([7])]).init(
+            target, [[3]]
+        )
+    assert str(info.value) == "StopOnTokens token_ids must be in [0, 5) for this model, got 7"
