@@ -660,3 +660,18 @@ def test_a_stopping_criterion_sees_each_kept_token_in_a_context_of_its_own() -> 
             target, [[3]]
         )
     assert str(info.value) == "StopOnTokens token_ids must be in [0, 5) for this model, got 7"
+
+
+def test_the_initial_state_holds_bool_flags_int_counts_and_no_models_for_no_prompts() -> None:
+    """Before any step: finished flags are bools, draft counts int64, and with no processors no
+    processor memo is kept; with no prompts nothing is prefilled (no states, no logits)."""
+    target = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = SpeculativeDecoder(ScriptedLM({(): {1: 0.0}}, vocab_size=3), 2, 2)
+    state = decoder.init(target, [[2], [1]])
+    assert state.finished_B.dtype == np.bool_ and state.finished_B.tolist() == [False, False]
+    assert state.drafted_B.dtype == np.int64 and state.drafted_B.tolist() == [0, 0]
+    assert state.processor_memo is None
+    empty = decoder.init(target, [])
+    assert empty.done
+    assert empty.target_state is None and empty.draft_state is None
+    assert empty.target_logits_MV is None and empty.draft_logits_MV is None
