@@ -675,3 +675,22 @@ def test_the_initial_state_holds_bool_flags_int_counts_and_no_models_for_no_prom
     assert empty.done
     assert empty.target_state is None and empty.draft_state is None
     assert empty.target_logits_MV is None and empty.draft_logits_MV is None
+
+
+class _NarrowPrefill(ScriptedLM):
+    """Prefill logits one column short of the vocabulary."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return np.asarray(logits)[:, :-1], state
+
+
+def test_prefill_logits_of_the_wrong_shape_are_named_at_step_1() -> None:
+    """Prefill gives the logits of the first generated token (step 1), from target or draft."""
+    good = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    bad = _NarrowPrefill({(): {1: 0.0}}, vocab_size=3)
+    want = "model returned logits of shape (1, 2) at step 1; expected (1, 3)"
+    for target, draft in ((bad, good), (good, bad)):
+        with pytest.raises(ValueError) as info:
+            SpeculativeDecoder(draft, 2, 2).init(target, [[1]])
+        assert str(info.value) == want
