@@ -694,3 +694,23 @@ def test_prefill_logits_of_the_wrong_shape_are_named_at_step_1() -> None:
         with pytest.raises(ValueError) as info:
             SpeculativeDecoder(draft, 2, 2).init(target, [[1]])
         assert str(info.value) == want
+
+
+def test_init_runs_the_processors_on_the_target_and_the_draft_prefill_logits() -> None:
+    """Both prefill calls' logits go through the processors, each seeing no generated tokens
+    yet (an int64 [B, 0] array) at step 0."""
+    seen = []
+
+    class BanOne(decoding.LogitsProcessor):
+        def __call__(self, logits_MV: np.ndarray, context: decoding.StepContext) -> np.ndarray:
+            seen.append((context.generated_MT.dtype, context.generated_MT.shape, context.step))
+            out = np.array(logits_MV, dtype=np.float64)
+            out[:, 1] = -np.inf
+            return out
+
+    target = ScriptedLM({(): {1: 0.0, 2: -1.0}}, vocab_size=3)
+    draft = ScriptedLM({(): {1: 0.0, 2: -1.0}}, vocab_size=3)
+    state = SpeculativeDecoder(draft, 2, 2, processors=[BanOne()]).init(target, [[0]])
+    assert seen == [(np.dtype(np.int64), (1, 0), 0)] * 2
+    assert state.target_logits_MV[0, 1] == -np.inf
+    assert state.draft_logits_MV[0, 1] == -np.inf
