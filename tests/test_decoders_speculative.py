@@ -768,3 +768,112 @@ def test_one_draft_token_a_step_after_a_row_has_finished():
     assert first[0].tokens == (0,) and first[0].finished
     assert second[0].tokens == (1, 2, 1, 2, 1, 2, 1, 2, 1)
     assert (second[0].accepted_draft_tokens, second[0].draft_tokens) == (4, 4)
+
+
+# -- exact messages of init, step's state check and the temperature ----------------------------
+
+
+def test_a_bad_temperature_gets_the_exact_message() -> None:
+    """A temperature is a finite number >= 0: a non-number is a TypeError, a negative or a NaN
+    a ValueError, each echoing the value given."""
+    rule = "temperature must be a finite number >= 0, got "
+    with pytest.raises(TypeError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5, temperature="hot")
+    assert str(info.value) == rule + "'hot'"
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 5, temperature=-0.5)
+    assert str(info.value) == rule + "-0.5"
+
+
+def test_a_bad_state_or_a_draft_of_another_vocabulary_gets_the_exact_message() -> None:
+    """step names the object it was given instead of a state; init names the draft whose
+    vocabulary differs from the target's."""
+    target = ScriptedLM({(): [0.0] * 5}, vocab_size=5)
+    draft = ScriptedLM({(): [0.0] * 3}, vocab_size=3)
+    with pytest.raises(TypeError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 3).step(target, "x")
+    assert str(info.value) == "state must be a SpeculativeState from init() or step(), got 'x'"
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(draft, 2, 3).decode(target, [[1]])
+    assert str(info.value) == (
+        f"draft {draft!r} has vocab_size 3, the target 5: a draft must share the target's"
+        " vocabulary"
+    )
+
+
+def test_a_stopping_criterion_sees_each_kept_token_in_a_context_of_its_own() -> None:
+    """A criterion is asked right after each kept token with the tokens so far (step = their
+    count), the decoder's EOS ids and its prompts; init checks it against the vocabulary."""
+    seen = []
+
+    class Record(decoding.StoppingCriterion):
+        def __call__(self, context: decoding.StepContext) -> np.ndarray:
+            tokens = context.generated_MT.tolist()
+            seen.append((tokens, context.step, context.eos_token_ids, context.prompts))
+            return np.zeros(len(context.prompt_index_M), dtype=bool)
+
+    target = ScriptedLM({(): {1: 0.0}, (1,): {2: 0.0}, (1, 2): {1: 0.0}}, vocab_size=5)
+    decoder = SpeculativeDecoder(PromptLookup(), 2, 2, eos_token_id=4, stopping=[Record()])
+    [[beam]] = decoder.decode(target, [[3]])
+    assert beam.tokens == (1, 2)
+    prompts = ((3,),)
+    assert seen == [([[1]], 1, (4,), prompts), ([[1, 2]], 2, (4,), prompts)]
+    with pytest.raises(ValueError) as info:
+        SpeculativeDecoder(PromptLookup(), 2, 2, stopping=[decoding.StopOnTokens([7])]).init(
+            target, [[3]]
+        )
+    assert str(info.value) == "StopOnTokens token_ids must be in [0, 5) for this model, got 7"
+
+
+def test_the_initial_state_holds_bool_flags_int_counts_and_no_models_for_no_prompts() -> None:
+    """Before any step: finished flags are bools, draft counts int64, and with no processors no
+    processor memo is kept; with no prompts nothing is prefilled (no states, no logits)."""
+    target = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = SpeculativeDecoder(ScriptedLM({(): {1: 0.0}}, vocab_size=3), 2, 2)
+    state = decoder.init(target, [[2], [1]])
+    assert state.finished_B.dtype == np.bool_ and state.finished_B.tolist() == [False, False]
+    assert state.drafted_B.dtype == np.int64 and state.drafted_B.tolist() == [0, 0]
+    assert state.processor_memo is None
+    empty = decoder.init(target, [])
+    assert empty.done
+    assert empty.target_state is None and empty.draft_state is None
+    assert empty.target_logits_MV is None and empty.draft_logits_MV is None
+
+
+class _NarrowPrefill(ScriptedLM):
+    """Prefill logits one column short of the vocabulary."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return np.asarray(logits)[:, :-1], state
+
+
+def test_prefill_logits_of_the_wrong_shape_are_named_at_step_1() -> None:
+    """Prefill gives the logits of the first generated token (step 1), from target or draft."""
+    good = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    bad = _NarrowPrefill({(): {1: 0.0}}, vocab_size=3)
+    want = "model returned logits of shape (1, 2) at step 1; expected (1, 3)"
+    for target, draft in ((bad, good), (good, bad)):
+        with pytest.raises(ValueError) as info:
+            SpeculativeDecoder(draft, 2, 2).init(target, [[1]])
+        assert str(info.value) == want
+
+
+def test_init_runs_the_processors_on_the_target_and_the_draft_prefill_logits() -> None:
+    """Both prefill calls' logits go through the processors, each seeing no generated tokens
+    yet (an int64 [B, 0] array) at step 0."""
+    seen = []
+
+    class BanOne(decoding.LogitsProcessor):
+        def __call__(self, logits_MV: np.ndarray, context: decoding.StepContext) -> np.ndarray:
+            seen.append((context.generated_MT.dtype, context.generated_MT.shape, context.step))
+            out = np.array(logits_MV, dtype=np.float64)
+            out[:, 1] = -np.inf
+            return out
+
+    target = ScriptedLM({(): {1: 0.0, 2: -1.0}}, vocab_size=3)
+    draft = ScriptedLM({(): {1: 0.0, 2: -1.0}}, vocab_size=3)
+    state = SpeculativeDecoder(draft, 2, 2, processors=[BanOne()]).init(target, [[0]])
+    assert seen == [(np.dtype(np.int64), (1, 0), 0)] * 2
+    assert state.target_logits_MV[0, 1] == -np.inf
+    assert state.draft_logits_MV[0, 1] == -np.inf
