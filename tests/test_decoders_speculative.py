@@ -653,3 +653,17 @@ def test_logits_of_the_wrong_length_from_extend_many_name_the_step_and_the_shape
     assert str(error.value) == (
         "model returned logits of shape (1, 2, 40) from extend_many at step 1; expected (1, 3, 40)"
     )
+
+
+def test_greedy_rejects_a_proposal_the_target_gives_logit_minus_inf_and_names_the_dead_end():
+    # The draft proposes 0, 0 after the prompt (1,). The target takes the first 0; after
+    # (1, 0) it gives every token -inf, so the second 0 (its arg-max by position) is not
+    # accepted and step 2 has no token left.
+    target = ScriptedLM({(): {0: 0.0}, (1, 0): {}}, vocab_size=2)
+    draft = ScriptedLM({(): {0: 0.0}}, vocab_size=2)
+    with pytest.raises(ValueError) as error:
+        SpeculativeDecoder(draft, 2, 5).decode(target, [[1]])
+    assert str(error.value) == (
+        "at step 2, prompt 0 has no token left to choose: the processors [] (or the model) "
+        "gave every token the logit -inf"
+    )
