@@ -877,3 +877,65 @@ def test_init_runs_the_processors_on_the_target_and_the_draft_prefill_logits() -
     assert seen == [(np.dtype(np.int64), (1, 0), 0)] * 2
     assert state.target_logits_MV[0, 1] == -np.inf
     assert state.draft_logits_MV[0, 1] == -np.inf
+
+
+# -- step: the step named by errors about the models' outputs -----------------------------------
+
+
+class _NanPrefill(CheckedLM):
+    """The inner model, whose prefill's first row holds a NaN."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        logits = np.array(logits, copy=True)
+        logits[0, 5] = np.nan
+        return logits, state
+
+
+def test_a_nan_in_the_target_prefill_is_refused_at_step_1():
+    # Without processors the prefill's logits are kept raw; the first step reads them as
+    # the target's position 1, i.e. step 1.
+    model = tiny(15)
+    decoder = SpeculativeDecoder(tiny(16), 3, 9)
+    state = decoder.init(_NanPrefill(model), [[1, 2, 3]])
+    with pytest.raises(ValueError) as error:
+        decoder.step(state.model, state)
+    assert str(error.value) == "model returned logits containing NaN at step 1"
+
+
+def test_a_nan_in_the_draft_prefill_is_refused_at_step_1():
+    decoder = SpeculativeDecoder(_NanPrefill(tiny(16)), 3, 9)
+    state = decoder.init(tiny(15), [[1, 2, 3]])
+    with pytest.raises(ValueError) as error:
+        decoder.step(state.model, state)
+    assert str(error.value) == "model returned logits containing NaN at step 1"
+
+
+def test_logits_of_the_wrong_length_from_extend_many_name_the_step_and_the_shape():
+    class Short(CheckedLM):
+        def extend_many(self, state, parents_M, tokens_MT):
+            logits, state = super().extend_many(state, parents_M, tokens_MT)
+            return np.asarray(logits)[:, :-1], state
+
+    # The first step feeds the target the 3 drafts only, expecting [1, 3, 40] logits.
+    decoder = SpeculativeDecoder(tiny(16), 3, 9)
+    state = decoder.init(Short(tiny(15)), [[1, 2, 3]])
+    with pytest.raises(ValueError) as error:
+        decoder.step(state.model, state)
+    assert str(error.value) == (
+        "model returned logits of shape (1, 2, 40) from extend_many at step 1; expected (1, 3, 40)"
+    )
+
+
+def test_greedy_rejects_a_proposal_the_target_gives_logit_minus_inf_and_names_the_dead_end():
+    # The draft proposes 0, 0 after the prompt (1,). The target takes the first 0; after
+    # (1, 0) it gives every token -inf, so the second 0 (its arg-max by position) is not
+    # accepted and step 2 has no token left.
+    target = ScriptedLM({(): {0: 0.0}, (1, 0): {}}, vocab_size=2)
+    draft = ScriptedLM({(): {0: 0.0}}, vocab_size=2)
+    with pytest.raises(ValueError) as error:
+        SpeculativeDecoder(draft, 2, 5).decode(target, [[1]])
+    assert str(error.value) == (
+        "at step 2, prompt 0 has no token left to choose: the processors [] (or the model) "
+        "gave every token the logit -inf"
+    )
