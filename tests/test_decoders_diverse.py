@@ -446,3 +446,22 @@ def test_the_memo_a_steps_processors_leave_is_the_next_steps_previous():
     assert state.processor_memo == {chained: [(1, 0), (1, 1)]}
     decoder.step(model, state)
     assert chained.seen[-1][4] == [(1, 0), (1, 1)]
+
+
+class _NanPrefill(ScriptedLM):
+    """A model whose prefill logits are NaN for token 2."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        logits = np.array(logits, dtype=np.float64)
+        logits[:, 2] = np.nan
+        return logits, state
+
+
+def test_nan_logits_are_refused_by_the_step_that_reads_them():
+    model = _NanPrefill({(): {1: 0.0}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 2)
+    state = decoder.init(model, [[0]])
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == "model returned logits containing NaN at step 1"
