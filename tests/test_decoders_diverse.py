@@ -322,3 +322,162 @@ def test_beam_width_above_the_limit_and_no_groups_are_refused_with_their_exact_m
     with pytest.raises(ValueError) as info:
         DiverseBeamSearchDecoder(4, 0, 1.0, 4)
     assert str(info.value) == "num_groups must be a positive int, got 0"
+
+
+# -- step: the groups' loop, the state it leaves, its errors -----------------------------------
+
+
+def test_stepping_a_finished_search_is_refused():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 1)
+    state = decoder.step(model, decoder.init(model, [[0]]))
+    assert decoder.done(state)
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == "step() called on a finished search; check done(state) first"
+
+
+def test_a_group_with_nothing_live_does_not_stop_the_later_groups():
+    # The model prefers 2 (0.6) over 1 (0.4); after 1 it prefers 2 (0.7) over 1 (0.3).
+    # StopOnTokens([2]). Step 1: group 0 takes 2, ended at once; group 1 pays 5 for 2 and
+    # takes 1. Step 2: group 0 has nothing live and keeps its beam; group 1 still goes on,
+    # 1 -> 2 (log 0.4 + log 0.7 = log 0.28).
+    model = ScriptedLM({(): {1: log(0.4), 2: log(0.6)}, (1,): {1: log(0.3), 2: log(0.7)}}, 3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 5.0, 3, alpha=0.0, stopping=[StopOnTokens([2])])
+    beams = decoder.decode(model, [[0]])[0]
+    assert [b.tokens for b in beams] == [(2,), (1, 2)]
+    assert math.isclose(beams[1].logprob, log(0.4) + log(0.7))
+
+
+def test_a_finished_beam_held_by_a_group_is_no_token_for_the_later_groups():
+    # Two groups of two beams, EOS 0, vocabulary 4, penalty 10. Step 1: group 0 takes 0
+    # (0.5, ended) and 1 (0.3); group 1 pays 10 for 1 and takes 0 (0.5) and 3 (0.2). Step 2:
+    # group 0 keeps (0,) (0.5, carried) and (1, 1) (0.27) over (1, 2) (0.03). Group 1 pays
+    # for token 1 only (the carried beam chose nothing): (3, 3) (0.12) beats (3, 2) (0.08).
+    model = ScriptedLM(
+        {(): {0: log(0.5), 1: log(0.3), 3: log(0.2)}, (1,): {1: log(0.9), 2: log(0.1)},
+         (3,): {3: log(0.6), 2: log(0.4)}},
+        vocab_size=4,
+    )  # fmt: skip
+    decoder = DiverseBeamSearchDecoder(4, 2, 10.0, 2, alpha=0.0, eos_token_id=0)
+    beams = decoder.decode(model, [[2]])[0]
+    assert sorted(b.tokens for b in beams) == [(0,), (0,), (1, 1), (3, 3)]
+
+
+class _NoTokenFor(decoding.LogitsProcessor):
+    """Gives every token of the rows of one prompt the logit -inf."""
+
+    def __init__(self, prompt):
+        self.prompt = prompt
+
+    def __call__(self, logits_MV, context):
+        out = np.array(logits_MV)
+        out[np.asarray(context.prompt_index_M) == self.prompt] = -np.inf
+        return out
+
+    def __repr__(self):
+        return f"_NoTokenFor({self.prompt})"
+
+
+def test_a_prompt_left_with_no_candidate_is_named():
+    # Prompt 0 goes on; prompt 1's rows get -inf everywhere, so it holds nothing after step 1.
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 2, processors=[_NoTokenFor(1)])
+    state = decoder.init(model, [[0], [0]])
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == (
+        "at step 1, prompt 1 has no candidate and no finished beam left: the processors "
+        "[_NoTokenFor(1)] (or the model) gave every token of its live beams the logit -inf"
+    )
+
+
+class _ShortExtend(ScriptedLM):
+    """A model whose extend logits lack the last token's column."""
+
+    def extend(self, state, parents, tokens):
+        logits, state = super().extend(state, parents, tokens)
+        return np.asarray(logits)[:, :-1], state
+
+
+def test_bad_extend_logits_are_refused_as_the_next_step():
+    # Step 1 holds two live beams (one per group); the model's logits for step 2 are short.
+    model = _ShortExtend({(): {1: log(0.6), 2: log(0.4)}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 3)
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, decoder.init(model, [[0]]))
+    assert str(info.value) == "model returned logits of shape (2, 2) at step 2; expected (2, 3)"
+
+
+def test_the_state_after_a_step_holds_empty_slots_as_minus_inf_and_no_rows_when_over():
+    # One group of two beams, only token 1 possible: step 1 fills one slot, the other stays
+    # empty (total and logprob -inf, float64). The search is then over: no live rows, and
+    # without processors no memo is kept.
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(2, 1, 1.0, 1)
+    state = decoder.step(model, decoder.init(model, [[0]]))
+    assert state.logprob_BK.dtype == np.float64
+    assert state.logprob_BK.tolist() == [[0.0, -np.inf]]
+    assert state.total_BK.tolist() == [[0.0, -np.inf]]
+    assert decoder.done(state)
+    assert state.model_row_M.tolist() == []
+    assert state.processor_memo is None
+
+
+class _Asked(decoding.StoppingCriterion):
+    """A stopping criterion that ends nothing and records what it is told."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, context):
+        rows = len(context.prompt_index_M)
+        self.calls.append(
+            (context.step, context.eos_token_ids, context.prompts, context.prompt_index_M.tolist())
+        )
+        return np.zeros(rows, dtype=bool)
+
+
+def test_stopping_criteria_are_told_the_eos_ids_and_prompts_and_asked_about_going_beams_only():
+    # Two groups of one beam, EOS 0. Step 1: group 0 takes 1 (0.6); group 1 pays 5 for it and
+    # takes 2 (0.4): both go on, so the criterion is asked about both. Step 2: both end with
+    # EOS, so no beam goes on and the criterion is not asked.
+    model = ScriptedLM(
+        {(): {1: log(0.6), 2: log(0.4)}, (1,): {0: 0.0}, (2,): {0: 0.0}}, vocab_size=6
+    )
+    asked = _Asked()
+    decoder = DiverseBeamSearchDecoder(2, 2, 5.0, 3, eos_token_id=0, stopping=[asked])
+    beams = decoder.decode(model, [[4, 5]])[0]
+    assert sorted(b.tokens for b in beams) == [(1, 0), (2, 0)]
+    assert asked.calls == [(1, (0,), ((4, 5),), [0, 0])]
+
+
+def test_the_memo_a_steps_processors_leave_is_the_next_steps_previous():
+    # Two groups of one beam, three steps: each call leaves (step, row) per row in its memo;
+    # the state after step 1 keeps that memo and step 2's call is handed it as previous.
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}}, vocab_size=5)
+    chained = _Chained()
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 3, alpha=0.0, processors=[chained])
+    state = decoder.step(model, decoder.init(model, [[4]]))
+    assert state.processor_memo == {chained: [(1, 0), (1, 1)]}
+    decoder.step(model, state)
+    assert chained.seen[-1][4] == [(1, 0), (1, 1)]
+
+
+class _NanPrefill(ScriptedLM):
+    """A model whose prefill logits are NaN for token 2."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        logits = np.array(logits, dtype=np.float64)
+        logits[:, 2] = np.nan
+        return logits, state
+
+
+def test_nan_logits_are_refused_by_the_step_that_reads_them():
+    model = _NanPrefill({(): {1: 0.0}}, vocab_size=3)
+    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 2)
+    state = decoder.init(model, [[0]])
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == "model returned logits containing NaN at step 1"
