@@ -67,3 +67,59 @@ def test_rope_tables_are_cos_and_sin_of_position_times_frequency_times_scale():
     assert cos_NTE.dtype == sin_NTE.dtype == np.float32
     np.testing.assert_allclose(cos_NTE, 2 * expected_cos, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(sin_NTE, 2 * expected_sin, rtol=1e-6, atol=1e-7)
+
+
+# -- linear layers ---------------------------------------------------------------------------------
+
+
+def test_linear_keeps_every_leading_axis():
+    """[2, 1, 3] @ [3, 2] + [2] -> [2, 1, 2]: rows [1, 2, 3] and [4, 5, 6] times columns
+    [1, 0, 1] and [0, 1, 0], plus [10, 20]: [14, 22] and [20, 25]."""
+    from decoding.lm.layers import linear
+
+    x = np.arange(1.0, 7.0).reshape(2, 1, 3)
+    w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    y = linear(x, w, np.array([10.0, 20.0]))
+    assert y.shape == (2, 1, 2)
+    assert y.tolist() == [[[14.0, 22.0]], [[20.0, 25.0]]]
+    y = linear(np.arange(1.0, 13.0).reshape(2, 2, 3), w, None)
+    assert y.shape == (2, 2, 2)
+    assert y.tolist() == [[[4.0, 2.0], [10.0, 5.0]], [[16.0, 8.0], [22.0, 11.0]]]
+
+
+def test_linear_t_adds_the_bias_with_a_weight_held_as_stored():
+    """``wt`` is ``[O, I]``: the transpose of a C-contiguous [I, O] weight (a GPT-2
+    checkpoint's layout, `as_stored`) and of the same weight as `out_in` give the same rows:
+    [1, 2, 3] and [4, 5, 6] times columns [1, 0, 1] and [0, 1, 0], plus [10, 20]."""
+    from decoding.lm.layers import as_stored, linear_t, out_in
+
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    w_IO = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    b = np.array([10.0, 20.0])
+    for wt in (as_stored(w_IO).T, out_in(w_IO).T):
+        assert linear_t(x, wt, b).tolist() == [[14.0, 22.0], [20.0, 25.0]]
+        assert linear_t(x[:1], wt, b).tolist() == [[14.0, 22.0]]
+
+
+def test_linear_t_returns_c_contiguous_rows():
+    """Few rows are computed as ``(wt @ x.T).T``; the transpose back to rows is part of the
+    bias add, so the result is C-contiguous rows either way (as with no bias)."""
+    from decoding.lm.layers import linear_t, out_in
+
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    wt = out_in(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])).T
+    for b in (np.array([10.0, 20.0]), None):
+        y = linear_t(x, wt, b)
+        assert y.flags.c_contiguous
+        assert y.tolist() == ([[14.0, 22.0], [20.0, 25.0]] if b is not None else [[4, 2], [10, 5]])
+
+
+def test_linear_t_with_a_weight_held_as_stored_is_exactly_x_at_w():
+    """With the [I, O] layout `linear_t` is the plain product ``x @ w``, to the bit (the
+    ``(wt @ x.T).T`` form rounds float32 sums differently at these sizes)."""
+    from decoding.lm.layers import as_stored, linear_t
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    w_IO = rng.standard_normal((64, 48)).astype(np.float32)
+    assert np.array_equal(linear_t(x, as_stored(w_IO).T, None), x @ w_IO)
