@@ -123,3 +123,94 @@ def test_linear_t_with_a_weight_held_as_stored_is_exactly_x_at_w():
     x = rng.standard_normal((4, 64)).astype(np.float32)
     w_IO = rng.standard_normal((64, 48)).astype(np.float32)
     assert np.array_equal(linear_t(x, as_stored(w_IO).T, None), x @ w_IO)
+
+
+# -- attention masks -------------------------------------------------------------------------------
+
+_INF = -np.inf
+
+
+def test_attention_mask_bias_is_zero_where_visible_and_minus_inf_elsewhere():
+    """Queries at columns 3 and 4 (start 3) over 5 columns: row 0 (no padding) sees columns
+    0 .. itself; row 1 (2 columns of padding) sees 2 .. itself. A padding query sees only
+    itself."""
+    from decoding.lm.layers import AttentionMask
+
+    mask = AttentionMask(np.array([0, 2]), 3)
+    expected = [
+        [[0, 0, 0, 0, _INF], [0, 0, 0, 0, 0]],
+        [[_INF, _INF, 0, 0, _INF], [_INF, _INF, 0, 0, 0]],
+    ]
+    assert mask.bias(0, 2, 5, np.dtype(np.float64)).tolist() == expected
+    padding = AttentionMask(np.array([2]), 0).bias(0, 3, 3, np.dtype(np.float64))
+    assert padding.tolist() == [[[0, _INF, _INF], [_INF, 0, _INF], [_INF, _INF, 0]]]
+
+
+def test_attention_mask_uses_the_cached_key_row_only_for_a_query_at_the_last_column():
+    """`keys_N1S` (the cache's padding row over its whole capacity, 8 columns) is the bias of
+    one query at the last of the ``columns`` (a decoding step, or the last query of a block),
+    sliced, not rebuilt. A single query before the last column must not see the later one."""
+    from decoding.lm.layers import AttentionMask, key_bias
+
+    pad_N = np.array([0, 2])
+    keys_N1S = key_bias(pad_N, 8, np.dtype(np.float64))
+    float64 = np.dtype(np.float64)
+    step = AttentionMask(pad_N, 4, keys_N1S=keys_N1S).bias(0, 1, 5, float64)
+    assert step.tolist() == [[[0, 0, 0, 0, 0]], [[_INF, _INF, 0, 0, 0]]]
+    assert np.shares_memory(step, keys_N1S)
+    last_of_block = AttentionMask(pad_N, 2, keys_N1S=keys_N1S).bias(2, 3, 5, float64)
+    assert last_of_block.tolist() == [[[0, 0, 0, 0, 0]], [[_INF, _INF, 0, 0, 0]]]
+    assert np.shares_memory(last_of_block, keys_N1S)
+    before_last = AttentionMask(pad_N, 3, keys_N1S=keys_N1S).bias(0, 1, 5, float64)
+    assert before_last.tolist() == [[[0, 0, 0, 0, _INF]], [[_INF, _INF, 0, 0, _INF]]]
+
+
+def test_attention_mask_bias_has_the_requested_dtype():
+    """The bias is in the scores' dtype, even from a cached key row held in another."""
+    from decoding.lm.layers import AttentionMask, key_bias
+
+    pad_N = np.array([1])
+    keys_N1S = key_bias(pad_N, 4, np.dtype(np.float64))
+    for start in (2, 1):  # the cached row, then a rebuilt one
+        mask = AttentionMask(pad_N, start, keys_N1S=keys_N1S)
+        bias = mask.bias(0, 1, 3, np.dtype(np.float32))
+        assert bias.dtype == np.float32
+        assert bias.tolist() == ([[[_INF, 0, 0]]] if start == 2 else [[[_INF, 0, _INF]]])
+
+
+class _RecordingMask:
+    """An `AttentionMask` that records which blocks of queries it was asked for."""
+
+    def __init__(self, mask):
+        self.mask = mask
+        self.blocks = []
+
+    def bias(self, first, last, columns, dtype):
+        self.blocks.append((first, last))
+        return self.mask.bias(first, last, columns, dtype)
+
+
+def test_chunked_attention_takes_one_query_per_block_when_one_barely_fits(monkeypatch):
+    """One row, one head, 2 query groups (share 2), 3 queries, 3 float64 columns: a query's
+    scores take 1 * 1 * 2 * 3 * 8 = 48 bytes. With `ATTENTION_BYTES` 48, or less, each query
+    is its own block; with 96, two fit. The output is plain causal attention either way."""
+    import decoding.lm.layers as layers
+    from decoding.lm.layers import AttentionMask, chunked_attention
+
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((1, 1, 6, 2))
+    k = rng.standard_normal((1, 1, 3, 2))
+    v = rng.standard_normal((1, 1, 3, 2))
+    causal = np.array([[[0, _INF, _INF], [0, 0, _INF], [0, 0, 0]] * 2])
+    expected = attention(q, k, v, causal)
+    for budget, blocks in ((48, [(0, 1), (1, 2), (2, 3)]), (47, [(0, 1), (1, 2), (2, 3)])):
+        monkeypatch.setattr(layers, "ATTENTION_BYTES", budget)
+        mask = _RecordingMask(AttentionMask(np.array([0]), 0))
+        out = chunked_attention(q, [k[:, :, :2], k[:, :, 2:]], [v[:, :, :2], v[:, :, 2:]], mask, 2)
+        assert mask.blocks == blocks
+        np.testing.assert_allclose(out, expected, rtol=1e-12)
+    monkeypatch.setattr(layers, "ATTENTION_BYTES", 96)
+    mask = _RecordingMask(AttentionMask(np.array([0]), 0))
+    out = chunked_attention(q, [k], [v], mask, 2)
+    assert mask.blocks == [(0, 2), (2, 3)]
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
