@@ -939,3 +939,48 @@ def test_greedy_rejects_a_proposal_the_target_gives_logit_minus_inf_and_names_th
         "at step 2, prompt 0 has no token left to choose: the processors [] (or the model) "
         "gave every token the logit -inf"
     )
+
+
+# -- step: a row the draft cannot continue, steps without drafts, an ended row's dead end -----
+
+
+def test_the_draft_stops_for_every_row_when_one_row_has_no_token_left_under_it():
+    # The draft gives every token -inf after a sequence ending in 2, so at step 1 the row of
+    # prompt [2] cannot be drafted for: nothing is drafted for either row, and the target
+    # takes 1. At step 2 (budget 1: one token left after it) both rows draft 1, accepted.
+    target = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    draft = ScriptedLM({(): {1: 0.0}, (2,): {}}, vocab_size=3)
+    first, second = SpeculativeDecoder(draft, 2, 3).decode(target, [[1], [2]])
+    assert first[0].tokens == (1, 1, 1) and second[0].tokens == (1, 1, 1)
+    assert (first[0].accepted_draft_tokens, first[0].draft_tokens) == (1, 1)
+    assert (second[0].accepted_draft_tokens, second[0].draft_tokens) == (1, 1)
+
+
+def test_a_step_without_drafts_feeds_the_target_only_the_pending_token():
+    fed = []
+
+    class Feeds(CheckedLM):
+        def extend_many(self, state, parents_M, tokens_MT):
+            fed.append(np.asarray(tokens_MT).tolist())
+            return super().extend_many(state, parents_M, tokens_MT)
+
+    # The lookup finds no earlier n-gram in [1]: step 1 drafts nothing and scores the
+    # prefill's logits (no call); step 2 has no budget and feeds the pending token 2 only.
+    target = ScriptedLM({(): {2: 0.0}}, vocab_size=3)
+    (beam,) = SpeculativeDecoder(PromptLookup(), 2, 2).decode(Feeds(target), [[1]])[0]
+    assert beam.tokens == (2, 2)
+    assert fed == [[[2]]]
+
+
+def test_a_row_ended_by_an_accepted_eos_does_not_excuse_another_rows_dead_end():
+    # EOS 0. Prompt [1]: the draft proposes 0, 0 and the target takes both (the first ends
+    # the row). Prompt [2]: the draft proposes 1, 0; the target takes 1, then after (2, 1)
+    # gives every token -inf, so the cut is 2 and that row has nothing left at step 2.
+    target = ScriptedLM({(): {0: 0.0}, (2,): {1: 0.0}, (2, 1): {}}, vocab_size=3)
+    draft = ScriptedLM({(): {0: 0.0}, (2,): {1: 0.0}}, vocab_size=3)
+    with pytest.raises(ValueError) as error:
+        SpeculativeDecoder(draft, 2, 5, eos_token_id=0).decode(target, [[1], [2]])
+    assert str(error.value) == (
+        "at step 2, prompt 1 has no token left to choose: the processors [] (or the model) "
+        "gave every token the logit -inf"
+    )
