@@ -984,3 +984,21 @@ def test_a_row_ended_by_an_accepted_eos_does_not_excuse_another_rows_dead_end():
         "at step 2, prompt 1 has no token left to choose: the processors [] (or the model) "
         "gave every token the logit -inf"
     )
+
+
+def test_each_draft_position_gets_the_memo_left_for_the_one_before():
+    # Draft and target alike: 1, 2, 3, 4 after the prompt [5]; three drafts a step. Step 1's
+    # first proposal reads the draft's prefill logits (processed by init), so the draft's
+    # processors run at positions 1 and 2; then the target's at positions 1 to 3 (position 0
+    # is the prefill's). Each continues row 0 of the call one token before, and sees its memo.
+    model = ScriptedLM({(): {1: 0.0}, (1,): {2: 0.0}, (2,): {3: 0.0}, (3,): {4: 0.0}}, 6)
+    chained = _Chained()
+    decoder = SpeculativeDecoder(model, 3, 9, processors=[chained])
+    state = decoder.init(model, [[5]])
+    assert chained.seen == [(0, None, None), (0, None, None)]  # the two prefills
+    chained.seen.clear()
+    state = decoder.step(model, state)
+    assert state.tokens_BT.tolist() == [[1, 2, 3, 4]]
+    draft_calls = [(1, [0], [0]), (2, [0], [1])]
+    target_calls = [(1, [0], [0]), (2, [0], [1]), (3, [0], [2])]
+    assert chained.seen == draft_calls + target_calls
