@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import collections
 import math
+import warnings
 
+import attrs
 import numpy as np
 import pytest
 
 import decoding
 from decoding import PromptLookup, ScriptedLM, SpeculativeDecoder
+from decoding.decoders.rows import Noise
 from decoding.testing import (
     CheckedLM,
     reference_greedy,
@@ -1002,3 +1005,36 @@ def test_each_draft_position_gets_the_memo_left_for_the_one_before():
     draft_calls = [(1, [0], [0]), (2, [0], [1])]
     target_calls = [(1, [0], [0]), (2, [0], [1]), (3, [0], [2])]
     assert chained.seen == draft_calls + target_calls
+
+
+def _with_uniforms(decoder, target, prompt, value):
+    """The decoder's initial state on ``prompt`` with every random number of step 1 set to
+    ``value`` (a prompt has 2 * num_draft_tokens + 1 numbers a step)."""
+    state = decoder.init(target, [prompt])
+    draws = 2 * decoder.num_draft_tokens + 1
+    values = np.full((draws, 1), value)
+    return attrs.evolve(state, noise=Noise(values, 0, state.noise.streams, draws))
+
+
+def test_a_proposal_is_rejected_when_its_uniform_equals_p_over_q():
+    # PromptLookup(1) on [3, 1, 3] proposes 1 (q = 1); the target gives 1 and 2 p = 1/2 each.
+    # The proposal is accepted when u < p / q: at u = 1/2 exactly it is rejected, and the
+    # residual (p without 1) leaves 2.
+    target = ScriptedLM({(): {1: log(0.5), 2: log(0.5)}}, vocab_size=4)
+    decoder = SpeculativeDecoder(PromptLookup(1), 1, 2, temperature=1.0, seed=0)
+    state = decoder.step(target, _with_uniforms(decoder, target, [3, 1, 3], 0.5))
+    assert state.tokens_BT.tolist() == [[2]]
+    assert (state.accepted_B.tolist(), state.drafted_B.tolist()) == ([0], [1])
+
+
+def test_a_uniform_of_zero_accepts_the_proposal_without_a_warning():
+    # log 0 = -inf is below any log p - log q of a proposal the target allows: accepted,
+    # and the step's log of the uniform raises no divide-by-zero warning.
+    target = ScriptedLM({(): {1: log(0.5), 2: log(0.5)}}, vocab_size=4)
+    decoder = SpeculativeDecoder(PromptLookup(1), 1, 2, temperature=1.0, seed=0)
+    state = _with_uniforms(decoder, target, [3, 1, 3], 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = decoder.step(target, state)
+    assert state.tokens_BT.tolist()[0][0] == 1
+    assert (state.accepted_B.tolist(), state.drafted_B.tolist()) == ([1], [1])
