@@ -990,11 +990,11 @@ def test_a_row_ended_by_an_accepted_eos_does_not_excuse_another_rows_dead_end():
 
 
 def test_each_draft_position_gets_the_memo_left_for_the_one_before():
-    # Draft and target alike: 1, 2, 3, 4 after the prompt [5]; three drafts a step. Step 1's
-    # first proposal reads the draft's prefill logits (processed by init), so the draft's
+    # Draft and target alike: 1, 2, 3, 4, 5, 1, ... after the prompt [5]; three drafts a step.
+    # Step 1's first proposal reads the draft's prefill logits (processed by init), so the draft's
     # processors run at positions 1 and 2; then the target's at positions 1 to 3 (position 0
     # is the prefill's). Each continues row 0 of the call one token before, and sees its memo.
-    model = ScriptedLM({(): {1: 0.0}, (1,): {2: 0.0}, (2,): {3: 0.0}, (3,): {4: 0.0}}, 6)
+    model = ScriptedLM({(): {1: 0.0}, **{(t,): {t + 1: 0.0} for t in range(1, 5)}}, 6)
     chained = _Chained()
     decoder = SpeculativeDecoder(model, 3, 9, processors=[chained])
     state = decoder.init(model, [[5]])
@@ -1004,6 +1004,14 @@ def test_each_draft_position_gets_the_memo_left_for_the_one_before():
     assert state.tokens_BT.tolist() == [[1, 2, 3, 4]]
     draft_calls = [(1, [0], [0]), (2, [0], [1])]
     target_calls = [(1, [0], [0]), (2, [0], [1]), (3, [0], [2])]
+    assert chained.seen == draft_calls + target_calls
+    # Step 2: the draft is fed the target's token 4 and proposes from there (positions 4 to
+    # 6), the target scores positions 4 to 7; each call again sees the memo of the one before.
+    chained.seen.clear()
+    state = decoder.step(model, state)
+    assert state.tokens_BT.tolist() == [[1, 2, 3, 4, 5, 1, 2, 3]]
+    draft_calls = [(4, [0], [3]), (5, [0], [4]), (6, [0], [5])]
+    target_calls = [(4, [0], [3]), (5, [0], [4]), (6, [0], [5]), (7, [0], [6])]
     assert chained.seen == draft_calls + target_calls
 
 
