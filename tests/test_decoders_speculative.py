@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import collections
 import math
+import warnings
 
+import attrs
 import numpy as np
 import pytest
 
 import decoding
 from decoding import PromptLookup, ScriptedLM, SpeculativeDecoder
+from decoding.decoders.rows import Noise
 from decoding.testing import (
     CheckedLM,
     reference_greedy,
@@ -939,3 +942,107 @@ def test_greedy_rejects_a_proposal_the_target_gives_logit_minus_inf_and_names_th
         "at step 2, prompt 0 has no token left to choose: the processors [] (or the model) "
         "gave every token the logit -inf"
     )
+
+
+# -- step: a row the draft cannot continue, steps without drafts, an ended row's dead end -----
+
+
+def test_the_draft_stops_for_every_row_when_one_row_has_no_token_left_under_it():
+    # The draft gives every token -inf after a sequence ending in 2, so at step 1 the row of
+    # prompt [2] cannot be drafted for: nothing is drafted for either row, and the target
+    # takes 1. At step 2 (budget 1: one token left after it) both rows draft 1, accepted.
+    target = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    draft = ScriptedLM({(): {1: 0.0}, (2,): {}}, vocab_size=3)
+    first, second = SpeculativeDecoder(draft, 2, 3).decode(target, [[1], [2]])
+    assert first[0].tokens == (1, 1, 1) and second[0].tokens == (1, 1, 1)
+    assert (first[0].accepted_draft_tokens, first[0].draft_tokens) == (1, 1)
+    assert (second[0].accepted_draft_tokens, second[0].draft_tokens) == (1, 1)
+
+
+def test_a_step_without_drafts_feeds_the_target_only_the_pending_token():
+    fed = []
+
+    class Feeds(CheckedLM):
+        def extend_many(self, state, parents_M, tokens_MT):
+            fed.append(np.asarray(tokens_MT).tolist())
+            return super().extend_many(state, parents_M, tokens_MT)
+
+    # The lookup finds no earlier n-gram in [1]: step 1 drafts nothing and scores the
+    # prefill's logits (no call); step 2 has no budget and feeds the pending token 2 only.
+    target = ScriptedLM({(): {2: 0.0}}, vocab_size=3)
+    (beam,) = SpeculativeDecoder(PromptLookup(), 2, 2).decode(Feeds(target), [[1]])[0]
+    assert beam.tokens == (2, 2)
+    assert fed == [[[2]]]
+
+
+def test_a_row_ended_by_an_accepted_eos_does_not_excuse_another_rows_dead_end():
+    # EOS 0. Prompt [1]: the draft proposes 0, 0 and the target takes both (the first ends
+    # the row). Prompt [2]: the draft proposes 1, 0; the target takes 1, then after (2, 1)
+    # gives every token -inf, so the cut is 2 and that row has nothing left at step 2.
+    target = ScriptedLM({(): {0: 0.0}, (2,): {1: 0.0}, (2, 1): {}}, vocab_size=3)
+    draft = ScriptedLM({(): {0: 0.0}, (2,): {1: 0.0}}, vocab_size=3)
+    with pytest.raises(ValueError) as error:
+        SpeculativeDecoder(draft, 2, 5, eos_token_id=0).decode(target, [[1], [2]])
+    assert str(error.value) == (
+        "at step 2, prompt 1 has no token left to choose: the processors [] (or the model) "
+        "gave every token the logit -inf"
+    )
+
+
+def test_each_draft_position_gets_the_memo_left_for_the_one_before():
+    # Draft and target alike: 1, 2, 3, 4, 5, 1, ... after the prompt [5]; three drafts a step.
+    # Step 1's first proposal reads the draft's prefill logits (processed by init), so the draft's
+    # processors run at positions 1 and 2; then the target's at positions 1 to 3 (position 0
+    # is the prefill's). Each continues row 0 of the call one token before, and sees its memo.
+    model = ScriptedLM({(): {1: 0.0}, **{(t,): {t + 1: 0.0} for t in range(1, 5)}}, 6)
+    chained = _Chained()
+    decoder = SpeculativeDecoder(model, 3, 9, processors=[chained])
+    state = decoder.init(model, [[5]])
+    assert chained.seen == [(0, None, None), (0, None, None)]  # the two prefills
+    chained.seen.clear()
+    state = decoder.step(model, state)
+    assert state.tokens_BT.tolist() == [[1, 2, 3, 4]]
+    draft_calls = [(1, [0], [0]), (2, [0], [1])]
+    target_calls = [(1, [0], [0]), (2, [0], [1]), (3, [0], [2])]
+    assert chained.seen == draft_calls + target_calls
+    # Step 2: the draft is fed the target's token 4 and proposes from there (positions 4 to
+    # 6), the target scores positions 4 to 7; each call again sees the memo of the one before.
+    chained.seen.clear()
+    state = decoder.step(model, state)
+    assert state.tokens_BT.tolist() == [[1, 2, 3, 4, 5, 1, 2, 3]]
+    draft_calls = [(4, [0], [3]), (5, [0], [4]), (6, [0], [5])]
+    target_calls = [(4, [0], [3]), (5, [0], [4]), (6, [0], [5]), (7, [0], [6])]
+    assert chained.seen == draft_calls + target_calls
+
+
+def _with_uniforms(decoder, target, prompt, value):
+    """The decoder's initial state on ``prompt`` with every random number of step 1 set to
+    ``value`` (a prompt has 2 * num_draft_tokens + 1 numbers a step)."""
+    state = decoder.init(target, [prompt])
+    draws = 2 * decoder.num_draft_tokens + 1
+    values = np.full((draws, 1), value)
+    return attrs.evolve(state, noise=Noise(values, 0, state.noise.streams, draws))
+
+
+def test_a_proposal_is_rejected_when_its_uniform_equals_p_over_q():
+    # PromptLookup(1) on [3, 1, 3] proposes 1 (q = 1); the target gives 1 and 2 p = 1/2 each.
+    # The proposal is accepted when u < p / q: at u = 1/2 exactly it is rejected, and the
+    # residual (p without 1) leaves 2.
+    target = ScriptedLM({(): {1: log(0.5), 2: log(0.5)}}, vocab_size=4)
+    decoder = SpeculativeDecoder(PromptLookup(1), 1, 2, temperature=1.0, seed=0)
+    state = decoder.step(target, _with_uniforms(decoder, target, [3, 1, 3], 0.5))
+    assert state.tokens_BT.tolist() == [[2]]
+    assert (state.accepted_B.tolist(), state.drafted_B.tolist()) == ([0], [1])
+
+
+def test_a_uniform_of_zero_accepts_the_proposal_without_a_warning():
+    # log 0 = -inf is below any log p - log q of a proposal the target allows: accepted,
+    # and the step's log of the uniform raises no divide-by-zero warning.
+    target = ScriptedLM({(): {1: log(0.5), 2: log(0.5)}}, vocab_size=4)
+    decoder = SpeculativeDecoder(PromptLookup(1), 1, 2, temperature=1.0, seed=0)
+    state = _with_uniforms(decoder, target, [3, 1, 3], 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = decoder.step(target, state)
+    assert state.tokens_BT.tolist()[0][0] == 1
+    assert (state.accepted_B.tolist(), state.drafted_B.tolist()) == ([1], [1])
