@@ -233,6 +233,19 @@ def test_an_older_state_of_no_rows_still_gives_empty_logits_of_the_calls_shape()
     assert (logits.shape, logits.dtype, state.sequences()) == ((0, 3, 19), np.float64, ())
 
 
+def test_an_older_state_of_no_rows_gives_float32_logits_for_a_float32_model():
+    """The empty logits of an older state of no rows are in the model's dtype: float32 here."""
+    model = decoding.NumpyTransformerLM(
+        vocab_size=17, d_model=8, n_heads=2, seed=4, dtype=np.float32
+    )
+    _, s0 = model.prefill([[1, 2], [3]])
+    _, older = model.extend(s0, np.zeros(0, int), np.zeros(0, int))
+    model.extend(older, np.zeros(0, int), np.zeros(0, int))  # now `older` is older
+    assert not older.is_current
+    logits, _ = model.extend(older, np.zeros(0, int), np.zeros(0, int))
+    assert (logits.shape, logits.dtype) == ((0, 17), np.float32)
+
+
 def test_default_incremental_path_is_overridden_by_a_cache():
     # The transformer's state is a KV cache, not the base class's tuple of sequences.
     m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2)
@@ -298,6 +311,16 @@ def test_prompt_longer_than_the_position_table_is_refused():
         m.next_token_logits([list(range(9))])
 
 
+def test_an_extend_to_the_last_position_of_the_table_equals_a_full_recompute():
+    """n_ctx=8: a 7-token prompt extended by one token puts it at position 7, the table's last
+    row, and its logits are those of the 8-token sequence computed whole."""
+    m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=8, seed=5,
+                                    dtype=np.float64)  # fmt: skip
+    _, state = m.prefill([list(range(7))])
+    logits, _ = m.extend(state, np.array([0]), np.array([3]))
+    np.testing.assert_allclose(logits, m.next_token_logits([[*range(7), 3]]), rtol=0, atol=TOL)
+
+
 def test_extend_past_the_position_table_is_refused():
     m = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=8)
     _, state = m.prefill([list(range(7))])
@@ -327,6 +350,19 @@ def test_prefill_with_max_new_tokens_allocates_the_search_once():
         sequences = [sequences[p] + (int(t),) for p, t in zip(parents, tokens, strict=True)]
         np.testing.assert_allclose(logits, model.next_token_logits(sequences), atol=1e-9)
     assert state.allocated[1] > 6
+
+
+def test_an_extend_adding_rows_keeps_columns_that_suffice_else_grows_8_past_the_filled():
+    """max_new_tokens=4 past a 3-token prompt: 3 + 4 - 1 = 6 columns. An extend that adds
+    rows and fills exactly column 6 keeps 6 columns; one that needs a 7th allocates for the 6
+    filled ones plus 8 (the 1.5x of 6, 9, is less): 14."""
+    model = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=64)
+    _, state = model.prefill([(1, 2, 3)], 4)
+    assert state.allocated == (1, 6)
+    _, exact = model.extend_many(state, np.array([0, 0]), np.array([[4, 5, 6], [7, 8, 9]]))
+    assert exact.allocated == (2, 6)
+    _, past = model.extend_many(state, np.array([0, 0]), np.full((2, 4), 5))
+    assert past.allocated == (2, 14)
 
 
 @pytest.mark.no_blas_noise
@@ -371,6 +407,24 @@ def test_extend_many_names_tokens_MT_in_its_errors():
     )
     with pytest.raises(ValueError, match=r"^tokens_MT must be in \[0, 11\), got "):
         model.extend_many(state, [0, 1], [[1, 2], [3, 11]])
+    with pytest.raises(ValueError) as info:
+        model.extend_many(state, [0, 1], np.zeros((2, 0), int))  # rows of no tokens
+    assert str(info.value) == "tokens_MT must hold at least one token per row, got (2, 0)"
+
+
+def test_extend_names_the_shapes_and_the_values_it_refuses():
+    """extend wants ``[M]`` parents and ``[M]`` tokens; a refused array is named with its
+    value and dtype."""
+    model = decoding.NumpyTransformerLM(vocab_size=11, d_model=8, n_heads=2, n_ctx=32)
+    _, state = model.prefill([[1, 2], [3]])
+    with pytest.raises(ValueError) as info:
+        model.extend(state, [0, 1], [[1], [2]])  # [M, T] where [M] is wanted
+    assert str(info.value) == (
+        "parents_M and tokens_M must be 1-D of one length, got shapes (2,) and (2, 1)"
+    )
+    with pytest.raises(TypeError) as info:
+        model.extend(state, [0.5, 1.0], [1, 2])
+    assert str(info.value) == "parents_M must be an int array, got [0.5, 1.0] of dtype float64"
 
 
 def test_rewind_refuses_what_is_not_a_count_of_added_tokens():

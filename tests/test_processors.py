@@ -843,6 +843,14 @@ def test_apply_processors_takes_no_rows():
     assert out.shape == (0, 1)
 
 
+def test_apply_processors_takes_rows_of_no_tokens():
+    """A row of no tokens has no maximum: its peak is -inf, so there is nothing to refuse and
+    ``[2, 0]`` logits come back as they are (numpy's max of an empty row would raise)."""
+    out = decoding.processors.apply_processors([Temperature(2.0)], np.zeros((2, 0)),
+                                               rows_context(2, 1))  # fmt: skip
+    assert out.shape == (2, 0)
+
+
 # -- a huge temperature on float32 logits --------------------------------------------------------
 
 
