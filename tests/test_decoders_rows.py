@@ -5,9 +5,11 @@ sample a row of one model call per step, finished rows out of the calls, and the
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from decoding import GreedyDecoder, SamplingDecoder
+import decoding
+from decoding import GreedyDecoder, SamplingDecoder, ScriptedLM
 from decoding.testing.strategies import transformer
 
 from fakes import BAD_COUNTS, EOS_MODEL, Counting, names, refused, run_greedy, run_sampling
@@ -42,3 +44,37 @@ def test_finished_rows_leave_the_model_calls_by_hand():
 @pytest.mark.parametrize(("value", "error"), BAD_COUNTS)
 def test_max_new_tokens_must_be_a_positive_int(entry, value, error):
     refused(entry, error, names("max_new_tokens", value), max_new_tokens=value)
+
+
+class BanFrom(decoding.LogitsProcessor):
+    """Forbids every token from ``first`` on (its repr names ``first``)."""
+
+    def __init__(self, first: int):
+        self.first = first
+
+    def __call__(self, logits_MV, context):
+        logits_MV[:, self.first :] = -np.inf
+        return logits_MV
+
+    def __repr__(self):
+        return f"BanFrom({self.first})"
+
+
+def test_a_dead_end_names_at_most_four_processors_then_counts_them():
+    """Four processors are named in full; a fifth makes the list stop at four and say how
+    many there are. Each bans every token (from 0, 1, 2, ...) of a 3-token vocabulary."""
+    model = ScriptedLM({(): [0.0, 0.0, 0.0]}, vocab_size=3)
+    four, five = [BanFrom(i) for i in range(4)], [BanFrom(0)] + [BanFrom(i) for i in range(4)]
+    with pytest.raises(ValueError) as info:
+        GreedyDecoder(2, processors=four).decode(model, [[1]])
+    assert str(info.value) == (
+        "at step 1, prompt 0 has no token left to choose: the processors [BanFrom(0), "
+        "BanFrom(1), BanFrom(2), BanFrom(3)] (or the model) gave every token the logit -inf"
+    )
+    with pytest.raises(ValueError) as info:
+        GreedyDecoder(2, processors=five).decode(model, [[1]])
+    assert str(info.value) == (
+        "at step 1, prompt 0 has no token left to choose: the processors [BanFrom(0), "
+        "BanFrom(0), BanFrom(1), BanFrom(2), ... (5 in all)] (or the model) gave every token "
+        "the logit -inf"
+    )

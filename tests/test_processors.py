@@ -32,6 +32,7 @@ from decoding import (
     TopK,
     TopP,
 )
+from decoding.numerics import log_softmax
 from decoding.testing import reference
 from decoding.testing.strategies import logit_rows
 
@@ -277,6 +278,24 @@ def test_top_p_keeps_the_smallest_most_likely_set_reaching_p():
     assert apply(TopP(0.5), tied) == [tied[0], -inf, tied[2]]
     # Unnormalised logits work the same: [0, log 4, log 3, log 2] is .1 .4 .3 .2.
     assert apply(TopP(0.5), [0.0, log(4), log(3), log(2)]) == [-inf, log(4), log(3), -inf]
+
+
+def test_top_p_counts_a_token_that_reaches_p_exactly_and_measures_mass_by_the_rows_total():
+    # Two equal tokens: token 0's mass is exactly 0.5, so it reaches p = 0.5 alone.
+    assert apply(TopP(0.5), [0.0, 0.0]) == [0.0, -inf]
+    # [0, 0, 4]: the float64 running mass of 2, 0, 1 ends just short of or past 1; p set to
+    # the top token's share of that total is reached by the top token alone.
+    row = [0.0, 0.0, 4.0]
+    mass = np.cumsum(np.exp(np.sort(log_softmax(np.array([row]))[0])[::-1]))
+    assert mass[-1] != 1.0  # the case in question
+    assert apply(TopP(float(mass[0] / mass[-1])), row) == [-inf, -inf, 4.0]
+
+
+def test_top_p_on_a_row_with_no_possible_token_warns_of_nothing():
+    """An all -inf row has no mass to share (0 / 0): it stays all -inf, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert apply(TopP(0.5), [-inf, -inf, -inf]) == [-inf, -inf, -inf]
 
 
 def test_top_p_1_forbids_nothing():
@@ -867,3 +886,12 @@ def test_a_temperature_beyond_float32_is_refused_by_the_decoder_without_a_warnin
         "processor Temperature(t=1e+39) made logits NaN at step 1 "
         "(an argument too extreme for the logits' float type?)"
     )
+
+
+def test_a_probability_that_is_not_a_number_is_refused_with_the_range():
+    with pytest.raises(TypeError) as info:
+        decoding.TopP("x")
+    assert str(info.value) == "p must be a number in (0, 1], got 'x'"
+    with pytest.raises(TypeError) as info:
+        decoding.SamplingDecoder(3, top_p=[0.5])
+    assert str(info.value) == "top_p must be a number in (0, 1], got [0.5]"
