@@ -329,6 +329,20 @@ def test_extend_past_the_position_table_is_refused():
         m.extend(state, np.array([0]), np.array([3]))
 
 
+def test_prefill_names_what_it_refuses():
+    """No prompts, and a ``max_new_tokens`` that is not a count, are refused by name."""
+    model = decoding.NumpyTransformerLM(vocab_size=11, d_model=8, n_heads=2, n_ctx=32)
+    with pytest.raises(ValueError) as info:
+        model.prefill([])
+    assert str(info.value) == "prompts must not be empty"
+    with pytest.raises(ValueError) as info:
+        model.prefill([[1, 2]], -1)
+    assert str(info.value) == "max_new_tokens must be a non-negative int, got -1"
+    with pytest.raises(TypeError) as info:
+        model.prefill([[1, 2]], 2.5)
+    assert str(info.value) == "max_new_tokens must be a non-negative int, got 2.5"
+
+
 # -- a cache allocated for the whole search ----------------------------------------------------
 
 
@@ -363,6 +377,38 @@ def test_an_extend_adding_rows_keeps_columns_that_suffice_else_grows_8_past_the_
     assert exact.allocated == (2, 6)
     _, past = model.extend_many(state, np.array([0, 0]), np.full((2, 4), 5))
     assert past.allocated == (2, 14)
+
+
+def test_prefill_allocates_the_larger_of_1_5x_and_8_more_columns_within_the_usable_ones():
+    """A prefill of width W allocates max(W + W // 2, W + 8) columns, cut at the last usable
+    column: a row padded by p reaches the table's last position at column n_ctx + p - 1, so
+    n_ctx plus the most padding. n_ctx = 1024, W = 18: 18 + 9 = 27 (more than 18 + 8 = 26).
+    n_ctx = 8, W = 7 unpadded: 7 + 8 = 15 is cut at 8. n_ctx = 8, W = 6 with a row padded by
+    5: 6 + 8 = 14 is cut at 8 + 5 = 13."""
+    wide = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=1024)
+    assert wide.prefill([list(range(18))])[1].allocated == (1, 27)
+    short = decoding.NumpyTransformerLM(vocab_size=20, d_model=8, n_heads=2, n_ctx=8)
+    assert short.prefill([list(range(7))])[1].allocated == (1, 8)
+    assert short.prefill([list(range(6)), [1]])[1].allocated == (2, 13)
+
+
+def test_columns_grown_for_the_tables_last_position_stop_there():
+    """n_ctx = 8, a 3-token prompt with max_new_tokens=5: 3 + 5 - 1 = 7 columns. A call that
+    fills column 8 (the table's last position) grows the columns to 8, not past it: in place
+    (one row) and into a new slab (two rows); its logits are the full recompute's."""
+    model = decoding.NumpyTransformerLM(
+        vocab_size=20, d_model=8, n_heads=2, n_ctx=8, seed=3, dtype=np.float64
+    )
+    _, state = model.prefill([(1, 2, 3)], 5)
+    assert state.allocated == (1, 7)
+    _, grown = model.extend_many(state, np.array([0, 0]), np.array([[4] * 5, [5] * 5]))
+    assert grown.allocated == (2, 8)
+    _, state = model.extend_many(state, np.array([0]), np.array([[4, 5, 6, 7]]))
+    assert state.allocated == (1, 7)
+    logits, state = model.extend(state, np.array([0]), np.array([8]))
+    assert state.allocated == (1, 8)
+    expected = model.next_token_logits([(1, 2, 3, 4, 5, 6, 7, 8)])
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=TOL)
 
 
 @pytest.mark.no_blas_noise
