@@ -1,11 +1,12 @@
 """`decoding.lm.layers`: attention on a hand-worked case, and finite and equal on the cached
-path for large activations.
+path for large activations; the cache write across chunks.
 """
 
 from __future__ import annotations
 
 import attrs
 import numpy as np
+import pytest
 
 import decoding
 from decoding.lm.layers import attention, normalize
@@ -67,6 +68,27 @@ def test_rope_tables_are_cos_and_sin_of_position_times_frequency_times_scale():
     assert cos_NTE.dtype == sin_NTE.dtype == np.float32
     np.testing.assert_allclose(cos_NTE, 2 * expected_cos, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(sin_NTE, 2 * expected_sin, rtol=1e-6, atol=1e-7)
+
+
+def test_write_cache_writes_across_a_chunk_boundary_and_returns_the_filled_parts():
+    """Chunks of 3 and 4 columns (one row, one head, width 1). Two new keys at start 2 go to
+    column 2 of the first chunk and column 0 of the second; the filled parts are the first
+    chunk whole and one column of the second. Two at start 1 end at column 3, the first
+    chunk's end: the second chunk is left as it was and is not among the filled parts."""
+    from decoding.lm.layers import write_cache
+
+    k_chunks = [np.zeros((1, 1, 3, 1)), np.zeros((1, 1, 4, 1))]
+    v_chunks = [np.zeros((1, 1, 3, 1)), np.zeros((1, 1, 4, 1))]
+    new_k = np.array([1.0, 2.0]).reshape(1, 1, 2, 1)
+    keys, values = write_cache(k_chunks, v_chunks, new_k, -new_k, 2)
+    assert [k.ravel().tolist() for k in keys] == [[0, 0, 1], [2]]
+    assert [v.ravel().tolist() for v in values] == [[0, 0, -1], [-2]]
+    assert k_chunks[1].ravel().tolist() == [2, 0, 0, 0]
+    keys, values = write_cache(k_chunks, v_chunks, 10 * new_k, -10 * new_k, 1)
+    assert [k.ravel().tolist() for k in keys] == [[0, 10, 20]]
+    assert [v.ravel().tolist() for v in values] == [[0, -10, -20]]
+    assert k_chunks[1].ravel().tolist() == [2, 0, 0, 0]
+    assert v_chunks[1].ravel().tolist() == [-2, 0, 0, 0]
 
 
 # -- linear layers ---------------------------------------------------------------------------------
@@ -214,3 +236,19 @@ def test_chunked_attention_takes_one_query_per_block_when_one_barely_fits(monkey
     out = chunked_attention(q, [k], [v], mask, 2)
     assert mask.blocks == [(0, 2), (2, 3)]
     np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_write_cache_refuses_key_and_value_chunks_of_different_counts():
+    """Keys and values are written chunk by chunk in pairs: a value chunk missing is an error,
+    not a silent skip of the keys past it."""
+    from decoding.lm.layers import write_cache
+
+    k_chunks = [np.zeros((1, 1, 2, 1)), np.zeros((1, 1, 2, 1))]
+    new = np.ones((1, 1, 1, 1))
+    with pytest.raises(ValueError, match="shorter"):
+        write_cache(k_chunks, [np.zeros((1, 1, 2, 1))], new, new, 0)
+    with pytest.raises(ValueError, match="longer"):
+        write_cache(k_chunks[:1], [np.zeros((1, 1, 2, 1))] * 2, new, new, 0)
