@@ -392,6 +392,24 @@ def test_prefill_allocates_the_larger_of_1_5x_and_8_more_columns_within_the_usab
     assert short.prefill([list(range(6)), [1]])[1].allocated == (2, 13)
 
 
+def test_a_prompt_filling_the_position_table_allocates_no_column_past_it():
+    """n_ctx = 8 and an unpadded 8-token prompt: its 8 columns reach the table's last
+    position, so the cache holds exactly 8, with or without max_new_tokens (an extend would
+    be refused), and its logits are the full recompute's."""
+    model = decoding.NumpyTransformerLM(
+        vocab_size=20, d_model=8, n_heads=2, n_ctx=8, seed=3, dtype=np.float64
+    )
+    prompt = [5, 1, 4, 1, 5, 9, 2, 6]
+    for more in (None, 1, 3):
+        logits, state = model.prefill([prompt], more)
+        assert state.allocated == (1, 8)
+    with pytest.raises(ValueError, match=r"n_ctx=8"):
+        model.extend(state, np.array([0]), np.array([3]))
+    np.testing.assert_allclose(
+        logits[0], reference_gpt2_logits(model.weights, prompt), rtol=0, atol=TOL
+    )
+
+
 def test_columns_grown_for_the_tables_last_position_stop_there():
     """n_ctx = 8, a 3-token prompt with max_new_tokens=5: 3 + 5 - 1 = 7 columns. A call that
     fills column 8 (the table's last position) grows the columns to 8, not past it: in place

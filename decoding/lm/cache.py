@@ -279,7 +279,7 @@ class CachedLM(LanguageModel):
         current ``capacity`` (at least 8 more than ``filled``), but never past the column at
         which every row would exceed the position table."""
         limit = self.max_sequence_length + int(pad_R.max(initial=0))
-        return max(filled + 1, min(max(capacity + capacity // 2, filled + 8), limit))
+        return min(max(capacity + capacity // 2, filled + 8), limit)
 
     def prefill(
         self, prompts: Sequence[Sequence[int]], max_new_tokens: int | None = None
@@ -323,7 +323,7 @@ class CachedLM(LanguageModel):
         capacity = self._capacity(width, width, pad_N)
         if reserve:
             limit = self.max_sequence_length + int(pad_N.max(initial=0))
-            capacity = max(width + 1, min(reserve, limit))
+            capacity = min(max(width + 1, reserve), limit)
         slab = self._new_slab(len(checked), capacity, pad_N)
         positions_NT = np.maximum(np.arange(width) - pad_N[:, None], 0)
         logits_NV = self._forward(
