@@ -123,6 +123,21 @@ def test_linear_t_adds_the_bias_with_a_weight_held_as_stored():
         assert linear_t(x[:1], wt, b).tolist() == [[14.0, 22.0]]
 
 
+def test_linear_t_adds_the_bias_to_many_rows():
+    """A prefill of 130 rows (more than a decoding step's few) with both weight layouts:
+    row [i, 2i] times columns [1, 1] and [0, 1] is [3i, 2i], plus [10, 20]."""
+    from decoding.lm.layers import as_stored, linear_t, out_in
+
+    i = np.arange(130.0)
+    x = np.stack([i, 2 * i], axis=1)
+    w_IO = np.array([[1.0, 0.0], [1.0, 1.0]])
+    b = np.array([10.0, 20.0])
+    expected = np.stack([3 * i + 10, 2 * i + 20], axis=1)
+    for wt in (as_stored(w_IO).T, out_in(w_IO).T):
+        assert linear_t(x, wt, b).tolist() == expected.tolist()
+        assert linear_t(x, wt, None).tolist() == (expected - b).tolist()
+
+
 def test_linear_t_returns_c_contiguous_rows():
     """Few rows are computed as ``(wt @ x.T).T``; the transpose back to rows is part of the
     bias add, so the result is C-contiguous rows either way (as with no bias)."""
