@@ -253,6 +253,25 @@ def test_chunked_attention_takes_one_query_per_block_when_one_barely_fits(monkey
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
+def test_chunked_attention_in_blocks_keeps_the_queries_float32(monkeypatch):
+    """One row, one head, width 1, float32: keys 1 and 0, values 4 and 8, causal. Query 0
+    sees key 0 only: 4. Query 1 (ln 3) sees both: scores [ln 3, 0], weights [3/4, 1/4], 5.
+    A query's scores take 1 * 1 * 1 * 2 * 4 = 8 bytes: with `ATTENTION_BYTES` 8 each query
+    is its own block, and the blocks' output is float32 like a single block's."""
+    import decoding.lm.layers as layers
+    from decoding.lm.layers import AttentionMask, chunked_attention
+
+    q = np.array([5.0, np.log(3.0)], dtype=np.float32).reshape(1, 1, 2, 1)
+    k = np.array([1.0, 0.0], dtype=np.float32).reshape(1, 1, 2, 1)
+    v = np.array([4.0, 8.0], dtype=np.float32).reshape(1, 1, 2, 1)
+    for budget, blocks in ((8, [(0, 1), (1, 2)]), (64, [(0, 2)])):
+        monkeypatch.setattr(layers, "ATTENTION_BYTES", budget)
+        mask = _RecordingMask(AttentionMask(np.array([0]), 0))
+        out = chunked_attention(q, [k[:, :, :1], k[:, :, 1:]], [v[:, :, :1], v[:, :, 1:]], mask)
+        assert mask.blocks == blocks
+        assert out.dtype == np.float32 and out.shape == (1, 1, 2, 1)
+        np.testing.assert_allclose(out.ravel(), [4.0, 5.0], rtol=1e-6)
+
 # -- errors ----------------------------------------------------------------------------------------
 
 
