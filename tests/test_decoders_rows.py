@@ -37,6 +37,23 @@ def test_finished_rows_leave_the_model_calls_by_hand():
     assert model.calls == [("prefill", 2), ("extend", 2), ("extend", 1)]
 
 
+# -- properties ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_a_sampling_states_noise_is_read_only(num_samples):
+    """The random numbers a state holds for its next steps cannot be written through the
+    state, like its other arrays: stepping a saved state again draws the same tokens."""
+    model = ScriptedLM({(): [0.0, 0.0, 0.0]}, vocab_size=3)
+    decoder = SamplingDecoder(3, num_samples=num_samples, seed=0)
+    state = decoder.step(model, decoder.init(model, [[1], [2]]))
+    values = state.noise.values_RC
+    assert values.shape == (2 * num_samples, 64)
+    assert not values.flags.writeable
+    with pytest.raises(ValueError):
+        values[0, 1] = 0.5
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 

@@ -123,6 +123,21 @@ def test_linear_t_adds_the_bias_with_a_weight_held_as_stored():
         assert linear_t(x[:1], wt, b).tolist() == [[14.0, 22.0]]
 
 
+def test_linear_t_adds_the_bias_to_many_rows():
+    """A prefill of 130 rows (more than a decoding step's few) with both weight layouts:
+    row [i, 2i] times columns [1, 1] and [0, 1] is [3i, 2i], plus [10, 20]."""
+    from decoding.lm.layers import as_stored, linear_t, out_in
+
+    i = np.arange(130.0)
+    x = np.stack([i, 2 * i], axis=1)
+    w_IO = np.array([[1.0, 0.0], [1.0, 1.0]])
+    b = np.array([10.0, 20.0])
+    expected = np.stack([3 * i + 10, 2 * i + 20], axis=1)
+    for wt in (as_stored(w_IO).T, out_in(w_IO).T):
+        assert linear_t(x, wt, b).tolist() == expected.tolist()
+        assert linear_t(x, wt, None).tolist() == (expected - b).tolist()
+
+
 def test_linear_t_returns_c_contiguous_rows():
     """Few rows are computed as ``(wt @ x.T).T``; the transpose back to rows is part of the
     bias add, so the result is C-contiguous rows either way (as with no bias)."""
@@ -237,6 +252,25 @@ def test_chunked_attention_takes_one_query_per_block_when_one_barely_fits(monkey
     assert mask.blocks == [(0, 2), (2, 3)]
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
+
+def test_chunked_attention_in_blocks_keeps_the_queries_float32(monkeypatch):
+    """One row, one head, width 1, float32: keys 1 and 0, values 4 and 8, causal. Query 0
+    sees key 0 only: 4. Query 1 (ln 3) sees both: scores [ln 3, 0], weights [3/4, 1/4], 5.
+    A query's scores take 1 * 1 * 1 * 2 * 4 = 8 bytes: with `ATTENTION_BYTES` 8 each query
+    is its own block, and the blocks' output is float32 like a single block's."""
+    import decoding.lm.layers as layers
+    from decoding.lm.layers import AttentionMask, chunked_attention
+
+    q = np.array([5.0, np.log(3.0)], dtype=np.float32).reshape(1, 1, 2, 1)
+    k = np.array([1.0, 0.0], dtype=np.float32).reshape(1, 1, 2, 1)
+    v = np.array([4.0, 8.0], dtype=np.float32).reshape(1, 1, 2, 1)
+    for budget, blocks in ((8, [(0, 1), (1, 2)]), (64, [(0, 2)])):
+        monkeypatch.setattr(layers, "ATTENTION_BYTES", budget)
+        mask = _RecordingMask(AttentionMask(np.array([0]), 0))
+        out = chunked_attention(q, [k[:, :, :1], k[:, :, 1:]], [v[:, :, :1], v[:, :, 1:]], mask)
+        assert mask.blocks == blocks
+        assert out.dtype == np.float32 and out.shape == (1, 1, 2, 1)
+        np.testing.assert_allclose(out.ravel(), [4.0, 5.0], rtol=1e-6)
 
 # -- errors ----------------------------------------------------------------------------------------
 

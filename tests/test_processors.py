@@ -654,6 +654,18 @@ def test_min_new_tokens_names_n_in_its_error():
     assert str(raised.value) == "n must be a non-negative int, got -1"
 
 
+@pytest.mark.parametrize(("make", "argument"), [(RepetitionPenalty, "penalty"), (Temperature, "t")])
+def test_a_non_number_penalty_or_temperature_is_named_with_its_rule(make, argument):
+    """A string is not a number: the TypeError states the same rule as the ValueError of a
+    number out of range."""
+    with pytest.raises(TypeError) as raised:
+        make("2")
+    assert str(raised.value) == f"{argument} must be a finite number > 0, got '2'"
+    with pytest.raises(ValueError) as raised:
+        make(0)
+    assert str(raised.value) == f"{argument} must be a finite number > 0, got 0"
+
+
 @pytest.mark.parametrize(
     ("make", "argument", "value", "error"),
     [

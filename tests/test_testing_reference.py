@@ -197,6 +197,13 @@ def test_literal_beam_search_with_one_eos_id_builds_beams_without_token_logprobs
     assert [b.token_logprobs for b in got] == [(), ()]
 
 
+def test_log_softmax_of_int_logits_is_that_of_the_same_floats():
+    """Int logits (a plain list of ints, or an int8 array) are real numbers like any:
+    [0, 0] is -ln 2 twice, [3, 3, 3, 3] is -ln 4 four times."""
+    assert literal.log_softmax([0, 0]) == pytest.approx([-math.log(2)] * 2, rel=1e-15)
+    four = literal.log_softmax(np.array([3, 3, 3, 3], dtype=np.int8))
+    assert four == pytest.approx([-math.log(4)] * 4, rel=1e-15)
+
 # -- properties ------------------------------------------------------------------------------------
 
 
