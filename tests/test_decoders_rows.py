@@ -37,6 +37,61 @@ def test_finished_rows_leave_the_model_calls_by_hand():
     assert model.calls == [("prefill", 2), ("extend", 2), ("extend", 1)]
 
 
+class _Chained(decoding.LogitsProcessor):
+    """Leaves ``(step, row)`` per row in its memo; records what each call is told."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, logits_MV, context):
+        generated = context.generated_MT
+        parent = None if context.parent_M is None else context.parent_M.tolist()
+        before = None if context.previous is None else context.previous.get(self)
+        self.seen.append((context.step, generated.tolist(), parent, before))
+        context.memo[self] = [(context.step, r) for r in range(len(logits_MV))]
+        return logits_MV
+
+
+def test_processors_get_the_first_call_then_the_memo_it_left():
+    # Greedy, EOS 0, prompts [4] and [3]. The prefill's call has both rows, no tokens, step
+    # 0, no parent and no previous memo; it leaves [(0, 0), (0, 1)]. Step 1: [4] takes 1,
+    # [3] takes the EOS 0 and ends, so the next call continues row 0 of the first call only
+    # and is handed the memo that call left. Step 2 ([4, 1] takes 2) reaches
+    # max_new_tokens: no call.
+    model = ScriptedLM({(4,): {1: 0.0}, (3,): {0: 0.0}, (): {2: 0.0}}, vocab_size=5)
+    chained = _Chained()
+    decoder = GreedyDecoder(2, eos_token_id=0, processors=[chained])
+    state = decoder.init(model, [[4], [3]])
+    assert state.processor_memo == {chained: [(0, 0), (0, 1)]}
+    state = decoder.step(model, state)
+    assert state.processor_memo == {chained: [(1, 0)]}
+    state = decoder.step(model, state)
+    assert decoder.done(state)
+    assert chained.seen == [
+        (0, [[], []], None, None),
+        (1, [[1]], [0], [(0, 0), (0, 1)]),
+    ]
+    assert [r[0].tokens for r in decoder.finalize(state)] == [(1, 2), (0,)]
+    # Without processors nothing is called, so no memo is kept.
+    plain = GreedyDecoder(2, eos_token_id=0)
+    assert plain.init(model, [[4], [3]]).processor_memo is None
+
+
+def test_an_empty_search_is_done_at_once_and_holds_nothing():
+    """No prompts: no model call, no logits, no model state, no random numbers to draw from
+    and no memo."""
+    model = Counting(ScriptedLM({(): [0.0, 0.0, 0.0]}, vocab_size=3))
+    decoder = SamplingDecoder(3, num_samples=2, seed=0)
+    state = decoder.init(model, [])
+    assert decoder.done(state)
+    assert (state.logits_MV, state.model_state, state.noise, state.processor_memo) == (
+        (None,) * 4
+    )
+    assert state.tokens_RT.shape == (0, 0)
+    assert decoder.finalize(state) == []
+    assert model.calls == []
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 
@@ -95,3 +150,4 @@ def test_a_dead_end_names_at_most_four_processors_then_counts_them():
         "BanFrom(0), BanFrom(1), BanFrom(2), ... (5 in all)] (or the model) gave every token "
         "the logit -inf"
     )
+
