@@ -151,3 +151,96 @@ def test_a_dead_end_names_at_most_four_processors_then_counts_them():
         "the logit -inf"
     )
 
+
+class _ShortPrefill(ScriptedLM):
+    """A model whose prefill logits lack the last token's column."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return np.asarray(logits)[:, :-1], state
+
+
+@pytest.mark.parametrize("num_samples", [None, 1, 2], ids=["greedy", "sampling1", "sampling2"])
+def test_bad_prefill_logits_are_refused_as_step_1(num_samples):
+    model = _ShortPrefill({(): {1: 0.0}}, vocab_size=3)
+    decoder = (
+        GreedyDecoder(2) if num_samples is None else SamplingDecoder(2, num_samples, seed=0)
+    )
+    with pytest.raises(ValueError) as info:
+        decoder.init(model, [[0]])
+    assert str(info.value) == "model returned logits of shape (1, 2) at step 1; expected (1, 3)"
+
+
+class _NanPrefill(ScriptedLM):
+    """A model whose prefill logits hold a NaN in column 2."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        logits = np.array(logits, dtype=np.float64)
+        logits[:, 2] = np.nan
+        return logits, state
+
+
+def test_nan_logits_are_refused_by_the_step_that_reads_them():
+    # Without processors nothing reads the prefill's logits before step 1 does.
+    model = _NanPrefill({(): {1: 0.0}}, vocab_size=3)
+    decoder = GreedyDecoder(2)
+    state = decoder.init(model, [[0]])
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == "model returned logits containing NaN at step 1"
+
+
+def test_stepping_a_finished_search_is_refused():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = GreedyDecoder(1)
+    state = decoder.step(model, decoder.init(model, [[0]]))
+    assert decoder.done(state)
+    with pytest.raises(ValueError) as info:
+        decoder.step(model, state)
+    assert str(info.value) == "step() called on a finished search; check done(state) first"
+
+
+@pytest.fixture
+def limit():
+    """Set the memory limit inside a test; the previous one is restored after it."""
+    previous = decoding.memory_limit()
+    yield decoding.set_memory_limit
+    decoding.set_memory_limit(previous)
+
+
+@pytest.mark.parametrize(
+    ("decoder", "what", "advice"),
+    [
+        (GreedyDecoder(2), "2 prompts (2 rows", "use fewer prompts or shorter ones"),
+        (
+            SamplingDecoder(2, num_samples=1, seed=0),
+            "2 prompts (2 rows",
+            "use fewer prompts or shorter ones",
+        ),
+        (
+            SamplingDecoder(2, num_samples=2, seed=0),
+            "num_samples=2 x 2 prompts (4 rows",
+            "use a smaller num_samples, fewer prompts or shorter ones",
+        ),
+        (
+            SamplingDecoder(2, num_samples=3, seed=0),
+            "num_samples=3 x 2 prompts (6 rows",
+            "use a smaller num_samples, fewer prompts or shorter ones",
+        ),
+    ],
+    ids=["greedy", "one-sample", "two-samples", "three-samples"],
+)
+def test_the_memory_refusal_names_the_samples_only_when_there_are_several(
+    limit, decoder, what, advice
+):
+    """Greedy and one sample per prompt hold one row per prompt, and the message names the
+    prompts only; with S > 1 samples it names ``num_samples`` and counts S rows per prompt."""
+    model = Counting(ScriptedLM({(): {1: 0.0}}, vocab_size=40))
+    limit(1)
+    with pytest.raises(ValueError) as info:
+        decoder.init(model, [[2, 3], [4]])
+    message = str(info.value)
+    assert message.startswith(f"decoding {what} over 40 tokens) would need an estimated ")
+    assert f"more than the memory limit of {1 / 2**30:.3g} GiB; {advice}, or raise" in message
+    assert model.calls == []
