@@ -77,6 +77,44 @@ def test_processors_get_the_first_call_then_the_memo_it_left():
     assert plain.init(model, [[4], [3]]).processor_memo is None
 
 
+class _Asked(decoding.StoppingCriterion):
+    """A stopping criterion that ends nothing and records what it is told."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, context):
+        index = context.prompt_index_M
+        self.calls.append(
+            (
+                context.step,
+                context.eos_token_ids,
+                context.prompts,
+                context.generated_MT.tolist(),
+                index.tolist(),
+                index.dtype,
+            )
+        )
+        return np.zeros(len(index), dtype=bool)
+
+
+def test_stopping_criteria_are_told_the_eos_ids_and_prompts_and_each_live_rows_prompt():
+    # Two samples per prompt, EOS 0, one-hot rows (every draw is the same). Step 1: [4]'s
+    # rows 0 and 1 take 1, [3]'s rows 2 and 3 take the EOS 0: the criterion is asked about
+    # all four live rows (their prompts 0, 0, 1, 1). Step 2: only rows 0 and 1 are live and
+    # take 2; it is asked about them.
+    model = ScriptedLM({(4,): {1: 0.0}, (3,): {0: 0.0}, (): {2: 0.0}}, vocab_size=5)
+    asked = _Asked()
+    decoder = SamplingDecoder(2, num_samples=2, seed=0, eos_token_id=0, stopping=[asked])
+    results = decoder.decode(model, [[4], [3]])
+    assert [[b.tokens for b in r] for r in results] == [[(1, 2), (1, 2)], [(0,), (0,)]]
+    int64 = np.dtype(np.int64)
+    assert asked.calls == [
+        (1, (0,), ((4,), (3,)), [[1], [1], [0], [0]], [0, 0, 1, 1], int64),
+        (2, (0,), ((4,), (3,)), [[1, 2], [1, 2]], [0, 0], int64),
+    ]
+
+
 def test_an_empty_search_is_done_at_once_and_holds_nothing():
     """No prompts: no model call, no logits, no model state, no random numbers to draw from
     and no memo."""
