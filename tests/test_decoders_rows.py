@@ -1,6 +1,8 @@
 """The driver greedy and sampling decoding share (`decoding.decoders.rows`): every prompt and
-sample a row of one model call per step, finished rows out of the calls, and the
-``max_new_tokens`` it refuses.
+sample a row of one model call per step, finished rows out of the calls, what processors and
+stopping criteria are told (the memo of the last call, each row's prompt), and what it refuses
+(``max_new_tokens``, bad logits, a finished search, a request beyond the memory limit), each by
+its exact message.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def test_processors_get_the_first_call_then_the_memo_it_left():
     # 0, no parent and no previous memo; it leaves [(0, 0), (0, 1)]. Step 1: [4] takes 1,
     # [3] takes the EOS 0 and ends, so the next call continues row 0 of the first call only
     # and is handed the memo that call left. Step 2 ([4, 1] takes 2) reaches
-    # max_new_tokens: no call.
+    # max_new_tokens: no call, no live row.
     model = ScriptedLM({(4,): {1: 0.0}, (3,): {0: 0.0}, (): {2: 0.0}}, vocab_size=5)
     chained = _Chained()
     decoder = GreedyDecoder(2, eos_token_id=0, processors=[chained])
@@ -65,8 +67,10 @@ def test_processors_get_the_first_call_then_the_memo_it_left():
     assert state.processor_memo == {chained: [(0, 0), (0, 1)]}
     state = decoder.step(model, state)
     assert state.processor_memo == {chained: [(1, 0)]}
+    assert state.model_row_M.tolist() == [0]  # the one live row is row 0 of the last call
     state = decoder.step(model, state)
     assert decoder.done(state)
+    assert state.model_row_M.tolist() == []  # no live row continues any
     assert chained.seen == [
         (0, [[], []], None, None),
         (1, [[1]], [0], [(0, 0), (0, 1)]),
