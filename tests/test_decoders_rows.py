@@ -78,7 +78,9 @@ def test_processors_get_the_first_call_then_the_memo_it_left():
     assert [r[0].tokens for r in decoder.finalize(state)] == [(1, 2), (0,)]
     # Without processors nothing is called, so no memo is kept.
     plain = GreedyDecoder(2, eos_token_id=0)
-    assert plain.init(model, [[4], [3]]).processor_memo is None
+    state = plain.init(model, [[4], [3]])
+    assert state.processor_memo is None
+    assert plain.step(model, state).processor_memo is None
 
 
 class _Asked(decoding.StoppingCriterion):
@@ -241,6 +243,18 @@ def test_stepping_a_finished_search_is_refused():
     with pytest.raises(ValueError) as info:
         decoder.step(model, state)
     assert str(info.value) == "step() called on a finished search; check done(state) first"
+
+
+def test_a_state_of_another_kind_or_sample_count_is_refused_by_its_exact_message():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    greedy = GreedyDecoder(2)
+    with pytest.raises(TypeError) as info:
+        greedy.step(model, "state")
+    assert str(info.value) == "state must be a RowState from init() or step(), got 'state'"
+    two = SamplingDecoder(2, num_samples=2, seed=0).init(model, [[0]])
+    with pytest.raises(ValueError) as info:
+        greedy.finalize(two)
+    assert str(info.value) == "state holds 2 rows per prompt but this decoder makes 1"
 
 
 @pytest.fixture
