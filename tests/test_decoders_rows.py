@@ -128,9 +128,7 @@ def test_an_empty_search_is_done_at_once_and_holds_nothing():
     decoder = SamplingDecoder(3, num_samples=2, seed=0)
     state = decoder.init(model, [])
     assert decoder.done(state)
-    assert (state.logits_MV, state.model_state, state.noise, state.processor_memo) == (
-        (None,) * 4
-    )
+    assert (state.logits_MV, state.model_state, state.noise, state.processor_memo) == ((None,) * 4)
     assert state.tokens_RT.shape == (0, 0)
     assert decoder.finalize(state) == []
     assert model.calls == []
@@ -207,9 +205,7 @@ class _ShortPrefill(ScriptedLM):
 @pytest.mark.parametrize("num_samples", [None, 1, 2], ids=["greedy", "sampling1", "sampling2"])
 def test_bad_prefill_logits_are_refused_as_step_1(num_samples):
     model = _ShortPrefill({(): {1: 0.0}}, vocab_size=3)
-    decoder = (
-        GreedyDecoder(2) if num_samples is None else SamplingDecoder(2, num_samples, seed=0)
-    )
+    decoder = GreedyDecoder(2) if num_samples is None else SamplingDecoder(2, num_samples, seed=0)
     with pytest.raises(ValueError) as info:
         decoder.init(model, [[0]])
     assert str(info.value) == "model returned logits of shape (1, 2) at step 1; expected (1, 3)"

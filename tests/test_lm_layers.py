@@ -272,6 +272,7 @@ def test_chunked_attention_in_blocks_keeps_the_queries_float32(monkeypatch):
         assert out.dtype == np.float32 and out.shape == (1, 1, 2, 1)
         np.testing.assert_allclose(out.ravel(), [4.0, 5.0], rtol=1e-6)
 
+
 # -- errors ----------------------------------------------------------------------------------------
 
 

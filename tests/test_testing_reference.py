@@ -204,6 +204,7 @@ def test_log_softmax_of_int_logits_is_that_of_the_same_floats():
     four = literal.log_softmax(np.array([3, 3, 3, 3], dtype=np.int8))
     assert four == pytest.approx([-math.log(4)] * 4, rel=1e-15)
 
+
 # -- properties ------------------------------------------------------------------------------------
 
 
