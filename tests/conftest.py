@@ -67,3 +67,11 @@ def gpt2_small() -> decoding.NumpyTransformerLM:
 def trained():
     """A byte-level BPE tokenizer (``tokenizers.Tokenizer``) trained on `checkpoints.CORPUS`."""
     return train_bpe()
+
+
+@pytest.fixture
+def limit():
+    """Set the memory limit inside a test; the previous one is restored after it."""
+    previous = decoding.memory_limit()
+    yield decoding.set_memory_limit
+    decoding.set_memory_limit(previous)

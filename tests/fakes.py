@@ -163,6 +163,24 @@ EOS_MODEL = ScriptedLM(
 UNIFORM = ScriptedLM({(): [0.0, 0.0, math.log(4 / 3)]}, vocab_size=3)
 
 
+class ShortPrefill(ScriptedLM):
+    """A `ScriptedLM` whose prefill logits lack the last token's column."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        return np.asarray(logits)[:, :-1], state
+
+
+class NanPrefill(ScriptedLM):
+    """A `ScriptedLM` whose prefill logits hold a NaN in column 2."""
+
+    def prefill(self, prompts):
+        logits, state = super().prefill(prompts)
+        logits = np.array(logits, dtype=np.float64)
+        logits[:, 2] = np.nan
+        return logits, state
+
+
 class Counting(decoding.LanguageModel):
     """Delegates every call to ``inner``; records ``(call, rows)``."""
 

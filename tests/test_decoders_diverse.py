@@ -18,6 +18,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from decoding.testing import strategies  # noqa: E402
 
+from fakes import NanPrefill, ShortPrefill  # noqa: E402
+
 log = math.log
 
 
@@ -239,16 +241,8 @@ def test_processors_get_the_first_call_then_the_memo_it_left():
     assert plain.init(model, [[4]]).processor_memo is None
 
 
-class _ShortPrefill(ScriptedLM):
-    """A model whose prefill logits lack the last token's column."""
-
-    def prefill(self, prompts):
-        logits, state = super().prefill(prompts)
-        return np.asarray(logits)[:, :-1], state
-
-
 def test_bad_prefill_logits_are_refused_as_step_1():
-    model = _ShortPrefill({(): {1: 0.0}}, vocab_size=3)
+    model = ShortPrefill({(): {1: 0.0}}, vocab_size=3)
     with pytest.raises(ValueError) as info:
         DiverseBeamSearchDecoder(2, 2, 1.0, 2).init(model, [[0]])
     assert str(info.value) == "model returned logits of shape (1, 2) at step 1; expected (1, 3)"
@@ -260,14 +254,6 @@ def test_stopping_criteria_are_checked_against_the_vocabulary():
     with pytest.raises(ValueError) as info:
         decoder.init(model, [[0]])
     assert str(info.value) == "StopOnTokens token_ids must be in [0, 5) for this model, got 9"
-
-
-@pytest.fixture
-def limit():
-    """Set the memory limit inside a test; the previous one is restored after it."""
-    previous = decoding.memory_limit()
-    yield decoding.set_memory_limit
-    decoding.set_memory_limit(previous)
 
 
 def _refusal(decoder, model, prompts):
@@ -464,18 +450,8 @@ def test_the_memo_a_steps_processors_leave_is_the_next_steps_previous():
     assert chained.seen[-1][4] == [(1, 0), (1, 1)]
 
 
-class _NanPrefill(ScriptedLM):
-    """A model whose prefill logits are NaN for token 2."""
-
-    def prefill(self, prompts):
-        logits, state = super().prefill(prompts)
-        logits = np.array(logits, dtype=np.float64)
-        logits[:, 2] = np.nan
-        return logits, state
-
-
 def test_nan_logits_are_refused_by_the_step_that_reads_them():
-    model = _NanPrefill({(): {1: 0.0}}, vocab_size=3)
+    model = NanPrefill({(): {1: 0.0}}, vocab_size=3)
     decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 2)
     state = decoder.init(model, [[0]])
     with pytest.raises(ValueError) as info:

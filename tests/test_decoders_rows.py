@@ -14,7 +14,17 @@ import decoding
 from decoding import GreedyDecoder, SamplingDecoder, ScriptedLM
 from decoding.testing.strategies import transformer
 
-from fakes import BAD_COUNTS, EOS_MODEL, Counting, names, refused, run_greedy, run_sampling
+from fakes import (
+    BAD_COUNTS,
+    EOS_MODEL,
+    Counting,
+    NanPrefill,
+    ShortPrefill,
+    names,
+    refused,
+    run_greedy,
+    run_sampling,
+)
 
 # -- worked cases ----------------------------------------------------------------------------------
 
@@ -194,36 +204,18 @@ def test_a_dead_end_names_at_most_four_processors_then_counts_them():
     )
 
 
-class _ShortPrefill(ScriptedLM):
-    """A model whose prefill logits lack the last token's column."""
-
-    def prefill(self, prompts):
-        logits, state = super().prefill(prompts)
-        return np.asarray(logits)[:, :-1], state
-
-
 @pytest.mark.parametrize("num_samples", [None, 1, 2], ids=["greedy", "sampling1", "sampling2"])
 def test_bad_prefill_logits_are_refused_as_step_1(num_samples):
-    model = _ShortPrefill({(): {1: 0.0}}, vocab_size=3)
+    model = ShortPrefill({(): {1: 0.0}}, vocab_size=3)
     decoder = GreedyDecoder(2) if num_samples is None else SamplingDecoder(2, num_samples, seed=0)
     with pytest.raises(ValueError) as info:
         decoder.init(model, [[0]])
     assert str(info.value) == "model returned logits of shape (1, 2) at step 1; expected (1, 3)"
 
 
-class _NanPrefill(ScriptedLM):
-    """A model whose prefill logits hold a NaN in column 2."""
-
-    def prefill(self, prompts):
-        logits, state = super().prefill(prompts)
-        logits = np.array(logits, dtype=np.float64)
-        logits[:, 2] = np.nan
-        return logits, state
-
-
 def test_nan_logits_are_refused_by_the_step_that_reads_them():
     # Without processors nothing reads the prefill's logits before step 1 does.
-    model = _NanPrefill({(): {1: 0.0}}, vocab_size=3)
+    model = NanPrefill({(): {1: 0.0}}, vocab_size=3)
     decoder = GreedyDecoder(2)
     state = decoder.init(model, [[0]])
     with pytest.raises(ValueError) as info:
@@ -251,14 +243,6 @@ def test_a_state_of_another_kind_or_sample_count_is_refused_by_its_exact_message
     with pytest.raises(ValueError) as info:
         greedy.finalize(two)
     assert str(info.value) == "state holds 2 rows per prompt but this decoder makes 1"
-
-
-@pytest.fixture
-def limit():
-    """Set the memory limit inside a test; the previous one is restored after it."""
-    previous = decoding.memory_limit()
-    yield decoding.set_memory_limit
-    decoding.set_memory_limit(previous)
 
 
 @pytest.mark.parametrize(

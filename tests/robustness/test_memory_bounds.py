@@ -41,14 +41,6 @@ class Counting(decoding.LanguageModel):
         return self.model.next_token_logits(sequences)
 
 
-@pytest.fixture
-def limit():
-    """Set the memory limit inside a test; the previous one is restored after it."""
-    previous = decoding.memory_limit()
-    yield decoding.set_memory_limit
-    decoding.set_memory_limit(previous)
-
-
 def test_the_default_limit_is_4_gib_and_set_memory_limit_returns_the_previous(limit):
     assert decoding.memory_limit() == 4 << 30
     assert limit(1 << 20) == 4 << 30
