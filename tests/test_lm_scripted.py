@@ -124,6 +124,17 @@ def test_a_table_listing_no_token_has_a_vocabulary_of_one():
     assert model.next_token_logits([(0,)]).tolist() == [[-math.inf]]
 
 
+def test_rows_are_read_only_so_a_lookup_cannot_change_the_table():
+    """A caller holding a looked-up row (a full row or a dict row) cannot write through it into
+    the model: the next call still gives the scripted values."""
+    lm = decoding.ScriptedLM({(): [0.0, -1.0], (1,): {0: -0.5}}, vocab_size=2)
+    for sequence in [(0,), (1,)]:
+        row = lm.lookup(sequence)
+        with pytest.raises(ValueError, match="read-only"):
+            row[1] = 7.0
+    np.testing.assert_array_equal(lm.next_token_logits([(0,), (1,)]), [[0.0, -1.0], [-0.5, NEG]])
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 
@@ -139,6 +150,7 @@ def test_lookup_without_a_matching_key_raises_key_error():
         ({(): [0.0, 0.0], (1,): [0.0, 0.0, 0.0]}, None, ValueError, r"different lengths"),
         ({(): [0.0, 0.0, 0.0]}, 4, ValueError, r"table\[\(\)\] has shape \(3,\)"),
         ({(2,): {5: 0.0}}, 4, ValueError, r"table\[\(2,\)\] lists token 5"),
+        ({(): {4: 0.0}}, 4, ValueError, r"lists token 4, out of range \[0, 4\)"),  # = vocab_size
         ({(): {-1: 0.0}}, 4, ValueError, r"lists token -1"),
         ({}, 3, TypeError, r"non-empty mapping"),
         ([((), [0.0])], None, TypeError, r"non-empty mapping"),
