@@ -26,6 +26,7 @@ from decoding.testing.strategies import (
     ShownScriptedLM,
     eos_settings,
     processor_lists,
+    prompt_lists,
     prompts,
     scripted_models,
     transformer,
@@ -62,6 +63,19 @@ def test_prompts_default_to_1_to_4_prompts_of_1_to_6_ids():
     never(batches, lambda b: len(b) > 4 or not b)
     reaches(batches, lambda b: any(len(p) == 6 for p in b))
     never(batches, lambda b: any(len(p) > 6 or not p for p in b))
+
+
+def test_prompt_lists_default_to_1_to_4_prompts_of_1_to_5_ids_each_in_the_vocabulary():
+    batches = prompt_lists(5)
+    reaches(batches, lambda b: len(b) == 1)
+    reaches(batches, lambda b: len(b) == 4)
+    never(batches, lambda b: len(b) > 4 or not b)
+    reaches(batches, lambda b: any(len(p) == 1 for p in b))
+    reaches(batches, lambda b: any(len(p) == 5 for p in b))
+    never(batches, lambda b: any(len(p) > 5 or not p for p in b))
+    reaches(batches, lambda b: any(0 in p for p in b))
+    reaches(batches, lambda b: any(4 in p for p in b))
+    never(batches, lambda b: any(not 0 <= t < 5 for p in b for t in p))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
