@@ -5,6 +5,7 @@ worked example in the suite relies on.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -135,6 +136,16 @@ def test_rows_are_read_only_so_a_lookup_cannot_change_the_table():
     np.testing.assert_array_equal(lm.next_token_logits([(0,), (1,)]), [[0.0, -1.0], [-0.5, NEG]])
 
 
+@pytest.mark.parametrize(
+    "row", [[0, -1, -2], np.array([0.0, -1.0, -2.0], dtype=np.float32), (0.0, -1.0, -2.0)]
+)
+def test_full_rows_of_ints_or_float32_are_kept_as_float64(row):
+    lm = decoding.ScriptedLM({(): row})
+    logits = lm.next_token_logits([(0,)])
+    assert logits.dtype == np.float64 and lm.lookup((0,)).dtype == np.float64
+    assert logits.tolist() == [[0.0, -1.0, -2.0]]
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 
@@ -160,3 +171,38 @@ def test_lookup_without_a_matching_key_raises_key_error():
 def test_bad_tables_are_refused(table, vocab_size, error, match):
     with pytest.raises(error, match=match):
         decoding.ScriptedLM(table, vocab_size=vocab_size)
+
+
+@pytest.mark.parametrize(
+    ("table", "error", "message"),
+    [
+        ([((), [0.0])], TypeError, "table must be a non-empty mapping, got [((), [0.0])]"),
+        ({5: [0.0]}, TypeError, "table keys must be sequences of int token ids, got key 5"),
+        (
+            {(0, "a"): [0.0]},
+            TypeError,
+            "table keys must be sequences of int token ids, got key (0, 'a') holding 'a'",
+        ),
+        (
+            {(1,): {"a": 0.0}},
+            TypeError,
+            "table[(1,)] must map int token ids to log-probs, got token 'a'",
+        ),
+        ({(1,): {-2: 0.0}}, ValueError, "table[(1,)] lists token -2, a token id must be >= 0"),
+        ({(1,): {0: "x"}}, TypeError, "table[(1,)][0] must be a real log-prob, got 'x'"),
+        (
+            {(1,): 5},
+            TypeError,
+            "table[(1,)] must be a row of log-probs or a {token: log-prob} dict, got 5",
+        ),
+        (
+            {(1,): [[0.0]]},
+            TypeError,
+            "table[(1,)] must be a 1-D row of real log-probs, got [[0.0]]",
+        ),
+        ({(1,): ["a"]}, TypeError, "table[(1,)] must be a 1-D row of real log-probs, got ['a']"),
+    ],
+)
+def test_bad_tables_are_refused_naming_the_key_and_the_bad_entry(table, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        decoding.ScriptedLM(table)
