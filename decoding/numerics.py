@@ -45,7 +45,7 @@ def check_peak(peak_M1: np.ndarray, step: int) -> np.ndarray:
 
 def checked_log_softmax(logits_MV: np.ndarray, step: int) -> np.ndarray:
     """`log_softmax`, refusing NaN or ``+inf`` logits with an error naming ``step``."""
-    check_peak(logits_MV.max(axis=1, keepdims=True, initial=-np.inf), step)
+    check_peak(logits_MV.max(axis=1, keepdims=True), step)
     return log_softmax(logits_MV)
 
 

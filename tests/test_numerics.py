@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from decoding.numerics import log_softmax, top_tokens_exact
+from decoding.numerics import checked_log_softmax, log_softmax, top_tokens_exact
 
 # -- worked cases ----------------------------------------------------------------------------------
 
@@ -27,6 +28,18 @@ def test_log_softmax_takes_the_log_of_a_float32_sum_in_float64():
     # A float32 log would be off by up to a float32 ulp of the log-sum (about 1e-7).
     float32_log = (x32.astype(np.float64) - peak) - np.log(sum32).astype(np.float64)
     assert np.abs(float32_log - expected).max() > 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int8])
+def test_checked_log_softmax_of_int_logits_is_that_of_the_same_floats(dtype):
+    """Int logits hold no NaN or +inf, so they pass the check: [0, 0] is -ln 2 twice,
+    [3, 3, 3, 3] is -ln 4 four times."""
+    got = checked_log_softmax(np.array([[0, 0, 0, 0], [3, 3, 3, 3]], dtype=dtype), 1)
+    assert got.dtype == np.float64
+    expected = [[-math.log(4)] * 4, [-math.log(4)] * 4]
+    np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0)
+    pairs = checked_log_softmax(np.array([[0, 0]], dtype=dtype), 1)
+    np.testing.assert_allclose(pairs, [[-math.log(2)] * 2], rtol=1e-15, atol=0)
 
 
 # -- properties ------------------------------------------------------------------------------------
