@@ -42,6 +42,12 @@ def test_checked_log_softmax_of_int_logits_is_that_of_the_same_floats(dtype):
     np.testing.assert_allclose(pairs, [[-math.log(2)] * 2], rtol=1e-15, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_checked_log_softmax_of_no_rows_is_no_rows(dtype):
+    got = checked_log_softmax(np.zeros((0, 3), dtype=dtype), 1)
+    assert got.shape == (0, 3) and got.dtype == np.float64
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 
