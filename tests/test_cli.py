@@ -1271,6 +1271,7 @@ def test_flag_of_another_decoder_is_named(capsys):
         (["--trace-dot", "  "], "--trace-dot needs a file path, got ''"),
         (["--trace-dot", "a\0b"], "--trace-dot: a file path cannot hold a NUL byte, got 'a\\x00b'"),
         (["--model", "{ckpt}"], "--model needs at least one --text or --chat (or --prompt)"),
+        (["--model", " "], "--model needs a checkpoint folder or .gguf file, got ''"),
         (
             ["--model", "{ckpt}", "--text", ""],
             "--text: a text encodes to no tokens; give some text",

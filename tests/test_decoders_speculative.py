@@ -836,6 +836,7 @@ def test_the_initial_state_holds_bool_flags_int_counts_and_no_models_for_no_prom
     state = decoder.init(target, [[2], [1]])
     assert state.finished_B.dtype == np.bool_ and state.finished_B.tolist() == [False, False]
     assert state.drafted_B.dtype == np.int64 and state.drafted_B.tolist() == [0, 0]
+    assert state.accepted_B.dtype == np.int64 and state.accepted_B.tolist() == [0, 0]
     assert state.processor_memo is None
     empty = decoder.init(target, [])
     assert empty.done
@@ -1046,3 +1047,15 @@ def test_a_uniform_of_zero_accepts_the_proposal_without_a_warning():
         state = decoder.step(target, state)
     assert state.tokens_BT.tolist()[0][0] == 1
     assert (state.accepted_B.tolist(), state.drafted_B.tolist()) == ([1], [1])
+
+
+def test_logits_spanning_the_float_range_are_decoded_without_an_overflow_warning():
+    # Token 1 at 1e308, token 2 at -1e308: their difference overflows to -inf in the
+    # log-softmax, which is token 2's log-probability (0 probability), not a warning.
+    target = ScriptedLM({(): {1: 1e308, 2: -1e308}}, vocab_size=3)
+    decoder = SpeculativeDecoder(PromptLookup(1), 1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (beam,) = decoder.decode(target, [[0]])[0]
+    assert beam.tokens == (1,)
+    assert beam.logprob == 0.0
