@@ -206,3 +206,23 @@ def test_bad_tables_are_refused(table, vocab_size, error, match):
 def test_bad_tables_are_refused_naming_the_key_and_the_bad_entry(table, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         decoding.ScriptedLM(table)
+
+
+def test_memory_limit_counts_every_row_and_names_the_sizes(limit):
+    """Two full rows of V = 1000 float64: 2 * 1000 * 8 = 16,000 bytes, plus the float64 draw of
+    one row (8,000) and the 1 MiB (1,048,576) every model is charged once: 1,072,576 bytes in
+    all. A limit of exactly that is enough; one byte less refuses the table, naming both sizes
+    (1,072,576 / 2**30 = 0.000999 GiB)."""
+    table = {(): [0.0] * 1000, (1,): [-1.0] * 1000}
+    need = 2 * 1000 * 8 + 1000 * 8 + (1 << 20)
+    assert need == 1_072_576
+    limit(need)
+    assert decoding.ScriptedLM(table).vocab_size == 1000
+    limit(need - 1)
+    message = (
+        "ScriptedLM(vocab_size=1000, rows=2) would need an estimated 0.000999 GiB, more than the "
+        "memory limit of 0.000999 GiB; use smaller sizes, or raise the limit with "
+        "decoding.set_memory_limit(bytes)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        decoding.ScriptedLM(table)
