@@ -128,3 +128,22 @@ def test_hot_is_off_for_processors_stopping_archive_and_hf_order():
     assert not BeamSearchDecoder(2, 3, processors=[decoding.Temperature(0.5)]).hot
     assert not BeamSearchDecoder(2, 3, finished="archive").hot
     assert not BeamSearchDecoder(2, 3, processor_order="hf").hot
+
+
+def test_hot_select_ranks_with_any_scorer():
+    """A scorer other than LengthPenalty is asked for its scores: the plain log-probability
+    ranks logits [0, 1, 3] (from logprob 0) as tokens 2, 1."""
+
+    class Plain(decoding.Scorer):
+        def score(self, logprob, length):
+            return np.asarray(logprob, dtype=np.float64)
+
+    live = np.array([[True, False]])  # one live beam, one empty slot
+    hot = hot_select(
+        np.array([[0.0, 1.0, 3.0]]), live, np.array([[0.0, -np.inf]]),
+        np.ones((1, 2), dtype=np.int64), np.zeros((1, 2), dtype=bool), 2, Plain(),
+    )  # fmt: skip
+    assert hot is not None
+    log_total = math.log(1 + math.exp(-2) + math.exp(-3))
+    assert hot.source_BK.tolist() == [[0, 0]] and hot.token_BK.tolist() == [[2, 1]]
+    np.testing.assert_allclose(hot.logprob_BK, [[-log_total, -2 - log_total]], rtol=1e-12)
