@@ -131,12 +131,12 @@ def test_hot_is_off_for_processors_stopping_archive_and_hf_order():
 
 
 def test_hot_select_ranks_with_any_scorer():
-    """A scorer other than LengthPenalty is asked for its scores: the plain log-probability
-    ranks logits [0, 1, 3] (from logprob 0) as tokens 2, 1."""
+    """A scorer other than LengthPenalty is asked for its scores: the log-probability per token
+    ranks logits [0, 1, 3] (from logprob 0, all at length 2) as tokens 2, 1."""
 
     class Plain(decoding.Scorer):
         def score(self, logprob, length):
-            return np.asarray(logprob, dtype=np.float64)
+            return np.asarray(logprob, dtype=np.float64) / np.asarray(length, dtype=np.float64)
 
     live = np.array([[True, False]])  # one live beam, one empty slot
     hot = hot_select(
