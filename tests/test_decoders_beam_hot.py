@@ -147,3 +147,20 @@ def test_hot_select_ranks_with_any_scorer():
     log_total = math.log(1 + math.exp(-2) + math.exp(-3))
     assert hot.source_BK.tolist() == [[0, 0]] and hot.token_BK.tolist() == [[2, 1]]
     np.testing.assert_allclose(hot.logprob_BK, [[-log_total, -2 - log_total]], rtol=1e-12)
+
+
+def test_hot_select_never_ranks_an_empty_slot_whatever_its_score():
+    """Scorer p - length (p = exp(logprob)) scores the empty slots (logprob -inf, lengths 1 and
+    0) -1 and 0, above every candidate (p - 2): they still take no place, tokens 2, 1 do."""
+
+    class ProbMinusLength(decoding.Scorer):
+        def score(self, logprob, length):
+            return np.exp(np.asarray(logprob, dtype=np.float64)) - np.asarray(length)
+
+    hot = hot_select(
+        np.array([[0.0, 1.0, 3.0]]), np.array([[True, False]]), np.array([[0.0, -np.inf]]),
+        np.array([[1, 0]]), np.zeros((1, 2), dtype=bool), 2, ProbMinusLength(),
+    )  # fmt: skip
+    assert hot is not None
+    assert hot.source_BK.tolist() == [[0, 0]] and hot.token_BK.tolist() == [[2, 1]]
+    assert (hot.logprob_BK > -np.inf).all()
