@@ -567,7 +567,6 @@ def test_archive_asks_stopping_criteria_only_about_candidates_not_ending_on_eos(
     assert [(b.tokens, b.finish_reason) for b in beams] == [((0,), "eos"), ((1,), "length")]
 
 
-
 def test_pool_asks_stopping_criteria_only_about_new_beams_not_ending_on_eos():
     """K = 2: step 1 keeps (0,) .4 (EOS, finished already) and (1,) .3; the criteria see only
     (1,), and end it."""
@@ -577,6 +576,7 @@ def test_pool_asks_stopping_criteria_only_about_new_beams_not_ending_on_eos():
     (beams,) = decoder.decode(lm, [[5]])
     assert criterion.seen == [[(1,)]]
     assert [(b.tokens, b.finish_reason) for b in beams] == [((0,), "eos"), ((1,), "stop")]
+
 
 def test_archive_scores_only_the_hypotheses_entering_it():
     """The scorer returns NaN below -2 (log .1 = -2.303). The last step ends (0,) .5, (1,) .3,

@@ -166,7 +166,6 @@ def test_empty_slots_hold_no_parent_no_token_and_no_length(finished):
     assert state.token_logprob_BKT[0, :2, 0] == pytest.approx([log(0.6), log(0.4)])
 
 
-
 def test_a_done_prompts_empty_slot_stays_unfinished_while_another_prompt_runs():
     # K = 2. Prompt [2] can only say EOS (3): after step 1 it holds one finished beam and an
     # empty slot. Prompt [1] runs on (tokens 0 and 1, then distinct scores: the fast path).
@@ -185,6 +184,7 @@ def test_a_done_prompts_empty_slot_stays_unfinished_while_another_prompt_runs():
         assert state.finished_BK[0].tolist() == [True, False]
         assert state.history[-1][1][0].tolist() == ([3, -1] if state.step == 1 else [-1, -1])
     assert state.live_BK[1].all()
+
 
 @pytest.mark.parametrize("eos", [(3, 4), [4, 3], np.array([3, 4])])
 def test_beam_search_with_two_eos_ids_by_hand(eos):
