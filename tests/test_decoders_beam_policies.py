@@ -20,6 +20,7 @@ from decoding import Beam, ScriptedLM
 from decoding.lm.scripted import normalised
 from decoding.testing import archive_beam_search, reference
 from decoding.testing.strategies import Problem, problems
+
 from fakes import Asked
 
 # K=2, alpha=2, EOS=0: step 1 holds (0,) finished at log 0.5 and (2,) live at log 0.4; at

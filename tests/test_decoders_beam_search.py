@@ -33,6 +33,7 @@ from fakes import (
     PROMPTS,
     TOL,
     BufferReusingLM,
+    Chained,
     FreshLM,
     Recording,
     assert_beam_invariants,
@@ -43,6 +44,7 @@ from fakes import (
     eos_of,
     fewer,
     names,
+    raises_exactly,
     refused,
     run_batched,
     run_reference,
@@ -198,6 +200,32 @@ def test_a_model_reusing_its_output_buffer_cannot_corrupt_an_older_state(finishe
     replayed = decoder.step(reusing, states[0])
     np.testing.assert_array_equal(replayed.logprob_BK, states[1].logprob_BK)
     assert decoder.decode(reusing, [[1], [2, 3]]) == decoder.decode(fresh, [[1], [2, 3]])
+
+
+def test_processors_get_the_parent_rows_and_the_memo_the_last_call_left():
+    # K = 2, prompt [4], alpha 0, no EOS. The prefill's call has one row, no tokens, no parent
+    # and no previous memo; it leaves [(0, 0)]. Step 1 holds [1] (0.6) and [2] (0.4), both
+    # continuing row 0 of the prefill's call. Step 2: [2, 1] (0.4) beats [1, 1] (0.36) and
+    # [1, 2] (0.24), so slot 0 continues row 1 of step 1's call and slot 1 row 0.
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}, (2,): {1: 0.0}}, vocab_size=5)
+    chained = Chained()
+    decoder = BeamSearchDecoder(2, 3, alpha=0.0, processors=[chained])
+    state = decoder.init(model, [[4]])
+    assert state.processor_memo == {chained: [(0, 0)]}
+    state = decoder.step(model, state)
+    assert state.processor_memo == {chained: [(1, 0), (1, 1)]}
+    state = decoder.step(model, state)
+    assert state.processor_memo == {chained: [(2, 0), (2, 1)]}
+    assert chained.seen == [
+        (0, [[]], None, None),
+        (1, [[1], [2]], [0, 0], [(0, 0)]),
+        (2, [[2, 1], [1, 1]], [1, 0], [(1, 0), (1, 1)]),
+    ]
+    # Without processors nothing is called, so no memo is kept.
+    plain = BeamSearchDecoder(2, 3, alpha=0.0)
+    state = plain.init(model, [[4]])
+    assert state.processor_memo is None
+    assert plain.step(model, state).processor_memo is None
 
 
 # -- properties ------------------------------------------------------------------------------------
@@ -452,6 +480,15 @@ def test_state_logits_are_read_only():
         state.logits_MV[0, 0] = 1.0
     for name in ("logprob_BK", "length_BK", "finished_BK", "tokens_BKT", "token_logprob_BKT"):
         assert not getattr(state, name).flags.writeable, name
+
+
+def test_stepping_a_finished_search_is_refused():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = BeamSearchDecoder(2, 1)
+    state = decoder.step(model, decoder.init(model, [[2]]))
+    assert decoder.done(state)
+    with raises_exactly(ValueError, "step() called on a finished search; check done(state) first"):
+        decoder.step(model, state)
 
 
 def test_a_state_of_another_beam_width_is_refused():
