@@ -34,6 +34,7 @@ from fakes import (
     TOL,
     BufferReusingLM,
     Chained,
+    Counting,
     FreshLM,
     Recording,
     assert_beam_invariants,
@@ -489,6 +490,54 @@ def test_stepping_a_finished_search_is_refused():
     assert decoder.done(state)
     with raises_exactly(ValueError, "step() called on a finished search; check done(state) first"):
         decoder.step(model, state)
+
+
+def test_a_state_that_is_not_this_decoders_is_refused_with_the_whole_message():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = BeamSearchDecoder(2, 3)
+    with raises_exactly(TypeError, "state must be a BeamState from init() or step(), got 'x'"):
+        decoder.step(model, "x")
+    state = BeamSearchDecoder(2, 3, finished="archive").init(model, [[2]])
+    with raises_exactly(
+        ValueError,
+        "state was made by a decoder with another finished-beam policy than this one's "
+        "finished='pool'",
+    ):
+        decoder.step(model, state)
+
+
+def test_stopping_criteria_are_checked_against_the_vocabulary_before_the_model_is_called():
+    model = Counting(ScriptedLM({(): {1: 0.0}}, vocab_size=7))
+    decoder = BeamSearchDecoder(2, 3, stopping=[decoding.StopOnTokens([9])])
+    with raises_exactly(
+        ValueError, "StopOnTokens token_ids must be in [0, 7) for this model, got 9"
+    ):
+        decoder.init(model, [[0]])
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"processor_order": 3}, TypeError, "processor_order must be 'logits' or 'hf', got 3"),
+        ({"processor_order": "x"}, ValueError, "processor_order must be 'logits' or 'hf', got 'x'"),
+        (
+            {"alpha": 1.5, "scorer": decoding.LengthPenalty(0.5)},
+            ValueError,
+            "alpha=1.5 would be ignored: a scorer (LengthPenalty(alpha=0.5)) ranks instead of "
+            "LengthPenalty(alpha); give one or the other",
+        ),
+        (
+            {"early_stopping": True},
+            ValueError,
+            "early_stopping=True only applies to finished='archive' (the pool policy stops when "
+            "every held beam is finished)",
+        ),
+    ],
+)
+def test_bad_settings_are_refused_with_the_whole_message(kwargs, error, message):
+    with raises_exactly(error, message):
+        BeamSearchDecoder(2, 3, **kwargs)
 
 
 def test_a_state_of_another_beam_width_is_refused():
