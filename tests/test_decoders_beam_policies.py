@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import decoding
 from decoding import Beam, ScriptedLM
+from decoding.decoders.beam.policies import follow
 from decoding.lm.scripted import normalised
 from decoding.testing import archive_beam_search, reference
 from decoding.testing.strategies import Problem, problems
@@ -567,6 +568,17 @@ def test_archive_asks_stopping_criteria_only_about_candidates_not_ending_on_eos(
     (beams,) = decoder.decode(lm, [[5]])
     assert criterion.seen == [[(1,), (2,), (3,)]]
     assert [(b.tokens, b.finish_reason) for b in beams] == [((0,), "eos"), ((1,), "length")]
+
+
+def test_follow_appends_to_each_slots_parent_row_in_the_common_dtype():
+    # Slot k takes the row of slot source[k], then its new entry; int64 rows with float64
+    # entries (or the other way round) give float64 rows.
+    out = follow(np.array([[[1], [2]]]), np.array([[1, 1]]), np.array([[0.5, 0.25]]))
+    assert out.dtype == np.float64
+    assert out.tolist() == [[[2.0, 0.5], [2.0, 0.25]]]
+    out = follow(np.array([[[0.5], [0.25]]]), np.array([[1, 0]]), np.array([[3, 4]]))
+    assert out.dtype == np.float64
+    assert out.tolist() == [[[0.25, 3.0], [0.5, 4.0]]]
 
 
 def test_pool_asks_stopping_criteria_about_new_beams_not_ending_on_eos_with_the_context():
