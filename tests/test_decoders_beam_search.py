@@ -520,6 +520,7 @@ def test_stopping_criteria_are_checked_against_the_vocabulary_before_the_model_i
     ("kwargs", "error", "message"),
     [
         ({"processor_order": 3}, TypeError, "processor_order must be 'logits' or 'hf', got 3"),
+        ({"scorer": 3}, TypeError, "scorer must be a decoding.Scorer or None, got 3"),
         ({"processor_order": "x"}, ValueError, "processor_order must be 'logits' or 'hf', got 'x'"),
         (
             {"alpha": 1.5, "scorer": decoding.LengthPenalty(0.5)},
