@@ -232,6 +232,41 @@ V = 5
 PROMPTS = [[1, 2], [3, 4, 0]]
 
 
+class Chained(decoding.LogitsProcessor):
+    """Leaves ``(step, row)`` per row in its memo; records each call's step, generated tokens,
+    parent rows and the memo the previous call left (None for none)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, logits_MV, context):
+        parent = None if context.parent_M is None else context.parent_M.tolist()
+        before = None if context.previous is None else context.previous.get(self)
+        self.seen.append((context.step, context.generated_MT.tolist(), parent, before))
+        context.memo[self] = [(context.step, r) for r in range(len(logits_MV))]
+        return logits_MV
+
+
+class Asked(decoding.StoppingCriterion):
+    """A stopping criterion that ends nothing and records each call's step, EOS ids, prompts,
+    generated tokens and prompt index."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, context):
+        self.calls.append(
+            (
+                context.step,
+                context.eos_token_ids,
+                context.prompts,
+                context.generated_MT.tolist(),
+                context.prompt_index_M.tolist(),
+            )
+        )
+        return np.zeros(len(context.prompt_index_M), dtype=bool)
+
+
 class Recording(decoding.LanguageModel):
     """Uniform logits over `V` tokens; records every call (``calls`` stays empty when an
     argument is refused before the model is called)."""

@@ -17,9 +17,12 @@ from hypothesis import strategies as st
 
 import decoding
 from decoding import Beam, ScriptedLM
+from decoding.decoders.beam.policies import follow
 from decoding.lm.scripted import normalised
 from decoding.testing import archive_beam_search, reference
 from decoding.testing.strategies import Problem, problems
+
+from fakes import Asked
 
 # K=2, alpha=2, EOS=0: step 1 holds (0,) finished at log 0.5 and (2,) live at log 0.4; at
 # step 2 both (2, 1) and (2, 2) score log(0.2) / 4 > log(0.5), so (0,) leaves the pool.
@@ -576,6 +579,38 @@ def test_pool_asks_stopping_criteria_only_about_new_beams_not_ending_on_eos():
     (beams,) = decoder.decode(lm, [[5]])
     assert criterion.seen == [[(1,)]]
     assert [(b.tokens, b.finish_reason) for b in beams] == [((0,), "eos"), ((1,), "stop")]
+
+
+def test_follow_appends_to_each_slots_parent_row_in_the_common_dtype():
+    # Slot k takes the row of slot source[k], then its new entry; int64 rows with float64
+    # entries (or the other way round) give float64 rows.
+    out = follow(np.array([[[1], [2]]]), np.array([[1, 1]]), np.array([[0.5, 0.25]]))
+    assert out.dtype == np.float64
+    assert out.tolist() == [[[2.0, 0.5], [2.0, 0.25]]]
+    out = follow(np.array([[[0.5], [0.25]]]), np.array([[1, 0]]), np.array([[3, 4]]))
+    assert out.dtype == np.float64
+    assert out.tolist() == [[[0.25, 3.0], [0.5, 4.0]]]
+
+
+def test_pool_asks_stopping_criteria_about_new_beams_not_ending_on_eos_with_the_context():
+    """Prompt [4], K = 2, EOS 0, alpha 0: step 1 holds [1] (0.6) and [0] (0.4, EOS); the
+    criterion is asked about [1] only, told the EOS ids and the prompts. Step 2: [0] (0.4)
+    beats [1, 0] (0.24) and only [1, 1] (0.36) is new and not ended by EOS."""
+    lm = ScriptedLM({(): {1: log(0.6), 0: log(0.4)}}, vocab_size=5)
+    asked = Asked()
+    decoder = decoding.BeamSearchDecoder(2, 2, alpha=0.0, eos_token_id=0, stopping=[asked])
+    (beams,) = decoder.decode(lm, [[4]])
+    assert [b.tokens for b in beams] == [(0,), (1, 1)]
+    assert asked.calls == [
+        (1, (0,), ((4,),), [[1]], [0]),
+        (2, (0,), ((4,),), [[1, 1]], [0]),
+    ]
+    # One beam that takes the EOS at once: no candidate is left to ask about, so no call.
+    asked = Asked()
+    decoder = decoding.BeamSearchDecoder(1, 2, eos_token_id=0, stopping=[asked])
+    (beams,) = decoder.decode(ScriptedLM({(): {0: 0.0}}, vocab_size=5), [[4]])
+    assert [b.tokens for b in beams] == [(0,)]
+    assert asked.calls == []
 
 
 def test_archive_scores_only_the_hypotheses_entering_it():

@@ -33,6 +33,8 @@ from fakes import (
     PROMPTS,
     TOL,
     BufferReusingLM,
+    Chained,
+    Counting,
     FreshLM,
     Recording,
     assert_beam_invariants,
@@ -43,6 +45,7 @@ from fakes import (
     eos_of,
     fewer,
     names,
+    raises_exactly,
     refused,
     run_batched,
     run_reference,
@@ -218,6 +221,32 @@ def test_a_model_reusing_its_output_buffer_cannot_corrupt_an_older_state(finishe
     replayed = decoder.step(reusing, states[0])
     np.testing.assert_array_equal(replayed.logprob_BK, states[1].logprob_BK)
     assert decoder.decode(reusing, [[1], [2, 3]]) == decoder.decode(fresh, [[1], [2, 3]])
+
+
+def test_processors_get_the_parent_rows_and_the_memo_the_last_call_left():
+    # K = 2, prompt [4], alpha 0, no EOS. The prefill's call has one row, no tokens, no parent
+    # and no previous memo; it leaves [(0, 0)]. Step 1 holds [1] (0.6) and [2] (0.4), both
+    # continuing row 0 of the prefill's call. Step 2: [2, 1] (0.4) beats [1, 1] (0.36) and
+    # [1, 2] (0.24), so slot 0 continues row 1 of step 1's call and slot 1 row 0.
+    model = ScriptedLM({(): {1: log(0.6), 2: log(0.4)}, (2,): {1: 0.0}}, vocab_size=5)
+    chained = Chained()
+    decoder = BeamSearchDecoder(2, 3, alpha=0.0, processors=[chained])
+    state = decoder.init(model, [[4]])
+    assert state.processor_memo == {chained: [(0, 0)]}
+    state = decoder.step(model, state)
+    assert state.processor_memo == {chained: [(1, 0), (1, 1)]}
+    state = decoder.step(model, state)
+    assert state.processor_memo == {chained: [(2, 0), (2, 1)]}
+    assert chained.seen == [
+        (0, [[]], None, None),
+        (1, [[1], [2]], [0, 0], [(0, 0)]),
+        (2, [[2, 1], [1, 1]], [1, 0], [(1, 0), (1, 1)]),
+    ]
+    # Without processors nothing is called, so no memo is kept.
+    plain = BeamSearchDecoder(2, 3, alpha=0.0)
+    state = plain.init(model, [[4]])
+    assert state.processor_memo is None
+    assert plain.step(model, state).processor_memo is None
 
 
 # -- properties ------------------------------------------------------------------------------------
@@ -472,6 +501,64 @@ def test_state_logits_are_read_only():
         state.logits_MV[0, 0] = 1.0
     for name in ("logprob_BK", "length_BK", "finished_BK", "tokens_BKT", "token_logprob_BKT"):
         assert not getattr(state, name).flags.writeable, name
+
+
+def test_stepping_a_finished_search_is_refused():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = BeamSearchDecoder(2, 1)
+    state = decoder.step(model, decoder.init(model, [[2]]))
+    assert decoder.done(state)
+    with raises_exactly(ValueError, "step() called on a finished search; check done(state) first"):
+        decoder.step(model, state)
+
+
+def test_a_state_that_is_not_this_decoders_is_refused_with_the_whole_message():
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    decoder = BeamSearchDecoder(2, 3)
+    with raises_exactly(TypeError, "state must be a BeamState from init() or step(), got 'x'"):
+        decoder.step(model, "x")
+    state = BeamSearchDecoder(2, 3, finished="archive").init(model, [[2]])
+    with raises_exactly(
+        ValueError,
+        "state was made by a decoder with another finished-beam policy than this one's "
+        "finished='pool'",
+    ):
+        decoder.step(model, state)
+
+
+def test_stopping_criteria_are_checked_against_the_vocabulary_before_the_model_is_called():
+    model = Counting(ScriptedLM({(): {1: 0.0}}, vocab_size=7))
+    decoder = BeamSearchDecoder(2, 3, stopping=[decoding.StopOnTokens([9])])
+    with raises_exactly(
+        ValueError, "StopOnTokens token_ids must be in [0, 7) for this model, got 9"
+    ):
+        decoder.init(model, [[0]])
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"processor_order": 3}, TypeError, "processor_order must be 'logits' or 'hf', got 3"),
+        ({"scorer": 3}, TypeError, "scorer must be a decoding.Scorer or None, got 3"),
+        ({"processor_order": "x"}, ValueError, "processor_order must be 'logits' or 'hf', got 'x'"),
+        (
+            {"alpha": 1.5, "scorer": decoding.LengthPenalty(0.5)},
+            ValueError,
+            "alpha=1.5 would be ignored: a scorer (LengthPenalty(alpha=0.5)) ranks instead of "
+            "LengthPenalty(alpha); give one or the other",
+        ),
+        (
+            {"early_stopping": True},
+            ValueError,
+            "early_stopping=True only applies to finished='archive' (the pool policy stops when "
+            "every held beam is finished)",
+        ),
+    ],
+)
+def test_bad_settings_are_refused_with_the_whole_message(kwargs, error, message):
+    with raises_exactly(error, message):
+        BeamSearchDecoder(2, 3, **kwargs)
 
 
 def test_a_state_of_another_beam_width_is_refused():
