@@ -17,6 +17,7 @@ from decoding.testing.strategies import transformer
 from fakes import (
     BAD_COUNTS,
     EOS_MODEL,
+    Chained,
     Counting,
     NanPrefill,
     ShortPrefill,
@@ -49,21 +50,6 @@ def test_finished_rows_leave_the_model_calls_by_hand():
     assert model.calls == [("prefill", 2), ("extend", 2), ("extend", 1)]
 
 
-class _Chained(decoding.LogitsProcessor):
-    """Leaves ``(step, row)`` per row in its memo; records what each call is told."""
-
-    def __init__(self):
-        self.seen = []
-
-    def __call__(self, logits_MV, context):
-        generated = context.generated_MT
-        parent = None if context.parent_M is None else context.parent_M.tolist()
-        before = None if context.previous is None else context.previous.get(self)
-        self.seen.append((context.step, generated.tolist(), parent, before))
-        context.memo[self] = [(context.step, r) for r in range(len(logits_MV))]
-        return logits_MV
-
-
 def test_processors_get_the_first_call_then_the_memo_it_left():
     # Greedy, EOS 0, prompts [4] and [3]. The prefill's call has both rows, no tokens, step
     # 0, no parent and no previous memo; it leaves [(0, 0), (0, 1)]. Step 1: [4] takes 1,
@@ -71,7 +57,7 @@ def test_processors_get_the_first_call_then_the_memo_it_left():
     # and is handed the memo that call left. Step 2 ([4, 1] takes 2) reaches
     # max_new_tokens: no call, no live row.
     model = ScriptedLM({(4,): {1: 0.0}, (3,): {0: 0.0}, (): {2: 0.0}}, vocab_size=5)
-    chained = _Chained()
+    chained = Chained()
     decoder = GreedyDecoder(2, eos_token_id=0, processors=[chained])
     state = decoder.init(model, [[4], [3]])
     assert state.processor_memo == {chained: [(0, 0), (0, 1)]}
