@@ -155,6 +155,15 @@ def test_lookup_without_a_matching_key_raises_key_error():
         lm.next_token_logits([(1, 0)])  # suffixes (1, 0), (0,), () are not keys
 
 
+def test_key_error_shows_up_to_32_tokens_in_full_and_only_the_tail_of_longer_ones():
+    lm = decoding.ScriptedLM({(1, 2): [0.0, NEG, NEG]})
+    full = "(" + ", ".join(["0"] * 32) + ")"
+    with pytest.raises(KeyError, match=re.escape(f"no row for {full} nor")):
+        lm.lookup([0] * 32)
+    with pytest.raises(KeyError, match=re.escape("no row for ('...', 0, 0) nor")):
+        lm.lookup([0] * 33)  # only the last 2 (longest key) tokens are shown
+
+
 @pytest.mark.parametrize(
     ("table", "vocab_size", "error", "match"),
     [
