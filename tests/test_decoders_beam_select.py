@@ -166,3 +166,16 @@ def test_ranked_pool_over_an_empty_vocabulary_is_empty():
                               np.zeros((1, 2), dtype=np.int64), np.zeros_like(live), 1,
                               decoding.LengthPenalty(1.0), 1)  # fmt: skip
     assert pool.token_BK.shape == pool.logprob_BK.shape == (1, 0)
+
+
+def test_ranked_pool_gives_integer_tokens_and_parent_slots():
+    """K = 2, only slot 1 live at log-prob 0, row log-probs log [0.5, 0.3, 0.2]: C = 3 tokens,
+    all from parent slot 1, best first; tokens and slots are int64 ids."""
+    live = np.array([[False, True]])
+    pool = select.ranked_pool(np.log([[0.5, 0.3, 0.2]]), live, np.array([[-np.inf, 0.0]]),
+                              np.zeros((1, 2), dtype=np.int64), np.zeros_like(live), 1,
+                              decoding.LengthPenalty(1.0), 1, normalized=True)  # fmt: skip
+    assert pool.token_BK.dtype == np.int64 and pool.token_BK.tolist() == [[0, 1, 2]]
+    assert pool.source_BK.dtype == np.int64 and pool.source_BK.tolist() == [[1, 1, 1]]
+    np.testing.assert_allclose(pool.logprob_BK, np.log([[0.5, 0.3, 0.2]]), rtol=TOL)
+
