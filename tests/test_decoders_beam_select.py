@@ -178,4 +178,3 @@ def test_ranked_pool_gives_integer_tokens_and_parent_slots():
     assert pool.token_BK.dtype == np.int64 and pool.token_BK.tolist() == [[0, 1, 2]]
     assert pool.source_BK.dtype == np.int64 and pool.source_BK.tolist() == [[1, 1, 1]]
     np.testing.assert_allclose(pool.logprob_BK, np.log([[0.5, 0.3, 0.2]]), rtol=TOL)
-
