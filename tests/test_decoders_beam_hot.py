@@ -164,3 +164,37 @@ def test_hot_select_never_ranks_an_empty_slot_whatever_its_score():
     assert hot is not None
     assert hot.source_BK.tolist() == [[0, 0]] and hot.token_BK.tolist() == [[2, 1]]
     assert (hot.logprob_BK > -np.inf).all()
+
+
+def test_hot_select_carries_finished_beams_and_keeps_empty_slots_empty():
+    """K = 2, scorer logprob / length, new length 3. Prompt 0 is done: its finished beam
+    (-1, length 3) and its empty slot stay in slot order, the empty one with source 0, length 0.
+    Prompt 1 holds a finished beam (-0.5, length 2: score -0.25) and one live beam (logprob 0)
+    whose logits [0, 1, 3] give token 2 the score -log_total / 3 (about -0.057): token 2 first,
+    then the finished beam carried with token log-prob 0."""
+
+    class Plain(decoding.Scorer):
+        def score(self, logprob, length):
+            return np.asarray(logprob, dtype=np.float64) / np.asarray(length, dtype=np.float64)
+
+    hot = hot_select(
+        np.array([[0.0, 1.0, 3.0]]),
+        np.array([[False, False], [False, True]]),  # live
+        np.array([[-1.0, -np.inf], [-0.5, 0.0]]),  # logprob
+        np.array([[3, 0], [2, 2]]),  # length
+        np.array([[True, False], [True, False]]),  # finished
+        3,
+        Plain(),
+    )
+    assert hot is not None
+    log_total = math.log(1 + math.exp(-2) + math.exp(-3))
+    carried = -1
+    assert hot.source_BK.tolist() == [[0, 0], [1, 0]]
+    assert hot.token_BK.tolist() == [[carried, carried], [2, carried]]
+    assert hot.length_BK.tolist() == [[3, 0], [3, 2]]
+    assert hot.logprob_BK[0].tolist() == [-1.0, -math.inf]
+    np.testing.assert_allclose(hot.logprob_BK[1], [-log_total, -0.5], rtol=1e-12)
+    assert hot.token_logprob_BK.dtype == np.float64
+    assert hot.token_logprob_BK[0].tolist() == [0.0, 0.0]
+    assert hot.token_logprob_BK[1, 1] == 0.0
+    np.testing.assert_allclose(hot.token_logprob_BK[1, 0], -log_total, rtol=1e-12)
