@@ -235,3 +235,16 @@ def test_memory_limit_counts_every_row_and_names_the_sizes(limit):
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         decoding.ScriptedLM(table)
+
+
+def test_memory_refusal_cuts_a_size_longer_than_40_characters(limit):
+    """A size of up to 40 characters is named whole; a longer one is cut to its first and last
+    10 characters and its length: 10**39 is "1" and 39 zeros (40 characters), 10**40 is "1" and
+    40 zeros (41 characters)."""
+    limit(1 << 30)
+    whole = "ScriptedLM(vocab_size=1" + "0" * 39 + ", rows=1) would need"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}"):
+        decoding.ScriptedLM({(): [0.0]}, vocab_size=10**39)
+    cut = "ScriptedLM(vocab_size=1000000000...0000000000 (41 characters), rows=1) would need"
+    with pytest.raises(ValueError, match=f"^{re.escape(cut)}"):
+        decoding.ScriptedLM({(): [0.0]}, vocab_size=10**40)
