@@ -159,16 +159,15 @@ def model_vocab_size(model: object) -> int:
     return positive_int("model.vocab_size", vocab_size)
 
 
-def optional_token_id(name: str, value: object, vocab_size: int | None) -> int | None:
-    """``None`` or an int in ``[0, vocab_size)`` (``vocab_size=None``: any int >= 0)."""
+def optional_token_id(name: str, value: object) -> int | None:
+    """``None`` or an int token id >= 0 (the model's vocabulary is checked where it is known:
+    `check_eos_range`)."""
     if value is None:
         return None
     if not _is_int(value):
         raise TypeError(f"{name} must be None or an int token id, got {brief(value)}")
     if value < 0:
         raise ValueError(f"{name} must be None or a token id >= 0, got {brief(value)}")
-    if vocab_size is not None and value >= vocab_size:
-        raise ValueError(f"{name} must be in [0, {vocab_size}) for this model, got {brief(value)}")
     return operator.index(value)
 
 
@@ -234,7 +233,7 @@ def eos_ids(value: object) -> tuple[int, ...]:
     if value is None:
         return ()
     if _is_int(value):
-        optional_token_id("eos_token_id", value, vocab_size=None)
+        optional_token_id("eos_token_id", value)
         return (operator.index(value),)
     if not is_sequence(value):
         raise TypeError(
@@ -246,7 +245,7 @@ def eos_ids(value: object) -> tuple[int, ...]:
     for i, v in enumerate(value):
         if v is None:  # None means "no EOS" for the whole argument, not for one entry
             raise TypeError(f"eos_token_id[{i}] must be an int token id, got None")
-        checked.append(operator.index(optional_token_id(f"eos_token_id[{i}]", v, None)))  # type: ignore[arg-type]
+        checked.append(operator.index(optional_token_id(f"eos_token_id[{i}]", v)))  # type: ignore[arg-type]
     ids = tuple(checked)
     if len(set(ids)) != len(ids):
         raise ValueError(f"eos_token_id has duplicate ids: {brief(list(ids))}")
