@@ -97,6 +97,34 @@ def test_ties_across_blocks_keep_the_pool_order():
     assert [b.tokens for b in beams] == [(1,), (18,)]
 
 
+def test_a_finished_slot_offers_no_candidate_when_fewer_than_k_blocks_are_finite():
+    """V = 1, K = 2: slot 0 live at log-prob -1, slot 1 finished at -0.5 (length 1); new
+    length 3, score logprob / length. Only one block is finite, so there is no K-th bound; the
+    pool is the held beam (-0.5 / 1 = -0.5) and slot 0's token 0 (-1 / 3), nothing from the
+    finished slot: the candidate first, then the held beam."""
+    got = select.select(np.array([[0.0]]), np.array([[True, False]]), np.array([[-1.0, -0.5]]),
+                        np.array([[2, 1]]), np.array([[False, True]]), 3,
+                        decoding.LengthPenalty(1.0), 2)  # fmt: skip
+    assert got.source_BK.tolist() == [[0, 1]]
+    assert got.token_BK.tolist() == [[0, select.CARRIED]]
+    assert got.length_BK.tolist() == [[3, 1]]
+    assert got.logprob_BK.tolist() == [[-1.0, -0.5]]
+
+
+def test_a_held_beam_in_the_last_slot_precedes_an_equal_candidate_of_slot_0():
+    """K = 2, normalized values (a processor may give a token a positive bonus): slot 0 live at
+    -1 with token values [0.5, -3]; slot 1 finished at -0.5. Score = logprob (alpha 0): the held
+    beam and slot 0's token 0 both score -0.5, and pool order puts every held beam before every
+    candidate, whatever the candidate's token log-prob."""
+    for rank in (select.select, select.ranked_pool):
+        got = rank(np.array([[0.5, -3.0]]), np.array([[True, False]]), np.array([[-1.0, -0.5]]),
+                   np.array([[2, 1]]), np.array([[False, True]]), 3, decoding.LengthPenalty(0.0),
+                   2, normalized=True)  # fmt: skip
+        assert got.source_BK[:, :2].tolist() == [[1, 0]]
+        assert got.token_BK[:, :2].tolist() == [[select.CARRIED, 0]]
+        assert got.length_BK[:, :2].tolist() == [[1, 3]]
+
+
 @pytest.mark.parametrize(
     "options",
     [{}, {"scorer": decoding.LengthPenalty(0.6)}, {"finished": "archive"}],
