@@ -203,10 +203,15 @@ def test_beam_finish_reason_defaults_and_checks():
     assert Beam((1,), -1.0, -1.0, True, finish_reason="stop").finish_reason == "stop"
     # Not part of equality: the same hypothesis.
     assert Beam((1,), -1.0, -1.0, True, finish_reason="stop") == Beam((1,), -1.0, -1.0, True)
-    with pytest.raises(ValueError, match="finish_reason 'length' contradicts finished=True"):
+    with pytest.raises(ValueError) as info:
         Beam((1,), -1.0, -1.0, True, finish_reason="length")
-    with pytest.raises(ValueError, match="finish_reason must be one of"):
+    assert str(info.value) == (
+        "finish_reason 'length' contradicts finished=True: a finished hypothesis ends with "
+        "'eos' or 'stop', an unfinished one with 'length'"
+    )
+    with pytest.raises(ValueError) as info:
         Beam((1,), -1.0, -1.0, False, finish_reason="done")
+    assert str(info.value) == ("finish_reason must be one of ('eos', 'stop', 'length'), got 'done'")
 
 
 # -- properties: a criterion that ends rows on token e is EOS e, in every decoder -----------------
