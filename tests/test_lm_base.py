@@ -95,6 +95,15 @@ def test_long_chains_read_the_same_before_and_after_their_checkpoints_are_cached
         assert tuple(branch) == ids[i] + (9,) and branch[: len(ids[i])] == ids[i]
 
 
+def test_the_default_memory_estimate_counts_the_logits_twice_in_float64():
+    """[rows, V] float64 logits, twice: 2 * 8 bytes * 3 rows * 4 tokens = 192 bytes, whatever
+    the length and the number of positions."""
+    model = Echo()
+    assert model.memory_estimate(3, 10) == 192
+    assert model.memory_estimate(3, 10, 5) == 192
+    assert model.memory_estimate(1, 1) == 64
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 

@@ -439,3 +439,24 @@ def test_ids_beyond_the_vocabulary_are_refused_before_any_model_call(processor, 
     with pytest.raises(ValueError) as info:
         decoding.GreedyDecoder(3, processors=[processor]).decode(model, [[1]])
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        # repr of 78 letters is 80 characters (two quotes): shown whole.
+        ("a" * 78, "'" + "a" * 78 + "'"),
+        # 81 characters: cut to 30 + "..." + 30 (the quote and 29 letters each side).
+        ("a" * 79, "'" + "a" * 29 + "..." + "a" * 29 + "' (81 characters)"),
+        # 102 characters: the first 30 are the quote and 0..9, 0..9, 0..8; the last 30 are
+        # 1..9, 0..9, 0..9 and the quote.
+        (
+            "0123456789" * 10,
+            "'01234567890123456789012345678...12345678901234567890123456789' (102 characters)",
+        ),
+    ],
+)
+def test_a_long_bad_argument_is_cut_in_the_middle_past_80_characters(value, shown):
+    with pytest.raises(TypeError) as info:
+        MinP(value)
+    assert str(info.value) == f"p must be a number in [0, 1], got {shown}"
