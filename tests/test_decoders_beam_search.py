@@ -36,6 +36,7 @@ from fakes import (
     Chained,
     Counting,
     FreshLM,
+    NanPrefill,
     Recording,
     assert_beam_invariants,
     assert_same_beam,
@@ -646,3 +647,15 @@ def test_any_finite_real_alpha_is_accepted_without_warnings(alpha):
         warnings.simplefilter("error")
         results = run_batched(PROMPTS, Recording(), alpha=alpha)
     assert len(results) == 2 and all(len(r) == 2 for r in results)
+
+
+def test_nan_logits_are_named_at_their_step_when_processors_run_on_the_log_softmax():
+    # processor_order="hf": the prefill's logits go through the log-softmax before the
+    # processors, so a NaN there is refused at step 1, the step that reads them.
+    model = NanPrefill({(): {1: 0.0}}, vocab_size=3)
+    decoder = decoding.BeamSearchDecoder(
+        2, 2, processors=[decoding.BanTokens([0])], processor_order="hf"
+    )
+    with pytest.raises(ValueError) as info:
+        decoder.decode(model, [[0]])
+    assert str(info.value) == "model returned logits containing NaN at step 1"

@@ -9,7 +9,7 @@ from math import log
 import pytest
 from hypothesis import assume, given
 
-from decoding import Beam, BeamSearchDecoder, GreedyDecoder, ScriptedLM
+from decoding import Beam, BeamSearchDecoder, GreedyDecoder, LanguageModel, ScriptedLM
 from decoding.testing import reference
 from decoding.testing.strategies import alphas, transformers
 
@@ -127,3 +127,16 @@ def test_greedy_equals_beam_search_of_width_one_on_a_float64_transformer(case, a
     ):
         assert (g[0].tokens, g[0].finished) == (b[0].tokens, b[0].finished)
         assert close(g[0].logprob, b[0].logprob, 1e-12)
+
+
+def test_a_model_without_vocab_size_is_refused_naming_its_type():
+    class NoVocabulary(LanguageModel):
+        def next_token_logits(self, sequences):
+            raise AssertionError("not called")
+
+    with pytest.raises(TypeError) as info:
+        GreedyDecoder(2).decode(NoVocabulary(), [[0]])
+    assert str(info.value) == (
+        "model.vocab_size is missing: a LanguageModel must define vocab_size (a positive int), "
+        "got a NoVocabulary without it"
+    )
