@@ -213,3 +213,36 @@ def test_a_request_that_would_outgrow_the_position_table_is_refused_before_work(
     with pytest.raises(ValueError, match=r"prompts\[0\]"):
         decoding.batched_beam_search([list(range(8))], 2, 2, model=model)
     assert model.prefills == 0
+
+
+def test_a_model_that_is_not_a_language_model_is_named_up_to_200_characters():
+    class Long:
+        def __init__(self, size):
+            self.size = size
+
+        def __repr__(self):
+            return "m" * self.size
+
+    with pytest.raises(TypeError) as info:
+        decoding.GreedyDecoder(2).decode(Long(200), [[0]])
+    assert str(info.value) == "model must be a decoding.LanguageModel, got " + "m" * 200
+    # Past 200 characters: 90 from each end, then the length.
+    with pytest.raises(TypeError) as info:
+        decoding.GreedyDecoder(2).decode(Long(201), [[0]])
+    assert str(info.value) == (
+        "model must be a decoding.LanguageModel, got "
+        + "m" * 90
+        + "..."
+        + "m" * 90
+        + " (201 characters)"
+    )
+
+
+def test_eos_token_id_keeps_the_form_it_was_given_and_refuses_an_empty_list():
+    # An int stays an int, a list becomes a tuple of its ids.
+    assert decoding.BeamSearchDecoder(2, 2, eos_token_id=3).eos_token_id == 3
+    assert decoding.GreedyDecoder(2, eos_token_id=3).eos_token_id == 3
+    assert decoding.BeamSearchDecoder(2, 2, eos_token_id=[3, 4]).eos_token_id == (3, 4)
+    with pytest.raises(ValueError) as info:
+        decoding.GreedyDecoder(2, eos_token_id=[])
+    assert str(info.value) == "eos_token_id must not be an empty sequence; use None for no EOS"

@@ -355,3 +355,12 @@ def test_stopped_rows_names_a_criterion_that_answers_the_wrong_shape():
         "stopping criterion OneRow() returned array([ True]) at step 1; "
         "expected a bool array of shape (2,)"
     )
+
+
+def test_stopping_that_is_not_a_list_of_criteria_is_refused_naming_it():
+    with pytest.raises(TypeError) as info:
+        decoding.GreedyDecoder(2, stopping=5)
+    assert str(info.value) == "stopping must be a list or tuple of StoppingCriterion, got 5"
+    with pytest.raises(TypeError) as info:
+        decoding.GreedyDecoder(2, stopping=[StopOnTokens([1]), 5])
+    assert str(info.value) == "stopping[1] must be a decoding.StoppingCriterion, got 5"
