@@ -347,6 +347,16 @@ def same(a, b) -> bool:
     return type(a) is type(b) and (a == b or (a != a and b != b))  # nan == nan here
 
 
+def refuses_a_step_after_done(decoder) -> None:
+    """``decoder`` (``max_new_tokens=1``) is done after one step on a one-token script; a
+    further step is refused by the whole message."""
+    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
+    state = decoder.step(model, decoder.init(model, [[0]]))
+    assert decoder.done(state)
+    with raises_exactly(ValueError, "step() called on a finished search; check done(state) first"):
+        decoder.step(model, state)
+
+
 def refused(entry, error, match, prompts=PROMPTS, **kwargs):
     """Assert the call raises ``error`` matching ``match``, calls no model, mutates nothing."""
     model = Recording()

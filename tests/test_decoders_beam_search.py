@@ -48,6 +48,7 @@ from fakes import (
     names,
     raises_exactly,
     refused,
+    refuses_a_step_after_done,
     run_batched,
     run_reference,
     stuck_at,
@@ -505,12 +506,7 @@ def test_state_logits_are_read_only():
 
 
 def test_stepping_a_finished_search_is_refused():
-    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
-    decoder = BeamSearchDecoder(2, 1)
-    state = decoder.step(model, decoder.init(model, [[2]]))
-    assert decoder.done(state)
-    with raises_exactly(ValueError, "step() called on a finished search; check done(state) first"):
-        decoder.step(model, state)
+    refuses_a_step_after_done(BeamSearchDecoder(2, 1))
 
 
 def test_a_state_that_is_not_this_decoders_is_refused_with_the_whole_message():

@@ -18,7 +18,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from decoding.testing import strategies  # noqa: E402
 
-from fakes import NanPrefill, ShortPrefill  # noqa: E402
+from fakes import NanPrefill, ShortPrefill, refuses_a_step_after_done  # noqa: E402
 
 log = math.log
 
@@ -314,13 +314,7 @@ def test_beam_width_above_the_limit_and_no_groups_are_refused_with_their_exact_m
 
 
 def test_stepping_a_finished_search_is_refused():
-    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
-    decoder = DiverseBeamSearchDecoder(2, 2, 1.0, 1)
-    state = decoder.step(model, decoder.init(model, [[0]]))
-    assert decoder.done(state)
-    with pytest.raises(ValueError) as info:
-        decoder.step(model, state)
-    assert str(info.value) == "step() called on a finished search; check done(state) first"
+    refuses_a_step_after_done(DiverseBeamSearchDecoder(2, 2, 1.0, 1))
 
 
 def test_a_group_with_nothing_live_does_not_stop_the_later_groups():

@@ -23,6 +23,7 @@ from fakes import (
     ShortPrefill,
     names,
     refused,
+    refuses_a_step_after_done,
     run_greedy,
     run_sampling,
 )
@@ -210,13 +211,7 @@ def test_nan_logits_are_refused_by_the_step_that_reads_them():
 
 
 def test_stepping_a_finished_search_is_refused():
-    model = ScriptedLM({(): {1: 0.0}}, vocab_size=3)
-    decoder = GreedyDecoder(1)
-    state = decoder.step(model, decoder.init(model, [[0]]))
-    assert decoder.done(state)
-    with pytest.raises(ValueError) as info:
-        decoder.step(model, state)
-    assert str(info.value) == "step() called on a finished search; check done(state) first"
+    refuses_a_step_after_done(GreedyDecoder(1))
 
 
 def test_a_state_of_another_kind_or_sample_count_is_refused_by_its_exact_message():

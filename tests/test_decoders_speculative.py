@@ -29,6 +29,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from decoding.testing import strategies  # noqa: E402
 
+from fakes import refuses_a_step_after_done  # noqa: E402
+
 log = math.log
 
 
@@ -614,12 +616,7 @@ def test_a_model_whose_state_is_its_history_and_no_rewind_is_extended_from_it():
 
 
 def test_stepping_a_finished_search_gets_the_exact_message():
-    decoder = SpeculativeDecoder(PromptLookup(), 2, 1)
-    model = ScriptedLM({(): {1: 0.0}}, vocab_size=2)
-    state = decoder.step(model, decoder.init(model, [[1]]))
-    with pytest.raises(ValueError) as info:
-        decoder.step(model, state)
-    assert str(info.value) == "step() called on a finished search; check done(state) first"
+    refuses_a_step_after_done(SpeculativeDecoder(PromptLookup(), 2, 1))
 
 
 def test_prompt_lookup_proposes_nothing_from_an_eos_on():
